@@ -1,0 +1,177 @@
+//! Cluster privileges, the actions they grant, and role descriptors.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The role every installation has: everything is allowed.
+pub const SUPERUSER_ROLE: &str = "superuser";
+
+/// The cluster privileges Tessera knows. Names Elasticsearch accepts but that
+/// guard nothing here (`monitor`, …) are still accepted in role
+/// definitions so that roles copied from a cluster load unchanged.
+pub const KNOWN_CLUSTER_PRIVILEGES: &[&str] = &[
+    "all",
+    "cancel_task",
+    "create_snapshot",
+    "grant_api_key",
+    "manage",
+    "manage_api_key",
+    "manage_own_api_key",
+    "manage_security",
+    "manage_token",
+    "monitor",
+    "none",
+    "read_security",
+];
+
+/// An action guarded by a cluster privilege. The names are Elasticsearch's
+/// transport action names, which appear verbatim in 403 messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    TokenCreate,
+    TokenRefresh,
+    TokenInvalidate,
+    UserPut,
+    UserGet,
+    UserDelete,
+    UserChangePassword,
+    UserSetEnabled,
+    RolePut,
+    RoleGet,
+    RoleDelete,
+    ApiKeyCreate,
+    ApiKeyGet,
+    ApiKeyInvalidate,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::TokenCreate => "cluster:admin/xpack/security/token/create",
+            Action::TokenRefresh => "cluster:admin/xpack/security/token/refresh",
+            Action::TokenInvalidate => "cluster:admin/xpack/security/token/invalidate",
+            Action::UserPut => "cluster:admin/xpack/security/user/put",
+            Action::UserGet => "cluster:admin/xpack/security/user/get",
+            Action::UserDelete => "cluster:admin/xpack/security/user/delete",
+            Action::UserChangePassword => "cluster:admin/xpack/security/user/change_password",
+            Action::UserSetEnabled => "cluster:admin/xpack/security/user/set_enabled",
+            Action::RolePut => "cluster:admin/xpack/security/role/put",
+            Action::RoleGet => "cluster:admin/xpack/security/role/get",
+            Action::RoleDelete => "cluster:admin/xpack/security/role/delete",
+            Action::ApiKeyCreate => "cluster:admin/xpack/security/api_key/create",
+            Action::ApiKeyGet => "cluster:admin/xpack/security/api_key/get",
+            Action::ApiKeyInvalidate => "cluster:admin/xpack/security/api_key/invalidate",
+        }
+    }
+
+    /// The cluster privileges that grant this action, in the order
+    /// Elasticsearch lists them in its 403 message.
+    pub fn granted_by(self) -> &'static [&'static str] {
+        match self {
+            Action::TokenCreate | Action::TokenRefresh | Action::TokenInvalidate => {
+                &["manage_token", "manage_security", "all"]
+            }
+            Action::UserGet | Action::RoleGet => &["read_security", "manage_security", "all"],
+            Action::UserPut
+            | Action::UserDelete
+            | Action::UserChangePassword
+            | Action::UserSetEnabled
+            | Action::RolePut
+            | Action::RoleDelete => &["manage_security", "all"],
+            Action::ApiKeyCreate | Action::ApiKeyGet | Action::ApiKeyInvalidate => {
+                &["manage_own_api_key", "manage_api_key", "manage_security", "all"]
+            }
+        }
+    }
+}
+
+/// A role definition as stored and as returned by `GET /_security/role`.
+/// Only `cluster` is interpreted; the rest is kept verbatim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDescriptor {
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    #[serde(default)]
+    pub indices: Vec<Value>,
+    #[serde(default)]
+    pub applications: Vec<Value>,
+    #[serde(default)]
+    pub run_as: Vec<String>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_indices: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl RoleDescriptor {
+    pub fn superuser() -> Self {
+        let mut metadata = Map::new();
+        metadata.insert("_reserved".into(), Value::Bool(true));
+        Self {
+            cluster: vec!["all".into()],
+            indices: vec![serde_json::json!({"names": ["*"], "privileges": ["all"], "allow_restricted_indices": true})],
+            applications: vec![serde_json::json!({"application": "*", "privileges": ["*"], "resources": ["*"]})],
+            run_as: vec!["*".into()],
+            metadata,
+            global: None,
+            remote_indices: None,
+            description: None,
+        }
+    }
+
+    /// The first cluster privilege that is not one Tessera knows, if any.
+    pub fn unknown_cluster_privilege(&self) -> Option<&str> {
+        self.cluster
+            .iter()
+            .map(String::as_str)
+            .find(|p| !KNOWN_CLUSTER_PRIVILEGES.contains(p))
+    }
+}
+
+/// Whether any of the held cluster privileges grants `action`.
+pub fn grants<'a>(held: impl IntoIterator<Item = &'a str>, action: Action) -> bool {
+    let wanted = action.granted_by();
+    held.into_iter().any(|p| wanted.contains(&p))
+}
+
+/// Role names must be 1–507 printable ASCII characters without surrounding
+/// whitespace (Elasticsearch's rule).
+pub fn validate_role_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 507
+        && name.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && name.trim() == name;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "Role names must be at least 1 and no more than 507 characters. They can contain alphanumeric characters (a-z, A-Z, 0-9), spaces, punctuation, and printable symbols in the Basic Latin (ASCII) block. Leading or trailing whitespace is not allowed. [{name}]"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privileges_grant_actions() {
+        assert!(grants(["manage_token"], Action::TokenCreate));
+        assert!(grants(["all"], Action::UserPut));
+        assert!(!grants(["manage_token"], Action::UserPut));
+        assert!(!grants(["monitor"], Action::TokenInvalidate));
+        assert!(grants(["read_security"], Action::UserGet));
+    }
+
+    #[test]
+    fn descriptors_reject_unknown_fields_and_privileges() {
+        assert!(serde_json::from_value::<RoleDescriptor>(serde_json::json!({"clusterx": []})).is_err());
+        let d: RoleDescriptor = serde_json::from_value(serde_json::json!({"cluster": ["manage_tokn"]})).unwrap();
+        assert_eq!(d.unknown_cluster_privilege(), Some("manage_tokn"));
+    }
+}

@@ -1,0 +1,279 @@
+//! The refresh state machine.
+//!
+//! A stored pair moves through these states:
+//!
+//! ```text
+//!   fresh ──refresh──▶ refreshed(at, sealed successor) ──window passes──▶ spent
+//!     │                    │ repeat within the window: the same successor
+//!     └──────── invalidated / expired (terminal) ◀───────┘
+//! ```
+//!
+//! [`decide`] is a pure function of the stored record, the presented refresh
+//! token, the caller and the time. A store calls it *inside* the transaction
+//! that holds the record locked, and applies a [`Decision::Rotate`] (update
+//! the old record, insert the successor) in that same transaction. That is
+//! what makes a refresh one atomic step: there is never a moment at which a
+//! record says "refreshed" but its successor is not stored.
+
+use crate::authn::ClientRef;
+use crate::crypto;
+use crate::time::Millis;
+use crate::token::{Refreshed, TokenPair, TokenRecord, TokenString};
+
+/// Tunables of a refresh, fixed by configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshPolicy {
+    pub access_ttl_ms: Millis,
+    /// How long after the first refresh a repeat returns the same pair.
+    pub window_ms: Millis,
+}
+
+/// Why a refresh was refused. Each maps to Elasticsearch's exact
+/// `error_description` for `invalid_grant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    #[error("could not refresh the requested token")]
+    NotFound,
+    #[error("token document has expired")]
+    Expired,
+    #[error("token has been invalidated")]
+    Invalidated,
+    #[error("tokens must be refreshed by the creating client")]
+    WrongClient,
+    #[error("token has already been refreshed more than 30 seconds in the past")]
+    RefreshedTooLongAgo,
+    #[error("token has been refreshed more than 30 seconds in the future, clock skew too great")]
+    ClockSkew,
+}
+
+/// What a store must do with a refresh request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Refuse; change nothing.
+    Reject(RefreshError),
+    /// Already refreshed within the window: answer with the successor pair
+    /// that the first refresh produced (after [`check_replay_target`]).
+    Replay {
+        successor_id: String,
+        pair: TokenPair,
+    },
+    /// First refresh: store `successor`, mark the old record `refreshed`,
+    /// both in one transaction, then hand out `pair`.
+    Rotate {
+        successor: Box<TokenRecord>,
+        refreshed: Refreshed,
+        pair: TokenPair,
+    },
+}
+
+
+pub fn decide(
+    record: &TokenRecord,
+    presented: &TokenString,
+    caller: &ClientRef,
+    now: Millis,
+    policy: RefreshPolicy,
+) -> Decision {
+    let Some(refresh_expires_at) = record.refresh_expires_at else {
+        // A pair minted without a refresh token (client_credentials).
+        return Decision::Reject(RefreshError::NotFound);
+    };
+    if now >= refresh_expires_at {
+        return Decision::Reject(RefreshError::Expired);
+    }
+    if record.refresh_invalidated {
+        return Decision::Reject(RefreshError::Invalidated);
+    }
+    if &record.client != caller {
+        return Decision::Reject(RefreshError::WrongClient);
+    }
+    match &record.refreshed {
+        Some(done) => {
+            if now > done.at.saturating_add(policy.window_ms) {
+                return Decision::Reject(RefreshError::RefreshedTooLongAgo);
+            }
+            if now < done.at.saturating_sub(policy.window_ms) {
+                return Decision::Reject(RefreshError::ClockSkew);
+            }
+            match open_successor(record, presented, done) {
+                Some(pair) => Decision::Replay {
+                    successor_id: done.successor_id.clone(),
+                    pair,
+                },
+                // Only a presented token whose hash matched can reach this
+                // point, so a failure to open means corrupted storage.
+                None => Decision::Reject(RefreshError::NotFound),
+            }
+        }
+        None => {
+            let (successor, pair) = TokenRecord::issue_in_family(
+                record.subject.clone(),
+                record.client.clone(),
+                true,
+                now,
+                policy.access_ttl_ms,
+                record.family_id.clone(),
+                record.generation.saturating_add(1),
+            );
+            let refreshed = Refreshed {
+                at: now,
+                successor_id: successor.id.clone(),
+                sealed_successor: seal_successor(record, &successor.id, presented, &pair),
+            };
+            Decision::Rotate {
+                successor: Box::new(successor),
+                refreshed,
+                pair,
+            }
+        }
+    }
+}
+
+/// A replay hands out the successor only if that successor can still be
+/// honoured: it exists and its access token has not been taken back.
+pub fn check_replay_target(successor: Option<&TokenRecord>, now: Millis) -> Result<(), RefreshError> {
+    match successor {
+        None => Err(RefreshError::NotFound),
+        Some(s) if s.access_invalidated => Err(RefreshError::Invalidated),
+        Some(s) if now >= s.access_expires_at => Err(RefreshError::Expired),
+        Some(_) => Ok(()),
+    }
+}
+
+fn seal_context(record: &TokenRecord, successor_id: &str) -> Vec<u8> {
+    format!("{}>{}", record.id, successor_id).into_bytes()
+}
+
+fn seal_successor(record: &TokenRecord, successor_id: &str, presented: &TokenString, pair: &TokenPair) -> Vec<u8> {
+    let refresh = pair.refresh.as_ref().expect("a refresh always mints a refresh token");
+    let plaintext = zeroize::Zeroizing::new(format!("{}|{}", pair.access.expose(), refresh.expose()));
+    crypto::seal(
+        presented.expose().as_bytes(),
+        &seal_context(record, successor_id),
+        plaintext.as_bytes(),
+    )
+}
+
+fn open_successor(record: &TokenRecord, presented: &TokenString, done: &Refreshed) -> Option<TokenPair> {
+    let plain = crypto::open(
+        presented.expose().as_bytes(),
+        &seal_context(record, &done.successor_id),
+        &done.sealed_successor,
+    )?;
+    let text = std::str::from_utf8(&plain).ok()?;
+    let (access, refresh) = text.split_once('|')?;
+    Some(TokenPair {
+        access: TokenString::from_presented(access),
+        refresh: Some(TokenString::from_presented(refresh)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::{Authentication, AuthenticationType, NATIVE_REALM};
+
+    const POLICY: RefreshPolicy = RefreshPolicy {
+        access_ttl_ms: 1_200_000,
+        window_ms: 30_000,
+    };
+
+    fn subject() -> Authentication {
+        Authentication {
+            username: "u".into(),
+            roles: vec!["superuser".into()],
+            full_name: None,
+            email: None,
+            metadata: Default::default(),
+            enabled: true,
+            authentication_realm: NATIVE_REALM,
+            lookup_realm: NATIVE_REALM,
+            authentication_type: AuthenticationType::Realm,
+            api_key: None,
+        }
+    }
+
+    fn issued(now: Millis) -> (TokenRecord, TokenPair) {
+        let s = subject();
+        TokenRecord::issue(&s, s.client_ref(), true, now, POLICY.access_ttl_ms)
+    }
+
+    fn rotate(record: &mut TokenRecord, presented: &TokenString, now: Millis) -> TokenPair {
+        match decide(record, presented, &record.client.clone(), now, POLICY) {
+            Decision::Rotate { refreshed, pair, successor } => {
+                assert_eq!(successor.generation, record.generation + 1);
+                assert_eq!(successor.family_id, record.family_id);
+                assert_eq!(successor.access_hash, pair.access.hash());
+                record.refreshed = Some(refreshed);
+                pair
+            }
+            other => panic!("expected rotate, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_refresh_rotates_and_repeats_replay_the_same_pair() {
+        let (mut record, pair) = issued(0);
+        let rt = pair.refresh.unwrap();
+        let first = rotate(&mut record, &rt, 1_000);
+        for at in [1_000, 5_000, 31_000] {
+            match decide(&record, &rt, &record.client, at, POLICY) {
+                Decision::Replay { pair, .. } => assert_eq!(pair, first),
+                other => panic!("expected replay at {at}, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            decide(&record, &rt, &record.client, 31_001, POLICY),
+            Decision::Reject(RefreshError::RefreshedTooLongAgo)
+        ));
+        assert!(matches!(
+            decide(&record, &rt, &record.client, -40_000, POLICY),
+            Decision::Reject(RefreshError::ClockSkew)
+        ));
+    }
+
+    #[test]
+    fn rejections_follow_elasticsearch_order() {
+        let (mut record, pair) = issued(0);
+        let rt = pair.refresh.unwrap();
+        let stranger = ClientRef {
+            username: "other".into(),
+            realm: "default_native".into(),
+            api_key_id: None,
+        };
+        assert!(matches!(
+            decide(&record, &rt, &stranger, 10, POLICY),
+            Decision::Reject(RefreshError::WrongClient)
+        ));
+        record.refresh_invalidated = true;
+        assert!(matches!(
+            decide(&record, &rt, &stranger, 10, POLICY),
+            Decision::Reject(RefreshError::Invalidated)
+        ));
+        assert!(matches!(
+            decide(&record, &rt, &stranger, crate::token::REFRESH_TOKEN_LIFETIME_MS, POLICY),
+            Decision::Reject(RefreshError::Expired)
+        ));
+    }
+
+    #[test]
+    fn replay_target_must_be_honourable() {
+        let (record, _) = issued(0);
+        assert_eq!(check_replay_target(None, 0), Err(RefreshError::NotFound));
+        assert_eq!(check_replay_target(Some(&record), 0), Ok(()));
+        let mut gone = record.clone();
+        gone.access_invalidated = true;
+        assert_eq!(check_replay_target(Some(&gone), 0), Err(RefreshError::Invalidated));
+    }
+
+    #[test]
+    fn pair_without_refresh_token_cannot_refresh() {
+        let s = subject();
+        let (record, _) = TokenRecord::issue(&s, s.client_ref(), false, 0, 1000);
+        let fake = TokenString::mint(crate::token::TokenKind::Refresh);
+        assert!(matches!(
+            decide(&record, &fake, &record.client, 1, POLICY),
+            Decision::Reject(RefreshError::NotFound)
+        ));
+    }
+}

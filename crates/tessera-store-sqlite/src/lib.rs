@@ -1,0 +1,532 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go through a single writer thread that owns the only writing
+//! connection. It takes every write job that is waiting, runs each in its
+//! own savepoint inside one transaction, commits once (`synchronous=FULL`:
+//! the commit is on disk when `COMMIT` returns) and only then answers every
+//! job. Concurrent requests therefore share an fsync (group commit) without
+//! any of them seeing an answer before its data is durable, and writes are
+//! serialised, which is what makes [`Store::refresh`] atomic here.
+//!
+//! Reads use a small pool of read-only connections on blocking threads. In
+//! WAL mode a read sees every transaction committed before it began, so any
+//! write that has been answered is visible to every later read.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use tessera_domain::refresh::{self, Decision};
+use tessera_domain::user::UserRecord;
+use tessera_domain::{Millis, TokenHash, TokenRecord};
+use tessera_store::codec::{self, TokenRow, UserRow, TOKEN_COLUMNS, USER_COLUMNS};
+use tessera_store::{
+    InvalidateCounts, InvalidateOne, RefreshGranted, RefreshOutcome, RefreshRequest, RoleDescriptor, Store,
+    StoreError, StoreResult, UserUpsert,
+};
+
+use writer::Writer;
+
+const READ_POOL_MAX_IDLE: usize = 8;
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<ReadPool>,
+}
+
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies the schema.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = Connection::open(path).map_err(unavailable)?;
+        schema::prepare_writer(&conn).map_err(internal)?;
+        let writer = Writer::spawn(conn);
+        Ok(Self {
+            writer,
+            readers: Arc::new(ReadPool {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = f(&conn).map_err(internal);
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.run(f).await
+    }
+}
+
+impl ReadPool {
+    fn take(&self) -> StoreResult<Connection> {
+        if let Some(conn) = self.idle.lock().expect("read pool lock").pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(unavailable)?;
+        schema::prepare_reader(&conn).map_err(internal)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().expect("read pool lock");
+        if idle.len() < READ_POOL_MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}
+
+fn internal(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: row.get(0)?,
+        access_hash: row.get(1)?,
+        refresh_hash: row.get(2)?,
+        family_id: row.get(3)?,
+        generation: row.get(4)?,
+        username: row.get(5)?,
+        realm: row.get(6)?,
+        subject: row.get(7)?,
+        client: row.get(8)?,
+        created_at: row.get(9)?,
+        access_expires_at: row.get(10)?,
+        refresh_expires_at: row.get(11)?,
+        access_invalidated: row.get(12)?,
+        refresh_invalidated: row.get(13)?,
+        refreshed_at: row.get(14)?,
+        successor_id: row.get(15)?,
+        sealed_successor: row.get(16)?,
+        purge_after: row.get(17)?,
+    })
+}
+
+fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        username: row.get(0)?,
+        password_hash: row.get(1)?,
+        roles: row.get(2)?,
+        full_name: row.get(3)?,
+        email: row.get(4)?,
+        metadata: row.get(5)?,
+        enabled: row.get(6)?,
+    })
+}
+
+fn token_where(conn: &Connection, clause: &str, key: &dyn rusqlite::ToSql) -> StoreResult<Option<TokenRecord>> {
+    let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE {clause}");
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.query_row([key], token_row).optional())
+        .map_err(internal)?
+        .map(TokenRow::into_record)
+        .transpose()
+}
+
+fn insert_token_row(conn: &Connection, record: &TokenRecord) -> StoreResult<()> {
+    let r = TokenRow::from_record(record)?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    ))
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            r.id,
+            r.access_hash,
+            r.refresh_hash,
+            r.family_id,
+            r.generation,
+            r.username,
+            r.realm,
+            r.subject,
+            r.client,
+            r.created_at,
+            r.access_expires_at,
+            r.refresh_expires_at,
+            r.access_invalidated,
+            r.refresh_invalidated,
+            r.refreshed_at,
+            r.successor_id,
+            r.sealed_successor,
+            r.purge_after,
+        ])
+    })
+    .map_err(internal)?;
+    conn.prepare_cached("INSERT OR IGNORE INTO meta (key, value) VALUES ('tokens_issued', '1')")
+        .and_then(|mut stmt| stmt.execute([]))
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// Runs a refresh inside the writer's transaction. The writer is the only
+/// writing connection, so the record cannot change between the read and the
+/// update below.
+fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<RefreshOutcome> {
+    let hash = req.refresh_token.hash();
+    let Some(record) = token_where(conn, "refresh_hash = ?1", &hash.0.as_slice())? else {
+        return Ok(Err(refresh::RefreshError::NotFound));
+    };
+    match refresh::decide(&record, &req.refresh_token, &req.caller, req.now, req.policy) {
+        Decision::Reject(e) => Ok(Err(e)),
+        Decision::Replay { successor_id, pair } => {
+            let successor = token_where(conn, "id = ?1", &successor_id)?;
+            Ok(refresh::check_replay_target(successor.as_ref(), req.now).map(|()| RefreshGranted {
+                pair,
+                subject: record.subject,
+                rotated: false,
+            }))
+        }
+        Decision::Rotate {
+            successor,
+            refreshed,
+            pair,
+        } => {
+            insert_token_row(conn, &successor)?;
+            conn.prepare_cached(
+                "UPDATE tokens SET refreshed_at = ?2, successor_id = ?3, sealed_successor = ?4 WHERE id = ?1 AND refreshed_at IS NULL",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![record.id, refreshed.at, refreshed.successor_id, refreshed.sealed_successor])
+            })
+            .map_err(internal)
+            .and_then(|n| match n {
+                1 => Ok(()),
+                _ => Err(StoreError::Internal("refreshed record changed under the writer".into())),
+            })?;
+            Ok(Ok(RefreshGranted {
+                pair,
+                subject: record.subject,
+                rotated: true,
+            }))
+        }
+    }
+}
+
+fn invalidate_one(conn: &Connection, column: &str, flag: &str, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+    let current: Option<bool> = conn
+        .prepare_cached(&format!("SELECT {flag} FROM tokens WHERE {column} = ?1"))
+        .and_then(|mut stmt| stmt.query_row([hash.0.as_slice()], |r| r.get(0)).optional())
+        .map_err(internal)?;
+    match current {
+        None => Ok(InvalidateOne::NotFound),
+        Some(true) => Ok(InvalidateOne::AlreadyInvalidated),
+        Some(false) => {
+            conn.prepare_cached(&format!("UPDATE tokens SET {flag} = 1 WHERE {column} = ?1"))
+                .and_then(|mut stmt| stmt.execute([hash.0.as_slice()]))
+                .map_err(internal)?;
+            Ok(InvalidateOne::Invalidated)
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await?;
+        self.write(|_| Ok(())).await
+    }
+
+    async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let username = username.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"))?
+                .query_row([username], user_row)
+                .optional()
+        })
+        .await?
+        .map(UserRow::into_record)
+        .transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"))?
+                .query_map([], user_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?
+        .into_iter()
+        .map(UserRow::into_record)
+        .collect()
+    }
+
+    async fn put_user(&self, user: UserUpsert) -> StoreResult<bool> {
+        self.write(move |c| upsert_user(c, &user)).await
+    }
+
+    async fn bootstrap_user(&self, user: UserUpsert) -> StoreResult<bool> {
+        self.write(move |c| {
+            let count: i64 = c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).map_err(internal)?;
+            if count > 0 {
+                return Ok(false);
+            }
+            upsert_user(c, &user)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
+        let username = username.to_owned();
+        self.write(move |c| {
+            c.execute("DELETE FROM users WHERE username = ?1", [username])
+                .map(|n| n > 0)
+                .map_err(internal)
+        })
+        .await
+    }
+
+    async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+        let (username, hash) = (username.to_owned(), password_hash.to_owned());
+        self.write(move |c| {
+            c.execute("UPDATE users SET password_hash = ?2 WHERE username = ?1", [username, hash])
+                .map(|n| n > 0)
+                .map_err(internal)
+        })
+        .await
+    }
+
+    async fn set_enabled(&self, username: &str, enabled: bool) -> StoreResult<bool> {
+        let username = username.to_owned();
+        self.write(move |c| {
+            c.execute("UPDATE users SET enabled = ?2 WHERE username = ?1", params![username, enabled])
+                .map(|n| n > 0)
+                .map_err(internal)
+        })
+        .await
+    }
+
+    async fn put_role(&self, name: &str, role: &RoleDescriptor) -> StoreResult<bool> {
+        let name = name.to_owned();
+        let body = codec::to_json(role)?;
+        self.write(move |c| {
+            let existed = c
+                .query_row("SELECT 1 FROM roles WHERE name = ?1", [&name], |_| Ok(()))
+                .optional()
+                .map_err(internal)?
+                .is_some();
+            c.execute(
+                "INSERT INTO roles (name, descriptor) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET descriptor = excluded.descriptor",
+                [&name, &body],
+            )
+            .map_err(internal)?;
+            Ok(!existed)
+        })
+        .await
+    }
+
+    async fn list_roles(&self) -> StoreResult<Vec<(String, RoleDescriptor)>> {
+        let rows = self
+            .read(|c| {
+                c.prepare_cached("SELECT name, descriptor FROM roles ORDER BY name")?
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(n, d)| Ok((n, codec::from_json(&d)?)))
+            .collect()
+    }
+
+    async fn get_roles(&self, names: &[String]) -> StoreResult<Vec<(String, RoleDescriptor)>> {
+        let names = names.to_vec();
+        let rows = self
+            .read(move |c| {
+                let mut stmt = c.prepare_cached("SELECT name, descriptor FROM roles WHERE name = ?1")?;
+                let mut out = Vec::new();
+                for n in &names {
+                    if let Some(row) = stmt
+                        .query_row([n], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                        .optional()?
+                    {
+                        out.push(row);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(n, d)| Ok((n, codec::from_json(&d)?)))
+            .collect()
+    }
+
+    async fn delete_role(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            c.execute("DELETE FROM roles WHERE name = ?1", [name])
+                .map(|n| n > 0)
+                .map_err(internal)
+        })
+        .await
+    }
+
+    async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()> {
+        let record = record.clone();
+        self.write(move |c| insert_token_row(c, &record)).await
+    }
+
+    async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+        let hash = *hash;
+        let row = self
+            .read(move |c| {
+                c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = ?1"))?
+                    .query_row([hash.0.as_slice()], token_row)
+                    .optional()
+            })
+            .await?;
+        row.map(TokenRow::into_record).transpose()
+    }
+
+    async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
+        self.write(move |c| refresh_in_tx(c, &request)).await
+    }
+
+    async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+        let hash = *hash;
+        self.write(move |c| invalidate_one(c, "access_hash", "access_invalidated", &hash))
+            .await
+    }
+
+    async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+        let hash = *hash;
+        self.write(move |c| invalidate_one(c, "refresh_hash", "refresh_invalidated", &hash))
+            .await
+    }
+
+    async fn invalidate_matching(
+        &self,
+        username: Option<&str>,
+        realm: Option<&str>,
+        now: Millis,
+    ) -> StoreResult<InvalidateCounts> {
+        let (username, realm) = (username.map(str::to_owned), realm.map(str::to_owned));
+        self.write(move |c| {
+            let mut counts = InvalidateCounts::default();
+            let mut select = c
+                .prepare_cached(
+                    "SELECT id, refresh_hash IS NOT NULL, refresh_invalidated, access_invalidated FROM tokens
+                     WHERE (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR realm = ?2)
+                       AND ((access_invalidated = 0 AND access_expires_at > ?3)
+                         OR (refresh_hash IS NOT NULL AND refresh_invalidated = 0 AND refresh_expires_at > ?3))",
+                )
+                .map_err(internal)?;
+            let rows = select
+                .query_map(params![username, realm, now], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, bool>(2)?, r.get::<_, bool>(3)?))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(internal)?;
+            let mut update = c
+                .prepare_cached(
+                    "UPDATE tokens SET access_invalidated = 1, refresh_invalidated = (refresh_hash IS NOT NULL) WHERE id = ?1",
+                )
+                .map_err(internal)?;
+            for (id, has_refresh, refresh_was, access_was) in rows {
+                codec::count_invalidation(&mut counts, has_refresh, refresh_was, access_was);
+                update.execute([id]).map_err(internal)?;
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn tokens_ever_issued(&self) -> StoreResult<bool> {
+        self.read(|c| {
+            c.query_row("SELECT 1 FROM meta WHERE key = 'tokens_issued'", [], |_| Ok(()))
+                .optional()
+                .map(|o| o.is_some())
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE purge_after <= ?1 LIMIT ?2)",
+                params![now, limit],
+            )
+            .map(|n| n as u64)
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn count_tokens(&self) -> StoreResult<u64> {
+        self.read(|c| c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
+    }
+}
+
+fn upsert_user(c: &Connection, user: &UserUpsert) -> StoreResult<bool> {
+    let roles = codec::to_json(&user.roles)?;
+    let metadata = codec::to_json(&user.metadata)?;
+    let existing: Option<String> = c
+        .query_row("SELECT password_hash FROM users WHERE username = ?1", [&user.username], |r| r.get(0))
+        .optional()
+        .map_err(internal)?;
+    let password_hash = match (&user.password_hash, &existing) {
+        (Some(h), _) => h.clone(),
+        (None, Some(h)) => h.clone(),
+        (None, None) => return Err(StoreError::PasswordRequired),
+    };
+    c.execute(
+        "INSERT INTO users (username, password_hash, roles, full_name, email, metadata, enabled)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, roles = excluded.roles,
+           full_name = excluded.full_name, email = excluded.email, metadata = excluded.metadata, enabled = excluded.enabled",
+        params![user.username, password_hash, roles, user.full_name, user.email, metadata, user.enabled],
+    )
+    .map_err(internal)?;
+    Ok(existing.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one conformance suite, run against a real SQLite file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        tessera_store::conformance::run(|| {
+            n += 1;
+            let path = dir.path().join(format!("store-{n}.db"));
+            async move { std::sync::Arc::new(SqliteStore::open(&path).unwrap()) as std::sync::Arc<dyn Store> }
+        })
+        .await;
+    }
+}

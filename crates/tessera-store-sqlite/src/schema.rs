@@ -1,0 +1,62 @@
+//! The schema and connection settings.
+
+use rusqlite::Connection;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    username      TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    roles         TEXT NOT NULL,
+    full_name     TEXT,
+    email         TEXT,
+    metadata      TEXT NOT NULL,
+    enabled       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS roles (
+    name       TEXT PRIMARY KEY,
+    descriptor TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id                  TEXT PRIMARY KEY,
+    access_hash         BLOB NOT NULL UNIQUE,
+    refresh_hash        BLOB UNIQUE,
+    family_id           TEXT NOT NULL,
+    generation          INTEGER NOT NULL,
+    username            TEXT NOT NULL,
+    realm               TEXT NOT NULL,
+    subject             TEXT NOT NULL,
+    client              TEXT NOT NULL,
+    created_at          INTEGER NOT NULL,
+    access_expires_at   INTEGER NOT NULL,
+    refresh_expires_at  INTEGER,
+    access_invalidated  INTEGER NOT NULL,
+    refresh_invalidated INTEGER NOT NULL,
+    refreshed_at        INTEGER,
+    successor_id        TEXT,
+    sealed_successor    BLOB,
+    purge_after         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokens_by_username ON tokens (username);
+CREATE INDEX IF NOT EXISTS tokens_by_realm ON tokens (realm);
+CREATE INDEX IF NOT EXISTS tokens_by_family ON tokens (family_id);
+CREATE INDEX IF NOT EXISTS tokens_by_purge ON tokens (purge_after);
+";
+
+/// Settings for the one writing connection, and the schema.
+/// `synchronous = FULL` in WAL mode makes every commit durable before
+/// `COMMIT` returns.
+pub fn prepare_writer(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(SCHEMA)
+}
+
+pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+}

@@ -1,0 +1,148 @@
+//! The column-level shape of stored records, shared by every SQL backend so
+//! that each one only moves values in and out of its driver.
+
+use tessera_domain::token::Refreshed;
+use tessera_domain::user::UserRecord;
+use tessera_domain::{Authentication, ClientRef, TokenHash, TokenRecord};
+
+use crate::{StoreError, StoreResult};
+
+/// A token record flattened into the columns of the `tokens` table.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub id: String,
+    pub access_hash: Vec<u8>,
+    pub refresh_hash: Option<Vec<u8>>,
+    pub family_id: String,
+    pub generation: i64,
+    pub username: String,
+    pub realm: String,
+    pub subject: String,
+    pub client: String,
+    pub created_at: i64,
+    pub access_expires_at: i64,
+    pub refresh_expires_at: Option<i64>,
+    pub access_invalidated: bool,
+    pub refresh_invalidated: bool,
+    pub refreshed_at: Option<i64>,
+    pub successor_id: Option<String>,
+    pub sealed_successor: Option<Vec<u8>>,
+    pub purge_after: i64,
+}
+
+/// The column list in the order [`TokenRow`] declares them, for SELECTs.
+pub const TOKEN_COLUMNS: &str = "id, access_hash, refresh_hash, family_id, generation, username, realm, subject, client, created_at, access_expires_at, refresh_expires_at, access_invalidated, refresh_invalidated, refreshed_at, successor_id, sealed_successor, purge_after";
+
+impl TokenRow {
+    pub fn from_record(r: &TokenRecord) -> StoreResult<Self> {
+        Ok(Self {
+            id: r.id.clone(),
+            access_hash: r.access_hash.0.to_vec(),
+            refresh_hash: r.refresh_hash.map(|h| h.0.to_vec()),
+            family_id: r.family_id.clone(),
+            generation: i64::from(r.generation),
+            username: r.subject.username.clone(),
+            realm: r.subject.authentication_realm.name.to_string(),
+            subject: to_json(&r.subject)?,
+            client: to_json(&r.client)?,
+            created_at: r.created_at,
+            access_expires_at: r.access_expires_at,
+            refresh_expires_at: r.refresh_expires_at,
+            access_invalidated: r.access_invalidated,
+            refresh_invalidated: r.refresh_invalidated,
+            refreshed_at: r.refreshed.as_ref().map(|d| d.at),
+            successor_id: r.refreshed.as_ref().map(|d| d.successor_id.clone()),
+            sealed_successor: r.refreshed.as_ref().map(|d| d.sealed_successor.clone()),
+            purge_after: r.purgeable_after(),
+        })
+    }
+
+    pub fn into_record(self) -> StoreResult<TokenRecord> {
+        let subject: Authentication = from_json(&self.subject)?;
+        let client: ClientRef = from_json(&self.client)?;
+        let refreshed = match (self.refreshed_at, self.successor_id, self.sealed_successor) {
+            (Some(at), Some(successor_id), Some(sealed_successor)) => Some(Refreshed {
+                at,
+                successor_id,
+                sealed_successor,
+            }),
+            (None, None, None) => None,
+            _ => return Err(StoreError::Internal(format!("token {} has a partial refresh state", self.id))),
+        };
+        Ok(TokenRecord {
+            id: self.id,
+            access_hash: hash_from(&self.access_hash)?,
+            refresh_hash: self.refresh_hash.as_deref().map(hash_from).transpose()?,
+            family_id: self.family_id,
+            generation: u32::try_from(self.generation)
+                .map_err(|_| StoreError::Internal("negative generation".into()))?,
+            subject,
+            client,
+            created_at: self.created_at,
+            access_expires_at: self.access_expires_at,
+            refresh_expires_at: self.refresh_expires_at,
+            access_invalidated: self.access_invalidated,
+            refresh_invalidated: self.refresh_invalidated,
+            refreshed,
+        })
+    }
+}
+
+fn hash_from(bytes: &[u8]) -> StoreResult<TokenHash> {
+    <[u8; 32]>::try_from(bytes)
+        .map(TokenHash)
+        .map_err(|_| StoreError::Internal("stored token hash is not 32 bytes".into()))
+}
+
+/// A user flattened into the columns of the `users` table.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub username: String,
+    pub password_hash: String,
+    pub roles: String,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub metadata: String,
+    pub enabled: bool,
+}
+
+pub const USER_COLUMNS: &str = "username, password_hash, roles, full_name, email, metadata, enabled";
+
+impl UserRow {
+    pub fn into_record(self) -> StoreResult<UserRecord> {
+        Ok(UserRecord {
+            username: self.username,
+            password_hash: self.password_hash,
+            roles: from_json(&self.roles)?,
+            full_name: self.full_name,
+            email: self.email,
+            metadata: from_json(&self.metadata)?,
+            enabled: self.enabled,
+        })
+    }
+}
+
+pub fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("encoding a stored value: {e}")))
+}
+
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Internal(format!("decoding a stored value: {e}")))
+}
+
+/// Elasticsearch's per-record counting for invalidation by user or realm:
+/// each half of an active pair counts once, as newly or previously
+/// invalidated.
+pub fn count_invalidation(counts: &mut crate::InvalidateCounts, has_refresh: bool, refresh_was: bool, access_was: bool) {
+    let mut tally = |already: bool| {
+        if already {
+            counts.previously_invalidated += 1;
+        } else {
+            counts.invalidated += 1;
+        }
+    };
+    if has_refresh {
+        tally(refresh_was);
+    }
+    tally(access_was);
+}
