@@ -1,1 +1,200 @@
+//! Tessera's HTTP layer: the Elasticsearch security API on axum.
+//!
+//! Handlers are thin: they extract, authenticate, call the domain and the
+//! store, and map the result. Every failure is an [`error::ApiError`],
+//! which renders in the API family's own JSON shape.
 
+pub mod api_keys;
+pub mod auth;
+pub mod body;
+pub mod credentials;
+pub mod error;
+mod middleware;
+pub mod roles;
+pub mod tokens;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tessera_domain::refresh::RefreshPolicy;
+use tessera_domain::time::millis;
+use tessera_domain::Millis;
+use tessera_store::Store;
+
+use crate::credentials::CredentialCache;
+use crate::error::ApiResult;
+
+/// The HTTP layer's settings (validated by the binary before they get here).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub access_token_ttl: Duration,
+    pub refresh_window: Duration,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest a request may take, body included, before it gets a 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: Duration::from_secs(20 * 60),
+            refresh_window: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    pub fn access_ttl_ms(&self) -> Millis {
+        millis(self.access_token_ttl)
+    }
+
+    pub fn refresh_policy(&self) -> RefreshPolicy {
+        RefreshPolicy {
+            access_ttl_ms: self.access_ttl_ms(),
+            window_ms: millis(self.refresh_window),
+        }
+    }
+}
+
+/// Renders the metrics exposition text; installed by the binary.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+    pub credentials: CredentialCache,
+    pub metrics: Metrics,
+    render_metrics: Option<MetricsRender>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, settings: Settings, render_metrics: Option<MetricsRender>) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            settings,
+            credentials: CredentialCache::default(),
+            metrics: Metrics,
+            render_metrics,
+        }))
+    }
+
+    /// Wall-clock time in milliseconds.
+    pub fn now(&self) -> Millis {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(millis)
+            .unwrap_or_default()
+    }
+}
+
+/// Domain counters, exported through the `metrics` facade.
+pub struct Metrics;
+
+impl Metrics {
+    pub fn issued(&self) {
+        metrics::counter!("tessera_tokens_issued_total").increment(1);
+    }
+
+    pub fn refresh(&self, rotated: bool) {
+        let outcome = if rotated { "rotated" } else { "replayed_in_window" };
+        metrics::counter!("tessera_refresh_total", "outcome" => outcome).increment(1);
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/_security/oauth2/token",
+            post(tokens::get_token).delete(tokens::invalidate_token),
+        )
+        .route("/_security/_authenticate", get(authenticate))
+        .route("/_security/user", get(users::get_users))
+        .route(
+            "/_security/user/_password",
+            put(users::change_own_password).post(users::change_own_password),
+        )
+        .route(
+            "/_security/user/{username}",
+            put(users::put_user)
+                .post(users::put_user)
+                .get(users::get_users)
+                .delete(users::delete_user),
+        )
+        .route(
+            "/_security/user/{username}/_password",
+            put(users::change_password).post(users::change_password),
+        )
+        .route(
+            "/_security/user/{username}/_enable",
+            put(users::enable_user).post(users::enable_user),
+        )
+        .route(
+            "/_security/user/{username}/_disable",
+            put(users::disable_user).post(users::disable_user),
+        )
+        .route("/_security/role", get(roles::get_roles))
+        .route(
+            "/_security/role/{name}",
+            put(roles::put_role)
+                .post(roles::put_role)
+                .get(roles::get_roles)
+                .delete(roles::delete_role),
+        )
+        .route("/_tessera/ready", get(ready))
+        .route("/_tessera/live", get(|| async { Json(json!({ "status": "live" })) }))
+        .route("/_tessera/metrics", get(render_metrics))
+        .fallback(middleware::no_route)
+        .method_not_allowed_fallback(middleware::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::around))
+        .with_state(state)
+}
+
+async fn authenticate(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let who = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    Ok(Json(serde_json::to_value(who).expect("serialisable")))
+}
+
+/// Ready only when the store answers a read and a write.
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "reason": "the token store is not answering" })),
+            )
+        }
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match &state.render_metrics {
+        Some(render) => (StatusCode::OK, render()).into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+    }
+}

@@ -1,1 +1,48 @@
-fn main() {}
+use clap::{Parser, Subcommand};
+use tessera::config::{Config, ServeArgs};
+use tessera::server;
+
+/// Tessera: an authentication token service that speaks the Elasticsearch
+/// security API.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Check the configuration and print it (secrets hidden), then exit.
+    CheckConfig(ServeArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config::resolve(args)?;
+            let running = server::start(config, server::shutdown_signal()).await?;
+            running.wait().await?;
+            tracing::info!("stopped");
+        }
+        Command::CheckConfig(args) => {
+            let mut config = Config::resolve(args)?;
+            if config.bootstrap_password.is_some() {
+                config.bootstrap_password = Some("<hidden>".into());
+            }
+            println!("{config:#?}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Who is calling: authentication of the `Authorization` header, and the
+//! privilege check that follows it.
+
+use axum::http::{header, HeaderMap};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
+use tessera_domain::privilege::{self, Action, SUPERUSER_ROLE};
+use tessera_domain::token::{TokenKind, TokenString};
+use tessera_domain::user::{self, UserRecord};
+use tessera_domain::Authentication;
+use zeroize::Zeroizing;
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// A username and password, from a Basic header or a password grant.
+pub struct PasswordCredentials {
+    pub username: String,
+    pub password: Zeroizing<String>,
+}
+
+/// Authenticates the request's `Authorization` header. `uri` is the
+/// request target, quoted in Elasticsearch's 401 messages.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap, uri: &str) -> ApiResult<Authentication> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(missing_credentials(uri));
+    };
+    let Ok(value) = value.to_str() else {
+        return Err(ApiError::unauthenticated("invalid authorization header: it is not ASCII"));
+    };
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let creds = decode_basic(rest)?;
+        let what = format!("REST request [{uri}]");
+        authenticate_password(state, &creds, &what).await
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        authenticate_bearer(state, rest).await
+    } else if scheme.eq_ignore_ascii_case("apikey") {
+        crate::api_keys::authenticate(state, rest).await
+    } else {
+        Err(missing_credentials(uri))
+    }
+}
+
+fn missing_credentials(uri: &str) -> ApiError {
+    ApiError::unauthenticated(format!("missing authentication credentials for REST request [{uri}]"))
+}
+
+fn decode_basic(encoded: &str) -> ApiResult<PasswordCredentials> {
+    let raw = STANDARD
+        .decode(encoded)
+        .map_err(|_| ApiError::unauthenticated("invalid basic authentication header encoding"))?;
+    let text = Zeroizing::new(
+        String::from_utf8(raw).map_err(|_| ApiError::unauthenticated("invalid basic authentication header encoding"))?,
+    );
+    let (username, password) = text
+        .split_once(':')
+        .ok_or_else(|| ApiError::unauthenticated("invalid basic authentication header value"))?;
+    Ok(PasswordCredentials {
+        username: username.to_owned(),
+        password: Zeroizing::new(password.to_owned()),
+    })
+}
+
+/// Verifies a username and password against the native realm. `what` ends
+/// the failure message: "REST request [/x]" or "action [name]".
+pub async fn authenticate_password(
+    state: &AppState,
+    creds: &PasswordCredentials,
+    what: &str,
+) -> ApiResult<Authentication> {
+    let refuse = || ApiError::unauthenticated(format!("unable to authenticate user [{}] for {what}", creds.username));
+    let Some(user) = state.store.get_user(&creds.username).await? else {
+        return Err(refuse());
+    };
+    if !user.enabled {
+        return Err(refuse());
+    }
+    if !verify_cached(state, &user, &creds.password).await {
+        return Err(refuse());
+    }
+    Ok(realm_authentication(user))
+}
+
+async fn verify_cached(state: &AppState, user: &UserRecord, password: &str) -> bool {
+    if state.credentials.hit(&user.username, password, &user.password_hash) {
+        return true;
+    }
+    let (owned, hash) = (Zeroizing::new(password.to_owned()), user.password_hash.clone());
+    let verified = tokio::task::spawn_blocking(move || user::verify_password(&owned, &hash))
+        .await
+        .unwrap_or(false);
+    if verified {
+        state.credentials.remember(&user.username, password, &user.password_hash);
+    }
+    verified
+}
+
+pub fn realm_authentication(user: UserRecord) -> Authentication {
+    Authentication {
+        username: user.username,
+        roles: user.roles,
+        full_name: user.full_name,
+        email: user.email,
+        metadata: user.metadata,
+        enabled: user.enabled,
+        authentication_realm: NATIVE_REALM,
+        lookup_realm: NATIVE_REALM,
+        authentication_type: AuthenticationType::Realm,
+        api_key: None,
+    }
+}
+
+async fn authenticate_bearer(state: &AppState, presented: &str) -> ApiResult<Authentication> {
+    let token = TokenString::from_presented(presented);
+    let invalid = || ApiError::unsuccessful_credentials("oauth2 token: invalid token");
+    if !token.is_well_formed(TokenKind::Access) {
+        return Err(invalid());
+    }
+    let Some(record) = state.store.find_by_access(&token.hash()).await? else {
+        return Err(invalid());
+    };
+    if !record.access_usable(state.now()) {
+        return Err(ApiError::token_expired());
+    }
+    Ok(record.subject)
+}
+
+/// Refuses with Elasticsearch's 403 unless `auth`'s roles grant `action`.
+pub async fn require(state: &AppState, auth: &Authentication, action: Action) -> ApiResult<()> {
+    if holds(state, auth, action).await? {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(action, &auth.username, &auth.roles))
+    }
+}
+
+/// Whether `auth`'s roles grant `action`.
+pub async fn holds(state: &AppState, auth: &Authentication, action: Action) -> ApiResult<bool> {
+    if auth.roles.iter().any(|r| r == SUPERUSER_ROLE) {
+        return Ok(true);
+    }
+    if auth.roles.is_empty() {
+        return Ok(false);
+    }
+    let roles = state.store.get_roles(&auth.roles).await?;
+    Ok(privilege::grants(
+        roles.iter().flat_map(|(_, d)| d.cluster.iter().map(String::as_str)),
+        action,
+    ))
+}

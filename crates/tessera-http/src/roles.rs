@@ -1,0 +1,100 @@
+//! Roles: `/_security/role/…`.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use tessera_domain::privilege::{self, Action, RoleDescriptor, KNOWN_CLUSTER_PRIVILEGES, SUPERUSER_ROLE};
+
+use crate::auth;
+use crate::body::JsonBody;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+fn reserved(name: &str) -> ApiError {
+    ApiError::illegal_argument(format!("Role [{name}] is reserved and may not be used."))
+}
+
+pub async fn put_role(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    JsonBody(role): JsonBody<RoleDescriptor>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    privilege::validate_role_name(&name).map_err(|m| ApiError::validation(&[m]))?;
+    if let Some(p) = role.unknown_cluster_privilege() {
+        return Err(ApiError::illegal_argument(format!(
+            "unknown cluster privilege [{p}]. a privilege must be one of the predefined cluster privilege names [{}]",
+            KNOWN_CLUSTER_PRIVILEGES.join(",")
+        )));
+    }
+    if name == SUPERUSER_ROLE {
+        return Err(reserved(&name));
+    }
+    auth::require(&state, &caller, Action::RolePut).await?;
+    let created = state.store.put_role(&name, &role).await?;
+    Ok(Json(json!({ "role": { "created": created } })))
+}
+
+fn role_json(role: &RoleDescriptor) -> Value {
+    let mut v = serde_json::to_value(role).expect("serialisable");
+    v.as_object_mut()
+        .expect("a descriptor is an object")
+        .insert("transient_metadata".into(), json!({ "enabled": true }));
+    v
+}
+
+pub async fn get_roles(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    names: Option<Path<String>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    auth::require(&state, &caller, Action::RoleGet).await?;
+    let mut out = Map::new();
+    match names {
+        None => {
+            out.insert(SUPERUSER_ROLE.into(), role_json(&RoleDescriptor::superuser()));
+            for (name, role) in state.store.list_roles().await? {
+                out.insert(name, role_json(&role));
+            }
+        }
+        Some(Path(names)) => {
+            let names: Vec<String> = names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if names.iter().any(|n| n == SUPERUSER_ROLE) {
+                out.insert(SUPERUSER_ROLE.into(), role_json(&RoleDescriptor::superuser()));
+            }
+            for (name, role) in state.store.get_roles(&names).await? {
+                out.insert(name, role_json(&role));
+            }
+            if out.is_empty() {
+                return Err(ApiError::body(StatusCode::NOT_FOUND, json!({})));
+            }
+        }
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+pub async fn delete_role(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    if name == SUPERUSER_ROLE {
+        return Err(reserved(&name));
+    }
+    auth::require(&state, &caller, Action::RoleDelete).await?;
+    let found = state.store.delete_role(&name).await?;
+    let status = if found { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    Ok((status, Json(json!({ "found": found }))))
+}

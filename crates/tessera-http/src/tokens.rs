@@ -1,0 +1,273 @@
+//! `POST` and `DELETE /_security/oauth2/token`.
+
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tessera_domain::privilege::Action;
+use tessera_domain::token::{self, TokenString};
+use tessera_domain::{Authentication, TokenRecord};
+use tessera_store::{InvalidateOne, RefreshRequest};
+use zeroize::Zeroizing;
+
+use crate::auth::{self, PasswordCredentials};
+use crate::body::JsonBody;
+use crate::error::{validation_text, ApiError, ApiResult};
+use crate::AppState;
+
+/// The grant types Elasticsearch knows, in its message order.
+const GRANT_TYPES: &str = "[password, _kerberos, refresh_token, client_credentials]";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    grant_type: Option<String>,
+    username: Option<String>,
+    password: Option<Zeroizing<String>>,
+    kerberos_ticket: Option<Zeroizing<String>>,
+    scope: Option<String>,
+    refresh_token: Option<Zeroizing<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Grant {
+    Password,
+    ClientCredentials,
+    RefreshToken,
+    Kerberos,
+}
+
+fn present<T: AsRef<str>>(v: &Option<T>) -> bool {
+    v.as_ref().is_some_and(|s| !s.as_ref().is_empty())
+}
+
+impl TokenRequest {
+    /// Elasticsearch's request validation, message for message.
+    fn validate(&self) -> Result<Grant, ApiError> {
+        let grant = match self.grant_type.as_deref() {
+            Some("password") => Some(Grant::Password),
+            Some("client_credentials") => Some(Grant::ClientCredentials),
+            Some("refresh_token") => Some(Grant::RefreshToken),
+            Some("_kerberos") => Some(Grant::Kerberos),
+            _ => None,
+        };
+        let mut errors = Vec::new();
+        let (fields, name) = (
+            [
+                ("username", present(&self.username)),
+                ("password", present(&self.password)),
+                ("kerberos_ticket", present(&self.kerberos_ticket)),
+                ("refresh_token", present(&self.refresh_token)),
+            ],
+            self.grant_type.as_deref().unwrap_or_default(),
+        );
+        let (required, forbidden): (&[&str], &[&str]) = match grant {
+            Some(Grant::Password) => (&["username", "password"], &["kerberos_ticket", "refresh_token"]),
+            Some(Grant::ClientCredentials) => (&[], &["username", "password", "kerberos_ticket", "refresh_token"]),
+            Some(Grant::RefreshToken) => (&["refresh_token"], &["username", "password", "kerberos_ticket"]),
+            Some(Grant::Kerberos) => (&["kerberos_ticket"], &["username", "password", "refresh_token"]),
+            None => {
+                errors.push(format!("grant_type only supports the values: {GRANT_TYPES}"));
+                (&[], &[])
+            }
+        };
+        for (field, is_set) in fields {
+            if required.contains(&field) && !is_set {
+                errors.push(format!("{field} is missing"));
+            }
+            if forbidden.contains(&field) && is_set {
+                errors.push(format!("{field} is not supported with the {name} grant_type"));
+            }
+        }
+        if errors.is_empty() {
+            return Ok(grant.expect("no errors means the grant is known"));
+        }
+        let code = if errors.iter().any(|e| e.contains("grant_type")) {
+            "unsupported_grant_type"
+        } else {
+            "invalid_request"
+        };
+        Err(ApiError::oauth(code, validation_text(&errors)))
+    }
+}
+
+pub async fn get_token(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<TokenRequest>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    let grant = req.validate()?;
+    let action = if grant == Grant::RefreshToken {
+        Action::TokenRefresh
+    } else {
+        Action::TokenCreate
+    };
+    auth::require(&state, &caller, action).await?;
+    let scope = req.scope.is_some();
+    let (pair, with_auth) = match grant {
+        Grant::Kerberos => {
+            return Err(ApiError::oauth(
+                "unsupported_grant_type",
+                "the _kerberos grant_type is not supported: Tessera has no Kerberos realm",
+            ))
+        }
+        Grant::RefreshToken => {
+            let presented = TokenString::from_presented(req.refresh_token.as_deref().expect("validated"));
+            let granted = state
+                .store
+                .refresh(RefreshRequest {
+                    refresh_token: presented,
+                    caller: caller.client_ref(),
+                    now: state.now(),
+                    policy: state.settings.refresh_policy(),
+                })
+                .await?
+                .map_err(|e| ApiError::oauth("invalid_grant", e.to_string()))?;
+            state.metrics.refresh(granted.rotated);
+            (granted.pair, granted.subject)
+        }
+        Grant::Password | Grant::ClientCredentials => {
+            let subject = if grant == Grant::Password {
+                let creds = PasswordCredentials {
+                    username: req.username.clone().expect("validated"),
+                    password: req.password.clone().expect("validated"),
+                };
+                auth::authenticate_password(&state, &creds, &format!("action [{}]", Action::TokenCreate.name())).await?
+            } else {
+                caller.clone()
+            };
+            let (record, pair) = TokenRecord::issue(
+                &subject,
+                caller.client_ref(),
+                grant == Grant::Password,
+                state.now(),
+                state.settings.access_ttl_ms(),
+            );
+            // The invariant: a token is handed out only after this returns,
+            // i.e. after it is durably committed.
+            state.store.insert_token(&record).await?;
+            state.metrics.issued();
+            // On creation Elasticsearch describes the subject as its realm
+            // authenticated it; the stored copy says `token`.
+            let as_authenticated = Authentication {
+                authentication_type: tessera_domain::AuthenticationType::Realm,
+                ..subject
+            };
+            (pair, as_authenticated)
+        }
+    };
+    let mut body = Map::new();
+    body.insert("access_token".into(), pair.access.expose().into());
+    body.insert("type".into(), "Bearer".into());
+    body.insert("expires_in".into(), (state.settings.access_ttl_ms() / 1000).into());
+    if let Some(rt) = &pair.refresh {
+        body.insert("refresh_token".into(), rt.expose().into());
+    }
+    if scope {
+        body.insert("scope".into(), "full".into());
+    }
+    body.insert("authentication".into(), serde_json::to_value(&with_auth).expect("serialisable"));
+    Ok(Json(Value::Object(body)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    token: Option<Zeroizing<String>>,
+    refresh_token: Option<Zeroizing<String>>,
+    realm_name: Option<String>,
+    username: Option<String>,
+}
+
+enum Target {
+    Access(TokenString),
+    Refresh(TokenString),
+    Matching { username: Option<String>, realm: Option<String> },
+}
+
+impl InvalidateRequest {
+    fn validate(self) -> ApiResult<Target> {
+        if self.token.is_some() && self.refresh_token.is_some() {
+            return Err(ApiError::illegal_argument(
+                "only one of [token, refresh_token] may be sent per request",
+            ));
+        }
+        let token_type_given = self.token.is_some() || self.refresh_token.is_some();
+        let token_string = self.token.as_ref().or(self.refresh_token.as_ref()).map(|s| s.as_str().to_owned());
+        let has_text = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let mut errors = Vec::new();
+        if has_text(&self.realm_name) || has_text(&self.username) {
+            if has_text(&token_string) {
+                errors.push("token string must not be provided when realm name or username is specified".to_string());
+            }
+            if token_type_given {
+                errors.push("token type must not be provided when realm name or username is specified".to_string());
+            }
+        } else if token_string.as_deref().is_none_or(str::is_empty) {
+            errors.push("token string must be provided when not specifying a realm name or a username".to_string());
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(&errors));
+        }
+        Ok(match (self.token, self.refresh_token) {
+            (Some(t), _) => Target::Access(TokenString::from_presented(&t)),
+            (_, Some(t)) => Target::Refresh(TokenString::from_presented(&t)),
+            _ => Target::Matching {
+                username: self.username.filter(|s| !s.trim().is_empty()),
+                realm: self.realm_name.filter(|s| !s.trim().is_empty()),
+            },
+        })
+    }
+}
+
+fn counts(invalidated: u64, previously: u64) -> Value {
+    json!({
+        "invalidated_tokens": invalidated,
+        "previously_invalidated_tokens": previously,
+        "error_count": 0,
+    })
+}
+
+pub async fn invalidate_token(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<InvalidateRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    let target = req.validate()?;
+    auth::require(&state, &caller, Action::TokenInvalidate).await?;
+    let (token, is_access) = match target {
+        Target::Matching { username, realm } => {
+            let c = state
+                .store
+                .invalidate_matching(username.as_deref(), realm.as_deref(), state.now())
+                .await?;
+            return Ok((StatusCode::OK, Json(counts(c.invalidated, c.previously_invalidated))));
+        }
+        Target::Access(t) => (t, true),
+        Target::Refresh(t) => (t, false),
+    };
+    let not_found = || ApiError::body(StatusCode::NOT_FOUND, counts(0, 0));
+    if !token::decodes_as_base64(token.expose()) {
+        return Err(not_found());
+    }
+    if !state.store.tokens_ever_issued().await? {
+        // Elasticsearch: the tokens index does not exist yet.
+        return Err(ApiError::bad_request("security_exception", "failed to invalidate token"));
+    }
+    let hash = token.hash();
+    let outcome = if is_access {
+        state.store.invalidate_access(&hash).await?
+    } else {
+        state.store.invalidate_refresh(&hash).await?
+    };
+    match outcome {
+        InvalidateOne::NotFound => Err(not_found()),
+        InvalidateOne::Invalidated => Ok((StatusCode::OK, Json(counts(1, 0)))),
+        InvalidateOne::AlreadyInvalidated => Ok((StatusCode::OK, Json(counts(0, 1)))),
+    }
+}

@@ -1,0 +1,255 @@
+//! Native-realm users: `/_security/user/…`.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tessera_domain::authn::AuthenticationType;
+use tessera_domain::privilege::Action;
+use tessera_domain::user::{self, UserRecord};
+use tessera_store::UserUpsert;
+use zeroize::Zeroizing;
+
+use crate::auth;
+use crate::body::{JsonBody, OptionalJsonBody};
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutUserRequest {
+    username: Option<String>,
+    password: Option<Zeroizing<String>>,
+    password_hash: Option<String>,
+    roles: Option<Vec<String>>,
+    full_name: Option<String>,
+    email: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    enabled: Option<bool>,
+}
+
+/// Validates a new password or a supplied hash and returns the hash to store.
+async fn password_hash_from(password: Option<Zeroizing<String>>, hash: Option<String>) -> ApiResult<Option<String>> {
+    match (password, hash) {
+        (Some(_), Some(_)) => Err(ApiError::validation(&[
+            "only one of [password, password_hash] can be provided".into(),
+        ])),
+        (Some(pw), None) => {
+            user::validate_password(&pw).map_err(|m| ApiError::validation(&[m]))?;
+            let hashed = tokio::task::spawn_blocking(move || user::hash_password(&pw))
+                .await
+                .map_err(|_| ApiError::es(StatusCode::INTERNAL_SERVER_ERROR, "exception", "password hashing failed"))?;
+            Ok(Some(hashed))
+        }
+        (None, Some(h)) => {
+            if user::is_supported_hash(&h) {
+                Ok(Some(h))
+            } else {
+                Err(ApiError::illegal_argument(user::UNSUPPORTED_HASH_MESSAGE))
+            }
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+pub async fn put_user(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<PutUserRequest>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    let mut errors = Vec::new();
+    if let Err(m) = user::validate_username(&username) {
+        errors.push(m);
+    }
+    if req.roles.is_none() {
+        errors.push("roles are missing".to_string());
+    }
+    if let Some(k) = req.metadata.iter().flat_map(|m| m.keys()).find(|k| k.starts_with('_')) {
+        errors.push(format!("metadata keys may not start with [_] (found [{k}])"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(&errors));
+    }
+    if let Some(body_name) = &req.username {
+        if body_name != &username {
+            return Err(ApiError::illegal_argument(format!(
+                "the username in the request body [{body_name}] does not match the username in the path [{username}]"
+            )));
+        }
+    }
+    auth::require(&state, &caller, Action::UserPut).await?;
+    let password_hash = password_hash_from(req.password, req.password_hash).await?;
+    let created = state
+        .store
+        .put_user(UserUpsert {
+            username: username.clone(),
+            password_hash,
+            roles: req.roles.unwrap_or_default(),
+            full_name: req.full_name,
+            email: req.email,
+            metadata: req.metadata.unwrap_or_default(),
+            enabled: req.enabled.unwrap_or(true),
+        })
+        .await?;
+    state.credentials.forget(&username);
+    Ok(Json(json!({ "created": created })))
+}
+
+fn user_json(u: &UserRecord) -> Value {
+    json!({
+        "username": u.username,
+        "roles": u.roles,
+        "full_name": u.full_name,
+        "email": u.email,
+        "metadata": u.metadata,
+        "enabled": u.enabled,
+    })
+}
+
+pub async fn get_users(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    names: Option<Path<String>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    auth::require(&state, &caller, Action::UserGet).await?;
+    let mut out = Map::new();
+    match names {
+        None => {
+            for u in state.store.list_users().await? {
+                out.insert(u.username.clone(), user_json(&u));
+            }
+        }
+        Some(Path(names)) => {
+            for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if let Some(u) = state.store.get_user(name).await? {
+                    out.insert(u.username.clone(), user_json(&u));
+                }
+            }
+            if out.is_empty() {
+                return Err(ApiError::body(StatusCode::NOT_FOUND, json!({})));
+            }
+        }
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+pub async fn delete_user(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    auth::require(&state, &caller, Action::UserDelete).await?;
+    let found = state.store.delete_user(&username).await?;
+    state.credentials.forget(&username);
+    let status = if found { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    Ok((status, Json(json!({ "found": found }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    password: Option<Zeroizing<String>>,
+    password_hash: Option<String>,
+}
+
+pub async fn change_own_password(
+    state: State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: JsonBody<ChangePasswordRequest>,
+) -> ApiResult<Json<Value>> {
+    change_password_of(state, uri, None, headers, body).await
+}
+
+pub async fn change_password(
+    state: State<AppState>,
+    uri: OriginalUri,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    body: JsonBody<ChangePasswordRequest>,
+) -> ApiResult<Json<Value>> {
+    change_password_of(state, uri, Some(username), headers, body).await
+}
+
+async fn change_password_of(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    username: Option<String>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<ChangePasswordRequest>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    let username = username.unwrap_or_else(|| caller.username.clone());
+    if req.password.is_none() && req.password_hash.is_none() {
+        return Err(ApiError::validation(&["password must be specified".into()]));
+    }
+    // Users may change their own password, but only when they proved who
+    // they are with that password (not with a token or an API key).
+    let own = username == caller.username && caller.authentication_type == AuthenticationType::Realm;
+    if !own {
+        auth::require(&state, &caller, Action::UserChangePassword).await?;
+    }
+    let hash = password_hash_from(req.password, req.password_hash)
+        .await?
+        .expect("one of them is present");
+    if !state.store.set_password(&username, &hash).await? {
+        return Err(ApiError::not_found(
+            "resource_not_found_exception",
+            format!("user [{username}] does not exist"),
+        ));
+    }
+    state.credentials.forget(&username);
+    Ok(Json(json!({})))
+}
+
+pub async fn enable_user(
+    state: State<AppState>,
+    uri: OriginalUri,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    _body: OptionalJsonBody<Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
+    set_enabled(state, uri, username, headers, true).await
+}
+
+pub async fn disable_user(
+    state: State<AppState>,
+    uri: OriginalUri,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    _body: OptionalJsonBody<Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
+    set_enabled(state, uri, username, headers, false).await
+}
+
+async fn set_enabled(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    username: String,
+    headers: HeaderMap,
+    enabled: bool,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    auth::require(&state, &caller, Action::UserSetEnabled).await?;
+    if username == caller.username {
+        return Err(ApiError::illegal_argument(
+            "users may not update the enabled status of their own account",
+        ));
+    }
+    if !state.store.set_enabled(&username, enabled).await? {
+        return Err(ApiError::not_found(
+            "resource_not_found_exception",
+            format!("user [{username}] does not exist"),
+        ));
+    }
+    state.credentials.forget(&username);
+    Ok(Json(json!({})))
+}

@@ -1,0 +1,298 @@
+//! Configuration: defaults, overlaid by a TOML file, overlaid by `TESSERA_*`
+//! environment variables, overlaid by command-line flags. Validated once at
+//! start; an invalid value stops start-up with a message naming the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+use tessera_domain::time::parse_time_value;
+
+/// Flags of `tessera serve`. Each can also be given as an environment
+/// variable or in the config file (same name, snake_case).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:9200].
+    #[arg(long, env = "TESSERA_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the embedded store; created if missing [default: ./data].
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Store URL: `sqlite:PATH` (default: tessera.db in the data directory).
+    #[arg(long, env = "TESSERA_STORE")]
+    pub store: Option<String>,
+    /// Access token lifetime, 1s to 1h [default: 20m].
+    #[arg(long, env = "TESSERA_ACCESS_TOKEN_TTL")]
+    pub access_token_ttl: Option<String>,
+    /// How long after a refresh a repeat returns the same pair [default: 30s].
+    #[arg(long, env = "TESSERA_REFRESH_WINDOW")]
+    pub refresh_window: Option<String>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    #[arg(long, env = "TESSERA_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<String>,
+    /// Longest a request may take [default: 30s].
+    #[arg(long, env = "TESSERA_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// How often expired tokens are removed [default: 1m].
+    #[arg(long, env = "TESSERA_CLEANUP_INTERVAL")]
+    pub cleanup_interval: Option<String>,
+    /// How many expired tokens one cleanup batch removes [default: 1000].
+    #[arg(long, env = "TESSERA_CLEANUP_BATCH")]
+    pub cleanup_batch: Option<String>,
+    /// How long in-flight requests may take to finish on shutdown [default: 30s].
+    #[arg(long, env = "TESSERA_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+}
+
+/// The same settings as they may appear in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    store: Option<String>,
+    access_token_ttl: Option<String>,
+    refresh_window: Option<String>,
+    max_body_bytes: Option<toml::Value>,
+    request_timeout: Option<String>,
+    cleanup_interval: Option<String>,
+    cleanup_batch: Option<toml::Value>,
+    shutdown_timeout: Option<String>,
+    bootstrap_password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store: StoreLocation,
+    pub http: tessera_http::Settings,
+    pub cleanup_interval: Duration,
+    pub cleanup_batch: u32,
+    pub shutdown_timeout: Duration,
+    /// From `TESSERA_BOOTSTRAP_PASSWORD` (or `…_FILE`, or the config file).
+    pub bootstrap_password: Option<String>,
+}
+
+fn setting_error(name: &str, problem: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "invalid setting `{name}` (flag --{}, environment TESSERA_{}): {problem}",
+        name.replace('_', "-"),
+        name.to_ascii_uppercase()
+    )
+}
+
+fn duration(name: &str, value: Option<String>, default: &str, min: Duration, max: Duration) -> anyhow::Result<Duration> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    let d = parse_time_value(&text).map_err(|e| setting_error(name, e))?;
+    if d < min || d > max {
+        return Err(setting_error(
+            name,
+            format!("must be between {} and {}, got [{text}]", show(min), show(max)),
+        ));
+    }
+    Ok(d)
+}
+
+fn show(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s if s >= 1 => format!("{s}s"),
+        _ => format!("{}ms", d.as_millis()),
+    }
+}
+
+fn integer<T: TryFrom<u64>>(name: &str, value: Option<String>, default: u64, min: u64, max: u64) -> anyhow::Result<T> {
+    let n = match value {
+        None => default,
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| setting_error(name, format!("expected a whole number, got [{text}]")))?,
+    };
+    if n < min || n > max {
+        return Err(setting_error(name, format!("must be between {min} and {max}, got {n}")));
+    }
+    T::try_from(n).map_err(|_| setting_error(name, "out of range"))
+}
+
+fn toml_text(v: Option<toml::Value>) -> Option<String> {
+    v.map(|v| match v {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+impl Config {
+    /// Resolves flags, environment (both already merged by clap), the file
+    /// and the defaults, and validates the result.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+
+        let listen_text = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9200".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| setting_error("listen", format!("expected ADDRESS:PORT, got [{listen_text}]")))?;
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
+        let store = match args.store.or(file.store) {
+            None => StoreLocation::Sqlite(data_dir.join("tessera.db")),
+            Some(url) => match url.strip_prefix("sqlite:") {
+                Some(path) if !path.is_empty() => StoreLocation::Sqlite(PathBuf::from(path.trim_start_matches("//"))),
+                _ => bail!(setting_error("store", format!("expected sqlite:PATH, got [{url}]"))),
+            },
+        };
+        let access_token_ttl = duration(
+            "access_token_ttl",
+            args.access_token_ttl.or(file.access_token_ttl),
+            "20m",
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        let refresh_window = duration(
+            "refresh_window",
+            args.refresh_window.or(file.refresh_window),
+            "30s",
+            Duration::from_millis(0),
+            Duration::from_secs(300),
+        )?;
+        let request_timeout = duration(
+            "request_timeout",
+            args.request_timeout.or(file.request_timeout),
+            "30s",
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        )?;
+        let cleanup_interval = duration(
+            "cleanup_interval",
+            args.cleanup_interval.or(file.cleanup_interval),
+            "1m",
+            Duration::from_millis(10),
+            Duration::from_secs(86_400),
+        )?;
+        let shutdown_timeout = duration(
+            "shutdown_timeout",
+            args.shutdown_timeout.or(file.shutdown_timeout),
+            "30s",
+            Duration::from_millis(0),
+            Duration::from_secs(3600),
+        )?;
+        let max_body_bytes = integer(
+            "max_body_bytes",
+            args.max_body_bytes.or(toml_text(file.max_body_bytes)),
+            1024 * 1024,
+            1024,
+            64 * 1024 * 1024,
+        )?;
+        let cleanup_batch = integer(
+            "cleanup_batch",
+            args.cleanup_batch.or(toml_text(file.cleanup_batch)),
+            1000,
+            1,
+            1_000_000,
+        )?;
+        let bootstrap_password = bootstrap_password(file.bootstrap_password)?;
+        Ok(Config {
+            listen,
+            data_dir,
+            store,
+            http: tessera_http::Settings {
+                access_token_ttl,
+                refresh_window,
+                max_body_bytes,
+                request_timeout,
+            },
+            cleanup_interval,
+            cleanup_batch,
+            shutdown_timeout,
+            bootstrap_password,
+        })
+    }
+}
+
+/// `TESSERA_BOOTSTRAP_PASSWORD`, else the file named by
+/// `TESSERA_BOOTSTRAP_PASSWORD_FILE`, else the config file's value.
+fn bootstrap_password(from_file: Option<String>) -> anyhow::Result<Option<String>> {
+    let password = if let Ok(p) = std::env::var("TESSERA_BOOTSTRAP_PASSWORD") {
+        Some(p)
+    } else if let Ok(path) = std::env::var("TESSERA_BOOTSTRAP_PASSWORD_FILE") {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("invalid setting `bootstrap_password_file`: cannot read [{path}]"))?;
+        Some(text.trim_end_matches(['\r', '\n']).to_owned())
+    } else {
+        from_file
+    };
+    if let Some(p) = &password {
+        tessera_domain::user::validate_password(p).map_err(|e| setting_error("bootstrap_password", e))?;
+    }
+    Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_sane() {
+        let c = Config::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9200");
+        assert_eq!(c.http.access_token_ttl, Duration::from_secs(1200));
+        assert_eq!(c.http.refresh_window, Duration::from_secs(30));
+        assert_eq!(c.store, StoreLocation::Sqlite(PathBuf::from("./data/tessera.db")));
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        let cases: Vec<(ServeArgs, &str)> = vec![
+            (ServeArgs { access_token_ttl: Some("2h".into()), ..Default::default() }, "access_token_ttl"),
+            (ServeArgs { access_token_ttl: Some("500ms".into()), ..Default::default() }, "access_token_ttl"),
+            (ServeArgs { access_token_ttl: Some("soon".into()), ..Default::default() }, "access_token_ttl"),
+            (ServeArgs { listen: Some("nowhere".into()), ..Default::default() }, "listen"),
+            (ServeArgs { max_body_bytes: Some("-4".into()), ..Default::default() }, "max_body_bytes"),
+            (ServeArgs { store: Some("mysql://x".into()), ..Default::default() }, "store"),
+        ];
+        for (args, name) in cases {
+            let err = Config::resolve(args).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{name}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n").unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:4321".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.http.access_token_ttl, Duration::from_secs(300));
+        assert_eq!(c.listen.port(), 4321);
+        assert_eq!(c.http.max_body_bytes, 2048);
+        std::fs::write(&path, "acces_token_ttl = \"5m\"\n").unwrap();
+        let err = format!("{:#}", Config::resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap_err());
+        assert!(err.contains("acces_token_ttl"), "{err}");
+    }
+}

@@ -1,0 +1,5 @@
+//! The `tessera` binary's library half: configuration and the server, so
+//! that tests can start real nodes in-process.
+
+pub mod config;
+pub mod server;

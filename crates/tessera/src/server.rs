@@ -1,0 +1,210 @@
+//! Starting and stopping a Tessera node.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tessera_domain::privilege::SUPERUSER_ROLE;
+use tessera_domain::time::millis;
+use tessera_domain::user;
+use tessera_http::{AppState, MetricsRender};
+use tessera_store::{Store, UserUpsert};
+use tessera_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, StoreLocation};
+
+/// The superuser created on first start.
+pub const BOOTSTRAP_USER: &str = "elastic";
+
+/// A started node.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets in-flight requests finish (up to
+    /// the shutdown timeout) and waits for the server to end.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("the server task failed")?
+    }
+
+    /// Waits until the server ends by itself (after `stop_on` fired).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the server task failed")?
+    }
+}
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.store {
+        StoreLocation::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create the data directory {}", parent.display()))?;
+            }
+            let store = SqliteStore::open(path).with_context(|| format!("cannot open the store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|()| handle)
+        })
+        .clone()
+}
+
+/// Creates the `elastic` superuser if the store has no users at all.
+async fn bootstrap(store: &dyn Store, password: Option<&str>) -> anyhow::Result<()> {
+    let (password, generated) = match password {
+        Some(p) => (p.to_owned(), false),
+        None => (generate_password(), true),
+    };
+    let hash = {
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || user::hash_password(&password)).await?
+    };
+    let created = store
+        .bootstrap_user(UserUpsert {
+            username: BOOTSTRAP_USER.into(),
+            password_hash: Some(hash),
+            roles: vec![SUPERUSER_ROLE.into()],
+            full_name: None,
+            email: None,
+            metadata: Default::default(),
+            enabled: true,
+        })
+        .await?;
+    if created {
+        if generated {
+            // Printed once, to stderr only, never to the log.
+            eprintln!(
+                "\nCreated the superuser `{BOOTSTRAP_USER}` with the generated password:\n\n    {password}\n\nIt is shown only this once. Set TESSERA_BOOTSTRAP_PASSWORD to choose it instead.\n"
+            );
+        } else {
+            tracing::info!(user = BOOTSTRAP_USER, "created the bootstrap superuser");
+        }
+    }
+    Ok(())
+}
+
+fn generate_password() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tessera_domain::crypto::random_bytes::<18>())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or_default()
+}
+
+/// Removes expired tokens in bounded batches, forever.
+fn spawn_cleanup(store: Arc<dyn Store>, config: &Config, mut stop: watch::Receiver<bool>) {
+    let (interval, batch) = (config.cleanup_interval, config.cleanup_batch);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            // A few batches per tick at most, so cleanup never hogs the writer.
+            for _ in 0..10 {
+                match store.purge_expired(now_ms(), batch).await {
+                    Ok(n) => {
+                        metrics::counter!("tessera_tokens_purged_total").increment(n);
+                        if n < u64::from(batch) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "expired-token cleanup failed; will retry");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Opens the store, bootstraps it, binds and serves until `stop_on`
+/// resolves (or [`Running::shutdown`] is called).
+pub async fn start(config: Config, stop_on: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
+    let store = open_store(&config).await?;
+    bootstrap(store.as_ref(), config.bootstrap_password.as_deref()).await?;
+    let render: Option<MetricsRender> =
+        metrics_handle().map(|h| Arc::new(move || h.render()) as MetricsRender);
+    let state = AppState::new(Arc::clone(&store), config.http.clone(), render);
+    let app = tessera_http::router(state);
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    spawn_cleanup(Arc::clone(&store), &config, stop_rx.clone());
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            stop_on.await;
+            let _ = stop.send(true);
+        });
+    }
+    let grace = config.shutdown_timeout;
+    let task = tokio::spawn(async move {
+        let mut graceful_rx = stop_rx.clone();
+        let mut deadline_rx = stop_rx;
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = graceful_rx.wait_for(|s| *s).await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        });
+        tokio::select! {
+            r = serve => r.context("the HTTP server failed")?,
+            _ = async {
+                let _ = deadline_rx.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!("shutdown timeout reached; abandoning in-flight requests"),
+        }
+        Ok(())
+    });
+    tracing::info!(%addr, "tessera is listening");
+    Ok(Running { addr, stop, task })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
