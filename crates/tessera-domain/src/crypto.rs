@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn seal_round_trips_and_rejects_wrong_secret() {
         let sealed = seal(b"secret-a", b"ctx", b"hello");
-        assert_eq!(open(b"secret-a", b"ctx", &sealed).unwrap().as_slice(), b"hello");
+        assert_eq!(
+            open(b"secret-a", b"ctx", &sealed).unwrap().as_slice(),
+            b"hello"
+        );
         assert!(open(b"secret-b", b"ctx", &sealed).is_none());
         assert!(open(b"secret-a", b"other", &sealed).is_none());
         let mut tampered = sealed.clone();

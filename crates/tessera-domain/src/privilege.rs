@@ -78,9 +78,12 @@ impl Action {
             | Action::UserSetEnabled
             | Action::RolePut
             | Action::RoleDelete => &["manage_security", "all"],
-            Action::ApiKeyCreate | Action::ApiKeyGet | Action::ApiKeyInvalidate => {
-                &["manage_own_api_key", "manage_api_key", "manage_security", "all"]
-            }
+            Action::ApiKeyCreate | Action::ApiKeyGet | Action::ApiKeyInvalidate => &[
+                "manage_own_api_key",
+                "manage_api_key",
+                "manage_security",
+                "all",
+            ],
         }
     }
 }
@@ -114,8 +117,12 @@ impl RoleDescriptor {
         metadata.insert("_reserved".into(), Value::Bool(true));
         Self {
             cluster: vec!["all".into()],
-            indices: vec![serde_json::json!({"names": ["*"], "privileges": ["all"], "allow_restricted_indices": true})],
-            applications: vec![serde_json::json!({"application": "*", "privileges": ["*"], "resources": ["*"]})],
+            indices: vec![
+                serde_json::json!({"names": ["*"], "privileges": ["all"], "allow_restricted_indices": true}),
+            ],
+            applications: vec![
+                serde_json::json!({"application": "*", "privileges": ["*"], "resources": ["*"]}),
+            ],
             run_as: vec!["*".into()],
             metadata,
             global: None,
@@ -170,8 +177,11 @@ mod tests {
 
     #[test]
     fn descriptors_reject_unknown_fields_and_privileges() {
-        assert!(serde_json::from_value::<RoleDescriptor>(serde_json::json!({"clusterx": []})).is_err());
-        let d: RoleDescriptor = serde_json::from_value(serde_json::json!({"cluster": ["manage_tokn"]})).unwrap();
+        assert!(
+            serde_json::from_value::<RoleDescriptor>(serde_json::json!({"clusterx": []})).is_err()
+        );
+        let d: RoleDescriptor =
+            serde_json::from_value(serde_json::json!({"cluster": ["manage_tokn"]})).unwrap();
         assert_eq!(d.unknown_cluster_privilege(), Some("manage_tokn"));
     }
 }

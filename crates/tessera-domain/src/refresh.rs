@@ -66,7 +66,6 @@ pub enum Decision {
     },
 }
 
-
 pub fn decide(
     record: &TokenRecord,
     presented: &TokenString,
@@ -131,7 +130,10 @@ pub fn decide(
 
 /// A replay hands out the successor only if that successor can still be
 /// honoured: it exists and its access token has not been taken back.
-pub fn check_replay_target(successor: Option<&TokenRecord>, now: Millis) -> Result<(), RefreshError> {
+pub fn check_replay_target(
+    successor: Option<&TokenRecord>,
+    now: Millis,
+) -> Result<(), RefreshError> {
     match successor {
         None => Err(RefreshError::NotFound),
         Some(s) if s.access_invalidated => Err(RefreshError::Invalidated),
@@ -144,9 +146,18 @@ fn seal_context(record: &TokenRecord, successor_id: &str) -> Vec<u8> {
     format!("{}>{}", record.id, successor_id).into_bytes()
 }
 
-fn seal_successor(record: &TokenRecord, successor_id: &str, presented: &TokenString, pair: &TokenPair) -> Vec<u8> {
-    let refresh = pair.refresh.as_ref().expect("a refresh always mints a refresh token");
-    let plaintext = zeroize::Zeroizing::new(format!("{}|{}", pair.access.expose(), refresh.expose()));
+fn seal_successor(
+    record: &TokenRecord,
+    successor_id: &str,
+    presented: &TokenString,
+    pair: &TokenPair,
+) -> Vec<u8> {
+    let refresh = pair
+        .refresh
+        .as_ref()
+        .expect("a refresh always mints a refresh token");
+    let plaintext =
+        zeroize::Zeroizing::new(format!("{}|{}", pair.access.expose(), refresh.expose()));
     crypto::seal(
         presented.expose().as_bytes(),
         &seal_context(record, successor_id),
@@ -154,7 +165,11 @@ fn seal_successor(record: &TokenRecord, successor_id: &str, presented: &TokenStr
     )
 }
 
-fn open_successor(record: &TokenRecord, presented: &TokenString, done: &Refreshed) -> Option<TokenPair> {
+fn open_successor(
+    record: &TokenRecord,
+    presented: &TokenString,
+    done: &Refreshed,
+) -> Option<TokenPair> {
     let plain = crypto::open(
         presented.expose().as_bytes(),
         &seal_context(record, &done.successor_id),
@@ -200,7 +215,11 @@ mod tests {
 
     fn rotate(record: &mut TokenRecord, presented: &TokenString, now: Millis) -> TokenPair {
         match decide(record, presented, &record.client.clone(), now, POLICY) {
-            Decision::Rotate { refreshed, pair, successor } => {
+            Decision::Rotate {
+                refreshed,
+                pair,
+                successor,
+            } => {
                 assert_eq!(successor.generation, record.generation + 1);
                 assert_eq!(successor.family_id, record.family_id);
                 assert_eq!(successor.access_hash, pair.access.hash());
@@ -251,7 +270,13 @@ mod tests {
             Decision::Reject(RefreshError::Invalidated)
         ));
         assert!(matches!(
-            decide(&record, &rt, &stranger, crate::token::REFRESH_TOKEN_LIFETIME_MS, POLICY),
+            decide(
+                &record,
+                &rt,
+                &stranger,
+                crate::token::REFRESH_TOKEN_LIFETIME_MS,
+                POLICY
+            ),
             Decision::Reject(RefreshError::Expired)
         ));
     }
@@ -263,7 +288,10 @@ mod tests {
         assert_eq!(check_replay_target(Some(&record), 0), Ok(()));
         let mut gone = record.clone();
         gone.access_invalidated = true;
-        assert_eq!(check_replay_target(Some(&gone), 0), Err(RefreshError::Invalidated));
+        assert_eq!(
+            check_replay_target(Some(&gone), 0),
+            Err(RefreshError::Invalidated)
+        );
     }
 
     #[test]

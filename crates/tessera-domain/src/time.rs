@@ -17,7 +17,9 @@ pub fn parse_time_value(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("failed to parse [{text}]: a unit is required (d, h, m, s, ms)"))?;
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
-        return Err(format!("failed to parse [{text}]: expected a number followed by a unit"));
+        return Err(format!(
+            "failed to parse [{text}]: expected a number followed by a unit"
+        ));
     }
     let n: u64 = digits
         .parse()
@@ -30,11 +32,9 @@ pub fn parse_time_value(text: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(1),
         "micros" => Duration::from_micros(1),
         "nanos" => Duration::from_nanos(1),
-        _ => {
-            return Err(format!(
-                "failed to parse [{text}]: unknown unit [{unit}] (use d, h, m, s, ms, micros or nanos)"
-            ))
-        }
+        _ => return Err(format!(
+            "failed to parse [{text}]: unknown unit [{unit}] (use d, h, m, s, ms, micros or nanos)"
+        )),
     };
     u32::try_from(n)
         .ok()

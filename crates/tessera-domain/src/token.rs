@@ -100,7 +100,11 @@ impl std::fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The first bytes of a hash are enough to correlate log lines and
         // reveal nothing about the token.
-        write!(f, "TokenHash({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+        write!(
+            f,
+            "TokenHash({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 
@@ -155,7 +159,15 @@ impl TokenRecord {
         access_ttl_ms: Millis,
     ) -> (TokenRecord, TokenPair) {
         let family_id = random_id();
-        Self::issue_in_family(subject.as_token(), client, with_refresh, now, access_ttl_ms, family_id, 0)
+        Self::issue_in_family(
+            subject.as_token(),
+            client,
+            with_refresh,
+            now,
+            access_ttl_ms,
+            family_id,
+            0,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -206,7 +218,8 @@ impl TokenRecord {
     /// When the whole record can be forgotten: neither half can ever be
     /// used again, and a repeat refresh can no longer be answered.
     pub fn purgeable_after(&self) -> Millis {
-        self.access_expires_at.max(self.refresh_expires_at.unwrap_or(0))
+        self.access_expires_at
+            .max(self.refresh_expires_at.unwrap_or(0))
     }
 }
 
@@ -235,8 +248,14 @@ mod tests {
     #[test]
     fn base64_detection_matches_elasticsearch_test_strings() {
         assert!(decodes_as_base64("46ToAxYzNUdPZWdYOFRQcWhjeHR3NWpvTmVB"));
-        assert!(!decodes_as_base64("!this_is_not_a_base64_string_and_we_should_fail_decoding_it"));
-        assert!(!decodes_as_base64("10we+might+assume+this+is+valid+old+token"));
-        assert!(decodes_as_base64(TokenString::mint(TokenKind::Access).expose()));
+        assert!(!decodes_as_base64(
+            "!this_is_not_a_base64_string_and_we_should_fail_decoding_it"
+        ));
+        assert!(!decodes_as_base64(
+            "10we+might+assume+this+is+valid+old+token"
+        ));
+        assert!(decodes_as_base64(
+            TokenString::mint(TokenKind::Access).expose()
+        ));
     }
 }

@@ -42,7 +42,9 @@ pub fn validate_username(name: &str) -> Result<(), String> {
 
 pub fn validate_password(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
-        Err(format!("passwords must be at least [{MIN_PASSWORD_LEN}] characters long"))
+        Err(format!(
+            "passwords must be at least [{MIN_PASSWORD_LEN}] characters long"
+        ))
     } else {
         Ok(())
     }

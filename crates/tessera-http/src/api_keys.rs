@@ -6,5 +6,7 @@ use tessera_domain::Authentication;
 
 /// API keys are not issued yet, so no presented key can match.
 pub async fn authenticate(_state: &AppState, _presented: &str) -> ApiResult<Authentication> {
-    Err(ApiError::unsuccessful_credentials("API key: invalid credentials"))
+    Err(ApiError::unsuccessful_credentials(
+        "API key: invalid credentials",
+    ))
 }

@@ -22,12 +22,18 @@ pub struct PasswordCredentials {
 
 /// Authenticates the request's `Authorization` header. `uri` is the
 /// request target, quoted in Elasticsearch's 401 messages.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, uri: &str) -> ApiResult<Authentication> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &str,
+) -> ApiResult<Authentication> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(missing_credentials(uri));
     };
     let Ok(value) = value.to_str() else {
-        return Err(ApiError::unauthenticated("invalid authorization header: it is not ASCII"));
+        return Err(ApiError::unauthenticated(
+            "invalid authorization header: it is not ASCII",
+        ));
     };
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
     let rest = rest.trim();
@@ -45,16 +51,19 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, uri: &str) -> A
 }
 
 fn missing_credentials(uri: &str) -> ApiError {
-    ApiError::unauthenticated(format!("missing authentication credentials for REST request [{uri}]"))
+    ApiError::unauthenticated(format!(
+        "missing authentication credentials for REST request [{uri}]"
+    ))
 }
 
 fn decode_basic(encoded: &str) -> ApiResult<PasswordCredentials> {
     let raw = STANDARD
         .decode(encoded)
         .map_err(|_| ApiError::unauthenticated("invalid basic authentication header encoding"))?;
-    let text = Zeroizing::new(
-        String::from_utf8(raw).map_err(|_| ApiError::unauthenticated("invalid basic authentication header encoding"))?,
-    );
+    let text =
+        Zeroizing::new(String::from_utf8(raw).map_err(|_| {
+            ApiError::unauthenticated("invalid basic authentication header encoding")
+        })?);
     let (username, password) = text
         .split_once(':')
         .ok_or_else(|| ApiError::unauthenticated("invalid basic authentication header value"))?;
@@ -71,7 +80,12 @@ pub async fn authenticate_password(
     creds: &PasswordCredentials,
     what: &str,
 ) -> ApiResult<Authentication> {
-    let refuse = || ApiError::unauthenticated(format!("unable to authenticate user [{}] for {what}", creds.username));
+    let refuse = || {
+        ApiError::unauthenticated(format!(
+            "unable to authenticate user [{}] for {what}",
+            creds.username
+        ))
+    };
     let Some(user) = state.store.get_user(&creds.username).await? else {
         return Err(refuse());
     };
@@ -85,15 +99,23 @@ pub async fn authenticate_password(
 }
 
 async fn verify_cached(state: &AppState, user: &UserRecord, password: &str) -> bool {
-    if state.credentials.hit(&user.username, password, &user.password_hash) {
+    if state
+        .credentials
+        .hit(&user.username, password, &user.password_hash)
+    {
         return true;
     }
-    let (owned, hash) = (Zeroizing::new(password.to_owned()), user.password_hash.clone());
+    let (owned, hash) = (
+        Zeroizing::new(password.to_owned()),
+        user.password_hash.clone(),
+    );
     let verified = tokio::task::spawn_blocking(move || user::verify_password(&owned, &hash))
         .await
         .unwrap_or(false);
     if verified {
-        state.credentials.remember(&user.username, password, &user.password_hash);
+        state
+            .credentials
+            .remember(&user.username, password, &user.password_hash);
     }
     verified
 }
@@ -147,7 +169,9 @@ pub async fn holds(state: &AppState, auth: &Authentication, action: Action) -> A
     }
     let roles = state.store.get_roles(&auth.roles).await?;
     Ok(privilege::grants(
-        roles.iter().flat_map(|(_, d)| d.cluster.iter().map(String::as_str)),
+        roles
+            .iter()
+            .flat_map(|(_, d)| d.cluster.iter().map(String::as_str)),
         action,
     ))
 }

@@ -21,7 +21,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, state: &AppState) -> ApiResult<Self> {
         match OptionalJsonBody::<T>::from_request(req, state).await?.0 {
             Some(v) => Ok(JsonBody(v)),
-            None => Err(ApiError::bad_request("parse_exception", "request body is required")),
+            None => Err(ApiError::bad_request(
+                "parse_exception",
+                "request body is required",
+            )),
         }
     }
 }
@@ -63,7 +66,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
 /// `application/json` or Elasticsearch's versioned media type, with
 /// parameters such as `charset` or `compatible-with`.
 pub fn is_json_media_type(value: &str) -> bool {
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json" || essence == "application/vnd.elasticsearch+json"
 }
 
@@ -76,12 +84,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
             e.valid_up_to()
         ))
     })?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| ApiError::parse(format!("request body is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::parse(format!("request body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(ApiError::parse("request body must be a JSON object"));
     }
     // Parse the text again rather than the value so that errors carry
     // line and column.
-    serde_json::from_str(text).map_err(|e| ApiError::parse(format!("failed to parse request body: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| ApiError::parse(format!("failed to parse request body: {e}")))
 }

@@ -69,7 +69,10 @@ impl CredentialCache {
     }
 
     pub fn forget(&self, username: &str) {
-        self.entries.write().expect("credential cache lock").remove(username);
+        self.entries
+            .write()
+            .expect("credential cache lock")
+            .remove(username);
     }
 }
 
@@ -84,7 +87,10 @@ mod tests {
         c.remember("u", "pw", "h1");
         assert!(c.hit("u", "pw", "h1"));
         assert!(!c.hit("u", "pw2", "h1"));
-        assert!(!c.hit("u", "pw", "h2"), "a changed stored hash invalidates the entry");
+        assert!(
+            !c.hit("u", "pw", "h2"),
+            "a changed stored hash invalidates the entry"
+        );
         assert!(!c.hit("v", "pw", "h1"));
         c.forget("u");
         assert!(!c.hit("u", "pw", "h1"));

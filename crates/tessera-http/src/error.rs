@@ -66,7 +66,10 @@ impl ApiError {
 
     /// Elasticsearch's `action_request_validation_exception` for a list of problems.
     pub fn validation(messages: &[String]) -> Self {
-        Self::bad_request("action_request_validation_exception", validation_text(messages))
+        Self::bad_request(
+            "action_request_validation_exception",
+            validation_text(messages),
+        )
     }
 
     pub fn parse(reason: impl Into<String>) -> Self {
@@ -147,7 +150,9 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Es { status, .. } | ApiError::OAuth { status, .. } | ApiError::Body { status, .. } => *status,
+            ApiError::Es { status, .. }
+            | ApiError::OAuth { status, .. }
+            | ApiError::Body { status, .. } => *status,
         }
     }
 }
@@ -168,9 +173,9 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%detail, "store unavailable");
                 ApiError::unavailable()
             }
-            StoreError::PasswordRequired => {
-                ApiError::validation(&["password must be specified unless you are updating an existing user".into()])
-            }
+            StoreError::PasswordRequired => ApiError::validation(&[
+                "password must be specified unless you are updating an existing user".into(),
+            ]),
             StoreError::Internal(detail) => {
                 // Logged once here; the client learns nothing internal.
                 tracing::error!(%detail, "internal store error");
@@ -208,7 +213,10 @@ impl IntoResponse for ApiError {
                     cause.insert("header".into(), json!({ "WWW-Authenticate": value }));
                 }
                 let mut error = Map::new();
-                error.insert("root_cause".into(), Value::Array(vec![Value::Object(cause.clone())]));
+                error.insert(
+                    "root_cause".into(),
+                    Value::Array(vec![Value::Object(cause.clone())]),
+                );
                 error.extend(cause);
                 let body = json!({ "error": Value::Object(error), "status": status.as_u16() });
                 let mut response = (status, axum::Json(body)).into_response();

@@ -88,7 +88,11 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, settings: Settings, render_metrics: Option<MetricsRender>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        render_metrics: Option<MetricsRender>,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
             settings,
@@ -116,7 +120,11 @@ impl Metrics {
     }
 
     pub fn refresh(&self, rotated: bool) {
-        let outcome = if rotated { "rotated" } else { "replayed_in_window" };
+        let outcome = if rotated {
+            "rotated"
+        } else {
+            "replayed_in_window"
+        };
         metrics::counter!("tessera_refresh_total", "outcome" => outcome).increment(1);
     }
 }
@@ -161,11 +169,17 @@ pub fn router(state: AppState) -> Router {
                 .delete(roles::delete_role),
         )
         .route("/_tessera/ready", get(ready))
-        .route("/_tessera/live", get(|| async { Json(json!({ "status": "live" })) }))
+        .route(
+            "/_tessera/live",
+            get(|| async { Json(json!({ "status": "live" })) }),
+        )
         .route("/_tessera/metrics", get(render_metrics))
         .fallback(middleware::no_route)
         .method_not_allowed_fallback(middleware::wrong_method)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::around))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::around,
+        ))
         .with_state(state)
 }
 
@@ -186,7 +200,9 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "reason": "the token store is not answering" })),
+                Json(
+                    json!({ "status": "unavailable", "reason": "the token store is not answering" }),
+                ),
             )
         }
     }

@@ -31,24 +31,31 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
     let _entered = span.enter();
     drop(_entered);
 
-    let mut response = match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::es(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout_exception",
-            "the request took longer than the configured request timeout",
-        )
-        .into_response(),
-    };
+    let mut response =
+        match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::es(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout_exception",
+                "the request took longer than the configured request timeout",
+            )
+            .into_response(),
+        };
 
     let headers = response.headers_mut();
-    headers.insert("x-elastic-product", HeaderValue::from_static("Elasticsearch"));
+    headers.insert(
+        "x-elastic-product",
+        HeaderValue::from_static("Elasticsearch"),
+    );
     if wants_compatible
         && headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
     {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(COMPATIBLE_MEDIA_TYPE));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(COMPATIBLE_MEDIA_TYPE),
+        );
     }
 
     let status = response.status().as_u16().to_string();

@@ -4,7 +4,9 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use tessera_domain::privilege::{self, Action, RoleDescriptor, KNOWN_CLUSTER_PRIVILEGES, SUPERUSER_ROLE};
+use tessera_domain::privilege::{
+    self, Action, RoleDescriptor, KNOWN_CLUSTER_PRIVILEGES, SUPERUSER_ROLE,
+};
 
 use crate::auth;
 use crate::body::JsonBody;
@@ -57,7 +59,10 @@ pub async fn get_roles(
     let mut out = Map::new();
     match names {
         None => {
-            out.insert(SUPERUSER_ROLE.into(), role_json(&RoleDescriptor::superuser()));
+            out.insert(
+                SUPERUSER_ROLE.into(),
+                role_json(&RoleDescriptor::superuser()),
+            );
             for (name, role) in state.store.list_roles().await? {
                 out.insert(name, role_json(&role));
             }
@@ -70,7 +75,10 @@ pub async fn get_roles(
                 .map(str::to_owned)
                 .collect();
             if names.iter().any(|n| n == SUPERUSER_ROLE) {
-                out.insert(SUPERUSER_ROLE.into(), role_json(&RoleDescriptor::superuser()));
+                out.insert(
+                    SUPERUSER_ROLE.into(),
+                    role_json(&RoleDescriptor::superuser()),
+                );
             }
             for (name, role) in state.store.get_roles(&names).await? {
                 out.insert(name, role_json(&role));
@@ -95,6 +103,10 @@ pub async fn delete_role(
     }
     auth::require(&state, &caller, Action::RoleDelete).await?;
     let found = state.store.delete_role(&name).await?;
-    let status = if found { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    let status = if found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
     Ok((status, Json(json!({ "found": found }))))
 }

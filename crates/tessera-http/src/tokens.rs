@@ -63,12 +63,26 @@ impl TokenRequest {
             self.grant_type.as_deref().unwrap_or_default(),
         );
         let (required, forbidden): (&[&str], &[&str]) = match grant {
-            Some(Grant::Password) => (&["username", "password"], &["kerberos_ticket", "refresh_token"]),
-            Some(Grant::ClientCredentials) => (&[], &["username", "password", "kerberos_ticket", "refresh_token"]),
-            Some(Grant::RefreshToken) => (&["refresh_token"], &["username", "password", "kerberos_ticket"]),
-            Some(Grant::Kerberos) => (&["kerberos_ticket"], &["username", "password", "refresh_token"]),
+            Some(Grant::Password) => (
+                &["username", "password"],
+                &["kerberos_ticket", "refresh_token"],
+            ),
+            Some(Grant::ClientCredentials) => (
+                &[],
+                &["username", "password", "kerberos_ticket", "refresh_token"],
+            ),
+            Some(Grant::RefreshToken) => (
+                &["refresh_token"],
+                &["username", "password", "kerberos_ticket"],
+            ),
+            Some(Grant::Kerberos) => (
+                &["kerberos_ticket"],
+                &["username", "password", "refresh_token"],
+            ),
             None => {
-                errors.push(format!("grant_type only supports the values: {GRANT_TYPES}"));
+                errors.push(format!(
+                    "grant_type only supports the values: {GRANT_TYPES}"
+                ));
                 (&[], &[])
             }
         };
@@ -77,7 +91,9 @@ impl TokenRequest {
                 errors.push(format!("{field} is missing"));
             }
             if forbidden.contains(&field) && is_set {
-                errors.push(format!("{field} is not supported with the {name} grant_type"));
+                errors.push(format!(
+                    "{field} is not supported with the {name} grant_type"
+                ));
             }
         }
         if errors.is_empty() {
@@ -115,7 +131,8 @@ pub async fn get_token(
             ))
         }
         Grant::RefreshToken => {
-            let presented = TokenString::from_presented(req.refresh_token.as_deref().expect("validated"));
+            let presented =
+                TokenString::from_presented(req.refresh_token.as_deref().expect("validated"));
             let granted = state
                 .store
                 .refresh(RefreshRequest {
@@ -135,7 +152,12 @@ pub async fn get_token(
                     username: req.username.clone().expect("validated"),
                     password: req.password.clone().expect("validated"),
                 };
-                auth::authenticate_password(&state, &creds, &format!("action [{}]", Action::TokenCreate.name())).await?
+                auth::authenticate_password(
+                    &state,
+                    &creds,
+                    &format!("action [{}]", Action::TokenCreate.name()),
+                )
+                .await?
             } else {
                 caller.clone()
             };
@@ -162,14 +184,20 @@ pub async fn get_token(
     let mut body = Map::new();
     body.insert("access_token".into(), pair.access.expose().into());
     body.insert("type".into(), "Bearer".into());
-    body.insert("expires_in".into(), (state.settings.access_ttl_ms() / 1000).into());
+    body.insert(
+        "expires_in".into(),
+        (state.settings.access_ttl_ms() / 1000).into(),
+    );
     if let Some(rt) = &pair.refresh {
         body.insert("refresh_token".into(), rt.expose().into());
     }
     if scope {
         body.insert("scope".into(), "full".into());
     }
-    body.insert("authentication".into(), serde_json::to_value(&with_auth).expect("serialisable"));
+    body.insert(
+        "authentication".into(),
+        serde_json::to_value(&with_auth).expect("serialisable"),
+    );
     Ok(Json(Value::Object(body)))
 }
 
@@ -185,7 +213,10 @@ pub struct InvalidateRequest {
 enum Target {
     Access(TokenString),
     Refresh(TokenString),
-    Matching { username: Option<String>, realm: Option<String> },
+    Matching {
+        username: Option<String>,
+        realm: Option<String>,
+    },
 }
 
 impl InvalidateRequest {
@@ -196,18 +227,31 @@ impl InvalidateRequest {
             ));
         }
         let token_type_given = self.token.is_some() || self.refresh_token.is_some();
-        let token_string = self.token.as_ref().or(self.refresh_token.as_ref()).map(|s| s.as_str().to_owned());
+        let token_string = self
+            .token
+            .as_ref()
+            .or(self.refresh_token.as_ref())
+            .map(|s| s.as_str().to_owned());
         let has_text = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
         let mut errors = Vec::new();
         if has_text(&self.realm_name) || has_text(&self.username) {
             if has_text(&token_string) {
-                errors.push("token string must not be provided when realm name or username is specified".to_string());
+                errors.push(
+                    "token string must not be provided when realm name or username is specified"
+                        .to_string(),
+                );
             }
             if token_type_given {
-                errors.push("token type must not be provided when realm name or username is specified".to_string());
+                errors.push(
+                    "token type must not be provided when realm name or username is specified"
+                        .to_string(),
+                );
             }
         } else if token_string.as_deref().is_none_or(str::is_empty) {
-            errors.push("token string must be provided when not specifying a realm name or a username".to_string());
+            errors.push(
+                "token string must be provided when not specifying a realm name or a username"
+                    .to_string(),
+            );
         }
         if !errors.is_empty() {
             return Err(ApiError::validation(&errors));
@@ -246,7 +290,10 @@ pub async fn invalidate_token(
                 .store
                 .invalidate_matching(username.as_deref(), realm.as_deref(), state.now())
                 .await?;
-            return Ok((StatusCode::OK, Json(counts(c.invalidated, c.previously_invalidated))));
+            return Ok((
+                StatusCode::OK,
+                Json(counts(c.invalidated, c.previously_invalidated)),
+            ));
         }
         Target::Access(t) => (t, true),
         Target::Refresh(t) => (t, false),
@@ -257,7 +304,10 @@ pub async fn invalidate_token(
     }
     if !state.store.tokens_ever_issued().await? {
         // Elasticsearch: the tokens index does not exist yet.
-        return Err(ApiError::bad_request("security_exception", "failed to invalidate token"));
+        return Err(ApiError::bad_request(
+            "security_exception",
+            "failed to invalidate token",
+        ));
     }
     let hash = token.hash();
     let outcome = if is_access {

@@ -30,7 +30,10 @@ pub struct PutUserRequest {
 }
 
 /// Validates a new password or a supplied hash and returns the hash to store.
-async fn password_hash_from(password: Option<Zeroizing<String>>, hash: Option<String>) -> ApiResult<Option<String>> {
+async fn password_hash_from(
+    password: Option<Zeroizing<String>>,
+    hash: Option<String>,
+) -> ApiResult<Option<String>> {
     match (password, hash) {
         (Some(_), Some(_)) => Err(ApiError::validation(&[
             "only one of [password, password_hash] can be provided".into(),
@@ -39,7 +42,13 @@ async fn password_hash_from(password: Option<Zeroizing<String>>, hash: Option<St
             user::validate_password(&pw).map_err(|m| ApiError::validation(&[m]))?;
             let hashed = tokio::task::spawn_blocking(move || user::hash_password(&pw))
                 .await
-                .map_err(|_| ApiError::es(StatusCode::INTERNAL_SERVER_ERROR, "exception", "password hashing failed"))?;
+                .map_err(|_| {
+                    ApiError::es(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "exception",
+                        "password hashing failed",
+                    )
+                })?;
             Ok(Some(hashed))
         }
         (None, Some(h)) => {
@@ -68,8 +77,15 @@ pub async fn put_user(
     if req.roles.is_none() {
         errors.push("roles are missing".to_string());
     }
-    if let Some(k) = req.metadata.iter().flat_map(|m| m.keys()).find(|k| k.starts_with('_')) {
-        errors.push(format!("metadata keys may not start with [_] (found [{k}])"));
+    if let Some(k) = req
+        .metadata
+        .iter()
+        .flat_map(|m| m.keys())
+        .find(|k| k.starts_with('_'))
+    {
+        errors.push(format!(
+            "metadata keys may not start with [_] (found [{k}])"
+        ));
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(&errors));
@@ -149,7 +165,11 @@ pub async fn delete_user(
     auth::require(&state, &caller, Action::UserDelete).await?;
     let found = state.store.delete_user(&username).await?;
     state.credentials.forget(&username);
-    let status = if found { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    let status = if found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
     Ok((status, Json(json!({ "found": found }))))
 }
 
@@ -193,7 +213,8 @@ async fn change_password_of(
     }
     // Users may change their own password, but only when they proved who
     // they are with that password (not with a token or an API key).
-    let own = username == caller.username && caller.authentication_type == AuthenticationType::Realm;
+    let own =
+        username == caller.username && caller.authentication_type == AuthenticationType::Realm;
     if !own {
         auth::require(&state, &caller, Action::UserChangePassword).await?;
     }

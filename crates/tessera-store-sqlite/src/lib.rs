@@ -25,8 +25,8 @@ use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
 use tessera_store::codec::{self, TokenRow, UserRow, TOKEN_COLUMNS, USER_COLUMNS};
 use tessera_store::{
-    InvalidateCounts, InvalidateOne, RefreshGranted, RefreshOutcome, RefreshRequest, RoleDescriptor, Store,
-    StoreError, StoreResult, UserUpsert,
+    InvalidateCounts, InvalidateOne, RefreshGranted, RefreshOutcome, RefreshRequest,
+    RoleDescriptor, Store, StoreError, StoreResult, UserUpsert,
 };
 
 use writer::Writer;
@@ -148,7 +148,11 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
-fn token_where(conn: &Connection, clause: &str, key: &dyn rusqlite::ToSql) -> StoreResult<Option<TokenRecord>> {
+fn token_where(
+    conn: &Connection,
+    clause: &str,
+    key: &dyn rusqlite::ToSql,
+) -> StoreResult<Option<TokenRecord>> {
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE {clause}");
     conn.prepare_cached(&sql)
         .and_then(|mut stmt| stmt.query_row([key], token_row).optional())
@@ -199,15 +203,25 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
     let Some(record) = token_where(conn, "refresh_hash = ?1", &hash.0.as_slice())? else {
         return Ok(Err(refresh::RefreshError::NotFound));
     };
-    match refresh::decide(&record, &req.refresh_token, &req.caller, req.now, req.policy) {
+    match refresh::decide(
+        &record,
+        &req.refresh_token,
+        &req.caller,
+        req.now,
+        req.policy,
+    ) {
         Decision::Reject(e) => Ok(Err(e)),
         Decision::Replay { successor_id, pair } => {
             let successor = token_where(conn, "id = ?1", &successor_id)?;
-            Ok(refresh::check_replay_target(successor.as_ref(), req.now).map(|()| RefreshGranted {
-                pair,
-                subject: record.subject,
-                rotated: false,
-            }))
+            Ok(
+                refresh::check_replay_target(successor.as_ref(), req.now).map(|()| {
+                    RefreshGranted {
+                        pair,
+                        subject: record.subject,
+                        rotated: false,
+                    }
+                }),
+            )
         }
         Decision::Rotate {
             successor,
@@ -235,7 +249,12 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
     }
 }
 
-fn invalidate_one(conn: &Connection, column: &str, flag: &str, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+fn invalidate_one(
+    conn: &Connection,
+    column: &str,
+    flag: &str,
+    hash: &TokenHash,
+) -> StoreResult<InvalidateOne> {
     let current: Option<bool> = conn
         .prepare_cached(&format!("SELECT {flag} FROM tokens WHERE {column} = ?1"))
         .and_then(|mut stmt| stmt.query_row([hash.0.as_slice()], |r| r.get(0)).optional())
@@ -255,16 +274,19 @@ fn invalidate_one(conn: &Connection, column: &str, flag: &str, hash: &TokenHash)
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await?;
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+            .await?;
         self.write(|_| Ok(())).await
     }
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         let username = username.to_owned();
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"))?
-                .query_row([username], user_row)
-                .optional()
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE username = ?1"
+            ))?
+            .query_row([username], user_row)
+            .optional()
         })
         .await?
         .map(UserRow::into_record)
@@ -273,9 +295,11 @@ impl Store for SqliteStore {
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"))?
-                .query_map([], user_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+            ))?
+            .query_map([], user_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await?
         .into_iter()
@@ -289,7 +313,9 @@ impl Store for SqliteStore {
 
     async fn bootstrap_user(&self, user: UserUpsert) -> StoreResult<bool> {
         self.write(move |c| {
-            let count: i64 = c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).map_err(internal)?;
+            let count: i64 = c
+                .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+                .map_err(internal)?;
             if count > 0 {
                 return Ok(false);
             }
@@ -311,9 +337,12 @@ impl Store for SqliteStore {
     async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
         let (username, hash) = (username.to_owned(), password_hash.to_owned());
         self.write(move |c| {
-            c.execute("UPDATE users SET password_hash = ?2 WHERE username = ?1", [username, hash])
-                .map(|n| n > 0)
-                .map_err(internal)
+            c.execute(
+                "UPDATE users SET password_hash = ?2 WHERE username = ?1",
+                [username, hash],
+            )
+            .map(|n| n > 0)
+            .map_err(internal)
         })
         .await
     }
@@ -321,9 +350,12 @@ impl Store for SqliteStore {
     async fn set_enabled(&self, username: &str, enabled: bool) -> StoreResult<bool> {
         let username = username.to_owned();
         self.write(move |c| {
-            c.execute("UPDATE users SET enabled = ?2 WHERE username = ?1", params![username, enabled])
-                .map(|n| n > 0)
-                .map_err(internal)
+            c.execute(
+                "UPDATE users SET enabled = ?2 WHERE username = ?1",
+                params![username, enabled],
+            )
+            .map(|n| n > 0)
+            .map_err(internal)
         })
         .await
     }
@@ -364,11 +396,14 @@ impl Store for SqliteStore {
         let names = names.to_vec();
         let rows = self
             .read(move |c| {
-                let mut stmt = c.prepare_cached("SELECT name, descriptor FROM roles WHERE name = ?1")?;
+                let mut stmt =
+                    c.prepare_cached("SELECT name, descriptor FROM roles WHERE name = ?1")?;
                 let mut out = Vec::new();
                 for n in &names {
                     if let Some(row) = stmt
-                        .query_row([n], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                        .query_row([n], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                        })
                         .optional()?
                     {
                         out.push(row);
@@ -401,9 +436,11 @@ impl Store for SqliteStore {
         let hash = *hash;
         let row = self
             .read(move |c| {
-                c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = ?1"))?
-                    .query_row([hash.0.as_slice()], token_row)
-                    .optional()
+                c.prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = ?1"
+                ))?
+                .query_row([hash.0.as_slice()], token_row)
+                .optional()
             })
             .await?;
         row.map(TokenRow::into_record).transpose()
@@ -464,9 +501,11 @@ impl Store for SqliteStore {
 
     async fn tokens_ever_issued(&self) -> StoreResult<bool> {
         self.read(|c| {
-            c.query_row("SELECT 1 FROM meta WHERE key = 'tokens_issued'", [], |_| Ok(()))
-                .optional()
-                .map(|o| o.is_some())
+            c.query_row("SELECT 1 FROM meta WHERE key = 'tokens_issued'", [], |_| {
+                Ok(())
+            })
+            .optional()
+            .map(|o| o.is_some())
         })
         .await
     }
@@ -494,7 +533,11 @@ fn upsert_user(c: &Connection, user: &UserUpsert) -> StoreResult<bool> {
     let roles = codec::to_json(&user.roles)?;
     let metadata = codec::to_json(&user.metadata)?;
     let existing: Option<String> = c
-        .query_row("SELECT password_hash FROM users WHERE username = ?1", [&user.username], |r| r.get(0))
+        .query_row(
+            "SELECT password_hash FROM users WHERE username = ?1",
+            [&user.username],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(internal)?;
     let password_hash = match (&user.password_hash, &existing) {
@@ -525,7 +568,9 @@ mod tests {
         tessera_store::conformance::run(|| {
             n += 1;
             let path = dir.path().join(format!("store-{n}.db"));
-            async move { std::sync::Arc::new(SqliteStore::open(&path).unwrap()) as std::sync::Arc<dyn Store> }
+            async move {
+                std::sync::Arc::new(SqliteStore::open(&path).unwrap()) as std::sync::Arc<dyn Store>
+            }
         })
         .await;
     }

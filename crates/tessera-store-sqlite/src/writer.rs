@@ -13,7 +13,8 @@ const MAX_BATCH: usize = 256;
 /// A job runs inside the shared transaction and returns a continuation that
 /// is told whether the transaction committed; only then does it answer.
 /// A job given `Err` could not start (no transaction) and only answers.
-type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> Box<dyn FnOnce(Result<(), String>) + Send> + Send>;
+type Job =
+    Box<dyn FnOnce(Result<&Connection, &str>) -> Box<dyn FnOnce(Result<(), String>) + Send> + Send>;
 
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
@@ -39,7 +40,9 @@ impl Writer {
         let job: Job = Box::new(move |conn: Result<&Connection, &str>| {
             let result = match conn {
                 Ok(conn) => in_savepoint(conn, f),
-                Err(e) => Err(StoreError::Unavailable(format!("cannot begin a transaction: {e}"))),
+                Err(e) => Err(StoreError::Unavailable(format!(
+                    "cannot begin a transaction: {e}"
+                ))),
             };
             Box::new(move |committed: Result<(), String>| {
                 let answer = match committed {
@@ -60,7 +63,10 @@ impl Writer {
 
 /// Runs one job in a savepoint, so a job that fails (or panics) leaves no
 /// partial effect in the shared transaction.
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
     conn.execute_batch("SAVEPOINT job")
         .map_err(|e| StoreError::Internal(e.to_string()))?;
     let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {

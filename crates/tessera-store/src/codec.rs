@@ -67,7 +67,12 @@ impl TokenRow {
                 sealed_successor,
             }),
             (None, None, None) => None,
-            _ => return Err(StoreError::Internal(format!("token {} has a partial refresh state", self.id))),
+            _ => {
+                return Err(StoreError::Internal(format!(
+                    "token {} has a partial refresh state",
+                    self.id
+                )))
+            }
         };
         Ok(TokenRecord {
             id: self.id,
@@ -106,7 +111,8 @@ pub struct UserRow {
     pub enabled: bool,
 }
 
-pub const USER_COLUMNS: &str = "username, password_hash, roles, full_name, email, metadata, enabled";
+pub const USER_COLUMNS: &str =
+    "username, password_hash, roles, full_name, email, metadata, enabled";
 
 impl UserRow {
     pub fn into_record(self) -> StoreResult<UserRecord> {
@@ -123,17 +129,24 @@ impl UserRow {
 }
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("encoding a stored value: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Internal(format!("encoding a stored value: {e}")))
 }
 
 pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Internal(format!("decoding a stored value: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Internal(format!("decoding a stored value: {e}")))
 }
 
 /// Elasticsearch's per-record counting for invalidation by user or realm:
 /// each half of an active pair counts once, as newly or previously
 /// invalidated.
-pub fn count_invalidation(counts: &mut crate::InvalidateCounts, has_refresh: bool, refresh_was: bool, access_was: bool) {
+pub fn count_invalidation(
+    counts: &mut crate::InvalidateCounts,
+    has_refresh: bool,
+    refresh_was: bool,
+    access_was: bool,
+) {
     let mut tally = |already: bool| {
         if already {
             counts.previously_invalidated += 1;

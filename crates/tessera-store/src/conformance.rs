@@ -14,7 +14,9 @@ use tessera_domain::refresh::{RefreshError, RefreshPolicy};
 use tessera_domain::token::{TokenPair, TokenString};
 use tessera_domain::{ClientRef, Millis, TokenRecord};
 
-use crate::{InvalidateCounts, InvalidateOne, RefreshRequest, RoleDescriptor, Store, StoreError, UserUpsert};
+use crate::{
+    InvalidateCounts, InvalidateOne, RefreshRequest, RoleDescriptor, Store, StoreError, UserUpsert,
+};
 
 pub type DynStore = Arc<dyn Store>;
 
@@ -93,22 +95,43 @@ async fn users(store: DynStore) {
         store.put_user(user("joe", None)).await,
         Err(StoreError::PasswordRequired)
     ));
-    assert!(store.get_user("joe").await.unwrap().is_none(), "a failed put stores nothing");
-    assert!(store.put_user(user("joe", Some("h1"))).await.unwrap(), "created");
+    assert!(
+        store.get_user("joe").await.unwrap().is_none(),
+        "a failed put stores nothing"
+    );
+    assert!(
+        store.put_user(user("joe", Some("h1"))).await.unwrap(),
+        "created"
+    );
     let mut update = user("joe", None);
     update.full_name = None;
-    assert!(!store.put_user(update).await.unwrap(), "updated, not created");
+    assert!(
+        !store.put_user(update).await.unwrap(),
+        "updated, not created"
+    );
     let joe = store.get_user("joe").await.unwrap().unwrap();
-    assert_eq!(joe.password_hash, "h1", "an update without a password keeps it");
+    assert_eq!(
+        joe.password_hash, "h1",
+        "an update without a password keeps it"
+    );
     assert_eq!(joe.full_name, None);
     assert_eq!(joe.roles, vec!["r1".to_string()]);
     assert_eq!(joe.metadata["k"], 1);
     assert!(store.put_user(user("amy", Some("h2"))).await.unwrap());
-    let names: Vec<_> = store.list_users().await.unwrap().into_iter().map(|u| u.username).collect();
+    let names: Vec<_> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
     assert_eq!(names, ["amy", "joe"]);
     assert!(store.set_password("joe", "h3").await.unwrap());
     assert!(!store.set_password("nobody", "h3").await.unwrap());
-    assert_eq!(store.get_user("joe").await.unwrap().unwrap().password_hash, "h3");
+    assert_eq!(
+        store.get_user("joe").await.unwrap().unwrap().password_hash,
+        "h3"
+    );
     assert!(store.set_enabled("joe", false).await.unwrap());
     assert!(!store.get_user("joe").await.unwrap().unwrap().enabled);
     assert!(!store.set_enabled("nobody", false).await.unwrap());
@@ -118,22 +141,49 @@ async fn users(store: DynStore) {
 }
 
 async fn bootstrap(store: DynStore) {
-    assert!(store.bootstrap_user(user("elastic", Some("h"))).await.unwrap());
-    assert!(!store.bootstrap_user(user("elastic", Some("other"))).await.unwrap());
-    assert_eq!(store.get_user("elastic").await.unwrap().unwrap().password_hash, "h");
-    assert!(!store.bootstrap_user(user("second", Some("h"))).await.unwrap());
+    assert!(store
+        .bootstrap_user(user("elastic", Some("h")))
+        .await
+        .unwrap());
+    assert!(!store
+        .bootstrap_user(user("elastic", Some("other")))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_user("elastic")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "h"
+    );
+    assert!(!store
+        .bootstrap_user(user("second", Some("h")))
+        .await
+        .unwrap());
     assert!(store.get_user("second").await.unwrap().is_none());
 }
 
 async fn roles(store: DynStore) {
-    let mut role: RoleDescriptor = serde_json::from_value(serde_json::json!({"cluster": ["manage_token"]})).unwrap();
+    let mut role: RoleDescriptor =
+        serde_json::from_value(serde_json::json!({"cluster": ["manage_token"]})).unwrap();
     assert!(store.put_role("r", &role).await.unwrap());
     role.cluster.push("monitor".into());
     assert!(!store.put_role("r", &role).await.unwrap());
     assert!(store.put_role("a", &role).await.unwrap());
-    let got = store.get_roles(&["r".into(), "missing".into()]).await.unwrap();
+    let got = store
+        .get_roles(&["r".into(), "missing".into()])
+        .await
+        .unwrap();
     assert_eq!(got, vec![("r".to_string(), role.clone())]);
-    let all: Vec<_> = store.list_roles().await.unwrap().into_iter().map(|(n, _)| n).collect();
+    let all: Vec<_> = store
+        .list_roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(all, ["a", "r"]);
     assert!(store.delete_role("r").await.unwrap());
     assert!(!store.delete_role("r").await.unwrap());
@@ -144,17 +194,32 @@ async fn issue_and_find(store: DynStore) {
     assert!(!store.tokens_ever_issued().await.unwrap());
     let (record, pair) = issue(&store, "u", T0).await;
     assert!(store.tokens_ever_issued().await.unwrap());
-    let found = store.find_by_access(&pair.access.hash()).await.unwrap().unwrap();
+    let found = store
+        .find_by_access(&pair.access.hash())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found, record);
     let missing = TokenString::mint(tessera_domain::TokenKind::Access);
-    assert!(store.find_by_access(&missing.hash()).await.unwrap().is_none());
+    assert!(store
+        .find_by_access(&missing.hash())
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(store.count_tokens().await.unwrap(), 1);
 
     // A pair without a refresh token (client_credentials).
     let s = subject("svc");
     let (cc, cc_pair) = TokenRecord::issue(&s, s.client_ref(), false, T0, 1000);
     store.insert_token(&cc).await.unwrap();
-    assert_eq!(store.find_by_access(&cc_pair.access.hash()).await.unwrap().unwrap(), cc);
+    assert_eq!(
+        store
+            .find_by_access(&cc_pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap(),
+        cc
+    );
 }
 
 async fn refresh_rules(store: DynStore) {
@@ -165,17 +230,33 @@ async fn refresh_rules(store: DynStore) {
 
     let unknown = TokenString::mint(tessera_domain::TokenKind::Refresh);
     assert_eq!(
-        store.refresh(request(&unknown, &me, T0)).await.unwrap().unwrap_err(),
+        store
+            .refresh(request(&unknown, &me, T0))
+            .await
+            .unwrap()
+            .unwrap_err(),
         RefreshError::NotFound
     );
     assert_eq!(
-        store.refresh(request(&rt, &stranger, T0 + 1)).await.unwrap().unwrap_err(),
+        store
+            .refresh(request(&rt, &stranger, T0 + 1))
+            .await
+            .unwrap()
+            .unwrap_err(),
         RefreshError::WrongClient
     );
-    let first = store.refresh(request(&rt, &me, T0 + 10)).await.unwrap().unwrap();
+    let first = store
+        .refresh(request(&rt, &me, T0 + 10))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(first.rotated);
     assert_eq!(first.subject.authentication_type, AuthenticationType::Token);
-    let successor = store.find_by_access(&first.pair.access.hash()).await.unwrap().unwrap();
+    let successor = store
+        .find_by_access(&first.pair.access.hash())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(successor.generation, 1);
     assert_eq!(successor.family_id, record.family_id);
     assert_eq!(successor.client, me);
@@ -187,30 +268,56 @@ async fn refresh_rules(store: DynStore) {
         .unwrap()
         .access_usable(T0 + 10));
 
-    let again = store.refresh(request(&rt, &me, T0 + 20_000)).await.unwrap().unwrap();
+    let again = store
+        .refresh(request(&rt, &me, T0 + 20_000))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!again.rotated);
-    assert_eq!(again.pair, first.pair, "a repeat in the window returns the identical pair");
     assert_eq!(
-        store.refresh(request(&rt, &me, T0 + 10 + 30_001)).await.unwrap().unwrap_err(),
+        again.pair, first.pair,
+        "a repeat in the window returns the identical pair"
+    );
+    assert_eq!(
+        store
+            .refresh(request(&rt, &me, T0 + 10 + 30_001))
+            .await
+            .unwrap()
+            .unwrap_err(),
         RefreshError::RefreshedTooLongAgo
     );
     // the successor refreshes normally, once
     let next_rt = first.pair.refresh.clone().unwrap();
-    let second = store.refresh(request(&next_rt, &me, T0 + 40_000)).await.unwrap().unwrap();
+    let second = store
+        .refresh(request(&next_rt, &me, T0 + 40_000))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(second.rotated);
 
     // invalidated and expired refresh tokens
     let (_, p2) = issue(&store, "u", T0).await;
     let rt2 = p2.refresh.unwrap();
-    assert_eq!(store.invalidate_refresh(&rt2.hash()).await.unwrap(), InvalidateOne::Invalidated);
     assert_eq!(
-        store.refresh(request(&rt2, &me, T0 + 1)).await.unwrap().unwrap_err(),
+        store.invalidate_refresh(&rt2.hash()).await.unwrap(),
+        InvalidateOne::Invalidated
+    );
+    assert_eq!(
+        store
+            .refresh(request(&rt2, &me, T0 + 1))
+            .await
+            .unwrap()
+            .unwrap_err(),
         RefreshError::Invalidated
     );
     let (_, p3) = issue(&store, "u", T0).await;
     assert_eq!(
         store
-            .refresh(request(p3.refresh.as_ref().unwrap(), &me, T0 + 24 * 3_600_000))
+            .refresh(request(
+                p3.refresh.as_ref().unwrap(),
+                &me,
+                T0 + 24 * 3_600_000
+            ))
             .await
             .unwrap()
             .unwrap_err(),
@@ -221,10 +328,21 @@ async fn refresh_rules(store: DynStore) {
 async fn replay_of_invalidated_successor(store: DynStore) {
     let (record, pair) = issue(&store, "u", T0).await;
     let rt = pair.refresh.unwrap();
-    let first = store.refresh(request(&rt, &record.client, T0)).await.unwrap().unwrap();
-    store.invalidate_access(&first.pair.access.hash()).await.unwrap();
+    let first = store
+        .refresh(request(&rt, &record.client, T0))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .invalidate_access(&first.pair.access.hash())
+        .await
+        .unwrap();
     assert_eq!(
-        store.refresh(request(&rt, &record.client, T0 + 1)).await.unwrap().unwrap_err(),
+        store
+            .refresh(request(&rt, &record.client, T0 + 1))
+            .await
+            .unwrap()
+            .unwrap_err(),
         RefreshError::Invalidated,
         "a replay never hands out a token that was taken back"
     );
@@ -235,18 +353,42 @@ async fn invalidate_single(store: DynStore) {
     let access = pair.access.hash();
     let refresh = pair.refresh.unwrap().hash();
     let unknown = TokenString::mint(tessera_domain::TokenKind::Access).hash();
-    assert_eq!(store.invalidate_access(&unknown).await.unwrap(), InvalidateOne::NotFound);
-    assert_eq!(store.invalidate_refresh(&unknown).await.unwrap(), InvalidateOne::NotFound);
-    assert_eq!(store.invalidate_access(&access).await.unwrap(), InvalidateOne::Invalidated);
-    assert_eq!(store.invalidate_access(&access).await.unwrap(), InvalidateOne::AlreadyInvalidated);
+    assert_eq!(
+        store.invalidate_access(&unknown).await.unwrap(),
+        InvalidateOne::NotFound
+    );
+    assert_eq!(
+        store.invalidate_refresh(&unknown).await.unwrap(),
+        InvalidateOne::NotFound
+    );
+    assert_eq!(
+        store.invalidate_access(&access).await.unwrap(),
+        InvalidateOne::Invalidated
+    );
+    assert_eq!(
+        store.invalidate_access(&access).await.unwrap(),
+        InvalidateOne::AlreadyInvalidated
+    );
     let rec = store.find_by_access(&access).await.unwrap().unwrap();
-    assert!(rec.access_invalidated && !rec.refresh_invalidated, "halves are independent");
-    assert_eq!(store.invalidate_refresh(&refresh).await.unwrap(), InvalidateOne::Invalidated);
-    assert_eq!(store.invalidate_refresh(&refresh).await.unwrap(), InvalidateOne::AlreadyInvalidated);
+    assert!(
+        rec.access_invalidated && !rec.refresh_invalidated,
+        "halves are independent"
+    );
+    assert_eq!(
+        store.invalidate_refresh(&refresh).await.unwrap(),
+        InvalidateOne::Invalidated
+    );
+    assert_eq!(
+        store.invalidate_refresh(&refresh).await.unwrap(),
+        InvalidateOne::AlreadyInvalidated
+    );
 }
 
 async fn invalidate_matching(store: DynStore) {
-    let none = store.invalidate_matching(Some("u"), None, T0).await.unwrap();
+    let none = store
+        .invalidate_matching(Some("u"), None, T0)
+        .await
+        .unwrap();
     assert_eq!(none, InvalidateCounts::default());
     let (_, a) = issue(&store, "u", T0).await;
     let (_, b) = issue(&store, "u", T0).await;
@@ -256,7 +398,10 @@ async fn invalidate_matching(store: DynStore) {
     store.insert_token(&cc).await.unwrap();
     store.invalidate_access(&b.access.hash()).await.unwrap();
 
-    let counts = store.invalidate_matching(Some("u"), None, T0 + 1).await.unwrap();
+    let counts = store
+        .invalidate_matching(Some("u"), None, T0 + 1)
+        .await
+        .unwrap();
     // a: 2 new; b: refresh new + access previously; cc: 1 new
     assert_eq!(
         counts,
@@ -266,17 +411,33 @@ async fn invalidate_matching(store: DynStore) {
         }
     );
     for p in [&a, &b] {
-        let rec = store.find_by_access(&p.access.hash()).await.unwrap().unwrap();
+        let rec = store
+            .find_by_access(&p.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(rec.access_invalidated && rec.refresh_invalidated);
     }
     assert_eq!(
-        store.invalidate_matching(Some("u"), None, T0 + 2).await.unwrap(),
+        store
+            .invalidate_matching(Some("u"), None, T0 + 2)
+            .await
+            .unwrap(),
         InvalidateCounts::default(),
         "nothing active is left"
     );
-    let by_realm = store.invalidate_matching(None, Some("default_native"), T0 + 2).await.unwrap();
-    assert_eq!(by_realm.invalidated, 2, "only `other`'s pair was still active");
-    let both = store.invalidate_matching(Some("u"), Some("elsewhere"), T0 + 2).await.unwrap();
+    let by_realm = store
+        .invalidate_matching(None, Some("default_native"), T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_realm.invalidated, 2,
+        "only `other`'s pair was still active"
+    );
+    let both = store
+        .invalidate_matching(Some("u"), Some("elsewhere"), T0 + 2)
+        .await
+        .unwrap();
     assert_eq!(both, InvalidateCounts::default());
 }
 
@@ -288,9 +449,17 @@ async fn purge(store: DynStore) {
     let (short, short_pair) = TokenRecord::issue(&s, s.client_ref(), false, T0, 1_000);
     store.insert_token(&short).await.unwrap();
     assert_eq!(store.purge_expired(T0 + 2_000, 100).await.unwrap(), 1);
-    assert!(store.find_by_access(&short_pair.access.hash()).await.unwrap().is_none());
+    assert!(store
+        .find_by_access(&short_pair.access.hash())
+        .await
+        .unwrap()
+        .is_none());
     let day = 24 * 3_600_000;
-    assert_eq!(store.purge_expired(T0 + day, 2).await.unwrap(), 2, "bounded batches");
+    assert_eq!(
+        store.purge_expired(T0 + day, 2).await.unwrap(),
+        2,
+        "bounded batches"
+    );
     assert_eq!(store.purge_expired(T0 + day, 100).await.unwrap(), 3);
     assert_eq!(store.count_tokens().await.unwrap(), 0);
 }
@@ -316,9 +485,15 @@ async fn concurrent_refreshes_agree(store: DynStore) {
             pairs.push(granted.pair);
         }
         assert_eq!(rotations, 1, "exactly one refresh rotates");
-        assert!(pairs.iter().all(|p| *p == pairs[0]), "every racer got the identical pair");
+        assert!(
+            pairs.iter().all(|p| *p == pairs[0]),
+            "every racer got the identical pair"
+        );
         let successor = store.find_by_access(&pairs[0].access.hash()).await.unwrap();
-        assert!(successor.is_some_and(|s| s.access_usable(now)), "the pair is stored once answered");
+        assert!(
+            successor.is_some_and(|s| s.access_usable(now)),
+            "the pair is stored once answered"
+        );
     }
 }
 
@@ -335,16 +510,26 @@ async fn refresh_races_invalidate_refresh(store: DynStore) {
             tokio::spawn(async move { store.invalidate_refresh(&hash).await })
         };
         let refreshed = refresher.await.unwrap().unwrap();
-        assert_eq!(invalidator.await.unwrap().unwrap(), InvalidateOne::Invalidated);
+        assert_eq!(
+            invalidator.await.unwrap().unwrap(),
+            InvalidateOne::Invalidated
+        );
         match refreshed {
             Ok(granted) => {
-                let s = store.find_by_access(&granted.pair.access.hash()).await.unwrap();
+                let s = store
+                    .find_by_access(&granted.pair.access.hash())
+                    .await
+                    .unwrap();
                 assert!(s.is_some(), "a granted successor is stored");
             }
             Err(e) => assert_eq!(e, RefreshError::Invalidated),
         }
         assert_eq!(
-            store.refresh(request(&rt, &record.client, T0 + 1)).await.unwrap().unwrap_err(),
+            store
+                .refresh(request(&rt, &record.client, T0 + 1))
+                .await
+                .unwrap()
+                .unwrap_err(),
             RefreshError::Invalidated,
             "after the invalidation answered, the refresh token is dead"
         );
@@ -366,13 +551,21 @@ async fn refresh_races_invalidate_by_user(store: DynStore) {
         let refreshed = refresher.await.unwrap().unwrap();
         invalidator.await.unwrap().unwrap();
         if let Ok(granted) = refreshed {
-            let successor = store.find_by_access(&granted.pair.access.hash()).await.unwrap().unwrap();
+            let successor = store
+                .find_by_access(&granted.pair.access.hash())
+                .await
+                .unwrap()
+                .unwrap();
             assert!(
                 successor.access_invalidated && successor.refresh_invalidated,
                 "a successor minted by a racing refresh is invalidated too"
             );
         }
-        let original = store.find_by_access(&pair.access.hash()).await.unwrap().unwrap();
+        let original = store
+            .find_by_access(&pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(original.access_invalidated && original.refresh_invalidated);
     }
 }

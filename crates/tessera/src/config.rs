@@ -24,9 +24,17 @@ pub struct ServeArgs {
     /// Directory for the embedded store; created if missing [default: ./data].
     #[arg(long, env = "TESSERA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Store URL: `sqlite:PATH` (default: tessera.db in the data directory).
+    /// Store: `sqlite:PATH` (default: tessera.db in the data directory) or
+    /// a `postgres://user:password@host:port/db` URL.
     #[arg(long, env = "TESSERA_STORE")]
     pub store: Option<String>,
+    /// PostgreSQL: most connections per node [default: 16].
+    #[arg(long, env = "TESSERA_STORE_POOL_SIZE")]
+    pub store_pool_size: Option<String>,
+    /// PostgreSQL: limit on connecting, on one statement and on waiting for
+    /// a pooled connection [default: 5s].
+    #[arg(long, env = "TESSERA_STORE_TIMEOUT")]
+    pub store_timeout: Option<String>,
     /// Access token lifetime, 1s to 1h [default: 20m].
     #[arg(long, env = "TESSERA_ACCESS_TOKEN_TTL")]
     pub access_token_ttl: Option<String>,
@@ -57,6 +65,8 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    store_pool_size: Option<toml::Value>,
+    store_timeout: Option<String>,
     access_token_ttl: Option<String>,
     refresh_window: Option<String>,
     max_body_bytes: Option<toml::Value>,
@@ -67,9 +77,33 @@ struct FileConfig {
     bootstrap_password: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum StoreLocation {
     Sqlite(PathBuf),
+    Postgres {
+        url: String,
+        pool_size: usize,
+        timeout: Duration,
+    },
+}
+
+impl std::fmt::Debug for StoreLocation {
+    /// Never prints a database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            StoreLocation::Postgres {
+                url,
+                pool_size,
+                timeout,
+            } => f
+                .debug_struct("Postgres")
+                .field("url", &redact_url(url))
+                .field("pool_size", pool_size)
+                .field("timeout", timeout)
+                .finish(),
+        }
+    }
 }
 
 /// Validated configuration.
@@ -94,13 +128,23 @@ fn setting_error(name: &str, problem: impl std::fmt::Display) -> anyhow::Error {
     )
 }
 
-fn duration(name: &str, value: Option<String>, default: &str, min: Duration, max: Duration) -> anyhow::Result<Duration> {
+fn duration(
+    name: &str,
+    value: Option<String>,
+    default: &str,
+    min: Duration,
+    max: Duration,
+) -> anyhow::Result<Duration> {
     let text = value.unwrap_or_else(|| default.to_owned());
     let d = parse_time_value(&text).map_err(|e| setting_error(name, e))?;
     if d < min || d > max {
         return Err(setting_error(
             name,
-            format!("must be between {} and {}, got [{text}]", show(min), show(max)),
+            format!(
+                "must be between {} and {}, got [{text}]",
+                show(min),
+                show(max)
+            ),
         ));
     }
     Ok(d)
@@ -115,7 +159,13 @@ fn show(d: Duration) -> String {
     }
 }
 
-fn integer<T: TryFrom<u64>>(name: &str, value: Option<String>, default: u64, min: u64, max: u64) -> anyhow::Result<T> {
+fn integer<T: TryFrom<u64>>(
+    name: &str,
+    value: Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> anyhow::Result<T> {
     let n = match value {
         None => default,
         Some(text) => text
@@ -124,7 +174,10 @@ fn integer<T: TryFrom<u64>>(name: &str, value: Option<String>, default: u64, min
             .map_err(|_| setting_error(name, format!("expected a whole number, got [{text}]")))?,
     };
     if n < min || n > max {
-        return Err(setting_error(name, format!("must be between {min} and {max}, got {n}")));
+        return Err(setting_error(
+            name,
+            format!("must be between {min} and {max}, got {n}"),
+        ));
     }
     T::try_from(n).map_err(|_| setting_error(name, "out of range"))
 }
@@ -150,16 +203,54 @@ impl Config {
             None => FileConfig::default(),
         };
 
-        let listen_text = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9200".into());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| setting_error("listen", format!("expected ADDRESS:PORT, got [{listen_text}]")))?;
-        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
+        let listen_text = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9200".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            setting_error(
+                "listen",
+                format!("expected ADDRESS:PORT, got [{listen_text}]"),
+            )
+        })?;
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let pool_size = integer(
+            "store_pool_size",
+            args.store_pool_size.or(toml_text(file.store_pool_size)),
+            16,
+            1,
+            1024,
+        )?;
+        let store_timeout = duration(
+            "store_timeout",
+            args.store_timeout.or(file.store_timeout),
+            "5s",
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        )?;
         let store = match args.store.or(file.store) {
             None => StoreLocation::Sqlite(data_dir.join("tessera.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                StoreLocation::Postgres {
+                    url,
+                    pool_size,
+                    timeout: store_timeout,
+                }
+            }
             Some(url) => match url.strip_prefix("sqlite:") {
-                Some(path) if !path.is_empty() => StoreLocation::Sqlite(PathBuf::from(path.trim_start_matches("//"))),
-                _ => bail!(setting_error("store", format!("expected sqlite:PATH, got [{url}]"))),
+                Some(path) if !path.is_empty() => {
+                    StoreLocation::Sqlite(PathBuf::from(path.trim_start_matches("//")))
+                }
+                _ => bail!(setting_error(
+                    "store",
+                    format!(
+                        "expected sqlite:PATH or postgres://…, got [{}]",
+                        redact_url(&url)
+                    )
+                )),
             },
         };
         let access_token_ttl = duration(
@@ -230,20 +321,38 @@ impl Config {
     }
 }
 
+/// A URL with any password replaced, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:<hidden>{}", &url[..scheme_end + 3], &url[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// `TESSERA_BOOTSTRAP_PASSWORD`, else the file named by
 /// `TESSERA_BOOTSTRAP_PASSWORD_FILE`, else the config file's value.
 fn bootstrap_password(from_file: Option<String>) -> anyhow::Result<Option<String>> {
     let password = if let Ok(p) = std::env::var("TESSERA_BOOTSTRAP_PASSWORD") {
         Some(p)
     } else if let Ok(path) = std::env::var("TESSERA_BOOTSTRAP_PASSWORD_FILE") {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("invalid setting `bootstrap_password_file`: cannot read [{path}]"))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("invalid setting `bootstrap_password_file`: cannot read [{path}]")
+        })?;
         Some(text.trim_end_matches(['\r', '\n']).to_owned())
     } else {
         from_file
     };
     if let Some(p) = &password {
-        tessera_domain::user::validate_password(p).map_err(|e| setting_error("bootstrap_password", e))?;
+        tessera_domain::user::validate_password(p)
+            .map_err(|e| setting_error("bootstrap_password", e))?;
     }
     Ok(password)
 }
@@ -258,18 +367,64 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:9200");
         assert_eq!(c.http.access_token_ttl, Duration::from_secs(1200));
         assert_eq!(c.http.refresh_window, Duration::from_secs(30));
-        assert_eq!(c.store, StoreLocation::Sqlite(PathBuf::from("./data/tessera.db")));
+        assert_eq!(
+            c.store,
+            StoreLocation::Sqlite(PathBuf::from("./data/tessera.db"))
+        );
     }
 
     #[test]
     fn invalid_values_name_the_setting() {
         let cases: Vec<(ServeArgs, &str)> = vec![
-            (ServeArgs { access_token_ttl: Some("2h".into()), ..Default::default() }, "access_token_ttl"),
-            (ServeArgs { access_token_ttl: Some("500ms".into()), ..Default::default() }, "access_token_ttl"),
-            (ServeArgs { access_token_ttl: Some("soon".into()), ..Default::default() }, "access_token_ttl"),
-            (ServeArgs { listen: Some("nowhere".into()), ..Default::default() }, "listen"),
-            (ServeArgs { max_body_bytes: Some("-4".into()), ..Default::default() }, "max_body_bytes"),
-            (ServeArgs { store: Some("mysql://x".into()), ..Default::default() }, "store"),
+            (
+                ServeArgs {
+                    access_token_ttl: Some("2h".into()),
+                    ..Default::default()
+                },
+                "access_token_ttl",
+            ),
+            (
+                ServeArgs {
+                    access_token_ttl: Some("500ms".into()),
+                    ..Default::default()
+                },
+                "access_token_ttl",
+            ),
+            (
+                ServeArgs {
+                    access_token_ttl: Some("soon".into()),
+                    ..Default::default()
+                },
+                "access_token_ttl",
+            ),
+            (
+                ServeArgs {
+                    listen: Some("nowhere".into()),
+                    ..Default::default()
+                },
+                "listen",
+            ),
+            (
+                ServeArgs {
+                    max_body_bytes: Some("-4".into()),
+                    ..Default::default()
+                },
+                "max_body_bytes",
+            ),
+            (
+                ServeArgs {
+                    store: Some("mysql://x".into()),
+                    ..Default::default()
+                },
+                "store",
+            ),
+            (
+                ServeArgs {
+                    store_pool_size: Some("0".into()),
+                    ..Default::default()
+                },
+                "store_pool_size",
+            ),
         ];
         for (args, name) in cases {
             let err = Config::resolve(args).unwrap_err().to_string();
@@ -278,10 +433,42 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_select_postgres_and_passwords_stay_hidden() {
+        let c = Config::resolve(ServeArgs {
+            store: Some("postgres://u:pw@db:5432/tessera".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(matches!(
+            c.store,
+            StoreLocation::Postgres { pool_size: 16, .. }
+        ));
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "Debug hides the password"
+        );
+        assert_eq!(
+            redact_url("mysql://u:secret@h/db"),
+            "mysql://u:<hidden>@h/db"
+        );
+        let err = Config::resolve(ServeArgs {
+            store: Some("mysql://u:secret@h/db".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
     fn file_values_apply_and_flags_win() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
-        std::fs::write(&path, "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n").unwrap();
+        std::fs::write(
+            &path,
+            "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n",
+        )
+        .unwrap();
         let c = Config::resolve(ServeArgs {
             config: Some(path.clone()),
             listen: Some("127.0.0.1:4321".into()),
@@ -292,7 +479,14 @@ mod tests {
         assert_eq!(c.listen.port(), 4321);
         assert_eq!(c.http.max_body_bytes, 2048);
         std::fs::write(&path, "acces_token_ttl = \"5m\"\n").unwrap();
-        let err = format!("{:#}", Config::resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Config::resolve(ServeArgs {
+                config: Some(path),
+                ..Default::default()
+            })
+            .unwrap_err()
+        );
         assert!(err.contains("acces_token_ttl"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ use tessera_domain::time::millis;
 use tessera_domain::user;
 use tessera_http::{AppState, MetricsRender};
 use tessera_store::{Store, UserUpsert};
+use tessera_store_postgres::{PostgresConfig, PostgresStore};
 use tessera_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -47,10 +48,28 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.store {
         StoreLocation::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create the data directory {}", parent.display()))?;
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create the data directory {}", parent.display())
+                })?;
             }
-            let store = SqliteStore::open(path).with_context(|| format!("cannot open the store at {}", path.display()))?;
+            let store = SqliteStore::open(path)
+                .with_context(|| format!("cannot open the store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreLocation::Postgres {
+            url,
+            pool_size,
+            timeout,
+        } => {
+            let store = PostgresStore::connect(PostgresConfig {
+                url: url.clone(),
+                pool_size: *pool_size,
+                connect_timeout: *timeout,
+                statement_timeout: *timeout,
+                acquire_timeout: *timeout,
+            })
+            .await
+            .context("cannot open the PostgreSQL store")?;
             Ok(Arc::new(store))
         }
     }
@@ -103,7 +122,8 @@ async fn bootstrap(store: &dyn Store, password: Option<&str>) -> anyhow::Result<
 
 fn generate_password() -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tessera_domain::crypto::random_bytes::<18>())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(tessera_domain::crypto::random_bytes::<18>())
 }
 
 fn now_ms() -> i64 {
@@ -145,7 +165,10 @@ fn spawn_cleanup(store: Arc<dyn Store>, config: &Config, mut stop: watch::Receiv
 
 /// Opens the store, bootstraps it, binds and serves until `stop_on`
 /// resolves (or [`Running::shutdown`] is called).
-pub async fn start(config: Config, stop_on: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<Running> {
+pub async fn start(
+    config: Config,
+    stop_on: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
     let store = open_store(&config).await?;
     bootstrap(store.as_ref(), config.bootstrap_password.as_deref()).await?;
     let render: Option<MetricsRender> =

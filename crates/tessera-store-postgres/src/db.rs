@@ -1,0 +1,382 @@
+//! The connection pool, the retry loop every operation runs in, and the
+//! mapping of driver errors onto [`StoreError`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{
+    Client, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
+};
+use tessera_store::{StoreError, StoreResult};
+use tokio_postgres::{IsolationLevel, NoTls};
+
+use crate::PostgresConfig;
+
+/// How many times one operation is tried when the database reports a
+/// serialization failure or a deadlock.
+const MAX_ATTEMPTS: u32 = 10;
+/// How many times an operation that is safe to repeat is tried again on a
+/// fresh connection after the one it was given turned out to be dead.
+const MAX_STALE_RETRIES: u32 = 2;
+const BACKOFF_FIRST: Duration = Duration::from_millis(4);
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+/// Why one attempt of an operation stopped.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// The driver or the database reported an error; [`classify`] decides
+    /// what it means.
+    Db(tokio_postgres::Error),
+    /// The connection was found dead before this attempt had sent anything
+    /// but `BEGIN`, so the attempt may run again on another connection.
+    Stale(tokio_postgres::Error),
+    /// A final answer that is not a database problem.
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+/// Whether an operation may simply run again after its connection died
+/// under it. Reads may; a write may not, because its statement might have
+/// committed before the connection was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    Safe,
+    Unsafe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Serialization failure or deadlock: the transaction was rolled back
+    /// and can run again from the start.
+    Conflict,
+    /// The database is unreachable, shutting down, overloaded or too slow.
+    Unavailable,
+    /// Everything else.
+    Internal,
+}
+
+fn classify(e: &tokio_postgres::Error) -> Class {
+    if let Some(state) = e.code() {
+        let code = state.code();
+        return match code {
+            // serialization_failure, deadlock_detected
+            "40001" | "40P01" => Class::Conflict,
+            // statement_completion_unknown (CockroachDB: an ambiguous
+            // commit), query_canceled (our statement_timeout),
+            // lock_not_available, read_only_sql_transaction (a standby
+            // after a failover), admin/crash shutdown, cannot_connect_now,
+            // idle_in_transaction_session_timeout
+            "40003" | "57014" | "55P03" | "25006" | "57P01" | "57P02" | "57P03" | "25P03" => {
+                Class::Unavailable
+            }
+            // connection_exception, insufficient_resources (too many
+            // connections, disk full), system_error (I/O)
+            _ if code.starts_with("08") || code.starts_with("53") || code.starts_with("58") => {
+                Class::Unavailable
+            }
+            _ => Class::Internal,
+        };
+    }
+    if e.is_closed() || is_io(e) {
+        Class::Unavailable
+    } else {
+        Class::Internal
+    }
+}
+
+fn is_io(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A connection-level failure: the connection cannot be used again.
+fn is_connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.code().is_none() && (e.is_closed() || is_io(e))
+}
+
+/// A description of an error for logs and [`StoreError`] details. For
+/// database errors it keeps the SQLSTATE and the message and leaves out
+/// DETAIL, which can quote row values.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+fn pool_error(op: &str, e: PoolError) -> StoreError {
+    match e {
+        PoolError::Timeout(kind) => StoreError::Unavailable(format!(
+            "{op}: no database connection became available in time ({kind:?})"
+        )),
+        PoolError::Backend(e) => StoreError::Unavailable(format!(
+            "{op}: cannot connect to the database: {}",
+            describe(&e)
+        )),
+        PoolError::Closed => {
+            StoreError::Unavailable(format!("{op}: the connection pool is closed"))
+        }
+        PoolError::NoRuntimeSpecified => {
+            StoreError::Internal(format!("{op}: the connection pool has no runtime"))
+        }
+        PoolError::PostCreateHook(e) => {
+            StoreError::Unavailable(format!("{op}: a new connection was refused: {e}"))
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_FIRST
+        .saturating_mul(1 << attempt.min(8))
+        .min(BACKOFF_MAX);
+    // A random point in the upper half keeps racing retries apart.
+    let half = exp / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+pub(crate) struct Db {
+    pool: Pool,
+    /// The client-side limit on one attempt, so that a connection that
+    /// stops answering (a network partition that the server's own
+    /// statement_timeout cannot see) is given up on.
+    attempt_timeout: Duration,
+}
+
+impl Db {
+    pub(crate) fn new(config: &PostgresConfig) -> StoreResult<Self> {
+        let mut pg: tokio_postgres::Config = config
+            .url
+            .parse()
+            .map_err(|e| StoreError::Internal(format!("the PostgreSQL URL is not valid: {e}")))?;
+        let statement_ms = config.statement_timeout.as_millis().max(1);
+        // A session stuck inside a transaction (its client vanished) would
+        // hold row locks that refreshes wait on; the server ends it.
+        let idle_ms = (statement_ms * 4).max(10_000);
+        let ours = format!(
+            "-c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout={idle_ms}"
+        );
+        let options = match pg.get_options() {
+            Some(given) if !given.trim().is_empty() => format!("{given} {ours}"),
+            _ => ours,
+        };
+        pg.options(options);
+        pg.connect_timeout(config.connect_timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("tessera");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.acquire_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
+        Ok(Self {
+            pool,
+            attempt_timeout: config
+                .statement_timeout
+                .saturating_mul(2)
+                .max(Duration::from_secs(1)),
+        })
+    }
+
+    /// Runs `f` on a pooled connection until it gives a final answer.
+    ///
+    /// `f` is one whole attempt: it is handed a leased connection, opens
+    /// its own transaction (if any), commits it, and hands the lease back
+    /// with its result (see `attempt!`). An attempt that
+    /// ends in a serialization failure or a deadlock was rolled back by the
+    /// database, so it runs again from the start with backoff; because it
+    /// re-reads everything it decides on, repeating it can never apply a
+    /// change twice.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        op: &'static str,
+        repeat: Repeat,
+        mut f: F,
+    ) -> StoreResult<T>
+    where
+        F: FnMut(Lease) -> Fut,
+        Fut: Future<Output = (Lease, Result<T, Fail>)>,
+    {
+        let mut conflicts = 0;
+        let mut stale = 0;
+        loop {
+            let client = self.pool.get().await.map_err(|e| pool_error(op, e))?;
+            // If the attempt does not finish in time, dropping its future
+            // drops the lease, which discards the connection: it may be
+            // half-way through anything.
+            let Ok((lease, outcome)) =
+                tokio::time::timeout(self.attempt_timeout, f(Lease(Some(client)))).await
+            else {
+                return Err(StoreError::Unavailable(format!(
+                    "{op}: the database did not answer within {:?}",
+                    self.attempt_timeout
+                )));
+            };
+            let (e, safe_to_repeat) = match outcome {
+                Ok(value) => {
+                    lease.release();
+                    return Ok(value);
+                }
+                Err(Fail::Store(e)) => {
+                    lease.release();
+                    return Err(e);
+                }
+                Err(Fail::Db(e)) => (e, repeat == Repeat::Safe),
+                Err(Fail::Stale(e)) => (e, true),
+            };
+            match classify(&e) {
+                Class::Conflict => {
+                    lease.release();
+                    conflicts += 1;
+                    if conflicts >= MAX_ATTEMPTS {
+                        tracing::warn!(
+                            op,
+                            attempts = conflicts,
+                            "giving up after repeated transaction conflicts"
+                        );
+                        return Err(StoreError::Unavailable(format!(
+                            "{op}: still conflicting after {conflicts} attempts: {}",
+                            describe(&e)
+                        )));
+                    }
+                    tracing::debug!(op, attempt = conflicts, error = %describe(&e), "transaction conflict, retrying");
+                    tokio::time::sleep(backoff(conflicts)).await;
+                }
+                Class::Unavailable if is_connection_lost(&e) => {
+                    drop(lease);
+                    stale += 1;
+                    if !safe_to_repeat || stale > MAX_STALE_RETRIES {
+                        return Err(StoreError::Unavailable(format!("{op}: {}", describe(&e))));
+                    }
+                    tracing::debug!(op, "a pooled connection was dead, retrying on a new one");
+                }
+                Class::Unavailable => {
+                    lease.release();
+                    return Err(StoreError::Unavailable(format!("{op}: {}", describe(&e))));
+                }
+                Class::Internal => {
+                    lease.release();
+                    tracing::error!(op, error = %describe(&e), "unexpected database error");
+                    return Err(StoreError::Internal(format!("{op}: {}", describe(&e))));
+                }
+            }
+        }
+    }
+}
+
+/// A pooled connection lent to one attempt. Dropping it discards the
+/// connection; [`Lease::release`] returns it to the pool.
+pub(crate) struct Lease(Option<Client>);
+
+impl Lease {
+    fn release(mut self) {
+        // Dropping the pool object puts it back into the pool.
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0
+            .as_ref()
+            .expect("a lease holds its connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+    }
+}
+
+/// Builds the closure that [`Db::run`] calls for each attempt from an
+/// expression using `$c: &mut Client` (it may `.await` and use `?`).
+macro_rules! attempt {
+    (|$c:ident| $body:expr) => {
+        move |mut lease: $crate::db::Lease| async move {
+            let result = async {
+                let $c: &mut ::deadpool_postgres::Client = &mut lease;
+                $body
+            }
+            .await;
+            (lease, result)
+        }
+    };
+}
+
+/// Starts a transaction. A dead connection found here is reported as
+/// [`Fail::Stale`]: nothing has been sent that could have taken effect.
+pub(crate) async fn begin(
+    client: &mut Client,
+    isolation: IsolationLevel,
+) -> Result<Transaction<'_>, Fail> {
+    client
+        .build_transaction()
+        .isolation_level(isolation)
+        .start()
+        .await
+        .map_err(|e| {
+            if is_connection_lost(&e) {
+                Fail::Stale(e)
+            } else {
+                Fail::Db(e)
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let d = backoff(attempt);
+            assert!(d <= BACKOFF_MAX, "{d:?}");
+            assert!(
+                d >= BACKOFF_FIRST
+                    .saturating_mul(1 << attempt.min(8))
+                    .min(BACKOFF_MAX)
+                    / 2
+            );
+        }
+    }
+}

@@ -1,0 +1,856 @@
+//! The PostgreSQL backend of the Tessera store.
+//!
+//! Every node of a Tessera cluster can point at the same database. Writes
+//! answer only after `COMMIT` has returned (with the server's default
+//! `synchronous_commit = on`, that is after the commit record is flushed),
+//! and every later read on any connection of any node sees them.
+//!
+//! # Concurrency
+//!
+//! [`Store::refresh`] and [`Store::invalidate_matching`] run as
+//! `SERIALIZABLE` transactions. A refresh locks the presented record with
+//! `SELECT ... FOR UPDATE`, runs the domain's decision on it and, when it
+//! rotates, inserts the successor and marks the old record in the same
+//! transaction. Racing refreshes of one token queue on the row lock; the
+//! ones that wait are aborted with a serialization failure once the first
+//! commits, run again, read the refreshed record and replay its successor.
+//!
+//! The reason for `SERIALIZABLE` rather than row locks alone is the race
+//! between a refresh and an invalidation by user or realm. Under `READ
+//! COMMITTED`, an `UPDATE ... WHERE username = $1` that waits on the row a
+//! refresh holds re-checks only the rows its snapshot already had, so the
+//! successor that refresh inserts is never seen and stays valid. With both
+//! transactions serializable the outcome must equal one of the two serial
+//! orders: refresh first (the invalidation then sees and invalidates the
+//! successor) or invalidation first (the refresh then finds the token
+//! invalidated and refuses). PostgreSQL enforces that by aborting one of
+//! the two with SQLSTATE 40001, and CockroachDB and YugabyteDB provide the
+//! same level.
+//!
+//! Every operation runs in a retry loop: serialization failures (40001) and
+//! deadlocks (40P01) roll the whole transaction back, so it is run again
+//! from the start, up to ten times with jittered exponential backoff. Each
+//! attempt re-reads what it decides on, so a retried refresh can never
+//! rotate twice. [`Store::bootstrap_user`] is serializable too, so nodes
+//! that start together create exactly one user.
+//!
+//! # Failures
+//!
+//! A database that cannot be reached, refuses connections, does not hand
+//! out a pooled connection within `acquire_timeout`, or does not answer
+//! within the limits (`statement_timeout` on the server, twice that on the
+//! client per attempt) yields [`StoreError::Unavailable`]. The pool drops
+//! dead connections and opens new ones, so the same store recovers by
+//! itself once the database is back.
+//!
+//! # Portability
+//!
+//! The SQL keeps to what CockroachDB and YugabyteDB also accept: no stored
+//! functions, no LISTEN/NOTIFY; `INSERT ... ON CONFLICT` and
+//! `SELECT ... FOR UPDATE` are used. The one exception is the migration
+//! lock, `pg_advisory_xact_lock`, taken so that nodes starting together
+//! apply the schema once. On CockroachDB (detected from `version()`) it is
+//! skipped, since older releases lack it or accept it as a no-op; there the
+//! migration transaction relies on its own conflict detection and the
+//! retry loop, and every migration statement is idempotent.
+
+#[macro_use]
+mod db;
+mod schema;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Client, GenericClient};
+use tessera_domain::refresh::{self, Decision, RefreshError};
+use tessera_domain::user::UserRecord;
+use tessera_domain::{Millis, TokenHash, TokenRecord};
+use tessera_store::codec::{self, TokenRow, UserRow, TOKEN_COLUMNS, USER_COLUMNS};
+use tessera_store::{
+    InvalidateCounts, InvalidateOne, RefreshGranted, RefreshOutcome, RefreshRequest,
+    RoleDescriptor, Store, StoreError, StoreResult, UserUpsert,
+};
+use tokio_postgres::{IsolationLevel, Row};
+
+use db::{begin, Db, Fail, Repeat};
+
+/// How to reach the database and how long to wait for it.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    /// A `postgres://user:password@host:port/database` URL. Its query may
+    /// carry driver settings, e.g. `?options=-c%20search_path%3Dtessera`.
+    pub url: String,
+    /// The most connections this store opens.
+    pub pool_size: usize,
+    /// Limit on opening one connection (TCP connect and handshake).
+    pub connect_timeout: Duration,
+    /// The server-side limit on one statement, set on every connection.
+    pub statement_timeout: Duration,
+    /// Limit on waiting for a free pooled connection.
+    pub acquire_timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// The defaults: 16 connections and 5 s for each timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for PostgresConfig {
+    /// Leaves the URL out: it may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+pub struct PostgresStore {
+    db: Db,
+    /// Set once this store knows the `tokens_issued` marker is in `meta`
+    /// (it is never removed), so later inserts skip writing it.
+    issued_marked: AtomicBool,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Opens a pool, checks that the database answers and applies any
+    /// missing migrations.
+    pub async fn connect(config: PostgresConfig) -> StoreResult<PostgresStore> {
+        let db = Db::new(&config)?;
+        let cockroach = db
+            .run(
+                "connect",
+                Repeat::Safe,
+                attempt!(|c| schema::is_cockroach(c).await),
+            )
+            .await?;
+        let applied = db
+            .run(
+                "migrate",
+                Repeat::Safe,
+                attempt!(|c| schema::migrate(c, !cockroach).await),
+            )
+            .await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied schema migrations");
+        }
+        Ok(Self {
+            db,
+            issued_marked: AtomicBool::new(false),
+        })
+    }
+}
+
+static TOKEN_BY_ACCESS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = $1"));
+static TOKEN_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"));
+static LOCK_TOKEN_BY_REFRESH: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE refresh_hash = $1 FOR UPDATE")
+});
+static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    )
+});
+static USER_BY_NAME: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"));
+static ALL_USERS: LazyLock<String> = LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users"));
+
+const MARK_ISSUED: &str =
+    "INSERT INTO meta (key, value) VALUES ('tokens_issued', '1') ON CONFLICT (key) DO NOTHING";
+
+/// How often an upsert goes round when rows appear and vanish under it.
+const UPSERT_ROUNDS: usize = 5;
+
+fn token_row(row: &Row) -> Result<TokenRow, tokio_postgres::Error> {
+    Ok(TokenRow {
+        id: row.try_get(0)?,
+        access_hash: row.try_get(1)?,
+        refresh_hash: row.try_get(2)?,
+        family_id: row.try_get(3)?,
+        generation: row.try_get(4)?,
+        username: row.try_get(5)?,
+        realm: row.try_get(6)?,
+        subject: row.try_get(7)?,
+        client: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+        access_expires_at: row.try_get(10)?,
+        refresh_expires_at: row.try_get(11)?,
+        access_invalidated: row.try_get(12)?,
+        refresh_invalidated: row.try_get(13)?,
+        refreshed_at: row.try_get(14)?,
+        successor_id: row.try_get(15)?,
+        sealed_successor: row.try_get(16)?,
+        purge_after: row.try_get(17)?,
+    })
+}
+
+fn token_record(row: Option<Row>) -> Result<Option<TokenRecord>, Fail> {
+    match row {
+        None => Ok(None),
+        Some(row) => Ok(Some(token_row(&row)?.into_record()?)),
+    }
+}
+
+fn user_row(row: &Row) -> Result<UserRow, tokio_postgres::Error> {
+    Ok(UserRow {
+        username: row.try_get(0)?,
+        password_hash: row.try_get(1)?,
+        roles: row.try_get(2)?,
+        full_name: row.try_get(3)?,
+        email: row.try_get(4)?,
+        metadata: row.try_get(5)?,
+        enabled: row.try_get(6)?,
+    })
+}
+
+fn user_record(row: &Row) -> Result<UserRecord, Fail> {
+    Ok(user_row(row)?.into_record()?)
+}
+
+async fn insert_token_row(c: &impl GenericClient, record: &TokenRecord) -> Result<(), Fail> {
+    let r = TokenRow::from_record(record)?;
+    let stmt = c.prepare_cached(&INSERT_TOKEN).await?;
+    c.execute(
+        &stmt,
+        &[
+            &r.id,
+            &r.access_hash,
+            &r.refresh_hash,
+            &r.family_id,
+            &r.generation,
+            &r.username,
+            &r.realm,
+            &r.subject,
+            &r.client,
+            &r.created_at,
+            &r.access_expires_at,
+            &r.refresh_expires_at,
+            &r.access_invalidated,
+            &r.refresh_invalidated,
+            &r.refreshed_at,
+            &r.successor_id,
+            &r.sealed_successor,
+            &r.purge_after,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One attempt at a refresh, in a serializable transaction (see the crate
+/// docs). Rejections and replays commit too: under `SERIALIZABLE`, what a
+/// transaction read is only known to be consistent once it has committed.
+async fn refresh_attempt(
+    client: &mut Client,
+    req: &RefreshRequest,
+) -> Result<RefreshOutcome, Fail> {
+    let hash = req.refresh_token.hash();
+    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let stmt = tx.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
+    let Some(record) = token_record(tx.query_opt(&stmt, &[&hash.0.as_slice()]).await?)? else {
+        tx.commit().await?;
+        return Ok(Err(RefreshError::NotFound));
+    };
+    let outcome = match refresh::decide(
+        &record,
+        &req.refresh_token,
+        &req.caller,
+        req.now,
+        req.policy,
+    ) {
+        Decision::Reject(e) => Err(e),
+        Decision::Replay { successor_id, pair } => {
+            let stmt = tx.prepare_cached(&TOKEN_BY_ID).await?;
+            let successor = token_record(tx.query_opt(&stmt, &[&successor_id]).await?)?;
+            refresh::check_replay_target(successor.as_ref(), req.now).map(|()| RefreshGranted {
+                pair,
+                subject: record.subject,
+                rotated: false,
+            })
+        }
+        Decision::Rotate {
+            successor,
+            refreshed,
+            pair,
+        } => {
+            insert_token_row(&tx, &successor).await?;
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE tokens SET refreshed_at = $2, successor_id = $3, sealed_successor = $4
+                     WHERE id = $1 AND refreshed_at IS NULL",
+                )
+                .await?;
+            let updated = tx
+                .execute(
+                    &stmt,
+                    &[
+                        &record.id,
+                        &refreshed.at,
+                        &refreshed.successor_id,
+                        &refreshed.sealed_successor,
+                    ],
+                )
+                .await?;
+            if updated != 1 {
+                // The row is locked by this transaction, so this cannot
+                // happen unless something is badly wrong.
+                return Err(StoreError::Internal(
+                    "the locked token changed during its refresh".into(),
+                )
+                .into());
+            }
+            Ok(RefreshGranted {
+                pair,
+                subject: record.subject,
+                rotated: true,
+            })
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Marks one half of one pair invalidated. The flag only ever goes from
+/// false to true, so a conditional update is enough: of several racing
+/// invalidations exactly one changes the row (the others re-check it after
+/// waiting for its lock and find it set).
+async fn invalidate_one(
+    client: &mut Client,
+    column: &str,
+    flag: &str,
+    hash: &TokenHash,
+) -> Result<InvalidateOne, Fail> {
+    let key = hash.0.as_slice();
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE tokens SET {flag} = TRUE WHERE {column} = $1 AND NOT {flag}"
+        ))
+        .await?;
+    if client.execute(&stmt, &[&key]).await? > 0 {
+        return Ok(InvalidateOne::Invalidated);
+    }
+    let stmt = client
+        .prepare_cached(&format!("SELECT 1 FROM tokens WHERE {column} = $1"))
+        .await?;
+    Ok(match client.query_opt(&stmt, &[&key]).await? {
+        Some(_) => InvalidateOne::AlreadyInvalidated,
+        None => InvalidateOne::NotFound,
+    })
+}
+
+/// One attempt at invalidating every active pair of a user and/or realm,
+/// in a serializable transaction (see the crate docs for why).
+async fn invalidate_matching_attempt(
+    client: &mut Client,
+    username: Option<&str>,
+    realm: Option<&str>,
+    now: Millis,
+) -> Result<InvalidateCounts, Fail> {
+    let mut filters = Vec::new();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&now];
+    if let Some(u) = &username {
+        params.push(u);
+        filters.push(format!("username = ${}", params.len()));
+    }
+    if let Some(r) = &realm {
+        params.push(r);
+        filters.push(format!("realm = ${}", params.len()));
+    }
+    if filters.is_empty() {
+        return Err(
+            StoreError::Internal("invalidate_matching needs a username or a realm".into()).into(),
+        );
+    }
+    let select = format!(
+        "SELECT id, refresh_hash IS NOT NULL, refresh_invalidated, access_invalidated FROM tokens
+         WHERE {} AND ((NOT access_invalidated AND access_expires_at > $1)
+                    OR (refresh_hash IS NOT NULL AND NOT refresh_invalidated AND refresh_expires_at > $1))
+         ORDER BY id FOR UPDATE",
+        filters.join(" AND ")
+    );
+    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let stmt = tx.prepare_cached(&select).await?;
+    let rows = tx.query(&stmt, &params).await?;
+    let mut counts = InvalidateCounts::default();
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get(0)?;
+        codec::count_invalidation(
+            &mut counts,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        ids.push(id);
+    }
+    if !ids.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE tokens SET access_invalidated = TRUE, refresh_invalidated = (refresh_hash IS NOT NULL)
+                 WHERE id = ANY($1)",
+            )
+            .await?;
+        tx.execute(&stmt, &[&ids]).await?;
+    }
+    tx.commit().await?;
+    Ok(counts)
+}
+
+/// Updates an existing user or, failing that, creates it; one statement
+/// each, so no transaction is needed. Returns whether it created the user.
+async fn upsert_user(client: &Client, user: &UserUpsert) -> Result<bool, Fail> {
+    let roles = codec::to_json(&user.roles)?;
+    let metadata = codec::to_json(&user.metadata)?;
+    let update = client
+        .prepare_cached(
+            "UPDATE users SET password_hash = COALESCE($2, password_hash), roles = $3, full_name = $4,
+               email = $5, metadata = $6, enabled = $7
+             WHERE username = $1",
+        )
+        .await?;
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO users (username, password_hash, roles, full_name, email, metadata, enabled)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (username) DO NOTHING",
+        )
+        .await?;
+    for _ in 0..UPSERT_ROUNDS {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &user.username,
+            &user.password_hash,
+            &roles,
+            &user.full_name,
+            &user.email,
+            &metadata,
+            &user.enabled,
+        ];
+        if client.execute(&update, &params).await? > 0 {
+            return Ok(false);
+        }
+        if user.password_hash.is_none() {
+            return Err(StoreError::PasswordRequired.into());
+        }
+        if client.execute(&insert, &params).await? > 0 {
+            return Ok(true);
+        }
+        // Created by someone else between the two statements: update it.
+    }
+    Err(StoreError::Internal(format!(
+        "user {} kept changing during an update",
+        user.username
+    ))
+    .into())
+}
+
+/// One attempt at creating the first user, serializable so that nodes
+/// racing to bootstrap create exactly one.
+async fn bootstrap_attempt(client: &mut Client, user: &UserUpsert) -> Result<bool, Fail> {
+    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let any = tx.query_opt("SELECT 1 FROM users LIMIT 1", &[]).await?;
+    if any.is_some() {
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let Some(password_hash) = &user.password_hash else {
+        return Err(StoreError::PasswordRequired.into());
+    };
+    let inserted = tx
+        .execute(
+            "INSERT INTO users (username, password_hash, roles, full_name, email, metadata, enabled)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (username) DO NOTHING",
+            &[
+                &user.username,
+                password_hash,
+                &codec::to_json(&user.roles)?,
+                &user.full_name,
+                &user.email,
+                &codec::to_json(&user.metadata)?,
+                &user.enabled,
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(inserted > 0)
+}
+
+async fn upsert_role(client: &Client, name: &str, body: &str) -> Result<bool, Fail> {
+    let update = client
+        .prepare_cached("UPDATE roles SET descriptor = $2 WHERE name = $1")
+        .await?;
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO roles (name, descriptor) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .await?;
+    for _ in 0..UPSERT_ROUNDS {
+        if client.execute(&update, &[&name, &body]).await? > 0 {
+            return Ok(false);
+        }
+        if client.execute(&insert, &[&name, &body]).await? > 0 {
+            return Ok(true);
+        }
+    }
+    Err(StoreError::Internal(format!("role {name} kept changing during an update")).into())
+}
+
+fn role_pairs(rows: &[Row]) -> Result<Vec<(String, RoleDescriptor)>, Fail> {
+    rows.iter()
+        .map(|row| {
+            let name: String = row.try_get(0)?;
+            let body: String = row.try_get(1)?;
+            Ok((name, codec::from_json(&body)?))
+        })
+        .collect()
+}
+
+fn count(row: &Row) -> Result<u64, Fail> {
+    let n: i64 = row.try_get(0)?;
+    u64::try_from(n).map_err(|_| StoreError::Internal("negative count".into()).into())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .run(
+                "ping",
+                Repeat::Safe,
+                attempt!(|c| {
+                    c.simple_query("SELECT 1").await?;
+                    Ok(())
+                }),
+            )
+            .await
+    }
+
+    async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        self.db
+            .run(
+                "get_user",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c.prepare_cached(&USER_BY_NAME).await?;
+                    c.query_opt(&stmt, &[&username])
+                        .await?
+                        .as_ref()
+                        .map(user_record)
+                        .transpose()
+                }),
+            )
+            .await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        let mut users = self
+            .db
+            .run(
+                "list_users",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c.prepare_cached(&ALL_USERS).await?;
+                    c.query(&stmt, &[])
+                        .await?
+                        .iter()
+                        .map(user_record)
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+            )
+            .await?;
+        // Sorted here, by bytes, so the order does not depend on the
+        // database's collation.
+        users.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(users)
+    }
+
+    async fn put_user(&self, user: UserUpsert) -> StoreResult<bool> {
+        let user = &user;
+        self.db
+            .run(
+                "put_user",
+                Repeat::Unsafe,
+                attempt!(|c| upsert_user(c, user).await),
+            )
+            .await
+    }
+
+    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
+        self.db
+            .run(
+                "delete_user",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached("DELETE FROM users WHERE username = $1")
+                        .await?;
+                    Ok(c.execute(&stmt, &[&username]).await? > 0)
+                }),
+            )
+            .await
+    }
+
+    async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+        self.db
+            .run(
+                "set_password",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached("UPDATE users SET password_hash = $2 WHERE username = $1")
+                        .await?;
+                    Ok(c.execute(&stmt, &[&username, &password_hash]).await? > 0)
+                }),
+            )
+            .await
+    }
+
+    async fn set_enabled(&self, username: &str, enabled: bool) -> StoreResult<bool> {
+        self.db
+            .run(
+                "set_enabled",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached("UPDATE users SET enabled = $2 WHERE username = $1")
+                        .await?;
+                    Ok(c.execute(&stmt, &[&username, &enabled]).await? > 0)
+                }),
+            )
+            .await
+    }
+
+    async fn bootstrap_user(&self, user: UserUpsert) -> StoreResult<bool> {
+        let user = &user;
+        self.db
+            .run(
+                "bootstrap_user",
+                Repeat::Unsafe,
+                attempt!(|c| bootstrap_attempt(c, user).await),
+            )
+            .await
+    }
+
+    async fn put_role(&self, name: &str, role: &RoleDescriptor) -> StoreResult<bool> {
+        let body = &codec::to_json(role)?;
+        self.db
+            .run(
+                "put_role",
+                Repeat::Unsafe,
+                attempt!(|c| upsert_role(c, name, body).await),
+            )
+            .await
+    }
+
+    async fn list_roles(&self) -> StoreResult<Vec<(String, RoleDescriptor)>> {
+        let mut roles = self
+            .db
+            .run(
+                "list_roles",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached("SELECT name, descriptor FROM roles")
+                        .await?;
+                    role_pairs(&c.query(&stmt, &[]).await?)
+                }),
+            )
+            .await?;
+        roles.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(roles)
+    }
+
+    async fn get_roles(&self, names: &[String]) -> StoreResult<Vec<(String, RoleDescriptor)>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .db
+            .run(
+                "get_roles",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached("SELECT name, descriptor FROM roles WHERE name = ANY($1)")
+                        .await?;
+                    role_pairs(&c.query(&stmt, &[&names]).await?)
+                }),
+            )
+            .await?;
+        // In the order asked for, like the other backends.
+        Ok(names
+            .iter()
+            .filter_map(|n| found.iter().find(|(name, _)| name == n).cloned())
+            .collect())
+    }
+
+    async fn delete_role(&self, name: &str) -> StoreResult<bool> {
+        self.db
+            .run(
+                "delete_role",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached("DELETE FROM roles WHERE name = $1")
+                        .await?;
+                    Ok(c.execute(&stmt, &[&name]).await? > 0)
+                }),
+            )
+            .await
+    }
+
+    async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()> {
+        let mark = !self.issued_marked.load(Ordering::Acquire);
+        self.db
+            .run(
+                "insert_token",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    if !mark {
+                        return insert_token_row(&*c, record).await;
+                    }
+                    // The first insert of this store also records (once
+                    // for the database) that tokens were ever issued.
+                    let tx = begin(c, IsolationLevel::ReadCommitted).await?;
+                    insert_token_row(&tx, record).await?;
+                    tx.execute(MARK_ISSUED, &[]).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }),
+            )
+            .await?;
+        if mark {
+            self.issued_marked.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+        self.db
+            .run(
+                "find_by_access",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c.prepare_cached(&TOKEN_BY_ACCESS).await?;
+                    token_record(c.query_opt(&stmt, &[&hash.0.as_slice()]).await?)
+                }),
+            )
+            .await
+    }
+
+    async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
+        let request = &request;
+        self.db
+            .run(
+                "refresh",
+                Repeat::Unsafe,
+                attempt!(|c| refresh_attempt(c, request).await),
+            )
+            .await
+    }
+
+    async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+        self.db
+            .run(
+                "invalidate_access",
+                Repeat::Unsafe,
+                attempt!(|c| invalidate_one(c, "access_hash", "access_invalidated", hash).await),
+            )
+            .await
+    }
+
+    async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+        self.db
+            .run(
+                "invalidate_refresh",
+                Repeat::Unsafe,
+                attempt!(|c| invalidate_one(c, "refresh_hash", "refresh_invalidated", hash).await),
+            )
+            .await
+    }
+
+    async fn invalidate_matching(
+        &self,
+        username: Option<&str>,
+        realm: Option<&str>,
+        now: Millis,
+    ) -> StoreResult<InvalidateCounts> {
+        self.db
+            .run(
+                "invalidate_matching",
+                Repeat::Unsafe,
+                attempt!(|c| invalidate_matching_attempt(c, username, realm, now).await),
+            )
+            .await
+    }
+
+    async fn tokens_ever_issued(&self) -> StoreResult<bool> {
+        if self.issued_marked.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let issued = self
+            .db
+            .run(
+                "tokens_ever_issued",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached("SELECT 1 FROM meta WHERE key = 'tokens_issued'")
+                        .await?;
+                    Ok(c.query_opt(&stmt, &[]).await?.is_some())
+                }),
+            )
+            .await?;
+        if issued {
+            self.issued_marked.store(true, Ordering::Release);
+        }
+        Ok(issued)
+    }
+
+    async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
+        self.db
+            .run("purge_expired", Repeat::Unsafe, attempt!(|c| {
+                let stmt = c
+                    .prepare_cached(
+                        "DELETE FROM tokens WHERE id IN
+                           (SELECT id FROM tokens WHERE purge_after <= $1 ORDER BY purge_after LIMIT $2)",
+                    )
+                    .await?;
+                Ok(c.execute(&stmt, &[&now, &i64::from(limit)]).await?)
+            }))
+            .await
+    }
+
+    async fn count_tokens(&self) -> StoreResult<u64> {
+        self.db
+            .run(
+                "count_tokens",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c.prepare_cached("SELECT COUNT(*) FROM tokens").await?;
+                    count(&c.query_one(&stmt, &[]).await?)
+                }),
+            )
+            .await
+    }
+}

@@ -1,0 +1,129 @@
+//! The schema, as numbered migrations applied once each at connect.
+//!
+//! The tables mirror the SQLite backend's: the same columns, with `BYTEA`
+//! for hashes and sealed blobs, `BIGINT` for times in milliseconds and
+//! `BOOLEAN` for flags. JSON values stay `TEXT` so that they come back
+//! byte for byte as written (key order included).
+
+use deadpool_postgres::Client;
+use tokio_postgres::IsolationLevel;
+
+use crate::db::{begin, Fail};
+
+/// Key of the advisory lock that serialises migrations between nodes
+/// ("tessera1" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7465_7373_6572_6131;
+
+/// Migrations in order. A released migration never changes; a schema
+/// change is a new entry at the end.
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE IF NOT EXISTS meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )",
+        "CREATE TABLE IF NOT EXISTS users (
+            username      TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            roles         TEXT NOT NULL,
+            full_name     TEXT,
+            email         TEXT,
+            metadata      TEXT NOT NULL,
+            enabled       BOOLEAN NOT NULL
+        )",
+        "CREATE TABLE IF NOT EXISTS roles (
+            name       TEXT PRIMARY KEY,
+            descriptor TEXT NOT NULL
+        )",
+        "CREATE TABLE IF NOT EXISTS tokens (
+            id                  TEXT PRIMARY KEY,
+            access_hash         BYTEA NOT NULL UNIQUE,
+            refresh_hash        BYTEA UNIQUE,
+            family_id           TEXT NOT NULL,
+            generation          BIGINT NOT NULL,
+            username            TEXT NOT NULL,
+            realm               TEXT NOT NULL,
+            subject             TEXT NOT NULL,
+            client              TEXT NOT NULL,
+            created_at          BIGINT NOT NULL,
+            access_expires_at   BIGINT NOT NULL,
+            refresh_expires_at  BIGINT,
+            access_invalidated  BOOLEAN NOT NULL,
+            refresh_invalidated BOOLEAN NOT NULL,
+            refreshed_at        BIGINT,
+            successor_id        TEXT,
+            sealed_successor    BYTEA,
+            purge_after         BIGINT NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS tokens_by_username ON tokens (username)",
+        "CREATE INDEX IF NOT EXISTS tokens_by_realm ON tokens (realm)",
+        "CREATE INDEX IF NOT EXISTS tokens_by_family ON tokens (family_id)",
+        "CREATE INDEX IF NOT EXISTS tokens_by_purge ON tokens (purge_after)",
+    ],
+)];
+
+/// Whether the server is CockroachDB, whose releases before transaction
+/// level advisory locks either lack `pg_advisory_xact_lock` or accept it
+/// as a no-op.
+pub(crate) async fn is_cockroach(client: &Client) -> Result<bool, Fail> {
+    let row = client.query_one("SELECT version()", &[]).await?;
+    let version: String = row.try_get(0)?;
+    Ok(version.contains("CockroachDB"))
+}
+
+/// One attempt at bringing the schema up to date, in one transaction.
+///
+/// Every node runs this at start. The advisory lock makes concurrent
+/// starters queue: the first applies what is missing and commits, the
+/// others then find it applied. Without the lock (CockroachDB), concurrent
+/// starters conflict on `tessera_schema_migrations` and the losers are
+/// retried by the caller; every statement is idempotent either way.
+pub(crate) async fn migrate(client: &mut Client, take_lock: bool) -> Result<Vec<i64>, Fail> {
+    let tx = begin(client, IsolationLevel::ReadCommitted).await?;
+    if take_lock {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+    }
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS tessera_schema_migrations (version INT PRIMARY KEY)",
+    )
+    .await?;
+    let applied: Vec<i64> = tx
+        .query(
+            "SELECT CAST(version AS BIGINT) FROM tessera_schema_migrations",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let mut done = Vec::new();
+    for (version, statements) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        for statement in *statements {
+            tx.batch_execute(statement).await?;
+        }
+        // The version is a constant of this file, so it is written as a
+        // literal: `INT` is four bytes on PostgreSQL and eight on CockroachDB.
+        tx.batch_execute(&format!(
+            "INSERT INTO tessera_schema_migrations (version) VALUES ({version}) ON CONFLICT (version) DO NOTHING"
+        ))
+        .await?;
+        done.push(*version);
+    }
+    if let Some(newest) = applied.iter().max() {
+        let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if *newest > known {
+            tracing::warn!(
+                database = newest,
+                known,
+                "the database schema is newer than this build knows; continuing"
+            );
+        }
+    }
+    tx.commit().await?;
+    Ok(done)
+}
