@@ -4,6 +4,7 @@
 //! outside resource it reads is the operating system's random number
 //! generator, for minting secrets.
 
+pub mod api_key;
 pub mod authn;
 pub mod crypto;
 pub mod privilege;

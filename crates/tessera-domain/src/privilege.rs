@@ -42,6 +42,9 @@ pub enum Action {
     ApiKeyCreate,
     ApiKeyGet,
     ApiKeyInvalidate,
+    /// Managing one's own API keys only (`manage_own_api_key`); the handler
+    /// decides whether a request is limited to the caller's keys.
+    ApiKeyManageOwn,
 }
 
 impl Action {
@@ -61,6 +64,7 @@ impl Action {
             Action::ApiKeyCreate => "cluster:admin/xpack/security/api_key/create",
             Action::ApiKeyGet => "cluster:admin/xpack/security/api_key/get",
             Action::ApiKeyInvalidate => "cluster:admin/xpack/security/api_key/invalidate",
+            Action::ApiKeyManageOwn => "cluster:admin/xpack/security/api_key/*",
         }
     }
 
@@ -78,12 +82,15 @@ impl Action {
             | Action::UserSetEnabled
             | Action::RolePut
             | Action::RoleDelete => &["manage_security", "all"],
-            Action::ApiKeyCreate | Action::ApiKeyGet | Action::ApiKeyInvalidate => &[
+            Action::ApiKeyCreate | Action::ApiKeyManageOwn => &[
                 "manage_own_api_key",
                 "manage_api_key",
                 "manage_security",
                 "all",
             ],
+            Action::ApiKeyGet | Action::ApiKeyInvalidate => {
+                &["manage_api_key", "manage_security", "all"]
+            }
         }
     }
 }

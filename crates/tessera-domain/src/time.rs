@@ -32,9 +32,11 @@ pub fn parse_time_value(text: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(1),
         "micros" => Duration::from_micros(1),
         "nanos" => Duration::from_nanos(1),
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "failed to parse [{text}]: unknown unit [{unit}] (use d, h, m, s, ms, micros or nanos)"
-        )),
+        ))
+        }
     };
     u32::try_from(n)
         .ok()

@@ -1,12 +1,372 @@
-//! API keys (`Authorization: ApiKey …`).
+//! API keys: `/_security/api_key` and `Authorization: ApiKey …`.
 
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tessera_domain::api_key::{self, ApiKeyRecord, NewKey};
+use tessera_domain::authn::AuthenticationType;
+use tessera_domain::privilege::{Action, RoleDescriptor, KNOWN_CLUSTER_PRIVILEGES};
+use tessera_domain::time::{millis, parse_time_value};
+use tessera_domain::Authentication;
+use tessera_store::{ApiKeyFilter, NameMatch};
+
+use crate::auth;
+use crate::body::{JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
-use tessera_domain::Authentication;
 
-/// API keys are not issued yet, so no presented key can match.
-pub async fn authenticate(_state: &AppState, _presented: &str) -> ApiResult<Authentication> {
-    Err(ApiError::unsuccessful_credentials(
-        "API key: invalid credentials",
-    ))
+/// Authenticates `ApiKey base64(id:secret)`. Every failure is Elasticsearch's
+/// "unable to authenticate with provided credentials" 401.
+pub async fn authenticate(state: &AppState, presented: &str) -> ApiResult<Authentication> {
+    let refuse = |why: &str| ApiError::unsuccessful_credentials(&format!("API key: {why}"));
+    let Some((id, secret)) = api_key::decode_credentials(presented) else {
+        return Err(refuse("invalid ApiKey value"));
+    };
+    let Some(key) = state.store.get_api_key(&id).await? else {
+        return Err(refuse(&format!("unable to find apikey with id {id}")));
+    };
+    key.verify(&secret, state.now())
+        .map_err(|e| refuse(&e.to_string()))?;
+    Ok(key.authentication())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    name: Option<String>,
+    expiration: Option<String>,
+    role_descriptors: Option<BTreeMap<String, RoleDescriptor>>,
+    metadata: Option<Map<String, Value>>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<CreateRequest>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    let mut errors = Vec::new();
+    let name = req.name.unwrap_or_default();
+    if let Err(m) = api_key::validate_name(&name) {
+        errors.push(m);
+    }
+    if let Some(k) = req
+        .metadata
+        .iter()
+        .flat_map(|m| m.keys())
+        .find(|k| k.starts_with('_'))
+    {
+        errors.push(format!(
+            "metadata keys may not start with [_] (found [{k}])"
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(&errors));
+    }
+    let now = state.now();
+    let expires_at = match &req.expiration {
+        None => None,
+        Some(text) => {
+            let d = parse_time_value(text).map_err(ApiError::illegal_argument)?;
+            Some(now.saturating_add(millis(d)))
+        }
+    };
+    let role_descriptors = req.role_descriptors.unwrap_or_default();
+    for descriptor in role_descriptors.values() {
+        if let Some(p) = descriptor.unknown_cluster_privilege() {
+            return Err(ApiError::illegal_argument(format!(
+                "unknown cluster privilege [{p}]. a privilege must be one of the predefined cluster privilege names [{}]",
+                KNOWN_CLUSTER_PRIVILEGES.join(",")
+            )));
+        }
+    }
+    auth::require(&state, &caller, Action::ApiKeyCreate).await?;
+    if caller.authentication_type == AuthenticationType::ApiKey {
+        return Err(ApiError::illegal_argument(
+            "an API key cannot create API keys; authenticate as a user",
+        ));
+    }
+    let minted = api_key::mint(
+        &caller,
+        NewKey {
+            name,
+            expires_at,
+            role_descriptors,
+            metadata: req.metadata.unwrap_or_default(),
+        },
+        now,
+    );
+    state.store.insert_api_key(&minted.record).await?;
+    let mut body = Map::new();
+    body.insert("id".into(), minted.record.id.clone().into());
+    body.insert("name".into(), minted.record.name.clone().into());
+    if let Some(exp) = minted.record.expires_at {
+        body.insert("expiration".into(), exp.into());
+    }
+    body.insert("api_key".into(), minted.secret.as_str().into());
+    body.insert("encoded".into(), minted.encoded().into());
+    Ok(Json(Value::Object(body)))
+}
+
+/// Who a get or invalidate request is about, before the privilege check.
+struct Scope {
+    filter: ApiKeyFilter,
+    /// The request names only the caller's own keys.
+    own: bool,
+}
+
+fn owner_of(caller: &Authentication) -> (String, String) {
+    // An API key acts for its owner's keys.
+    let realm = if caller.authentication_type == AuthenticationType::ApiKey {
+        tessera_domain::authn::NATIVE_REALM.name.to_string()
+    } else {
+        caller.authentication_realm.name.to_string()
+    };
+    (caller.username.clone(), realm)
+}
+
+fn scope(
+    caller: &Authentication,
+    ids: Option<Vec<String>>,
+    name: Option<String>,
+    username: Option<String>,
+    realm: Option<String>,
+    owner: bool,
+) -> Scope {
+    let (me, my_realm) = owner_of(caller);
+    let name = name
+        .filter(|n| !n.is_empty() && n != "*")
+        .map(|n| match n.strip_suffix('*') {
+            Some(prefix) => NameMatch::Prefix(prefix.to_owned()),
+            None => NameMatch::Exact(n),
+        });
+    let (username, realm) = if owner {
+        (Some(me.clone()), Some(my_realm.clone()))
+    } else {
+        (username, realm)
+    };
+    let own =
+        username.as_deref() == Some(me.as_str()) && realm.as_deref().is_none_or(|r| r == my_realm);
+    let own_key_only = caller.api_key.as_ref().is_some_and(|k| {
+        ids.as_deref()
+            .is_some_and(|ids| ids.iter().all(|i| i == &k.id))
+    });
+    Scope {
+        filter: ApiKeyFilter {
+            ids,
+            name,
+            username,
+            realm,
+        },
+        own: own || own_key_only,
+    }
+}
+
+async fn require_scope(
+    state: &AppState,
+    caller: &Authentication,
+    action: Action,
+    scope: &Scope,
+) -> ApiResult<()> {
+    if auth::holds(state, caller, action).await? {
+        return Ok(());
+    }
+    if scope.own && auth::holds(state, caller, Action::ApiKeyManageOwn).await? {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(action, &caller.username, &caller.roles))
+}
+
+fn key_json(k: &ApiKeyRecord) -> Value {
+    let mut v = Map::new();
+    v.insert("id".into(), k.id.clone().into());
+    v.insert("name".into(), k.name.clone().into());
+    v.insert("type".into(), "rest".into());
+    v.insert("creation".into(), k.created_at.into());
+    if let Some(exp) = k.expires_at {
+        v.insert("expiration".into(), exp.into());
+    }
+    v.insert("invalidated".into(), k.invalidated_at.is_some().into());
+    if let Some(at) = k.invalidated_at {
+        v.insert("invalidation".into(), at.into());
+    }
+    v.insert("username".into(), k.owner.username.clone().into());
+    v.insert(
+        "realm".into(),
+        k.owner.authentication_realm.name.to_string().into(),
+    );
+    v.insert(
+        "realm_type".into(),
+        k.owner.authentication_realm.kind.to_string().into(),
+    );
+    v.insert("metadata".into(), Value::Object(k.metadata.clone()));
+    v.insert(
+        "role_descriptors".into(),
+        serde_json::to_value(&k.role_descriptors).expect("serialisable"),
+    );
+    Value::Object(v)
+}
+
+fn flag(params: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::illegal_argument(format!(
+            "Failed to parse value [{other}] as only [true] or [false] are allowed."
+        ))),
+    }
+}
+
+const GET_PARAMS: &[&str] = &[
+    "id",
+    "name",
+    "username",
+    "realm_name",
+    "owner",
+    "with_limited_by",
+    "active_only",
+];
+
+pub async fn get(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    if let Some(unknown) = params.keys().find(|k| !GET_PARAMS.contains(&k.as_str())) {
+        return Err(ApiError::illegal_argument(format!(
+            "request [{}] contains unrecognized parameter: [{unknown}]",
+            uri.path()
+        )));
+    }
+    let owner = flag(&params, "owner")?;
+    let active_only = flag(&params, "active_only")?;
+    let id = params.get("id").cloned().filter(|s| !s.is_empty());
+    let scope = scope(
+        &caller,
+        id.clone().map(|i| vec![i]),
+        params.get("name").cloned(),
+        params.get("username").cloned().filter(|s| !s.is_empty()),
+        params.get("realm_name").cloned().filter(|s| !s.is_empty()),
+        owner,
+    );
+    require_scope(&state, &caller, Action::ApiKeyGet, &scope).await?;
+    let now = state.now();
+    let keys: Vec<Value> = state
+        .store
+        .find_api_keys(&scope.filter)
+        .await?
+        .iter()
+        .filter(|k| {
+            !active_only || (k.invalidated_at.is_none() && k.expires_at.is_none_or(|e| e > now))
+        })
+        .map(key_json)
+        .collect();
+    let status = if keys.is_empty() && id.is_some() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "api_keys": keys }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    ids: Option<Vec<String>>,
+    id: Option<String>,
+    name: Option<String>,
+    username: Option<String>,
+    realm_name: Option<String>,
+    owner: Option<bool>,
+}
+
+pub async fn invalidate(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<InvalidateRequest>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    let owner = req.owner.unwrap_or(false);
+    let ids = match (req.ids, req.id) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(&[
+                "Must use either [id] or [ids], not both at the same time".into(),
+            ]))
+        }
+        (Some(ids), None) => Some(ids),
+        (None, Some(id)) => Some(vec![id]),
+        (None, None) => None,
+    };
+    let text = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+    let mut errors = Vec::new();
+    if ids
+        .as_ref()
+        .is_some_and(|ids| ids.iter().any(|i| i.trim().is_empty()))
+    {
+        errors.push("Field [ids] must not contain blank id".to_string());
+    }
+    if !owner
+        && ids.as_ref().is_none_or(Vec::is_empty)
+        && !text(&req.name)
+        && !text(&req.username)
+        && !text(&req.realm_name)
+    {
+        errors.push(
+            "One of [api key id(s), api key name, username, realm name] must be specified if [owner] flag is false"
+                .into(),
+        );
+    }
+    if owner && (text(&req.username) || text(&req.realm_name)) {
+        errors.push(
+            "username or realm name must not be specified when the current user should be used"
+                .into(),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(&errors));
+    }
+    let scope = scope(
+        &caller,
+        ids.filter(|v| !v.is_empty()),
+        req.name,
+        req.username.filter(|s| !s.is_empty()),
+        req.realm_name.filter(|s| !s.is_empty()),
+        owner,
+    );
+    require_scope(&state, &caller, Action::ApiKeyInvalidate, &scope).await?;
+    let outcome = state
+        .store
+        .invalidate_api_keys(&scope.filter, state.now())
+        .await?;
+    Ok(Json(json!({
+        "invalidated_api_keys": outcome.invalidated,
+        "previously_invalidated_api_keys": outcome.previously_invalidated,
+        "error_count": 0,
+    })))
+}
+
+pub async fn clear_cache(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Path(_ids): Path<String>,
+    headers: HeaderMap,
+    _body: OptionalJsonBody<Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+    auth::require(&state, &caller, Action::ApiKeyInvalidate).await?;
+    // Tessera keeps no API-key cache: every request reads the key, so there
+    // is nothing to clear. Answer as a one-node cluster would.
+    Ok(Json(json!({
+        "_nodes": { "total": 1, "successful": 1, "failed": 0 },
+        "cluster_name": "tessera",
+        "nodes": {},
+    })))
 }

@@ -159,15 +159,30 @@ pub async fn require(state: &AppState, auth: &Authentication, action: Action) ->
     }
 }
 
-/// Whether `auth`'s roles grant `action`.
+/// Whether `auth` may perform `action`. For an API key that is the
+/// intersection of what the key's own descriptors and its owner's roles
+/// grant.
 pub async fn holds(state: &AppState, auth: &Authentication, action: Action) -> ApiResult<bool> {
-    if auth.roles.iter().any(|r| r == SUPERUSER_ROLE) {
+    match &auth.api_key {
+        None => roles_grant(state, &auth.roles, action).await,
+        Some(key_ref) => {
+            let Some(key) = state.store.get_api_key(&key_ref.id).await? else {
+                return Ok(false);
+            };
+            Ok(key.own_descriptors_grant(action)
+                && roles_grant(state, &key.owner.roles, action).await?)
+        }
+    }
+}
+
+async fn roles_grant(state: &AppState, role_names: &[String], action: Action) -> ApiResult<bool> {
+    if role_names.iter().any(|r| r == SUPERUSER_ROLE) {
         return Ok(true);
     }
-    if auth.roles.is_empty() {
+    if role_names.is_empty() {
         return Ok(false);
     }
-    let roles = state.store.get_roles(&auth.roles).await?;
+    let roles = state.store.get_roles(role_names).await?;
     Ok(privilege::grants(
         roles
             .iter()

@@ -168,6 +168,17 @@ pub fn router(state: AppState) -> Router {
                 .get(roles::get_roles)
                 .delete(roles::delete_role),
         )
+        .route(
+            "/_security/api_key",
+            put(api_keys::create)
+                .post(api_keys::create)
+                .get(api_keys::get)
+                .delete(api_keys::invalidate),
+        )
+        .route(
+            "/_security/api_key/{ids}/_clear_cache",
+            post(api_keys::clear_cache),
+        )
         .route("/_tessera/ready", get(ready))
         .route(
             "/_tessera/live",

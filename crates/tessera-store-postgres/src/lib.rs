@@ -68,10 +68,13 @@ use deadpool_postgres::{Client, GenericClient};
 use tessera_domain::refresh::{self, Decision, RefreshError};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
-use tessera_store::codec::{self, TokenRow, UserRow, TOKEN_COLUMNS, USER_COLUMNS};
+use tessera_store::codec::{
+    self, ApiKeyRow, TokenRow, UserRow, API_KEY_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
+};
 use tessera_store::{
-    InvalidateCounts, InvalidateOne, RefreshGranted, RefreshOutcome, RefreshRequest,
-    RoleDescriptor, Store, StoreError, StoreResult, UserUpsert,
+    ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne,
+    RefreshGranted, RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, StoreResult,
+    UserUpsert,
 };
 use tokio_postgres::{IsolationLevel, Row};
 
@@ -525,6 +528,89 @@ fn role_pairs(rows: &[Row]) -> Result<Vec<(String, RoleDescriptor)>, Fail> {
         .collect()
 }
 
+fn api_key_record(row: &Row) -> Result<ApiKeyRecord, Fail> {
+    Ok(ApiKeyRow {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        secret_hash: row.try_get(2)?,
+        username: row.try_get(3)?,
+        realm: row.try_get(4)?,
+        owner: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+        expires_at: row.try_get(7)?,
+        invalidated_at: row.try_get(8)?,
+        role_descriptors: row.try_get(9)?,
+        metadata: row.try_get(10)?,
+    }
+    .into_record()?)
+}
+
+/// The keys `filter` matches, oldest first: narrowed by id or owner in
+/// SQL, finished by [`ApiKeyFilter::matches`].
+async fn select_api_keys(
+    c: &impl GenericClient,
+    filter: &ApiKeyFilter,
+) -> Result<Vec<ApiKeyRecord>, Fail> {
+    let rows = match &filter.ids {
+        Some(ids) => {
+            let stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ANY($1) ORDER BY created_at, id"
+                ))
+                .await?;
+            c.query(&stmt, &[ids]).await?
+        }
+        None => {
+            let stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE ($1::TEXT IS NULL OR username = $1) ORDER BY created_at, id"
+                ))
+                .await?;
+            c.query(&stmt, &[&filter.username]).await?
+        }
+    };
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let key = api_key_record(row)?;
+        if filter.matches(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// Invalidates the matching keys. The flag only goes from unset to set, so
+/// a conditional update tells which keys this call invalidated even when
+/// invalidations race.
+async fn invalidate_api_keys_attempt(
+    c: &mut Client,
+    filter: &ApiKeyFilter,
+    now: Millis,
+) -> Result<ApiKeyInvalidation, Fail> {
+    let keys = select_api_keys(&*c, filter).await?;
+    let ids: Vec<String> = keys.into_iter().map(|k| k.id).collect();
+    if ids.is_empty() {
+        return Ok(ApiKeyInvalidation::default());
+    }
+    let stmt = c
+        .prepare_cached(
+            "UPDATE api_keys SET invalidated_at = $2 WHERE id = ANY($1) AND invalidated_at IS NULL RETURNING id",
+        )
+        .await?;
+    let changed: Vec<String> = c
+        .query(&stmt, &[&ids, &now])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let (invalidated, previously_invalidated) =
+        ids.into_iter().partition(|id| changed.contains(id));
+    Ok(ApiKeyInvalidation {
+        invalidated,
+        previously_invalidated,
+    })
+}
+
 fn count(row: &Row) -> Result<u64, Fail> {
     let n: i64 = row.try_get(0)?;
     u64::try_from(n).map_err(|_| StoreError::Internal("negative count".into()).into())
@@ -836,8 +922,97 @@ impl Store for PostgresStore {
                            (SELECT id FROM tokens WHERE purge_after <= $1 ORDER BY purge_after LIMIT $2)",
                     )
                     .await?;
-                Ok(c.execute(&stmt, &[&now, &i64::from(limit)]).await?)
+                let tokens = c.execute(&stmt, &[&now, &i64::from(limit)]).await?;
+                let stmt = c
+                    .prepare_cached(
+                        "DELETE FROM api_keys WHERE id IN
+                           (SELECT id FROM api_keys WHERE LEAST(invalidated_at, expires_at) <= $1 LIMIT $2)",
+                    )
+                    .await?;
+                let cutoff = now.saturating_sub(tessera_store::API_KEY_RETENTION_MS);
+                let keys = c.execute(&stmt, &[&cutoff, &i64::from(limit)]).await?;
+                Ok(tokens + keys)
             }))
+            .await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let r = &ApiKeyRow::from_record(key)?;
+        self.db
+            .run(
+                "insert_api_key",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached(&format!(
+                            "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                        ))
+                        .await?;
+                    c.execute(
+                        &stmt,
+                        &[
+                            &r.id,
+                            &r.name,
+                            &r.secret_hash,
+                            &r.username,
+                            &r.realm,
+                            &r.owner,
+                            &r.created_at,
+                            &r.expires_at,
+                            &r.invalidated_at,
+                            &r.role_descriptors,
+                            &r.metadata,
+                        ],
+                    )
+                    .await?;
+                    Ok(())
+                }),
+            )
+            .await
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        self.db
+            .run(
+                "get_api_key",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached(&format!(
+                            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
+                        ))
+                        .await?;
+                    c.query_opt(&stmt, &[&id])
+                        .await?
+                        .as_ref()
+                        .map(api_key_record)
+                        .transpose()
+                }),
+            )
+            .await
+    }
+
+    async fn find_api_keys(&self, filter: &ApiKeyFilter) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.db
+            .run(
+                "find_api_keys",
+                Repeat::Safe,
+                attempt!(|c| select_api_keys(&*c, filter).await),
+            )
+            .await
+    }
+
+    async fn invalidate_api_keys(
+        &self,
+        filter: &ApiKeyFilter,
+        now: Millis,
+    ) -> StoreResult<ApiKeyInvalidation> {
+        self.db
+            .run(
+                "invalidate_api_keys",
+                Repeat::Unsafe,
+                attempt!(|c| invalidate_api_keys_attempt(c, filter, now).await),
+            )
             .await
     }
 

@@ -16,14 +16,15 @@ const MIGRATION_LOCK: i64 = 0x7465_7373_6572_6131;
 
 /// Migrations in order. A released migration never changes; a schema
 /// change is a new entry at the end.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE IF NOT EXISTS meta (
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE IF NOT EXISTS meta (
             key   TEXT PRIMARY KEY,
             value TEXT NOT NULL
         )",
-        "CREATE TABLE IF NOT EXISTS users (
+            "CREATE TABLE IF NOT EXISTS users (
             username      TEXT PRIMARY KEY,
             password_hash TEXT NOT NULL,
             roles         TEXT NOT NULL,
@@ -32,11 +33,11 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             metadata      TEXT NOT NULL,
             enabled       BOOLEAN NOT NULL
         )",
-        "CREATE TABLE IF NOT EXISTS roles (
+            "CREATE TABLE IF NOT EXISTS roles (
             name       TEXT PRIMARY KEY,
             descriptor TEXT NOT NULL
         )",
-        "CREATE TABLE IF NOT EXISTS tokens (
+            "CREATE TABLE IF NOT EXISTS tokens (
             id                  TEXT PRIMARY KEY,
             access_hash         BYTEA NOT NULL UNIQUE,
             refresh_hash        BYTEA UNIQUE,
@@ -56,12 +57,32 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             sealed_successor    BYTEA,
             purge_after         BIGINT NOT NULL
         )",
-        "CREATE INDEX IF NOT EXISTS tokens_by_username ON tokens (username)",
-        "CREATE INDEX IF NOT EXISTS tokens_by_realm ON tokens (realm)",
-        "CREATE INDEX IF NOT EXISTS tokens_by_family ON tokens (family_id)",
-        "CREATE INDEX IF NOT EXISTS tokens_by_purge ON tokens (purge_after)",
-    ],
-)];
+            "CREATE INDEX IF NOT EXISTS tokens_by_username ON tokens (username)",
+            "CREATE INDEX IF NOT EXISTS tokens_by_realm ON tokens (realm)",
+            "CREATE INDEX IF NOT EXISTS tokens_by_family ON tokens (family_id)",
+            "CREATE INDEX IF NOT EXISTS tokens_by_purge ON tokens (purge_after)",
+        ],
+    ),
+    (
+        2,
+        &[
+            "CREATE TABLE IF NOT EXISTS api_keys (
+            id               TEXT PRIMARY KEY,
+            name             TEXT NOT NULL,
+            secret_hash      BYTEA NOT NULL,
+            username         TEXT NOT NULL,
+            realm            TEXT NOT NULL,
+            owner            TEXT NOT NULL,
+            created_at       BIGINT NOT NULL,
+            expires_at       BIGINT,
+            invalidated_at   BIGINT,
+            role_descriptors TEXT NOT NULL,
+            metadata         TEXT NOT NULL
+        )",
+            "CREATE INDEX IF NOT EXISTS api_keys_by_username ON api_keys (username)",
+        ],
+    ),
+];
 
 /// Whether the server is CockroachDB, whose releases before transaction
 /// level advisory locks either lack `pg_advisory_xact_lock` or accept it

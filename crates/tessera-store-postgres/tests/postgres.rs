@@ -161,7 +161,7 @@ async fn concurrent_connects_migrate_once() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2]);
         assert!(stores[0].put_user(user("a")).await.unwrap());
         assert_eq!(
             stores[3].get_user("a").await.unwrap().unwrap().username,

@@ -23,10 +23,13 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tessera_domain::refresh::{self, Decision};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
-use tessera_store::codec::{self, TokenRow, UserRow, TOKEN_COLUMNS, USER_COLUMNS};
+use tessera_store::codec::{
+    self, ApiKeyRow, TokenRow, UserRow, API_KEY_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
+};
 use tessera_store::{
-    InvalidateCounts, InvalidateOne, RefreshGranted, RefreshOutcome, RefreshRequest,
-    RoleDescriptor, Store, StoreError, StoreResult, UserUpsert,
+    ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne,
+    RefreshGranted, RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, StoreResult,
+    UserUpsert,
 };
 
 use writer::Writer;
@@ -134,6 +137,67 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
         sealed_successor: row.get(16)?,
         purge_after: row.get(17)?,
     })
+}
+
+fn api_key_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        secret_hash: row.get(2)?,
+        username: row.get(3)?,
+        realm: row.get(4)?,
+        owner: row.get(5)?,
+        created_at: row.get(6)?,
+        expires_at: row.get(7)?,
+        invalidated_at: row.get(8)?,
+        role_descriptors: row.get(9)?,
+        metadata: row.get(10)?,
+    })
+}
+
+/// The keys `filter` matches, oldest first: narrowed by id or owner in
+/// SQL, finished by [`ApiKeyFilter::matches`].
+fn select_api_keys(conn: &Connection, filter: &ApiKeyFilter) -> StoreResult<Vec<ApiKeyRecord>> {
+    let sql = format!(
+        "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE (?1 IS NULL OR username = ?1) ORDER BY created_at, id"
+    );
+    let rows = match &filter.ids {
+        Some(ids) => {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
+                ))
+                .map_err(internal)?;
+            let mut rows = Vec::new();
+            for id in ids {
+                if let Some(row) = stmt
+                    .query_row([id], api_key_row)
+                    .optional()
+                    .map_err(internal)?
+                {
+                    rows.push(row);
+                }
+            }
+            rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            rows.dedup_by(|a, b| a.id == b.id);
+            rows
+        }
+        None => conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_map([&filter.username], api_key_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(internal)?,
+    };
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key = row.into_record()?;
+        if filter.matches(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
 }
 
 fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
@@ -512,12 +576,98 @@ impl Store for SqliteStore {
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
         self.write(move |c| {
-            c.execute(
-                "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE purge_after <= ?1 LIMIT ?2)",
-                params![now, limit],
-            )
-            .map(|n| n as u64)
+            let tokens = c
+                .execute(
+                    "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE purge_after <= ?1 LIMIT ?2)",
+                    params![now, limit],
+                )
+                .map_err(internal)?;
+            let keys = c
+                .execute(
+                    "DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys
+                       WHERE MIN(COALESCE(invalidated_at, expires_at), COALESCE(expires_at, invalidated_at)) <= ?1
+                       LIMIT ?2)",
+                    params![now.saturating_sub(tessera_store::API_KEY_RETENTION_MS), limit],
+                )
+                .map_err(internal)?;
+            Ok((tokens + keys) as u64)
+        })
+        .await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let r = ApiKeyRow::from_record(key)?;
+        self.write(move |c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    r.id,
+                    r.name,
+                    r.secret_hash,
+                    r.username,
+                    r.realm,
+                    r.owner,
+                    r.created_at,
+                    r.expires_at,
+                    r.invalidated_at,
+                    r.role_descriptors,
+                    r.metadata
+                ])
+            })
+            .map(|_| ())
             .map_err(internal)
+        })
+        .await
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
+            ))?
+            .query_row([id], api_key_row)
+            .optional()
+        })
+        .await?
+        .map(ApiKeyRow::into_record)
+        .transpose()
+    }
+
+    async fn find_api_keys(&self, filter: &ApiKeyFilter) -> StoreResult<Vec<ApiKeyRecord>> {
+        let filter = filter.clone();
+        let pool = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = select_api_keys(&conn, &filter);
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+
+    async fn invalidate_api_keys(
+        &self,
+        filter: &ApiKeyFilter,
+        now: Millis,
+    ) -> StoreResult<ApiKeyInvalidation> {
+        let filter = filter.clone();
+        self.write(move |c| {
+            let mut outcome = ApiKeyInvalidation::default();
+            let mut update = c
+                .prepare_cached("UPDATE api_keys SET invalidated_at = ?2 WHERE id = ?1 AND invalidated_at IS NULL")
+                .map_err(internal)?;
+            for key in select_api_keys(c, &filter)? {
+                if update.execute(params![key.id, now]).map_err(internal)? > 0 {
+                    outcome.invalidated.push(key.id);
+                } else {
+                    outcome.previously_invalidated.push(key.id);
+                }
+            }
+            Ok(outcome)
         })
         .await
     }

@@ -44,6 +44,20 @@ CREATE INDEX IF NOT EXISTS tokens_by_username ON tokens (username);
 CREATE INDEX IF NOT EXISTS tokens_by_realm ON tokens (realm);
 CREATE INDEX IF NOT EXISTS tokens_by_family ON tokens (family_id);
 CREATE INDEX IF NOT EXISTS tokens_by_purge ON tokens (purge_after);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    secret_hash      BLOB NOT NULL,
+    username         TEXT NOT NULL,
+    realm            TEXT NOT NULL,
+    owner            TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    expires_at       INTEGER,
+    invalidated_at   INTEGER,
+    role_descriptors TEXT NOT NULL,
+    metadata         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_username ON api_keys (username);
 ";
 
 /// Settings for the one writing connection, and the schema.

@@ -1,6 +1,7 @@
 //! The column-level shape of stored records, shared by every SQL backend so
 //! that each one only moves values in and out of its driver.
 
+use tessera_domain::api_key::ApiKeyRecord;
 use tessera_domain::token::Refreshed;
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Authentication, ClientRef, TokenHash, TokenRecord};
@@ -158,4 +159,55 @@ pub fn count_invalidation(
         tally(refresh_was);
     }
     tally(access_was);
+}
+
+/// An API key flattened into the columns of the `api_keys` table.
+#[derive(Debug, Clone)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Vec<u8>,
+    pub username: String,
+    pub realm: String,
+    pub owner: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub invalidated_at: Option<i64>,
+    pub role_descriptors: String,
+    pub metadata: String,
+}
+
+pub const API_KEY_COLUMNS: &str = "id, name, secret_hash, username, realm, owner, created_at, expires_at, invalidated_at, role_descriptors, metadata";
+
+impl ApiKeyRow {
+    pub fn from_record(k: &ApiKeyRecord) -> StoreResult<Self> {
+        Ok(Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            secret_hash: k.secret_hash.to_vec(),
+            username: k.owner.username.clone(),
+            realm: k.owner.authentication_realm.name.to_string(),
+            owner: to_json(&k.owner)?,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            invalidated_at: k.invalidated_at,
+            role_descriptors: to_json(&k.role_descriptors)?,
+            metadata: to_json(&k.metadata)?,
+        })
+    }
+
+    pub fn into_record(self) -> StoreResult<ApiKeyRecord> {
+        Ok(ApiKeyRecord {
+            secret_hash: <[u8; 32]>::try_from(self.secret_hash.as_slice())
+                .map_err(|_| StoreError::Internal("stored key hash is not 32 bytes".into()))?,
+            id: self.id,
+            name: self.name,
+            owner: from_json(&self.owner)?,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            invalidated_at: self.invalidated_at,
+            role_descriptors: from_json(&self.role_descriptors)?,
+            metadata: from_json(&self.metadata)?,
+        })
+    }
 }

@@ -21,6 +21,7 @@ use tessera_domain::token::{TokenPair, TokenString};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Authentication, ClientRef, Millis, TokenHash, TokenRecord};
 
+pub use tessera_domain::api_key::ApiKeyRecord;
 pub use tessera_domain::privilege::RoleDescriptor;
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,54 @@ pub struct RefreshGranted {
 
 pub type RefreshOutcome = Result<RefreshGranted, RefreshError>;
 
+/// How a filter matches API key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameMatch {
+    Exact(String),
+    /// `name*` in the API.
+    Prefix(String),
+}
+
+/// Which API keys a listing or invalidation is about. Every criterion that
+/// is set must match; a filter with none set matches every key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiKeyFilter {
+    pub ids: Option<Vec<String>>,
+    pub name: Option<NameMatch>,
+    pub username: Option<String>,
+    pub realm: Option<String>,
+}
+
+impl ApiKeyFilter {
+    /// The filter's meaning, for backends that narrow in SQL and finish here.
+    pub fn matches(&self, key: &ApiKeyRecord) -> bool {
+        self.ids.as_ref().is_none_or(|ids| ids.contains(&key.id))
+            && self.name.as_ref().is_none_or(|m| match m {
+                NameMatch::Exact(n) => &key.name == n,
+                NameMatch::Prefix(p) => key.name.starts_with(p.as_str()),
+            })
+            && self
+                .username
+                .as_ref()
+                .is_none_or(|u| &key.owner.username == u)
+            && self
+                .realm
+                .as_ref()
+                .is_none_or(|r| key.owner.authentication_realm.name == r.as_str())
+    }
+}
+
+/// Ids of the keys an invalidation touched, as Elasticsearch lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiKeyInvalidation {
+    pub invalidated: Vec<String>,
+    pub previously_invalidated: Vec<String>,
+}
+
+/// Invalidated or expired API keys are kept this long (for listings), then
+/// purged.
+pub const API_KEY_RETENTION_MS: Millis = 7 * 24 * 3_600_000;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store can serve reads and writes.
@@ -126,7 +175,9 @@ pub trait Store: Send + Sync + 'static {
     async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne>;
     async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne>;
     /// Invalidates both halves of every active pair whose subject matches the
-    /// given username and/or realm name (at least one is given).
+    /// given username and/or realm name (at least one is given). This
+    /// includes a successor minted by a refresh racing this call: once it has
+    /// returned, no pair of that user or realm issued before it works.
     async fn invalidate_matching(
         &self,
         username: Option<&str>,
@@ -135,9 +186,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<InvalidateCounts>;
     /// Whether any token was ever issued (Elasticsearch's "the tokens index exists").
     async fn tokens_ever_issued(&self) -> StoreResult<bool>;
-    /// Deletes up to `limit` records that can no longer be used or replayed
-    /// at `now`. Returns how many it deleted.
+    /// Deletes up to `limit` token records that can no longer be used or
+    /// replayed at `now`, and up to `limit` API keys that have been expired
+    /// or invalidated for longer than [`API_KEY_RETENTION_MS`]. Returns how
+    /// many it deleted.
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64>;
     /// Number of stored token records (for metrics and tests).
     async fn count_tokens(&self) -> StoreResult<u64>;
+
+    // ---- API keys ----
+    /// Stores a new key. Returns after it is durably committed.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Every key the filter matches, oldest first.
+    async fn find_api_keys(&self, filter: &ApiKeyFilter) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Invalidates every key the filter matches, atomically. Once this has
+    /// returned, no read on any node sees those keys as valid.
+    async fn invalidate_api_keys(
+        &self,
+        filter: &ApiKeyFilter,
+        now: Millis,
+    ) -> StoreResult<ApiKeyInvalidation>;
 }
