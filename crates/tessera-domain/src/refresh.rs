@@ -8,6 +8,13 @@
 //!     └──────── invalidated / expired (terminal) ◀───────┘
 //! ```
 //!
+//! Every chain of refreshes that starts from one grant is a *family*; each
+//! record carries its family id and generation. With
+//! [`RefreshPolicy::reuse_revokes_family`] on (the default), presenting a
+//! refresh token after its window, or one from an older generation than the
+//! current head's immediate predecessor, is treated as theft (RFC 9700 §4.14):
+//! the store revokes every member of the family in the same transaction.
+//!
 //! [`decide`] is a pure function of the stored record, the presented refresh
 //! token, the caller and the time. A store calls it *inside* the transaction
 //! that holds the record locked, and applies a [`Decision::Rotate`] (update
@@ -26,6 +33,9 @@ pub struct RefreshPolicy {
     pub access_ttl_ms: Millis,
     /// How long after the first refresh a repeat returns the same pair.
     pub window_ms: Millis,
+    /// Reuse outside the window revokes the whole family (otherwise it is
+    /// only refused, as in Elasticsearch).
+    pub reuse_revokes_family: bool,
 }
 
 /// Why a refresh was refused. Each maps to Elasticsearch's exact
@@ -44,15 +54,42 @@ pub enum RefreshError {
     RefreshedTooLongAgo,
     #[error("token has been refreshed more than 30 seconds in the future, clock skew too great")]
     ClockSkew,
+    /// A repeat of an older generation than the head's predecessor.
+    #[error("token has already been refreshed")]
+    AlreadyRefreshed,
+}
+
+/// A refused refresh. `revoke_family` asks the store to invalidate every
+/// member of the family (and, in an outcome, says that it did).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denied {
+    pub error: RefreshError,
+    pub revoke_family: bool,
+}
+
+impl Denied {
+    pub fn reject(error: RefreshError) -> Self {
+        Self {
+            error,
+            revoke_family: false,
+        }
+    }
+
+    fn reuse(error: RefreshError, policy: RefreshPolicy) -> Self {
+        Self {
+            error,
+            revoke_family: policy.reuse_revokes_family,
+        }
+    }
 }
 
 /// What a store must do with a refresh request.
 #[derive(Debug)]
 pub enum Decision {
-    /// Refuse; change nothing.
-    Reject(RefreshError),
+    /// Refuse; change nothing unless `revoke_family` is set.
+    Deny(Denied),
     /// Already refreshed within the window: answer with the successor pair
-    /// that the first refresh produced (after [`check_replay_target`]).
+    /// that the first refresh produced (after [`judge_replay`]).
     Replay {
         successor_id: String,
         pair: TokenPair,
@@ -75,24 +112,24 @@ pub fn decide(
 ) -> Decision {
     let Some(refresh_expires_at) = record.refresh_expires_at else {
         // A pair minted without a refresh token (client_credentials).
-        return Decision::Reject(RefreshError::NotFound);
+        return Decision::Deny(Denied::reject(RefreshError::NotFound));
     };
     if now >= refresh_expires_at {
-        return Decision::Reject(RefreshError::Expired);
+        return Decision::Deny(Denied::reject(RefreshError::Expired));
     }
     if record.refresh_invalidated {
-        return Decision::Reject(RefreshError::Invalidated);
+        return Decision::Deny(Denied::reject(RefreshError::Invalidated));
     }
     if &record.client != caller {
-        return Decision::Reject(RefreshError::WrongClient);
+        return Decision::Deny(Denied::reject(RefreshError::WrongClient));
     }
     match &record.refreshed {
         Some(done) => {
             if now > done.at.saturating_add(policy.window_ms) {
-                return Decision::Reject(RefreshError::RefreshedTooLongAgo);
+                return Decision::Deny(Denied::reuse(RefreshError::RefreshedTooLongAgo, policy));
             }
             if now < done.at.saturating_sub(policy.window_ms) {
-                return Decision::Reject(RefreshError::ClockSkew);
+                return Decision::Deny(Denied::reject(RefreshError::ClockSkew));
             }
             match open_successor(record, presented, done) {
                 Some(pair) => Decision::Replay {
@@ -101,7 +138,7 @@ pub fn decide(
                 },
                 // Only a presented token whose hash matched can reach this
                 // point, so a failure to open means corrupted storage.
-                None => Decision::Reject(RefreshError::NotFound),
+                None => Decision::Deny(Denied::reject(RefreshError::NotFound)),
             }
         }
         None => {
@@ -129,15 +166,24 @@ pub fn decide(
 }
 
 /// A replay hands out the successor only if that successor can still be
-/// honoured: it exists and its access token has not been taken back.
-pub fn check_replay_target(
+/// honoured (it exists and has not been taken back) and, with families on,
+/// only while it is the head of its family: once the successor has itself
+/// been refreshed, a repeat of its predecessor is reuse of an older
+/// generation.
+pub fn judge_replay(
     successor: Option<&TokenRecord>,
     now: Millis,
-) -> Result<(), RefreshError> {
+    policy: RefreshPolicy,
+) -> Result<(), Denied> {
     match successor {
-        None => Err(RefreshError::NotFound),
-        Some(s) if s.access_invalidated => Err(RefreshError::Invalidated),
-        Some(s) if now >= s.access_expires_at => Err(RefreshError::Expired),
+        None => Err(Denied::reject(RefreshError::NotFound)),
+        Some(s) if s.access_invalidated || s.refresh_invalidated => {
+            Err(Denied::reject(RefreshError::Invalidated))
+        }
+        Some(s) if s.refreshed.is_some() && policy.reuse_revokes_family => {
+            Err(Denied::reuse(RefreshError::AlreadyRefreshed, policy))
+        }
+        Some(s) if now >= s.access_expires_at => Err(Denied::reject(RefreshError::Expired)),
         Some(_) => Ok(()),
     }
 }
@@ -191,7 +237,19 @@ mod tests {
     const POLICY: RefreshPolicy = RefreshPolicy {
         access_ttl_ms: 1_200_000,
         window_ms: 30_000,
+        reuse_revokes_family: true,
     };
+    const ES_POLICY: RefreshPolicy = RefreshPolicy {
+        reuse_revokes_family: false,
+        ..POLICY
+    };
+
+    fn denied(d: Decision) -> Denied {
+        match d {
+            Decision::Deny(d) => d,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
 
     fn subject() -> Authentication {
         Authentication {
@@ -241,14 +299,13 @@ mod tests {
                 other => panic!("expected replay at {at}, got {other:?}"),
             }
         }
-        assert!(matches!(
-            decide(&record, &rt, &record.client, 31_001, POLICY),
-            Decision::Reject(RefreshError::RefreshedTooLongAgo)
-        ));
-        assert!(matches!(
-            decide(&record, &rt, &record.client, -40_000, POLICY),
-            Decision::Reject(RefreshError::ClockSkew)
-        ));
+        let late = denied(decide(&record, &rt, &record.client, 31_001, POLICY));
+        assert_eq!(late.error, RefreshError::RefreshedTooLongAgo);
+        assert!(late.revoke_family, "reuse after the window revokes the family");
+        let late_es = denied(decide(&record, &rt, &record.client, 31_001, ES_POLICY));
+        assert!(!late_es.revoke_family, "Elasticsearch mode only refuses");
+        let skew = denied(decide(&record, &rt, &record.client, -40_000, POLICY));
+        assert_eq!(skew, Denied::reject(RefreshError::ClockSkew));
     }
 
     #[test]
@@ -260,38 +317,46 @@ mod tests {
             realm: "default_native".into(),
             api_key_id: None,
         };
-        assert!(matches!(
-            decide(&record, &rt, &stranger, 10, POLICY),
-            Decision::Reject(RefreshError::WrongClient)
-        ));
+        assert_eq!(
+            denied(decide(&record, &rt, &stranger, 10, POLICY)),
+            Denied::reject(RefreshError::WrongClient),
+            "a stranger presenting the token does not get to revoke the family"
+        );
         record.refresh_invalidated = true;
-        assert!(matches!(
-            decide(&record, &rt, &stranger, 10, POLICY),
-            Decision::Reject(RefreshError::Invalidated)
-        ));
-        assert!(matches!(
-            decide(
-                &record,
-                &rt,
-                &stranger,
-                crate::token::REFRESH_TOKEN_LIFETIME_MS,
-                POLICY
-            ),
-            Decision::Reject(RefreshError::Expired)
-        ));
+        assert_eq!(
+            denied(decide(&record, &rt, &stranger, 10, POLICY)),
+            Denied::reject(RefreshError::Invalidated)
+        );
+        let end_of_life = crate::token::REFRESH_TOKEN_LIFETIME_MS;
+        assert_eq!(
+            denied(decide(&record, &rt, &stranger, end_of_life, POLICY)),
+            Denied::reject(RefreshError::Expired)
+        );
     }
 
     #[test]
-    fn replay_target_must_be_honourable() {
-        let (record, _) = issued(0);
-        assert_eq!(check_replay_target(None, 0), Err(RefreshError::NotFound));
-        assert_eq!(check_replay_target(Some(&record), 0), Ok(()));
+    fn replay_target_must_be_honourable_and_the_head() {
+        let (record, pair) = issued(0);
+        assert_eq!(
+            judge_replay(None, 0, POLICY),
+            Err(Denied::reject(RefreshError::NotFound))
+        );
+        assert_eq!(judge_replay(Some(&record), 0, POLICY), Ok(()));
         let mut gone = record.clone();
         gone.access_invalidated = true;
         assert_eq!(
-            check_replay_target(Some(&gone), 0),
-            Err(RefreshError::Invalidated)
+            judge_replay(Some(&gone), 0, POLICY),
+            Err(Denied::reject(RefreshError::Invalidated))
         );
+        let mut moved_on = record.clone();
+        rotate(&mut moved_on, pair.refresh.as_ref().unwrap(), 1);
+        let older = judge_replay(Some(&moved_on), 2, POLICY).unwrap_err();
+        assert_eq!(older.error, RefreshError::AlreadyRefreshed);
+        assert!(
+            older.revoke_family,
+            "only the immediate predecessor enjoys the window"
+        );
+        assert_eq!(judge_replay(Some(&moved_on), 2, ES_POLICY), Ok(()));
     }
 
     #[test]
@@ -299,9 +364,9 @@ mod tests {
         let s = subject();
         let (record, _) = TokenRecord::issue(&s, s.client_ref(), false, 0, 1000);
         let fake = TokenString::mint(crate::token::TokenKind::Refresh);
-        assert!(matches!(
-            decide(&record, &fake, &record.client, 1, POLICY),
-            Decision::Reject(RefreshError::NotFound)
-        ));
+        assert_eq!(
+            denied(decide(&record, &fake, &record.client, 1, POLICY)),
+            Denied::reject(RefreshError::NotFound)
+        );
     }
 }

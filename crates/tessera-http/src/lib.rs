@@ -36,6 +36,10 @@ use crate::error::ApiResult;
 pub struct Settings {
     pub access_token_ttl: Duration,
     pub refresh_window: Duration,
+    /// Reuse of a refresh token outside its window (or of an older
+    /// generation) revokes its whole family (RFC 9700). Off: only refused,
+    /// as in Elasticsearch.
+    pub refresh_reuse_revokes_family: bool,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Longest a request may take, body included, before it gets a 408.
@@ -47,6 +51,7 @@ impl Default for Settings {
         Self {
             access_token_ttl: Duration::from_secs(20 * 60),
             refresh_window: Duration::from_secs(30),
+            refresh_reuse_revokes_family: true,
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
         }
@@ -62,6 +67,7 @@ impl Settings {
         RefreshPolicy {
             access_ttl_ms: self.access_ttl_ms(),
             window_ms: millis(self.refresh_window),
+            reuse_revokes_family: self.refresh_reuse_revokes_family,
         }
     }
 }
@@ -117,6 +123,14 @@ pub struct Metrics;
 impl Metrics {
     pub fn issued(&self) {
         metrics::counter!("tessera_tokens_issued_total").increment(1);
+    }
+
+    /// A refresh token was presented again outside what is allowed.
+    pub fn reuse_detected(&self, family_revoked: bool) {
+        metrics::counter!("tessera_refresh_reuse_detected_total").increment(1);
+        if family_revoked {
+            metrics::counter!("tessera_family_revoked_total").increment(1);
+        }
     }
 
     pub fn refresh(&self, rotated: bool) {

@@ -6,6 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::privilege::Action;
+use tessera_domain::refresh::RefreshError;
 use tessera_domain::token::{self, TokenString};
 use tessera_domain::{Authentication, TokenRecord};
 use tessera_store::{InvalidateOne, RefreshRequest};
@@ -142,7 +143,27 @@ pub async fn get_token(
                     policy: state.settings.refresh_policy(),
                 })
                 .await?
-                .map_err(|e| ApiError::oauth("invalid_grant", e.to_string()))?;
+                .map_err(|denied| {
+                    if denied.revoke_family
+                        || matches!(
+                            denied.error,
+                            RefreshError::RefreshedTooLongAgo | RefreshError::AlreadyRefreshed
+                        )
+                    {
+                        // A security event: logged without any token, with
+                        // who presented it.
+                        tracing::warn!(
+                            target: "tessera::security",
+                            event = "refresh_token_reuse",
+                            reason = %denied.error,
+                            family_revoked = denied.revoke_family,
+                            client = %caller.username,
+                            "a refresh token was presented again outside its window"
+                        );
+                        state.metrics.reuse_detected(denied.revoke_family);
+                    }
+                    ApiError::oauth("invalid_grant", denied.error.to_string())
+                })?;
             state.metrics.refresh(granted.rotated);
             (granted.pair, granted.subject)
         }

@@ -65,7 +65,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Client, GenericClient};
-use tessera_domain::refresh::{self, Decision, RefreshError};
+use tessera_domain::refresh::{self, Decision, Denied, RefreshError};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
 use tessera_store::codec::{
@@ -274,7 +274,7 @@ async fn refresh_attempt(
     let stmt = tx.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
     let Some(record) = token_record(tx.query_opt(&stmt, &[&hash.0.as_slice()]).await?)? else {
         tx.commit().await?;
-        return Ok(Err(RefreshError::NotFound));
+        return Ok(Err(Denied::reject(RefreshError::NotFound)));
     };
     let outcome = match refresh::decide(
         &record,
@@ -283,14 +283,16 @@ async fn refresh_attempt(
         req.now,
         req.policy,
     ) {
-        Decision::Reject(e) => Err(e),
+        Decision::Deny(denied) => Err(denied),
         Decision::Replay { successor_id, pair } => {
             let stmt = tx.prepare_cached(&TOKEN_BY_ID).await?;
             let successor = token_record(tx.query_opt(&stmt, &[&successor_id]).await?)?;
-            refresh::check_replay_target(successor.as_ref(), req.now).map(|()| RefreshGranted {
-                pair,
-                subject: record.subject,
-                rotated: false,
+            refresh::judge_replay(successor.as_ref(), req.now, req.policy).map(|()| {
+                RefreshGranted {
+                    pair,
+                    subject: record.subject.clone(),
+                    rotated: false,
+                }
             })
         }
         Decision::Rotate {
@@ -331,14 +333,34 @@ async fn refresh_attempt(
             })
         }
     };
+    if let Err(denied) = &outcome {
+        if denied.revoke_family {
+            revoke_family(&tx, &record.family_id).await?;
+        }
+    }
     tx.commit().await?;
     Ok(outcome)
 }
 
-/// Marks one half of one pair invalidated. The flag only ever goes from
-/// false to true, so a conditional update is enough: of several racing
-/// invalidations exactly one changes the row (the others re-check it after
-/// waiting for its lock and find it set).
+/// Invalidates both halves of every pair in a family.
+async fn revoke_family(c: &impl GenericClient, family_id: &str) -> Result<(), Fail> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE tokens SET access_invalidated = TRUE, refresh_invalidated = (refresh_hash IS NOT NULL)
+             WHERE family_id = $1",
+        )
+        .await?;
+    c.execute(&stmt, &[&family_id]).await?;
+    Ok(())
+}
+
+/// One attempt at invalidating the pair holding a token and the rest of its
+/// family. Serializable, like a refresh, so that the two are linearizable:
+/// a successor minted by a refresh racing this call is either seen and
+/// invalidated here, or the refresh is retried and finds its token dead.
+/// The answer reflects the named token's own flag before the call; the flag
+/// only goes from false to true, so racing invalidations agree on who
+/// changed it.
 async fn invalidate_one(
     client: &mut Client,
     column: &str,
@@ -346,20 +368,24 @@ async fn invalidate_one(
     hash: &TokenHash,
 ) -> Result<InvalidateOne, Fail> {
     let key = hash.0.as_slice();
-    let stmt = client
+    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let stmt = tx
         .prepare_cached(&format!(
-            "UPDATE tokens SET {flag} = TRUE WHERE {column} = $1 AND NOT {flag}"
+            "SELECT {flag}, family_id FROM tokens WHERE {column} = $1 FOR UPDATE"
         ))
         .await?;
-    if client.execute(&stmt, &[&key]).await? > 0 {
-        return Ok(InvalidateOne::Invalidated);
-    }
-    let stmt = client
-        .prepare_cached(&format!("SELECT 1 FROM tokens WHERE {column} = $1"))
-        .await?;
-    Ok(match client.query_opt(&stmt, &[&key]).await? {
-        Some(_) => InvalidateOne::AlreadyInvalidated,
-        None => InvalidateOne::NotFound,
+    let Some(row) = tx.query_opt(&stmt, &[&key]).await? else {
+        tx.commit().await?;
+        return Ok(InvalidateOne::NotFound);
+    };
+    let already: bool = row.try_get(0)?;
+    let family_id: String = row.try_get(1)?;
+    revoke_family(&tx, &family_id).await?;
+    tx.commit().await?;
+    Ok(if already {
+        InvalidateOne::AlreadyInvalidated
+    } else {
+        InvalidateOne::Invalidated
     })
 }
 

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
-use tessera_domain::refresh::{self, Decision};
+use tessera_domain::refresh::{self, Decision, Denied};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
 use tessera_store::codec::{
@@ -265,7 +265,7 @@ fn insert_token_row(conn: &Connection, record: &TokenRecord) -> StoreResult<()> 
 fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<RefreshOutcome> {
     let hash = req.refresh_token.hash();
     let Some(record) = token_where(conn, "refresh_hash = ?1", &hash.0.as_slice())? else {
-        return Ok(Err(refresh::RefreshError::NotFound));
+        return Ok(Err(Denied::reject(refresh::RefreshError::NotFound)));
     };
     match refresh::decide(
         &record,
@@ -274,18 +274,17 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
         req.now,
         req.policy,
     ) {
-        Decision::Reject(e) => Ok(Err(e)),
+        Decision::Deny(denied) => deny(conn, &record.family_id, denied),
         Decision::Replay { successor_id, pair } => {
             let successor = token_where(conn, "id = ?1", &successor_id)?;
-            Ok(
-                refresh::check_replay_target(successor.as_ref(), req.now).map(|()| {
-                    RefreshGranted {
-                        pair,
-                        subject: record.subject,
-                        rotated: false,
-                    }
-                }),
-            )
+            match refresh::judge_replay(successor.as_ref(), req.now, req.policy) {
+                Ok(()) => Ok(Ok(RefreshGranted {
+                    pair,
+                    subject: record.subject,
+                    rotated: false,
+                })),
+                Err(denied) => deny(conn, &record.family_id, denied),
+            }
         }
         Decision::Rotate {
             successor,
@@ -313,26 +312,49 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
     }
 }
 
+/// Refuses a refresh, first revoking the family when the denial asks for it.
+fn deny(conn: &Connection, family_id: &str, denied: Denied) -> StoreResult<RefreshOutcome> {
+    if denied.revoke_family {
+        revoke_family(conn, family_id)?;
+    }
+    Ok(Err(denied))
+}
+
+/// Invalidates both halves of every pair in a family.
+fn revoke_family(conn: &Connection, family_id: &str) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE tokens SET access_invalidated = 1, refresh_invalidated = (refresh_hash IS NOT NULL)
+         WHERE family_id = ?1",
+    )
+    .and_then(|mut stmt| stmt.execute([family_id]))
+    .map(|_| ())
+    .map_err(internal)
+}
+
+/// Invalidation is final for the whole family: the named token's state
+/// decides the answer, every member is invalidated.
 fn invalidate_one(
     conn: &Connection,
     column: &str,
     flag: &str,
     hash: &TokenHash,
 ) -> StoreResult<InvalidateOne> {
-    let current: Option<bool> = conn
-        .prepare_cached(&format!("SELECT {flag} FROM tokens WHERE {column} = ?1"))
-        .and_then(|mut stmt| stmt.query_row([hash.0.as_slice()], |r| r.get(0)).optional())
+    let current: Option<(bool, String)> = conn
+        .prepare_cached(&format!("SELECT {flag}, family_id FROM tokens WHERE {column} = ?1"))
+        .and_then(|mut stmt| {
+            stmt.query_row([hash.0.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(internal)?;
-    match current {
-        None => Ok(InvalidateOne::NotFound),
-        Some(true) => Ok(InvalidateOne::AlreadyInvalidated),
-        Some(false) => {
-            conn.prepare_cached(&format!("UPDATE tokens SET {flag} = 1 WHERE {column} = ?1"))
-                .and_then(|mut stmt| stmt.execute([hash.0.as_slice()]))
-                .map_err(internal)?;
-            Ok(InvalidateOne::Invalidated)
-        }
-    }
+    let Some((already, family_id)) = current else {
+        return Ok(InvalidateOne::NotFound);
+    };
+    revoke_family(conn, &family_id)?;
+    Ok(if already {
+        InvalidateOne::AlreadyInvalidated
+    } else {
+        InvalidateOne::Invalidated
+    })
 }
 
 #[async_trait]

@@ -24,6 +24,12 @@ pub type DynStore = Arc<dyn Store>;
 const POLICY: RefreshPolicy = RefreshPolicy {
     access_ttl_ms: 1_200_000,
     window_ms: 30_000,
+    reuse_revokes_family: true,
+};
+/// Strict Elasticsearch behaviour: reuse is refused, nothing is revoked.
+const ES_POLICY: RefreshPolicy = RefreshPolicy {
+    reuse_revokes_family: false,
+    ..POLICY
 };
 const T0: Millis = 1_700_000_000_000;
 
@@ -42,6 +48,7 @@ where
     invalidate_single(fresh().await).await;
     invalidate_matching(fresh().await).await;
     purge(fresh().await).await;
+    families(fresh().await).await;
     api_keys(fresh().await).await;
     concurrent_refreshes_agree(fresh().await).await;
     refresh_races_invalidate_refresh(fresh().await).await;
@@ -236,7 +243,8 @@ async fn refresh_rules(store: DynStore) {
             .refresh(request(&unknown, &me, T0))
             .await
             .unwrap()
-            .unwrap_err(),
+            .unwrap_err()
+            .error,
         RefreshError::NotFound
     );
     assert_eq!(
@@ -244,7 +252,8 @@ async fn refresh_rules(store: DynStore) {
             .refresh(request(&rt, &stranger, T0 + 1))
             .await
             .unwrap()
-            .unwrap_err(),
+            .unwrap_err()
+            .error,
         RefreshError::WrongClient
     );
     let first = store
@@ -280,14 +289,6 @@ async fn refresh_rules(store: DynStore) {
         again.pair, first.pair,
         "a repeat in the window returns the identical pair"
     );
-    assert_eq!(
-        store
-            .refresh(request(&rt, &me, T0 + 10 + 30_001))
-            .await
-            .unwrap()
-            .unwrap_err(),
-        RefreshError::RefreshedTooLongAgo
-    );
     // the successor refreshes normally, once
     let next_rt = first.pair.refresh.clone().unwrap();
     let second = store
@@ -296,6 +297,24 @@ async fn refresh_rules(store: DynStore) {
         .unwrap()
         .unwrap();
     assert!(second.rotated);
+    assert_eq!(second.pair.access.hash(), {
+        let s = store
+            .find_by_access(&second.pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.generation, 2);
+        s.access_hash
+    });
+    // reuse of the first refresh token after its window revokes the family
+    let late = store
+        .refresh(request(&rt, &me, T0 + 10 + 30_001))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(late.error, RefreshError::RefreshedTooLongAgo);
+    assert!(late.revoke_family);
+    assert_family_dead(&store, &[&pair, &first.pair, &second.pair], T0 + 40_002).await;
 
     // invalidated and expired refresh tokens
     let (_, p2) = issue(&store, "u", T0).await;
@@ -309,7 +328,8 @@ async fn refresh_rules(store: DynStore) {
             .refresh(request(&rt2, &me, T0 + 1))
             .await
             .unwrap()
-            .unwrap_err(),
+            .unwrap_err()
+            .error,
         RefreshError::Invalidated
     );
     let (_, p3) = issue(&store, "u", T0).await;
@@ -322,9 +342,114 @@ async fn refresh_rules(store: DynStore) {
             ))
             .await
             .unwrap()
-            .unwrap_err(),
+            .unwrap_err()
+            .error,
         RefreshError::Expired
     );
+}
+
+/// Every access token of `pairs` is invalidated and every refresh token refuses.
+async fn assert_family_dead(store: &DynStore, pairs: &[&TokenPair], now: Millis) {
+    for (i, p) in pairs.iter().enumerate() {
+        let rec = store
+            .find_by_access(&p.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!rec.access_usable(now), "member {i}'s access token is dead");
+        if let Some(rt) = &p.refresh {
+            let refused = store
+                .refresh(request(rt, &rec.client, now))
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(
+                refused.error,
+                RefreshError::Invalidated,
+                "member {i} refuses to refresh"
+            );
+        }
+    }
+}
+
+async fn families(store: DynStore) {
+    // gen0 -> gen1 -> gen2, then a repeat of gen0 inside its window: an
+    // older generation than the head's predecessor is reuse.
+    let (record, g0) = issue(&store, "fam", T0).await;
+    let me = record.client.clone();
+    let g1 = store
+        .refresh(request(g0.refresh.as_ref().unwrap(), &me, T0))
+        .await
+        .unwrap()
+        .unwrap()
+        .pair;
+    let g2 = store
+        .refresh(request(g1.refresh.as_ref().unwrap(), &me, T0 + 1))
+        .await
+        .unwrap()
+        .unwrap()
+        .pair;
+    // the immediate predecessor still enjoys the window
+    let replay = store
+        .refresh(request(g1.refresh.as_ref().unwrap(), &me, T0 + 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replay.pair, g2);
+    let reuse = store
+        .refresh(request(g0.refresh.as_ref().unwrap(), &me, T0 + 3))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(reuse.error, RefreshError::AlreadyRefreshed);
+    assert!(reuse.revoke_family);
+    assert_family_dead(&store, &[&g0, &g1, &g2], T0 + 4).await;
+
+    // Elasticsearch mode: the same pattern replays, and reuse after the
+    // window is refused without revoking anything.
+    let strict = |t: &TokenString, now: Millis| RefreshRequest {
+        policy: ES_POLICY,
+        ..request(t, &me, now)
+    };
+    let (_, h0) = issue(&store, "fam", T0).await;
+    let h1 = store
+        .refresh(strict(h0.refresh.as_ref().unwrap(), T0))
+        .await
+        .unwrap()
+        .unwrap()
+        .pair;
+    let h2 = store
+        .refresh(strict(h1.refresh.as_ref().unwrap(), T0 + 1))
+        .await
+        .unwrap()
+        .unwrap()
+        .pair;
+    let again = store
+        .refresh(strict(h0.refresh.as_ref().unwrap(), T0 + 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.pair, h1);
+    let late = store
+        .refresh(strict(h0.refresh.as_ref().unwrap(), T0 + 31_000))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(late.error, RefreshError::RefreshedTooLongAgo);
+    assert!(!late.revoke_family);
+    let head = store
+        .find_by_access(&h2.access.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(head.access_usable(T0 + 31_000), "nothing was revoked");
+
+    // Invalidating any member's token is final for the whole family.
+    assert_eq!(
+        store.invalidate_access(&h0.access.hash()).await.unwrap(),
+        InvalidateOne::Invalidated
+    );
+    assert_family_dead(&store, &[&h0, &h1, &h2], T0 + 5).await;
 }
 
 async fn replay_of_invalidated_successor(store: DynStore) {
@@ -344,7 +469,8 @@ async fn replay_of_invalidated_successor(store: DynStore) {
             .refresh(request(&rt, &record.client, T0 + 1))
             .await
             .unwrap()
-            .unwrap_err(),
+            .unwrap_err()
+            .error,
         RefreshError::Invalidated,
         "a replay never hands out a token that was taken back"
     );
@@ -373,11 +499,19 @@ async fn invalidate_single(store: DynStore) {
     );
     let rec = store.find_by_access(&access).await.unwrap().unwrap();
     assert!(
-        rec.access_invalidated && !rec.refresh_invalidated,
-        "halves are independent"
+        rec.access_invalidated && rec.refresh_invalidated,
+        "invalidating one half is final for the pair"
     );
     assert_eq!(
         store.invalidate_refresh(&refresh).await.unwrap(),
+        InvalidateOne::AlreadyInvalidated
+    );
+    let (_, other) = issue(&store, "u", T0).await;
+    assert_eq!(
+        store
+            .invalidate_refresh(&other.refresh.as_ref().unwrap().hash())
+            .await
+            .unwrap(),
         InvalidateOne::Invalidated
     );
     assert_eq!(
@@ -404,12 +538,12 @@ async fn invalidate_matching(store: DynStore) {
         .invalidate_matching(Some("u"), None, T0 + 1)
         .await
         .unwrap();
-    // a: 2 new; b: refresh new + access previously; cc: 1 new
+    // a: 2; cc: 1; b was already wholly invalidated, so it is not active
     assert_eq!(
         counts,
         InvalidateCounts {
-            invalidated: 4,
-            previously_invalidated: 1
+            invalidated: 3,
+            previously_invalidated: 0
         }
     );
     for p in [&a, &b] {
@@ -502,7 +636,7 @@ async fn concurrent_refreshes_agree(store: DynStore) {
 async fn refresh_races_invalidate_refresh(store: DynStore) {
     for _ in 0..40 {
         let (record, pair) = issue(&store, "u", T0).await;
-        let rt = pair.refresh.unwrap();
+        let rt = pair.refresh.clone().unwrap();
         let refresher = {
             let (store, req) = (Arc::clone(&store), request(&rt, &record.client, T0));
             tokio::spawn(async move { store.refresh(req).await })
@@ -518,20 +652,31 @@ async fn refresh_races_invalidate_refresh(store: DynStore) {
         );
         match refreshed {
             Ok(granted) => {
-                let s = store
+                let successor = store
                     .find_by_access(&granted.pair.access.hash())
                     .await
-                    .unwrap();
-                assert!(s.is_some(), "a granted successor is stored");
+                    .unwrap()
+                    .expect("a granted successor is stored");
+                assert!(
+                    successor.access_invalidated && successor.refresh_invalidated,
+                    "the invalidation is final for the successor a racing refresh minted"
+                );
             }
-            Err(e) => assert_eq!(e, RefreshError::Invalidated),
+            Err(e) => assert_eq!(e.error, RefreshError::Invalidated),
         }
+        let original = store
+            .find_by_access(&pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(original.access_invalidated);
         assert_eq!(
             store
                 .refresh(request(&rt, &record.client, T0 + 1))
                 .await
                 .unwrap()
-                .unwrap_err(),
+                .unwrap_err()
+                .error,
             RefreshError::Invalidated,
             "after the invalidation answered, the refresh token is dead"
         );

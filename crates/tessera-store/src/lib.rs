@@ -10,13 +10,18 @@
 //!    and visible to every later read on any connection or node.
 //! 2. [`Store::refresh`] is one transaction: the old record is locked, the
 //!    domain's [`tessera_domain::refresh::decide`] runs on it, and a rotation
-//!    (mark old, insert successor) commits as a unit or not at all.
+//!    (mark old, insert successor) commits as a unit or not at all; so does
+//!    the revocation of a family on reuse.
+//! 3. Refresh, invalidation and family revocation are linearizable per
+//!    family: once an invalidation has returned, no member of the family
+//!    authenticates or refreshes, including a successor minted by a refresh
+//!    that raced it.
 
 pub mod codec;
 pub mod conformance;
 
 use async_trait::async_trait;
-use tessera_domain::refresh::{RefreshError, RefreshPolicy};
+use tessera_domain::refresh::{Denied, RefreshPolicy};
 use tessera_domain::token::{TokenPair, TokenString};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Authentication, ClientRef, Millis, TokenHash, TokenRecord};
@@ -88,7 +93,8 @@ pub struct RefreshGranted {
     pub rotated: bool,
 }
 
-pub type RefreshOutcome = Result<RefreshGranted, RefreshError>;
+/// `Err` carries why; its `revoke_family` says the store revoked the family.
+pub type RefreshOutcome = Result<RefreshGranted, Denied>;
 
 /// How a filter matches API key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +178,12 @@ pub trait Store: Send + Sync + 'static {
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
     /// The atomic refresh (see the crate docs).
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome>;
+    /// Invalidates the pair holding this access token and every other pair
+    /// of its family, atomically with respect to refreshes of that family:
+    /// once this has returned, no member authenticates or refreshes. The
+    /// answer describes the named token's state before the call.
     async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne>;
+    /// The same, naming a refresh token.
     async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne>;
     /// Invalidates both halves of every active pair whose subject matches the
     /// given username and/or realm name (at least one is given). This

@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// How long after a refresh a repeat returns the same pair [default: 30s].
     #[arg(long, env = "TESSERA_REFRESH_WINDOW")]
     pub refresh_window: Option<String>,
+    /// Whether reuse of a refresh token outside its window revokes its whole
+    /// family (true) or is only refused, as in Elasticsearch (false)
+    /// [default: true].
+    #[arg(long, env = "TESSERA_REFRESH_REUSE_REVOKES_FAMILY")]
+    pub refresh_reuse_revokes_family: Option<String>,
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "TESSERA_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<String>,
@@ -69,6 +74,7 @@ struct FileConfig {
     store_timeout: Option<String>,
     access_token_ttl: Option<String>,
     refresh_window: Option<String>,
+    refresh_reuse_revokes_family: Option<bool>,
     max_body_bytes: Option<toml::Value>,
     request_timeout: Option<String>,
     cleanup_interval: Option<String>,
@@ -302,6 +308,17 @@ impl Config {
             1,
             1_000_000,
         )?;
+        let refresh_reuse_revokes_family = match args.refresh_reuse_revokes_family {
+            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => bail!(setting_error(
+                    "refresh_reuse_revokes_family",
+                    format!("expected true or false, got [{text}]")
+                )),
+            },
+            None => file.refresh_reuse_revokes_family.unwrap_or(true),
+        };
         let bootstrap_password = bootstrap_password(file.bootstrap_password)?;
         Ok(Config {
             listen,
@@ -310,6 +327,7 @@ impl Config {
             http: tessera_http::Settings {
                 access_token_ttl,
                 refresh_window,
+                refresh_reuse_revokes_family,
                 max_body_bytes,
                 request_timeout,
             },
@@ -424,6 +442,13 @@ mod tests {
                     ..Default::default()
                 },
                 "store_pool_size",
+            ),
+            (
+                ServeArgs {
+                    refresh_reuse_revokes_family: Some("maybe".into()),
+                    ..Default::default()
+                },
+                "refresh_reuse_revokes_family",
             ),
         ];
         for (args, name) in cases {
