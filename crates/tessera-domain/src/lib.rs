@@ -7,6 +7,7 @@
 pub mod api_key;
 pub mod authn;
 pub mod crypto;
+pub mod oauth;
 pub mod privilege;
 pub mod refresh;
 pub mod time;

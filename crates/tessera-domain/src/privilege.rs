@@ -45,6 +45,9 @@ pub enum Action {
     /// Managing one's own API keys only (`manage_own_api_key`); the handler
     /// decides whether a request is limited to the caller's keys.
     ApiKeyManageOwn,
+    /// Registering, reading, updating and deleting OAuth clients
+    /// (`/oauth2/register`). Tessera's own action; Elasticsearch has none.
+    OAuthClientManage,
 }
 
 impl Action {
@@ -65,6 +68,7 @@ impl Action {
             Action::ApiKeyGet => "cluster:admin/xpack/security/api_key/get",
             Action::ApiKeyInvalidate => "cluster:admin/xpack/security/api_key/invalidate",
             Action::ApiKeyManageOwn => "cluster:admin/xpack/security/api_key/*",
+            Action::OAuthClientManage => "cluster:admin/tessera/oauth2/client",
         }
     }
 
@@ -81,7 +85,8 @@ impl Action {
             | Action::UserChangePassword
             | Action::UserSetEnabled
             | Action::RolePut
-            | Action::RoleDelete => &["manage_security", "all"],
+            | Action::RoleDelete
+            | Action::OAuthClientManage => &["manage_security", "all"],
             Action::ApiKeyCreate | Action::ApiKeyManageOwn => &[
                 "manage_own_api_key",
                 "manage_api_key",
@@ -138,6 +143,19 @@ impl RoleDescriptor {
         }
     }
 
+    /// Elasticsearch accepts `"names": "one-pattern"` in index privileges and
+    /// always answers with a list; store it the way it is answered.
+    pub fn normalized(mut self) -> Self {
+        for entry in &mut self.indices {
+            if let Some(names) = entry.get_mut("names") {
+                if names.is_string() {
+                    *names = Value::Array(vec![names.take()]);
+                }
+            }
+        }
+        self
+    }
+
     /// The first cluster privilege that is not one Tessera knows, if any.
     pub fn unknown_cluster_privilege(&self) -> Option<&str> {
         self.cluster
@@ -180,6 +198,8 @@ mod tests {
         assert!(!grants(["manage_token"], Action::UserPut));
         assert!(!grants(["monitor"], Action::TokenInvalidate));
         assert!(grants(["read_security"], Action::UserGet));
+        assert!(grants(["manage_security"], Action::OAuthClientManage));
+        assert!(!grants(["manage_token"], Action::OAuthClientManage));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Every chain of refreshes that starts from one grant is a *family*; each
-//! record carries its family id and generation. With
+//! record carries its family id and generation. A successor inherits its
+//! predecessor's subject, client and OAuth scope unchanged. With
 //! [`RefreshPolicy::reuse_revokes_family`] on (the default), presenting a
 //! refresh token after its window, or one from an older generation than the
 //! current head's immediate predecessor, is treated as theft (RFC 9700 §4.14):
@@ -145,6 +146,7 @@ pub fn decide(
             let (successor, pair) = TokenRecord::issue_in_family(
                 record.subject.clone(),
                 record.client.clone(),
+                record.scope.clone(),
                 true,
                 now,
                 policy.access_ttl_ms,
@@ -268,7 +270,14 @@ mod tests {
 
     fn issued(now: Millis) -> (TokenRecord, TokenPair) {
         let s = subject();
-        TokenRecord::issue(&s, s.client_ref(), true, now, POLICY.access_ttl_ms)
+        TokenRecord::issue_scoped(
+            &s,
+            s.client_ref(),
+            Some(vec!["a".into(), "tessera:admin".into()]),
+            true,
+            now,
+            POLICY.access_ttl_ms,
+        )
     }
 
     fn rotate(record: &mut TokenRecord, presented: &TokenString, now: Millis) -> TokenPair {
@@ -281,6 +290,10 @@ mod tests {
                 assert_eq!(successor.generation, record.generation + 1);
                 assert_eq!(successor.family_id, record.family_id);
                 assert_eq!(successor.access_hash, pair.access.hash());
+                assert_eq!(
+                    successor.scope, record.scope,
+                    "successors inherit the scope"
+                );
                 record.refreshed = Some(refreshed);
                 pair
             }
@@ -301,7 +314,10 @@ mod tests {
         }
         let late = denied(decide(&record, &rt, &record.client, 31_001, POLICY));
         assert_eq!(late.error, RefreshError::RefreshedTooLongAgo);
-        assert!(late.revoke_family, "reuse after the window revokes the family");
+        assert!(
+            late.revoke_family,
+            "reuse after the window revokes the family"
+        );
         let late_es = denied(decide(&record, &rt, &record.client, 31_001, ES_POLICY));
         assert!(!late_es.revoke_family, "Elasticsearch mode only refuses");
         let skew = denied(decide(&record, &rt, &record.client, -40_000, POLICY));

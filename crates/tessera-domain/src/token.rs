@@ -130,6 +130,10 @@ pub struct TokenRecord {
     pub subject: Authentication,
     /// Who asked for it; only they may refresh it.
     pub client: ClientRef,
+    /// The OAuth scope granted (RFC 6749 §3.3). `None`: unrestricted, as
+    /// for every token issued through the Elasticsearch API. Successors
+    /// inherit it.
+    pub scope: Option<Vec<String>>,
     pub created_at: Millis,
     pub access_expires_at: Millis,
     pub refresh_expires_at: Option<Millis>,
@@ -149,11 +153,25 @@ pub struct Refreshed {
 }
 
 impl TokenRecord {
-    /// Mints a new pair for `subject` on behalf of `client`. Returns the
-    /// record to store and the strings to hand out once it is stored.
+    /// Mints a new, unrestricted (scope `None`) pair for `subject` on
+    /// behalf of `client`, as the Elasticsearch API does. Returns the record
+    /// to store and the strings to hand out once it is stored.
     pub fn issue(
         subject: &Authentication,
         client: ClientRef,
+        with_refresh: bool,
+        now: Millis,
+        access_ttl_ms: Millis,
+    ) -> (TokenRecord, TokenPair) {
+        Self::issue_scoped(subject, client, None, with_refresh, now, access_ttl_ms)
+    }
+
+    /// Mints a new pair carrying `scope` (see [`TokenRecord::scope`]), the
+    /// first of a new family.
+    pub fn issue_scoped(
+        subject: &Authentication,
+        client: ClientRef,
+        scope: Option<Vec<String>>,
         with_refresh: bool,
         now: Millis,
         access_ttl_ms: Millis,
@@ -162,6 +180,7 @@ impl TokenRecord {
         Self::issue_in_family(
             subject.as_token(),
             client,
+            scope,
             with_refresh,
             now,
             access_ttl_ms,
@@ -174,6 +193,7 @@ impl TokenRecord {
     pub(crate) fn issue_in_family(
         subject: Authentication,
         client: ClientRef,
+        scope: Option<Vec<String>>,
         with_refresh: bool,
         now: Millis,
         access_ttl_ms: Millis,
@@ -190,6 +210,7 @@ impl TokenRecord {
             generation,
             subject,
             client,
+            scope,
             created_at: now,
             access_expires_at: now.saturating_add(access_ttl_ms),
             refresh_expires_at: with_refresh.then(|| now.saturating_add(REFRESH_TOKEN_LIFETIME_MS)),
@@ -209,6 +230,13 @@ impl TokenRecord {
     /// user or realm: either half could still be used.
     pub fn is_active(&self, now: Millis) -> bool {
         self.access_usable(now) || self.refresh_usable(now)
+    }
+
+    /// Whether the refresh token could still be used for a first refresh
+    /// at `now`: issued, neither expired nor invalidated, and not yet used
+    /// (a used one only replays its successor inside the window).
+    pub fn refresh_unused(&self, now: Millis) -> bool {
+        self.refresh_usable(now) && self.refreshed.is_none()
     }
 
     fn refresh_usable(&self, now: Millis) -> bool {

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -14,9 +14,10 @@ use tessera_domain::time::{millis, parse_time_value};
 use tessera_domain::Authentication;
 use tessera_store::{ApiKeyFilter, NameMatch};
 
-use crate::auth;
+use crate::auth::{self, Caller};
 use crate::body::{JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
+use crate::params::PathParam;
 use crate::AppState;
 
 /// Authenticates `ApiKey base64(id:secret)`. Every failure is Elasticsearch's
@@ -45,11 +46,9 @@ pub struct CreateRequest {
 
 pub async fn create(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     let mut errors = Vec::new();
     let name = req.name.unwrap_or_default();
     if let Err(m) = api_key::validate_name(&name) {
@@ -76,7 +75,12 @@ pub async fn create(
             Some(now.saturating_add(millis(d)))
         }
     };
-    let role_descriptors = req.role_descriptors.unwrap_or_default();
+    let role_descriptors: BTreeMap<String, RoleDescriptor> = req
+        .role_descriptors
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, d)| (name, d.normalized()))
+        .collect();
     for descriptor in role_descriptors.values() {
         if let Some(p) = descriptor.unknown_cluster_privilege() {
             return Err(ApiError::illegal_argument(format!(
@@ -234,15 +238,13 @@ const GET_PARAMS: &[&str] = &[
 
 pub async fn get(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     if let Some(unknown) = params.keys().find(|k| !GET_PARAMS.contains(&k.as_str())) {
         return Err(ApiError::illegal_argument(format!(
             "request [{}] contains unrecognized parameter: [{unknown}]",
-            uri.path()
+            "/_security/api_key"
         )));
     }
     let owner = flag(&params, "owner")?;
@@ -289,11 +291,9 @@ pub struct InvalidateRequest {
 
 pub async fn invalidate(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     JsonBody(req): JsonBody<InvalidateRequest>,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     let owner = req.owner.unwrap_or(false);
     let ids = match (req.ids, req.id) {
         (Some(_), Some(_)) => {
@@ -355,12 +355,10 @@ pub async fn invalidate(
 
 pub async fn clear_cache(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    Path(_ids): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
+    PathParam(_ids): PathParam,
     _body: OptionalJsonBody<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     auth::require(&state, &caller, Action::ApiKeyInvalidate).await?;
     // Tessera keeps no API-key cache: every request reads the key, so there
     // is nothing to clear. Answer as a one-node cluster would.

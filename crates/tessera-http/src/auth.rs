@@ -1,18 +1,37 @@
 //! Who is calling: authentication of the `Authorization` header, and the
 //! privilege check that follows it.
 
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
+use tessera_domain::oauth::{self, ADMIN_SCOPE};
 use tessera_domain::privilege::{self, Action, SUPERUSER_ROLE};
 use tessera_domain::token::{TokenKind, TokenString};
 use tessera_domain::user::{self, UserRecord};
-use tessera_domain::Authentication;
+use tessera_domain::{Authentication, TokenRecord};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
+
+/// The authenticated caller. As an extractor it runs before the body is
+/// read, so an unauthenticated request gets its 401 whatever its body.
+pub struct Caller(pub Authentication);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.to_string(), |u| u.0.to_string());
+        authenticate(state, &parts.headers, &uri).await.map(Caller)
+    }
+}
 
 /// A username and password, from a Basic header or a password grant.
 pub struct PasswordCredentials {
@@ -20,8 +39,17 @@ pub struct PasswordCredentials {
     pub password: Zeroizing<String>,
 }
 
+/// The one administrative-API endpoint a scope-restricted bearer token may
+/// call without [`ADMIN_SCOPE`].
+const SCOPE_EXEMPT_PATH: &str = "/_security/_authenticate";
+
 /// Authenticates the request's `Authorization` header. `uri` is the
 /// request target, quoted in Elasticsearch's 401 messages.
+///
+/// Every caller is an administrative endpoint (`/_security/*`,
+/// `/oauth2/register`), so a bearer token whose OAuth scope is restricted
+/// must hold [`ADMIN_SCOPE`] unless the path is `/_security/_authenticate`
+/// (RFC 6750 §3.1 `insufficient_scope`).
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -42,7 +70,12 @@ pub async fn authenticate(
         let what = format!("REST request [{uri}]");
         authenticate_password(state, &creds, &what).await
     } else if scheme.eq_ignore_ascii_case("bearer") {
-        authenticate_bearer(state, rest).await
+        let record = authenticate_bearer(state, rest).await?;
+        let path = uri.split(['?', '#']).next().unwrap_or(uri);
+        if path != SCOPE_EXEMPT_PATH && !oauth::scope_allows_admin(record.scope.as_deref()) {
+            return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
+        }
+        Ok(record.subject)
     } else if scheme.eq_ignore_ascii_case("apikey") {
         crate::api_keys::authenticate(state, rest).await
     } else {
@@ -56,7 +89,7 @@ fn missing_credentials(uri: &str) -> ApiError {
     ))
 }
 
-fn decode_basic(encoded: &str) -> ApiResult<PasswordCredentials> {
+pub(crate) fn decode_basic(encoded: &str) -> ApiResult<PasswordCredentials> {
     let raw = STANDARD
         .decode(encoded)
         .map_err(|_| ApiError::unauthenticated("invalid basic authentication header encoding"))?;
@@ -135,7 +168,8 @@ pub fn realm_authentication(user: UserRecord) -> Authentication {
     }
 }
 
-async fn authenticate_bearer(state: &AppState, presented: &str) -> ApiResult<Authentication> {
+/// The stored pair whose access token `presented` is, if it authenticates.
+pub async fn authenticate_bearer(state: &AppState, presented: &str) -> ApiResult<TokenRecord> {
     let token = TokenString::from_presented(presented);
     let invalid = || ApiError::unsuccessful_credentials("oauth2 token: invalid token");
     if !token.is_well_formed(TokenKind::Access) {
@@ -147,7 +181,7 @@ async fn authenticate_bearer(state: &AppState, presented: &str) -> ApiResult<Aut
     if !record.access_usable(state.now()) {
         return Err(ApiError::token_expired());
     }
-    Ok(record.subject)
+    Ok(record)
 }
 
 /// Refuses with Elasticsearch's 403 unless `auth`'s roles grant `action`.

@@ -113,6 +113,23 @@ impl ApiError {
         }
     }
 
+    /// RFC 6750 §3.1: the bearer token is valid but its OAuth scope lacks
+    /// what the endpoint requires. A 403 in Elasticsearch's envelope with
+    /// the `insufficient_scope` challenge.
+    pub fn insufficient_scope(required: &str) -> Self {
+        ApiError::Es {
+            status: StatusCode::FORBIDDEN,
+            kind: "security_exception",
+            reason: format!(
+                "the access token's scope does not include [{required}], which this endpoint requires"
+            ),
+            metadata: Vec::new(),
+            challenges: vec![format!(
+                "Bearer realm=\"security\", error=\"insufficient_scope\", scope=\"{required}\""
+            )],
+        }
+    }
+
     /// Elasticsearch's 403 for a missing cluster privilege.
     pub fn forbidden(action: Action, username: &str, roles: &[String]) -> Self {
         Self::es(

@@ -10,6 +10,8 @@ pub mod body;
 pub mod credentials;
 pub mod error;
 mod middleware;
+pub mod oauth;
+pub mod params;
 pub mod roles;
 pub mod tokens;
 pub mod users;
@@ -17,8 +19,8 @@ pub mod users;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -28,6 +30,7 @@ use tessera_domain::time::millis;
 use tessera_domain::Millis;
 use tessera_store::Store;
 
+use crate::auth::Caller;
 use crate::credentials::CredentialCache;
 use crate::error::ApiResult;
 
@@ -44,6 +47,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Longest a request may take, body included, before it gets a 408.
     pub request_timeout: Duration,
+    /// The OAuth authorization server's issuer identifier (RFC 8414): an
+    /// http(s) URL without query, fragment or trailing slash. The OAuth
+    /// endpoints' URLs in the metadata document are built on it.
+    pub issuer: String,
 }
 
 impl Default for Settings {
@@ -54,6 +61,7 @@ impl Default for Settings {
             refresh_reuse_revokes_family: true,
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            issuer: "http://127.0.0.1:9200".into(),
         }
     }
 }
@@ -193,6 +201,27 @@ pub fn router(state: AppState) -> Router {
             "/_security/api_key/{ids}/_clear_cache",
             post(api_keys::clear_cache),
         )
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/revoke", post(oauth::revoke))
+        .route("/oauth2/introspect", post(oauth::introspect))
+        .route(
+            "/oauth2/register",
+            post(oauth::register).get(oauth::list_clients),
+        )
+        .route(
+            "/oauth2/register/{client_id}",
+            get(oauth::get_client)
+                .put(oauth::update_client)
+                .delete(oauth::delete_client),
+        )
+        .route(
+            "/oauth2/register/{client_id}/_rotate_secret",
+            post(oauth::rotate_secret),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::server_metadata),
+        )
         .route("/_tessera/ready", get(ready))
         .route(
             "/_tessera/live",
@@ -208,12 +237,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn authenticate(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    let who = auth::authenticate(&state, &headers, &uri.to_string()).await?;
+async fn authenticate(Caller(who): Caller) -> ApiResult<Json<Value>> {
     Ok(Json(serde_json::to_value(who).expect("serialisable")))
 }
 

@@ -1,16 +1,17 @@
 //! Roles: `/_security/role/…`.
 
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
 use tessera_domain::privilege::{
     self, Action, RoleDescriptor, KNOWN_CLUSTER_PRIVILEGES, SUPERUSER_ROLE,
 };
 
-use crate::auth;
+use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
+use crate::params::PathParam;
 use crate::AppState;
 
 fn reserved(name: &str) -> ApiError {
@@ -19,12 +20,10 @@ fn reserved(name: &str) -> ApiError {
 
 pub async fn put_role(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    Path(name): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
+    PathParam(name): PathParam,
     JsonBody(role): JsonBody<RoleDescriptor>,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     privilege::validate_role_name(&name).map_err(|m| ApiError::validation(&[m]))?;
     if let Some(p) = role.unknown_cluster_privilege() {
         return Err(ApiError::illegal_argument(format!(
@@ -36,7 +35,7 @@ pub async fn put_role(
         return Err(reserved(&name));
     }
     auth::require(&state, &caller, Action::RolePut).await?;
-    let created = state.store.put_role(&name, &role).await?;
+    let created = state.store.put_role(&name, &role.normalized()).await?;
     Ok(Json(json!({ "role": { "created": created } })))
 }
 
@@ -50,11 +49,9 @@ fn role_json(role: &RoleDescriptor) -> Value {
 
 pub async fn get_roles(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    names: Option<Path<String>>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
+    names: Option<PathParam>,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     auth::require(&state, &caller, Action::RoleGet).await?;
     let mut out = Map::new();
     match names {
@@ -67,7 +64,7 @@ pub async fn get_roles(
                 out.insert(name, role_json(&role));
             }
         }
-        Some(Path(names)) => {
+        Some(PathParam(names)) => {
             let names: Vec<String> = names
                 .split(',')
                 .map(str::trim)
@@ -93,11 +90,9 @@ pub async fn get_roles(
 
 pub async fn delete_role(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    Path(name): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
+    PathParam(name): PathParam,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     if name == SUPERUSER_ROLE {
         return Err(reserved(&name));
     }

@@ -1,18 +1,18 @@
 //! `POST` and `DELETE /_security/oauth2/token`.
 
-use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::privilege::Action;
-use tessera_domain::refresh::RefreshError;
+use tessera_domain::refresh::{Denied, RefreshError};
 use tessera_domain::token::{self, TokenString};
 use tessera_domain::{Authentication, TokenRecord};
 use tessera_store::{InvalidateOne, RefreshRequest};
 use zeroize::Zeroizing;
 
-use crate::auth::{self, PasswordCredentials};
+use crate::auth::{self, Caller, PasswordCredentials};
 use crate::body::JsonBody;
 use crate::error::{validation_text, ApiError, ApiResult};
 use crate::AppState;
@@ -111,11 +111,9 @@ impl TokenRequest {
 
 pub async fn get_token(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     let grant = req.validate()?;
     let action = if grant == Grant::RefreshToken {
         Action::TokenRefresh
@@ -144,24 +142,7 @@ pub async fn get_token(
                 })
                 .await?
                 .map_err(|denied| {
-                    if denied.revoke_family
-                        || matches!(
-                            denied.error,
-                            RefreshError::RefreshedTooLongAgo | RefreshError::AlreadyRefreshed
-                        )
-                    {
-                        // A security event: logged without any token, with
-                        // who presented it.
-                        tracing::warn!(
-                            target: "tessera::security",
-                            event = "refresh_token_reuse",
-                            reason = %denied.error,
-                            family_revoked = denied.revoke_family,
-                            client = %caller.username,
-                            "a refresh token was presented again outside its window"
-                        );
-                        state.metrics.reuse_detected(denied.revoke_family);
-                    }
+                    report_refresh_denial(&state, denied, &caller.username);
                     ApiError::oauth("invalid_grant", denied.error.to_string())
                 })?;
             state.metrics.refresh(granted.rotated);
@@ -220,6 +201,27 @@ pub async fn get_token(
         serde_json::to_value(&with_auth).expect("serialisable"),
     );
     Ok(Json(Value::Object(body)))
+}
+
+/// Logs and counts a refused refresh that looks like reuse (a security
+/// event: logged without any token, with who presented it).
+pub(crate) fn report_refresh_denial(state: &AppState, denied: Denied, presenter: &str) {
+    if denied.revoke_family
+        || matches!(
+            denied.error,
+            RefreshError::RefreshedTooLongAgo | RefreshError::AlreadyRefreshed
+        )
+    {
+        tracing::warn!(
+            target: "tessera::security",
+            event = "refresh_token_reuse",
+            reason = %denied.error,
+            family_revoked = denied.revoke_family,
+            client = %presenter,
+            "a refresh token was presented again outside its window"
+        );
+        state.metrics.reuse_detected(denied.revoke_family);
+    }
 }
 
 #[derive(Deserialize)]
@@ -298,11 +300,9 @@ fn counts(invalidated: u64, previously: u64) -> Value {
 
 pub async fn invalidate_token(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     JsonBody(req): JsonBody<InvalidateRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     let target = req.validate()?;
     auth::require(&state, &caller, Action::TokenInvalidate).await?;
     let (token, is_access) = match target {

@@ -1,7 +1,7 @@
 //! Native-realm users: `/_security/user/…`.
 
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -11,9 +11,10 @@ use tessera_domain::user::{self, UserRecord};
 use tessera_store::UserUpsert;
 use zeroize::Zeroizing;
 
-use crate::auth;
+use crate::auth::{self, Caller};
 use crate::body::{JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
+use crate::params::PathParam;
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -64,12 +65,10 @@ async fn password_hash_from(
 
 pub async fn put_user(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    Path(username): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
+    PathParam(username): PathParam,
     JsonBody(req): JsonBody<PutUserRequest>,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     let mut errors = Vec::new();
     if let Err(m) = user::validate_username(&username) {
         errors.push(m);
@@ -128,11 +127,9 @@ fn user_json(u: &UserRecord) -> Value {
 
 pub async fn get_users(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    names: Option<Path<String>>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
+    names: Option<PathParam>,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     auth::require(&state, &caller, Action::UserGet).await?;
     let mut out = Map::new();
     match names {
@@ -141,7 +138,7 @@ pub async fn get_users(
                 out.insert(u.username.clone(), user_json(&u));
             }
         }
-        Some(Path(names)) => {
+        Some(PathParam(names)) => {
             for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                 if let Some(u) = state.store.get_user(name).await? {
                     out.insert(u.username.clone(), user_json(&u));
@@ -157,11 +154,9 @@ pub async fn get_users(
 
 pub async fn delete_user(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    Path(username): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
+    PathParam(username): PathParam,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     auth::require(&state, &caller, Action::UserDelete).await?;
     let found = state.store.delete_user(&username).await?;
     state.credentials.forget(&username);
@@ -182,31 +177,27 @@ pub struct ChangePasswordRequest {
 
 pub async fn change_own_password(
     state: State<AppState>,
-    uri: OriginalUri,
-    headers: HeaderMap,
+    caller: Caller,
     body: JsonBody<ChangePasswordRequest>,
 ) -> ApiResult<Json<Value>> {
-    change_password_of(state, uri, None, headers, body).await
+    change_password_of(state, caller, None, body).await
 }
 
 pub async fn change_password(
     state: State<AppState>,
-    uri: OriginalUri,
-    Path(username): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
+    PathParam(username): PathParam,
     body: JsonBody<ChangePasswordRequest>,
 ) -> ApiResult<Json<Value>> {
-    change_password_of(state, uri, Some(username), headers, body).await
+    change_password_of(state, caller, Some(username), body).await
 }
 
 async fn change_password_of(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
+    Caller(caller): Caller,
     username: Option<String>,
-    headers: HeaderMap,
     JsonBody(req): JsonBody<ChangePasswordRequest>,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     let username = username.unwrap_or_else(|| caller.username.clone());
     if req.password.is_none() && req.password_hash.is_none() {
         return Err(ApiError::validation(&["password must be specified".into()]));
@@ -233,32 +224,28 @@ async fn change_password_of(
 
 pub async fn enable_user(
     state: State<AppState>,
-    uri: OriginalUri,
-    Path(username): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
+    PathParam(username): PathParam,
     _body: OptionalJsonBody<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    set_enabled(state, uri, username, headers, true).await
+    set_enabled(state, caller, username, true).await
 }
 
 pub async fn disable_user(
     state: State<AppState>,
-    uri: OriginalUri,
-    Path(username): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
+    PathParam(username): PathParam,
     _body: OptionalJsonBody<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    set_enabled(state, uri, username, headers, false).await
+    set_enabled(state, caller, username, false).await
 }
 
 async fn set_enabled(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
+    Caller(caller): Caller,
     username: String,
-    headers: HeaderMap,
     enabled: bool,
 ) -> ApiResult<Json<Value>> {
-    let caller = auth::authenticate(&state, &headers, &uri.to_string()).await?;
     auth::require(&state, &caller, Action::UserSetEnabled).await?;
     if username == caller.username {
         return Err(ApiError::illegal_argument(

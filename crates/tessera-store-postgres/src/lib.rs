@@ -65,11 +65,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Client, GenericClient};
+use tessera_domain::oauth::OAuthClientRecord;
 use tessera_domain::refresh::{self, Decision, Denied, RefreshError};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
 use tessera_store::codec::{
-    self, ApiKeyRow, TokenRow, UserRow, API_KEY_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
+    self, ApiKeyRow, OAuthClientRow, TokenRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS,
+    TOKEN_COLUMNS, USER_COLUMNS,
 };
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne,
@@ -166,6 +168,8 @@ impl PostgresStore {
 
 static TOKEN_BY_ACCESS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = $1"));
+static TOKEN_BY_REFRESH: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE refresh_hash = $1"));
 static TOKEN_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"));
 static LOCK_TOKEN_BY_REFRESH: LazyLock<String> = LazyLock::new(|| {
@@ -173,7 +177,7 @@ static LOCK_TOKEN_BY_REFRESH: LazyLock<String> = LazyLock::new(|| {
 });
 static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     )
 });
 static USER_BY_NAME: LazyLock<String> =
@@ -206,6 +210,7 @@ fn token_row(row: &Row) -> Result<TokenRow, tokio_postgres::Error> {
         successor_id: row.try_get(15)?,
         sealed_successor: row.try_get(16)?,
         purge_after: row.try_get(17)?,
+        scope: row.try_get(18)?,
     })
 }
 
@@ -256,6 +261,7 @@ async fn insert_token_row(c: &impl GenericClient, record: &TokenRecord) -> Resul
             &r.successor_id,
             &r.sealed_successor,
             &r.purge_after,
+            &r.scope,
         ],
     )
     .await?;
@@ -291,6 +297,7 @@ async fn refresh_attempt(
                 RefreshGranted {
                     pair,
                     subject: record.subject.clone(),
+                    scope: record.scope.clone(),
                     rotated: false,
                 }
             })
@@ -329,6 +336,7 @@ async fn refresh_attempt(
             Ok(RefreshGranted {
                 pair,
                 subject: record.subject,
+                scope: record.scope,
                 rotated: true,
             })
         }
@@ -637,6 +645,95 @@ async fn invalidate_api_keys_attempt(
     })
 }
 
+fn oauth_client_record(row: &Row) -> Result<OAuthClientRecord, Fail> {
+    Ok(OAuthClientRow {
+        client_id: row.try_get(0)?,
+        secret_hash: row.try_get(1)?,
+        client_name: row.try_get(2)?,
+        grant_types: row.try_get(3)?,
+        scope: row.try_get(4)?,
+        token_endpoint_auth_method: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+    }
+    .into_record()?)
+}
+
+/// Updates an existing client's metadata (never its secret hash or
+/// creation time) or, failing that, creates it; one statement each, as for
+/// users, so the SQL stays portable. Returns whether it created the client.
+async fn upsert_oauth_client(c: &Client, r: &OAuthClientRow) -> Result<bool, Fail> {
+    let update = c
+        .prepare_cached(
+            "UPDATE oauth_clients SET client_name = $2, grant_types = $3, scope = $4,
+               token_endpoint_auth_method = $5
+             WHERE client_id = $1",
+        )
+        .await?;
+    let insert = c
+        .prepare_cached(&format!(
+            "INSERT INTO oauth_clients ({OAUTH_CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (client_id) DO NOTHING"
+        ))
+        .await?;
+    for _ in 0..UPSERT_ROUNDS {
+        let metadata: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &r.client_id,
+            &r.client_name,
+            &r.grant_types,
+            &r.scope,
+            &r.token_endpoint_auth_method,
+        ];
+        if c.execute(&update, &metadata).await? > 0 {
+            return Ok(false);
+        }
+        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &r.client_id,
+            &r.secret_hash,
+            &r.client_name,
+            &r.grant_types,
+            &r.scope,
+            &r.token_endpoint_auth_method,
+            &r.created_at,
+        ];
+        if c.execute(&insert, &row).await? > 0 {
+            return Ok(true);
+        }
+        // Created by someone else between the two statements: update it.
+    }
+    Err(StoreError::Internal(format!(
+        "client {} kept changing during an update",
+        r.client_id
+    ))
+    .into())
+}
+
+/// One attempt at deleting a client and invalidating its pairs,
+/// serializable like an invalidation by user, so that a refresh racing it
+/// either is seen (its successor invalidated) or finds its token dead.
+async fn delete_oauth_client_attempt(
+    client: &mut Client,
+    client_id: &str,
+    client_column: &str,
+) -> Result<bool, Fail> {
+    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let stmt = tx
+        .prepare_cached("DELETE FROM oauth_clients WHERE client_id = $1")
+        .await?;
+    if tx.execute(&stmt, &[&client_id]).await? == 0 {
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE tokens SET access_invalidated = TRUE, refresh_invalidated = (refresh_hash IS NOT NULL)
+             WHERE client = $1",
+        )
+        .await?;
+    tx.execute(&stmt, &[&client_column]).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 fn count(row: &Row) -> Result<u64, Fail> {
     let n: i64 = row.try_get(0)?;
     u64::try_from(n).map_err(|_| StoreError::Internal("negative count".into()).into())
@@ -870,6 +967,19 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+        self.db
+            .run(
+                "find_by_refresh",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c.prepare_cached(&TOKEN_BY_REFRESH).await?;
+                    token_record(c.query_opt(&stmt, &[&hash.0.as_slice()]).await?)
+                }),
+            )
+            .await
+    }
+
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
         let request = &request;
         self.db
@@ -1038,6 +1148,96 @@ impl Store for PostgresStore {
                 "invalidate_api_keys",
                 Repeat::Unsafe,
                 attempt!(|c| invalidate_api_keys_attempt(c, filter, now).await),
+            )
+            .await
+    }
+
+    async fn put_oauth_client(&self, client: &OAuthClientRecord) -> StoreResult<bool> {
+        let r = &OAuthClientRow::from_record(client)?;
+        self.db
+            .run(
+                "put_oauth_client",
+                Repeat::Unsafe,
+                attempt!(|c| upsert_oauth_client(c, r).await),
+            )
+            .await
+    }
+
+    async fn get_oauth_client(&self, client_id: &str) -> StoreResult<Option<OAuthClientRecord>> {
+        self.db
+            .run(
+                "get_oauth_client",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached(&format!(
+                            "SELECT {OAUTH_CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1"
+                        ))
+                        .await?;
+                    c.query_opt(&stmt, &[&client_id])
+                        .await?
+                        .as_ref()
+                        .map(oauth_client_record)
+                        .transpose()
+                }),
+            )
+            .await
+    }
+
+    async fn list_oauth_clients(&self) -> StoreResult<Vec<OAuthClientRecord>> {
+        let mut clients = self
+            .db
+            .run(
+                "list_oauth_clients",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached(&format!(
+                            "SELECT {OAUTH_CLIENT_COLUMNS} FROM oauth_clients"
+                        ))
+                        .await?;
+                    c.query(&stmt, &[])
+                        .await?
+                        .iter()
+                        .map(oauth_client_record)
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+            )
+            .await?;
+        // Sorted here, by bytes, independent of the database's collation.
+        clients.sort_by(|a, b| (a.created_at, &a.client_id).cmp(&(b.created_at, &b.client_id)));
+        Ok(clients)
+    }
+
+    async fn set_oauth_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &[u8; 32],
+    ) -> StoreResult<bool> {
+        let hash = secret_hash.as_slice();
+        self.db
+            .run(
+                "set_oauth_client_secret",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached(
+                            "UPDATE oauth_clients SET secret_hash = $2 WHERE client_id = $1",
+                        )
+                        .await?;
+                    Ok(c.execute(&stmt, &[&client_id, &hash]).await? > 0)
+                }),
+            )
+            .await
+    }
+
+    async fn delete_oauth_client(&self, client_id: &str) -> StoreResult<bool> {
+        let column = &codec::client_column(&tessera_domain::oauth::client_ref(client_id))?;
+        self.db
+            .run(
+                "delete_oauth_client",
+                Repeat::Unsafe,
+                attempt!(|c| delete_oauth_client_attempt(c, client_id, column).await),
             )
             .await
     }

@@ -82,6 +82,22 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX IF NOT EXISTS api_keys_by_username ON api_keys (username)",
         ],
     ),
+    (
+        3,
+        &[
+            // The OAuth scope of a pair (JSON array; NULL is unrestricted).
+            "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS scope TEXT",
+            "CREATE TABLE IF NOT EXISTS oauth_clients (
+            client_id                  TEXT PRIMARY KEY,
+            secret_hash                BYTEA NOT NULL,
+            client_name                TEXT,
+            grant_types                TEXT NOT NULL,
+            scope                      TEXT NOT NULL,
+            token_endpoint_auth_method TEXT NOT NULL,
+            created_at                 BIGINT NOT NULL
+        )",
+        ],
+    ),
 ];
 
 /// Whether the server is CockroachDB, whose releases before transaction

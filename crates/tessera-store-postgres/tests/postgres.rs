@@ -161,7 +161,7 @@ async fn concurrent_connects_migrate_once() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         assert!(stores[0].put_user(user("a")).await.unwrap());
         assert_eq!(
             stores[3].get_user("a").await.unwrap().unwrap().username,
@@ -175,6 +175,83 @@ async fn concurrent_connects_migrate_once() {
     }
     let _ = admin
         .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await;
+}
+
+/// A database at schema version 2 (before OAuth) is brought to version 3
+/// at connect: its tokens keep working, unrestricted, and scoped tokens and
+/// OAuth clients can be stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_3_upgrades_a_version_2_database() {
+    let Some(base) = base_url() else { return };
+    let admin = connect_admin(&base).await;
+    let schema = unique_name();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let url = with_schema(&base, &schema);
+    let subject = conformance::subject("old");
+    let (old, old_pair) =
+        tessera_domain::TokenRecord::issue(&subject, subject.client_ref(), true, 1_000, 60_000);
+    {
+        let store = PostgresStore::connect(PostgresConfig::new(url.clone()))
+            .await
+            .unwrap();
+        store.insert_token(&old).await.unwrap();
+    }
+    // Back to what version 2 left behind.
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.tokens DROP COLUMN scope;
+             DROP TABLE {schema}.oauth_clients;
+             DELETE FROM {schema}.tessera_schema_migrations WHERE version = 3;"
+        ))
+        .await
+        .unwrap();
+    let store = PostgresStore::connect(PostgresConfig::new(url.clone()))
+        .await
+        .unwrap();
+    let versions: Vec<i32> = admin
+        .query(
+            &format!("SELECT version FROM {schema}.tessera_schema_migrations ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+    let found = store
+        .find_by_access(&old_pair.access.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, old);
+    assert_eq!(found.scope, None);
+    let client = tessera_domain::oauth::mint_client(Default::default(), 5).record;
+    assert!(store.put_oauth_client(&client).await.unwrap());
+    let (scoped, pair) = tessera_domain::TokenRecord::issue_scoped(
+        &subject,
+        client.client_ref(),
+        Some(vec!["a".into()]),
+        false,
+        1_000,
+        60_000,
+    );
+    store.insert_token(&scoped).await.unwrap();
+    assert_eq!(
+        store
+            .find_by_access(&pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap(),
+        scoped
+    );
+    drop(store);
+    let _ = admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await;
 }
 

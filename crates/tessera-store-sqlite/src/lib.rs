@@ -20,11 +20,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use tessera_domain::oauth::OAuthClientRecord;
 use tessera_domain::refresh::{self, Decision, Denied};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
 use tessera_store::codec::{
-    self, ApiKeyRow, TokenRow, UserRow, API_KEY_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
+    self, ApiKeyRow, OAuthClientRow, TokenRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS,
+    TOKEN_COLUMNS, USER_COLUMNS,
 };
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne,
@@ -136,6 +138,19 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
         successor_id: row.get(15)?,
         sealed_successor: row.get(16)?,
         purge_after: row.get(17)?,
+        scope: row.get(18)?,
+    })
+}
+
+fn oauth_client_row(row: &Row<'_>) -> rusqlite::Result<OAuthClientRow> {
+    Ok(OAuthClientRow {
+        client_id: row.get(0)?,
+        secret_hash: row.get(1)?,
+        client_name: row.get(2)?,
+        grant_types: row.get(3)?,
+        scope: row.get(4)?,
+        token_endpoint_auth_method: row.get(5)?,
+        created_at: row.get(6)?,
     })
 }
 
@@ -228,7 +243,7 @@ fn token_where(
 fn insert_token_row(conn: &Connection, record: &TokenRecord) -> StoreResult<()> {
     let r = TokenRow::from_record(record)?;
     conn.prepare_cached(&format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     ))
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -250,6 +265,7 @@ fn insert_token_row(conn: &Connection, record: &TokenRecord) -> StoreResult<()> 
             r.successor_id,
             r.sealed_successor,
             r.purge_after,
+            r.scope,
         ])
     })
     .map_err(internal)?;
@@ -281,6 +297,7 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
                 Ok(()) => Ok(Ok(RefreshGranted {
                     pair,
                     subject: record.subject,
+                    scope: record.scope,
                     rotated: false,
                 })),
                 Err(denied) => deny(conn, &record.family_id, denied),
@@ -306,6 +323,7 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
             Ok(Ok(RefreshGranted {
                 pair,
                 subject: record.subject,
+                scope: record.scope,
                 rotated: true,
             }))
         }
@@ -340,7 +358,9 @@ fn invalidate_one(
     hash: &TokenHash,
 ) -> StoreResult<InvalidateOne> {
     let current: Option<(bool, String)> = conn
-        .prepare_cached(&format!("SELECT {flag}, family_id FROM tokens WHERE {column} = ?1"))
+        .prepare_cached(&format!(
+            "SELECT {flag}, family_id FROM tokens WHERE {column} = ?1"
+        ))
         .and_then(|mut stmt| {
             stmt.query_row([hash.0.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
@@ -532,6 +552,20 @@ impl Store for SqliteStore {
         row.map(TokenRow::into_record).transpose()
     }
 
+    async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+        let hash = *hash;
+        let row = self
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE refresh_hash = ?1"
+                ))?
+                .query_row([hash.0.as_slice()], token_row)
+                .optional()
+            })
+            .await?;
+        row.map(TokenRow::into_record).transpose()
+    }
+
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
         self.write(move |c| refresh_in_tx(c, &request)).await
     }
@@ -694,6 +728,104 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_oauth_client(&self, client: &OAuthClientRecord) -> StoreResult<bool> {
+        let r = OAuthClientRow::from_record(client)?;
+        self.write(move |c| {
+            let existed = c
+                .prepare_cached("SELECT 1 FROM oauth_clients WHERE client_id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&r.client_id], |_| Ok(())).optional())
+                .map_err(internal)?
+                .is_some();
+            // An update leaves secret_hash and created_at as they are.
+            c.prepare_cached(&format!(
+                "INSERT INTO oauth_clients ({OAUTH_CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name,
+                   grant_types = excluded.grant_types, scope = excluded.scope,
+                   token_endpoint_auth_method = excluded.token_endpoint_auth_method"
+            ))
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    r.client_id,
+                    r.secret_hash,
+                    r.client_name,
+                    r.grant_types,
+                    r.scope,
+                    r.token_endpoint_auth_method,
+                    r.created_at
+                ])
+            })
+            .map_err(internal)?;
+            Ok(!existed)
+        })
+        .await
+    }
+
+    async fn get_oauth_client(&self, client_id: &str) -> StoreResult<Option<OAuthClientRecord>> {
+        let id = client_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {OAUTH_CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = ?1"
+            ))?
+            .query_row([id], oauth_client_row)
+            .optional()
+        })
+        .await?
+        .map(OAuthClientRow::into_record)
+        .transpose()
+    }
+
+    async fn list_oauth_clients(&self) -> StoreResult<Vec<OAuthClientRecord>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {OAUTH_CLIENT_COLUMNS} FROM oauth_clients ORDER BY created_at, client_id"
+            ))?
+            .query_map([], oauth_client_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?
+        .into_iter()
+        .map(OAuthClientRow::into_record)
+        .collect()
+    }
+
+    async fn set_oauth_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &[u8; 32],
+    ) -> StoreResult<bool> {
+        let (id, hash) = (client_id.to_owned(), secret_hash.to_vec());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE oauth_clients SET secret_hash = ?2 WHERE client_id = ?1",
+                params![id, hash],
+            )
+            .map(|n| n > 0)
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn delete_oauth_client(&self, client_id: &str) -> StoreResult<bool> {
+        let id = client_id.to_owned();
+        let client_column = codec::client_column(&tessera_domain::oauth::client_ref(&id))?;
+        self.write(move |c| {
+            let deleted = c
+                .execute("DELETE FROM oauth_clients WHERE client_id = ?1", [&id])
+                .map_err(internal)?;
+            if deleted == 0 {
+                return Ok(false);
+            }
+            c.execute(
+                "UPDATE tokens SET access_invalidated = 1, refresh_invalidated = (refresh_hash IS NOT NULL)
+                 WHERE client = ?1",
+                [client_column],
+            )
+            .map_err(internal)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn count_tokens(&self) -> StoreResult<u64> {
         self.read(|c| c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0)))
             .await
@@ -731,6 +863,70 @@ fn upsert_user(c: &Connection, user: &UserUpsert) -> StoreResult<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database created before tokens had a scope (and before OAuth
+    /// clients) gets the column and the table at open, keeps its rows, and
+    /// reads them as unrestricted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn databases_from_before_oauth_are_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let s = tessera_store::conformance::subject("old");
+        let (old, old_pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+        {
+            let conn = Connection::open(&path).unwrap();
+            // The schema as released before OAuth.
+            let old_schema = schema::SCHEMA_FOR_TESTS
+                .split("CREATE TABLE IF NOT EXISTS oauth_clients")
+                .next()
+                .unwrap()
+                .replace(",\n    scope               TEXT\n", "\n");
+            assert!(!old_schema.contains("scope"), "{old_schema}");
+            conn.execute_batch(&old_schema).unwrap();
+            let r = TokenRow::from_record(&old).unwrap();
+            let old_columns = TOKEN_COLUMNS.trim_end_matches(", scope");
+            conn.execute(
+                &format!("INSERT INTO tokens ({old_columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+                params![
+                    r.id, r.access_hash, r.refresh_hash, r.family_id, r.generation, r.username,
+                    r.realm, r.subject, r.client, r.created_at, r.access_expires_at,
+                    r.refresh_expires_at, r.access_invalidated, r.refresh_invalidated,
+                    r.refreshed_at, r.successor_id, r.sealed_successor, r.purge_after
+                ],
+            )
+            .unwrap();
+        }
+        for _ in 0..2 {
+            // Twice: the upgrade is idempotent.
+            let store = SqliteStore::open(&path).unwrap();
+            let found = store
+                .find_by_access(&old_pair.access.hash())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(found, old);
+            assert_eq!(found.scope, None);
+            let client = tessera_domain::oauth::mint_client(Default::default(), 5).record;
+            assert!(store.put_oauth_client(&client).await.unwrap());
+            let (scoped, pair) = TokenRecord::issue_scoped(
+                &s,
+                client.client_ref(),
+                Some(vec!["a".into()]),
+                false,
+                1_000,
+                60_000,
+            );
+            store.insert_token(&scoped).await.unwrap();
+            assert_eq!(
+                store
+                    .find_by_access(&pair.access.hash())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                scoped
+            );
+        }
+    }
 
     /// The one conformance suite, run against a real SQLite file.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

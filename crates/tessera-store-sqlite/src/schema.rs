@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     refreshed_at        INTEGER,
     successor_id        TEXT,
     sealed_successor    BLOB,
-    purge_after         INTEGER NOT NULL
+    purge_after         INTEGER NOT NULL,
+    scope               TEXT
 );
 CREATE INDEX IF NOT EXISTS tokens_by_username ON tokens (username);
 CREATE INDEX IF NOT EXISTS tokens_by_realm ON tokens (realm);
@@ -58,7 +59,23 @@ CREATE TABLE IF NOT EXISTS api_keys (
     metadata         TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_username ON api_keys (username);
+CREATE TABLE IF NOT EXISTS oauth_clients (
+    client_id                  TEXT PRIMARY KEY,
+    secret_hash                BLOB NOT NULL,
+    client_name                TEXT,
+    grant_types                TEXT NOT NULL,
+    scope                      TEXT NOT NULL,
+    token_endpoint_auth_method TEXT NOT NULL,
+    created_at                 INTEGER NOT NULL
+);
 ";
+
+#[cfg(test)]
+pub const SCHEMA_FOR_TESTS: &str = SCHEMA;
+
+/// Columns added after a table was first released, for databases created
+/// before them: `(table, column, definition)`.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("tokens", "scope", "TEXT")];
 
 /// Settings for the one writing connection, and the schema.
 /// `synchronous = FULL` in WAL mode makes every commit durable before
@@ -68,7 +85,20 @@ pub fn prepare_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(SCHEMA)
+    conn.execute_batch(SCHEMA)?;
+    for (table, column, definition) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {

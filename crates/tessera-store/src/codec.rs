@@ -2,6 +2,7 @@
 //! that each one only moves values in and out of its driver.
 
 use tessera_domain::api_key::ApiKeyRecord;
+use tessera_domain::oauth::{AuthMethod, ClientMetadata, GrantType, OAuthClientRecord};
 use tessera_domain::token::Refreshed;
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Authentication, ClientRef, TokenHash, TokenRecord};
@@ -29,10 +30,13 @@ pub struct TokenRow {
     pub successor_id: Option<String>,
     pub sealed_successor: Option<Vec<u8>>,
     pub purge_after: i64,
+    /// The OAuth scope as a JSON array of strings; NULL is unrestricted.
+    pub scope: Option<String>,
 }
 
-/// The column list in the order [`TokenRow`] declares them, for SELECTs.
-pub const TOKEN_COLUMNS: &str = "id, access_hash, refresh_hash, family_id, generation, username, realm, subject, client, created_at, access_expires_at, refresh_expires_at, access_invalidated, refresh_invalidated, refreshed_at, successor_id, sealed_successor, purge_after";
+/// The column list in the order [`TokenRow`] declares them, for SELECTs
+/// and INSERTs (19 columns).
+pub const TOKEN_COLUMNS: &str = "id, access_hash, refresh_hash, family_id, generation, username, realm, subject, client, created_at, access_expires_at, refresh_expires_at, access_invalidated, refresh_invalidated, refreshed_at, successor_id, sealed_successor, purge_after, scope";
 
 impl TokenRow {
     pub fn from_record(r: &TokenRecord) -> StoreResult<Self> {
@@ -55,6 +59,7 @@ impl TokenRow {
             successor_id: r.refreshed.as_ref().map(|d| d.successor_id.clone()),
             sealed_successor: r.refreshed.as_ref().map(|d| d.sealed_successor.clone()),
             purge_after: r.purgeable_after(),
+            scope: r.scope.as_ref().map(to_json).transpose()?,
         })
     }
 
@@ -84,6 +89,7 @@ impl TokenRow {
                 .map_err(|_| StoreError::Internal("negative generation".into()))?,
             subject,
             client,
+            scope: self.scope.as_deref().map(from_json).transpose()?,
             created_at: self.created_at,
             access_expires_at: self.access_expires_at,
             refresh_expires_at: self.refresh_expires_at,
@@ -208,6 +214,65 @@ impl ApiKeyRow {
             invalidated_at: self.invalidated_at,
             role_descriptors: from_json(&self.role_descriptors)?,
             metadata: from_json(&self.metadata)?,
+        })
+    }
+}
+
+/// The `client` column's value for pairs issued to this caller: what
+/// [`TokenRow::from_record`] writes, so a backend can match on it.
+pub fn client_column(client: &ClientRef) -> StoreResult<String> {
+    to_json(client)
+}
+
+/// An OAuth client flattened into the columns of the `oauth_clients` table.
+#[derive(Debug, Clone)]
+pub struct OAuthClientRow {
+    pub client_id: String,
+    pub secret_hash: Vec<u8>,
+    pub client_name: Option<String>,
+    /// JSON array of grant type names.
+    pub grant_types: String,
+    /// JSON array of scope tokens.
+    pub scope: String,
+    pub token_endpoint_auth_method: String,
+    pub created_at: i64,
+}
+
+pub const OAUTH_CLIENT_COLUMNS: &str =
+    "client_id, secret_hash, client_name, grant_types, scope, token_endpoint_auth_method, created_at";
+
+impl OAuthClientRow {
+    pub fn from_record(c: &OAuthClientRecord) -> StoreResult<Self> {
+        Ok(Self {
+            client_id: c.client_id.clone(),
+            secret_hash: c.secret_hash.to_vec(),
+            client_name: c.metadata.client_name.clone(),
+            grant_types: to_json(&c.metadata.grant_types)?,
+            scope: to_json(&c.metadata.scope)?,
+            token_endpoint_auth_method: c.metadata.token_endpoint_auth_method.as_str().to_owned(),
+            created_at: c.created_at,
+        })
+    }
+
+    pub fn into_record(self) -> StoreResult<OAuthClientRecord> {
+        let grant_types: Vec<GrantType> = from_json(&self.grant_types)?;
+        let method = AuthMethod::parse(&self.token_endpoint_auth_method).ok_or_else(|| {
+            StoreError::Internal(format!(
+                "client {} has an unknown auth method",
+                self.client_id
+            ))
+        })?;
+        Ok(OAuthClientRecord {
+            secret_hash: <[u8; 32]>::try_from(self.secret_hash.as_slice())
+                .map_err(|_| StoreError::Internal("stored client hash is not 32 bytes".into()))?,
+            client_id: self.client_id,
+            metadata: ClientMetadata {
+                client_name: self.client_name,
+                grant_types,
+                scope: from_json(&self.scope)?,
+                token_endpoint_auth_method: method,
+            },
+            created_at: self.created_at,
         })
     }
 }

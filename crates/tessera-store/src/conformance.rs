@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tessera_domain::authn::{Authentication, AuthenticationType, NATIVE_REALM};
+use tessera_domain::oauth::{self, AuthMethod, ClientMetadata, GrantType};
 use tessera_domain::refresh::{RefreshError, RefreshPolicy};
 use tessera_domain::token::{TokenPair, TokenString};
 use tessera_domain::{ClientRef, Millis, TokenRecord};
@@ -50,9 +51,12 @@ where
     purge(fresh().await).await;
     families(fresh().await).await;
     api_keys(fresh().await).await;
+    token_scope_and_find_by_refresh(fresh().await).await;
+    oauth_clients(fresh().await).await;
     concurrent_refreshes_agree(fresh().await).await;
     refresh_races_invalidate_refresh(fresh().await).await;
     refresh_races_invalidate_by_user(fresh().await).await;
+    refresh_races_client_deletion(fresh().await).await;
 }
 
 pub fn subject(username: &str) -> Authentication {
@@ -717,6 +721,54 @@ async fn refresh_races_invalidate_by_user(store: DynStore) {
     }
 }
 
+/// Deleting an OAuth client while one of its refresh tokens is being used:
+/// once the deletion has returned, no pair issued to the client works,
+/// including a successor the racing refresh minted.
+async fn refresh_races_client_deletion(store: DynStore) {
+    for _ in 0..40 {
+        let client = oauth::mint_client(ClientMetadata::default(), T0).record;
+        store.put_oauth_client(&client).await.unwrap();
+        let s = subject("racer");
+        let (record, pair) = TokenRecord::issue_scoped(
+            &s,
+            client.client_ref(),
+            Some(Vec::new()),
+            true,
+            T0,
+            POLICY.access_ttl_ms,
+        );
+        store.insert_token(&record).await.unwrap();
+        let rt = pair.refresh.clone().unwrap();
+        let refresher = {
+            let (store, req) = (Arc::clone(&store), request(&rt, &record.client, T0));
+            tokio::spawn(async move { store.refresh(req).await })
+        };
+        let deleter = {
+            let (store, id) = (Arc::clone(&store), client.client_id.clone());
+            tokio::spawn(async move { store.delete_oauth_client(&id).await })
+        };
+        let refreshed = refresher.await.unwrap().unwrap();
+        assert!(deleter.await.unwrap().unwrap());
+        if let Ok(granted) = refreshed {
+            let successor = store
+                .find_by_access(&granted.pair.access.hash())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                successor.access_invalidated && successor.refresh_invalidated,
+                "a successor minted by a racing refresh dies with its client"
+            );
+        }
+        let original = store
+            .find_by_access(&pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(original.access_invalidated && original.refresh_invalidated);
+    }
+}
+
 fn key(owner: &str, name: &str, created_at: Millis) -> tessera_domain::api_key::ApiKeyRecord {
     let mut descriptors = std::collections::BTreeMap::new();
     descriptors.insert(
@@ -876,4 +928,236 @@ async fn api_keys(store: DynStore) {
         .unwrap();
     assert_eq!(purged, 3);
     assert!(store.get_api_key(&c.id).await.unwrap().is_none());
+}
+
+fn scoped(username: &str, scope: Option<Vec<String>>, now: Millis) -> (TokenRecord, TokenPair) {
+    let s = subject(username);
+    TokenRecord::issue_scoped(&s, s.client_ref(), scope, true, now, POLICY.access_ttl_ms)
+}
+
+async fn token_scope_and_find_by_refresh(store: DynStore) {
+    let ab = Some(vec!["a".to_string(), "tessera:admin".to_string()]);
+    let cases = [
+        scoped("u", ab.clone(), T0),
+        scoped("u", Some(Vec::new()), T0),
+        scoped("u", None, T0),
+    ];
+    for (record, pair) in &cases {
+        store.insert_token(record).await.unwrap();
+        let by_access = store
+            .find_by_access(&pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            &by_access, record,
+            "the scope round-trips, None and empty apart"
+        );
+        let by_refresh = store
+            .find_by_refresh(&pair.refresh.as_ref().unwrap().hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&by_refresh, record);
+    }
+    let unknown = TokenString::mint(tessera_domain::TokenKind::Refresh);
+    assert!(store
+        .find_by_refresh(&unknown.hash())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        store
+            .find_by_refresh(&cases[0].1.access.hash())
+            .await
+            .unwrap()
+            .is_none(),
+        "an access token is not a refresh token"
+    );
+    let s = subject("svc");
+    let (cc, cc_pair) = TokenRecord::issue_scoped(&s, s.client_ref(), ab.clone(), false, T0, 1000);
+    store.insert_token(&cc).await.unwrap();
+    assert_eq!(
+        store
+            .find_by_access(&cc_pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap()
+            .scope,
+        ab
+    );
+
+    // Successors inherit the scope; a replay reports it too.
+    let (record, pair) = &cases[0];
+    let rt = pair.refresh.clone().unwrap();
+    let first = store
+        .refresh(request(&rt, &record.client, T0 + 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.scope, ab);
+    let successor = store
+        .find_by_access(&first.pair.access.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(successor.scope, ab);
+    let replay = store
+        .refresh(request(&rt, &record.client, T0 + 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!replay.rotated);
+    assert_eq!(replay.scope, ab);
+    let unrestricted = store
+        .refresh(request(
+            cases[2].1.refresh.as_ref().unwrap(),
+            &cases[2].0.client,
+            T0 + 1,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unrestricted.scope, None);
+    let spent = store.find_by_refresh(&rt.hash()).await.unwrap().unwrap();
+    assert!(spent.refreshed.is_some() && !spent.refresh_unused(T0 + 2));
+}
+
+fn client_metadata(name: &str, scope: &[&str]) -> ClientMetadata {
+    ClientMetadata {
+        client_name: Some(name.into()),
+        grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+        scope: scope.iter().map(|s| s.to_string()).collect(),
+        token_endpoint_auth_method: AuthMethod::ClientSecretPost,
+    }
+}
+
+async fn oauth_clients(store: DynStore) {
+    assert!(store.get_oauth_client("nope").await.unwrap().is_none());
+    assert!(store.list_oauth_clients().await.unwrap().is_empty());
+    let a = oauth::mint_client(client_metadata("a", &["x", "y"]), T0).record;
+    let mut b = oauth::mint_client(ClientMetadata::default(), T0 + 1).record;
+    assert!(store.put_oauth_client(&a).await.unwrap(), "created");
+    assert!(store.put_oauth_client(&b).await.unwrap());
+    assert_eq!(
+        store.get_oauth_client(&a.client_id).await.unwrap().unwrap(),
+        a
+    );
+    assert_eq!(
+        store.get_oauth_client(&b.client_id).await.unwrap().unwrap(),
+        b
+    );
+    let ids: Vec<_> = store
+        .list_oauth_clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(
+        ids,
+        [a.client_id.clone(), b.client_id.clone()],
+        "oldest first"
+    );
+
+    // An update changes the metadata only: the secret and creation time stay.
+    let original_hash = b.secret_hash;
+    b.metadata = client_metadata("renamed", &[]);
+    b.secret_hash = [7; 32];
+    b.created_at = T0 + 99;
+    assert!(
+        !store.put_oauth_client(&b).await.unwrap(),
+        "updated, not created"
+    );
+    let stored = store.get_oauth_client(&b.client_id).await.unwrap().unwrap();
+    assert_eq!(stored.metadata, b.metadata);
+    assert_eq!(stored.secret_hash, original_hash);
+    assert_eq!(stored.created_at, T0 + 1);
+
+    // Rotation replaces the hash.
+    let (secret, hash) = oauth::new_secret();
+    assert!(store
+        .set_oauth_client_secret(&b.client_id, &hash)
+        .await
+        .unwrap());
+    let rotated = store.get_oauth_client(&b.client_id).await.unwrap().unwrap();
+    assert!(rotated.verify_secret(&secret));
+    assert_eq!(rotated.metadata, b.metadata);
+    assert!(!store.set_oauth_client_secret("nope", &hash).await.unwrap());
+
+    // Deleting a client invalidates every pair issued to it, and only those.
+    let user = subject("jane");
+    let (mine, mine_pair) = TokenRecord::issue_scoped(
+        &user,
+        a.client_ref(),
+        Some(vec!["x".into()]),
+        true,
+        T0,
+        POLICY.access_ttl_ms,
+    );
+    store.insert_token(&mine).await.unwrap();
+    let (cc, cc_pair) = TokenRecord::issue_scoped(
+        &a.authentication(),
+        a.client_ref(),
+        Some(Vec::new()),
+        false,
+        T0,
+        POLICY.access_ttl_ms,
+    );
+    store.insert_token(&cc).await.unwrap();
+    let next = store
+        .refresh(request(
+            mine_pair.refresh.as_ref().unwrap(),
+            &a.client_ref(),
+            T0 + 1,
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .pair;
+    let (theirs, theirs_pair) = TokenRecord::issue_scoped(
+        &user,
+        b.client_ref(),
+        Some(Vec::new()),
+        true,
+        T0,
+        POLICY.access_ttl_ms,
+    );
+    store.insert_token(&theirs).await.unwrap();
+    let (_, es_pair) = issue(&store, "jane", T0).await;
+
+    assert!(store.delete_oauth_client(&a.client_id).await.unwrap());
+    assert!(!store.delete_oauth_client(&a.client_id).await.unwrap());
+    assert!(store
+        .get_oauth_client(&a.client_id)
+        .await
+        .unwrap()
+        .is_none());
+    assert_family_dead(&store, &[&mine_pair, &next], T0 + 2).await;
+    let cc_now = store
+        .find_by_access(&cc_pair.access.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!cc_now.access_usable(T0 + 2));
+    for alive in [&theirs_pair, &es_pair] {
+        let rec = store
+            .find_by_access(&alive.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            rec.access_usable(T0 + 2),
+            "other clients' tokens are untouched"
+        );
+        assert!(!rec.refresh_invalidated);
+    }
+    let left: Vec<_> = store
+        .list_oauth_clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(left, [b.client_id.clone()]);
 }

@@ -27,6 +27,7 @@ use tessera_domain::user::UserRecord;
 use tessera_domain::{Authentication, ClientRef, Millis, TokenHash, TokenRecord};
 
 pub use tessera_domain::api_key::ApiKeyRecord;
+pub use tessera_domain::oauth::OAuthClientRecord;
 pub use tessera_domain::privilege::RoleDescriptor;
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,8 @@ pub struct RefreshRequest {
 pub struct RefreshGranted {
     pub pair: TokenPair,
     pub subject: Authentication,
+    /// The pair's OAuth scope (inherited from the refreshed pair).
+    pub scope: Option<Vec<String>>,
     /// `false` when this call was a repeat inside the window.
     pub rotated: bool,
 }
@@ -176,6 +179,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a freshly issued pair. Returns after it is durably committed.
     async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()>;
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
+    /// The pair holding this refresh token (for introspection and
+    /// revocation; refreshing goes through [`Store::refresh`]).
+    async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
     /// The atomic refresh (see the crate docs).
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome>;
     /// Invalidates the pair holding this access token and every other pair
@@ -218,4 +224,24 @@ pub trait Store: Send + Sync + 'static {
         filter: &ApiKeyFilter,
         now: Millis,
     ) -> StoreResult<ApiKeyInvalidation>;
+
+    // ---- OAuth clients ----
+    /// Creates a client, or updates an existing one's metadata. An update
+    /// keeps the stored secret hash and creation time: a secret changes
+    /// only through [`Store::set_oauth_client_secret`], so an update racing
+    /// a rotation cannot bring an old secret back. Returns `true` when it
+    /// created the client.
+    async fn put_oauth_client(&self, client: &OAuthClientRecord) -> StoreResult<bool>;
+    async fn get_oauth_client(&self, client_id: &str) -> StoreResult<Option<OAuthClientRecord>>;
+    /// Every client, oldest first (ties by id).
+    async fn list_oauth_clients(&self) -> StoreResult<Vec<OAuthClientRecord>>;
+    /// Replaces a client's secret hash. Returns whether the client exists.
+    async fn set_oauth_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &[u8; 32],
+    ) -> StoreResult<bool>;
+    /// Deletes a client and, in the same transaction, invalidates every
+    /// pair issued to it (RFC 7592 §2.3). Returns whether it existed.
+    async fn delete_oauth_client(&self, client_id: &str) -> StoreResult<bool>;
 }

@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish on shutdown [default: 30s].
     #[arg(long, env = "TESSERA_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
+    /// OAuth issuer identifier (RFC 8414): an http(s) URL without query or
+    /// fragment, under which the /oauth2 endpoints are reached
+    /// [default: http://<listen address>].
+    #[arg(long, env = "TESSERA_ISSUER")]
+    pub issuer: Option<String>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -80,6 +85,7 @@ struct FileConfig {
     cleanup_interval: Option<String>,
     cleanup_batch: Option<toml::Value>,
     shutdown_timeout: Option<String>,
+    issuer: Option<String>,
     bootstrap_password: Option<String>,
 }
 
@@ -124,6 +130,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// From `TESSERA_BOOTSTRAP_PASSWORD` (or `…_FILE`, or the config file).
     pub bootstrap_password: Option<String>,
+    /// The configured OAuth issuer. `None`: `http://<bound address>`, set
+    /// in `http.issuer` once the server has bound its socket.
+    pub issuer: Option<String>,
 }
 
 fn setting_error(name: &str, problem: impl std::fmt::Display) -> anyhow::Error {
@@ -320,6 +329,11 @@ impl Config {
             None => file.refresh_reuse_revokes_family.unwrap_or(true),
         };
         let bootstrap_password = bootstrap_password(file.bootstrap_password)?;
+        let issuer = args
+            .issuer
+            .or(file.issuer)
+            .map(|text| validate_issuer(&text).map_err(|e| setting_error("issuer", e)))
+            .transpose()?;
         Ok(Config {
             listen,
             data_dir,
@@ -330,13 +344,47 @@ impl Config {
                 refresh_reuse_revokes_family,
                 max_body_bytes,
                 request_timeout,
+                issuer: issuer.clone().unwrap_or_else(|| default_issuer(listen)),
             },
             cleanup_interval,
             cleanup_batch,
             shutdown_timeout,
             bootstrap_password,
+            issuer,
         })
     }
+}
+
+/// The issuer when none is configured: the address the server listens on.
+pub fn default_issuer(listen: SocketAddr) -> String {
+    format!("http://{listen}")
+}
+
+/// RFC 8414 §2: an `http(s)` URL with a host and no query or fragment.
+/// Trailing slashes are dropped, since endpoint paths are appended.
+fn validate_issuer(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| format!("expected an http:// or https:// URL, got [{text}]"))?;
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("the URL may not contain whitespace, got [{text}]"));
+    }
+    if text.contains(['?', '#']) {
+        return Err(format!(
+            "the issuer may not have a query or fragment, got [{text}]"
+        ));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err(format!("the URL names no host, got [{text}]"));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "the URL may not carry user information, got [{text}]"
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
 }
 
 /// A URL with any password replaced, for messages.
@@ -454,6 +502,40 @@ mod tests {
         for (args, name) in cases {
             let err = Config::resolve(args).unwrap_err().to_string();
             assert!(err.contains(&format!("`{name}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn issuer_defaults_to_the_listen_address_and_is_validated() {
+        let c = Config::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(c.issuer, None);
+        assert_eq!(c.http.issuer, "http://127.0.0.1:9200");
+        let c = Config::resolve(ServeArgs {
+            issuer: Some("https://auth.example.com/tessera/".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.http.issuer, "https://auth.example.com/tessera");
+        assert_eq!(
+            c.issuer.as_deref(),
+            Some("https://auth.example.com/tessera")
+        );
+        for bad in [
+            "auth.example.com",
+            "ftp://auth.example.com",
+            "https://",
+            "https://auth.example.com/?x=1",
+            "https://auth.example.com/#f",
+            "https://user@auth.example.com",
+            "https://auth example.com",
+        ] {
+            let err = Config::resolve(ServeArgs {
+                issuer: Some(bad.into()),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("`issuer`"), "{bad}: {err}");
         }
     }
 

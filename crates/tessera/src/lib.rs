@@ -1,5 +1,6 @@
 //! The `tessera` binary's library half: configuration and the server, so
 //! that tests can start real nodes in-process.
 
+pub mod clients;
 pub mod config;
 pub mod server;

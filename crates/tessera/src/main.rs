@@ -1,4 +1,5 @@
 use clap::{Parser, Subcommand};
+use tessera::clients::{self, ClientCommand};
 use tessera::config::{Config, ServeArgs};
 use tessera::server;
 
@@ -17,6 +18,9 @@ enum Command {
     Serve(ServeArgs),
     /// Check the configuration and print it (secrets hidden), then exit.
     CheckConfig(ServeArgs),
+    /// Manage OAuth 2.0 clients directly in the configured store.
+    #[command(subcommand)]
+    Client(ClientCommand),
 }
 
 fn init_logging() {
@@ -45,6 +49,13 @@ async fn main() -> anyhow::Result<()> {
                 config.bootstrap_password = Some("<hidden>".into());
             }
             println!("{config:#?}");
+        }
+        Command::Client(command) => {
+            let out = clients::run(command).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).expect("serialisable")
+            );
         }
     }
     Ok(())

@@ -171,15 +171,20 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let store = open_store(&config).await?;
     bootstrap(store.as_ref(), config.bootstrap_password.as_deref()).await?;
-    let render: Option<MetricsRender> =
-        metrics_handle().map(|h| Arc::new(move || h.render()) as MetricsRender);
-    let state = AppState::new(Arc::clone(&store), config.http.clone(), render);
-    let app = tessera_http::router(state);
-
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let mut settings = config.http.clone();
+    if config.issuer.is_none() {
+        // The address actually bound (the port may have been 0).
+        settings.issuer = crate::config::default_issuer(addr);
+    }
+    let render: Option<MetricsRender> =
+        metrics_handle().map(|h| Arc::new(move || h.render()) as MetricsRender);
+    let state = AppState::new(Arc::clone(&store), settings, render);
+    let app = tessera_http::router(state);
+
     let (stop, stop_rx) = watch::channel(false);
     spawn_cleanup(Arc::clone(&store), &config, stop_rx.clone());
     {

@@ -1,0 +1,1089 @@
+//! The standard OAuth 2.0 endpoints, beside the Elasticsearch API:
+//!
+//! - `POST /oauth2/token` (RFC 6749): `client_credentials`, `password` and
+//!   `refresh_token` grants for registered clients;
+//! - `POST /oauth2/revoke` (RFC 7009) and `POST /oauth2/introspect`
+//!   (RFC 7662);
+//! - `/oauth2/register[/{client_id}[/_rotate_secret]]`: client registration
+//!   (RFC 7591) and its management, by a `manage_security` administrator;
+//! - `GET /.well-known/oauth-authorization-server` (RFC 8414).
+//!
+//! Tokens are the very records the Elasticsearch API issues: a token from
+//! either API authenticates, introspects, revokes and invalidates through
+//! the other. Tokens issued here record their client
+//! (`{client_id, "_oauth2_client"}`) and their granted scope.
+//!
+//! Every failure of the token, revocation and introspection endpoints is
+//! RFC 6749 §5.2's flat `{"error","error_description"}` with
+//! `Cache-Control: no-store`; so are the registration endpoints' own
+//! failures, while the administrator's authentication and privilege check
+//! there answer in the Elasticsearch envelope like the rest of the
+//! administrative API.
+
+use std::collections::HashMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use tessera_domain::oauth::{
+    self, AuthMethod, ClientMetadata, GrantType, MetadataInput, OAuthClientRecord, ADMIN_SCOPE,
+};
+use tessera_domain::privilege::Action;
+use tessera_domain::token::{TokenKind, TokenPair, TokenString};
+use tessera_domain::{Authentication, ClientRef, Millis, TokenRecord};
+use tessera_store::{RefreshRequest, StoreError};
+use zeroize::Zeroizing;
+
+use crate::auth::{self, Caller, PasswordCredentials};
+use crate::error::ApiError;
+use crate::params::PathParam;
+use crate::tokens::report_refresh_denial;
+use crate::AppState;
+
+/// The challenge sent with a 401 `invalid_client` when the client tried
+/// HTTP Basic.
+pub const BASIC_CHALLENGE: &str = "Basic realm=\"tessera\"";
+
+const FORM_MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
+
+// ---------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------
+
+/// An RFC 6749 §5.2 error response.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    basic_challenge: bool,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+
+    fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// 401; with the Basic challenge when the client tried the
+    /// `Authorization` header (RFC 6749 §5.2).
+    fn invalid_client(description: impl Into<String>, tried_header: bool) -> Self {
+        Self {
+            basic_challenge: tried_header,
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+        }
+    }
+
+    fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+
+    fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
+    }
+
+    fn unsupported_grant_type(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            description,
+        )
+    }
+
+    fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
+    }
+
+    fn invalid_client_metadata(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_metadata",
+            description,
+        )
+    }
+
+    fn client_not_found(client_id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("OAuth client [{client_id}] not found"),
+        )
+    }
+
+    /// Maps a failure of a shared (Elasticsearch-shaped) helper: store
+    /// trouble keeps its meaning, anything else is `refused`.
+    fn from_api(e: ApiError, refused: impl FnOnce() -> Self) -> Self {
+        match e.status() {
+            StatusCode::SERVICE_UNAVAILABLE => Self::unavailable(),
+            s if s.is_server_error() => Self::server_error(),
+            _ => refused(),
+        }
+    }
+
+    fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the token store is unavailable; retry later",
+        )
+    }
+
+    fn server_error() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "store unavailable");
+                Self::unavailable()
+            }
+            other => {
+                // Logged once here; the client learns nothing internal.
+                tracing::error!(detail = %other, "internal store error");
+                Self::server_error()
+            }
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.error, "error_description": self.description });
+        let mut response = (self.status, Json(body)).into_response();
+        no_store(response.headers_mut());
+        if self.basic_challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BASIC_CHALLENGE),
+            );
+        }
+        response
+    }
+}
+
+/// A registration endpoint's failure: the administrator's authentication
+/// or authorization (Elasticsearch envelope) or the request itself (flat).
+pub enum Failure {
+    Api(ApiError),
+    OAuth(OAuthError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<OAuthError> for Failure {
+    fn from(e: OAuthError) -> Self {
+        Failure::OAuth(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::OAuth(e.into())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        match self {
+            Failure::Api(e) => e.into_response(),
+            Failure::OAuth(e) => e.into_response(),
+        }
+    }
+}
+
+/// RFC 6749 §5.1: responses carrying tokens or credentials are not cached.
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+fn no_store_json(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    no_store(response.headers_mut());
+    response
+}
+
+// ---------------------------------------------------------------------
+// Request bodies
+// ---------------------------------------------------------------------
+
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, OAuthError> {
+    let limit = state.settings.max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        OAuthError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            format!("request body is larger than the limit of [{limit}] bytes"),
+        )
+    })
+}
+
+/// The media type of the request body, lower-cased, without parameters.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::CONTENT_TYPE).map(|v| {
+        v.to_str()
+            .unwrap_or("<not ASCII>")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
+
+/// The parameters of an `application/x-www-form-urlencoded` body.
+struct Form(HashMap<String, Zeroizing<String>>);
+
+impl Form {
+    /// RFC 6749 §3.1/§3.2: parameters without a value count as omitted,
+    /// and none may appear twice.
+    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Form, OAuthError> {
+        match media_type(headers).as_deref() {
+            Some(FORM_MEDIA_TYPE) => {}
+            Some(other) => {
+                return Err(OAuthError::invalid_request(format!(
+                    "Content-Type [{other}] is not supported; send {FORM_MEDIA_TYPE}"
+                )))
+            }
+            None => {
+                return Err(OAuthError::invalid_request(format!(
+                    "the request needs Content-Type {FORM_MEDIA_TYPE}"
+                )))
+            }
+        }
+        let mut params = HashMap::new();
+        for (name, value) in form_urlencoded::parse(body) {
+            if value.is_empty() {
+                continue;
+            }
+            let value = Zeroizing::new(value.into_owned());
+            if params.insert(name.to_string(), value).is_some() {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter [{name}] is included more than once"
+                )));
+            }
+        }
+        Ok(Form(params))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.as_str())
+    }
+
+    fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter [{name}]")))
+    }
+}
+
+// ---------------------------------------------------------------------
+// Client authentication
+// ---------------------------------------------------------------------
+
+/// Credentials as presented, before any lookup.
+enum Presented {
+    /// The decoded `id:secret` text of `Authorization: Basic`.
+    Basic(Zeroizing<String>),
+    /// `client_id` and `client_secret` in the body.
+    Post {
+        id: String,
+        secret: Zeroizing<String>,
+    },
+}
+
+/// Finds the one client authentication method the request used.
+fn presented(headers: &HeaderMap, form: &Form) -> Result<Option<Presented>, OAuthError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| {
+            OAuthError::invalid_client("the Authorization header is not ASCII", true)
+        })?;
+        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(OAuthError::invalid_client(
+                format!(
+                    "authentication scheme [{scheme}] is not accepted here; use HTTP Basic (client_secret_basic) or client_secret_post"
+                ),
+                true,
+            ));
+        }
+        if form.get("client_secret").is_some() {
+            return Err(OAuthError::invalid_request(
+                "the client used more than one authentication method (HTTP Basic and client_secret in the body)",
+            ));
+        }
+        let text = STANDARD
+            .decode(rest.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .map(Zeroizing::new)
+            .filter(|t| t.contains(':'))
+            .ok_or_else(|| OAuthError::invalid_client("malformed HTTP Basic credentials", true))?;
+        return Ok(Some(Presented::Basic(text)));
+    }
+    match (form.get("client_id"), form.get("client_secret")) {
+        (Some(id), Some(secret)) => Ok(Some(Presented::Post {
+            id: id.to_owned(),
+            secret: Zeroizing::new(secret.to_owned()),
+        })),
+        (Some(_), None) => Err(OAuthError::invalid_client(
+            "client authentication failed: no client_secret (public clients are not supported)",
+            false,
+        )),
+        (None, Some(_)) => Err(OAuthError::invalid_request(
+            "client_secret was sent without client_id",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+fn authentication_failed(tried_header: bool) -> OAuthError {
+    OAuthError::invalid_client("client authentication failed", tried_header)
+}
+
+/// A `client_id` in the body next to HTTP Basic must name the same client.
+fn check_body_client_id(form: &Form, id: &str) -> Result<(), OAuthError> {
+    match form.get("client_id") {
+        Some(body_id) if body_id != id => Err(OAuthError::invalid_request(
+            "client_id in the body does not match the HTTP Basic credentials",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a found client's secret and its registered method. Unknown
+/// clients and wrong secrets get the same answer.
+fn verify(
+    client: OAuthClientRecord,
+    secret: &str,
+    method: AuthMethod,
+) -> Result<OAuthClientRecord, OAuthError> {
+    let tried_header = method == AuthMethod::ClientSecretBasic;
+    if !client.verify_secret(secret) {
+        tracing::info!(
+            target: "tessera::security",
+            event = "oauth_client_authentication_failed",
+            client_id = %client.client_id,
+            "an OAuth client presented a wrong secret"
+        );
+        return Err(authentication_failed(tried_header));
+    }
+    let registered = client.metadata.token_endpoint_auth_method;
+    if registered != method {
+        return Err(OAuthError::invalid_client(
+            format!(
+                "this client is registered to authenticate with [{}], not [{}]",
+                registered.as_str(),
+                method.as_str()
+            ),
+            tried_header,
+        ));
+    }
+    Ok(client)
+}
+
+async fn verify_client(
+    state: &AppState,
+    id: &str,
+    secret: &str,
+    method: AuthMethod,
+) -> Result<OAuthClientRecord, OAuthError> {
+    match state.store.get_oauth_client(id).await? {
+        Some(client) => verify(client, secret, method),
+        None => Err(authentication_failed(
+            method == AuthMethod::ClientSecretBasic,
+        )),
+    }
+}
+
+/// The token endpoint's caller: a registered OAuth client.
+async fn authenticate_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<OAuthClientRecord, OAuthError> {
+    match presented(headers, form)? {
+        None => Err(OAuthError::invalid_client(
+            "client authentication is required",
+            false,
+        )),
+        Some(Presented::Post { id, secret }) => {
+            verify_client(state, &id, &secret, AuthMethod::ClientSecretPost).await
+        }
+        Some(Presented::Basic(text)) => {
+            let (id, secret) = oauth::decode_basic_client(&text).ok_or_else(|| {
+                OAuthError::invalid_client("malformed HTTP Basic credentials", true)
+            })?;
+            check_body_client_id(form, &id)?;
+            verify_client(state, &id, &secret, AuthMethod::ClientSecretBasic).await
+        }
+    }
+}
+
+/// Who calls the revocation or introspection endpoint.
+enum Requester {
+    Client(OAuthClientRecord),
+    /// A native user with HTTP Basic: the client of the tokens it created
+    /// through the Elasticsearch API.
+    User(Authentication),
+}
+
+impl Requester {
+    fn client_ref(&self) -> ClientRef {
+        match self {
+            Requester::Client(c) => c.client_ref(),
+            Requester::User(u) => u.client_ref(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Requester::Client(c) => &c.client_id,
+            Requester::User(u) => &u.username,
+        }
+    }
+}
+
+/// An OAuth client (either method), or else, with HTTP Basic naming no
+/// registered client, a native user.
+async fn authenticate_requester(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Requester, OAuthError> {
+    let text = match presented(headers, form)? {
+        None => {
+            return Err(OAuthError::invalid_client(
+                "client authentication is required",
+                false,
+            ))
+        }
+        Some(Presented::Post { id, secret }) => {
+            return verify_client(state, &id, &secret, AuthMethod::ClientSecretPost)
+                .await
+                .map(Requester::Client)
+        }
+        Some(Presented::Basic(text)) => text,
+    };
+    if let Some((id, secret)) = oauth::decode_basic_client(&text) {
+        if let Some(client) = state.store.get_oauth_client(&id).await? {
+            check_body_client_id(form, &id)?;
+            return verify(client, &secret, AuthMethod::ClientSecretBasic).map(Requester::Client);
+        }
+    }
+    // Plain HTTP Basic of a native user: no form-decoding.
+    let (username, password) = text.split_once(':').expect("checked by presented()");
+    let creds = PasswordCredentials {
+        username: username.to_owned(),
+        password: Zeroizing::new(password.to_owned()),
+    };
+    auth::authenticate_password(state, &creds, "the OAuth endpoints")
+        .await
+        .map(Requester::User)
+        .map_err(|e| OAuthError::from_api(e, || authentication_failed(true)))
+}
+
+// ---------------------------------------------------------------------
+// POST /oauth2/token
+// ---------------------------------------------------------------------
+
+/// What a successful grant hands out.
+struct Issued {
+    pair: TokenPair,
+    scope: Vec<String>,
+}
+
+/// `POST /oauth2/token` (RFC 6749 §4.3, §4.4, §6).
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let form = Form::parse(&headers, &read_body(&state, body).await?)?;
+    let client = authenticate_client(&state, &headers, &form).await?;
+    let grant_name = form.require("grant_type")?;
+    let grant = GrantType::parse(grant_name).ok_or_else(|| {
+        OAuthError::unsupported_grant_type(format!(
+            "grant_type [{grant_name}] is not supported; supported: [{}]",
+            GrantType::ALL.map(GrantType::as_str).join(", ")
+        ))
+    })?;
+    if !client.allows_grant(grant) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "this client is not registered for grant_type [{grant_name}]"
+        )));
+    }
+    let requested_scope = form.get("scope");
+    let issued = match grant {
+        GrantType::ClientCredentials => {
+            let scope = grant_scope(&client, requested_scope)?;
+            issue(&state, &client.authentication(), &client, scope, false).await?
+        }
+        GrantType::Password => {
+            let username = form.require("username")?;
+            let password = form.require("password")?;
+            let scope = grant_scope(&client, requested_scope)?;
+            let creds = PasswordCredentials {
+                username: username.to_owned(),
+                password: Zeroizing::new(password.to_owned()),
+            };
+            let user = auth::authenticate_password(&state, &creds, "grant_type [password]")
+                .await
+                .map_err(|e| {
+                    OAuthError::from_api(e, || {
+                        OAuthError::invalid_grant(format!(
+                            "unable to authenticate user [{username}]"
+                        ))
+                    })
+                })?;
+            // A refresh token only for a client that may use it.
+            let with_refresh = client.allows_grant(GrantType::RefreshToken);
+            issue(&state, &user, &client, scope, with_refresh).await?
+        }
+        GrantType::RefreshToken => {
+            let presented = form.require("refresh_token")?;
+            refresh(&state, &client, presented, requested_scope).await?
+        }
+    };
+    Ok(token_response(&state, issued))
+}
+
+fn grant_scope(
+    client: &OAuthClientRecord,
+    requested: Option<&str>,
+) -> Result<Vec<String>, OAuthError> {
+    client
+        .grant_scope(requested)
+        .map_err(|e| OAuthError::invalid_scope(e.to_string()))
+}
+
+async fn issue(
+    state: &AppState,
+    subject: &Authentication,
+    client: &OAuthClientRecord,
+    scope: Vec<String>,
+    with_refresh: bool,
+) -> Result<Issued, OAuthError> {
+    let (record, pair) = TokenRecord::issue_scoped(
+        subject,
+        client.client_ref(),
+        Some(scope.clone()),
+        with_refresh,
+        state.now(),
+        state.settings.access_ttl_ms(),
+    );
+    // The invariant: a token is handed out only after this returns, i.e.
+    // after it is durably committed.
+    state.store.insert_token(&record).await?;
+    still_registered(state, client, &pair).await?;
+    state.metrics.issued();
+    Ok(Issued { pair, scope })
+}
+
+/// Deleting a client invalidates every pair stored for it by then; a pair
+/// stored later by a request that authenticated the client just before the
+/// deletion is caught here, after the write, and never handed out.
+async fn still_registered(
+    state: &AppState,
+    client: &OAuthClientRecord,
+    pair: &TokenPair,
+) -> Result<(), OAuthError> {
+    if state
+        .store
+        .get_oauth_client(&client.client_id)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    state.store.invalidate_access(&pair.access.hash()).await?;
+    Err(authentication_failed(
+        client.metadata.token_endpoint_auth_method == AuthMethod::ClientSecretBasic,
+    ))
+}
+
+/// RFC 6749 §6 through the one atomic [`tessera_store::Store::refresh`]:
+/// only the client that obtained the pair may refresh it, and families,
+/// the repeat window and reuse detection apply as for the Elasticsearch
+/// API. A `scope` beyond the original grant is `invalid_scope`; a narrower
+/// one is accepted but the successor keeps the family's scope (the pair a
+/// repeat replays must be the same), which the response's `scope` states.
+async fn refresh(
+    state: &AppState,
+    client: &OAuthClientRecord,
+    presented: &str,
+    requested: Option<&str>,
+) -> Result<Issued, OAuthError> {
+    let token = TokenString::from_presented(presented);
+    let caller = client.client_ref();
+    if let Some(text) = requested {
+        let wanted = oauth::parse_scope(text).map_err(|e| {
+            OAuthError::invalid_scope(format!("the requested scope is malformed: {e}"))
+        })?;
+        // A family's scope never changes, so checking it before the
+        // refresh's own transaction is sound.
+        if let Some(record) = state.store.find_by_refresh(&token.hash()).await? {
+            if let (true, Some(granted)) = (record.client == caller, &record.scope) {
+                if let Some(extra) = wanted.iter().find(|t| !granted.contains(t)) {
+                    return Err(OAuthError::invalid_scope(format!(
+                        "scope [{extra}] was not granted to this refresh token"
+                    )));
+                }
+            }
+        }
+    }
+    let granted = state
+        .store
+        .refresh(RefreshRequest {
+            refresh_token: token,
+            caller,
+            now: state.now(),
+            policy: state.settings.refresh_policy(),
+        })
+        .await?
+        .map_err(|denied| {
+            report_refresh_denial(state, denied, &client.client_id);
+            OAuthError::invalid_grant(denied.error.to_string())
+        })?;
+    still_registered(state, client, &granted.pair).await?;
+    state.metrics.refresh(granted.rotated);
+    Ok(Issued {
+        pair: granted.pair,
+        scope: granted.scope.unwrap_or_default(),
+    })
+}
+
+/// RFC 6749 §5.1. `scope` is always given when the granted scope is not
+/// empty (it may differ from what was asked: none named means all
+/// registered).
+fn token_response(state: &AppState, issued: Issued) -> Response {
+    let mut body = Map::new();
+    body.insert("access_token".into(), issued.pair.access.expose().into());
+    body.insert("token_type".into(), "Bearer".into());
+    body.insert(
+        "expires_in".into(),
+        (state.settings.access_ttl_ms() / 1000).into(),
+    );
+    if let Some(rt) = &issued.pair.refresh {
+        body.insert("refresh_token".into(), rt.expose().into());
+    }
+    if !issued.scope.is_empty() {
+        body.insert("scope".into(), issued.scope.join(" ").into());
+    }
+    no_store_json(StatusCode::OK, Value::Object(body))
+}
+
+// ---------------------------------------------------------------------
+// POST /oauth2/revoke and /oauth2/introspect
+// ---------------------------------------------------------------------
+
+/// The stored pair a presented token belongs to, and which half it is.
+/// Tessera's token strings carry their kind, so `token_type_hint` is not
+/// needed (RFC 7009 §2.1 lets a server search beyond the hint).
+async fn lookup(
+    state: &AppState,
+    token: &TokenString,
+) -> Result<Option<(TokenRecord, TokenKind)>, OAuthError> {
+    let (record, kind) = if token.is_well_formed(TokenKind::Access) {
+        (
+            state.store.find_by_access(&token.hash()).await?,
+            TokenKind::Access,
+        )
+    } else if token.is_well_formed(TokenKind::Refresh) {
+        (
+            state.store.find_by_refresh(&token.hash()).await?,
+            TokenKind::Refresh,
+        )
+    } else {
+        (None, TokenKind::Access)
+    };
+    Ok(record.map(|r| (r, kind)))
+}
+
+/// `POST /oauth2/revoke` (RFC 7009). A token that matches nothing gets
+/// 200 (§2.2); a token issued to another client is refused with
+/// `unauthorized_client` and left alone (§2.1); otherwise the token's
+/// whole family is invalidated, as invalidation always is here.
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let form = Form::parse(&headers, &read_body(&state, body).await?)?;
+    let requester = authenticate_requester(&state, &headers, &form).await?;
+    let token = TokenString::from_presented(form.require("token")?);
+    let Some((record, kind)) = lookup(&state, &token).await? else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    if record.client != requester.client_ref() {
+        return Err(OAuthError::unauthorized_client(
+            "the token was not issued to this client",
+        ));
+    }
+    match kind {
+        TokenKind::Access => state.store.invalidate_access(&token.hash()).await?,
+        TokenKind::Refresh => state.store.invalidate_refresh(&token.hash()).await?,
+    };
+    tracing::info!(
+        target: "tessera::security",
+        event = "token_revoked",
+        client = %requester.name(),
+        family = %record.family_id,
+        "a token family was revoked through /oauth2/revoke"
+    );
+    Ok(StatusCode::OK.into_response())
+}
+
+fn seconds(ms: Millis) -> i64 {
+    ms.div_euclid(1000)
+}
+
+/// `POST /oauth2/introspect` (RFC 7662), open to every authenticated
+/// client. An access token is active while it authenticates; a refresh
+/// token while it can still be used for a first refresh.
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let form = Form::parse(&headers, &read_body(&state, body).await?)?;
+    authenticate_requester(&state, &headers, &form).await?;
+    let token = TokenString::from_presented(form.require("token")?);
+    let now = state.now();
+    let body = match lookup(&state, &token).await? {
+        Some((r, TokenKind::Access)) if r.access_usable(now) => {
+            active(&state, &r, "Bearer", r.access_expires_at)
+        }
+        Some((r, TokenKind::Refresh)) if r.refresh_unused(now) => {
+            let exp = r.refresh_expires_at.unwrap_or(r.access_expires_at);
+            active(&state, &r, "refresh_token", exp)
+        }
+        _ => json!({ "active": false }),
+    };
+    Ok(no_store_json(StatusCode::OK, body))
+}
+
+fn active(state: &AppState, r: &TokenRecord, token_type: &str, expires_at: Millis) -> Value {
+    let mut m = Map::new();
+    m.insert("active".into(), true.into());
+    if let Some(scope) = r.scope.as_ref().filter(|s| !s.is_empty()) {
+        m.insert("scope".into(), scope.join(" ").into());
+    }
+    m.insert("client_id".into(), r.client.username.clone().into());
+    m.insert("username".into(), r.subject.username.clone().into());
+    m.insert("token_type".into(), token_type.into());
+    m.insert("exp".into(), seconds(expires_at).into());
+    m.insert("iat".into(), seconds(r.created_at).into());
+    m.insert("sub".into(), r.subject.username.clone().into());
+    m.insert("iss".into(), state.settings.issuer.clone().into());
+    Value::Object(m)
+}
+
+// ---------------------------------------------------------------------
+// /oauth2/register
+// ---------------------------------------------------------------------
+
+/// A client as the registration endpoints show it (RFC 7591 §3.2.1); the
+/// secret only when it was just minted.
+pub fn client_json(client: &OAuthClientRecord, secret: Option<&str>) -> Value {
+    let m = &client.metadata;
+    let mut out = Map::new();
+    out.insert("client_id".into(), client.client_id.clone().into());
+    if let Some(secret) = secret {
+        out.insert("client_secret".into(), secret.into());
+    }
+    out.insert(
+        "client_id_issued_at".into(),
+        seconds(client.created_at).into(),
+    );
+    out.insert("client_secret_expires_at".into(), 0.into());
+    if let Some(name) = &m.client_name {
+        out.insert("client_name".into(), name.clone().into());
+    }
+    out.insert(
+        "grant_types".into(),
+        m.grant_types
+            .iter()
+            .map(|g| Value::from(g.as_str()))
+            .collect(),
+    );
+    if !m.scope.is_empty() {
+        out.insert("scope".into(), m.scope_text().into());
+    }
+    out.insert(
+        "token_endpoint_auth_method".into(),
+        m.token_endpoint_auth_method.as_str().into(),
+    );
+    Value::Object(out)
+}
+
+/// The registration body: a JSON object of client metadata. Members this
+/// server does not understand are ignored (RFC 7591 §2).
+async fn metadata_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Map<String, Value>, OAuthError> {
+    let bytes = read_body(state, body).await?;
+    match media_type(headers).as_deref() {
+        Some("application/json") => {}
+        Some(other) => {
+            return Err(OAuthError::invalid_request(format!(
+                "Content-Type [{other}] is not supported; send application/json"
+            )))
+        }
+        None => {
+            return Err(OAuthError::invalid_request(
+                "the request needs Content-Type application/json",
+            ))
+        }
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(OAuthError::invalid_request(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(OAuthError::invalid_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn metadata_from(map: &Map<String, Value>) -> Result<ClientMetadata, OAuthError> {
+    if map.contains_key("client_secret") {
+        return Err(OAuthError::invalid_client_metadata(
+            "[client_secret] is generated by the server; rotate it with POST /oauth2/register/{client_id}/_rotate_secret",
+        ));
+    }
+    let string = |name: &str| match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(OAuthError::invalid_client_metadata(format!(
+            "[{name}] must be a string"
+        ))),
+    };
+    let grant_types = match map.get("grant_types") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    OAuthError::invalid_client_metadata("[grant_types] must be an array of strings")
+                })?,
+        ),
+        Some(_) => {
+            return Err(OAuthError::invalid_client_metadata(
+                "[grant_types] must be an array of strings",
+            ))
+        }
+    };
+    ClientMetadata::from_input(MetadataInput {
+        client_name: string("client_name")?,
+        grant_types,
+        scope: string("scope")?,
+        token_endpoint_auth_method: string("token_endpoint_auth_method")?,
+    })
+    .map_err(OAuthError::invalid_client_metadata)
+}
+
+async fn require_admin(state: &AppState, admin: &Authentication) -> Result<(), Failure> {
+    auth::require(state, admin, Action::OAuthClientManage).await?;
+    Ok(())
+}
+
+/// `POST /oauth2/register` (RFC 7591 §3): 201 with the new client's id,
+/// its secret (shown only here and on rotation) and its metadata.
+pub async fn register(
+    State(state): State<AppState>,
+    Caller(admin): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    require_admin(&state, &admin).await?;
+    let map = metadata_body(&state, &headers, body).await?;
+    if map.contains_key("client_id") {
+        return Err(
+            OAuthError::invalid_client_metadata("[client_id] is assigned by the server").into(),
+        );
+    }
+    let metadata = metadata_from(&map)?;
+    let minted = oauth::mint_client(metadata, state.now());
+    state.store.put_oauth_client(&minted.record).await?;
+    tracing::info!(
+        target: "tessera::security",
+        event = "oauth_client_registered",
+        client_id = %minted.record.client_id,
+        by = %admin.username,
+        "an OAuth client was registered"
+    );
+    Ok(no_store_json(
+        StatusCode::CREATED,
+        client_json(&minted.record, Some(&minted.secret)),
+    ))
+}
+
+/// `GET /oauth2/register`: every client, oldest first (no secrets).
+pub async fn list_clients(
+    State(state): State<AppState>,
+    Caller(admin): Caller,
+) -> Result<Response, Failure> {
+    require_admin(&state, &admin).await?;
+    let clients: Vec<Value> = state
+        .store
+        .list_oauth_clients()
+        .await?
+        .iter()
+        .map(|c| client_json(c, None))
+        .collect();
+    Ok(Json(json!({ "clients": clients })).into_response())
+}
+
+/// `GET /oauth2/register/{client_id}`: the client's metadata (no secret).
+pub async fn get_client(
+    State(state): State<AppState>,
+    Caller(admin): Caller,
+    PathParam(client_id): PathParam,
+) -> Result<Response, Failure> {
+    require_admin(&state, &admin).await?;
+    match state.store.get_oauth_client(&client_id).await? {
+        Some(client) => Ok(Json(client_json(&client, None)).into_response()),
+        None => Err(OAuthError::client_not_found(&client_id).into()),
+    }
+}
+
+/// `PUT /oauth2/register/{client_id}`: replaces the metadata as a whole
+/// (RFC 7592 §2.2: omitted fields take their defaults); the secret stays.
+pub async fn update_client(
+    State(state): State<AppState>,
+    Caller(admin): Caller,
+    PathParam(client_id): PathParam,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    require_admin(&state, &admin).await?;
+    let Some(mut client) = state.store.get_oauth_client(&client_id).await? else {
+        return Err(OAuthError::client_not_found(&client_id).into());
+    };
+    let map = metadata_body(&state, &headers, body).await?;
+    match map.get("client_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(id)) if *id == client_id => {}
+        Some(_) => {
+            return Err(OAuthError::invalid_client_metadata(
+                "[client_id] does not match the client being updated",
+            )
+            .into())
+        }
+    }
+    client.metadata = metadata_from(&map)?;
+    if state.store.put_oauth_client(&client).await? {
+        // Deleted between the read and the write: an update must not
+        // bring it back.
+        state.store.delete_oauth_client(&client_id).await?;
+        return Err(OAuthError::client_not_found(&client_id).into());
+    }
+    Ok(Json(client_json(&client, None)).into_response())
+}
+
+/// `POST /oauth2/register/{client_id}/_rotate_secret`: a new secret,
+/// shown once; the old one stops working at once. Tokens already issued
+/// stay valid.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Caller(admin): Caller,
+    PathParam(client_id): PathParam,
+) -> Result<Response, Failure> {
+    require_admin(&state, &admin).await?;
+    let (secret, hash) = oauth::new_secret();
+    if !state
+        .store
+        .set_oauth_client_secret(&client_id, &hash)
+        .await?
+    {
+        return Err(OAuthError::client_not_found(&client_id).into());
+    }
+    let Some(client) = state.store.get_oauth_client(&client_id).await? else {
+        return Err(OAuthError::client_not_found(&client_id).into());
+    };
+    tracing::info!(
+        target: "tessera::security",
+        event = "oauth_client_secret_rotated",
+        client_id = %client_id,
+        by = %admin.username,
+        "an OAuth client's secret was rotated"
+    );
+    Ok(no_store_json(
+        StatusCode::OK,
+        client_json(&client, Some(&secret)),
+    ))
+}
+
+/// `DELETE /oauth2/register/{client_id}`: 204; every token issued to the
+/// client is invalidated with it (RFC 7592 §2.3).
+pub async fn delete_client(
+    State(state): State<AppState>,
+    Caller(admin): Caller,
+    PathParam(client_id): PathParam,
+) -> Result<Response, Failure> {
+    require_admin(&state, &admin).await?;
+    if !state.store.delete_oauth_client(&client_id).await? {
+        return Err(OAuthError::client_not_found(&client_id).into());
+    }
+    tracing::info!(
+        target: "tessera::security",
+        event = "oauth_client_deleted",
+        client_id = %client_id,
+        by = %admin.username,
+        "an OAuth client was deleted and its tokens invalidated"
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------
+// GET /.well-known/oauth-authorization-server
+// ---------------------------------------------------------------------
+
+/// RFC 8414 metadata: only what is true. There is no authorization
+/// endpoint, so no response types.
+pub async fn server_metadata(State(state): State<AppState>) -> Json<Value> {
+    let issuer = &state.settings.issuer;
+    let methods: Vec<&str> = AuthMethod::ALL.iter().map(|m| m.as_str()).collect();
+    Json(json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "registration_endpoint": format!("{issuer}/oauth2/register"),
+        "scopes_supported": [ADMIN_SCOPE],
+        "response_types_supported": [],
+        "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
+        "token_endpoint_auth_methods_supported": methods,
+        "revocation_endpoint_auth_methods_supported": methods,
+        "introspection_endpoint_auth_methods_supported": methods,
+    }))
+}

@@ -1,0 +1,251 @@
+//! The `tessera` binary as an operator runs it: configuration errors, the
+//! generated bootstrap password, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+
+use crate::support::*;
+
+/// The binary with no `TESSERA_*` variable inherited from the test's
+/// environment.
+fn tessera() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TESSERA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("TESSERA_LOG", "info").stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn invalid_setting_exits_non_zero_naming_it() {
+    let out = tessera()
+        .args(["serve", "--access-token-ttl", "2h"])
+        .output()
+        .expect("running tessera");
+    assert!(!out.status.success(), "{:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("access_token_ttl"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = tessera()
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("TESSERA_ACCESS_TOKEN_TTL", "2h")
+        .output()
+        .expect("running tessera");
+    assert!(!out.status.success(), "{:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("access_token_ttl"), "{stderr}");
+    assert!(stderr.contains("[2h]"), "{stderr}");
+    // It stopped before touching the data directory.
+    assert!(!dir.path().join("tessera.db").exists());
+}
+
+/// A port that was free a moment ago (the binary does not report the port
+/// it bound, so the test picks one). It is taken from below Linux's
+/// ephemeral range so that no `127.0.0.1:0` bind or outgoing connection
+/// elsewhere in this process can grab it in between.
+fn free_port() -> u16 {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    (0..2000u64)
+        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
+/// A running child with its stderr being collected line by line.
+struct Node {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    reader: JoinHandle<()>,
+    seen: Vec<String>,
+    base: String,
+}
+
+impl Node {
+    fn spawn(data_dir: &Path) -> Node {
+        let port = free_port();
+        let mut child = tessera()
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tessera");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Node {
+            child,
+            lines,
+            reader,
+            seen: Vec::new(),
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Collects stderr until `done` holds for what was seen, or fails.
+    fn read_until(&mut self, deadline: Instant, done: impl Fn(&[String]) -> bool) {
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "tessera did not print what was expected; stderr so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Polls readiness until the node answers (or fails the test).
+    fn wait_ready(&mut self) {
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{}/_tessera/ready", self.base)).send() {
+                if r.status().as_u16() == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.drain();
+                panic!(
+                    "tessera exited early with {status}:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tessera did not become ready:\n{}",
+                self.seen.join("\n")
+            );
+            // Between two polls of the condition.
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    /// SIGTERM, then the exit status and everything the node printed.
+    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("tessera did not exit after SIGTERM");
+            }
+            // Between two polls of the exit status.
+            thread::sleep(Duration::from_millis(20));
+        };
+        let Node {
+            reader,
+            lines,
+            mut seen,
+            ..
+        } = self;
+        reader.join().unwrap();
+        seen.extend(lines.try_iter());
+        (status, seen)
+    }
+}
+
+fn generated_password(lines: &[String]) -> Option<String> {
+    let at = lines
+        .iter()
+        .position(|l| l.contains("with the generated password"))?;
+    lines[at + 1..]
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty())
+        .map(str::to_owned)
+}
+
+#[test]
+fn generated_bootstrap_password_is_printed_once_and_sigterm_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+
+    let mut node = Node::spawn(dir.path());
+    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
+        generated_password(seen).is_some()
+    });
+    let password = generated_password(&node.seen).unwrap();
+    assert!(password.len() >= 20, "{password:?}");
+    node.wait_ready();
+    let base = node.base.clone();
+    let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
+        .basic(ADMIN, &password)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["username"], ADMIN);
+    assert_eq!(r.body["roles"], serde_json::json!(["superuser"]));
+    let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
+        .basic(ADMIN, "wrong-password")
+        .send();
+    assert_eq!(r.status, 401, "{}", r.text);
+    let (status, lines) = node.terminate();
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+    let shown = lines.iter().filter(|l| l.contains(&password)).count();
+    assert_eq!(
+        shown,
+        1,
+        "the password is printed exactly once:\n{}",
+        lines.join("\n")
+    );
+
+    // Second start on the same data directory: no new password.
+    let mut node = Node::spawn(dir.path());
+    node.wait_ready();
+    let base = node.base.clone();
+    let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
+        .basic(ADMIN, &password)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (status, lines) = node.terminate();
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+    assert!(generated_password(&lines).is_none(), "{}", lines.join("\n"));
+    assert!(
+        !lines.iter().any(|l| l.contains(&password)),
+        "{}",
+        lines.join("\n")
+    );
+}

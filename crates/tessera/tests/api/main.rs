@@ -1,0 +1,15 @@
+//! Integration tests of the core API: every test starts a real Tessera node
+//! in-process (real SQLite file, real HTTP on an ephemeral port) and talks
+//! to it with blocking HTTP clients, as Elasticsearch clients would.
+
+mod support;
+
+mod authenticate;
+mod binary;
+mod hostile;
+mod lifecycle;
+mod protocol;
+mod refresh_race;
+mod roles;
+mod tokens;
+mod users;
