@@ -236,14 +236,16 @@ fn concurrent_refreshes_by_a_different_client_all_fail_the_same_way() {
 /// outlive the invalidation (README, "Refresh-token families").
 #[test]
 fn refreshes_racing_an_invalidation_never_leave_a_live_successor() {
-    const RACE_TRIALS: usize = 40;
+    // One invalidating thread against three refreshing ones, 500 times.
+    const RACE_TRIALS: usize = 500;
+    const RACERS: usize = 4;
     let srv = TestServer::start();
     srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
     srv.put_user(RACER, TEST_PW, &["refresher"]);
     let tokens = fresh_tokens(&srv, RACE_TRIALS);
-    let barrier = Arc::new(Barrier::new(THREADS));
+    let barrier = Arc::new(Barrier::new(RACERS));
     let tokens = Arc::new(tokens);
-    let handles: Vec<_> = (0..THREADS)
+    let handles: Vec<_> = (0..RACERS)
         .map(|n| {
             let (barrier, tokens, base) = (
                 Arc::clone(&barrier),
