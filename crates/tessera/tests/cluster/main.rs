@@ -1,0 +1,30 @@
+//! Scale-out tests: several real `tessera` processes (the binary Cargo
+//! built, `CARGO_BIN_EXE_tessera`) share one PostgreSQL database, and
+//! clients spread their requests over them as a load balancer would.
+//!
+//! The PostgreSQL server is named by `TESSERA_TEST_POSTGRES_URL`
+//! (`eval "$(bash .ci/postgres.sh start)"` runs a throw-away one). Without
+//! it the tests print why they skip and pass, except when `CI` is set,
+//! where they fail. Every test creates a database of its own
+//! (`tessera_cluster_<random>`) and drops it afterwards, so the tests run
+//! in parallel. The nodes log at `warn` (plus the line saying where they
+//! listen) into their temporary folders, and a failing test prints the end
+//! of each node's log; set `CLUSTER_TEST_NODE_LOG` (a `TESSERA_LOG`
+//! filter) to see more.
+//!
+//! - `multi_node`: concurrent refreshes of one token spread over three
+//!   nodes agree, and what one node answered is at once true on the others.
+//! - `crash`: a node killed with SIGKILL in the middle of a stream of
+//!   refreshes loses nothing and never lets a refresh token rotate twice.
+//! - `restart`: a rolling restart (SIGTERM, then a replacement node) under
+//!   a stream of refreshes fails no request.
+//! - `outage`: a node whose database goes away answers 503 quickly and
+//!   recovers by itself.
+
+mod support;
+
+mod crash;
+mod multi_node;
+mod outage;
+mod proxy;
+mod restart;
