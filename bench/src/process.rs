@@ -1,0 +1,332 @@
+//! The processes under test: Tessera itself and the ceiling server, each a
+//! child of the bench process, stopped with SIGTERM when done.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::client::{Conn, Req};
+
+/// The password of `elastic`, created by the server's bootstrap.
+pub const BOOTSTRAP_PASSWORD: &str = "bench-elastic-password";
+
+/// A port that was free a moment ago: bind port 0, read it, let it go.
+pub fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot reserve a local port")?;
+    Ok(listener.local_addr()?)
+}
+
+pub struct ChildServer {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ChildServer {
+    /// Starts `tessera serve` on `data_dir` (embedded SQLite unless `store`).
+    pub fn tessera(
+        bin: &Path,
+        data_dir: &Path,
+        store: Option<&str>,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let addr = free_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(data_dir);
+        if let Some(store) = store {
+            cmd.arg("--store").arg(store);
+        }
+        cmd.env("TESSERA_BOOTSTRAP_PASSWORD", BOOTSTRAP_PASSWORD)
+            .env_remove("TESSERA_CONFIG")
+            .env_remove("TESSERA_LISTEN")
+            .env_remove("TESSERA_DATA_DIR")
+            .env_remove("TESSERA_STORE");
+        Self::spawn("tessera", cmd, addr, log)
+    }
+
+    /// Starts the ceiling server: this same binary, `ceiling` subcommand.
+    pub fn ceiling(body_bytes: usize, log: PathBuf) -> anyhow::Result<Self> {
+        let addr = free_port()?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("ceiling")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--body-bytes")
+            .arg(body_bytes.to_string());
+        Self::spawn("ceiling", cmd, addr, log)
+    }
+
+    fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        addr: SocketAddr,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))?;
+        Ok(Self {
+            name,
+            addr,
+            child: Some(child),
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// Waits (at most `limit`) until `GET path` answers 200.
+    pub async fn wait_ready(&mut self, path: &'static str, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "{} exited during start-up ({status}); its output:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if let Ok(mut conn) = Conn::open(self.addr).await {
+                if let Ok((status, _)) = conn.send(&Req::get(path, None)).await {
+                    if status.is_success() {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} did not become ready on {} within {limit:?}; its output:\n{}",
+                    self.name,
+                    self.addr,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last lines of the process's output.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// SIGTERM (through `kill`), then wait; SIGKILL if it does not end in 30 s.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    return child.wait().ok();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Resident and peak memory of a process, in kB, from /proc/PID/status.
+pub fn memory_kb(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((
+        status_field(&status, "VmRSS")?,
+        status_field(&status, "VmHWM")?,
+    ))
+}
+
+pub fn status_field(status: &str, name: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Locates the `tessera` binary next to this executable. When launched by
+/// `cargo run`, first has cargo build it with the same profile and target
+/// directory: `cargo run -p tessera-bench` builds only this package's binary,
+/// and measuring a stale server would be worse than a short no-op build.
+pub fn tessera_binary(build: bool) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate this executable")?;
+    let dir = exe
+        .parent()
+        .context("this executable has no directory")?
+        .to_owned();
+    let bin = dir.join("tessera");
+    let profile = dir
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    if profile != "release" {
+        eprintln!("!!! WARNING: tessera-bench runs from a `{profile}` build; figures are meaningless unless built with --release");
+    }
+    if build {
+        if let Ok(cargo) = std::env::var("CARGO") {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .context("no workspace")?;
+            let target_dir = dir.parent().context("no target directory")?;
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(workspace)
+                .args(["build", "--quiet", "-p", "tessera", "--target-dir"])
+                .arg(target_dir);
+            match profile.as_str() {
+                "debug" => {}
+                "release" => {
+                    cmd.arg("--release");
+                }
+                other => {
+                    cmd.args(["--profile", other]);
+                }
+            }
+            eprintln!("==> making sure the tessera binary is up to date (cargo build -p tessera, {profile})");
+            let status = cmd.status().context("cannot run cargo")?;
+            if !status.success() {
+                bail!("building the tessera binary failed ({status})");
+            }
+        }
+    }
+    if !bin.is_file() {
+        bail!(
+            "no tessera binary at {}; build it with `cargo build --release -p tessera -p tessera-bench`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// CPU time of the whole machine and of the processes under measurement,
+/// in clock ticks: to tell how much of the machine *other* work took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSnapshot {
+    machine_busy: u64,
+    machine_total: u64,
+    ours: u64,
+}
+
+impl CpuSnapshot {
+    /// `pids`: the processes under measurement (this one is always counted).
+    pub fn take(pids: &[u32]) -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let (machine_busy, machine_total) = machine_ticks(stat.lines().next()?)?;
+        let mut ours = process_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+        for pid in pids {
+            ours += std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| process_ticks(&s))
+                .unwrap_or(0);
+        }
+        Some(Self {
+            machine_busy,
+            machine_total,
+            ours,
+        })
+    }
+
+    /// Share of the machine's CPU capacity used by other processes since `earlier`.
+    pub fn others_share_since(&self, earlier: &Self) -> Option<f64> {
+        let total = self.machine_total.checked_sub(earlier.machine_total)?;
+        let busy = self.machine_busy.checked_sub(earlier.machine_busy)?;
+        let ours = self.ours.checked_sub(earlier.ours)?;
+        (total > 0).then(|| busy.saturating_sub(ours) as f64 / total as f64)
+    }
+}
+
+/// Busy and total ticks from the aggregate `cpu` line of /proc/stat.
+pub fn machine_ticks(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal. Interrupt time is left
+    // out of "busy": it is not charged to any process, and much of it is the
+    // loopback traffic of the benchmark itself. Steal (other virtual
+    // machines) counts as someone else's work.
+    let [user, nice, system, idle, iowait, irq, softirq, steal] =
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|i| v.get(i).copied().unwrap_or(0));
+    let busy = user + nice + system + steal;
+    Some((busy, busy + idle + iowait + irq + softirq))
+}
+
+/// utime + stime of a process from its /proc/PID/stat line.
+pub fn process_ticks(stat: &str) -> Option<u64> {
+    // The command name is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the line; utime and stime are 14 and 15.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_ticks() {
+        let line = "cpu  100 5 50 800 20 3 2 0 0 0";
+        assert_eq!(machine_ticks(line), Some((155, 980)));
+        let stat =
+            "1234 (tessera serve) S 1 1234 1234 0 -1 4194560 1 0 0 0 70 30 0 0 20 0 4 0 1 1 1";
+        assert_eq!(process_ticks(stat), Some(100));
+        let a = CpuSnapshot {
+            machine_busy: 100,
+            machine_total: 1000,
+            ours: 50,
+        };
+        let b = CpuSnapshot {
+            machine_busy: 1100,
+            machine_total: 3000,
+            ours: 850,
+        };
+        assert_eq!(b.others_share_since(&a), Some(0.1));
+    }
+
+    #[test]
+    fn reads_proc_status_fields() {
+        let text = "Name:\ttessera\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\n";
+        assert_eq!(status_field(text, "VmRSS"), Some(20480));
+        assert_eq!(status_field(text, "VmHWM"), Some(40960));
+        assert_eq!(status_field(text, "VmSwap"), None);
+    }
+}
