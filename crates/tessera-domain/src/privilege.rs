@@ -107,7 +107,8 @@ impl Action {
 pub struct RoleDescriptor {
     #[serde(default)]
     pub cluster: Vec<String>,
-    #[serde(default)]
+    /// Elasticsearch also accepts `index` for this field.
+    #[serde(default, alias = "index")]
     pub indices: Vec<Value>,
     #[serde(default)]
     pub applications: Vec<Value>,

@@ -142,7 +142,8 @@ async fn verify_cached(state: &AppState, user: &UserRecord, password: &str) -> b
         Zeroizing::new(password.to_owned()),
         user.password_hash.clone(),
     );
-    let verified = tokio::task::spawn_blocking(move || user::verify_password(&owned, &hash))
+    let verified = state
+        .hash_blocking(move || user::verify_password(&owned, &hash))
         .await
         .unwrap_or(false);
     if verified {

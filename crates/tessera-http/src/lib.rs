@@ -91,6 +91,8 @@ pub struct Inner {
     pub settings: Settings,
     pub credentials: CredentialCache,
     pub metrics: Metrics,
+    /// Bounds concurrent password hashing (see [`AppState::hash_blocking`]).
+    hashing: tokio::sync::Semaphore,
     render_metrics: Option<MetricsRender>,
 }
 
@@ -112,8 +114,21 @@ impl AppState {
             settings,
             credentials: CredentialCache::default(),
             metrics: Metrics,
+            hashing: tokio::sync::Semaphore::new(hashing_slots()),
             render_metrics,
         }))
+    }
+
+    /// Runs CPU-heavy password hashing or verification on a blocking thread,
+    /// a few at a time: each argon2id computation holds 19 MiB, so a burst of
+    /// first logins must queue rather than take memory without bound.
+    /// `None` if the computation panicked.
+    pub async fn hash_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let _permit = self.hashing.acquire().await.ok()?;
+        tokio::task::spawn_blocking(f).await.ok()
     }
 
     /// Wall-clock time in milliseconds.
@@ -123,6 +138,11 @@ impl AppState {
             .map(millis)
             .unwrap_or_default()
     }
+}
+
+/// Two concurrent hashes per core keeps the cores busy and memory bounded.
+fn hashing_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
 /// Domain counters, exported through the `metrics` facade.

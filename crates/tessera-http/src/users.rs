@@ -32,6 +32,7 @@ pub struct PutUserRequest {
 
 /// Validates a new password or a supplied hash and returns the hash to store.
 async fn password_hash_from(
+    state: &AppState,
     password: Option<Zeroizing<String>>,
     hash: Option<String>,
 ) -> ApiResult<Option<String>> {
@@ -41,9 +42,10 @@ async fn password_hash_from(
         ])),
         (Some(pw), None) => {
             user::validate_password(&pw).map_err(|m| ApiError::validation(&[m]))?;
-            let hashed = tokio::task::spawn_blocking(move || user::hash_password(&pw))
+            let hashed = state
+                .hash_blocking(move || user::hash_password(&pw))
                 .await
-                .map_err(|_| {
+                .ok_or_else(|| {
                     ApiError::es(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "exception",
@@ -97,7 +99,7 @@ pub async fn put_user(
         }
     }
     auth::require(&state, &caller, Action::UserPut).await?;
-    let password_hash = password_hash_from(req.password, req.password_hash).await?;
+    let password_hash = password_hash_from(&state, req.password, req.password_hash).await?;
     let created = state
         .store
         .put_user(UserUpsert {
@@ -209,7 +211,7 @@ async fn change_password_of(
     if !own {
         auth::require(&state, &caller, Action::UserChangePassword).await?;
     }
-    let hash = password_hash_from(req.password, req.password_hash)
+    let hash = password_hash_from(&state, req.password, req.password_hash)
         .await?
         .expect("one of them is present");
     if !state.store.set_password(&username, &hash).await? {

@@ -36,7 +36,10 @@ use tessera_store::{
 
 use writer::Writer;
 
-const READ_POOL_MAX_IDLE: usize = 8;
+/// Read connections kept open between reads. Enough for every request a
+/// busy node has in flight, so connections (and their page caches) are
+/// reused instead of reopened.
+const READ_POOL_MAX_IDLE: usize = 64;
 
 pub struct SqliteStore {
     writer: Writer,

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod api_keys;
 mod authenticate;
 mod binary;
 mod hostile;
