@@ -15,7 +15,7 @@ use tessera_domain::Authentication;
 use tessera_store::{ApiKeyFilter, NameMatch};
 
 use crate::auth::{self, Caller};
-use crate::body::{JsonBody, OptionalJsonBody};
+use crate::body::{reserved_metadata_key, JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
 use crate::AppState;
@@ -54,16 +54,7 @@ pub async fn create(
     if let Err(m) = api_key::validate_name(&name) {
         errors.push(m);
     }
-    if let Some(k) = req
-        .metadata
-        .iter()
-        .flat_map(|m| m.keys())
-        .find(|k| k.starts_with('_'))
-    {
-        errors.push(format!(
-            "metadata keys may not start with [_] (found [{k}])"
-        ));
-    }
+    errors.extend(reserved_metadata_key(req.metadata.as_ref()));
     if !errors.is_empty() {
         return Err(ApiError::validation(&errors));
     }

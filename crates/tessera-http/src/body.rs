@@ -94,3 +94,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     serde_json::from_str(text)
         .map_err(|e| ApiError::parse(format!("failed to parse request body: {e}")))
 }
+
+/// Elasticsearch reserves metadata keys that start with `_` (for users, roles
+/// and API keys alike); the validation message for the first one found.
+pub fn reserved_metadata_key(
+    metadata: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Option<String> {
+    metadata
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .find(|k| k.starts_with('_'))
+        .map(|k| format!("metadata keys may not start with [_] (found [{k}])"))
+}

@@ -12,7 +12,7 @@ use tessera_store::UserUpsert;
 use zeroize::Zeroizing;
 
 use crate::auth::{self, Caller};
-use crate::body::{JsonBody, OptionalJsonBody};
+use crate::body::{reserved_metadata_key, JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
 use crate::AppState;
@@ -78,16 +78,7 @@ pub async fn put_user(
     if req.roles.is_none() {
         errors.push("roles are missing".to_string());
     }
-    if let Some(k) = req
-        .metadata
-        .iter()
-        .flat_map(|m| m.keys())
-        .find(|k| k.starts_with('_'))
-    {
-        errors.push(format!(
-            "metadata keys may not start with [_] (found [{k}])"
-        ));
-    }
+    errors.extend(reserved_metadata_key(req.metadata.as_ref()));
     if !errors.is_empty() {
         return Err(ApiError::validation(&errors));
     }
