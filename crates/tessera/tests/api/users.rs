@@ -196,6 +196,17 @@ fn put_user_validation() {
     let r = put_user_body(
         &srv,
         "joe",
+        json!({ "password": TEST_PW, "roles": [], "metadata": { "ok": 1, "_reserved": 2 } }),
+    );
+    assert_es_error(
+        &r,
+        400,
+        "action_request_validation_exception",
+        "Validation Failed: 1: metadata keys may not start with [_] (found [_reserved]);",
+    );
+    let r = put_user_body(
+        &srv,
+        "joe",
         json!({ "username": "joey", "password": TEST_PW, "roles": [] }),
     );
     assert_eq!(r.status, 400, "{}", r.text);
