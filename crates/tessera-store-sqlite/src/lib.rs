@@ -43,6 +43,7 @@ const READ_POOL_MAX_IDLE: usize = 64;
 
 pub struct SqliteStore {
     writer: Writer,
+    stop_checkpointer: Arc<std::sync::atomic::AtomicBool>,
     readers: Arc<ReadPool>,
 }
 
@@ -57,8 +58,11 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(unavailable)?;
         schema::prepare_writer(&conn).map_err(internal)?;
         let writer = Writer::spawn(conn);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        spawn_checkpointer(path.to_owned(), Arc::clone(&stop))?;
         Ok(Self {
             writer,
+            stop_checkpointer: stop,
             readers: Arc::new(ReadPool {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
@@ -89,6 +93,33 @@ impl SqliteStore {
     {
         self.writer.run(f).await
     }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_checkpointer
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Copies committed WAL pages into the database file every 100 ms, on its
+/// own connection. `PASSIVE` never blocks the writer or readers, so commits
+/// only pay for appending to the WAL and its fsync. Durability does not
+/// depend on this: a commit is durable once its WAL frames are synced.
+fn spawn_checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) -> StoreResult<()> {
+    let conn = Connection::open(&path).map_err(unavailable)?;
+    std::thread::Builder::new()
+        .name("tessera-sqlite-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Internal(format!("spawning the checkpointer: {e}")))?;
+    Ok(())
 }
 
 impl ReadPool {

@@ -83,6 +83,12 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("tokens", "scope", "TEXT")];
 pub fn prepare_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Checkpoints run on their own thread (`spawn_checkpointer`), not inside
+    // the writer's commits. The writer checkpoints itself only if the WAL
+    // passes 8192 pages (32 MiB) anyway, which bounds the WAL when the
+    // background thread cannot keep up; the file is then cut back to 64 MiB.
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
