@@ -8,6 +8,8 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use tracing::Instrument;
+
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -27,20 +29,19 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("vnd.elasticsearch+json"))
     });
+    // Everything the handler logs carries the method and the matched route
+    // (never the URI's query or any header).
     let span = tracing::info_span!("request", %method, %route);
-    let _entered = span.enter();
-    drop(_entered);
-
-    let mut response =
-        match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
-            Ok(r) => r,
-            Err(_) => ApiError::es(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout_exception",
-                "the request took longer than the configured request timeout",
-            )
-            .into_response(),
-        };
+    let handled = tokio::time::timeout(state.settings.request_timeout, next.run(req));
+    let mut response = match handled.instrument(span).await {
+        Ok(r) => r,
+        Err(_) => ApiError::es(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout_exception",
+            "the request took longer than the configured request timeout",
+        )
+        .into_response(),
+    };
 
     let headers = response.headers_mut();
     headers.insert(
