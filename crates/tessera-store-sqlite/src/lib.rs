@@ -45,6 +45,8 @@ pub struct SqliteStore {
     writer: Writer,
     stop_checkpointer: Arc<std::sync::atomic::AtomicBool>,
     readers: Arc<ReadPool>,
+    /// Known to be true once a token was issued (the marker never goes away).
+    tokens_issued: std::sync::atomic::AtomicBool,
 }
 
 struct ReadPool {
@@ -63,6 +65,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             stop_checkpointer: stop,
+            tokens_issued: std::sync::atomic::AtomicBool::new(false),
             readers: Arc::new(ReadPool {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
@@ -75,10 +78,19 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        self.read_store(move |conn| f(conn).map_err(internal)).await
+    }
+
+    /// Runs `f` on a pooled read connection on a blocking thread.
+    async fn read_store<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
         let pool = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
-            let result = f(&conn).map_err(internal);
+            let result = f(&conn);
             pool.give_back(conn);
             result
         })
@@ -303,10 +315,15 @@ fn insert_token_row(conn: &Connection, record: &TokenRecord) -> StoreResult<()> 
         ])
     })
     .map_err(internal)?;
+    Ok(())
+}
+
+/// Records, once for the database, that tokens were ever issued.
+fn mark_tokens_issued(conn: &Connection) -> StoreResult<()> {
     conn.prepare_cached("INSERT OR IGNORE INTO meta (key, value) VALUES ('tokens_issued', '1')")
         .and_then(|mut stmt| stmt.execute([]))
-        .map_err(internal)?;
-    Ok(())
+        .map(|_| ())
+        .map_err(internal)
 }
 
 /// Runs a refresh inside the writer's transaction. The writer is the only
@@ -569,7 +586,22 @@ impl Store for SqliteStore {
 
     async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()> {
         let record = record.clone();
-        self.write(move |c| insert_token_row(c, &record)).await
+        // The marker is written with the first token only; it is never
+        // removed, so once this store knows it is there it skips the write.
+        let mark = !self
+            .tokens_issued
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.write(move |c| {
+            insert_token_row(c, &record)?;
+            if mark {
+                mark_tokens_issued(c)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.tokens_issued
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
@@ -654,14 +686,26 @@ impl Store for SqliteStore {
     }
 
     async fn tokens_ever_issued(&self) -> StoreResult<bool> {
-        self.read(|c| {
-            c.query_row("SELECT 1 FROM meta WHERE key = 'tokens_issued'", [], |_| {
-                Ok(())
+        if self
+            .tokens_issued
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(true);
+        }
+        let issued = self
+            .read(|c| {
+                c.query_row("SELECT 1 FROM meta WHERE key = 'tokens_issued'", [], |_| {
+                    Ok(())
+                })
+                .optional()
+                .map(|o| o.is_some())
             })
-            .optional()
-            .map(|o| o.is_some())
-        })
-        .await
+            .await?;
+        if issued {
+            self.tokens_issued
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(issued)
     }
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
@@ -728,15 +772,8 @@ impl Store for SqliteStore {
 
     async fn find_api_keys(&self, filter: &ApiKeyFilter) -> StoreResult<Vec<ApiKeyRecord>> {
         let filter = filter.clone();
-        let pool = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || {
-            let conn = pool.take()?;
-            let result = select_api_keys(&conn, &filter);
-            pool.give_back(conn);
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+        self.read_store(move |conn| select_api_keys(conn, &filter))
+            .await
     }
 
     async fn invalidate_api_keys(
