@@ -16,6 +16,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc for the load generator and the ceiling, so the comparison with Tessera is like for like: fewer cycles per allocation than glibc's
+/// malloc and no per-thread arena growth under the blocking pool.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

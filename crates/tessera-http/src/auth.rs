@@ -3,7 +3,7 @@
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Uri};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
@@ -28,8 +28,8 @@ impl FromRequestParts<AppState> for Caller {
         let uri = parts
             .extensions
             .get::<OriginalUri>()
-            .map_or_else(|| parts.uri.to_string(), |u| u.0.to_string());
-        authenticate(state, &parts.headers, &uri).await.map(Caller)
+            .map_or(&parts.uri, |u| &u.0);
+        authenticate(state, &parts.headers, uri).await.map(Caller)
     }
 }
 
@@ -53,7 +53,7 @@ const SCOPE_EXEMPT_PATH: &str = "/_security/_authenticate";
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-    uri: &str,
+    uri: &Uri,
 ) -> ApiResult<Authentication> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(missing_credentials(uri));
@@ -71,8 +71,7 @@ pub async fn authenticate(
         authenticate_password(state, &creds, &what).await
     } else if scheme.eq_ignore_ascii_case("bearer") {
         let record = authenticate_bearer(state, rest).await?;
-        let path = uri.split(['?', '#']).next().unwrap_or(uri);
-        if path != SCOPE_EXEMPT_PATH && !oauth::scope_allows_admin(record.scope.as_deref()) {
+        if uri.path() != SCOPE_EXEMPT_PATH && !oauth::scope_allows_admin(record.scope.as_deref()) {
             return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
         }
         Ok(record.subject)
@@ -83,7 +82,7 @@ pub async fn authenticate(
     }
 }
 
-fn missing_credentials(uri: &str) -> ApiError {
+fn missing_credentials(uri: &Uri) -> ApiError {
     ApiError::unauthenticated(format!(
         "missing authentication credentials for REST request [{uri}]"
     ))

@@ -24,15 +24,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::json;
 use tessera_domain::refresh::RefreshPolicy;
 use tessera_domain::time::millis;
-use tessera_domain::Millis;
+use tessera_domain::{Authentication, Millis};
 use tessera_store::Store;
 
 use crate::auth::Caller;
 use crate::credentials::CredentialCache;
-use crate::error::ApiResult;
 
 /// The HTTP layer's settings (validated by the binary before they get here).
 #[derive(Debug, Clone)]
@@ -257,8 +256,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn authenticate(Caller(who): Caller) -> ApiResult<Json<Value>> {
-    Ok(Json(serde_json::to_value(who).expect("serialisable")))
+async fn authenticate(Caller(who): Caller) -> Json<Authentication> {
+    Json(who)
 }
 
 /// Ready only when the store answers a read and a write.

@@ -1,6 +1,8 @@
 //! What wraps every request: a deadline, Elasticsearch's response headers,
 //! metrics by matched route, and the 404/405 answers.
 
+use std::collections::HashMap;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -8,6 +10,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 use crate::error::ApiError;
@@ -17,11 +20,8 @@ const COMPATIBLE_MEDIA_TYPE: &str = "application/vnd.elasticsearch+json;compatib
 
 pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = req.method().clone();
     let wants_compatible = [header::ACCEPT, header::CONTENT_TYPE].iter().any(|h| {
         req.headers()
@@ -59,12 +59,64 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
         );
     }
 
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("tessera_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status)
-        .increment(1);
-    metrics::histogram!("tessera_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let handles = route_metrics(route, &method, response.status());
+    handles.requests.increment(1);
+    handles.duration.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The metric handles of one (route, method, status): registered on first
+/// use, so a request neither allocates label strings nor builds a key.
+#[derive(Clone)]
+struct RouteMetrics {
+    requests: Counter,
+    duration: Histogram,
+}
+
+type RouteTable = HashMap<String, HashMap<(Method, StatusCode), RouteMetrics>>;
+
+fn route_metrics(route: &str, method: &Method, status: StatusCode) -> RouteMetrics {
+    static TABLE: OnceLock<RwLock<RouteTable>> = OnceLock::new();
+    let table = TABLE.get_or_init(Default::default);
+    // Extension methods share one label, so clients cannot mint series.
+    let method = match *method {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS
+        | Method::PATCH => method.clone(),
+        _ => Method::from_bytes(b"OTHER").expect("a valid method token"),
+    };
+    let key = (method.clone(), status);
+    if let Some(found) = table
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(route)
+        .and_then(|by_status| by_status.get(&key))
+    {
+        return found.clone();
+    }
+    let handles = RouteMetrics {
+        requests: metrics::counter!(
+            "tessera_http_requests_total",
+            "route" => route.to_owned(),
+            "method" => method.to_string(),
+            "status" => status.as_u16().to_string()
+        ),
+        duration: metrics::histogram!(
+            "tessera_http_request_duration_seconds",
+            "route" => route.to_owned()
+        ),
+    };
+    table
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(route.to_owned())
+        .or_default()
+        .insert(key, handles.clone());
+    handles
 }
 
 pub async fn no_route(method: Method, uri: Uri) -> ApiError {

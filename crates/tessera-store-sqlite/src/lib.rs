@@ -12,6 +12,7 @@
 //! WAL mode a read sees every transaction committed before it began, so any
 //! write that has been answered is visible to every later read.
 
+mod cache;
 mod schema;
 mod writer;
 
@@ -34,7 +35,8 @@ use tessera_store::{
     UserUpsert,
 };
 
-use writer::Writer;
+use cache::{Coherence, ReadCache, Serving};
+use writer::{WriteKind, Writer};
 
 /// Read connections kept open between reads. Enough for every request a
 /// busy node has in flight, so connections (and their page caches) are
@@ -47,6 +49,9 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
     /// Known to be true once a token was issued (the marker never goes away).
     tokens_issued: std::sync::atomic::AtomicBool,
+    /// The read cache of the serving process (see `cache`); `None` elsewhere.
+    cache: Option<Arc<ReadCache>>,
+    _serving: Option<Serving>,
 }
 
 struct ReadPool {
@@ -55,11 +60,44 @@ struct ReadPool {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and applies the schema.
+    /// Opens (creating if needed) the database at `path` and applies the
+    /// schema, for a process that does not serve it (the CLI, tools, tests):
+    /// no read cache, and its revoking writes are announced to the serving
+    /// process, if one runs (see `cache`).
     pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = Self::open_writer(path)?;
+        let coherence = Coherence::Guest {
+            lock_path: cache::lock_path(path),
+            lease: cache::lease_address(path)?,
+        };
+        Self::assemble(path, conn, coherence, None, None)
+    }
+
+    /// Opens the database for the one process that serves it: takes the
+    /// exclusive lock (a second server on the same file is refused) and
+    /// keeps a read cache for the authentication path that is never stale.
+    pub fn open_serving(path: &Path) -> StoreResult<Self> {
+        let conn = Self::open_writer(path)?;
+        let cache = cache::new_cache();
+        let serving = Serving::start(path, Arc::clone(&cache))?;
+        let coherence = Coherence::Owner(Arc::clone(&cache));
+        Self::assemble(path, conn, coherence, Some(cache), Some(serving))
+    }
+
+    fn open_writer(path: &Path) -> StoreResult<Connection> {
         let conn = Connection::open(path).map_err(unavailable)?;
         schema::prepare_writer(&conn).map_err(internal)?;
-        let writer = Writer::spawn(conn);
+        Ok(conn)
+    }
+
+    fn assemble(
+        path: &Path,
+        conn: Connection,
+        coherence: Coherence,
+        cache: Option<Arc<ReadCache>>,
+        serving: Option<Serving>,
+    ) -> StoreResult<Self> {
+        let writer = Writer::spawn(conn, coherence);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         spawn_checkpointer(path.to_owned(), Arc::clone(&stop))?;
         Ok(Self {
@@ -70,6 +108,8 @@ impl SqliteStore {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
             }),
+            cache,
+            _serving: serving,
         })
     }
 
@@ -98,12 +138,75 @@ impl SqliteStore {
         .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
     }
 
+    /// Runs `f` in the writer's transaction as a revoking write: one that
+    /// may change or remove existing rows (the safe default).
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.run(f).await
+        self.writer.run(WriteKind::Revoking, f).await
+    }
+
+    /// Runs `f` in the writer's transaction; `f` only inserts new rows, or
+    /// changes nothing the read cache holds.
+    async fn write_insert<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.run(WriteKind::Insert, f).await
+    }
+
+    /// `lookup` through `table` of the read cache, when this process has one.
+    async fn cached<K, V, Fut>(
+        &self,
+        table: impl Fn(&ReadCache) -> &cache::Table<K, V>,
+        key: K,
+        lookup: impl FnOnce(K) -> Fut,
+    ) -> StoreResult<Option<V>>
+    where
+        K: Eq + std::hash::Hash + Clone,
+        V: Clone,
+        Fut: std::future::Future<Output = StoreResult<Option<V>>>,
+    {
+        let Some(cache) = &self.cache else {
+            return lookup(key).await;
+        };
+        if let Some(hit) = table(cache).get(cache, &key) {
+            return Ok(Some(hit));
+        }
+        let read_at = cache.stable();
+        let found = lookup(key.clone()).await?;
+        if let (Some(read_at), Some(value)) = (read_at, &found) {
+            table(cache).put(cache, read_at, key, value.clone());
+        }
+        Ok(found)
+    }
+
+    async fn read_roles(&self, names: &[String]) -> StoreResult<Vec<(String, RoleDescriptor)>> {
+        let names = names.to_vec();
+        let rows = self
+            .read(move |c| {
+                let mut stmt =
+                    c.prepare_cached("SELECT name, descriptor FROM roles WHERE name = ?1")?;
+                let mut out = Vec::new();
+                for n in &names {
+                    if let Some(row) = stmt
+                        .query_row([n], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                        })
+                        .optional()?
+                    {
+                        out.push(row);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(n, d)| Ok((n, codec::from_json(&d)?)))
+            .collect()
     }
 }
 
@@ -433,21 +536,27 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
             .await?;
-        self.write(|_| Ok(())).await
+        self.write_insert(|_| Ok(())).await
     }
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let username = username.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE username = ?1"
-            ))?
-            .query_row([username], user_row)
-            .optional()
-        })
-        .await?
-        .map(UserRow::into_record)
-        .transpose()
+        self.cached(
+            |c| &c.users,
+            username.to_owned(),
+            |username| async move {
+                self.read(move |c| {
+                    c.prepare_cached(&format!(
+                        "SELECT {USER_COLUMNS} FROM users WHERE username = ?1"
+                    ))?
+                    .query_row([username], user_row)
+                    .optional()
+                })
+                .await?
+                .map(UserRow::into_record)
+                .transpose()
+            },
+        )
+        .await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
@@ -550,28 +659,27 @@ impl Store for SqliteStore {
     }
 
     async fn get_roles(&self, names: &[String]) -> StoreResult<Vec<(String, RoleDescriptor)>> {
-        let names = names.to_vec();
-        let rows = self
-            .read(move |c| {
-                let mut stmt =
-                    c.prepare_cached("SELECT name, descriptor FROM roles WHERE name = ?1")?;
-                let mut out = Vec::new();
-                for n in &names {
-                    if let Some(row) = stmt
-                        .query_row([n], |r| {
-                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                        })
-                        .optional()?
-                    {
-                        out.push(row);
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(n, d)| Ok((n, codec::from_json(&d)?)))
-            .collect()
+        // From the cache only when every role is there (absent roles are
+        // never cached).
+        if let Some(cache) = &self.cache {
+            let hits: Option<Vec<_>> = names
+                .iter()
+                .map(|n| cache.roles.get(cache, n.as_str()).map(|d| (n.clone(), d)))
+                .collect();
+            if let Some(hits) = hits {
+                return Ok(hits);
+            }
+        }
+        let read_at = self.cache.as_ref().and_then(|c| c.stable());
+        let found = self.read_roles(names).await?;
+        if let (Some(cache), Some(read_at)) = (&self.cache, read_at) {
+            for (name, descriptor) in &found {
+                cache
+                    .roles
+                    .put(cache, read_at, name.clone(), descriptor.clone());
+            }
+        }
+        Ok(found)
     }
 
     async fn delete_role(&self, name: &str) -> StoreResult<bool> {
@@ -591,7 +699,7 @@ impl Store for SqliteStore {
         let mark = !self
             .tokens_issued
             .load(std::sync::atomic::Ordering::Acquire);
-        self.write(move |c| {
+        self.write_insert(move |c| {
             insert_token_row(c, &record)?;
             if mark {
                 mark_tokens_issued(c)?;
@@ -605,17 +713,23 @@ impl Store for SqliteStore {
     }
 
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
-        let hash = *hash;
-        let row = self
-            .read(move |c| {
-                c.prepare_cached(&format!(
-                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = ?1"
-                ))?
-                .query_row([hash.0.as_slice()], token_row)
-                .optional()
-            })
-            .await?;
-        row.map(TokenRow::into_record).transpose()
+        self.cached(
+            |c| &c.tokens,
+            *hash,
+            |hash| async move {
+                let row = self
+                    .read(move |c| {
+                        c.prepare_cached(&format!(
+                            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = ?1"
+                        ))?
+                        .query_row([hash.0.as_slice()], token_row)
+                        .optional()
+                    })
+                    .await?;
+                row.map(TokenRow::into_record).transpose()
+            },
+        )
+        .await
     }
 
     async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
@@ -731,7 +845,7 @@ impl Store for SqliteStore {
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
         let r = ApiKeyRow::from_record(key)?;
-        self.write(move |c| {
+        self.write_insert(move |c| {
             c.prepare_cached(&format!(
                 "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))
@@ -757,17 +871,23 @@ impl Store for SqliteStore {
     }
 
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
-            ))?
-            .query_row([id], api_key_row)
-            .optional()
-        })
-        .await?
-        .map(ApiKeyRow::into_record)
-        .transpose()
+        self.cached(
+            |c| &c.api_keys,
+            id.to_owned(),
+            |id| async move {
+                self.read(move |c| {
+                    c.prepare_cached(&format!(
+                        "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
+                    ))?
+                    .query_row([id], api_key_row)
+                    .optional()
+                })
+                .await?
+                .map(ApiKeyRow::into_record)
+                .transpose()
+            },
+        )
+        .await
     }
 
     async fn find_api_keys(&self, filter: &ApiKeyFilter) -> StoreResult<Vec<ApiKeyRecord>> {
@@ -801,7 +921,7 @@ impl Store for SqliteStore {
 
     async fn put_oauth_client(&self, client: &OAuthClientRecord) -> StoreResult<bool> {
         let r = OAuthClientRow::from_record(client)?;
-        self.write(move |c| {
+        self.write_insert(move |c| {
             let existed = c
                 .prepare_cached("SELECT 1 FROM oauth_clients WHERE client_id = ?1")
                 .and_then(|mut stmt| stmt.query_row([&r.client_id], |_| Ok(())).optional())
@@ -865,7 +985,7 @@ impl Store for SqliteStore {
         secret_hash: &[u8; 32],
     ) -> StoreResult<bool> {
         let (id, hash) = (client_id.to_owned(), secret_hash.to_vec());
-        self.write(move |c| {
+        self.write_insert(move |c| {
             c.execute(
                 "UPDATE oauth_clients SET secret_hash = ?2 WHERE client_id = ?1",
                 params![id, hash],
@@ -999,9 +1119,26 @@ mod tests {
         }
     }
 
-    /// The one conformance suite, run against a real SQLite file.
+    /// The one conformance suite, run against a real SQLite file: as the
+    /// serving process opens it (with the read cache) and as any other
+    /// process does.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        tessera_store::conformance::run(|| {
+            n += 1;
+            let path = dir.path().join(format!("store-{n}.db"));
+            async move {
+                std::sync::Arc::new(SqliteStore::open_serving(&path).unwrap())
+                    as std::sync::Arc<dyn Store>
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance_without_serving() {
         let dir = tempfile::tempdir().unwrap();
         let mut n = 0;
         tessera_store::conformance::run(|| {
@@ -1012,5 +1149,120 @@ mod tests {
             }
         })
         .await;
+    }
+
+    /// The serving process caches; another process (here another store on
+    /// the same file) invalidates: once that returned, the serving process
+    /// never answers from its old entry. Many trials, with readers racing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writes_by_other_processes_reach_the_serving_cache() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let server = Arc::new(SqliteStore::open_serving(&path).unwrap());
+        let cli = SqliteStore::open(&path).unwrap();
+        let s = tessera_store::conformance::subject("shared");
+        for trial in 0..100 {
+            let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+            // Inserted by either side; both are plain inserts.
+            if trial % 2 == 0 {
+                cli.insert_token(&record).await.unwrap();
+            } else {
+                server.insert_token(&record).await.unwrap();
+            }
+            let hash = pair.access.hash();
+            for _ in 0..2 {
+                let found = server.find_by_access(&hash).await.unwrap().unwrap();
+                assert!(!found.access_invalidated);
+            }
+            let returned = Arc::new(AtomicBool::new(false));
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (server, returned) = (Arc::clone(&server), Arc::clone(&returned));
+                    tokio::spawn(async move {
+                        let mut after = 0;
+                        while after < 3 {
+                            let started_after = returned.load(Ordering::SeqCst);
+                            let found = server.find_by_access(&hash).await.unwrap().unwrap();
+                            if started_after {
+                                assert!(found.access_invalidated, "trial {trial}: stale read");
+                                after += 1;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            assert_eq!(
+                cli.invalidate_access(&hash).await.unwrap(),
+                InvalidateOne::Invalidated
+            );
+            returned.store(true, Ordering::SeqCst);
+            for r in readers {
+                r.await.unwrap();
+            }
+        }
+        // Users too: a password changed elsewhere is what the server reads.
+        let upsert = |hash: &str| UserUpsert {
+            username: "u".into(),
+            password_hash: Some(hash.into()),
+            roles: vec![],
+            full_name: None,
+            email: None,
+            metadata: Default::default(),
+            enabled: true,
+        };
+        server.put_user(upsert("h1")).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                server.get_user("u").await.unwrap().unwrap().password_hash,
+                "h1"
+            );
+        }
+        cli.set_password("u", "h2").await.unwrap();
+        assert_eq!(
+            server.get_user("u").await.unwrap().unwrap().password_hash,
+            "h2"
+        );
+    }
+
+    /// One serving process per database file; the next may start once it
+    /// has gone, and a process that dies mid-lease ends its lease.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_serving_process_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.db");
+        let first = SqliteStore::open_serving(&path).unwrap();
+        let Err(e) = SqliteStore::open_serving(&path) else {
+            panic!("a second serving store opened the same file");
+        };
+        assert!(e.to_string().contains("another tessera server"), "{e}");
+        drop(first);
+        let second = SqliteStore::open_serving(&path).unwrap();
+
+        // A guest that takes a lease and vanishes (its socket closes).
+        let cache = second.cache.clone().unwrap();
+        let lease = cache::lease_address(&path).unwrap();
+        let stable = cache.stable().unwrap();
+        let mut stream = std::os::unix::net::UnixStream::connect_addr(&lease).unwrap();
+        let mut granted = [0u8; 1];
+        std::io::Read::read_exact(&mut stream, &mut granted).unwrap();
+        assert_eq!(
+            cache.stable(),
+            None,
+            "nothing is served from the cache during a lease"
+        );
+        drop(stream);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while cache.stable().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lease never ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            cache.stable().unwrap() > stable,
+            "the ended lease moved the generation"
+        );
     }
 }

@@ -7,6 +7,8 @@ use rusqlite::Connection;
 use tessera_store::{StoreError, StoreResult};
 use tokio::sync::oneshot;
 
+use crate::cache::Coherence;
+
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 256;
 
@@ -16,22 +18,30 @@ const MAX_BATCH: usize = 256;
 type Job =
     Box<dyn FnOnce(Result<&Connection, &str>) -> Box<dyn FnOnce(Result<(), String>) + Send> + Send>;
 
+/// Whether a job may change or remove existing rows (see `cache`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Only inserts new rows (or touches nothing the read cache holds).
+    Insert,
+    Revoking,
+}
+
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<(WriteKind, Job)>,
 }
 
 impl Writer {
-    pub fn spawn(conn: Connection) -> Self {
-        let (jobs, rx) = mpsc::channel::<Job>();
+    pub fn spawn(conn: Connection, coherence: Coherence) -> Self {
+        let (jobs, rx) = mpsc::channel::<(WriteKind, Job)>();
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, coherence, rx))
             .expect("spawning the writer thread");
         Self { jobs }
     }
 
     /// Runs `f` in the writer's transaction; resolves after the commit.
-    pub async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    pub async fn run<T, F>(&self, kind: WriteKind, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -54,7 +64,7 @@ impl Writer {
             })
         });
         self.jobs
-            .send(job)
+            .send((kind, job))
             .map_err(|_| StoreError::Internal("the writer thread has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Internal("the writer thread dropped a job".into()))?
@@ -83,7 +93,7 @@ fn in_savepoint<T>(
     result
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn run(conn: Connection, coherence: Coherence, rx: mpsc::Receiver<(WriteKind, Job)>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -92,23 +102,48 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let revoking = batch.iter().any(|(kind, _)| *kind == WriteKind::Revoking);
+        let announced = if revoking {
+            match coherence.begin() {
+                Ok(announced) => Some(announced),
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::error!(error = %reason, "could not announce a write to the serving process");
+                    for (_, job) in batch {
+                        job(Err(&reason))(Ok(()));
+                    }
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let committed = if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let reason = e.to_string();
             tracing::error!(error = %reason, "could not begin a write transaction");
-            for job in batch {
+            for (_, job) in batch {
                 // Answer without running: nothing was written.
                 job(Err(&reason))(Ok(()));
             }
-            continue;
-        }
-        let continuations: Vec<_> = batch.into_iter().map(|job| job(Ok(&conn))).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!(error = %e, "a write transaction failed to commit");
-            e.to_string()
-        });
-        for deliver in continuations {
-            deliver(committed.clone());
+            None
+        } else {
+            let continuations: Vec<_> = batch.into_iter().map(|(_, job)| job(Ok(&conn))).collect();
+            let outcome = conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                tracing::error!(error = %e, "a write transaction failed to commit");
+                e.to_string()
+            });
+            Some((continuations, outcome))
+        };
+        // The serving process's cache must see the write end before anyone
+        // hears of the write. If it cannot confirm, the jobs fail (their
+        // effects may be committed; every write here can be retried).
+        let ended = announced.map_or(Ok(()), |a| a.end().map_err(|e| e.to_string()));
+        if let Some((continuations, outcome)) = committed {
+            let outcome = outcome.and(ended);
+            for deliver in continuations {
+                deliver(outcome.clone());
+            }
         }
     }
 }

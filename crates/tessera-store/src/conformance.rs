@@ -57,6 +57,8 @@ where
     refresh_races_invalidate_refresh(fresh().await).await;
     refresh_races_invalidate_by_user(fresh().await).await;
     refresh_races_client_deletion(fresh().await).await;
+    reads_follow_every_change(fresh().await).await;
+    reads_race_invalidation(fresh().await).await;
 }
 
 pub fn subject(username: &str) -> Authentication {
@@ -1160,4 +1162,147 @@ async fn oauth_clients(store: DynStore) {
         .map(|c| c.client_id)
         .collect();
     assert_eq!(left, [b.client_id.clone()]);
+}
+
+/// What the authentication path reads (a token by its access hash, a user,
+/// roles, an API key), read repeatedly (so a backend that caches has it
+/// cached), then changed: the next read shows the change.
+async fn reads_follow_every_change(store: DynStore) {
+    async fn twice<T, F, Fut>(f: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        f().await;
+        f().await
+    }
+
+    // Tokens: invalidation, by hash, by user and by family.
+    let (_, pair) = issue(&store, "cached", T0).await;
+    let access = pair.access.hash();
+    let read = || async { store.find_by_access(&access).await.unwrap().unwrap() };
+    assert!(!twice(read).await.access_invalidated);
+    store.invalidate_access(&access).await.unwrap();
+    assert!(read().await.access_invalidated);
+
+    let (_, pair) = issue(&store, "cached-user", T0).await;
+    let access = pair.access.hash();
+    let read = || async { store.find_by_access(&access).await.unwrap().unwrap() };
+    assert!(!twice(read).await.access_invalidated);
+    store
+        .invalidate_matching(Some("cached-user"), None, T0)
+        .await
+        .unwrap();
+    assert!(read().await.access_invalidated);
+
+    let (record, pair) = issue(&store, "cached-family", T0).await;
+    let access = pair.access.hash();
+    let read = || async { store.find_by_access(&access).await.unwrap().unwrap() };
+    assert!(twice(read).await.refreshed.is_none());
+    let rt = pair.refresh.unwrap();
+    store
+        .refresh(request(&rt, &record.client, T0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        read().await.refreshed.is_some(),
+        "a refresh is visible through the access hash"
+    );
+    store.invalidate_refresh(&rt.hash()).await.unwrap();
+    assert!(read().await.access_invalidated);
+
+    // Users: password, enabled, roles, deletion.
+    store.put_user(user("carl", Some("h1"))).await.unwrap();
+    let read = || async { store.get_user("carl").await.unwrap() };
+    assert_eq!(twice(read).await.unwrap().password_hash, "h1");
+    store.set_password("carl", "h2").await.unwrap();
+    assert_eq!(read().await.unwrap().password_hash, "h2");
+    store.set_enabled("carl", false).await.unwrap();
+    assert!(!read().await.unwrap().enabled);
+    let mut changed = user("carl", None);
+    changed.roles = vec!["other".into()];
+    store.put_user(changed).await.unwrap();
+    assert_eq!(read().await.unwrap().roles, vec!["other".to_string()]);
+    store.delete_user("carl").await.unwrap();
+    assert!(read().await.is_none());
+
+    // Roles: change and deletion.
+    let names = vec!["cached-role".to_string()];
+    let role = |cluster: &str| -> RoleDescriptor {
+        serde_json::from_value(serde_json::json!({ "cluster": [cluster] })).unwrap()
+    };
+    store.put_role("cached-role", &role("all")).await.unwrap();
+    let read = || async { store.get_roles(&names).await.unwrap() };
+    assert_eq!(twice(read).await[0].1.cluster, vec!["all".to_string()]);
+    store
+        .put_role("cached-role", &role("manage_token"))
+        .await
+        .unwrap();
+    assert_eq!(read().await[0].1.cluster, vec!["manage_token".to_string()]);
+    store.delete_role("cached-role").await.unwrap();
+    assert!(read().await.is_empty());
+
+    // API keys: invalidation.
+    let k = key("dana", "cached-key", T0);
+    store.insert_api_key(&k).await.unwrap();
+    let read = || async { store.get_api_key(&k.id).await.unwrap().unwrap() };
+    assert!(twice(read).await.invalidated_at.is_none());
+    store
+        .invalidate_api_keys(
+            &ApiKeyFilter {
+                ids: Some(vec![k.id.clone()]),
+                ..Default::default()
+            },
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert!(read().await.invalidated_at.is_some());
+}
+
+/// Readers hammer one access token while it is invalidated: once the
+/// invalidation has returned, no read that starts afterwards sees the token
+/// alive, however the reads interleaved with the write.
+async fn reads_race_invalidation(store: DynStore) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for _ in 0..60 {
+        let (_, pair) = issue(&store, "raced", T0).await;
+        let access = pair.access.hash();
+        assert!(
+            !store
+                .find_by_access(&access)
+                .await
+                .unwrap()
+                .unwrap()
+                .access_invalidated
+        );
+        let returned = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, returned) = (Arc::clone(&store), Arc::clone(&returned));
+                tokio::spawn(async move {
+                    let mut after = 0;
+                    // Keep reading until a few reads started after the return.
+                    while after < 5 {
+                        let started_after = returned.load(Ordering::SeqCst);
+                        let found = store.find_by_access(&access).await.unwrap().unwrap();
+                        if started_after {
+                            assert!(
+                                found.access_invalidated,
+                                "a read that started after the invalidation returned saw the token alive"
+                            );
+                            after += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        store.invalidate_access(&access).await.unwrap();
+        returned.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.await.unwrap();
+        }
+    }
 }

@@ -112,7 +112,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<Value> {
         | ClientCommand::Delete { store, .. } => store.clone(),
     };
     let config = Config::resolve(store_args)?;
-    let store = server::open_store(&config).await?;
+    let store = server::open_store(&config, false).await?;
     Ok(match command {
         ClientCommand::Create { metadata: m, .. } => {
             let metadata = metadata(MetadataInput {

@@ -3,6 +3,11 @@ use tessera::clients::{self, ClientCommand};
 use tessera::config::{Config, ServeArgs};
 use tessera::server;
 
+/// mimalloc for the server: fewer cycles per allocation than glibc's
+/// malloc and no per-thread arena growth under the blocking pool.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tessera: an authentication token service that speaks the Elasticsearch
 /// security API.
 #[derive(Parser)]

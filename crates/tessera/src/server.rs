@@ -44,7 +44,10 @@ impl Running {
     }
 }
 
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the configured store. `serving` is true for the server, which on
+/// the embedded store takes the database for itself and caches what
+/// authentication reads; other commands open it as guests.
+pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dyn Store>> {
     match &config.store {
         StoreLocation::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -52,7 +55,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                     format!("cannot create the data directory {}", parent.display())
                 })?;
             }
-            let store = SqliteStore::open(path)
+            let open = if serving {
+                SqliteStore::open_serving
+            } else {
+                SqliteStore::open
+            };
+            let store = open(path)
                 .with_context(|| format!("cannot open the store at {}", path.display()))?;
             Ok(Arc::new(store))
         }
@@ -81,7 +89,19 @@ fn metrics_handle() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).ok().map(|()| handle)
+            metrics::set_global_recorder(recorder).ok()?;
+            // Histogram samples pile up in the recorder until they are
+            // folded into their summaries: by a scrape, or by this upkeep.
+            // Without it a server nobody scrapes grows without bound.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .ok()?;
+            Some(handle)
         })
         .clone()
 }
@@ -169,7 +189,7 @@ pub async fn start(
     config: Config,
     stop_on: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
-    let store = open_store(&config).await?;
+    let store = open_store(&config, true).await?;
     bootstrap(store.as_ref(), config.bootstrap_password.as_deref()).await?;
     let listener = TcpListener::bind(config.listen)
         .await
