@@ -13,6 +13,7 @@
 //! write that has been answered is visible to every later read.
 
 mod cache;
+mod pairs;
 mod schema;
 mod writer;
 
@@ -26,8 +27,7 @@ use tessera_domain::refresh::{self, Decision, Denied};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
 use tessera_store::codec::{
-    self, ApiKeyRow, OAuthClientRow, TokenRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS,
-    TOKEN_COLUMNS, USER_COLUMNS,
+    self, ApiKeyRow, OAuthClientRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS, USER_COLUMNS,
 };
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne,
@@ -42,6 +42,8 @@ use writer::{WriteKind, Writer};
 /// busy node has in flight, so connections (and their page caches) are
 /// reused instead of reopened.
 const READ_POOL_MAX_IDLE: usize = 64;
+
+pub use pairs::bulk_insert;
 
 pub struct SqliteStore {
     writer: Writer,
@@ -86,7 +88,7 @@ impl SqliteStore {
 
     fn open_writer(path: &Path) -> StoreResult<Connection> {
         let conn = Connection::open(path).map_err(unavailable)?;
-        schema::prepare_writer(&conn).map_err(internal)?;
+        schema::prepare_writer(&conn)?;
         Ok(conn)
     }
 
@@ -267,30 +269,6 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok(TokenRow {
-        id: row.get(0)?,
-        access_hash: row.get(1)?,
-        refresh_hash: row.get(2)?,
-        family_id: row.get(3)?,
-        generation: row.get(4)?,
-        username: row.get(5)?,
-        realm: row.get(6)?,
-        subject: row.get(7)?,
-        client: row.get(8)?,
-        created_at: row.get(9)?,
-        access_expires_at: row.get(10)?,
-        refresh_expires_at: row.get(11)?,
-        access_invalidated: row.get(12)?,
-        refresh_invalidated: row.get(13)?,
-        refreshed_at: row.get(14)?,
-        successor_id: row.get(15)?,
-        sealed_successor: row.get(16)?,
-        purge_after: row.get(17)?,
-        scope: row.get(18)?,
-    })
-}
-
 fn oauth_client_row(row: &Row<'_>) -> rusqlite::Result<OAuthClientRow> {
     Ok(OAuthClientRow {
         client_id: row.get(0)?,
@@ -376,51 +354,6 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
-fn token_where(
-    conn: &Connection,
-    clause: &str,
-    key: &dyn rusqlite::ToSql,
-) -> StoreResult<Option<TokenRecord>> {
-    let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE {clause}");
-    conn.prepare_cached(&sql)
-        .and_then(|mut stmt| stmt.query_row([key], token_row).optional())
-        .map_err(internal)?
-        .map(TokenRow::into_record)
-        .transpose()
-}
-
-fn insert_token_row(conn: &Connection, record: &TokenRecord) -> StoreResult<()> {
-    let r = TokenRow::from_record(record)?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-    ))
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            r.id,
-            r.access_hash,
-            r.refresh_hash,
-            r.family_id,
-            r.generation,
-            r.username,
-            r.realm,
-            r.subject,
-            r.client,
-            r.created_at,
-            r.access_expires_at,
-            r.refresh_expires_at,
-            r.access_invalidated,
-            r.refresh_invalidated,
-            r.refreshed_at,
-            r.successor_id,
-            r.sealed_successor,
-            r.purge_after,
-            r.scope,
-        ])
-    })
-    .map_err(internal)?;
-    Ok(())
-}
-
 /// Records, once for the database, that tokens were ever issued.
 fn mark_tokens_issued(conn: &Connection) -> StoreResult<()> {
     conn.prepare_cached("INSERT OR IGNORE INTO meta (key, value) VALUES ('tokens_issued', '1')")
@@ -434,7 +367,7 @@ fn mark_tokens_issued(conn: &Connection) -> StoreResult<()> {
 /// update below.
 fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<RefreshOutcome> {
     let hash = req.refresh_token.hash();
-    let Some(record) = token_where(conn, "refresh_hash = ?1", &hash.0.as_slice())? else {
+    let Some((seq, record)) = pairs::find(conn, pairs::Half::Refresh, &hash)? else {
         return Ok(Err(Denied::reject(refresh::RefreshError::NotFound)));
     };
     match refresh::decide(
@@ -445,8 +378,10 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
         req.policy,
     ) {
         Decision::Deny(denied) => deny(conn, &record.family_id, denied),
-        Decision::Replay { successor_id, pair } => {
-            let successor = token_where(conn, "id = ?1", &successor_id)?;
+        Decision::Replay { pair, .. } => {
+            // The successor is the pair whose access token the sealed pair holds.
+            let successor =
+                pairs::find(conn, pairs::Half::Access, &pair.access.hash())?.map(|(_, r)| r);
             match refresh::judge_replay(successor.as_ref(), req.now, req.policy) {
                 Ok(()) => Ok(Ok(RefreshGranted {
                     pair,
@@ -462,18 +397,8 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
             refreshed,
             pair,
         } => {
-            insert_token_row(conn, &successor)?;
-            conn.prepare_cached(
-                "UPDATE tokens SET refreshed_at = ?2, successor_id = ?3, sealed_successor = ?4 WHERE id = ?1 AND refreshed_at IS NULL",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![record.id, refreshed.at, refreshed.successor_id, refreshed.sealed_successor])
-            })
-            .map_err(internal)
-            .and_then(|n| match n {
-                1 => Ok(()),
-                _ => Err(StoreError::Internal("refreshed record changed under the writer".into())),
-            })?;
+            pairs::insert(conn, &successor)?;
+            pairs::mark_refreshed(conn, seq, &refreshed)?;
             Ok(Ok(RefreshGranted {
                 pair,
                 subject: record.subject,
@@ -487,43 +412,22 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
 /// Refuses a refresh, first revoking the family when the denial asks for it.
 fn deny(conn: &Connection, family_id: &str, denied: Denied) -> StoreResult<RefreshOutcome> {
     if denied.revoke_family {
-        revoke_family(conn, family_id)?;
+        pairs::revoke_family(conn, family_id)?;
     }
     Ok(Err(denied))
-}
-
-/// Invalidates both halves of every pair in a family.
-fn revoke_family(conn: &Connection, family_id: &str) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE tokens SET access_invalidated = 1, refresh_invalidated = (refresh_hash IS NOT NULL)
-         WHERE family_id = ?1",
-    )
-    .and_then(|mut stmt| stmt.execute([family_id]))
-    .map(|_| ())
-    .map_err(internal)
 }
 
 /// Invalidation is final for the whole family: the named token's state
 /// decides the answer, every member is invalidated.
 fn invalidate_one(
     conn: &Connection,
-    column: &str,
-    flag: &str,
+    half: pairs::Half,
     hash: &TokenHash,
 ) -> StoreResult<InvalidateOne> {
-    let current: Option<(bool, String)> = conn
-        .prepare_cached(&format!(
-            "SELECT {flag}, family_id FROM tokens WHERE {column} = ?1"
-        ))
-        .and_then(|mut stmt| {
-            stmt.query_row([hash.0.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(internal)?;
-    let Some((already, family_id)) = current else {
+    let Some((already, family_id)) = pairs::invalidation_state(conn, half, hash)? else {
         return Ok(InvalidateOne::NotFound);
     };
-    revoke_family(conn, &family_id)?;
+    pairs::revoke_family(conn, &family_id)?;
     Ok(if already {
         InvalidateOne::AlreadyInvalidated
     } else {
@@ -700,7 +604,7 @@ impl Store for SqliteStore {
             .tokens_issued
             .load(std::sync::atomic::Ordering::Acquire);
         self.write_insert(move |c| {
-            insert_token_row(c, &record)?;
+            pairs::insert(c, &record)?;
             if mark {
                 mark_tokens_issued(c)?;
             }
@@ -717,16 +621,10 @@ impl Store for SqliteStore {
             |c| &c.tokens,
             *hash,
             |hash| async move {
-                let row = self
-                    .read(move |c| {
-                        c.prepare_cached(&format!(
-                            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = ?1"
-                        ))?
-                        .query_row([hash.0.as_slice()], token_row)
-                        .optional()
-                    })
-                    .await?;
-                row.map(TokenRow::into_record).transpose()
+                self.read_store(move |c| {
+                    Ok(pairs::find(c, pairs::Half::Access, &hash)?.map(|(_, r)| r))
+                })
+                .await
             },
         )
         .await
@@ -734,16 +632,8 @@ impl Store for SqliteStore {
 
     async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
         let hash = *hash;
-        let row = self
-            .read(move |c| {
-                c.prepare_cached(&format!(
-                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE refresh_hash = ?1"
-                ))?
-                .query_row([hash.0.as_slice()], token_row)
-                .optional()
-            })
-            .await?;
-        row.map(TokenRow::into_record).transpose()
+        self.read_store(move |c| Ok(pairs::find(c, pairs::Half::Refresh, &hash)?.map(|(_, r)| r)))
+            .await
     }
 
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
@@ -752,13 +642,13 @@ impl Store for SqliteStore {
 
     async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
         let hash = *hash;
-        self.write(move |c| invalidate_one(c, "access_hash", "access_invalidated", &hash))
+        self.write(move |c| invalidate_one(c, pairs::Half::Access, &hash))
             .await
     }
 
     async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
         let hash = *hash;
-        self.write(move |c| invalidate_one(c, "refresh_hash", "refresh_invalidated", &hash))
+        self.write(move |c| invalidate_one(c, pairs::Half::Refresh, &hash))
             .await
     }
 
@@ -771,28 +661,10 @@ impl Store for SqliteStore {
         let (username, realm) = (username.map(str::to_owned), realm.map(str::to_owned));
         self.write(move |c| {
             let mut counts = InvalidateCounts::default();
-            let mut select = c
-                .prepare_cached(
-                    "SELECT id, refresh_hash IS NOT NULL, refresh_invalidated, access_invalidated FROM tokens
-                     WHERE (?1 IS NULL OR username = ?1) AND (?2 IS NULL OR realm = ?2)
-                       AND ((access_invalidated = 0 AND access_expires_at > ?3)
-                         OR (refresh_hash IS NOT NULL AND refresh_invalidated = 0 AND refresh_expires_at > ?3))",
-                )
-                .map_err(internal)?;
-            let rows = select
-                .query_map(params![username, realm, now], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, bool>(2)?, r.get::<_, bool>(3)?))
-                })
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(internal)?;
-            let mut update = c
-                .prepare_cached(
-                    "UPDATE tokens SET access_invalidated = 1, refresh_invalidated = (refresh_hash IS NOT NULL) WHERE id = ?1",
-                )
-                .map_err(internal)?;
-            for (id, has_refresh, refresh_was, access_was) in rows {
+            let live = pairs::live_pairs_matching(c, username.as_deref(), realm.as_deref(), now)?;
+            for (seq, has_refresh, refresh_was, access_was) in live {
                 codec::count_invalidation(&mut counts, has_refresh, refresh_was, access_was);
-                update.execute([id]).map_err(internal)?;
+                pairs::invalidate_pair(c, seq)?;
             }
             Ok(counts)
         })
@@ -824,12 +696,7 @@ impl Store for SqliteStore {
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
         self.write(move |c| {
-            let tokens = c
-                .execute(
-                    "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE purge_after <= ?1 LIMIT ?2)",
-                    params![now, limit],
-                )
-                .map_err(internal)?;
+            let tokens = pairs::purge(c, now, limit)?;
             let keys = c
                 .execute(
                     "DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys
@@ -1006,21 +873,14 @@ impl Store for SqliteStore {
             if deleted == 0 {
                 return Ok(false);
             }
-            c.execute(
-                "UPDATE tokens SET access_invalidated = 1, refresh_invalidated = (refresh_hash IS NOT NULL)
-                 WHERE client = ?1",
-                [client_column],
-            )
-            .map_err(internal)?;
+            pairs::invalidate_client(c, &client_column)?;
             Ok(true)
         })
         .await
     }
 
     async fn count_tokens(&self) -> StoreResult<u64> {
-        self.read(|c| c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|n| n as u64)
+        self.read(pairs::count).await.map(|n| n as u64)
     }
 }
 
@@ -1055,37 +915,102 @@ fn upsert_user(c: &Connection, user: &UserUpsert) -> StoreResult<bool> {
 mod tests {
     use super::*;
 
-    /// A database created before tokens had a scope (and before OAuth
-    /// clients) gets the column and the table at open, keeps its rows, and
-    /// reads them as unrestricted.
+    /// The first released schema: one `tokens` table with every column of
+    /// a pair inline, before tokens had a scope and before OAuth clients.
+    const FIRST_SCHEMA: &str = "
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
+            roles TEXT NOT NULL, full_name TEXT, email TEXT, metadata TEXT NOT NULL,
+            enabled INTEGER NOT NULL);
+        CREATE TABLE roles (name TEXT PRIMARY KEY, descriptor TEXT NOT NULL);
+        CREATE TABLE tokens (id TEXT PRIMARY KEY, access_hash BLOB NOT NULL UNIQUE,
+            refresh_hash BLOB UNIQUE, family_id TEXT NOT NULL, generation INTEGER NOT NULL,
+            username TEXT NOT NULL, realm TEXT NOT NULL, subject TEXT NOT NULL,
+            client TEXT NOT NULL, created_at INTEGER NOT NULL,
+            access_expires_at INTEGER NOT NULL, refresh_expires_at INTEGER,
+            access_invalidated INTEGER NOT NULL, refresh_invalidated INTEGER NOT NULL,
+            refreshed_at INTEGER, successor_id TEXT, sealed_successor BLOB,
+            purge_after INTEGER NOT NULL);
+        CREATE INDEX tokens_by_username ON tokens (username);
+        CREATE INDEX tokens_by_family ON tokens (family_id);";
+
+    /// A database of the first release (one `tokens` table, no scope, no
+    /// OAuth clients) is upgraded at open: its pairs move to the current
+    /// layout unchanged (a refreshed one included), still refresh and
+    /// replay, and read as unrestricted.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn databases_from_before_oauth_are_upgraded_in_place() {
+    async fn databases_from_the_first_release_are_upgraded_in_place() {
+        use tessera_domain::refresh::RefreshPolicy;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let s = tessera_store::conformance::subject("old");
         let (old, old_pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+        let (mut refreshed, refreshed_pair) =
+            TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+        let policy = RefreshPolicy {
+            access_ttl_ms: 60_000,
+            window_ms: 30_000,
+            reuse_revokes_family: true,
+        };
+        let rt = refreshed_pair.refresh.clone().unwrap();
+        let tessera_domain::refresh::Decision::Rotate {
+            successor,
+            refreshed: done,
+            pair: successor_pair,
+        } = tessera_domain::refresh::decide(&refreshed, &rt, &refreshed.client, 2_000, policy)
+        else {
+            panic!("a fresh pair rotates");
+        };
+        refreshed.refreshed = Some(done);
         {
             let conn = Connection::open(&path).unwrap();
-            // The schema as released before OAuth.
-            let old_schema = schema::SCHEMA_FOR_TESTS
-                .split("CREATE TABLE IF NOT EXISTS oauth_clients")
-                .next()
+            conn.execute_batch(FIRST_SCHEMA).unwrap();
+            for record in [&old, &refreshed, &*successor] {
+                let r = tessera_store::codec::TokenRow::from_record(record).unwrap();
+                conn.execute(
+                    "INSERT INTO tokens VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                    params![
+                        r.id, r.access_hash, r.refresh_hash, r.family_id, r.generation, r.username,
+                        r.realm, r.subject, r.client, r.created_at, r.access_expires_at,
+                        r.refresh_expires_at, r.access_invalidated, r.refresh_invalidated,
+                        r.refreshed_at, r.successor_id, r.sealed_successor, r.purge_after
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            assert_eq!(store.count_tokens().await.unwrap(), 3);
+            for (record, pair) in [(&old, &old_pair), (&refreshed, &refreshed_pair)] {
+                let found = store
+                    .find_by_access(&pair.access.hash())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(&found, record);
+            }
+            assert_eq!(
+                store
+                    .find_by_access(&successor_pair.access.hash())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                *successor
+            );
+            // The refreshed pair replays its successor, byte for byte.
+            let replay = store
+                .refresh(RefreshRequest {
+                    refresh_token: rt.clone(),
+                    caller: refreshed.client.clone(),
+                    now: 3_000,
+                    policy,
+                })
+                .await
                 .unwrap()
-                .replace(",\n    scope               TEXT\n", "\n");
-            assert!(!old_schema.contains("scope"), "{old_schema}");
-            conn.execute_batch(&old_schema).unwrap();
-            let r = TokenRow::from_record(&old).unwrap();
-            let old_columns = TOKEN_COLUMNS.trim_end_matches(", scope");
-            conn.execute(
-                &format!("INSERT INTO tokens ({old_columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
-                params![
-                    r.id, r.access_hash, r.refresh_hash, r.family_id, r.generation, r.username,
-                    r.realm, r.subject, r.client, r.created_at, r.access_expires_at,
-                    r.refresh_expires_at, r.access_invalidated, r.refresh_invalidated,
-                    r.refreshed_at, r.successor_id, r.sealed_successor, r.purge_after
-                ],
-            )
-            .unwrap();
+                .unwrap();
+            assert_eq!(replay.pair, successor_pair);
+            assert!(!replay.rotated);
         }
         for _ in 0..2 {
             // Twice: the upgrade is idempotent.

@@ -1,6 +1,9 @@
 //! The schema and connection settings.
 
 use rusqlite::Connection;
+use tessera_store::StoreResult;
+
+use crate::{internal, pairs};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -20,31 +23,6 @@ CREATE TABLE IF NOT EXISTS roles (
     name       TEXT PRIMARY KEY,
     descriptor TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS tokens (
-    id                  TEXT PRIMARY KEY,
-    access_hash         BLOB NOT NULL UNIQUE,
-    refresh_hash        BLOB UNIQUE,
-    family_id           TEXT NOT NULL,
-    generation          INTEGER NOT NULL,
-    username            TEXT NOT NULL,
-    realm               TEXT NOT NULL,
-    subject             TEXT NOT NULL,
-    client              TEXT NOT NULL,
-    created_at          INTEGER NOT NULL,
-    access_expires_at   INTEGER NOT NULL,
-    refresh_expires_at  INTEGER,
-    access_invalidated  INTEGER NOT NULL,
-    refresh_invalidated INTEGER NOT NULL,
-    refreshed_at        INTEGER,
-    successor_id        TEXT,
-    sealed_successor    BLOB,
-    purge_after         INTEGER NOT NULL,
-    scope               TEXT
-);
-CREATE INDEX IF NOT EXISTS tokens_by_username ON tokens (username);
-CREATE INDEX IF NOT EXISTS tokens_by_realm ON tokens (realm);
-CREATE INDEX IF NOT EXISTS tokens_by_family ON tokens (family_id);
-CREATE INDEX IF NOT EXISTS tokens_by_purge ON tokens (purge_after);
 CREATE TABLE IF NOT EXISTS api_keys (
     id               TEXT PRIMARY KEY,
     name             TEXT NOT NULL,
@@ -70,41 +48,50 @@ CREATE TABLE IF NOT EXISTS oauth_clients (
 );
 ";
 
-#[cfg(test)]
-pub const SCHEMA_FOR_TESTS: &str = SCHEMA;
-
-/// Columns added after a table was first released, for databases created
-/// before them: `(table, column, definition)`.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("tokens", "scope", "TEXT")];
-
 /// Settings for the one writing connection, and the schema.
 /// `synchronous = FULL` in WAL mode makes every commit durable before
 /// `COMMIT` returns.
-pub fn prepare_writer(conn: &Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(internal)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(internal)?;
     // Checkpoints run on their own thread (`spawn_checkpointer`), not inside
     // the writer's commits. The writer checkpoints itself only if the WAL
     // passes 8192 pages (32 MiB) anyway, which bounds the WAL when the
     // background thread cannot keep up; the file is then cut back to 64 MiB.
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(SCHEMA)?;
-    for (table, column, definition) in ADDED_COLUMNS {
-        let present: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
-            [table, column],
-            |r| r.get(0),
-        )?;
-        if !present {
-            conn.execute_batch(&format!(
-                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
-            ))?;
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)
+        .map_err(internal)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        .map_err(internal)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(internal)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(internal)?;
+    // The schema, and the move of pairs stored by earlier versions, in one
+    // transaction: a crash leaves the file as it was or fully upgraded.
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(internal)?;
+    let upgraded = conn
+        .execute_batch(SCHEMA)
+        .and_then(|()| conn.execute_batch(pairs::SCHEMA))
+        .map_err(internal)
+        .and_then(|()| pairs::migrate_from_single_table(conn));
+    match upgraded {
+        Ok(moved) => {
+            conn.execute_batch("COMMIT").map_err(internal)?;
+            if moved > 0 {
+                tracing::info!(
+                    pairs = moved,
+                    "moved stored token pairs to the current layout"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
         }
     }
-    Ok(())
 }
 
 pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {

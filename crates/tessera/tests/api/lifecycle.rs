@@ -97,7 +97,7 @@ fn expired_purgeable_tokens_are_removed_by_the_cleanup_task() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let remaining: Option<Vec<u8>> = db
-        .query_row("SELECT refresh_hash FROM tokens", [], |r| r.get(0))
+        .query_row("SELECT refresh_hash FROM token_pairs", [], |r| r.get(0))
         .unwrap();
     assert!(
         remaining.is_some(),

@@ -651,6 +651,6 @@ pub fn open_db_read_only(path: &Path) -> rusqlite::Connection {
 }
 
 pub fn count_tokens(db: &rusqlite::Connection) -> i64 {
-    db.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))
+    db.query_row("SELECT COUNT(*) FROM token_pairs", [], |r| r.get(0))
         .expect("counting tokens")
 }

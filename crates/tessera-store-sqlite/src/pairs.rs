@@ -1,0 +1,502 @@
+//! How token pairs are laid out in the file, and every statement that
+//! touches them.
+//!
+//! The layout is chosen for size and for cheap writes, since every token
+//! costs a row and a few index entries, and every index entry written at a
+//! random place dirties a page the commit must write:
+//!
+//! - `token_pairs` is a rowid table filled in insertion order (`seq`), so
+//!   its pages fill up completely.
+//! - A token is found by the first 8 bytes of its hash (`access_key`,
+//!   `refresh_key`: small integer index entries), then the full 32-byte hash
+//!   is compared, so guessing a prefix gains nothing.
+//! - Who a token stands for (the subject, frozen at issuance), the client it
+//!   was issued to and its scope repeat for every token of a user, so they
+//!   are stored once per distinct combination, in `grants`, and each pair
+//!   refers to its grant. Invalidation by user or realm goes through the
+//!   grants' indexes.
+//! - Pair, family and successor ids (random 128-bit hex strings) are stored
+//!   as 16-byte blobs.
+//!
+//! Records cross this module as [`TokenRecord`]s through the store crate's
+//! own [`TokenRow`] codec.
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use sha2::{Digest, Sha256};
+use tessera_domain::{TokenHash, TokenRecord};
+use tessera_store::codec::TokenRow;
+use tessera_store::{StoreError, StoreResult};
+
+use crate::internal;
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS grants (
+    id       INTEGER PRIMARY KEY,
+    digest   BLOB NOT NULL UNIQUE,
+    username TEXT NOT NULL,
+    realm    TEXT NOT NULL,
+    client   TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    scope    TEXT
+);
+CREATE INDEX IF NOT EXISTS grants_by_username ON grants (username);
+CREATE INDEX IF NOT EXISTS grants_by_realm ON grants (realm);
+CREATE INDEX IF NOT EXISTS grants_by_client ON grants (client);
+CREATE TABLE IF NOT EXISTS token_pairs (
+    seq                 INTEGER PRIMARY KEY,
+    access_key          INTEGER NOT NULL,
+    access_hash         BLOB NOT NULL,
+    refresh_key         INTEGER,
+    refresh_hash        BLOB,
+    id                  BLOB NOT NULL,
+    family_id           BLOB NOT NULL,
+    generation          INTEGER NOT NULL,
+    grant_id            INTEGER NOT NULL,
+    created_at          INTEGER NOT NULL,
+    access_expires_at   INTEGER NOT NULL,
+    refresh_expires_at  INTEGER,
+    access_invalidated  INTEGER NOT NULL,
+    refresh_invalidated INTEGER NOT NULL,
+    refreshed_at        INTEGER,
+    successor_id        BLOB,
+    sealed_successor    BLOB,
+    purge_after         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS token_pairs_by_access ON token_pairs (access_key);
+CREATE INDEX IF NOT EXISTS token_pairs_by_refresh ON token_pairs (refresh_key)
+    WHERE refresh_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS token_pairs_by_family ON token_pairs (family_id);
+CREATE INDEX IF NOT EXISTS token_pairs_by_grant ON token_pairs (grant_id);
+CREATE INDEX IF NOT EXISTS token_pairs_by_purge ON token_pairs (purge_after);
+";
+
+/// Sets both halves of a pair invalid (the refresh half only if it exists).
+const INVALIDATE_SET: &str =
+    "access_invalidated = 1, refresh_invalidated = (refresh_hash IS NOT NULL)";
+
+/// The columns [`pair_row`] reads, in its order.
+const SELECT_PAIR: &str = "SELECT p.seq, p.id, p.access_hash, p.refresh_hash, p.family_id,
+    p.generation, g.username, g.realm, g.subject, g.client, p.created_at, p.access_expires_at,
+    p.refresh_expires_at, p.access_invalidated, p.refresh_invalidated, p.refreshed_at,
+    p.successor_id, p.sealed_successor, p.purge_after, g.scope
+  FROM token_pairs p JOIN grants g ON g.id = p.grant_id";
+
+/// Which half of a pair a hash names.
+#[derive(Clone, Copy)]
+pub enum Half {
+    Access,
+    Refresh,
+}
+
+impl Half {
+    fn key_and_hash(self) -> &'static str {
+        match self {
+            Half::Access => "p.access_key = ?1 AND p.access_hash = ?2",
+            Half::Refresh => "p.refresh_key = ?1 AND p.refresh_hash = ?2",
+        }
+    }
+
+    fn invalidated(self) -> &'static str {
+        match self {
+            Half::Access => "p.access_invalidated",
+            Half::Refresh => "p.refresh_invalidated",
+        }
+    }
+}
+
+/// The index key of a token hash: its first 8 bytes.
+fn key_of(hash: &[u8; 32]) -> i64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// A random 128-bit hex id as 16 bytes; any other id as it is.
+fn compact_id(id: &str) -> Value {
+    let is_hex = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !is_hex {
+        return Value::Text(id.to_owned());
+    }
+    let bytes = (0..16)
+        .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).expect("checked hex"))
+        .collect();
+    Value::Blob(bytes)
+}
+
+fn expand_id(value: ValueRef<'_>) -> rusqlite::Result<String> {
+    match value {
+        ValueRef::Blob(bytes) => Ok(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+        ValueRef::Text(text) => Ok(String::from_utf8_lossy(text).into_owned()),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            0,
+            "id".into(),
+            other.data_type(),
+        )),
+    }
+}
+
+fn optional_id(value: ValueRef<'_>) -> rusqlite::Result<Option<String>> {
+    match value {
+        ValueRef::Null => Ok(None),
+        v => expand_id(v).map(Some),
+    }
+}
+
+/// A stored pair: its `seq` and its row.
+fn pair_row(row: &Row<'_>) -> rusqlite::Result<(i64, TokenRow)> {
+    Ok((
+        row.get(0)?,
+        TokenRow {
+            id: expand_id(row.get_ref(1)?)?,
+            access_hash: row.get(2)?,
+            refresh_hash: row.get(3)?,
+            family_id: expand_id(row.get_ref(4)?)?,
+            generation: row.get(5)?,
+            username: row.get(6)?,
+            realm: row.get(7)?,
+            subject: row.get(8)?,
+            client: row.get(9)?,
+            created_at: row.get(10)?,
+            access_expires_at: row.get(11)?,
+            refresh_expires_at: row.get(12)?,
+            access_invalidated: row.get(13)?,
+            refresh_invalidated: row.get(14)?,
+            refreshed_at: row.get(15)?,
+            successor_id: optional_id(row.get_ref(16)?)?,
+            sealed_successor: row.get(17)?,
+            purge_after: row.get(18)?,
+            scope: row.get(19)?,
+        },
+    ))
+}
+
+/// The pair whose `half` has hash `hash`, with its `seq`.
+pub fn find(
+    conn: &Connection,
+    half: Half,
+    hash: &TokenHash,
+) -> StoreResult<Option<(i64, TokenRecord)>> {
+    let sql = format!("{SELECT_PAIR} WHERE {}", half.key_and_hash());
+    let found = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_row(params![key_of(&hash.0), hash.0.as_slice()], pair_row)
+                .optional()
+        })
+        .map_err(internal)?;
+    found
+        .map(|(seq, row)| row.into_record().map(|r| (seq, r)))
+        .transpose()
+}
+
+/// The id of the grant for this subject, client and scope, created if new.
+fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
+    let mut digest = Sha256::new();
+    for part in [
+        row.client.as_str(),
+        row.subject.as_str(),
+        row.scope.as_deref().unwrap_or("\u{0}unrestricted"),
+    ] {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    let digest = digest.finalize().to_vec();
+    let existing: Option<i64> = conn
+        .prepare_cached("SELECT id FROM grants WHERE digest = ?1")
+        .and_then(|mut stmt| stmt.query_row([&digest], |r| r.get(0)).optional())
+        .map_err(internal)?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    conn.prepare_cached(
+        "INSERT INTO grants (digest, username, realm, client, subject, scope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            digest,
+            row.username,
+            row.realm,
+            row.client,
+            row.subject,
+            row.scope
+        ])
+    })
+    .map_err(internal)?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Stores a new pair.
+pub fn insert(conn: &Connection, record: &TokenRecord) -> StoreResult<()> {
+    insert_row(conn, &TokenRow::from_record(record)?)
+}
+
+fn insert_row(conn: &Connection, r: &TokenRow) -> StoreResult<()> {
+    let grant = grant_id(conn, r)?;
+    let access = hash_array(&r.access_hash)?;
+    let refresh = r.refresh_hash.as_deref().map(hash_array).transpose()?;
+    conn.prepare_cached(
+        "INSERT INTO token_pairs (access_key, access_hash, refresh_key, refresh_hash, id,
+           family_id, generation, grant_id, created_at, access_expires_at, refresh_expires_at,
+           access_invalidated, refresh_invalidated, refreshed_at, successor_id,
+           sealed_successor, purge_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            key_of(&access),
+            r.access_hash,
+            refresh.as_ref().map(key_of),
+            r.refresh_hash,
+            compact_id(&r.id),
+            compact_id(&r.family_id),
+            r.generation,
+            grant,
+            r.created_at,
+            r.access_expires_at,
+            r.refresh_expires_at,
+            r.access_invalidated,
+            r.refresh_invalidated,
+            r.refreshed_at,
+            r.successor_id.as_deref().map(compact_id),
+            r.sealed_successor,
+            r.purge_after,
+        ])
+    })
+    .map_err(internal)?;
+    Ok(())
+}
+
+fn hash_array(bytes: &[u8]) -> StoreResult<[u8; 32]> {
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|_| StoreError::Internal("a token hash is not 32 bytes".into()))
+}
+
+/// Records the refresh of the pair `seq` (which must not have been
+/// refreshed yet).
+pub fn mark_refreshed(
+    conn: &Connection,
+    seq: i64,
+    refreshed: &tessera_domain::token::Refreshed,
+) -> StoreResult<()> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE token_pairs SET refreshed_at = ?2, successor_id = ?3, sealed_successor = ?4
+             WHERE seq = ?1 AND refreshed_at IS NULL",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                seq,
+                refreshed.at,
+                compact_id(&refreshed.successor_id),
+                refreshed.sealed_successor
+            ])
+        })
+        .map_err(internal)?;
+    match changed {
+        1 => Ok(()),
+        _ => Err(StoreError::Internal(
+            "refreshed record changed under the writer".into(),
+        )),
+    }
+}
+
+/// Invalidates both halves of every pair in a family.
+pub fn revoke_family(conn: &Connection, family_id: &str) -> StoreResult<()> {
+    conn.prepare_cached(&format!(
+        "UPDATE token_pairs SET {INVALIDATE_SET} WHERE family_id = ?1"
+    ))
+    .and_then(|mut stmt| stmt.execute([compact_id(family_id)]))
+    .map(|_| ())
+    .map_err(internal)
+}
+
+/// Whether the named half was already invalidated, and its family, for the
+/// pair whose `half` has hash `hash`.
+pub fn invalidation_state(
+    conn: &Connection,
+    half: Half,
+    hash: &TokenHash,
+) -> StoreResult<Option<(bool, String)>> {
+    let sql = format!(
+        "SELECT {}, p.family_id FROM token_pairs p WHERE {}",
+        half.invalidated(),
+        half.key_and_hash()
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_row(params![key_of(&hash.0), hash.0.as_slice()], |r| {
+                Ok((r.get(0)?, expand_id(r.get_ref(1)?)?))
+            })
+            .optional()
+        })
+        .map_err(internal)
+}
+
+/// Every live pair of the user and/or realm: `(seq, has refresh half,
+/// refresh invalidated, access invalidated)`.
+pub fn live_pairs_matching(
+    conn: &Connection,
+    username: Option<&str>,
+    realm: Option<&str>,
+    now: i64,
+) -> StoreResult<Vec<(i64, bool, bool, bool)>> {
+    conn.prepare_cached(
+        "SELECT p.seq, p.refresh_hash IS NOT NULL, p.refresh_invalidated, p.access_invalidated
+           FROM grants g JOIN token_pairs p ON p.grant_id = g.id
+          WHERE (?1 IS NULL OR g.username = ?1) AND (?2 IS NULL OR g.realm = ?2)
+            AND ((p.access_invalidated = 0 AND p.access_expires_at > ?3)
+              OR (p.refresh_hash IS NOT NULL AND p.refresh_invalidated = 0
+                  AND p.refresh_expires_at > ?3))",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_map(params![username, realm, now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect()
+    })
+    .map_err(internal)
+}
+
+pub fn invalidate_pair(conn: &Connection, seq: i64) -> StoreResult<()> {
+    conn.prepare_cached(&format!(
+        "UPDATE token_pairs SET {INVALIDATE_SET} WHERE seq = ?1"
+    ))
+    .and_then(|mut stmt| stmt.execute([seq]))
+    .map(|_| ())
+    .map_err(internal)
+}
+
+/// Invalidates every pair issued to the client stored as `client_column`.
+pub fn invalidate_client(conn: &Connection, client_column: &str) -> StoreResult<()> {
+    conn.prepare_cached(&format!(
+        "UPDATE token_pairs SET {INVALIDATE_SET}
+          WHERE grant_id IN (SELECT id FROM grants WHERE client = ?1)"
+    ))
+    .and_then(|mut stmt| stmt.execute([client_column]))
+    .map(|_| ())
+    .map_err(internal)
+}
+
+/// Deletes up to `limit` pairs purgeable at `now`, then grants no pair
+/// refers to any more. Returns how many pairs it deleted.
+pub fn purge(conn: &Connection, now: i64, limit: u32) -> StoreResult<usize> {
+    let pairs = conn
+        .execute(
+            "DELETE FROM token_pairs WHERE seq IN
+               (SELECT seq FROM token_pairs WHERE purge_after <= ?1 LIMIT ?2)",
+            params![now, limit],
+        )
+        .map_err(internal)?;
+    if pairs > 0 {
+        conn.execute(
+            "DELETE FROM grants WHERE id IN (SELECT g.id FROM grants g
+               WHERE NOT EXISTS (SELECT 1 FROM token_pairs p WHERE p.grant_id = g.id) LIMIT ?1)",
+            [limit],
+        )
+        .map_err(internal)?;
+    }
+    Ok(pairs)
+}
+
+pub fn count(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM token_pairs", [], |r| r.get(0))
+}
+
+/// Moves the pairs of a database from before this layout (one `tokens`
+/// table with a row per pair, every column inline) into it, in the
+/// caller's transaction, and drops the old table.
+pub fn migrate_from_single_table(conn: &Connection) -> StoreResult<u64> {
+    let exists: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'tokens'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
+    if !exists {
+        return Ok(0);
+    }
+    let has_scope: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('tokens') WHERE name = 'scope'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
+    let scope = if has_scope { "scope" } else { "NULL" };
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT id, access_hash, refresh_hash, family_id, generation, username, realm,
+                    subject, client, created_at, access_expires_at, refresh_expires_at,
+                    access_invalidated, refresh_invalidated, refreshed_at, successor_id,
+                    sealed_successor, purge_after, {scope}
+               FROM tokens"
+        ))
+        .map_err(internal)?;
+    let mut rows = stmt.query([]).map_err(internal)?;
+    let mut moved = 0;
+    while let Some(row) = rows.next().map_err(internal)? {
+        let old = TokenRow {
+            id: row.get(0).map_err(internal)?,
+            access_hash: row.get(1).map_err(internal)?,
+            refresh_hash: row.get(2).map_err(internal)?,
+            family_id: row.get(3).map_err(internal)?,
+            generation: row.get(4).map_err(internal)?,
+            username: row.get(5).map_err(internal)?,
+            realm: row.get(6).map_err(internal)?,
+            subject: row.get(7).map_err(internal)?,
+            client: row.get(8).map_err(internal)?,
+            created_at: row.get(9).map_err(internal)?,
+            access_expires_at: row.get(10).map_err(internal)?,
+            refresh_expires_at: row.get(11).map_err(internal)?,
+            access_invalidated: row.get(12).map_err(internal)?,
+            refresh_invalidated: row.get(13).map_err(internal)?,
+            refreshed_at: row.get(14).map_err(internal)?,
+            successor_id: row.get(15).map_err(internal)?,
+            sealed_successor: row.get(16).map_err(internal)?,
+            purge_after: row.get(17).map_err(internal)?,
+            scope: row.get(18).map_err(internal)?,
+        };
+        insert_row(conn, &old)?;
+        moved += 1;
+    }
+    drop(rows);
+    drop(stmt);
+    conn.execute_batch("DROP TABLE tokens").map_err(internal)?;
+    Ok(moved)
+}
+
+/// Inserts `records` into the database at `path` in transactions of
+/// `per_transaction` pairs, on a connection of its own with a large page
+/// cache: the fast way to load many pairs into a store no server is using
+/// (the benchmark's seeding). The schema must exist (open the store once
+/// first).
+pub fn bulk_insert(
+    path: &std::path::Path,
+    records: impl Iterator<Item = TokenRecord>,
+    per_transaction: usize,
+) -> StoreResult<u64> {
+    let mut conn = Connection::open(path).map_err(internal)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(internal)?;
+    conn.pragma_update(None, "cache_size", -1_048_576i64)
+        .map_err(internal)?;
+    let mut records = records.peekable();
+    let mut total = 0;
+    while records.peek().is_some() {
+        let tx = conn.transaction().map_err(internal)?;
+        for record in records.by_ref().take(per_transaction.max(1)) {
+            insert(&tx, &record)?;
+            total += 1;
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('tokens_issued', '1')",
+            [],
+        )
+        .map_err(internal)?;
+        tx.commit().map_err(internal)?;
+    }
+    Ok(total)
+}
