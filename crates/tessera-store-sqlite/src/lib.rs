@@ -36,7 +36,7 @@ use tessera_store::{
 };
 
 use cache::{Coherence, ReadCache, Serving};
-use writer::{WriteKind, Writer};
+use writer::{Durability, WriteKind, Writer};
 
 /// Read connections kept open between reads. Enough for every request a
 /// busy node has in flight, so connections (and their page caches) are
@@ -51,6 +51,8 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
     /// Known to be true once a token was issued (the marker never goes away).
     tokens_issued: std::sync::atomic::AtomicBool,
+    /// How far the writer's commits are on disk; reads wait for what they saw.
+    durability: Arc<Durability>,
     /// The read cache of the serving process (see `cache`); `None` elsewhere.
     cache: Option<Arc<ReadCache>>,
     _serving: Option<Serving>,
@@ -89,6 +91,15 @@ impl SqliteStore {
     fn open_writer(path: &Path) -> StoreResult<Connection> {
         let conn = Connection::open(path).map_err(unavailable)?;
         schema::prepare_writer(&conn)?;
+        // From now on commits do not wait for the disk: the writer's syncer
+        // thread fsyncs the WAL before any job is answered (see `writer`).
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(internal)?;
+        // Refreshes and invalidations update rows and index entries all over
+        // the file; a larger page cache keeps the hot ones in memory (pages
+        // are allocated only as they are used).
+        conn.pragma_update(None, "cache_size", -32_768i64)
+            .map_err(internal)?;
         Ok(conn)
     }
 
@@ -99,7 +110,10 @@ impl SqliteStore {
         cache: Option<Arc<ReadCache>>,
         serving: Option<Serving>,
     ) -> StoreResult<Self> {
-        let writer = Writer::spawn(conn, coherence);
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let durability = Arc::new(Durability::default());
+        let writer = Writer::spawn(conn, wal.into(), coherence, Arc::clone(&durability));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         spawn_checkpointer(path.to_owned(), Arc::clone(&stop))?;
         Ok(Self {
@@ -110,6 +124,7 @@ impl SqliteStore {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
             }),
+            durability,
             cache,
             _serving: serving,
         })
@@ -129,15 +144,20 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let pool = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || {
-            let conn = pool.take()?;
-            let result = f(&conn);
-            pool.give_back(conn);
-            result
+        let (pool, durability) = (Arc::clone(&self.readers), Arc::clone(&self.durability));
+        let (result, seen) = tokio::task::spawn_blocking(move || {
+            let result = pool.take().and_then(|conn| {
+                let result = f(&conn);
+                pool.give_back(conn);
+                result
+            });
+            (result, durability.visible_now())
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?;
+        // Answer only with what is on disk (see `writer`).
+        self.durability.wait_for(seen).await;
+        result
     }
 
     /// Runs `f` in the writer's transaction as a revoking write: one that

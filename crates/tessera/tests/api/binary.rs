@@ -249,3 +249,83 @@ fn generated_bootstrap_password_is_printed_once_and_sigterm_stops_gracefully() {
         lines.join("\n")
     );
 }
+
+/// Killed with SIGKILL while clients create tokens as fast as they can:
+/// after a restart every token the server had answered with authenticates
+/// (a write is answered only once it is committed and synced). A second
+/// server on the same data directory is refused while the first runs.
+#[test]
+fn a_killed_server_keeps_every_token_it_answered_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::spawn(dir.path());
+    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
+        generated_password(seen).is_some()
+    });
+    let password = generated_password(&node.seen).unwrap();
+    node.wait_ready();
+    let base = node.base.clone();
+
+    // One server per embedded store.
+    let second = tessera()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .output()
+        .expect("starting a second tessera");
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another tessera server"), "{err}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creators: Vec<_> = (0..8)
+        .map(|_| {
+            let (base, password, stop) = (base.clone(), password.clone(), stop.clone());
+            thread::spawn(move || {
+                let client = client();
+                let mut answered = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let sent = client
+                        .post(format!("{base}{TOKEN}"))
+                        .basic_auth(ADMIN, Some(&password))
+                        .json(&serde_json::json!({ "grant_type": "client_credentials" }))
+                        .send();
+                    // Requests cut off by the kill have no answer: skipped.
+                    let Ok(r) = sent else { continue };
+                    if r.status().as_u16() != 200 {
+                        continue;
+                    }
+                    if let Ok(body) = r.json::<serde_json::Value>() {
+                        answered.push(body["access_token"].as_str().unwrap().to_owned());
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    node.child.kill().expect("SIGKILL");
+    node.child.wait().unwrap();
+    thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answered: Vec<String> = creators
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(
+        answered.len() > 50,
+        "only {} tokens answered",
+        answered.len()
+    );
+
+    let mut node = Node::spawn(dir.path());
+    node.wait_ready();
+    let client = client();
+    for token in &answered {
+        let r = Req::new(&client, &node.base, Method::GET, AUTHENTICATE)
+            .bearer(token)
+            .send();
+        assert_eq!(r.status, 200, "an answered token was lost: {}", r.text);
+    }
+    let (status, lines) = node.terminate();
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+}
