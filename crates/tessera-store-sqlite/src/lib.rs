@@ -95,11 +95,6 @@ impl SqliteStore {
         // thread fsyncs the WAL before any job is answered (see `writer`).
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(internal)?;
-        // Refreshes and invalidations update rows and index entries all over
-        // the file; a larger page cache keeps the hot ones in memory (pages
-        // are allocated only as they are used).
-        conn.pragma_update(None, "cache_size", -32_768i64)
-            .map_err(internal)?;
         Ok(conn)
     }
 
@@ -387,7 +382,7 @@ fn mark_tokens_issued(conn: &Connection) -> StoreResult<()> {
 /// update below.
 fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<RefreshOutcome> {
     let hash = req.refresh_token.hash();
-    let Some((seq, record)) = pairs::find(conn, pairs::Half::Refresh, &hash)? else {
+    let Some((at, record)) = pairs::find(conn, pairs::Half::Refresh, &hash)? else {
         return Ok(Err(Denied::reject(refresh::RefreshError::NotFound)));
     };
     match refresh::decide(
@@ -397,7 +392,7 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
         req.now,
         req.policy,
     ) {
-        Decision::Deny(denied) => deny(conn, &record.family_id, denied),
+        Decision::Deny(denied) => deny(conn, at.family, denied),
         Decision::Replay { pair, .. } => {
             // The successor is the pair whose access token the sealed pair holds.
             let successor =
@@ -409,7 +404,7 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
                     scope: record.scope,
                     rotated: false,
                 })),
-                Err(denied) => deny(conn, &record.family_id, denied),
+                Err(denied) => deny(conn, at.family, denied),
             }
         }
         Decision::Rotate {
@@ -417,8 +412,8 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
             refreshed,
             pair,
         } => {
-            pairs::insert(conn, &successor)?;
-            pairs::mark_refreshed(conn, seq, &refreshed)?;
+            pairs::insert(conn, &successor, Some(at.family))?;
+            pairs::mark_refreshed(conn, at.seq, &refreshed)?;
             Ok(Ok(RefreshGranted {
                 pair,
                 subject: record.subject,
@@ -430,9 +425,9 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
 }
 
 /// Refuses a refresh, first revoking the family when the denial asks for it.
-fn deny(conn: &Connection, family_id: &str, denied: Denied) -> StoreResult<RefreshOutcome> {
+fn deny(conn: &Connection, family: i64, denied: Denied) -> StoreResult<RefreshOutcome> {
     if denied.revoke_family {
-        pairs::revoke_family(conn, family_id)?;
+        pairs::revoke_family(conn, family)?;
     }
     Ok(Err(denied))
 }
@@ -444,10 +439,10 @@ fn invalidate_one(
     half: pairs::Half,
     hash: &TokenHash,
 ) -> StoreResult<InvalidateOne> {
-    let Some((already, family_id)) = pairs::invalidation_state(conn, half, hash)? else {
+    let Some((already, family)) = pairs::invalidation_state(conn, half, hash)? else {
         return Ok(InvalidateOne::NotFound);
     };
-    pairs::revoke_family(conn, &family_id)?;
+    pairs::revoke_family(conn, family)?;
     Ok(if already {
         InvalidateOne::AlreadyInvalidated
     } else {
@@ -624,7 +619,7 @@ impl Store for SqliteStore {
             .tokens_issued
             .load(std::sync::atomic::Ordering::Acquire);
         self.write_insert(move |c| {
-            pairs::insert(c, &record)?;
+            pairs::insert(c, &record, None)?;
             if mark {
                 mark_tokens_issued(c)?;
             }
@@ -1031,6 +1026,21 @@ mod tests {
                 .unwrap();
             assert_eq!(replay.pair, successor_pair);
             assert!(!replay.rotated);
+            // The moved pairs are still one family: invalidating the first
+            // invalidates its successor.
+            store.invalidate_refresh(&rt.hash()).await.unwrap();
+            let successor_now = store
+                .find_by_access(&successor_pair.access.hash())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(successor_now.access_invalidated && successor_now.refresh_invalidated);
+            let unrelated = store
+                .find_by_access(&old_pair.access.hash())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!unrelated.access_invalidated);
         }
         for _ in 0..2 {
             // Twice: the upgrade is idempotent.

@@ -16,7 +16,10 @@
 //!   refers to its grant. Invalidation by user or realm goes through the
 //!   grants' indexes.
 //! - Pair, family and successor ids (random 128-bit hex strings) are stored
-//!   as 16-byte blobs.
+//!   as 16-byte blobs, and not indexed. A family is found by its *family
+//!   key*: the `seq` of its first pair (`family_seq` is NULL there, and
+//!   holds that key in every successor), so a new family's index entry goes
+//!   at the end of the index.
 //!
 //! Records cross this module as [`TokenRecord`]s through the store crate's
 //! own [`TokenRow`] codec.
@@ -51,6 +54,7 @@ CREATE TABLE IF NOT EXISTS token_pairs (
     refresh_hash        BLOB,
     id                  BLOB NOT NULL,
     family_id           BLOB NOT NULL,
+    family_seq          INTEGER,
     generation          INTEGER NOT NULL,
     grant_id            INTEGER NOT NULL,
     created_at          INTEGER NOT NULL,
@@ -66,7 +70,7 @@ CREATE TABLE IF NOT EXISTS token_pairs (
 CREATE INDEX IF NOT EXISTS token_pairs_by_access ON token_pairs (access_key);
 CREATE INDEX IF NOT EXISTS token_pairs_by_refresh ON token_pairs (refresh_key)
     WHERE refresh_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS token_pairs_by_family ON token_pairs (family_id);
+CREATE INDEX IF NOT EXISTS token_pairs_by_family ON token_pairs (IFNULL(family_seq, seq));
 CREATE INDEX IF NOT EXISTS token_pairs_by_grant ON token_pairs (grant_id);
 CREATE INDEX IF NOT EXISTS token_pairs_by_purge ON token_pairs (purge_after);
 ";
@@ -79,7 +83,7 @@ const INVALIDATE_SET: &str =
 const SELECT_PAIR: &str = "SELECT p.seq, p.id, p.access_hash, p.refresh_hash, p.family_id,
     p.generation, g.username, g.realm, g.subject, g.client, p.created_at, p.access_expires_at,
     p.refresh_expires_at, p.access_invalidated, p.refresh_invalidated, p.refreshed_at,
-    p.successor_id, p.sealed_successor, p.purge_after, g.scope
+    p.successor_id, p.sealed_successor, p.purge_after, g.scope, IFNULL(p.family_seq, p.seq)
   FROM token_pairs p JOIN grants g ON g.id = p.grant_id";
 
 /// Which half of a pair a hash names.
@@ -143,10 +147,20 @@ fn optional_id(value: ValueRef<'_>) -> rusqlite::Result<Option<String>> {
     }
 }
 
-/// A stored pair: its `seq` and its row.
-fn pair_row(row: &Row<'_>) -> rusqlite::Result<(i64, TokenRow)> {
+/// Where a stored pair is: its `seq` and its family key.
+#[derive(Clone, Copy, Debug)]
+pub struct Located {
+    pub seq: i64,
+    pub family: i64,
+}
+
+/// A stored pair: where it is, and its row.
+fn pair_row(row: &Row<'_>) -> rusqlite::Result<(Located, TokenRow)> {
     Ok((
-        row.get(0)?,
+        Located {
+            seq: row.get(0)?,
+            family: row.get(20)?,
+        },
         TokenRow {
             id: expand_id(row.get_ref(1)?)?,
             access_hash: row.get(2)?,
@@ -171,12 +185,12 @@ fn pair_row(row: &Row<'_>) -> rusqlite::Result<(i64, TokenRow)> {
     ))
 }
 
-/// The pair whose `half` has hash `hash`, with its `seq`.
+/// The pair whose `half` has hash `hash`, and where it is.
 pub fn find(
     conn: &Connection,
     half: Half,
     hash: &TokenHash,
-) -> StoreResult<Option<(i64, TokenRecord)>> {
+) -> StoreResult<Option<(Located, TokenRecord)>> {
     let sql = format!("{SELECT_PAIR} WHERE {}", half.key_and_hash());
     let found = conn
         .prepare_cached(&sql)
@@ -186,7 +200,7 @@ pub fn find(
         })
         .map_err(internal)?;
     found
-        .map(|(seq, row)| row.into_record().map(|r| (seq, r)))
+        .map(|(at, row)| row.into_record().map(|r| (at, r)))
         .transpose()
 }
 
@@ -227,12 +241,13 @@ fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
     Ok(conn.last_insert_rowid())
 }
 
-/// Stores a new pair.
-pub fn insert(conn: &Connection, record: &TokenRecord) -> StoreResult<()> {
-    insert_row(conn, &TokenRow::from_record(record)?)
+/// Stores a new pair: the first of a new family (`family` is `None`), or
+/// a successor in the family with that key. Returns its `seq`.
+pub fn insert(conn: &Connection, record: &TokenRecord, family: Option<i64>) -> StoreResult<i64> {
+    insert_row(conn, &TokenRow::from_record(record)?, family)
 }
 
-fn insert_row(conn: &Connection, r: &TokenRow) -> StoreResult<()> {
+fn insert_row(conn: &Connection, r: &TokenRow, family: Option<i64>) -> StoreResult<i64> {
     let grant = grant_id(conn, r)?;
     let access = hash_array(&r.access_hash)?;
     let refresh = r.refresh_hash.as_deref().map(hash_array).transpose()?;
@@ -240,8 +255,8 @@ fn insert_row(conn: &Connection, r: &TokenRow) -> StoreResult<()> {
         "INSERT INTO token_pairs (access_key, access_hash, refresh_key, refresh_hash, id,
            family_id, generation, grant_id, created_at, access_expires_at, refresh_expires_at,
            access_invalidated, refresh_invalidated, refreshed_at, successor_id,
-           sealed_successor, purge_after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+           sealed_successor, purge_after, family_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -262,10 +277,11 @@ fn insert_row(conn: &Connection, r: &TokenRow) -> StoreResult<()> {
             r.successor_id.as_deref().map(compact_id),
             r.sealed_successor,
             r.purge_after,
+            family,
         ])
     })
     .map_err(internal)?;
-    Ok(())
+    Ok(conn.last_insert_rowid())
 }
 
 fn hash_array(bytes: &[u8]) -> StoreResult<[u8; 32]> {
@@ -302,32 +318,32 @@ pub fn mark_refreshed(
     }
 }
 
-/// Invalidates both halves of every pair in a family.
-pub fn revoke_family(conn: &Connection, family_id: &str) -> StoreResult<()> {
+/// Invalidates both halves of every pair in the family with key `family`.
+pub fn revoke_family(conn: &Connection, family: i64) -> StoreResult<()> {
     conn.prepare_cached(&format!(
-        "UPDATE token_pairs SET {INVALIDATE_SET} WHERE family_id = ?1"
+        "UPDATE token_pairs SET {INVALIDATE_SET} WHERE IFNULL(family_seq, seq) = ?1"
     ))
-    .and_then(|mut stmt| stmt.execute([compact_id(family_id)]))
+    .and_then(|mut stmt| stmt.execute([family]))
     .map(|_| ())
     .map_err(internal)
 }
 
-/// Whether the named half was already invalidated, and its family, for the
-/// pair whose `half` has hash `hash`.
+/// Whether the named half was already invalidated, and its family key,
+/// for the pair whose `half` has hash `hash`.
 pub fn invalidation_state(
     conn: &Connection,
     half: Half,
     hash: &TokenHash,
-) -> StoreResult<Option<(bool, String)>> {
+) -> StoreResult<Option<(bool, i64)>> {
     let sql = format!(
-        "SELECT {}, p.family_id FROM token_pairs p WHERE {}",
+        "SELECT {}, IFNULL(p.family_seq, p.seq) FROM token_pairs p WHERE {}",
         half.invalidated(),
         half.key_and_hash()
     );
     conn.prepare_cached(&sql)
         .and_then(|mut stmt| {
             stmt.query_row(params![key_of(&hash.0), hash.0.as_slice()], |r| {
-                Ok((r.get(0)?, expand_id(r.get_ref(1)?)?))
+                Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
         })
@@ -432,11 +448,12 @@ pub fn migrate_from_single_table(conn: &Connection) -> StoreResult<u64> {
                     subject, client, created_at, access_expires_at, refresh_expires_at,
                     access_invalidated, refresh_invalidated, refreshed_at, successor_id,
                     sealed_successor, purge_after, {scope}
-               FROM tokens"
+               FROM tokens ORDER BY family_id, generation"
         ))
         .map_err(internal)?;
     let mut rows = stmt.query([]).map_err(internal)?;
     let mut moved = 0;
+    let mut families: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     while let Some(row) = rows.next().map_err(internal)? {
         let old = TokenRow {
             id: row.get(0).map_err(internal)?,
@@ -459,7 +476,9 @@ pub fn migrate_from_single_table(conn: &Connection) -> StoreResult<u64> {
             purge_after: row.get(17).map_err(internal)?,
             scope: row.get(18).map_err(internal)?,
         };
-        insert_row(conn, &old)?;
+        let family = families.get(&old.family_id).copied();
+        let seq = insert_row(conn, &old, family)?;
+        families.entry(old.family_id.clone()).or_insert(seq);
         moved += 1;
     }
     drop(rows);
@@ -488,7 +507,7 @@ pub fn bulk_insert(
     while records.peek().is_some() {
         let tx = conn.transaction().map_err(internal)?;
         for record in records.by_ref().take(per_transaction.max(1)) {
-            insert(&tx, &record)?;
+            insert(&tx, &record, None)?;
             total += 1;
         }
         tx.execute(

@@ -176,7 +176,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_role(&self, name: &str) -> StoreResult<bool>;
 
     // ---- tokens ----
-    /// Stores a freshly issued pair. Returns after it is durably committed.
+    /// Stores a freshly issued pair, the first of a new family (successors
+    /// are stored by [`Store::refresh`]). Returns after it is durably
+    /// committed.
     async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()>;
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
     /// The pair holding this refresh token (for introspection and
