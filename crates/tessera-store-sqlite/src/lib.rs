@@ -2,15 +2,18 @@
 //!
 //! Writes go through a single writer thread that owns the only writing
 //! connection. It takes every write job that is waiting, runs each in its
-//! own savepoint inside one transaction, commits once (`synchronous=FULL`:
-//! the commit is on disk when `COMMIT` returns) and only then answers every
-//! job. Concurrent requests therefore share an fsync (group commit) without
-//! any of them seeing an answer before its data is durable, and writes are
-//! serialised, which is what makes [`Store::refresh`] atomic here.
+//! own savepoint inside one transaction and commits once; a syncer thread
+//! fsyncs the WAL and only then answers every job of the batch (see
+//! `writer`). Concurrent requests therefore share an fsync (group commit)
+//! without any of them seeing an answer before its data is durable, and
+//! writes are serialised, which is what makes [`Store::refresh`] atomic here.
 //!
 //! Reads use a small pool of read-only connections on blocking threads. In
 //! WAL mode a read sees every transaction committed before it began, so any
-//! write that has been answered is visible to every later read.
+//! write that has been answered is visible to every later read; a read
+//! answers only once what it saw is durable. The process that serves the
+//! file also keeps a read cache for the authentication path that is never
+//! stale (see `cache`).
 
 mod cache;
 mod pairs;
