@@ -6,6 +6,7 @@
 
 mod ceiling;
 mod client;
+mod peer;
 mod process;
 mod report;
 mod run;

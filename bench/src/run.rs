@@ -14,8 +14,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::client::{
-    self, basic, bearer, collect, new_histogram, run_load, Conn, LoadResult, LoadSettings, Req,
+    self, basic, bearer, collect, new_histogram, Conn, LoadResult, LoadSettings, Req,
 };
+use crate::peer::{self, PeerReport};
 use crate::process::{self, ChildServer, CpuSnapshot, BOOTSTRAP_PASSWORD};
 use crate::report::{self, Latency, Machine, Row, Target};
 use crate::seed;
@@ -41,16 +42,16 @@ const SCALE_LARGE: u64 = 1_000_000;
 const SCALE_SAMPLE: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize)]
-struct Settings {
-    mode: &'static str,
-    duration_s: f64,
-    warmup_s: f64,
-    connections: usize,
-    client_threads: usize,
-    storm_width: usize,
-    storm_rounds: usize,
-    scale: bool,
-    store: String,
+pub(crate) struct Settings {
+    pub mode: &'static str,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub connections: usize,
+    pub client_threads: usize,
+    pub storm_width: usize,
+    pub storm_rounds: usize,
+    pub scale: bool,
+    pub store: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +103,8 @@ struct Report<'a> {
     scenarios: &'a [Row],
     storm: Option<&'a StormReport>,
     scale: Option<&'a ScaleReport>,
+    /// The peer of `--peer`.
+    peer: Option<&'a PeerReport>,
     targets: &'a [Target],
     notes: &'a [String],
     clean: bool,
@@ -171,11 +174,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         );
     }
 
-    if let Some(peer) = &args.peer {
-        let note = format!("peer `{peer}`: not implemented; no peer was measured");
-        eprintln!("==> {note}");
-        notes.push(note);
-    }
     if args.scale && smoke {
         notes.push("--scale is ignored in smoke mode".into());
     }
@@ -475,6 +473,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let main_memory = process::memory_kb(server.pid());
     server.stop();
 
+    // --- A peer implementation, with the same load --------------------------------
+    let peer = match args.peer.as_deref() {
+        Some(name) => {
+            let (peer_rows, mut report) =
+                peer::measure(name, work.path(), &settings, load, ceiling_rate).await;
+            let find = |name: &str| peer_rows.iter().find(|r| r.scenario == name);
+            if let (Some(cc), Some(introspection), Some(refresh)) = (
+                find(peer::CC_ROW),
+                find(peer::INTROSPECTION_ROW),
+                find(peer::REFRESH_ROW),
+            ) {
+                report.compare(&[
+                    (&cc_row, cc),
+                    (&bearer_row, introspection),
+                    (&refresh_row, refresh),
+                ]);
+            }
+            if let Some(why) = &report.reason {
+                notes.push(format!("peer {name} {}: {why}", report.status));
+            }
+            rows.extend(peer_rows);
+            Some(report)
+        }
+        None => None,
+    };
+
     // --- Scale ----------------------------------------------------------------------------
     let scale = if settings.scale {
         let (small, large, report) =
@@ -542,6 +566,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
             report::group_thousands(s.seed_rate_per_s.round() as u64)
         );
     }
+    if let Some(p) = peer.as_ref().filter(|p| !p.comparisons.is_empty()) {
+        println!(
+            "\nTessera against oidc-provider {} (node {}, one process):",
+            p.package_version.as_deref().unwrap_or("?"),
+            p.node_version.as_deref().unwrap_or("?")
+        );
+        for c in &p.comparisons {
+            println!(
+                "  {} {} req/s vs {} {} req/s: {:.2}×",
+                c.tessera,
+                report::group_thousands(c.tessera_req_per_s.round() as u64),
+                c.peer,
+                report::group_thousands(c.peer_req_per_s.round() as u64),
+                c.tessera_to_peer
+            );
+        }
+    }
     println!(
         "\nTargets{}:",
         if smoke {
@@ -570,6 +611,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         scenarios: &rows,
         storm: Some(&storm),
         scale: scale.as_ref(),
+        peer: peer.as_ref(),
         targets: &targets,
         notes: &notes,
         clean,
@@ -640,12 +682,23 @@ async fn measure(
     load: LoadSettings,
     next: client::NextReq,
 ) -> anyhow::Result<LoadResult> {
+    measure_checked(name, server, load, next, None).await
+}
+
+/// [`measure`], with every 2xx body checked by `check`.
+pub(crate) async fn measure_checked(
+    name: &str,
+    server: &ChildServer,
+    load: LoadSettings,
+    next: client::NextReq,
+    check: Option<client::Check>,
+) -> anyhow::Result<LoadResult> {
     eprintln!(
         "==> {name}: {:?} warm-up + {:?}",
         load.warmup, load.duration
     );
     let before = CpuSnapshot::take(&[server.pid()]);
-    let mut r = run_load(server.addr, load, next).await?;
+    let mut r = client::run_load(server.addr, load, next, check).await?;
     let after = CpuSnapshot::take(&[server.pid()]);
     r.others_cpu_share = before
         .zip(after)
@@ -677,7 +730,7 @@ async fn measure(
     Ok(r)
 }
 
-fn row(scenario: &str, r: &LoadResult, ratio: Option<f64>) -> Row {
+pub(crate) fn row(scenario: &str, r: &LoadResult, ratio: Option<f64>) -> Row {
     let mut notes = Vec::new();
     if r.error_count() > 0 {
         notes.push("ERRORS".to_owned());
@@ -705,14 +758,14 @@ fn row(scenario: &str, r: &LoadResult, ratio: Option<f64>) -> Row {
 
 /// How many single-use inputs a scenario needs: what the comparable write
 /// scenario sustained, over warm-up and measured time, times `margin`.
-fn pool_size(comparable_rate: Option<f64>, margin: f64, settings: &Settings) -> usize {
+pub(crate) fn pool_size(comparable_rate: Option<f64>, margin: f64, settings: &Settings) -> usize {
     let rate = comparable_rate.unwrap_or(0.0).max(100.0);
     let need = rate * (settings.warmup_s + settings.duration_s) * margin
         + (settings.connections * 4) as f64;
     (need.ceil() as usize).clamp(1_000, 3_000_000)
 }
 
-async fn mint(
+pub(crate) async fn mint(
     addr: std::net::SocketAddr,
     connections: usize,
     n: usize,
@@ -749,7 +802,7 @@ fn prebuilt(
 }
 
 /// Hands out each request exactly once, then reports the pool used up.
-fn take_each_once(reqs: Arc<Vec<Req>>) -> client::NextReq {
+pub(crate) fn take_each_once(reqs: Arc<Vec<Req>>) -> client::NextReq {
     let next = Arc::new(AtomicUsize::new(0));
     Arc::new(move |_| reqs.get(next.fetch_add(1, Ordering::Relaxed)).cloned())
 }
