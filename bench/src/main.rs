@@ -7,6 +7,7 @@
 mod ceiling;
 mod client;
 mod peer;
+mod pgbench;
 mod process;
 mod report;
 mod run;

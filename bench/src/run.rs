@@ -17,6 +17,7 @@ use crate::client::{
     self, basic, bearer, collect, new_histogram, Conn, LoadResult, LoadSettings, Req,
 };
 use crate::peer::{self, PeerReport};
+use crate::pgbench::{self, PgbenchReport};
 use crate::process::{self, ChildServer, CpuSnapshot, BOOTSTRAP_PASSWORD};
 use crate::report::{self, Latency, Machine, Row, Target};
 use crate::seed;
@@ -103,6 +104,8 @@ struct Report<'a> {
     scenarios: &'a [Row],
     storm: Option<&'a StormReport>,
     scale: Option<&'a ScaleReport>,
+    /// `pgbench -N` on the PostgreSQL server of `--store`.
+    pgbench: Option<&'a PgbenchReport>,
     /// The peer of `--peer`.
     peer: Option<&'a PeerReport>,
     targets: &'a [Target],
@@ -473,6 +476,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let main_memory = process::memory_kb(server.pid());
     server.stop();
 
+    // --- pgbench -N on the same PostgreSQL server (Tessera stopped) ------------
+    let pgbench = match args
+        .store
+        .as_deref()
+        .filter(|url| pgbench::is_postgres(url))
+    {
+        Some(url) => {
+            let mut report = pgbench::measure(url, &settings, work.path()).await;
+            if let Some(tps) = report.tps.filter(|&t| t > 0.0) {
+                for r in [&cc_row, &password_row, &refresh_row] {
+                    if let Some(rate) = r.req_per_s {
+                        report.ratios.push(pgbench::PgbenchRatio {
+                            scenario: r.scenario.clone(),
+                            req_per_s: rate,
+                            to_pgbench: rate / tps,
+                        });
+                    }
+                }
+            }
+            rows.push(pgbench_row(&report));
+            if let Some(why) = &report.reason {
+                notes.push(format!("pgbench -N {}: {why}", report.status));
+            }
+            Some(report)
+        }
+        None => None,
+    };
+
     // --- A peer implementation, with the same load --------------------------------
     let peer = match args.peer.as_deref() {
         Some(name) => {
@@ -520,6 +551,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         &refresh_row,
         &storm,
         scale.as_ref(),
+        pgbench.as_ref(),
     );
     let clean = rows.iter().all(|r| r.errors == 0) && storm.wrote_once;
     let load_after = report::load_average();
@@ -566,6 +598,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
             report::group_thousands(s.seed_rate_per_s.round() as u64)
         );
     }
+    if let Some(p) = &pgbench {
+        if let Some(tps) = p.tps {
+            let ratios: Vec<String> = p
+                .ratios
+                .iter()
+                .map(|r| format!("{} {:.2}×", r.scenario, r.to_pgbench))
+                .collect();
+            println!(
+                "\nPostgreSQL yardstick: pgbench -N {} tx/s ({} clients, -j {}, scale {}, {} s); against it: {}",
+                report::group_thousands(tps.round() as u64),
+                p.clients,
+                p.threads,
+                p.scale,
+                p.duration_s,
+                ratios.join(", ")
+            );
+        }
+    }
     if let Some(p) = peer.as_ref().filter(|p| !p.comparisons.is_empty()) {
         println!(
             "\nTessera against oidc-provider {} (node {}, one process):",
@@ -611,6 +661,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         scenarios: &rows,
         storm: Some(&storm),
         scale: scale.as_ref(),
+        pgbench: pgbench.as_ref(),
         peer: peer.as_ref(),
         targets: &targets,
         notes: &notes,
@@ -634,6 +685,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     }
     Ok(clean)
+}
+
+/// The table's line for pgbench: transactions per second, not HTTP requests.
+fn pgbench_row(p: &PgbenchReport) -> Row {
+    let name = format!("pgbench -N, {} clients (tx/s, not HTTP)", p.clients);
+    match p.tps {
+        Some(tps) => {
+            let mut notes = vec![format!("-j {}, scale {}", p.threads, p.scale)];
+            if let Some(l) = p.latency_avg_ms {
+                notes.push(format!("latency avg {l:.2} ms"));
+            }
+            if let Some(f) = p.failed_transactions.filter(|&f| f > 0) {
+                notes.push(format!("{f} failed transactions"));
+            }
+            Row {
+                scenario: name,
+                req_per_s: Some(tps),
+                requests: p.transactions.unwrap_or(0),
+                window_s: p.duration_s as f64,
+                notes,
+                ..Default::default()
+            }
+        }
+        None => Row::skipped(
+            "pgbench -N",
+            &format!(
+                "{}: {}",
+                p.status,
+                p.reason.as_deref().unwrap_or("no figure")
+            ),
+        ),
+    }
 }
 
 fn mb(kb: Option<u64>) -> String {
@@ -1142,6 +1225,7 @@ fn targets(
     refresh: &Row,
     storm: &StormReport,
     scale: Option<&ScaleReport>,
+    pgbench: Option<&PgbenchReport>,
 ) -> Vec<Target> {
     let ratio_target = |name: &str, row: &Row, min: f64| match (row.skipped, row.ratio_to_ceiling) {
         (false, Some(x)) => Target::new(
@@ -1166,6 +1250,7 @@ fn targets(
         rate_target("token creation (client_credentials) >= 5,000/s", cc, 5000.0),
         rate_target("token creation (password) >= 5,000/s", password, 5000.0),
         rate_target("refresh >= 5,000/s", refresh, 5000.0),
+        pgbench_target(refresh, pgbench),
         Target::new(
             "storm of 256 writes once",
             format!(
@@ -1225,4 +1310,38 @@ fn targets(
         ),
     }
     t
+}
+
+/// Refresh on PostgreSQL against what pgbench -N sustains on the same server.
+fn pgbench_target(refresh: &Row, pgbench: Option<&PgbenchReport>) -> Target {
+    const NAME: &str = "refresh on PostgreSQL >= 0.5x pgbench -N";
+    match (pgbench, refresh.req_per_s) {
+        (Some(p), Some(rate)) if p.tps.is_some_and(|t| t > 0.0) => {
+            let tps = p.tps.unwrap_or(1.0);
+            let x = rate / tps;
+            Target::new(
+                NAME,
+                format!(
+                    "{x:.3}× ({} refreshes/s vs {} tx/s)",
+                    report::group_thousands(rate.round() as u64),
+                    report::group_thousands(tps.round() as u64)
+                ),
+                Some(x >= 0.5 && refresh.errors == 0),
+            )
+        }
+        (Some(p), _) => Target::new(
+            NAME,
+            format!(
+                "not measured (pgbench {}: {})",
+                p.status,
+                p.reason.as_deref().unwrap_or("no figure")
+            ),
+            None,
+        ),
+        (None, _) => Target::new(
+            NAME,
+            "not measured (needs --store postgres://…)".into(),
+            None,
+        ),
+    }
 }
