@@ -26,6 +26,16 @@ pub struct Req {
     pub uri: Uri,
     pub auth: Option<HeaderValue>,
     pub body: Option<Bytes>,
+    /// Sent as `Content-Type` when there is a body.
+    pub content_type: HeaderValue,
+}
+
+fn json_type() -> HeaderValue {
+    HeaderValue::from_static("application/json")
+}
+
+fn form_type() -> HeaderValue {
+    HeaderValue::from_static("application/x-www-form-urlencoded")
 }
 
 impl Req {
@@ -35,6 +45,18 @@ impl Req {
             uri: Uri::from_static(path),
             auth,
             body: None,
+            content_type: json_type(),
+        }
+    }
+
+    /// A request without a body to any URI (path and query).
+    pub fn bare(method: Method, uri: Uri) -> Self {
+        Self {
+            method,
+            uri,
+            auth: None,
+            body: None,
+            content_type: json_type(),
         }
     }
 
@@ -49,8 +71,48 @@ impl Req {
             uri: Uri::from_static(path),
             auth,
             body: Some(Bytes::from(body.to_string())),
+            content_type: json_type(),
         }
     }
+
+    /// An `application/x-www-form-urlencoded` request, as OAuth 2.0's token
+    /// and introspection endpoints expect.
+    pub fn form(
+        method: Method,
+        path: &'static str,
+        auth: Option<HeaderValue>,
+        fields: &[(&str, &str)],
+    ) -> Self {
+        let body = fields
+            .iter()
+            .map(|(name, value)| format!("{}={}", form_encode(name), form_encode(value)))
+            .collect::<Vec<_>>()
+            .join("&");
+        Self {
+            method,
+            uri: Uri::from_static(path),
+            auth,
+            body: Some(Bytes::from(body)),
+            content_type: form_type(),
+        }
+    }
+}
+
+/// Encodes one name or value of an `application/x-www-form-urlencoded`
+/// body: letters, digits and `*-._` stay, a space becomes `+`, every other
+/// byte of the UTF-8 text becomes `%XX`.
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 /// A keep-alive connection that reconnects after a failure.
@@ -109,8 +171,7 @@ impl Conn {
         }
         let body = match &req.body {
             Some(b) => {
-                builder =
-                    builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                builder = builder.header(CONTENT_TYPE, req.content_type.clone());
                 Full::new(b.clone())
             }
             None => Full::new(Bytes::new()),
@@ -187,12 +248,20 @@ struct TaskOutcome {
     last_done: Option<Instant>,
 }
 
+/// Looks at the body of a 2xx answer: `Err(kind)` turns it into a failure
+/// counted under `kind`. For servers whose 2xx alone does not prove success
+/// (an introspection endpoint answers 200 `{"active":false}` for an unknown
+/// token).
+pub type Check = Arc<dyn Fn(&Bytes) -> Result<(), &'static str> + Send + Sync>;
+
 /// Runs a closed loop on `settings.connections` connections: warm-up, then
-/// the measured window. Only requests that complete inside the window count.
+/// the measured window. Only requests that complete inside the window count;
+/// with `check`, a 2xx answer counts only if its body passes.
 pub async fn run_load(
     addr: SocketAddr,
     settings: LoadSettings,
     next: NextReq,
+    check: Option<Check>,
 ) -> anyhow::Result<LoadResult> {
     let conns = open_many(addr, settings.connections).await?;
     let start = Instant::now();
@@ -201,6 +270,7 @@ pub async fn run_load(
     let mut tasks = Vec::with_capacity(conns.len());
     for mut conn in conns {
         let next = Arc::clone(&next);
+        let check = check.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::from_entropy();
             let mut out = TaskOutcome {
@@ -223,7 +293,18 @@ pub async fn run_load(
                 let t1 = Instant::now();
                 let in_window = t1 >= warm_end && t1 <= end;
                 let success = match &result {
-                    Ok((status, _)) if status.is_success() => true,
+                    Ok((status, body)) if status.is_success() => match &check {
+                        None => true,
+                        Some(check) => match check(body) {
+                            Ok(()) => true,
+                            Err(kind) => {
+                                *out.errors
+                                    .entry(format!("HTTP {} but {kind}", status.as_u16()))
+                                    .or_default() += 1;
+                                false
+                            }
+                        },
+                    },
                     Ok((status, _)) => {
                         *out.errors
                             .entry(format!("HTTP {}", status.as_u16()))
@@ -341,4 +422,24 @@ pub fn basic(username: &str, password: &str) -> HeaderValue {
 
 pub fn bearer(token: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("Bearer {token}")).expect("a token is a valid header")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_bodies_are_url_encoded() {
+        let req = Req::form(
+            Method::POST,
+            "/token",
+            None,
+            &[("grant_type", "refresh_token"), ("token", "a b+c/d=é_-.*~")],
+        );
+        assert_eq!(
+            req.body.as_deref(),
+            Some(&b"grant_type=refresh_token&token=a+b%2Bc%2Fd%3D%C3%A9_-.*%7E"[..])
+        );
+        assert_eq!(req.content_type, "application/x-www-form-urlencoded");
+    }
 }

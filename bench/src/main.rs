@@ -6,6 +6,8 @@
 
 mod ceiling;
 mod client;
+mod peer;
+mod pgbench;
 mod process;
 mod report;
 mod run;

@@ -65,6 +65,16 @@ impl ChildServer {
         Self::spawn("ceiling", cmd, addr, log)
     }
 
+    /// Starts a peer implementation under test; `cmd` must make it listen on `addr`.
+    pub fn peer(
+        name: &'static str,
+        cmd: Command,
+        addr: SocketAddr,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        Self::spawn(name, cmd, addr, log)
+    }
+
     fn spawn(
         name: &'static str,
         mut cmd: Command,
@@ -160,6 +170,74 @@ impl Drop for ChildServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Runs a helper program (npm, pgbench) to completion, its output appended
+/// to `log`, in a process group of its own so that everything it started can
+/// be killed if it overruns `limit`. `Err` says why it did not finish.
+pub async fn run_logged(
+    mut cmd: Command,
+    log: &Path,
+    limit: Duration,
+) -> Result<ExitStatus, String> {
+    use std::os::unix::process::CommandExt;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(None) => {
+                // The group id is the child's pid (process_group(0)).
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg("--")
+                    .arg(format!("-{}", child.id()))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{program} did not finish within {limit:?} and was killed"
+                ));
+            }
+            Err(e) => return Err(format!("cannot wait for {program}: {e}")),
+        }
+    }
+}
+
+/// The first line of `program --version`, or why it could not be run.
+pub fn tool_version(program: &str) -> Result<String, String> {
+    let out = match Command::new(program).arg("--version").output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{program} not found on PATH"))
+        }
+        Err(e) => return Err(format!("cannot run {program}: {e}")),
+    };
+    if !out.status.success() {
+        return Err(format!("`{program} --version` failed ({})", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
 }
 
 /// Resident and peak memory of a process, in kB, from /proc/PID/status.

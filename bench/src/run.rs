@@ -14,8 +14,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::client::{
-    self, basic, bearer, collect, new_histogram, run_load, Conn, LoadResult, LoadSettings, Req,
+    self, basic, bearer, collect, new_histogram, Conn, LoadResult, LoadSettings, Req,
 };
+use crate::peer::{self, PeerReport};
+use crate::pgbench::{self, PgbenchReport};
 use crate::process::{self, ChildServer, CpuSnapshot, BOOTSTRAP_PASSWORD};
 use crate::report::{self, Latency, Machine, Row, Target};
 use crate::seed;
@@ -41,16 +43,16 @@ const SCALE_LARGE: u64 = 1_000_000;
 const SCALE_SAMPLE: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize)]
-struct Settings {
-    mode: &'static str,
-    duration_s: f64,
-    warmup_s: f64,
-    connections: usize,
-    client_threads: usize,
-    storm_width: usize,
-    storm_rounds: usize,
-    scale: bool,
-    store: String,
+pub(crate) struct Settings {
+    pub mode: &'static str,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub connections: usize,
+    pub client_threads: usize,
+    pub storm_width: usize,
+    pub storm_rounds: usize,
+    pub scale: bool,
+    pub store: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +104,10 @@ struct Report<'a> {
     scenarios: &'a [Row],
     storm: Option<&'a StormReport>,
     scale: Option<&'a ScaleReport>,
+    /// `pgbench -N` on the PostgreSQL server of `--store`.
+    pgbench: Option<&'a PgbenchReport>,
+    /// The peer of `--peer`.
+    peer: Option<&'a PeerReport>,
     targets: &'a [Target],
     notes: &'a [String],
     clean: bool,
@@ -171,11 +177,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         );
     }
 
-    if let Some(peer) = &args.peer {
-        let note = format!("peer `{peer}`: not implemented; no peer was measured");
-        eprintln!("==> {note}");
-        notes.push(note);
-    }
     if args.scale && smoke {
         notes.push("--scale is ignored in smoke mode".into());
     }
@@ -475,6 +476,60 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let main_memory = process::memory_kb(server.pid());
     server.stop();
 
+    // --- pgbench -N on the same PostgreSQL server (Tessera stopped) ------------
+    let pgbench = match args
+        .store
+        .as_deref()
+        .filter(|url| pgbench::is_postgres(url))
+    {
+        Some(url) => {
+            let mut report = pgbench::measure(url, &settings, work.path()).await;
+            if let Some(tps) = report.tps.filter(|&t| t > 0.0) {
+                for r in [&cc_row, &password_row, &refresh_row] {
+                    if let Some(rate) = r.req_per_s {
+                        report.ratios.push(pgbench::PgbenchRatio {
+                            scenario: r.scenario.clone(),
+                            req_per_s: rate,
+                            to_pgbench: rate / tps,
+                        });
+                    }
+                }
+            }
+            rows.push(pgbench_row(&report));
+            if let Some(why) = &report.reason {
+                notes.push(format!("pgbench -N {}: {why}", report.status));
+            }
+            Some(report)
+        }
+        None => None,
+    };
+
+    // --- A peer implementation, with the same load --------------------------------
+    let peer = match args.peer.as_deref() {
+        Some(name) => {
+            let (peer_rows, mut report) =
+                peer::measure(name, work.path(), &settings, load, ceiling_rate).await;
+            let find = |name: &str| peer_rows.iter().find(|r| r.scenario == name);
+            if let (Some(cc), Some(introspection), Some(refresh)) = (
+                find(peer::CC_ROW),
+                find(peer::INTROSPECTION_ROW),
+                find(peer::REFRESH_ROW),
+            ) {
+                report.compare(&[
+                    (&cc_row, cc),
+                    (&bearer_row, introspection),
+                    (&refresh_row, refresh),
+                ]);
+            }
+            if let Some(why) = &report.reason {
+                notes.push(format!("peer {name} {}: {why}", report.status));
+            }
+            rows.extend(peer_rows);
+            Some(report)
+        }
+        None => None,
+    };
+
     // --- Scale ----------------------------------------------------------------------------
     let scale = if settings.scale {
         let (small, large, report) =
@@ -496,6 +551,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         &refresh_row,
         &storm,
         scale.as_ref(),
+        pgbench.as_ref(),
     );
     let clean = rows.iter().all(|r| r.errors == 0) && storm.wrote_once;
     let load_after = report::load_average();
@@ -542,6 +598,41 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
             report::group_thousands(s.seed_rate_per_s.round() as u64)
         );
     }
+    if let Some(p) = &pgbench {
+        if let Some(tps) = p.tps {
+            let ratios: Vec<String> = p
+                .ratios
+                .iter()
+                .map(|r| format!("{} {:.2}×", r.scenario, r.to_pgbench))
+                .collect();
+            println!(
+                "\nPostgreSQL yardstick: pgbench -N {} tx/s ({} clients, -j {}, scale {}, {} s); against it: {}",
+                report::group_thousands(tps.round() as u64),
+                p.clients,
+                p.threads,
+                p.scale,
+                p.duration_s,
+                ratios.join(", ")
+            );
+        }
+    }
+    if let Some(p) = peer.as_ref().filter(|p| !p.comparisons.is_empty()) {
+        println!(
+            "\nTessera against oidc-provider {} (node {}, one process):",
+            p.package_version.as_deref().unwrap_or("?"),
+            p.node_version.as_deref().unwrap_or("?")
+        );
+        for c in &p.comparisons {
+            println!(
+                "  {} {} req/s vs {} {} req/s: {:.2}×",
+                c.tessera,
+                report::group_thousands(c.tessera_req_per_s.round() as u64),
+                c.peer,
+                report::group_thousands(c.peer_req_per_s.round() as u64),
+                c.tessera_to_peer
+            );
+        }
+    }
     println!(
         "\nTargets{}:",
         if smoke {
@@ -570,6 +661,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         scenarios: &rows,
         storm: Some(&storm),
         scale: scale.as_ref(),
+        pgbench: pgbench.as_ref(),
+        peer: peer.as_ref(),
         targets: &targets,
         notes: &notes,
         clean,
@@ -592,6 +685,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     }
     Ok(clean)
+}
+
+/// The table's line for pgbench: transactions per second, not HTTP requests.
+fn pgbench_row(p: &PgbenchReport) -> Row {
+    let name = format!("pgbench -N, {} clients (tx/s, not HTTP)", p.clients);
+    match p.tps {
+        Some(tps) => {
+            let mut notes = vec![format!("-j {}, scale {}", p.threads, p.scale)];
+            if let Some(l) = p.latency_avg_ms {
+                notes.push(format!("latency avg {l:.2} ms"));
+            }
+            if let Some(f) = p.failed_transactions.filter(|&f| f > 0) {
+                notes.push(format!("{f} failed transactions"));
+            }
+            Row {
+                scenario: name,
+                req_per_s: Some(tps),
+                requests: p.transactions.unwrap_or(0),
+                window_s: p.duration_s as f64,
+                notes,
+                ..Default::default()
+            }
+        }
+        None => Row::skipped(
+            "pgbench -N",
+            &format!(
+                "{}: {}",
+                p.status,
+                p.reason.as_deref().unwrap_or("no figure")
+            ),
+        ),
+    }
 }
 
 fn mb(kb: Option<u64>) -> String {
@@ -640,12 +765,23 @@ async fn measure(
     load: LoadSettings,
     next: client::NextReq,
 ) -> anyhow::Result<LoadResult> {
+    measure_checked(name, server, load, next, None).await
+}
+
+/// [`measure`], with every 2xx body checked by `check`.
+pub(crate) async fn measure_checked(
+    name: &str,
+    server: &ChildServer,
+    load: LoadSettings,
+    next: client::NextReq,
+    check: Option<client::Check>,
+) -> anyhow::Result<LoadResult> {
     eprintln!(
         "==> {name}: {:?} warm-up + {:?}",
         load.warmup, load.duration
     );
     let before = CpuSnapshot::take(&[server.pid()]);
-    let mut r = run_load(server.addr, load, next).await?;
+    let mut r = client::run_load(server.addr, load, next, check).await?;
     let after = CpuSnapshot::take(&[server.pid()]);
     r.others_cpu_share = before
         .zip(after)
@@ -677,7 +813,7 @@ async fn measure(
     Ok(r)
 }
 
-fn row(scenario: &str, r: &LoadResult, ratio: Option<f64>) -> Row {
+pub(crate) fn row(scenario: &str, r: &LoadResult, ratio: Option<f64>) -> Row {
     let mut notes = Vec::new();
     if r.error_count() > 0 {
         notes.push("ERRORS".to_owned());
@@ -705,14 +841,14 @@ fn row(scenario: &str, r: &LoadResult, ratio: Option<f64>) -> Row {
 
 /// How many single-use inputs a scenario needs: what the comparable write
 /// scenario sustained, over warm-up and measured time, times `margin`.
-fn pool_size(comparable_rate: Option<f64>, margin: f64, settings: &Settings) -> usize {
+pub(crate) fn pool_size(comparable_rate: Option<f64>, margin: f64, settings: &Settings) -> usize {
     let rate = comparable_rate.unwrap_or(0.0).max(100.0);
     let need = rate * (settings.warmup_s + settings.duration_s) * margin
         + (settings.connections * 4) as f64;
     (need.ceil() as usize).clamp(1_000, 3_000_000)
 }
 
-async fn mint(
+pub(crate) async fn mint(
     addr: std::net::SocketAddr,
     connections: usize,
     n: usize,
@@ -749,7 +885,7 @@ fn prebuilt(
 }
 
 /// Hands out each request exactly once, then reports the pool used up.
-fn take_each_once(reqs: Arc<Vec<Req>>) -> client::NextReq {
+pub(crate) fn take_each_once(reqs: Arc<Vec<Req>>) -> client::NextReq {
     let next = Arc::new(AtomicUsize::new(0));
     Arc::new(move |_| reqs.get(next.fetch_add(1, Ordering::Relaxed)).cloned())
 }
@@ -1089,6 +1225,7 @@ fn targets(
     refresh: &Row,
     storm: &StormReport,
     scale: Option<&ScaleReport>,
+    pgbench: Option<&PgbenchReport>,
 ) -> Vec<Target> {
     let ratio_target = |name: &str, row: &Row, min: f64| match (row.skipped, row.ratio_to_ceiling) {
         (false, Some(x)) => Target::new(
@@ -1113,6 +1250,7 @@ fn targets(
         rate_target("token creation (client_credentials) >= 5,000/s", cc, 5000.0),
         rate_target("token creation (password) >= 5,000/s", password, 5000.0),
         rate_target("refresh >= 5,000/s", refresh, 5000.0),
+        pgbench_target(refresh, pgbench),
         Target::new(
             "storm of 256 writes once",
             format!(
@@ -1172,4 +1310,38 @@ fn targets(
         ),
     }
     t
+}
+
+/// Refresh on PostgreSQL against what pgbench -N sustains on the same server.
+fn pgbench_target(refresh: &Row, pgbench: Option<&PgbenchReport>) -> Target {
+    const NAME: &str = "refresh on PostgreSQL >= 0.5x pgbench -N";
+    match (pgbench, refresh.req_per_s) {
+        (Some(p), Some(rate)) if p.tps.is_some_and(|t| t > 0.0) => {
+            let tps = p.tps.unwrap_or(1.0);
+            let x = rate / tps;
+            Target::new(
+                NAME,
+                format!(
+                    "{x:.3}× ({} refreshes/s vs {} tx/s)",
+                    report::group_thousands(rate.round() as u64),
+                    report::group_thousands(tps.round() as u64)
+                ),
+                Some(x >= 0.5 && refresh.errors == 0),
+            )
+        }
+        (Some(p), _) => Target::new(
+            NAME,
+            format!(
+                "not measured (pgbench {}: {})",
+                p.status,
+                p.reason.as_deref().unwrap_or("no figure")
+            ),
+            None,
+        ),
+        (None, _) => Target::new(
+            NAME,
+            "not measured (needs --store postgres://…)".into(),
+            None,
+        ),
+    }
 }
