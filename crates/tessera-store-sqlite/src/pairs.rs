@@ -15,6 +15,10 @@
 //!   are stored once per distinct combination, in `grants`, and each pair
 //!   refers to its grant. Invalidation by user or realm goes through the
 //!   grants' indexes.
+//! - What a refresh records about the pair it refreshed (when, the
+//!   successor's id and the sealed successor) goes into `refreshes`, keyed
+//!   by the pair's `seq`, so a refresh never grows a row in the densely
+//!   filled `token_pairs` pages (which would split them).
 //! - Pair, family and successor ids (random 128-bit hex strings) are stored
 //!   as 16-byte blobs, and not indexed. A family is found by its *family
 //!   key*: the `seq` of its first pair (`family_seq` is NULL there, and
@@ -62,10 +66,13 @@ CREATE TABLE IF NOT EXISTS token_pairs (
     refresh_expires_at  INTEGER,
     access_invalidated  INTEGER NOT NULL,
     refresh_invalidated INTEGER NOT NULL,
-    refreshed_at        INTEGER,
-    successor_id        BLOB,
-    sealed_successor    BLOB,
     purge_after         INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refreshes (
+    seq              INTEGER PRIMARY KEY,
+    refreshed_at     INTEGER NOT NULL,
+    successor_id     BLOB NOT NULL,
+    sealed_successor BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS token_pairs_by_access ON token_pairs (access_key);
 CREATE INDEX IF NOT EXISTS token_pairs_by_refresh ON token_pairs (refresh_key)
@@ -82,9 +89,10 @@ const INVALIDATE_SET: &str =
 /// The columns [`pair_row`] reads, in its order.
 const SELECT_PAIR: &str = "SELECT p.seq, p.id, p.access_hash, p.refresh_hash, p.family_id,
     p.generation, g.username, g.realm, g.subject, g.client, p.created_at, p.access_expires_at,
-    p.refresh_expires_at, p.access_invalidated, p.refresh_invalidated, p.refreshed_at,
-    p.successor_id, p.sealed_successor, p.purge_after, g.scope, IFNULL(p.family_seq, p.seq)
-  FROM token_pairs p JOIN grants g ON g.id = p.grant_id";
+    p.refresh_expires_at, p.access_invalidated, p.refresh_invalidated, r.refreshed_at,
+    r.successor_id, r.sealed_successor, p.purge_after, g.scope, IFNULL(p.family_seq, p.seq),
+    p.grant_id
+  FROM token_pairs p JOIN grants g ON g.id = p.grant_id LEFT JOIN refreshes r ON r.seq = p.seq";
 
 /// Which half of a pair a hash names.
 #[derive(Clone, Copy)]
@@ -147,11 +155,12 @@ fn optional_id(value: ValueRef<'_>) -> rusqlite::Result<Option<String>> {
     }
 }
 
-/// Where a stored pair is: its `seq` and its family key.
+/// Where a stored pair is: its `seq`, its family key and its grant.
 #[derive(Clone, Copy, Debug)]
 pub struct Located {
     pub seq: i64,
     pub family: i64,
+    pub grant: i64,
 }
 
 /// A stored pair: where it is, and its row.
@@ -160,6 +169,7 @@ fn pair_row(row: &Row<'_>) -> rusqlite::Result<(Located, TokenRow)> {
         Located {
             seq: row.get(0)?,
             family: row.get(20)?,
+            grant: row.get(21)?,
         },
         TokenRow {
             id: expand_id(row.get_ref(1)?)?,
@@ -241,22 +251,61 @@ fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
     Ok(conn.last_insert_rowid())
 }
 
-/// Stores a new pair: the first of a new family (`family` is `None`), or
-/// a successor in the family with that key. Returns its `seq`.
-pub fn insert(conn: &Connection, record: &TokenRecord, family: Option<i64>) -> StoreResult<i64> {
-    insert_row(conn, &TokenRow::from_record(record)?, family)
+/// Stores a new pair, the first of a new family. Returns its `seq`.
+pub fn insert(conn: &Connection, record: &TokenRecord) -> StoreResult<i64> {
+    let row = TokenRow::from_record(record)?;
+    let grant = grant_id(conn, &row)?;
+    insert_row(conn, &row, None, grant)
 }
 
-fn insert_row(conn: &Connection, r: &TokenRow, family: Option<i64>) -> StoreResult<i64> {
-    let grant = grant_id(conn, r)?;
+/// Stores `successor`, minted by refreshing the pair at `parent`: same
+/// family, same grant (a successor inherits subject, client and scope).
+pub fn insert_successor(
+    conn: &Connection,
+    successor: &TokenRecord,
+    parent: Located,
+) -> StoreResult<i64> {
+    // The grant is known, so the row's subject, client and scope are not
+    // encoded again.
+    let row = TokenRow {
+        id: successor.id.clone(),
+        access_hash: successor.access_hash.0.to_vec(),
+        refresh_hash: successor.refresh_hash.map(|h| h.0.to_vec()),
+        family_id: successor.family_id.clone(),
+        generation: i64::from(successor.generation),
+        username: String::new(),
+        realm: String::new(),
+        subject: String::new(),
+        client: String::new(),
+        created_at: successor.created_at,
+        access_expires_at: successor.access_expires_at,
+        refresh_expires_at: successor.refresh_expires_at,
+        access_invalidated: successor.access_invalidated,
+        refresh_invalidated: successor.refresh_invalidated,
+        refreshed_at: None,
+        successor_id: None,
+        sealed_successor: None,
+        purge_after: successor.purgeable_after(),
+        scope: None,
+    };
+    insert_row(conn, &row, Some(parent.family), parent.grant)
+}
+
+/// Inserts `r` (grant columns unused) under `grant`, in the family with key
+/// `family` (`None`: a new family), with its refresh record if it has one.
+fn insert_row(
+    conn: &Connection,
+    r: &TokenRow,
+    family: Option<i64>,
+    grant: i64,
+) -> StoreResult<i64> {
     let access = hash_array(&r.access_hash)?;
     let refresh = r.refresh_hash.as_deref().map(hash_array).transpose()?;
     conn.prepare_cached(
         "INSERT INTO token_pairs (access_key, access_hash, refresh_key, refresh_hash, id,
            family_id, generation, grant_id, created_at, access_expires_at, refresh_expires_at,
-           access_invalidated, refresh_invalidated, refreshed_at, successor_id,
-           sealed_successor, purge_after, family_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+           access_invalidated, refresh_invalidated, purge_after, family_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -273,15 +322,25 @@ fn insert_row(conn: &Connection, r: &TokenRow, family: Option<i64>) -> StoreResu
             r.refresh_expires_at,
             r.access_invalidated,
             r.refresh_invalidated,
-            r.refreshed_at,
-            r.successor_id.as_deref().map(compact_id),
-            r.sealed_successor,
             r.purge_after,
             family,
         ])
     })
     .map_err(internal)?;
-    Ok(conn.last_insert_rowid())
+    let seq = conn.last_insert_rowid();
+    match (r.refreshed_at, &r.successor_id, &r.sealed_successor) {
+        (Some(at), Some(successor_id), Some(sealed)) => {
+            record_refresh(conn, seq, at, successor_id, sealed)?;
+        }
+        (None, None, None) => {}
+        _ => {
+            return Err(StoreError::Internal(format!(
+                "token {} has a partial refresh state",
+                r.id
+            )))
+        }
+    }
+    Ok(seq)
 }
 
 fn hash_array(bytes: &[u8]) -> StoreResult<[u8; 32]> {
@@ -296,26 +355,30 @@ pub fn mark_refreshed(
     seq: i64,
     refreshed: &tessera_domain::token::Refreshed,
 ) -> StoreResult<()> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE token_pairs SET refreshed_at = ?2, successor_id = ?3, sealed_successor = ?4
-             WHERE seq = ?1 AND refreshed_at IS NULL",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                seq,
-                refreshed.at,
-                compact_id(&refreshed.successor_id),
-                refreshed.sealed_successor
-            ])
-        })
-        .map_err(internal)?;
-    match changed {
-        1 => Ok(()),
-        _ => Err(StoreError::Internal(
-            "refreshed record changed under the writer".into(),
-        )),
-    }
+    record_refresh(
+        conn,
+        seq,
+        refreshed.at,
+        &refreshed.successor_id,
+        &refreshed.sealed_successor,
+    )
+}
+
+fn record_refresh(
+    conn: &Connection,
+    seq: i64,
+    at: i64,
+    successor_id: &str,
+    sealed: &[u8],
+) -> StoreResult<()> {
+    // A second refresh record for one pair violates the primary key.
+    conn.prepare_cached(
+        "INSERT INTO refreshes (seq, refreshed_at, successor_id, sealed_successor)
+         VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![seq, at, compact_id(successor_id), sealed]))
+    .map(|_| ())
+    .map_err(|e| StoreError::Internal(format!("recording a refresh: {e}")))
 }
 
 /// Invalidates both halves of every pair in the family with key `family`.
@@ -398,13 +461,21 @@ pub fn invalidate_client(conn: &Connection, client_column: &str) -> StoreResult<
 /// Deletes up to `limit` pairs purgeable at `now`, then grants no pair
 /// refers to any more. Returns how many pairs it deleted.
 pub fn purge(conn: &Connection, now: i64, limit: u32) -> StoreResult<usize> {
-    let pairs = conn
-        .execute(
-            "DELETE FROM token_pairs WHERE seq IN
-               (SELECT seq FROM token_pairs WHERE purge_after <= ?1 LIMIT ?2)",
-            params![now, limit],
-        )
+    let doomed: Vec<i64> = conn
+        .prepare_cached("SELECT seq FROM token_pairs WHERE purge_after <= ?1 LIMIT ?2")
+        .and_then(|mut stmt| stmt.query_map(params![now, limit], |r| r.get(0))?.collect())
         .map_err(internal)?;
+    for seq in &doomed {
+        for sql in [
+            "DELETE FROM refreshes WHERE seq = ?1",
+            "DELETE FROM token_pairs WHERE seq = ?1",
+        ] {
+            conn.prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute([seq]))
+                .map_err(internal)?;
+        }
+    }
+    let pairs = doomed.len();
     if pairs > 0 {
         conn.execute(
             "DELETE FROM grants WHERE id IN (SELECT g.id FROM grants g
@@ -477,7 +548,8 @@ pub fn migrate_from_single_table(conn: &Connection) -> StoreResult<u64> {
             scope: row.get(18).map_err(internal)?,
         };
         let family = families.get(&old.family_id).copied();
-        let seq = insert_row(conn, &old, family)?;
+        let grant = grant_id(conn, &old)?;
+        let seq = insert_row(conn, &old, family, grant)?;
         families.entry(old.family_id.clone()).or_insert(seq);
         moved += 1;
     }
@@ -507,7 +579,7 @@ pub fn bulk_insert(
     while records.peek().is_some() {
         let tx = conn.transaction().map_err(internal)?;
         for record in records.by_ref().take(per_transaction.max(1)) {
-            insert(&tx, &record, None)?;
+            insert(&tx, &record)?;
             total += 1;
         }
         tx.execute(
