@@ -41,6 +41,10 @@ const SCALE_SMALL: u64 = 1_000;
 const SCALE_LARGE: u64 = 1_000_000;
 /// Seeded access tokens kept in memory to authenticate with at scale.
 const SCALE_SAMPLE: usize = 10_000;
+/// Both scale measurements authenticate with this many distinct tokens,
+/// drawn at random from what is stored, so that they differ only in how
+/// many tokens are stored, not in how many are in use.
+const SCALE_WORKING_SET: usize = 1_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Settings {
@@ -1104,6 +1108,7 @@ async fn scale(
         db.display()
     );
     let small = seed_tokens(&db, SCALE_SMALL, via_store).await?;
+    let small_sample = working_set(small.sample);
     seed::checkpoint_and_count(&db)?;
     let small_row = scale_bearer(
         bin,
@@ -1111,7 +1116,7 @@ async fn scale(
         work.join("tessera-scale-small.log"),
         load,
         ceiling_rate,
-        small.sample,
+        small_sample,
         "1,000",
     )
     .await?
@@ -1127,6 +1132,7 @@ async fn scale(
         large.elapsed.as_secs_f64()
     );
     let tokens_stored = seed::checkpoint_and_count(&db)?;
+    let large_sample = working_set(large.sample);
     let data_dir_bytes = seed::dir_bytes(&dir)?;
     let (large_row, rss_start, rss_after) = scale_bearer(
         bin,
@@ -1134,7 +1140,7 @@ async fn scale(
         work.join("tessera-scale-large.log"),
         load,
         ceiling_rate,
-        large.sample,
+        large_sample,
         "1,000,000",
     )
     .await?;
@@ -1166,6 +1172,14 @@ async fn scale(
         },
     };
     Ok((small_row, large_row, report))
+}
+
+/// A random [`SCALE_WORKING_SET`] of the kept tokens.
+fn working_set(mut sample: Vec<String>) -> Vec<String> {
+    use rand::seq::SliceRandom;
+    sample.shuffle(&mut rand::thread_rng());
+    sample.truncate(SCALE_WORKING_SET);
+    sample
 }
 
 type Memory = Option<(u64, u64)>;
