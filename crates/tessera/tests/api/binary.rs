@@ -276,14 +276,17 @@ fn a_killed_server_keeps_every_token_it_answered_with() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("another tessera server"), "{err}");
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
     let creators: Vec<_> = (0..8)
         .map(|_| {
-            let (base, password, stop) = (base.clone(), password.clone(), stop.clone());
+            let (base, password, stop, count) =
+                (base.clone(), password.clone(), stop.clone(), count.clone());
             thread::spawn(move || {
                 let client = client();
                 let mut answered = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                while !stop.load(SeqCst) {
                     let sent = client
                         .post(format!("{base}{TOKEN}"))
                         .basic_auth(ADMIN, Some(&password))
@@ -296,17 +299,25 @@ fn a_killed_server_keeps_every_token_it_answered_with() {
                     }
                     if let Ok(body) = r.json::<serde_json::Value>() {
                         answered.push(body["access_token"].as_str().unwrap().to_owned());
+                        count.fetch_add(1, SeqCst);
                     }
                 }
                 answered
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(1500));
+    // Kill once a good number of tokens were answered, with the creators
+    // still sending (so some requests are cut off in the middle).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count.load(SeqCst) < 300 {
+        assert!(Instant::now() < deadline, "tokens were not being created");
+        // Between two polls of the condition.
+        thread::sleep(Duration::from_millis(10));
+    }
     node.child.kill().expect("SIGKILL");
     node.child.wait().unwrap();
-    thread::sleep(Duration::from_millis(200));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Requests sent from here on fail to connect; the creators stop.
+    stop.store(true, SeqCst);
     let answered: Vec<String> = creators
         .into_iter()
         .flat_map(|c| c.join().unwrap())
