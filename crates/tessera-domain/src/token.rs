@@ -254,12 +254,33 @@ impl TokenRecord {
 /// 128-bit random identifier, hex encoded.
 pub fn random_id() -> String {
     let bytes: [u8; 16] = crypto::random_bytes();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(&bytes)
+}
+
+/// Lowercase hex, the encoding of [`random_id`].
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_per_byte() {
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        let id = random_id();
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    }
 
     #[test]
     fn minted_tokens_are_well_formed_and_distinct() {

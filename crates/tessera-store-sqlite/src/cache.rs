@@ -41,6 +41,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use tessera_domain::token::to_hex;
 use tessera_domain::user::UserRecord;
 use tessera_domain::{TokenHash, TokenRecord};
 use tessera_store::{ApiKeyRecord, RoleDescriptor, StoreError, StoreResult};
@@ -251,13 +252,9 @@ pub(crate) fn lease_address(db: &Path) -> StoreResult<SocketAddr> {
     let canonical = std::fs::canonicalize(db)
         .map_err(|e| StoreError::Unavailable(format!("cannot resolve {}: {e}", db.display())))?;
     let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-    let name = format!("tessera-lease-{}", hex(&digest[..16]));
+    let name = format!("tessera-lease-{}", to_hex(&digest[..16]));
     SocketAddr::from_abstract_name(name.as_bytes())
         .map_err(|e| StoreError::Internal(format!("lease socket name: {e}")))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the serving process holds: the exclusive lock and the lease

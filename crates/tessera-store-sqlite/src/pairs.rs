@@ -31,6 +31,7 @@
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
+use tessera_domain::token::to_hex;
 use tessera_domain::{TokenHash, TokenRecord};
 use tessera_store::codec::TokenRow;
 use tessera_store::{StoreError, StoreResult};
@@ -138,7 +139,7 @@ fn compact_id(id: &str) -> Value {
 
 fn expand_id(value: ValueRef<'_>) -> rusqlite::Result<String> {
     match value {
-        ValueRef::Blob(bytes) => Ok(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+        ValueRef::Blob(bytes) => Ok(to_hex(bytes)),
         ValueRef::Text(text) => Ok(String::from_utf8_lossy(text).into_owned()),
         other => Err(rusqlite::Error::InvalidColumnType(
             0,
