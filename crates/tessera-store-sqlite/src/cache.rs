@@ -3,19 +3,22 @@
 //!
 //! The process that serves (`SqliteStore::open_serving`) keeps what the
 //! authentication path reads (access tokens by hash, users, roles, API keys)
-//! in memory. The cache is never stale, by construction:
+//! in memory, one [`Table`] each. The cache is never stale, by construction:
 //!
 //! - Every write that may change or remove an existing row (a *revoking*
 //!   write: an invalidation, a refresh, any change to a user, role or key)
-//!   is bracketed by two counters: `begun` is bumped before the transaction
+//!   names the tables it may make stale ([`Affects`]), and is bracketed by
+//!   two counters of each of them: `begun` is bumped before the transaction
 //!   begins and `done` after it has committed, before anyone is answered.
 //!   Writes that only insert new rows leave them alone: nothing cached can
 //!   depend on a row that did not exist.
-//! - A lookup is served from memory only while no revoking write is in
-//!   flight (`begun == done`) and the entry was filled under the current
-//!   `done`. So once an invalidation has been answered, every later lookup
-//!   misses and reads the database.
-//! - A miss fills the cache only if the counters did not move while the
+//! - A lookup in a table is served from memory only while no revoking write
+//!   on that table is in flight (`begun == done`) and the entry was filled
+//!   under the table's current `done`. So once an invalidation has been
+//!   answered, every later lookup of a token misses and reads the database,
+//!   while users, roles and keys stay cached (a refresh does not make the
+//!   caller's Basic credentials a database read).
+//! - A miss fills the table only if its counters did not move while the
 //!   database was read, so a read that raced a revoking write never leaves
 //!   its (possibly old) answer behind.
 //!
@@ -26,8 +29,9 @@
 //! write another process either takes a shared lock on `<db>.lock` (so no
 //! server is running, and none can start until it is done), or, when a
 //! server holds the lock, opens a *lease* on that socket: the server bumps
-//! `begun` on connect and `done` when the lease ends (or its process dies and
-//! the kernel closes the socket), and confirms before the writer answers.
+//! every table's `begun` on connect and `done` when the lease ends (or its
+//! process dies and the kernel closes the socket), and confirms before the
+//! writer answers.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -59,15 +63,53 @@ const LEASE_DONE: u8 = b'D';
 const LEASE_CONFIRMED: u8 = b'K';
 
 pub(crate) struct ReadCache {
-    begun: AtomicU64,
-    done: AtomicU64,
     pub tokens: Table<TokenHash, TokenRecord>,
     pub users: Table<String, UserRecord>,
     pub roles: Table<String, RoleDescriptor>,
     pub api_keys: Table<String, ApiKeyRecord>,
 }
 
+/// Which tables of the cache a revoking write may make stale.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Affects(u8);
+
+impl Affects {
+    pub const NOTHING: Affects = Affects(0);
+    pub const TOKENS: Affects = Affects(1);
+    pub const USERS: Affects = Affects(2);
+    pub const ROLES: Affects = Affects(4);
+    pub const API_KEYS: Affects = Affects(8);
+    pub const ALL: Affects = Affects(15);
+
+    pub const fn and(self, other: Affects) -> Affects {
+        Affects(self.0 | other.0)
+    }
+
+    fn contains(self, other: Affects) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// A table's pair of counters (see the module's documentation).
+#[derive(Default)]
+struct Counters {
+    begun: AtomicU64,
+    done: AtomicU64,
+}
+
+impl Counters {
+    /// The current generation, or `None` while a revoking write is in flight.
+    fn stable(&self) -> Option<u64> {
+        let done = self.done.load(SeqCst);
+        let begun = self.begun.load(SeqCst);
+        (begun == done).then_some(done)
+    }
+}
+
+/// One kind of cached row, with its own counters: a write that can only
+/// change tokens leaves the users, roles and keys cached, and so on.
 pub(crate) struct Table<K, V> {
+    counters: Counters,
     /// The `done` generation the entries were filled under, and the entries.
     inner: RwLock<(u64, HashMap<K, V>)>,
 }
@@ -75,17 +117,25 @@ pub(crate) struct Table<K, V> {
 impl<K: Eq + Hash, V: Clone> Table<K, V> {
     fn new() -> Self {
         Self {
+            counters: Counters::default(),
             inner: RwLock::new((0, HashMap::new())),
         }
     }
 
+    /// The table's current generation, or `None` while a revoking write
+    /// that may change it is in flight (then nothing is served from, or put
+    /// into, the table).
+    pub fn stable(&self) -> Option<u64> {
+        self.counters.stable()
+    }
+
     /// The cached value, if it is current.
-    pub fn get<Q>(&self, cache: &ReadCache, key: &Q) -> Option<V>
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: std::borrow::Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
-        let generation = cache.stable()?;
+        let generation = self.stable()?;
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         if inner.0 != generation {
             return None;
@@ -94,13 +144,13 @@ impl<K: Eq + Hash, V: Clone> Table<K, V> {
     }
 
     /// Remembers what a read that started at `read_at` (from
-    /// [`ReadCache::stable`]) found, unless a revoking write began or ended
-    /// since.
-    pub fn put(&self, cache: &ReadCache, read_at: u64, key: K, value: V) {
+    /// [`Table::stable`]) found, unless a revoking write on this table
+    /// began or ended since.
+    pub fn put(&self, read_at: u64, key: K, value: V) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         // Checked under the table's lock: a later generation can only be
         // installed by a put that saw it, so an entry never outlives its own.
-        if cache.stable() != Some(read_at) {
+        if self.stable() != Some(read_at) {
             return;
         }
         if inner.0 != read_at || inner.1.len() >= TABLE_CAPACITY {
@@ -114,8 +164,6 @@ impl<K: Eq + Hash, V: Clone> Table<K, V> {
 impl ReadCache {
     fn new() -> Self {
         Self {
-            begun: AtomicU64::new(0),
-            done: AtomicU64::new(0),
             tokens: Table::new(),
             users: Table::new(),
             roles: Table::new(),
@@ -123,20 +171,29 @@ impl ReadCache {
         }
     }
 
-    /// The current generation, or `None` while a revoking write is in flight
-    /// (then nothing is served from, or put into, the cache).
-    pub fn stable(&self) -> Option<u64> {
-        let done = self.done.load(SeqCst);
-        let begun = self.begun.load(SeqCst);
-        (begun == done).then_some(done)
+    /// The counters of the tables `affects` names.
+    fn counters(&self, affects: Affects) -> impl Iterator<Item = &Counters> {
+        [
+            (Affects::TOKENS, &self.tokens.counters),
+            (Affects::USERS, &self.users.counters),
+            (Affects::ROLES, &self.roles.counters),
+            (Affects::API_KEYS, &self.api_keys.counters),
+        ]
+        .into_iter()
+        .filter(move |(table, _)| affects.contains(*table))
+        .map(|(_, counters)| counters)
     }
 
-    fn begin_revoking(&self) {
-        self.begun.fetch_add(1, SeqCst);
+    fn begin_revoking(&self, affects: Affects) {
+        for c in self.counters(affects) {
+            c.begun.fetch_add(1, SeqCst);
+        }
     }
 
-    fn end_revoking(&self) {
-        self.done.fetch_add(1, SeqCst);
+    fn end_revoking(&self, affects: Affects) {
+        for c in self.counters(affects) {
+            c.done.fetch_add(1, SeqCst);
+        }
     }
 }
 
@@ -153,18 +210,20 @@ pub(crate) enum Coherence {
 
 /// Held from before a revoking transaction begins until it has committed.
 pub(crate) enum RevokingWrite {
-    Owner(Arc<ReadCache>),
+    Owner(Arc<ReadCache>, Affects),
     /// No server runs; the shared lock keeps one from starting meanwhile.
     Unserved(#[allow(dead_code)] File),
     Lease(UnixStream),
 }
 
 impl Coherence {
-    pub fn begin(&self) -> StoreResult<RevokingWrite> {
+    /// Announces a revoking write that may change the `affects` tables. A
+    /// guest's lease covers every table.
+    pub fn begin(&self, affects: Affects) -> StoreResult<RevokingWrite> {
         match self {
             Coherence::Owner(cache) => {
-                cache.begin_revoking();
-                Ok(RevokingWrite::Owner(Arc::clone(cache)))
+                cache.begin_revoking(affects);
+                Ok(RevokingWrite::Owner(Arc::clone(cache), affects))
             }
             Coherence::Guest { lock_path, lease } => guest_begin(lock_path, lease),
         }
@@ -176,8 +235,8 @@ impl RevokingWrite {
     /// job is answered.
     pub fn end(self) -> StoreResult<()> {
         match self {
-            RevokingWrite::Owner(cache) => {
-                cache.end_revoking();
+            RevokingWrite::Owner(cache, affects) => {
+                cache.end_revoking(affects);
                 Ok(())
             }
             RevokingWrite::Unserved(_lock) => Ok(()),
@@ -340,14 +399,14 @@ fn grant_leases(listener: UnixListener, cache: Arc<ReadCache>, stop: Arc<AtomicB
         let spawned = std::thread::Builder::new()
             .name("tessera-sqlite-lease".into())
             .spawn(move || {
-                cache.begin_revoking();
+                cache.begin_revoking(Affects::ALL);
                 let mut byte = [0u8; 1];
                 // Whatever happens next (the lease ends, the guest dies, the
                 // socket breaks), the lease ends here and the cache with it.
                 if stream.write_all(&[LEASE_GRANTED]).is_ok() {
                     let _ = stream.read_exact(&mut byte);
                 }
-                cache.end_revoking();
+                cache.end_revoking(Affects::ALL);
                 if byte[0] == LEASE_DONE {
                     let _ = stream.write_all(&[LEASE_CONFIRMED]);
                 }

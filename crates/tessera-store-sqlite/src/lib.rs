@@ -38,7 +38,7 @@ use tessera_store::{
     UserUpsert,
 };
 
-use cache::{Coherence, ReadCache, Serving};
+use cache::{Affects, Coherence, ReadCache, Serving};
 use writer::{Durability, WriteKind, Writer};
 
 /// Read connections kept open between reads. Enough for every request a
@@ -159,13 +159,14 @@ impl SqliteStore {
     }
 
     /// Runs `f` in the writer's transaction as a revoking write: one that
-    /// may change or remove existing rows (the safe default).
-    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    /// may change or remove existing rows of the cached tables `affects`
+    /// names.
+    async fn write<T, F>(&self, affects: Affects, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.run(WriteKind::Revoking, f).await
+        self.writer.run(WriteKind::Revoking(affects), f).await
     }
 
     /// Runs `f` in the writer's transaction; `f` only inserts new rows, or
@@ -193,13 +194,14 @@ impl SqliteStore {
         let Some(cache) = &self.cache else {
             return lookup(key).await;
         };
-        if let Some(hit) = table(cache).get(cache, &key) {
+        let table = table(cache);
+        if let Some(hit) = table.get(&key) {
             return Ok(Some(hit));
         }
-        let read_at = cache.stable();
+        let read_at = table.stable();
         let found = lookup(key.clone()).await?;
         if let (Some(read_at), Some(value)) = (read_at, &found) {
-            table(cache).put(cache, read_at, key, value.clone());
+            table.put(read_at, key, value.clone());
         }
         Ok(found)
     }
@@ -502,11 +504,12 @@ impl Store for SqliteStore {
     }
 
     async fn put_user(&self, user: UserUpsert) -> StoreResult<bool> {
-        self.write(move |c| upsert_user(c, &user)).await
+        self.write(Affects::USERS, move |c| upsert_user(c, &user))
+            .await
     }
 
     async fn bootstrap_user(&self, user: UserUpsert) -> StoreResult<bool> {
-        self.write(move |c| {
+        self.write(Affects::USERS, move |c| {
             let count: i64 = c
                 .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
                 .map_err(internal)?;
@@ -520,7 +523,7 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, username: &str) -> StoreResult<bool> {
         let username = username.to_owned();
-        self.write(move |c| {
+        self.write(Affects::USERS, move |c| {
             c.execute("DELETE FROM users WHERE username = ?1", [username])
                 .map(|n| n > 0)
                 .map_err(internal)
@@ -530,7 +533,7 @@ impl Store for SqliteStore {
 
     async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
         let (username, hash) = (username.to_owned(), password_hash.to_owned());
-        self.write(move |c| {
+        self.write(Affects::USERS, move |c| {
             c.execute(
                 "UPDATE users SET password_hash = ?2 WHERE username = ?1",
                 [username, hash],
@@ -543,7 +546,7 @@ impl Store for SqliteStore {
 
     async fn set_enabled(&self, username: &str, enabled: bool) -> StoreResult<bool> {
         let username = username.to_owned();
-        self.write(move |c| {
+        self.write(Affects::USERS, move |c| {
             c.execute(
                 "UPDATE users SET enabled = ?2 WHERE username = ?1",
                 params![username, enabled],
@@ -557,7 +560,7 @@ impl Store for SqliteStore {
     async fn put_role(&self, name: &str, role: &RoleDescriptor) -> StoreResult<bool> {
         let name = name.to_owned();
         let body = codec::to_json(role)?;
-        self.write(move |c| {
+        self.write(Affects::ROLES, move |c| {
             let existed = c
                 .query_row("SELECT 1 FROM roles WHERE name = ?1", [&name], |_| Ok(()))
                 .optional()
@@ -592,19 +595,17 @@ impl Store for SqliteStore {
         if let Some(cache) = &self.cache {
             let hits: Option<Vec<_>> = names
                 .iter()
-                .map(|n| cache.roles.get(cache, n.as_str()).map(|d| (n.clone(), d)))
+                .map(|n| cache.roles.get(n.as_str()).map(|d| (n.clone(), d)))
                 .collect();
             if let Some(hits) = hits {
                 return Ok(hits);
             }
         }
-        let read_at = self.cache.as_ref().and_then(|c| c.stable());
+        let read_at = self.cache.as_ref().and_then(|c| c.roles.stable());
         let found = self.read_roles(names).await?;
         if let (Some(cache), Some(read_at)) = (&self.cache, read_at) {
             for (name, descriptor) in &found {
-                cache
-                    .roles
-                    .put(cache, read_at, name.clone(), descriptor.clone());
+                cache.roles.put(read_at, name.clone(), descriptor.clone());
             }
         }
         Ok(found)
@@ -612,7 +613,7 @@ impl Store for SqliteStore {
 
     async fn delete_role(&self, name: &str) -> StoreResult<bool> {
         let name = name.to_owned();
-        self.write(move |c| {
+        self.write(Affects::ROLES, move |c| {
             c.execute("DELETE FROM roles WHERE name = ?1", [name])
                 .map(|n| n > 0)
                 .map_err(internal)
@@ -661,19 +662,24 @@ impl Store for SqliteStore {
     }
 
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
-        self.write(move |c| refresh_in_tx(c, &request)).await
+        self.write(Affects::TOKENS, move |c| refresh_in_tx(c, &request))
+            .await
     }
 
     async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
         let hash = *hash;
-        self.write(move |c| invalidate_one(c, pairs::Half::Access, &hash))
-            .await
+        self.write(Affects::TOKENS, move |c| {
+            invalidate_one(c, pairs::Half::Access, &hash)
+        })
+        .await
     }
 
     async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
         let hash = *hash;
-        self.write(move |c| invalidate_one(c, pairs::Half::Refresh, &hash))
-            .await
+        self.write(Affects::TOKENS, move |c| {
+            invalidate_one(c, pairs::Half::Refresh, &hash)
+        })
+        .await
     }
 
     async fn invalidate_matching(
@@ -683,7 +689,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<InvalidateCounts> {
         let (username, realm) = (username.map(str::to_owned), realm.map(str::to_owned));
-        self.write(move |c| {
+        self.write(Affects::TOKENS, move |c| {
             let mut counts = InvalidateCounts::default();
             let live = pairs::live_pairs_matching(c, username.as_deref(), realm.as_deref(), now)?;
             for (seq, has_refresh, refresh_was, access_was) in live {
@@ -719,7 +725,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
-        self.write(move |c| {
+        self.write(Affects::TOKENS.and(Affects::API_KEYS), move |c| {
             let tokens = pairs::purge(c, now, limit)?;
             let keys = c
                 .execute(
@@ -793,7 +799,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<ApiKeyInvalidation> {
         let filter = filter.clone();
-        self.write(move |c| {
+        self.write(Affects::API_KEYS, move |c| {
             let mut outcome = ApiKeyInvalidation::default();
             let mut update = c
                 .prepare_cached("UPDATE api_keys SET invalidated_at = ?2 WHERE id = ?1 AND invalidated_at IS NULL")
@@ -890,7 +896,7 @@ impl Store for SqliteStore {
     async fn delete_oauth_client(&self, client_id: &str) -> StoreResult<bool> {
         let id = client_id.to_owned();
         let client_column = codec::client_column(&tessera_domain::oauth::client_ref(&id))?;
-        self.write(move |c| {
+        self.write(Affects::TOKENS, move |c| {
             let deleted = c
                 .execute("DELETE FROM oauth_clients WHERE client_id = ?1", [&id])
                 .map_err(internal)?;

@@ -26,7 +26,7 @@ use rusqlite::Connection;
 use tessera_store::{StoreError, StoreResult};
 use tokio::sync::oneshot;
 
-use crate::cache::Coherence;
+use crate::cache::{Affects, Coherence};
 
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 256;
@@ -42,7 +42,17 @@ type Job =
 pub enum WriteKind {
     /// Only inserts new rows (or touches nothing the read cache holds).
     Insert,
-    Revoking,
+    /// May change or remove rows of the cached tables it names.
+    Revoking(Affects),
+}
+
+impl WriteKind {
+    fn affects(self) -> Affects {
+        match self {
+            WriteKind::Insert => Affects::NOTHING,
+            WriteKind::Revoking(affects) => affects,
+        }
+    }
 }
 
 pub struct Writer {
@@ -181,9 +191,11 @@ fn run(
                 Err(_) => break,
             }
         }
-        let revoking = batch.iter().any(|(kind, _)| *kind == WriteKind::Revoking);
-        let announced = if revoking {
-            match coherence.begin() {
+        let affects = batch
+            .iter()
+            .fold(Affects::NOTHING, |all, (kind, _)| all.and(kind.affects()));
+        let announced = if affects != Affects::NOTHING {
+            match coherence.begin(affects) {
                 Ok(announced) => Some(announced),
                 Err(e) => {
                     let reason = e.to_string();
