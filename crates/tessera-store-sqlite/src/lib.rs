@@ -1212,27 +1212,94 @@ mod tests {
         // A guest that takes a lease and vanishes (its socket closes).
         let cache = second.cache.clone().unwrap();
         let lease = cache::lease_address(&path).unwrap();
-        let stable = cache.stable().unwrap();
+        let before = generations(&cache);
         let mut stream = std::os::unix::net::UnixStream::connect_addr(&lease).unwrap();
         let mut granted = [0u8; 1];
         std::io::Read::read_exact(&mut stream, &mut granted).unwrap();
         assert_eq!(
-            cache.stable(),
-            None,
+            generations(&cache),
+            [None; 4],
             "nothing is served from the cache during a lease"
         );
         drop(stream);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while cache.stable().is_none() {
+        while generations(&cache).contains(&None) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the lease never ended"
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        for (after, before) in generations(&cache).iter().zip(before) {
+            assert!(after > &before, "the ended lease moved every generation");
+        }
+    }
+
+    /// Every table's generation, `None` while a write on it is in flight.
+    fn generations(cache: &ReadCache) -> [Option<u64>; 4] {
+        [
+            cache.tokens.stable(),
+            cache.users.stable(),
+            cache.roles.stable(),
+            cache.api_keys.stable(),
+        ]
+    }
+
+    /// A write moves the generations of the tables it names and no other:
+    /// a refresh leaves the users, roles and keys cached.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_move_only_the_tables_they_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_serving(&dir.path().join("tables.db")).unwrap();
+        let cache = store.cache.clone().unwrap();
+        store
+            .put_user(UserUpsert {
+                username: "carol".into(),
+                password_hash: Some("h".into()),
+                roles: vec![],
+                full_name: None,
+                email: None,
+                metadata: Default::default(),
+                enabled: true,
+            })
+            .await
+            .unwrap();
+        let s = tessera_store::conformance::subject("carol");
+        let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+        store.insert_token(&record).await.unwrap();
+
+        let before = generations(&cache);
+        let refreshed = store
+            .refresh(RefreshRequest {
+                refresh_token: pair.refresh.unwrap(),
+                caller: s.client_ref(),
+                now: 2_000,
+                policy: refresh::RefreshPolicy {
+                    access_ttl_ms: 60_000,
+                    window_ms: 30_000,
+                    reuse_revokes_family: true,
+                },
+            })
+            .await
+            .unwrap();
+        assert!(refreshed.is_ok());
+        let after = generations(&cache);
         assert!(
-            cache.stable().unwrap() > stable,
-            "the ended lease moved the generation"
+            after[0] > before[0],
+            "a refresh moves the tokens' generation"
+        );
+        assert_eq!(after[1..], before[1..], "and no other");
+
+        store.set_enabled("carol", false).await.unwrap();
+        let last = generations(&cache);
+        assert!(
+            last[1] > after[1],
+            "a user change moves the users' generation"
+        );
+        assert_eq!(
+            (last[0], &last[2..]),
+            (after[0], &after[2..]),
+            "and no other"
         );
     }
 }
