@@ -379,7 +379,7 @@ mod tests {
     fn pair_without_refresh_token_cannot_refresh() {
         let s = subject();
         let (record, _) = TokenRecord::issue(&s, s.client_ref(), false, 0, 1000);
-        let fake = TokenString::mint(crate::token::TokenKind::Refresh);
+        let fake = TokenString::mint(crate::token::TokenKind::Refresh, 0);
         assert_eq!(
             denied(decide(&record, &fake, &record.client, 1, POLICY)),
             Denied::reject(RefreshError::NotFound)

@@ -1,9 +1,20 @@
 //! Token strings and the stored token record.
 //!
-//! A token string is `base64url(kind byte || 32 random bytes)`: 264 bits, of
-//! which 256 come from the OS RNG. The store never holds a token string, only
-//! its SHA-256 ([`TokenHash`]). Because the strings carry 256 bits of entropy
-//! an unsalted hash is enough: there is nothing to guess.
+//! A token string is `base64url(tag || locator || secret)`:
+//!
+//! - `tag` (1 byte) says whether it is an access or a refresh token;
+//! - `locator` (8 bytes) is where the store files it: the milliseconds since
+//!   the epoch at which it was minted (48 bits), then 16 random bits. It is
+//!   not secret; it only makes tokens minted together sort together, so the
+//!   store's index entries for a batch of new tokens land on one page
+//!   instead of one random page each;
+//! - `secret` (32 bytes, 256 bits) comes from the OS RNG.
+//!
+//! The store never holds a token string, only its [`TokenHash`]: the locator
+//! followed by the first 24 bytes of the string's SHA-256. Because the secret
+//! carries 256 bits of entropy an unsalted (truncated) hash is enough: there
+//! is nothing to guess. Strings minted by earlier versions (`tag || secret`,
+//! no locator) are still accepted; their stored form is the plain SHA-256.
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -16,8 +27,13 @@ use crate::time::Millis;
 
 /// Refresh tokens live this long after their pair was minted (as in Elasticsearch).
 pub const REFRESH_TOKEN_LIFETIME_MS: Millis = 24 * 3_600 * 1_000;
+/// Bytes behind a token string we mint: tag, locator, secret.
+const TOKEN_BYTES: usize = 1 + 8 + 32;
 /// Length of a token string we mint.
-pub const TOKEN_STRING_LEN: usize = 44;
+pub const TOKEN_STRING_LEN: usize = 55;
+/// Bytes behind, and length of, a token string minted before locators.
+const LEGACY_TOKEN_BYTES: usize = 1 + 32;
+const LEGACY_TOKEN_STRING_LEN: usize = 44;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -26,7 +42,16 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
+    /// The first byte of the strings minted now.
     fn tag(self) -> u8 {
+        match self {
+            TokenKind::Access => 0xA3,
+            TokenKind::Refresh => 0xB4,
+        }
+    }
+
+    /// The first byte of the strings minted before locators.
+    fn legacy_tag(self) -> u8 {
         match self {
             TokenKind::Access => 0xA1,
             TokenKind::Refresh => 0xB2,
@@ -39,11 +64,15 @@ impl TokenKind {
 pub struct TokenString(Zeroizing<String>);
 
 impl TokenString {
-    pub fn mint(kind: TokenKind) -> Self {
-        let mut raw = [0u8; 33];
+    /// A new token string of `kind`, minted at `now`.
+    pub fn mint(kind: TokenKind, now: Millis) -> Self {
+        let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
         raw[0] = kind.tag();
-        raw[1..].copy_from_slice(&crypto::random_bytes::<32>());
-        Self(Zeroizing::new(URL_SAFE_NO_PAD.encode(raw)))
+        let millis = u64::try_from(now).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+        let spread = u64::from(u16::from_be_bytes(crypto::random_bytes::<2>()));
+        raw[1..9].copy_from_slice(&(millis << 16 | spread).to_be_bytes());
+        raw[9..].copy_from_slice(&crypto::random_bytes::<32>());
+        Self(Zeroizing::new(URL_SAFE_NO_PAD.encode(*raw)))
     }
 
     pub fn from_presented(s: &str) -> Self {
@@ -58,15 +87,43 @@ impl TokenString {
         TokenHash::of(self.expose())
     }
 
-    /// Whether this string has the shape of a token Tessera mints for `kind`.
-    /// A cheap check that turns away junk before any storage I/O.
+    /// Whether this string has the shape of a token Tessera mints (or
+    /// minted before locators) for `kind`. A cheap check that turns away
+    /// junk before any storage I/O.
     pub fn is_well_formed(&self, kind: TokenKind) -> bool {
-        let s = self.expose();
-        s.len() == TOKEN_STRING_LEN
-            && URL_SAFE_NO_PAD
-                .decode(s)
-                .is_ok_and(|raw| raw.len() == 33 && raw[0] == kind.tag())
+        match decode(self.expose()) {
+            Some(Shape::Located(tag, _)) => tag == kind.tag(),
+            Some(Shape::Legacy(tag)) => tag == kind.legacy_tag(),
+            None => false,
+        }
     }
+}
+
+/// What a presented string decodes to, if it has a minted token's shape.
+enum Shape {
+    /// Tag and locator.
+    Located(u8, [u8; 8]),
+    /// Tag only (minted before locators).
+    Legacy(u8),
+}
+
+fn decode(s: &str) -> Option<Shape> {
+    let expected = match s.len() {
+        TOKEN_STRING_LEN => TOKEN_BYTES,
+        LEGACY_TOKEN_STRING_LEN => LEGACY_TOKEN_BYTES,
+        _ => return None,
+    };
+    let raw = Zeroizing::new(URL_SAFE_NO_PAD.decode(s).ok()?);
+    if raw.len() != expected {
+        return None;
+    }
+    Some(if expected == TOKEN_BYTES {
+        let mut locator = [0u8; 8];
+        locator.copy_from_slice(&raw[1..9]);
+        Shape::Located(raw[0], locator)
+    } else {
+        Shape::Legacy(raw[0])
+    })
 }
 
 impl std::fmt::Debug for TokenString {
@@ -86,25 +143,29 @@ pub fn decodes_as_base64(s: &str) -> bool {
             || URL_SAFE_NO_PAD.decode(s).is_ok())
 }
 
-/// SHA-256 of a token string: the only form in which a token is stored.
+/// The only form in which a token is stored: its locator followed by the
+/// first 24 bytes of its SHA-256 (for a string minted before locators, or
+/// any other string, the plain SHA-256). See the module's documentation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TokenHash(pub [u8; 32]);
 
 impl TokenHash {
     pub fn of(token: &str) -> Self {
-        Self(crypto::sha256(token.as_bytes()))
+        let mut digest = crypto::sha256(token.as_bytes());
+        if let Some(Shape::Located(_, locator)) = decode(token) {
+            digest.copy_within(..24, 8);
+            digest[..8].copy_from_slice(&locator);
+        }
+        Self(digest)
     }
 }
 
 impl std::fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The first bytes of a hash are enough to correlate log lines and
-        // reveal nothing about the token.
-        write!(
-            f,
-            "TokenHash({:02x}{:02x}{:02x}{:02x}…)",
-            self.0[0], self.0[1], self.0[2], self.0[3]
-        )
+        // A few bytes of the digest (not of the locator, which only tells
+        // the time) are enough to correlate log lines and reveal nothing
+        // about the token.
+        write!(f, "TokenHash(…{})", to_hex(&self.0[28..]))
     }
 }
 
@@ -200,8 +261,8 @@ impl TokenRecord {
         family_id: String,
         generation: u32,
     ) -> (TokenRecord, TokenPair) {
-        let access = TokenString::mint(TokenKind::Access);
-        let refresh = with_refresh.then(|| TokenString::mint(TokenKind::Refresh));
+        let access = TokenString::mint(TokenKind::Access, now);
+        let refresh = with_refresh.then(|| TokenString::mint(TokenKind::Refresh, now));
         let record = TokenRecord {
             id: random_id(),
             access_hash: access.hash(),
@@ -282,16 +343,60 @@ mod tests {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 
+    const NOW: Millis = 1_795_000_000_000;
+
     #[test]
     fn minted_tokens_are_well_formed_and_distinct() {
-        let a = TokenString::mint(TokenKind::Access);
-        let b = TokenString::mint(TokenKind::Access);
+        let a = TokenString::mint(TokenKind::Access, NOW);
+        let b = TokenString::mint(TokenKind::Access, NOW);
         assert_ne!(a, b);
         assert_eq!(a.expose().len(), TOKEN_STRING_LEN);
         assert!(a.is_well_formed(TokenKind::Access));
         assert!(!a.is_well_formed(TokenKind::Refresh));
-        assert!(TokenString::mint(TokenKind::Refresh).is_well_formed(TokenKind::Refresh));
+        assert!(TokenString::mint(TokenKind::Refresh, NOW).is_well_formed(TokenKind::Refresh));
         assert!(!format!("{a:?}").contains(a.expose()));
+        for junk in ["", "abc", &a.expose()[1..], &format!("{}A", a.expose())] {
+            assert!(!TokenString::from_presented(junk).is_well_formed(TokenKind::Access));
+        }
+    }
+
+    #[test]
+    fn stored_form_is_the_locator_then_a_truncated_digest() {
+        let t = TokenString::mint(TokenKind::Access, NOW);
+        let raw = URL_SAFE_NO_PAD.decode(t.expose()).unwrap();
+        assert_eq!(raw.len(), TOKEN_BYTES);
+        let h = t.hash();
+        assert_eq!(h.0[..8], raw[1..9]);
+        assert_eq!(h.0[8..], crypto::sha256(t.expose().as_bytes())[..24]);
+        // The locator is the minting time in milliseconds, then 16 bits.
+        let locator = u64::from_be_bytes(h.0[..8].try_into().unwrap());
+        assert_eq!(locator >> 16, NOW as u64);
+        assert!(!format!("{h:?}").contains(&to_hex(&h.0[..8])));
+    }
+
+    #[test]
+    fn later_tokens_sort_after_earlier_ones() {
+        let key = |now| TokenString::mint(TokenKind::Refresh, now).hash().0[..8].to_vec();
+        for step in [1, 2, 1_000] {
+            assert!(key(NOW) < key(NOW + step));
+        }
+    }
+
+    #[test]
+    fn tokens_minted_before_locators_are_still_recognised() {
+        let mut raw = [7u8; LEGACY_TOKEN_BYTES];
+        raw[0] = TokenKind::Refresh.legacy_tag();
+        let old = TokenString::from_presented(&URL_SAFE_NO_PAD.encode(raw));
+        assert_eq!(old.expose().len(), LEGACY_TOKEN_STRING_LEN);
+        assert!(old.is_well_formed(TokenKind::Refresh));
+        assert!(!old.is_well_formed(TokenKind::Access));
+        // Stored as the plain SHA-256, as those versions stored it.
+        assert_eq!(old.hash().0, crypto::sha256(old.expose().as_bytes()));
+        // A legacy tag in the new length (or the reverse) is junk.
+        let mut mixed = [7u8; TOKEN_BYTES];
+        mixed[0] = TokenKind::Refresh.legacy_tag();
+        let mixed = TokenString::from_presented(&URL_SAFE_NO_PAD.encode(mixed));
+        assert!(!mixed.is_well_formed(TokenKind::Refresh));
     }
 
     #[test]
@@ -304,7 +409,7 @@ mod tests {
             "10we+might+assume+this+is+valid+old+token"
         ));
         assert!(decodes_as_base64(
-            TokenString::mint(TokenKind::Access).expose()
+            TokenString::mint(TokenKind::Access, NOW).expose()
         ));
     }
 }

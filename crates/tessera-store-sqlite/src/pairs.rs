@@ -7,9 +7,14 @@
 //!
 //! - `token_pairs` is a rowid table filled in insertion order (`seq`), so
 //!   its pages fill up completely.
-//! - A token is found by the first 8 bytes of its hash (`access_key`,
-//!   `refresh_key`: small integer index entries), then the full 32-byte hash
-//!   is compared, so guessing a prefix gains nothing.
+//! - A token is found by the first 8 bytes of its stored form (`access_key`,
+//!   `refresh_key`: small integer index entries), then the full 32 bytes are
+//!   compared, so guessing a key gains nothing. For tokens minted now those
+//!   8 bytes are the token's locator, which grows with the minting time
+//!   (see `tessera_domain::token`): the entries of a batch of new tokens go
+//!   at the end of the indexes, onto the same few pages, instead of
+//!   dirtying a random page each. (Tokens from before locators have random
+//!   keys, and still work.)
 //! - Who a token stands for (the subject, frozen at issuance), the client it
 //!   was issued to and its scope repeat for every token of a user, so they
 //!   are stored once per distinct combination, in `grants`, and each pair

@@ -215,7 +215,7 @@ async fn issue_and_find(store: DynStore) {
         .unwrap()
         .unwrap();
     assert_eq!(found, record);
-    let missing = TokenString::mint(tessera_domain::TokenKind::Access);
+    let missing = TokenString::mint(tessera_domain::TokenKind::Access, 0);
     assert!(store
         .find_by_access(&missing.hash())
         .await
@@ -243,7 +243,7 @@ async fn refresh_rules(store: DynStore) {
     let me = record.client.clone();
     let stranger = subject("stranger").client_ref();
 
-    let unknown = TokenString::mint(tessera_domain::TokenKind::Refresh);
+    let unknown = TokenString::mint(tessera_domain::TokenKind::Refresh, 0);
     assert_eq!(
         store
             .refresh(request(&unknown, &me, T0))
@@ -486,7 +486,7 @@ async fn invalidate_single(store: DynStore) {
     let (_, pair) = issue(&store, "u", T0).await;
     let access = pair.access.hash();
     let refresh = pair.refresh.unwrap().hash();
-    let unknown = TokenString::mint(tessera_domain::TokenKind::Access).hash();
+    let unknown = TokenString::mint(tessera_domain::TokenKind::Access, 0).hash();
     assert_eq!(
         store.invalidate_access(&unknown).await.unwrap(),
         InvalidateOne::NotFound
@@ -962,7 +962,7 @@ async fn token_scope_and_find_by_refresh(store: DynStore) {
             .unwrap();
         assert_eq!(&by_refresh, record);
     }
-    let unknown = TokenString::mint(tessera_domain::TokenKind::Refresh);
+    let unknown = TokenString::mint(tessera_domain::TokenKind::Refresh, 0);
     assert!(store
         .find_by_refresh(&unknown.hash())
         .await

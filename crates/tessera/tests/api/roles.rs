@@ -94,7 +94,7 @@ fn delete_role() {
         200
     );
     srv.put_user("operator", TEST_PW, &["ops"]);
-    assert_eq!(srv.client_credentials("operator", TEST_PW).len(), 44);
+    assert_eq!(srv.client_credentials("operator", TEST_PW).len(), 55);
     let r = srv.delete("/_security/role/ops").admin().send();
     assert_eq!(
         (r.status, &r.body),

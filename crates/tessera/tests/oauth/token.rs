@@ -20,7 +20,7 @@ fn client_credentials_with_basic_authentication() {
     assert_eq!(r.body["token_type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
     let token = r.str("access_token");
-    assert_eq!(token.len(), 44);
+    assert_eq!(token.len(), 55);
 
     // The token is an ordinary Tessera token: it authenticates as the client.
     let me = server.whoami(&token);
@@ -339,7 +339,7 @@ fn password_grant_authenticates_the_user_and_refresh_tokens_follow_the_registrat
         ["access_token", "token_type", "expires_in", "refresh_token"]
     );
     let access = body["access_token"].as_str().unwrap();
-    assert_eq!(body["refresh_token"].as_str().unwrap().len(), 44);
+    assert_eq!(body["refresh_token"].as_str().unwrap().len(), 55);
     let me = server.whoami(access);
     assert_eq!(me.status, 200, "{}", me.text);
     assert_eq!(me.body["username"], "jane");
