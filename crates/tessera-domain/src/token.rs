@@ -68,10 +68,12 @@ impl TokenString {
     pub fn mint(kind: TokenKind, now: Millis) -> Self {
         let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
         raw[0] = kind.tag();
+        // One read of the OS RNG: the secret, then the locator's low 16 bits.
+        let random = Zeroizing::new(crypto::random_bytes::<34>());
         let millis = u64::try_from(now).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
-        let spread = u64::from(u16::from_be_bytes(crypto::random_bytes::<2>()));
+        let spread = u64::from(u16::from_be_bytes([random[32], random[33]]));
         raw[1..9].copy_from_slice(&(millis << 16 | spread).to_be_bytes());
-        raw[9..].copy_from_slice(&crypto::random_bytes::<32>());
+        raw[9..].copy_from_slice(&random[..32]);
         Self(Zeroizing::new(URL_SAFE_NO_PAD.encode(*raw)))
     }
 

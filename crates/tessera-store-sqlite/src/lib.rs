@@ -164,7 +164,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, affects: Affects, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         self.writer.run(WriteKind::Revoking(affects), f).await
     }
@@ -174,7 +174,7 @@ impl SqliteStore {
     async fn write_insert<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         self.writer.run(WriteKind::Insert, f).await
     }
@@ -524,7 +524,7 @@ impl Store for SqliteStore {
     async fn delete_user(&self, username: &str) -> StoreResult<bool> {
         let username = username.to_owned();
         self.write(Affects::USERS, move |c| {
-            c.execute("DELETE FROM users WHERE username = ?1", [username])
+            c.execute("DELETE FROM users WHERE username = ?1", [&username])
                 .map(|n| n > 0)
                 .map_err(internal)
         })
@@ -536,7 +536,7 @@ impl Store for SqliteStore {
         self.write(Affects::USERS, move |c| {
             c.execute(
                 "UPDATE users SET password_hash = ?2 WHERE username = ?1",
-                [username, hash],
+                [&username, &hash],
             )
             .map(|n| n > 0)
             .map_err(internal)
@@ -614,7 +614,7 @@ impl Store for SqliteStore {
     async fn delete_role(&self, name: &str) -> StoreResult<bool> {
         let name = name.to_owned();
         self.write(Affects::ROLES, move |c| {
-            c.execute("DELETE FROM roles WHERE name = ?1", [name])
+            c.execute("DELETE FROM roles WHERE name = ?1", [&name])
                 .map(|n| n > 0)
                 .map_err(internal)
         })
