@@ -214,6 +214,8 @@ pub struct LoadResult {
     pub hist: Histogram<u64>,
     /// 2xx responses completed inside the window.
     pub ok: u64,
+    /// Every answer received, warm-up included.
+    pub answered: u64,
     /// Length of the measured window.
     pub window: Duration,
     /// Non-2xx answers and transport failures over the whole run (warm-up
@@ -223,6 +225,8 @@ pub struct LoadResult {
     pub exhausted_after: Option<Duration>,
     /// Share of the machine's CPU that other processes used meanwhile.
     pub others_cpu_share: Option<f64>,
+    /// CPU time the server spent per answered request, warm-up included.
+    pub server_cpu_us_per_req: Option<f64>,
 }
 
 impl LoadResult {
@@ -243,6 +247,7 @@ impl LoadResult {
 struct TaskOutcome {
     hist: Histogram<u64>,
     ok: u64,
+    answered: u64,
     errors: BTreeMap<String, u64>,
     exhausted: bool,
     last_done: Option<Instant>,
@@ -276,6 +281,7 @@ pub async fn run_load(
             let mut out = TaskOutcome {
                 hist: new_histogram(),
                 ok: 0,
+                answered: 0,
                 errors: BTreeMap::new(),
                 exhausted: false,
                 last_done: None,
@@ -291,6 +297,7 @@ pub async fn run_load(
                 let t0 = Instant::now();
                 let result = conn.send(&req).await;
                 let t1 = Instant::now();
+                out.answered += u64::from(result.is_ok());
                 let in_window = t1 >= warm_end && t1 <= end;
                 let success = match &result {
                     Ok((status, body)) if status.is_success() => match &check {
@@ -334,6 +341,7 @@ pub async fn run_load(
     }
     let mut hist = new_histogram();
     let mut ok = 0;
+    let mut answered = 0;
     let mut errors = BTreeMap::new();
     let mut exhausted = false;
     let mut last_done: Option<Instant> = None;
@@ -341,6 +349,7 @@ pub async fn run_load(
         let out = task.await.context("a load task panicked")?;
         hist.add(&out.hist).expect("same bounds");
         ok += out.ok;
+        answered += out.answered;
         for (k, v) in out.errors {
             *errors.entry(k).or_default() += v;
         }
@@ -356,10 +365,12 @@ pub async fn run_load(
     Ok(LoadResult {
         hist,
         ok,
+        answered,
         window,
         errors,
         exhausted_after: exhausted.then_some(window),
         others_cpu_share: None,
+        server_cpu_us_per_req: None,
     })
 }
 

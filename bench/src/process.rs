@@ -347,6 +347,17 @@ impl CpuSnapshot {
     }
 }
 
+/// User and system CPU ticks a process has used so far.
+pub fn process_cpu_ticks(pid: u32) -> Option<u64> {
+    process_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Microseconds of CPU per request, from ticks of 1/100 s (`USER_HZ` is 100
+/// on Linux).
+pub fn cpu_us_per_request(ticks: u64, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| ticks as f64 * 10_000.0 / requests as f64)
+}
+
 /// Busy and total ticks from the aggregate `cpu` line of /proc/stat.
 pub fn machine_ticks(line: &str) -> Option<(u64, u64)> {
     let mut fields = line.split_whitespace();

@@ -44,6 +44,9 @@ pub struct Row {
     pub error_kinds: BTreeMap<String, u64>,
     /// Share of the machine's CPU that other processes used meanwhile.
     pub others_cpu_share: Option<f64>,
+    /// CPU time (user + system) the server spent per request: a steadier
+    /// figure than throughput on a shared machine.
+    pub server_cpu_us_per_req: Option<f64>,
     pub skipped: bool,
     pub notes: Vec<String>,
 }
@@ -96,10 +99,11 @@ pub fn render_table(rows: &[Row]) -> String {
         "p50 ms",
         "p99 ms",
         "× ceiling",
+        "server CPU µs/req",
         "errors",
         "notes",
     ];
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -109,6 +113,9 @@ pub fn render_table(rows: &[Row]) -> String {
                 fmt_ms(r.latency.map(|l| l.p99_ms)),
                 r.ratio_to_ceiling
                     .map(|x| format!("{x:.2}"))
+                    .unwrap_or_else(|| "-".into()),
+                r.server_cpu_us_per_req
+                    .map(|us| format!("{us:.0}"))
                     .unwrap_or_else(|| "-".into()),
                 if r.skipped {
                     "-".into()
@@ -127,7 +134,7 @@ pub fn render_table(rows: &[Row]) -> String {
             *w = (*w).max(c.chars().count());
         }
     }
-    let right = [false, true, true, true, true, true, false];
+    let right = [false, true, true, true, true, true, true, false];
     let line = |cols: &[String]| {
         let parts: Vec<String> = cols
             .iter()

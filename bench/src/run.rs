@@ -785,8 +785,12 @@ pub(crate) async fn measure_checked(
         load.warmup, load.duration
     );
     let before = CpuSnapshot::take(&[server.pid()]);
+    let server_before = process::process_cpu_ticks(server.pid());
     let mut r = client::run_load(server.addr, load, next, check).await?;
     let after = CpuSnapshot::take(&[server.pid()]);
+    r.server_cpu_us_per_req = server_before
+        .zip(process::process_cpu_ticks(server.pid()))
+        .and_then(|(b, a)| process::cpu_us_per_request(a.saturating_sub(b), r.answered));
     r.others_cpu_share = before
         .zip(after)
         .and_then(|(b, a)| a.others_share_since(&b));
@@ -798,11 +802,13 @@ pub(crate) async fn measure_checked(
     }
     let l = Latency::of(&r.hist);
     eprintln!(
-        "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+        "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, server CPU {} µs/req",
         r.throughput(),
         l.p50_ms,
         l.p99_ms,
-        r.error_count()
+        r.error_count(),
+        r.server_cpu_us_per_req
+            .map_or_else(|| "?".to_owned(), |us| format!("{us:.0}"))
     );
     if r.error_count() > 0 {
         eprintln!(
@@ -838,6 +844,7 @@ pub(crate) fn row(scenario: &str, r: &LoadResult, ratio: Option<f64>) -> Row {
         errors: r.error_count(),
         error_kinds: r.errors.clone(),
         others_cpu_share: r.others_cpu_share,
+        server_cpu_us_per_req: r.server_cpu_us_per_req,
         skipped: false,
         notes,
     }
