@@ -93,11 +93,18 @@ impl TokenString {
     /// minted before locators) for `kind`. A cheap check that turns away
     /// junk before any storage I/O.
     pub fn is_well_formed(&self, kind: TokenKind) -> bool {
-        match decode(self.expose()) {
-            Some(Shape::Located(tag, _)) => tag == kind.tag(),
-            Some(Shape::Legacy(tag)) => tag == kind.legacy_tag(),
-            None => false,
-        }
+        self.hash_as(kind).is_some()
+    }
+
+    /// The stored form of this string if it is a well-formed `kind` token
+    /// (one decoding for both questions).
+    pub fn hash_as(&self, kind: TokenKind) -> Option<TokenHash> {
+        let shape = decode(self.expose())?;
+        let fits = match shape {
+            Shape::Located(tag, _) => tag == kind.tag(),
+            Shape::Legacy(tag) => tag == kind.legacy_tag(),
+        };
+        fits.then(|| TokenHash::from_shape(self.expose(), Some(shape)))
     }
 }
 
@@ -115,8 +122,10 @@ fn decode(s: &str) -> Option<Shape> {
         LEGACY_TOKEN_STRING_LEN => LEGACY_TOKEN_BYTES,
         _ => return None,
     };
-    let raw = Zeroizing::new(URL_SAFE_NO_PAD.decode(s).ok()?);
-    if raw.len() != expected {
+    // Decoded on the stack (this runs for every bearer request), and wiped.
+    let mut raw = Zeroizing::new([0u8; 48]);
+    let len = URL_SAFE_NO_PAD.decode_slice(s, &mut raw[..]).ok()?;
+    if len != expected {
         return None;
     }
     Some(if expected == TOKEN_BYTES {
@@ -153,8 +162,12 @@ pub struct TokenHash(pub [u8; 32]);
 
 impl TokenHash {
     pub fn of(token: &str) -> Self {
+        Self::from_shape(token, decode(token))
+    }
+
+    fn from_shape(token: &str, shape: Option<Shape>) -> Self {
         let mut digest = crypto::sha256(token.as_bytes());
-        if let Some(Shape::Located(_, locator)) = decode(token) {
+        if let Some(Shape::Located(_, locator)) = shape {
             digest.copy_within(..24, 8);
             digest[..8].copy_from_slice(&locator);
         }
@@ -356,6 +369,8 @@ mod tests {
         assert!(a.is_well_formed(TokenKind::Access));
         assert!(!a.is_well_formed(TokenKind::Refresh));
         assert!(TokenString::mint(TokenKind::Refresh, NOW).is_well_formed(TokenKind::Refresh));
+        assert_eq!(a.hash_as(TokenKind::Access), Some(a.hash()));
+        assert_eq!(a.hash_as(TokenKind::Refresh), None);
         assert!(!format!("{a:?}").contains(a.expose()));
         for junk in ["", "abc", &a.expose()[1..], &format!("{}A", a.expose())] {
             assert!(!TokenString::from_presented(junk).is_well_formed(TokenKind::Access));

@@ -172,10 +172,10 @@ pub fn realm_authentication(user: UserRecord) -> Authentication {
 pub async fn authenticate_bearer(state: &AppState, presented: &str) -> ApiResult<TokenRecord> {
     let token = TokenString::from_presented(presented);
     let invalid = || ApiError::unsuccessful_credentials("oauth2 token: invalid token");
-    if !token.is_well_formed(TokenKind::Access) {
+    let Some(hash) = token.hash_as(TokenKind::Access) else {
         return Err(invalid());
-    }
-    let Some(record) = state.store.find_by_access(&token.hash()).await? else {
+    };
+    let Some(record) = state.store.find_by_access(&hash).await? else {
         return Err(invalid());
     };
     if !record.access_usable(state.now()) {
