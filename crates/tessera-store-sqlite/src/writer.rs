@@ -1,18 +1,24 @@
 //! The single writer thread and its group commit, with the fsync
 //! pipelined on a second thread.
 //!
-//! The writer takes every job that is waiting, runs them one after the
-//! other inside one transaction and commits. A job that fails (or panics)
-//! must leave no partial effect, so when one does the writer rolls the
-//! whole transaction back and runs the batch again, each job in its own
-//! savepoint; failures are rare, and savepoints on the common path cost
-//! every job a copy of each page it touches. The connection runs with
-//! `synchronous = NORMAL`, so `COMMIT` appends the transaction to the WAL
-//! without waiting for the disk; the *syncer* thread then fsyncs the WAL
-//! (one fsync covers every transaction committed before it) and only then
-//! answers the jobs. Meanwhile the writer is already running the next
-//! batch, so the disk's flush latency no longer bounds how many batches a
-//! second can commit.
+//! Jobs run one after the other inside one open transaction. The
+//! connection runs with `synchronous = NORMAL`, so `COMMIT` appends the
+//! transaction to the WAL without waiting for the disk; the *syncer* thread
+//! then fsyncs the WAL (one fsync covers every transaction committed before
+//! it) and only then answers the jobs.
+//!
+//! The writer commits when the syncer is idle (or the batch is full). While
+//! an fsync is in flight the transaction stays open and takes in every job
+//! that arrives: those jobs could not be answered before the next fsync
+//! anyway, and one commit of many jobs writes the pages they share (the
+//! ends of the tables and indexes) once instead of once per small batch.
+//! So the disk's flush latency bounds neither throughput nor batch size.
+//!
+//! A job that fails (or panics) must leave no partial effect, so when one
+//! does the writer rolls the whole transaction back and runs the batch
+//! again, each job in its own savepoint, then commits. Failures are rare,
+//! and savepoints on the common path would cost every job a copy of each
+//! page it touches.
 //!
 //! Nothing is answered before it is durable. A read on another connection
 //! may see a transaction between its commit and its fsync; so every read
@@ -20,11 +26,12 @@
 //! [`Durability`]). A crash in between loses only transactions nobody was
 //! told about and nobody read.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 
 use rusqlite::Connection;
 use tessera_store::{StoreError, StoreResult};
@@ -77,6 +84,42 @@ where
 
 type Queued = (WriteKind, Box<dyn Job>);
 
+/// What the writer thread waits on: new jobs, and word from the syncer.
+#[derive(Default)]
+struct Inbox {
+    state: Mutex<InboxState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct InboxState {
+    jobs: VecDeque<Queued>,
+    /// Batches the syncer made durable since the writer last looked.
+    synced: usize,
+    /// The store is gone: finish what is queued, then stop.
+    closed: bool,
+}
+
+impl Inbox {
+    fn update(&self, f: impl FnOnce(&mut InboxState)) {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+        self.wake.notify_one();
+    }
+
+    /// Blocks until there is something to do, and takes it.
+    fn take(&self) -> (Vec<Queued>, usize, bool) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.jobs.is_empty() && state.synced == 0 && !state.closed {
+            state = self
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let jobs = state.jobs.drain(..).collect();
+        (jobs, std::mem::take(&mut state.synced), state.closed)
+    }
+}
+
 /// Whether a job may change or remove existing rows (see `cache`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum WriteKind {
@@ -96,7 +139,13 @@ impl WriteKind {
 }
 
 pub struct Writer {
-    jobs: mpsc::Sender<Queued>,
+    inbox: Arc<Inbox>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.inbox.update(|state| state.closed = true);
+    }
 }
 
 /// How far the WAL is durable, for reads to wait on.
@@ -146,18 +195,30 @@ impl Writer {
         coherence: Coherence,
         durability: Arc<Durability>,
     ) -> Self {
-        let (jobs, rx) = mpsc::channel::<Queued>();
+        let inbox = Arc::new(Inbox::default());
         let (to_syncer, committed) = mpsc::channel::<Committed>();
-        let synced = Arc::clone(&durability);
+        let (synced, told) = (Arc::clone(&durability), Arc::clone(&inbox));
         std::thread::Builder::new()
             .name("tessera-sqlite-sync".into())
-            .spawn(move || sync(wal, committed, &synced))
+            .spawn(move || sync(wal, committed, &synced, &told))
             .expect("spawning the syncer thread");
+        let taken = Arc::clone(&inbox);
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
-            .spawn(move || run(conn, coherence, rx, to_syncer, &durability))
+            .spawn(move || {
+                let writer = WriterThread {
+                    conn,
+                    coherence,
+                    to_syncer,
+                    durability,
+                    seq: 0,
+                    in_flight: 0,
+                    open: None,
+                };
+                writer.run(&taken);
+            })
             .expect("spawning the writer thread");
-        Self { jobs }
+        Self { inbox }
     }
 
     /// Runs `f` in the writer's transaction; resolves once the commit is
@@ -174,118 +235,200 @@ impl Writer {
             result: None,
             reply,
         };
-        self.jobs
-            .send((kind, Box::new(job)))
-            .map_err(|_| StoreError::Internal("the writer thread has stopped".into()))?;
+        self.inbox
+            .update(|state| state.jobs.push_back((kind, Box::new(job))));
         rx.await
             .map_err(|_| StoreError::Internal("the writer thread dropped a job".into()))?
     }
 }
 
-/// Runs every job of the batch in the open transaction. If one fails, rolls
-/// it all back and runs each job again in its own savepoint, so a job that
-/// fails leaves no partial effect and the others still commit.
-fn run_batch(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
-    if jobs.iter_mut().all(|job| job.run(conn)) {
-        return Ok(());
-    }
-    conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE")
-        .map_err(|e| format!("cannot restart a failed batch: {e}"))?;
-    for job in jobs {
-        conn.execute_batch("SAVEPOINT job")
-            .map_err(|e| format!("cannot open a savepoint: {e}"))?;
-        let end = if job.run(conn) {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        };
-        conn.execute_batch(end)
-            .map_err(|e| format!("cannot close a savepoint: {e}"))?;
-    }
-    Ok(())
+/// The open transaction and the jobs that ran in it.
+struct Open {
+    jobs: Vec<Box<dyn Job>>,
+    affects: Affects,
+    /// A job failed and the batch was run again in savepoints: every
+    /// further job runs in its own savepoint too.
+    savepoints: bool,
 }
 
-fn run(
+struct WriterThread {
     conn: Connection,
     coherence: Coherence,
-    rx: mpsc::Receiver<Queued>,
     to_syncer: mpsc::Sender<Committed>,
-    durability: &Durability,
-) {
-    let mut seq = 0u64;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    durability: Arc<Durability>,
+    seq: u64,
+    /// Batches handed to the syncer and not yet durable.
+    in_flight: usize,
+    open: Option<Open>,
+}
+
+impl WriterThread {
+    fn run(mut self, inbox: &Inbox) {
+        loop {
+            let (jobs, synced, closed) = inbox.take();
+            self.in_flight = self.in_flight.saturating_sub(synced);
+            for (kind, job) in jobs {
+                self.add(kind, job);
+                if self
+                    .open
+                    .as_ref()
+                    .is_some_and(|open| open.jobs.len() >= MAX_BATCH)
+                {
+                    self.commit();
+                }
+            }
+            if self.in_flight == 0 || closed {
+                self.commit();
+            }
+            if closed && self.open.is_none() {
+                return;
             }
         }
-        let affects = batch
-            .iter()
-            .fold(Affects::NOTHING, |all, (kind, _)| all.and(kind.affects()));
-        let mut jobs: Vec<Box<dyn Job>> = batch.into_iter().map(|(_, job)| job).collect();
-        let announced = if affects != Affects::NOTHING {
-            match coherence.begin(affects) {
+    }
+
+    /// Runs `job` in the open transaction, opening one if needed.
+    fn add(&mut self, kind: WriteKind, mut job: Box<dyn Job>) {
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => {
+                if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                    let reason = format!("cannot begin a transaction: {e}");
+                    tracing::error!(error = %reason, "could not begin a write transaction");
+                    // Answer without running: nothing was written.
+                    job.answer(Err(reason));
+                    return;
+                }
+                Open {
+                    jobs: Vec::new(),
+                    affects: Affects::NOTHING,
+                    savepoints: false,
+                }
+            }
+        };
+        let mut open = open;
+        open.affects = open.affects.and(kind.affects());
+        let ran = if open.savepoints {
+            in_savepoint(&self.conn, &mut job)
+        } else {
+            Ok(job.run(&self.conn))
+        };
+        open.jobs.push(job);
+        let ran = match ran {
+            Ok(true) => Ok(()),
+            // Take the failed job's effects back with everything else, and
+            // run the batch again with a savepoint around each job.
+            Ok(false) => self.run_in_savepoints(&mut open.jobs).inspect(|()| {
+                open.savepoints = true;
+            }),
+            Err(e) => Err(e),
+        };
+        match ran {
+            Ok(()) => self.open = Some(open),
+            Err(reason) => {
+                tracing::error!(error = %reason, "a write batch failed");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                for job in open.jobs {
+                    job.answer(Err(reason.clone()));
+                }
+            }
+        }
+    }
+
+    fn run_in_savepoints(&self, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
+        self.conn
+            .execute_batch("ROLLBACK; BEGIN IMMEDIATE")
+            .map_err(|e| format!("cannot restart a failed batch: {e}"))?;
+        for job in jobs {
+            in_savepoint(&self.conn, job)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction, if any, and hands it to the syncer.
+    fn commit(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        // The serving process's cache must see the write begin before it
+        // commits and end before anyone hears of it (see `cache`).
+        let announced = if open.affects == Affects::NOTHING {
+            None
+        } else {
+            match self.coherence.begin(open.affects) {
                 Ok(announced) => Some(announced),
                 Err(e) => {
                     let reason = e.to_string();
                     tracing::error!(error = %reason, "could not announce a write to the serving process");
-                    // Answer without running: nothing was written.
-                    for job in jobs {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    for job in open.jobs {
                         job.answer(Err(reason.clone()));
                     }
-                    continue;
+                    return;
                 }
             }
-        } else {
-            None
         };
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let reason = format!("cannot begin a transaction: {e}");
-            tracing::error!(error = %reason, "could not begin a write transaction");
-            if let Some(announced) = announced {
-                let _ = announced.end();
-            }
-            for job in jobs {
-                job.answer(Err(reason.clone()));
-            }
-            continue;
-        }
-        seq += 1;
-        let mut outcome = run_batch(&conn, &mut jobs).map_err(|reason| {
-            tracing::error!(error = %reason, "a write batch failed");
-            let _ = conn.execute_batch("ROLLBACK");
-            reason
+        self.seq += 1;
+        // From here on a reader may see this batch: reads wait for its fsync.
+        self.durability.visible.store(self.seq, SeqCst);
+        let mut outcome = self.conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "a write transaction failed to commit");
+            format!("commit failed: {e}")
         });
-        if outcome.is_ok() {
-            // From here on a reader may see this batch: reads wait for its fsync.
-            durability.visible.store(seq, SeqCst);
-            outcome = conn.execute_batch("COMMIT").map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                tracing::error!(error = %e, "a write transaction failed to commit");
-                format!("commit failed: {e}")
-            });
-        }
-        // The serving process's cache must see the write end before anyone
-        // hears of the write. If it cannot confirm, the jobs fail (their
+        // If the serving process cannot confirm, the jobs fail (their
         // effects may be committed; every write here can be retried).
         if let Some(announced) = announced {
             if let Err(e) = announced.end() {
                 outcome = outcome.and(Err(e.to_string()));
             }
         }
-        let committed = Committed { seq, jobs, outcome };
-        if let Err(mpsc::SendError(lost)) = to_syncer.send(committed) {
-            for job in lost.jobs {
-                job.answer(Err("the syncer thread has stopped".into()));
+        let committed = Committed {
+            seq: self.seq,
+            jobs: open.jobs,
+            outcome,
+        };
+        match self.to_syncer.send(committed) {
+            Ok(()) => self.in_flight += 1,
+            Err(mpsc::SendError(lost)) => {
+                for job in lost.jobs {
+                    job.answer(Err("the syncer thread has stopped".into()));
+                }
             }
         }
     }
 }
 
+/// Runs `job` in its own savepoint: if it fails, its effects are undone
+/// and the transaction goes on. `Err` if the savepoint itself failed.
+fn in_savepoint(conn: &Connection, job: &mut Box<dyn Job>) -> Result<bool, String> {
+    conn.execute_batch("SAVEPOINT job")
+        .map_err(|e| format!("cannot open a savepoint: {e}"))?;
+    let ok = job.run(conn);
+    let end = if ok {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end)
+        .map_err(|e| format!("cannot close a savepoint: {e}"))?;
+    Ok(ok)
+}
+
 /// Fsyncs the WAL for every batch committed meanwhile, then answers them.
-fn sync(wal: PathBuf, committed: mpsc::Receiver<Committed>, durability: &Durability) {
+fn sync(
+    wal: PathBuf,
+    committed: mpsc::Receiver<Committed>,
+    durability: &Durability,
+    inbox: &Inbox,
+) {
+    /// However the syncer stops, the writer must not wait for it any more.
+    struct Gone<'a>(&'a Inbox);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            self.0.update(|state| state.synced = usize::MAX);
+        }
+    }
+    let _gone = Gone(inbox);
     let mut file: Option<File> = None;
     while let Ok(first) = committed.recv() {
         let mut batches = vec![first];
@@ -309,6 +452,9 @@ fn sync(wal: PathBuf, committed: mpsc::Receiver<Committed>, durability: &Durabil
             durability.durable.fetch_max(last, SeqCst);
             durability.synced.notify_waiters();
         }
+        // The writer may commit what it gathered meanwhile.
+        let count = batches.len();
+        inbox.update(|state| state.synced = state.synced.saturating_add(count));
         for batch in batches {
             let outcome = batch.outcome.and(synced.clone());
             for job in batch.jobs {
