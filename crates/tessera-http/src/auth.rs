@@ -175,7 +175,11 @@ pub async fn authenticate_bearer(state: &AppState, presented: &str) -> ApiResult
     let Some(hash) = token.hash_as(TokenKind::Access) else {
         return Err(invalid());
     };
-    let Some(record) = state.store.find_by_access(&hash).await? else {
+    let found = match state.store.find_by_access_now(&hash) {
+        Some(hit) => Some(hit),
+        None => state.store.find_by_access(&hash).await?,
+    };
+    let Some(record) = found else {
         return Err(invalid());
     };
     if !record.access_usable(state.now()) {

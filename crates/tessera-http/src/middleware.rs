@@ -26,8 +26,7 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
     let wants_compatible = [header::ACCEPT, header::CONTENT_TYPE].iter().any(|h| {
         req.headers()
             .get(h)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("vnd.elasticsearch+json"))
+            .is_some_and(|v| contains_ignoring_case(v.as_bytes(), b"vnd.elasticsearch+json"))
     });
     // Everything the handler logs carries the method and the matched route
     // (never the URI's query or any header).
@@ -63,6 +62,14 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
     handles.requests.increment(1);
     handles.duration.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Whether `haystack` contains `needle` (lowercase ASCII), in any case,
+/// without allocating (this runs for every request).
+fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The metric handles of one (route, method, status): registered on first
@@ -133,4 +140,23 @@ pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
         "method_not_allowed_exception",
         format!("Incorrect HTTP method for uri [{uri}] and method [{method}]"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_ignoring_case;
+
+    #[test]
+    fn finds_the_compatible_media_type_in_any_case() {
+        let needle = b"vnd.elasticsearch+json";
+        for yes in [
+            &b"application/vnd.elasticsearch+json; compatible-with=8"[..],
+            b"Application/VND.Elasticsearch+JSON",
+        ] {
+            assert!(contains_ignoring_case(yes, needle));
+        }
+        for no in [&b"application/json"[..], b"", b"vnd.elasticsearch"] {
+            assert!(!contains_ignoring_case(no, needle));
+        }
+    }
 }

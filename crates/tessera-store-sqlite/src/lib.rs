@@ -655,6 +655,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn find_by_access_now(&self, hash: &TokenHash) -> Option<TokenRecord> {
+        self.cache.as_ref()?.tokens.get(hash)
+    }
+
     async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
         let hash = *hash;
         self.read_store(move |c| Ok(pairs::find(c, pairs::Half::Refresh, &hash)?.map(|(_, r)| r)))

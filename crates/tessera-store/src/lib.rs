@@ -181,6 +181,14 @@ pub trait Store: Send + Sync + 'static {
     /// committed.
     async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()>;
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
+    /// What [`Store::find_by_access`] would answer, when the store can tell
+    /// from memory without waiting (a read cache that is current); `None`
+    /// means "ask `find_by_access`", never "not found". It saves the
+    /// authentication path an asynchronous call on a cache hit. Stores
+    /// without a cache keep the default.
+    fn find_by_access_now(&self, _hash: &TokenHash) -> Option<TokenRecord> {
+        None
+    }
     /// The pair holding this refresh token (for introspection and
     /// revocation; refreshing goes through [`Store::refresh`]).
     async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
