@@ -39,7 +39,7 @@ use tessera_store::{
 };
 
 use cache::{Affects, Coherence, ReadCache, Serving};
-use writer::{Durability, WriteKind, Writer};
+use writer::{Durability, Writer};
 
 /// Read connections kept open between reads. Enough for every request a
 /// busy node has in flight, so connections (and their page caches) are
@@ -166,7 +166,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.run(WriteKind::Revoking(affects), f).await
+        self.writer.run(affects, f).await
     }
 
     /// Runs `f` in the writer's transaction; `f` only inserts new rows, or
@@ -176,7 +176,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.run(WriteKind::Insert, f).await
+        self.writer.run(Affects::NOTHING, f).await
     }
 
     /// `lookup` through `table` of the read cache, when this process has one.

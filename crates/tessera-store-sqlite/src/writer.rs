@@ -82,7 +82,9 @@ where
     }
 }
 
-type Queued = (WriteKind, Box<dyn Job>);
+/// A job and the cached tables it may make stale (`Affects::NOTHING` for
+/// one that only inserts new rows; see `cache`).
+type Queued = (Affects, Box<dyn Job>);
 
 /// What the writer thread waits on: new jobs, and word from the syncer.
 #[derive(Default)]
@@ -117,24 +119,6 @@ impl Inbox {
         }
         let jobs = state.jobs.drain(..).collect();
         (jobs, std::mem::take(&mut state.synced), state.closed)
-    }
-}
-
-/// Whether a job may change or remove existing rows (see `cache`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum WriteKind {
-    /// Only inserts new rows (or touches nothing the read cache holds).
-    Insert,
-    /// May change or remove rows of the cached tables it names.
-    Revoking(Affects),
-}
-
-impl WriteKind {
-    fn affects(self) -> Affects {
-        match self {
-            WriteKind::Insert => Affects::NOTHING,
-            WriteKind::Revoking(affects) => affects,
-        }
     }
 }
 
@@ -224,7 +208,7 @@ impl Writer {
     /// Runs `f` in the writer's transaction; resolves once the commit is
     /// durable. `f` may run more than once (see the module's
     /// documentation); only its last run's effects and result survive.
-    pub async fn run<T, F>(&self, kind: WriteKind, f: F) -> StoreResult<T>
+    pub async fn run<T, F>(&self, affects: Affects, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
@@ -236,7 +220,7 @@ impl Writer {
             reply,
         };
         self.inbox
-            .update(|state| state.jobs.push_back((kind, Box::new(job))));
+            .update(|state| state.jobs.push_back((affects, Box::new(job))));
         rx.await
             .map_err(|_| StoreError::Internal("the writer thread dropped a job".into()))?
     }
@@ -267,8 +251,8 @@ impl WriterThread {
         loop {
             let (jobs, synced, closed) = inbox.take();
             self.in_flight = self.in_flight.saturating_sub(synced);
-            for (kind, job) in jobs {
-                self.add(kind, job);
+            for (affects, job) in jobs {
+                self.add(affects, job);
                 if self
                     .open
                     .as_ref()
@@ -287,8 +271,8 @@ impl WriterThread {
     }
 
     /// Runs `job` in the open transaction, opening one if needed.
-    fn add(&mut self, kind: WriteKind, mut job: Box<dyn Job>) {
-        let open = match self.open.take() {
+    fn add(&mut self, affects: Affects, mut job: Box<dyn Job>) {
+        let mut open = match self.open.take() {
             Some(open) => open,
             None => {
                 if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
@@ -305,22 +289,23 @@ impl WriterThread {
                 }
             }
         };
-        let mut open = open;
-        open.affects = open.affects.and(kind.affects());
+        open.affects = open.affects.and(affects);
         let ran = if open.savepoints {
-            in_savepoint(&self.conn, &mut job)
+            // A failure here was already undone by its own savepoint.
+            let ran = in_savepoint(&self.conn, &mut job).map(drop);
+            open.jobs.push(job);
+            ran
         } else {
-            Ok(job.run(&self.conn))
-        };
-        open.jobs.push(job);
-        let ran = match ran {
-            Ok(true) => Ok(()),
-            // Take the failed job's effects back with everything else, and
-            // run the batch again with a savepoint around each job.
-            Ok(false) => self.run_in_savepoints(&mut open.jobs).inspect(|()| {
-                open.savepoints = true;
-            }),
-            Err(e) => Err(e),
+            let ok = job.run(&self.conn);
+            open.jobs.push(job);
+            if ok {
+                Ok(())
+            } else {
+                // Take the failed job's effects back with everything else,
+                // and run the batch again with a savepoint around each job.
+                self.run_in_savepoints(&mut open.jobs)
+                    .inspect(|()| open.savepoints = true)
+            }
         };
         match ran {
             Ok(()) => self.open = Some(open),
@@ -490,7 +475,7 @@ mod tests {
                 let writer = Arc::clone(&writer);
                 tokio::spawn(async move {
                     writer
-                        .run(WriteKind::Insert, |_| {
+                        .run(Affects::NOTHING, |_| {
                             std::thread::sleep(std::time::Duration::from_millis(20));
                             Ok(())
                         })
@@ -502,9 +487,12 @@ mod tests {
                 .map(|i| {
                     let writer = Arc::clone(&writer);
                     let n = round * 100 + i;
+                    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                     tokio::spawn(async move {
+                        let counted = Arc::clone(&runs);
                         let result = writer
-                            .run(WriteKind::Insert, move |c| {
+                            .run(Affects::NOTHING, move |c| {
+                                counted.fetch_add(1, SeqCst);
                                 c.execute("INSERT INTO t (n) VALUES (?1)", [n])
                                     .map_err(|e| StoreError::Internal(e.to_string()))?;
                                 match i % 4 {
@@ -514,18 +502,21 @@ mod tests {
                                 }
                             })
                             .await;
-                        (i, result)
+                        (i, result, runs.load(SeqCst))
                     })
                 })
                 .collect();
             first.await.unwrap().unwrap();
             for job in jobs {
-                let (i, result) = job.await.unwrap();
+                let (i, result, runs) = job.await.unwrap();
                 assert_eq!(
                     result.is_ok(),
                     i % 4 == 0 || i % 4 == 3,
                     "job {i}: {result:?}"
                 );
+                // At most once plainly and once in a savepoint, however
+                // many of its batch fail.
+                assert!((1..=2).contains(&runs), "job {i} ran {runs} times");
             }
         }
         let check = Connection::open(&path).unwrap();
