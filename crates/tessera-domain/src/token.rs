@@ -93,18 +93,21 @@ impl TokenString {
     /// minted before locators) for `kind`. A cheap check that turns away
     /// junk before any storage I/O.
     pub fn is_well_formed(&self, kind: TokenKind) -> bool {
-        self.hash_as(kind).is_some()
+        self.shape_as(kind).is_some()
     }
 
     /// The stored form of this string if it is a well-formed `kind` token
     /// (one decoding for both questions).
     pub fn hash_as(&self, kind: TokenKind) -> Option<TokenHash> {
-        let shape = decode(self.expose())?;
-        let fits = match shape {
-            Shape::Located(tag, _) => tag == kind.tag(),
-            Shape::Legacy(tag) => tag == kind.legacy_tag(),
-        };
-        fits.then(|| TokenHash::from_shape(self.expose(), Some(shape)))
+        let shape = self.shape_as(kind)?;
+        Some(TokenHash::from_shape(self.expose(), Some(shape)))
+    }
+
+    fn shape_as(&self, kind: TokenKind) -> Option<Shape> {
+        decode(self.expose()).filter(|shape| match shape {
+            Shape::Located(tag, _) => *tag == kind.tag(),
+            Shape::Legacy(tag) => *tag == kind.legacy_tag(),
+        })
     }
 }
 

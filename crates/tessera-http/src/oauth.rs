@@ -707,14 +707,11 @@ async fn lookup(
     state: &AppState,
     token: &TokenString,
 ) -> Result<Option<(TokenRecord, TokenKind)>, OAuthError> {
-    let (record, kind) = if token.is_well_formed(TokenKind::Access) {
+    let (record, kind) = if let Some(hash) = token.hash_as(TokenKind::Access) {
+        (state.store.find_by_access(&hash).await?, TokenKind::Access)
+    } else if let Some(hash) = token.hash_as(TokenKind::Refresh) {
         (
-            state.store.find_by_access(&token.hash()).await?,
-            TokenKind::Access,
-        )
-    } else if token.is_well_formed(TokenKind::Refresh) {
-        (
-            state.store.find_by_refresh(&token.hash()).await?,
+            state.store.find_by_refresh(&hash).await?,
             TokenKind::Refresh,
         )
     } else {
