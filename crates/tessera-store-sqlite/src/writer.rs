@@ -469,20 +469,23 @@ mod tests {
             Arc::new(Durability::default()),
         ));
         for round in 0..20i64 {
-            // The first job holds the writer, so the rest queue up and share
-            // the next batch.
+            // The first job holds the writer until the rest are all queued,
+            // so they share the next batch.
+            let (holding, held) = mpsc::channel::<()>();
+            let (release, released) = mpsc::channel::<()>();
             let first = {
                 let writer = Arc::clone(&writer);
                 tokio::spawn(async move {
                     writer
-                        .run(Affects::NOTHING, |_| {
-                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        .run(Affects::NOTHING, move |_| {
+                            let _ = holding.send(());
+                            let _ = released.recv();
                             Ok(())
                         })
                         .await
                 })
             };
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            held.recv().unwrap();
             let jobs: Vec<_> = (0..12i64)
                 .map(|i| {
                     let writer = Arc::clone(&writer);
@@ -506,6 +509,10 @@ mod tests {
                     })
                 })
                 .collect();
+            while writer.inbox.state.lock().unwrap().jobs.len() < 12 {
+                tokio::task::yield_now().await;
+            }
+            release.send(()).unwrap();
             first.await.unwrap().unwrap();
             for job in jobs {
                 let (i, result, runs) = job.await.unwrap();
