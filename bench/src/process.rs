@@ -326,10 +326,7 @@ impl CpuSnapshot {
         let (machine_busy, machine_total) = machine_ticks(stat.lines().next()?)?;
         let mut ours = process_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
         for pid in pids {
-            ours += std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| process_ticks(&s))
-                .unwrap_or(0);
+            ours += process_cpu_ticks(*pid).unwrap_or(0);
         }
         Some(Self {
             machine_busy,
