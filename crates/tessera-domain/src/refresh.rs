@@ -153,6 +153,9 @@ pub fn decide(
                 record.family_id.clone(),
                 record.generation.saturating_add(1),
             );
+            // The family's cap (from the credential that minted it) binds
+            // every successor.
+            let successor = successor.capped(record.not_after);
             let refreshed = Refreshed {
                 at: now,
                 successor_id: successor.id.clone(),
@@ -299,6 +302,25 @@ mod tests {
             }
             other => panic!("expected rotate, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn successors_inherit_the_familys_cap() {
+        let (record, pair) = issued(0);
+        let mut record = record.capped(Some(5_000));
+        let refresh = pair.refresh.unwrap();
+        match decide(&record, &refresh, &record.client.clone(), 1_000, POLICY) {
+            Decision::Rotate { successor, .. } => {
+                assert_eq!(successor.not_after, Some(5_000));
+                assert_eq!(successor.access_expires_at, 5_000);
+                assert_eq!(successor.refresh_expires_at, Some(5_000));
+            }
+            other => panic!("expected a rotation, got {other:?}"),
+        }
+        // Past the cap the refresh token has expired.
+        record.refreshed = None;
+        let d = denied(decide(&record, &refresh, &record.client.clone(), 5_000, POLICY));
+        assert_eq!(d.error, RefreshError::Expired);
     }
 
     #[test]

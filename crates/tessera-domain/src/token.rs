@@ -220,6 +220,11 @@ pub struct TokenRecord {
     pub refresh_invalidated: bool,
     /// Set once the refresh token has been used.
     pub refreshed: Option<Refreshed>,
+    /// The last moment any pair of this family may be used, inherited from
+    /// the credential that minted it (an API key's expiration, the minting
+    /// token's own end). `None`: no cap beyond the pair's own lifetimes.
+    /// Successors inherit it.
+    pub not_after: Option<Millis>,
 }
 
 /// The successor of a refreshed pair: when it happened and the new pair,
@@ -296,8 +301,31 @@ impl TokenRecord {
             access_invalidated: false,
             refresh_invalidated: false,
             refreshed: None,
+            not_after: None,
         };
         (record, TokenPair { access, refresh })
+    }
+
+    /// This record with its family capped at `not_after` (the earlier of
+    /// it and any cap it had): neither half outlives the cap.
+    pub fn capped(mut self, not_after: Option<Millis>) -> Self {
+        let cap = match (self.not_after, not_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(cap) = cap {
+            self.access_expires_at = self.access_expires_at.min(cap);
+            self.refresh_expires_at = self.refresh_expires_at.map(|r| r.min(cap));
+        }
+        self.not_after = cap;
+        self
+    }
+
+    /// The last moment this pair can be used at all (either half): what a
+    /// token minted by this pair's access token may not outlive.
+    pub fn last_usable(&self) -> Millis {
+        self.access_expires_at
+            .max(self.refresh_expires_at.unwrap_or(0))
     }
 
     /// Whether the access token authenticates at `now`.
@@ -325,8 +353,7 @@ impl TokenRecord {
     /// When the whole record can be forgotten: neither half can ever be
     /// used again, and a repeat refresh can no longer be answered.
     pub fn purgeable_after(&self) -> Millis {
-        self.access_expires_at
-            .max(self.refresh_expires_at.unwrap_or(0))
+        self.last_usable()
     }
 }
 
@@ -400,6 +427,37 @@ mod tests {
         for step in [1, 2, 1_000] {
             assert!(key(NOW) < key(NOW + step));
         }
+    }
+
+    #[test]
+    fn a_cap_bounds_both_halves_and_only_ever_shrinks() {
+        let s = Authentication {
+            username: "u".into(),
+            roles: vec![],
+            full_name: None,
+            email: None,
+            metadata: Default::default(),
+            enabled: true,
+            authentication_realm: crate::authn::NATIVE_REALM,
+            lookup_realm: crate::authn::NATIVE_REALM,
+            authentication_type: crate::authn::AuthenticationType::Realm,
+            api_key: None,
+        };
+        let (record, _) = TokenRecord::issue(&s, s.client_ref(), true, NOW, 60_000);
+        assert_eq!(record.clone().capped(None), record);
+        let capped = record.clone().capped(Some(NOW + 1_000));
+        assert_eq!(capped.access_expires_at, NOW + 1_000);
+        assert_eq!(capped.refresh_expires_at, Some(NOW + 1_000));
+        assert_eq!(capped.not_after, Some(NOW + 1_000));
+        assert!(!capped.access_usable(NOW + 1_000));
+        // A later cap never lengthens an earlier one.
+        let again = capped.clone().capped(Some(NOW + 50_000));
+        assert_eq!(again, capped);
+        // A cap beyond both lifetimes changes no expiry, but is kept.
+        let loose = record.clone().capped(Some(NOW + REFRESH_TOKEN_LIFETIME_MS * 2));
+        assert_eq!(loose.access_expires_at, record.access_expires_at);
+        assert_eq!(loose.refresh_expires_at, record.refresh_expires_at);
+        assert_eq!(loose.last_usable(), NOW + REFRESH_TOKEN_LIFETIME_MS);
     }
 
     #[test]
