@@ -16,6 +16,7 @@
 //! stale (see `cache`).
 
 mod cache;
+mod lineage;
 mod pairs;
 mod schema;
 mod writer;
@@ -33,7 +34,7 @@ use tessera_store::codec::{
     self, ApiKeyRow, OAuthClientRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS, USER_COLUMNS,
 };
 use tessera_store::{
-    ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne,
+    ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne, Lineage,
     RefreshGranted, RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, StoreResult,
     UserUpsert,
 };
@@ -435,6 +436,23 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
     }
 }
 
+/// What a user change may make stale: the users, and the tokens when it
+/// revokes them.
+fn user_change(revoke_tokens: bool) -> Affects {
+    if revoke_tokens {
+        Affects::USERS.and(Affects::TOKENS)
+    } else {
+        Affects::USERS
+    }
+}
+
+fn revoke_user_if(conn: &Connection, revoke: bool, username: &str) -> StoreResult<()> {
+    if revoke {
+        lineage::revoke_user(conn, username)?;
+    }
+    Ok(())
+}
+
 /// Refuses a refresh, first revoking the family when the denial asks for it.
 fn deny(conn: &Connection, family: i64, denied: Denied) -> StoreResult<RefreshOutcome> {
     if denied.revoke_family {
@@ -504,7 +522,12 @@ impl Store for SqliteStore {
     }
 
     async fn put_user(&self, user: UserUpsert) -> StoreResult<bool> {
-        self.write(Affects::USERS, move |c| upsert_user(c, &user))
+        let revoke = user.revoke_tokens && (user.password_hash.is_some() || !user.enabled);
+        self.write(user_change(revoke), move |c| {
+            let created = upsert_user(c, &user)?;
+            revoke_user_if(c, revoke && !created, &user.username)?;
+            Ok(created)
+        })
             .await
     }
 
@@ -521,38 +544,58 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
+    async fn delete_user(&self, username: &str, revoke_tokens: bool) -> StoreResult<bool> {
         let username = username.to_owned();
-        self.write(Affects::USERS, move |c| {
-            c.execute("DELETE FROM users WHERE username = ?1", [&username])
-                .map(|n| n > 0)
-                .map_err(internal)
+        self.write(user_change(revoke_tokens), move |c| {
+            let existed = c
+                .execute("DELETE FROM users WHERE username = ?1", [&username])
+                .map_err(internal)?
+                > 0;
+            revoke_user_if(c, existed && revoke_tokens, &username)?;
+            Ok(existed)
         })
         .await
     }
 
-    async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+    async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        revoke_tokens: bool,
+    ) -> StoreResult<bool> {
         let (username, hash) = (username.to_owned(), password_hash.to_owned());
-        self.write(Affects::USERS, move |c| {
-            c.execute(
-                "UPDATE users SET password_hash = ?2 WHERE username = ?1",
-                [&username, &hash],
-            )
-            .map(|n| n > 0)
-            .map_err(internal)
+        self.write(user_change(revoke_tokens), move |c| {
+            let exists = c
+                .execute(
+                    "UPDATE users SET password_hash = ?2 WHERE username = ?1",
+                    [&username, &hash],
+                )
+                .map_err(internal)?
+                > 0;
+            revoke_user_if(c, exists && revoke_tokens, &username)?;
+            Ok(exists)
         })
         .await
     }
 
-    async fn set_enabled(&self, username: &str, enabled: bool) -> StoreResult<bool> {
+    async fn set_enabled(
+        &self,
+        username: &str,
+        enabled: bool,
+        revoke_tokens: bool,
+    ) -> StoreResult<bool> {
         let username = username.to_owned();
-        self.write(Affects::USERS, move |c| {
-            c.execute(
-                "UPDATE users SET enabled = ?2 WHERE username = ?1",
-                params![username, enabled],
-            )
-            .map(|n| n > 0)
-            .map_err(internal)
+        let revoke = revoke_tokens && !enabled;
+        self.write(user_change(revoke), move |c| {
+            let exists = c
+                .execute(
+                    "UPDATE users SET enabled = ?2 WHERE username = ?1",
+                    params![username, enabled],
+                )
+                .map_err(internal)?
+                > 0;
+            revoke_user_if(c, exists && revoke, &username)?;
+            Ok(exists)
         })
         .await
     }
@@ -621,24 +664,32 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()> {
-        let record = record.clone();
+    async fn insert_derived(&self, record: &TokenRecord, lineage: &Lineage) -> StoreResult<bool> {
+        let (record, lineage) = (record.clone(), lineage.clone());
         // The marker is written with the first token only; it is never
         // removed, so once this store knows it is there it skips the write.
         let mark = !self
             .tokens_issued
             .load(std::sync::atomic::Ordering::Acquire);
-        self.write_insert(move |c| {
-            pairs::insert(c, &record)?;
-            if mark {
-                mark_tokens_issued(c)?;
-            }
-            Ok(())
-        })
-        .await?;
-        self.tokens_issued
-            .store(true, std::sync::atomic::Ordering::Release);
-        Ok(())
+        let stored = self
+            .write_insert(move |c| {
+                // On the one writer, the sources cannot change between
+                // this check and the insert.
+                let Some(parent) = lineage::check(c, &lineage, record.created_at)? else {
+                    return Ok(false);
+                };
+                pairs::insert(c, &record, parent)?;
+                if mark {
+                    mark_tokens_issued(c)?;
+                }
+                Ok(true)
+            })
+            .await?;
+        if stored {
+            self.tokens_issued
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(stored)
     }
 
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
@@ -696,10 +747,14 @@ impl Store for SqliteStore {
         self.write(Affects::TOKENS, move |c| {
             let mut counts = InvalidateCounts::default();
             let live = pairs::live_pairs_matching(c, username.as_deref(), realm.as_deref(), now)?;
-            for (seq, has_refresh, refresh_was, access_was) in live {
+            let mut families = Vec::with_capacity(live.len());
+            for (seq, family, has_refresh, refresh_was, access_was) in live {
                 codec::count_invalidation(&mut counts, has_refresh, refresh_was, access_was);
                 pairs::invalidate_pair(c, seq)?;
+                families.push(family);
             }
+            // Whatever those pairs minted dies with them.
+            lineage::revoke_children(c, &families)?;
             Ok(counts)
         })
         .await
@@ -803,12 +858,15 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<ApiKeyInvalidation> {
         let filter = filter.clone();
-        self.write(Affects::API_KEYS, move |c| {
+        self.write(Affects::API_KEYS.and(Affects::TOKENS), move |c| {
             let mut outcome = ApiKeyInvalidation::default();
             let mut update = c
                 .prepare_cached("UPDATE api_keys SET invalidated_at = ?2 WHERE id = ?1 AND invalidated_at IS NULL")
                 .map_err(internal)?;
             for key in select_api_keys(c, &filter)? {
+                // Every token the key minted or stands for dies with it
+                // (again, for a key invalidated before: idempotent).
+                lineage::revoke_api_key(c, &key.id)?;
                 if update.execute(params![key.id, now]).map_err(internal)? > 0 {
                     outcome.invalidated.push(key.id);
                 } else {
@@ -907,7 +965,7 @@ impl Store for SqliteStore {
             if deleted == 0 {
                 return Ok(false);
             }
-            pairs::invalidate_client(c, &client_column)?;
+            lineage::revoke_client(c, &client_column)?;
             Ok(true)
         })
         .await
@@ -1184,6 +1242,7 @@ mod tests {
             email: None,
             metadata: Default::default(),
             enabled: true,
+            revoke_tokens: false,
         };
         server.put_user(upsert("h1")).await.unwrap();
         for _ in 0..2 {
@@ -1192,7 +1251,7 @@ mod tests {
                 "h1"
             );
         }
-        cli.set_password("u", "h2").await.unwrap();
+        cli.set_password("u", "h2", false).await.unwrap();
         assert_eq!(
             server.get_user("u").await.unwrap().unwrap().password_hash,
             "h2"
@@ -1265,6 +1324,7 @@ mod tests {
                 email: None,
                 metadata: Default::default(),
                 enabled: true,
+                revoke_tokens: false,
             })
             .await
             .unwrap();
@@ -1294,7 +1354,7 @@ mod tests {
         );
         assert_eq!(after[1..], before[1..], "and no other");
 
-        store.set_enabled("carol", false).await.unwrap();
+        store.set_enabled("carol", false, false).await.unwrap();
         let last = generations(&cache);
         assert!(
             last[1] > after[1],

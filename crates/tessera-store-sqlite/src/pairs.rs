@@ -72,7 +72,9 @@ CREATE TABLE IF NOT EXISTS token_pairs (
     refresh_expires_at  INTEGER,
     access_invalidated  INTEGER NOT NULL,
     refresh_invalidated INTEGER NOT NULL,
-    purge_after         INTEGER NOT NULL
+    purge_after         INTEGER NOT NULL,
+    parent_family       INTEGER,
+    not_after           INTEGER
 );
 CREATE TABLE IF NOT EXISTS refreshes (
     seq              INTEGER PRIMARY KEY,
@@ -89,7 +91,7 @@ CREATE INDEX IF NOT EXISTS token_pairs_by_purge ON token_pairs (purge_after);
 ";
 
 /// Sets both halves of a pair invalid (the refresh half only if it exists).
-const INVALIDATE_SET: &str =
+pub const INVALIDATE_SET: &str =
     "access_invalidated = 1, refresh_invalidated = (refresh_hash IS NOT NULL)";
 
 /// The columns [`pair_row`] reads, in its order.
@@ -97,7 +99,7 @@ const SELECT_PAIR: &str = "SELECT p.seq, p.id, p.access_hash, p.refresh_hash, p.
     p.generation, g.username, g.realm, g.subject, g.client, p.created_at, p.access_expires_at,
     p.refresh_expires_at, p.access_invalidated, p.refresh_invalidated, r.refreshed_at,
     r.successor_id, r.sealed_successor, p.purge_after, g.scope, IFNULL(p.family_seq, p.seq),
-    p.grant_id
+    p.grant_id, p.not_after
   FROM token_pairs p JOIN grants g ON g.id = p.grant_id LEFT JOIN refreshes r ON r.seq = p.seq";
 
 /// Which half of a pair a hash names.
@@ -197,6 +199,7 @@ fn pair_row(row: &Row<'_>) -> rusqlite::Result<(Located, TokenRow)> {
             sealed_successor: row.get(17)?,
             purge_after: row.get(18)?,
             scope: row.get(19)?,
+            not_after: row.get(22)?,
         },
     ))
 }
@@ -257,11 +260,12 @@ fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
     Ok(conn.last_insert_rowid())
 }
 
-/// Stores a new pair, the first of a new family. Returns its `seq`.
-pub fn insert(conn: &Connection, record: &TokenRecord) -> StoreResult<i64> {
+/// Stores a new pair, the first of a new family, derived from the family
+/// with key `parent` if given. Returns its `seq`.
+pub fn insert(conn: &Connection, record: &TokenRecord, parent: Option<i64>) -> StoreResult<i64> {
     let row = TokenRow::from_record(record)?;
     let grant = grant_id(conn, &row)?;
-    insert_row(conn, &row, None, grant)
+    insert_row(conn, &row, None, grant, parent)
 }
 
 /// Stores `successor`, minted by refreshing the pair at `parent`: same
@@ -293,25 +297,29 @@ pub fn insert_successor(
         sealed_successor: None,
         purge_after: successor.purgeable_after(),
         scope: None,
+        not_after: successor.not_after,
     };
-    insert_row(conn, &row, Some(parent.family), parent.grant)
+    insert_row(conn, &row, Some(parent.family), parent.grant, None)
 }
 
 /// Inserts `r` (grant columns unused) under `grant`, in the family with key
-/// `family` (`None`: a new family), with its refresh record if it has one.
+/// `family` (`None`: a new family, derived from the family `parent` if
+/// given), with its refresh record if it has one.
 fn insert_row(
     conn: &Connection,
     r: &TokenRow,
     family: Option<i64>,
     grant: i64,
+    parent: Option<i64>,
 ) -> StoreResult<i64> {
     let access = hash_array(&r.access_hash)?;
     let refresh = r.refresh_hash.as_deref().map(hash_array).transpose()?;
     conn.prepare_cached(
         "INSERT INTO token_pairs (access_key, access_hash, refresh_key, refresh_hash, id,
            family_id, generation, grant_id, created_at, access_expires_at, refresh_expires_at,
-           access_invalidated, refresh_invalidated, purge_after, family_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+           access_invalidated, refresh_invalidated, purge_after, family_seq, parent_family,
+           not_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -330,6 +338,8 @@ fn insert_row(
             r.refresh_invalidated,
             r.purge_after,
             family,
+            parent,
+            r.not_after,
         ])
     })
     .map_err(internal)?;
@@ -387,14 +397,10 @@ fn record_refresh(
     .map_err(|e| StoreError::Internal(format!("recording a refresh: {e}")))
 }
 
-/// Invalidates both halves of every pair in the family with key `family`.
+/// Invalidates both halves of every pair in the family with key `family`,
+/// and of every family derived from it.
 pub fn revoke_family(conn: &Connection, family: i64) -> StoreResult<()> {
-    conn.prepare_cached(&format!(
-        "UPDATE token_pairs SET {INVALIDATE_SET} WHERE IFNULL(family_seq, seq) = ?1"
-    ))
-    .and_then(|mut stmt| stmt.execute([family]))
-    .map(|_| ())
-    .map_err(internal)
+    crate::lineage::revoke_tree(conn, &[family])
 }
 
 /// Whether the named half was already invalidated, and its family key,
@@ -419,16 +425,17 @@ pub fn invalidation_state(
         .map_err(internal)
 }
 
-/// Every live pair of the user and/or realm: `(seq, has refresh half,
-/// refresh invalidated, access invalidated)`.
+/// Every live pair of the user and/or realm: `(seq, family key, has
+/// refresh half, refresh invalidated, access invalidated)`.
 pub fn live_pairs_matching(
     conn: &Connection,
     username: Option<&str>,
     realm: Option<&str>,
     now: i64,
-) -> StoreResult<Vec<(i64, bool, bool, bool)>> {
+) -> StoreResult<Vec<(i64, i64, bool, bool, bool)>> {
     conn.prepare_cached(
-        "SELECT p.seq, p.refresh_hash IS NOT NULL, p.refresh_invalidated, p.access_invalidated
+        "SELECT p.seq, IFNULL(p.family_seq, p.seq), p.refresh_hash IS NOT NULL,
+                p.refresh_invalidated, p.access_invalidated
            FROM grants g JOIN token_pairs p ON p.grant_id = g.id
           WHERE (?1 IS NULL OR g.username = ?1) AND (?2 IS NULL OR g.realm = ?2)
             AND ((p.access_invalidated = 0 AND p.access_expires_at > ?3)
@@ -437,7 +444,7 @@ pub fn live_pairs_matching(
     )
     .and_then(|mut stmt| {
         stmt.query_map(params![username, realm, now], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect()
     })
@@ -449,17 +456,6 @@ pub fn invalidate_pair(conn: &Connection, seq: i64) -> StoreResult<()> {
         "UPDATE token_pairs SET {INVALIDATE_SET} WHERE seq = ?1"
     ))
     .and_then(|mut stmt| stmt.execute([seq]))
-    .map(|_| ())
-    .map_err(internal)
-}
-
-/// Invalidates every pair issued to the client stored as `client_column`.
-pub fn invalidate_client(conn: &Connection, client_column: &str) -> StoreResult<()> {
-    conn.prepare_cached(&format!(
-        "UPDATE token_pairs SET {INVALIDATE_SET}
-          WHERE grant_id IN (SELECT id FROM grants WHERE client = ?1)"
-    ))
-    .and_then(|mut stmt| stmt.execute([client_column]))
     .map(|_| ())
     .map_err(internal)
 }
@@ -552,10 +548,11 @@ pub fn migrate_from_single_table(conn: &Connection) -> StoreResult<u64> {
             sealed_successor: row.get(16).map_err(internal)?,
             purge_after: row.get(17).map_err(internal)?,
             scope: row.get(18).map_err(internal)?,
+            not_after: None,
         };
         let family = families.get(&old.family_id).copied();
         let grant = grant_id(conn, &old)?;
-        let seq = insert_row(conn, &old, family, grant)?;
+        let seq = insert_row(conn, &old, family, grant, None)?;
         families.entry(old.family_id.clone()).or_insert(seq);
         moved += 1;
     }
@@ -585,7 +582,7 @@ pub fn bulk_insert(
     while records.peek().is_some() {
         let tx = conn.transaction().map_err(internal)?;
         for record in records.by_ref().take(per_transaction.max(1)) {
-            insert(&tx, &record)?;
+            insert(&tx, &record, None)?;
             total += 1;
         }
         tx.execute(

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 use tessera_store::StoreResult;
 
-use crate::{internal, pairs};
+use crate::{internal, lineage, pairs};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -75,6 +75,7 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
         .execute_batch(SCHEMA)
         .and_then(|()| conn.execute_batch(pairs::SCHEMA))
         .map_err(internal)
+        .and_then(|()| lineage::upgrade(conn))
         .and_then(|()| pairs::migrate_from_single_table(conn));
     match upgraded {
         Ok(moved) => {

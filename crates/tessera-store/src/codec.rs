@@ -32,11 +32,13 @@ pub struct TokenRow {
     pub purge_after: i64,
     /// The OAuth scope as a JSON array of strings; NULL is unrestricted.
     pub scope: Option<String>,
+    /// The family's cap ([`TokenRecord::not_after`]).
+    pub not_after: Option<i64>,
 }
 
 /// The column list in the order [`TokenRow`] declares them, for SELECTs
-/// and INSERTs (19 columns).
-pub const TOKEN_COLUMNS: &str = "id, access_hash, refresh_hash, family_id, generation, username, realm, subject, client, created_at, access_expires_at, refresh_expires_at, access_invalidated, refresh_invalidated, refreshed_at, successor_id, sealed_successor, purge_after, scope";
+/// and INSERTs (20 columns).
+pub const TOKEN_COLUMNS: &str = "id, access_hash, refresh_hash, family_id, generation, username, realm, subject, client, created_at, access_expires_at, refresh_expires_at, access_invalidated, refresh_invalidated, refreshed_at, successor_id, sealed_successor, purge_after, scope, not_after";
 
 impl TokenRow {
     pub fn from_record(r: &TokenRecord) -> StoreResult<Self> {
@@ -60,6 +62,7 @@ impl TokenRow {
             sealed_successor: r.refreshed.as_ref().map(|d| d.sealed_successor.clone()),
             purge_after: r.purgeable_after(),
             scope: r.scope.as_ref().map(to_json).transpose()?,
+            not_after: r.not_after,
         })
     }
 
@@ -96,6 +99,7 @@ impl TokenRow {
             access_invalidated: self.access_invalidated,
             refresh_invalidated: self.refresh_invalidated,
             refreshed,
+            not_after: self.not_after,
         })
     }
 }

@@ -20,6 +20,8 @@ use crate::{
     RoleDescriptor, Store, StoreError, UserUpsert, API_KEY_RETENTION_MS,
 };
 
+mod lineage;
+
 pub type DynStore = Arc<dyn Store>;
 
 const POLICY: RefreshPolicy = RefreshPolicy {
@@ -59,6 +61,12 @@ where
     refresh_races_client_deletion(fresh().await).await;
     reads_follow_every_change(fresh().await).await;
     reads_race_invalidation(fresh().await).await;
+    lineage::chains_die_with_their_api_key(fresh().await).await;
+    lineage::revocation_reaches_descendants(fresh().await).await;
+    lineage::user_changes_reach_tokens(fresh().await).await;
+    lineage::sources_are_checked_when_storing(fresh().await).await;
+    lineage::caps_are_kept(fresh().await).await;
+    lineage::minting_races_key_invalidation(fresh().await).await;
 }
 
 pub fn subject(username: &str) -> Authentication {
@@ -85,6 +93,7 @@ fn user(name: &str, hash: Option<&str>) -> UserUpsert {
         email: Some("a@b.c".into()),
         metadata: serde_json::from_value(serde_json::json!({"k": 1})).unwrap(),
         enabled: true,
+        revoke_tokens: false,
     }
 }
 
@@ -141,17 +150,17 @@ async fn users(store: DynStore) {
         .map(|u| u.username)
         .collect();
     assert_eq!(names, ["amy", "joe"]);
-    assert!(store.set_password("joe", "h3").await.unwrap());
-    assert!(!store.set_password("nobody", "h3").await.unwrap());
+    assert!(store.set_password("joe", "h3", false).await.unwrap());
+    assert!(!store.set_password("nobody", "h3", false).await.unwrap());
     assert_eq!(
         store.get_user("joe").await.unwrap().unwrap().password_hash,
         "h3"
     );
-    assert!(store.set_enabled("joe", false).await.unwrap());
+    assert!(store.set_enabled("joe", false, false).await.unwrap());
     assert!(!store.get_user("joe").await.unwrap().unwrap().enabled);
-    assert!(!store.set_enabled("nobody", false).await.unwrap());
-    assert!(store.delete_user("joe").await.unwrap());
-    assert!(!store.delete_user("joe").await.unwrap());
+    assert!(!store.set_enabled("nobody", false, false).await.unwrap());
+    assert!(store.delete_user("joe", false).await.unwrap());
+    assert!(!store.delete_user("joe", false).await.unwrap());
     assert!(store.get_user("joe").await.unwrap().is_none());
 }
 
@@ -1216,15 +1225,15 @@ async fn reads_follow_every_change(store: DynStore) {
     store.put_user(user("carl", Some("h1"))).await.unwrap();
     let read = || async { store.get_user("carl").await.unwrap() };
     assert_eq!(twice(read).await.unwrap().password_hash, "h1");
-    store.set_password("carl", "h2").await.unwrap();
+    store.set_password("carl", "h2", false).await.unwrap();
     assert_eq!(read().await.unwrap().password_hash, "h2");
-    store.set_enabled("carl", false).await.unwrap();
+    store.set_enabled("carl", false, false).await.unwrap();
     assert!(!read().await.unwrap().enabled);
     let mut changed = user("carl", None);
     changed.roles = vec!["other".into()];
     store.put_user(changed).await.unwrap();
     assert_eq!(read().await.unwrap().roles, vec!["other".to_string()]);
-    store.delete_user("carl").await.unwrap();
+    store.delete_user("carl", false).await.unwrap();
     assert!(read().await.is_none());
 
     // Roles: change and deletion.

@@ -16,6 +16,15 @@
 //!    family: once an invalidation has returned, no member of the family
 //!    authenticates or refreshes, including a successor minted by a refresh
 //!    that raced it.
+//! 4. Derived credentials die with their source. A family minted by a
+//!    token-authenticated caller is a *child* of that token's family;
+//!    revoking a family (in any way) revokes its children, and theirs,
+//!    in the same transaction. Invalidating an API key revokes every family
+//!    it minted or stands for, and [`Store::delete_user`] and friends, when
+//!    asked, revoke every family of the user. [`Store::insert_derived`]
+//!    checks the sources in the storing transaction, so a token minted
+//!    while its source is being taken back is either revoked with it or
+//!    never stored.
 
 pub mod codec;
 pub mod conformance;
@@ -59,6 +68,49 @@ pub struct UserUpsert {
     pub email: Option<String>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub enabled: bool,
+    /// Revoke the user's tokens (as [`Store::delete_user`] does) if this
+    /// replaces an existing user's password or disables it.
+    pub revoke_tokens: bool,
+}
+
+/// What a new token's source must still be when the token is stored,
+/// checked in the storing transaction (see [`Store::insert_derived`]).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Requirement {
+    /// The native user exists and is enabled, and, when a hash is given,
+    /// still has that password hash (the one a login just verified).
+    User {
+        username: String,
+        password_hash: Option<String>,
+    },
+    /// The API key exists, is not invalidated and has not expired at the
+    /// new token's creation time.
+    ApiKey { id: String },
+}
+
+impl std::fmt::Debug for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Requirement::User { username, .. } => write!(f, "User({username})"),
+            Requirement::ApiKey { id } => write!(f, "ApiKey({id})"),
+        }
+    }
+}
+
+/// Where a new token's authority came from, beyond its subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// The access token the minting caller authenticated with. The new
+    /// family becomes a child of that token's family, and dies with it.
+    pub parent: Option<TokenHash>,
+    /// What must still hold of the sources when the token is stored.
+    pub requires: Vec<Requirement>,
+}
+
+impl Lineage {
+    pub fn is_empty(&self) -> bool {
+        self.parent.is_none() && self.requires.is_empty()
+    }
 }
 
 /// How an invalidation of one token went.
@@ -157,13 +209,31 @@ pub trait Store: Send + Sync + 'static {
     /// All users, sorted by name.
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     /// Creates or replaces a user. Returns `true` when it was created.
+    /// With [`UserUpsert::revoke_tokens`], replacing an existing user's
+    /// password or disabling it revokes the user's tokens as
+    /// [`Store::delete_user`] does, in the same transaction.
     async fn put_user(&self, user: UserUpsert) -> StoreResult<bool>;
-    /// Returns whether the user existed.
-    async fn delete_user(&self, username: &str) -> StoreResult<bool>;
-    /// Returns whether the user exists.
-    async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool>;
-    /// Returns whether the user exists.
-    async fn set_enabled(&self, username: &str, enabled: bool) -> StoreResult<bool>;
+    /// Returns whether the user existed. With `revoke_tokens`, also revokes,
+    /// in the same transaction, every family the user stands for or minted
+    /// (directly, with Basic credentials, or through one of its API keys),
+    /// and every family derived from those.
+    async fn delete_user(&self, username: &str, revoke_tokens: bool) -> StoreResult<bool>;
+    /// Returns whether the user exists. `revoke_tokens` as for
+    /// [`Store::delete_user`].
+    async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        revoke_tokens: bool,
+    ) -> StoreResult<bool>;
+    /// Returns whether the user exists. `revoke_tokens` (which only applies
+    /// when disabling) as for [`Store::delete_user`].
+    async fn set_enabled(
+        &self,
+        username: &str,
+        enabled: bool,
+        revoke_tokens: bool,
+    ) -> StoreResult<bool>;
     /// Creates the user only if there are no users at all. Returns whether it did.
     async fn bootstrap_user(&self, user: UserUpsert) -> StoreResult<bool>;
 
@@ -179,7 +249,21 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a freshly issued pair, the first of a new family (successors
     /// are stored by [`Store::refresh`]). Returns after it is durably
     /// committed.
-    async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()>;
+    async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()> {
+        if self.insert_derived(record, &Lineage::default()).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Internal(
+                "a token with no source to check was refused".into(),
+            ))
+        }
+    }
+    /// Stores a freshly issued pair whose authority came from `lineage`:
+    /// in one transaction, checks every [`Requirement`] and that the parent
+    /// token's family (if any) is not revoked, and only then stores the
+    /// pair as a child of that family. Returns `false`, storing nothing,
+    /// when a source was taken back. Returns after it is durably committed.
+    async fn insert_derived(&self, record: &TokenRecord, lineage: &Lineage) -> StoreResult<bool>;
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
     /// What [`Store::find_by_access`] would answer, when the store can tell
     /// from memory without waiting (a read cache that is current); `None`
@@ -227,8 +311,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
     /// Every key the filter matches, oldest first.
     async fn find_api_keys(&self, filter: &ApiKeyFilter) -> StoreResult<Vec<ApiKeyRecord>>;
-    /// Invalidates every key the filter matches, atomically. Once this has
-    /// returned, no read on any node sees those keys as valid.
+    /// Invalidates every key the filter matches, atomically, with every
+    /// token family a matched key minted or stands for, and every family
+    /// derived from those. Once this has returned, no read on any node sees
+    /// those keys or tokens as valid.
     async fn invalidate_api_keys(
         &self,
         filter: &ApiKeyFilter,

@@ -1,0 +1,186 @@
+//! Derived credentials: which families came from which source, the check
+//! a new token's sources must pass when it is stored, and the revocation
+//! of a family together with every family derived from it.
+//!
+//! A family minted by a token-authenticated caller records its parent's
+//! family key in `parent_family` (on its first pair only; successors share
+//! the family). Revoking a family walks that edge downwards with a
+//! recursive query, so a chain of any depth dies in the revoking
+//! transaction. API keys and users are found through the `grants` a family
+//! refers to (the subject and client columns say which key or user a pair
+//! came from), so they need no column of their own.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tessera_domain::authn::{API_KEY_REALM, NATIVE_REALM};
+use tessera_domain::{Millis, TokenHash};
+use tessera_store::{Lineage, Requirement, StoreResult};
+
+use crate::{internal, pairs};
+
+/// Columns and index added to `token_pairs` for derived credentials, for
+/// files created before them (`ALTER TABLE` has no `IF NOT EXISTS`).
+pub fn upgrade(conn: &Connection) -> StoreResult<()> {
+    for (column, decl) in [
+        ("parent_family", "INTEGER"),
+        ("not_after", "INTEGER"),
+    ] {
+        let has: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('token_pairs') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )
+            .map_err(internal)?;
+        if !has {
+            conn.execute_batch(&format!(
+                "ALTER TABLE token_pairs ADD COLUMN {column} {decl}"
+            ))
+            .map_err(internal)?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS token_pairs_by_parent ON token_pairs (parent_family)
+           WHERE parent_family IS NOT NULL",
+    )
+    .map_err(internal)
+}
+
+/// Checks `lineage` inside the storing transaction. `Ok(None)`: a source
+/// was taken back, store nothing. `Ok(Some(parent))`: store the pair, as a
+/// child of the family with key `parent` if there is one.
+pub fn check(conn: &Connection, lineage: &Lineage, now: Millis) -> StoreResult<Option<Option<i64>>> {
+    for requirement in &lineage.requires {
+        if !holds(conn, requirement, now)? {
+            return Ok(None);
+        }
+    }
+    let Some(parent) = &lineage.parent else {
+        return Ok(Some(None));
+    };
+    Ok(parent_family(conn, parent)?.map(Some))
+}
+
+fn holds(conn: &Connection, requirement: &Requirement, now: Millis) -> StoreResult<bool> {
+    match requirement {
+        Requirement::User {
+            username,
+            password_hash,
+        } => {
+            let found: Option<(String, bool)> = conn
+                .prepare_cached("SELECT password_hash, enabled FROM users WHERE username = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row([username], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(internal)?;
+            Ok(found.is_some_and(|(stored, enabled)| {
+                enabled && password_hash.as_ref().is_none_or(|h| *h == stored)
+            }))
+        }
+        Requirement::ApiKey { id } => conn
+            .prepare_cached(
+                "SELECT COUNT(*) > 0 FROM api_keys WHERE id = ?1 AND invalidated_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > ?2)",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![id, now], |r| r.get(0)))
+            .map_err(internal),
+    }
+}
+
+/// The family key of the pair holding access token `parent`, if that pair
+/// exists and its family has not been revoked.
+fn parent_family(conn: &Connection, parent: &TokenHash) -> StoreResult<Option<i64>> {
+    Ok(pairs::invalidation_state(conn, pairs::Half::Access, parent)?
+        .and_then(|(invalidated, family)| (!invalidated).then_some(family)))
+}
+
+/// Invalidates both halves of every pair of the families with the given
+/// keys and of every family derived from them, however deep.
+pub fn revoke_tree(conn: &Connection, families: &[i64]) -> StoreResult<()> {
+    if families.is_empty() {
+        return Ok(());
+    }
+    let seeds = serde_json::to_string(families).map_err(|e| {
+        tessera_store::StoreError::Internal(format!("encoding family keys: {e}"))
+    })?;
+    conn.prepare_cached(&format!(
+        "WITH RECURSIVE tree(family) AS (
+             SELECT value FROM json_each(?1)
+             UNION
+             SELECT IFNULL(p.family_seq, p.seq) FROM token_pairs p
+               JOIN tree t ON p.parent_family = t.family
+         )
+         UPDATE token_pairs SET {}
+          WHERE IFNULL(family_seq, seq) IN (SELECT family FROM tree)",
+        pairs::INVALIDATE_SET
+    ))
+    .and_then(|mut stmt| stmt.execute([seeds]))
+    .map(|_| ())
+    .map_err(internal)
+}
+
+/// The keys of the families whose grant matches `condition` (an SQL
+/// expression over the `grants` row `g`, with parameter `?1`).
+fn families_where(conn: &Connection, condition: &str, value: &str) -> StoreResult<Vec<i64>> {
+    conn.prepare_cached(&format!(
+        "SELECT DISTINCT IFNULL(p.family_seq, p.seq) FROM grants g
+           JOIN token_pairs p ON p.grant_id = g.id WHERE {condition}"
+    ))
+    .and_then(|mut stmt| stmt.query_map([value], |r| r.get(0))?.collect())
+    .map_err(internal)
+}
+
+/// Revokes every family minted by, or standing for, the API key `id`, and
+/// everything derived from them.
+pub fn revoke_api_key(conn: &Connection, id: &str) -> StoreResult<()> {
+    let families = families_where(
+        conn,
+        "json_extract(g.subject, '$.api_key.id') = ?1
+            OR json_extract(g.client, '$.api_key_id') = ?1",
+        id,
+    )?;
+    revoke_tree(conn, &families)
+}
+
+/// Revokes every family the native user `username` stands for or minted
+/// (with Basic credentials or through one of its API keys), and everything
+/// derived from them.
+pub fn revoke_user(conn: &Connection, username: &str) -> StoreResult<()> {
+    let realms = format!("('{}', '{}')", NATIVE_REALM.name, API_KEY_REALM.name);
+    let families = families_where(
+        conn,
+        &format!(
+            "(g.username = ?1 AND g.realm IN {realms})
+               OR (json_extract(g.client, '$.username') = ?1
+                   AND json_extract(g.client, '$.realm') IN {realms})"
+        ),
+        username,
+    )?;
+    revoke_tree(conn, &families)
+}
+
+/// Revokes every family issued to the client stored as `client_column`,
+/// and everything derived from them.
+pub fn revoke_client(conn: &Connection, client_column: &str) -> StoreResult<()> {
+    let families = families_where(conn, "g.client = ?1", client_column)?;
+    revoke_tree(conn, &families)
+}
+
+/// Revokes everything derived from the families with the given keys (not
+/// the families themselves).
+pub fn revoke_children(conn: &Connection, families: &[i64]) -> StoreResult<()> {
+    let mut children = Vec::new();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT IFNULL(family_seq, seq) FROM token_pairs WHERE parent_family = ?1",
+        )
+        .map_err(internal)?;
+    for family in families {
+        let found: Vec<i64> = stmt
+            .query_map([family], |r| r.get(0))
+            .and_then(Iterator::collect)
+            .map_err(internal)?;
+        children.extend(found);
+    }
+    revoke_tree(conn, &children)
+}
