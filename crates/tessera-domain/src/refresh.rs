@@ -319,7 +319,13 @@ mod tests {
         }
         // Past the cap the refresh token has expired.
         record.refreshed = None;
-        let d = denied(decide(&record, &refresh, &record.client.clone(), 5_000, POLICY));
+        let d = denied(decide(
+            &record,
+            &refresh,
+            &record.client.clone(),
+            5_000,
+            POLICY,
+        ));
         assert_eq!(d.error, RefreshError::Expired);
     }
 

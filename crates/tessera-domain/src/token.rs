@@ -454,7 +454,9 @@ mod tests {
         let again = capped.clone().capped(Some(NOW + 50_000));
         assert_eq!(again, capped);
         // A cap beyond both lifetimes changes no expiry, but is kept.
-        let loose = record.clone().capped(Some(NOW + REFRESH_TOKEN_LIFETIME_MS * 2));
+        let loose = record
+            .clone()
+            .capped(Some(NOW + REFRESH_TOKEN_LIFETIME_MS * 2));
         assert_eq!(loose.access_expires_at, record.access_expires_at);
         assert_eq!(loose.refresh_expires_at, record.refresh_expires_at);
         assert_eq!(loose.last_usable(), NOW + REFRESH_TOKEN_LIFETIME_MS);

@@ -56,6 +56,7 @@
 
 #[macro_use]
 mod db;
+mod lineage;
 mod schema;
 
 use std::fmt;
@@ -74,7 +75,7 @@ use tessera_store::codec::{
     TOKEN_COLUMNS, USER_COLUMNS,
 };
 use tessera_store::{
-    ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne,
+    ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne, Lineage,
     RefreshGranted, RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, StoreResult,
     UserUpsert,
 };
@@ -166,6 +167,45 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Runs `sql` (`$1` the username, `$2` the new value if any) and, when
+    /// `revoke` and the user existed, revokes the user's tokens in the same
+    /// serializable transaction. Returns whether the user existed.
+    async fn change_user(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        username: &str,
+        value: Option<&(dyn tokio_postgres::types::ToSql + Sync)>,
+        revoke: bool,
+    ) -> StoreResult<bool> {
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&username];
+        params.extend(value);
+        let params = &params;
+        self.db
+            .run(
+                op,
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let level = if revoke {
+                        IsolationLevel::Serializable
+                    } else {
+                        IsolationLevel::ReadCommitted
+                    };
+                    let tx = begin(c, level).await?;
+                    let stmt = tx.prepare_cached(sql).await?;
+                    let existed = tx.execute(&stmt, params).await? > 0;
+                    if existed && revoke {
+                        lineage::revoke_user(&tx, username).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(existed)
+                }),
+            )
+            .await
+    }
+}
+
 static TOKEN_BY_ACCESS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = $1"));
 static TOKEN_BY_REFRESH: LazyLock<String> =
@@ -177,7 +217,9 @@ static LOCK_TOKEN_BY_REFRESH: LazyLock<String> = LazyLock::new(|| {
 });
 static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        "INSERT INTO tokens ({TOKEN_COLUMNS}, parent_family, api_key_id, client_username)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                 $19, $20, $21, $22, $23)"
     )
 });
 static USER_BY_NAME: LazyLock<String> =
@@ -211,6 +253,7 @@ fn token_row(row: &Row) -> Result<TokenRow, tokio_postgres::Error> {
         sealed_successor: row.try_get(16)?,
         purge_after: row.try_get(17)?,
         scope: row.try_get(18)?,
+        not_after: row.try_get(19)?,
     })
 }
 
@@ -237,8 +280,14 @@ fn user_record(row: &Row) -> Result<UserRecord, Fail> {
     Ok(user_row(row)?.into_record()?)
 }
 
-async fn insert_token_row(c: &impl GenericClient, record: &TokenRecord) -> Result<(), Fail> {
+/// Stores `record`, as a child of the family `parent` if given.
+async fn insert_token_row(
+    c: &impl GenericClient,
+    record: &TokenRecord,
+    parent: Option<&str>,
+) -> Result<(), Fail> {
     let r = TokenRow::from_record(record)?;
+    let (api_key_id, client_username) = lineage::source_columns(record);
     let stmt = c.prepare_cached(&INSERT_TOKEN).await?;
     c.execute(
         &stmt,
@@ -262,6 +311,10 @@ async fn insert_token_row(c: &impl GenericClient, record: &TokenRecord) -> Resul
             &r.sealed_successor,
             &r.purge_after,
             &r.scope,
+            &r.not_after,
+            &parent,
+            &api_key_id,
+            &client_username,
         ],
     )
     .await?;
@@ -307,7 +360,7 @@ async fn refresh_attempt(
             refreshed,
             pair,
         } => {
-            insert_token_row(&tx, &successor).await?;
+            insert_token_row(&tx, &successor, None).await?;
             let stmt = tx
                 .prepare_cached(
                     "UPDATE tokens SET refreshed_at = $2, successor_id = $3, sealed_successor = $4
@@ -350,16 +403,10 @@ async fn refresh_attempt(
     Ok(outcome)
 }
 
-/// Invalidates both halves of every pair in a family.
+/// Invalidates both halves of every pair in a family, and of every family
+/// derived from it.
 async fn revoke_family(c: &impl GenericClient, family_id: &str) -> Result<(), Fail> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE tokens SET access_invalidated = TRUE, refresh_invalidated = (refresh_hash IS NOT NULL)
-             WHERE family_id = $1",
-        )
-        .await?;
-    c.execute(&stmt, &[&family_id]).await?;
-    Ok(())
+    lineage::revoke_tree(c, &[family_id.to_owned()]).await
 }
 
 /// One attempt at invalidating the pair holding a token and the rest of its
@@ -421,7 +468,8 @@ async fn invalidate_matching_attempt(
         );
     }
     let select = format!(
-        "SELECT id, refresh_hash IS NOT NULL, refresh_invalidated, access_invalidated FROM tokens
+        "SELECT id, refresh_hash IS NOT NULL, refresh_invalidated, access_invalidated, family_id
+           FROM tokens
          WHERE {} AND ((NOT access_invalidated AND access_expires_at > $1)
                     OR (refresh_hash IS NOT NULL AND NOT refresh_invalidated AND refresh_expires_at > $1))
          ORDER BY id FOR UPDATE",
@@ -432,6 +480,7 @@ async fn invalidate_matching_attempt(
     let rows = tx.query(&stmt, &params).await?;
     let mut counts = InvalidateCounts::default();
     let mut ids = Vec::with_capacity(rows.len());
+    let mut families = Vec::with_capacity(rows.len());
     for row in &rows {
         let id: String = row.try_get(0)?;
         codec::count_invalidation(
@@ -441,6 +490,7 @@ async fn invalidate_matching_attempt(
             row.try_get(3)?,
         );
         ids.push(id);
+        families.push(row.try_get::<_, String>(4)?);
     }
     if !ids.is_empty() {
         let stmt = tx
@@ -450,6 +500,10 @@ async fn invalidate_matching_attempt(
             )
             .await?;
         tx.execute(&stmt, &[&ids]).await?;
+        // Whatever those pairs minted dies with them.
+        families.sort();
+        families.dedup();
+        lineage::revoke_children(&tx, &families).await?;
     }
     tx.commit().await?;
     Ok(counts)
@@ -457,7 +511,7 @@ async fn invalidate_matching_attempt(
 
 /// Updates an existing user or, failing that, creates it; one statement
 /// each, so no transaction is needed. Returns whether it created the user.
-async fn upsert_user(client: &Client, user: &UserUpsert) -> Result<bool, Fail> {
+async fn upsert_user(client: &impl GenericClient, user: &UserUpsert) -> Result<bool, Fail> {
     let roles = codec::to_json(&user.roles)?;
     let metadata = codec::to_json(&user.metadata)?;
     let update = client
@@ -621,22 +675,30 @@ async fn invalidate_api_keys_attempt(
     filter: &ApiKeyFilter,
     now: Millis,
 ) -> Result<ApiKeyInvalidation, Fail> {
-    let keys = select_api_keys(&*c, filter).await?;
+    // Serializable, so that a token minted from a key while it is being
+    // invalidated is either revoked here or refused (see `lineage`).
+    let tx = begin(c, IsolationLevel::Serializable).await?;
+    let keys = select_api_keys(&tx, filter).await?;
     let ids: Vec<String> = keys.into_iter().map(|k| k.id).collect();
     if ids.is_empty() {
+        tx.commit().await?;
         return Ok(ApiKeyInvalidation::default());
     }
-    let stmt = c
+    let stmt = tx
         .prepare_cached(
             "UPDATE api_keys SET invalidated_at = $2 WHERE id = ANY($1) AND invalidated_at IS NULL RETURNING id",
         )
         .await?;
-    let changed: Vec<String> = c
+    let changed: Vec<String> = tx
         .query(&stmt, &[&ids, &now])
         .await?
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
+    // Every token the keys minted or stand for dies with them (again, for
+    // a key invalidated before: idempotent).
+    lineage::revoke_api_keys(&tx, &ids).await?;
+    tx.commit().await?;
     let (invalidated, previously_invalidated) =
         ids.into_iter().partition(|id| changed.contains(id));
     Ok(ApiKeyInvalidation {
@@ -723,13 +785,7 @@ async fn delete_oauth_client_attempt(
         tx.commit().await?;
         return Ok(false);
     }
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE tokens SET access_invalidated = TRUE, refresh_invalidated = (refresh_hash IS NOT NULL)
-             WHERE client = $1",
-        )
-        .await?;
-    tx.execute(&stmt, &[&client_column]).await?;
+    lineage::revoke_client(&tx, client_column).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -795,58 +851,68 @@ impl Store for PostgresStore {
 
     async fn put_user(&self, user: UserUpsert) -> StoreResult<bool> {
         let user = &user;
+        let revoke = user.revoke_tokens && (user.password_hash.is_some() || !user.enabled);
         self.db
             .run(
                 "put_user",
                 Repeat::Unsafe,
-                attempt!(|c| upsert_user(c, user).await),
-            )
-            .await
-    }
-
-    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
-        self.db
-            .run(
-                "delete_user",
-                Repeat::Unsafe,
                 attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached("DELETE FROM users WHERE username = $1")
-                        .await?;
-                    Ok(c.execute(&stmt, &[&username]).await? > 0)
+                    if !revoke {
+                        return upsert_user(&*c, user).await;
+                    }
+                    let tx = begin(c, IsolationLevel::Serializable).await?;
+                    let created = upsert_user(&tx, user).await?;
+                    if !created {
+                        lineage::revoke_user(&tx, &user.username).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(created)
                 }),
             )
             .await
     }
 
-    async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
-        self.db
-            .run(
-                "set_password",
-                Repeat::Unsafe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached("UPDATE users SET password_hash = $2 WHERE username = $1")
-                        .await?;
-                    Ok(c.execute(&stmt, &[&username, &password_hash]).await? > 0)
-                }),
-            )
-            .await
+    async fn delete_user(&self, username: &str, revoke_tokens: bool) -> StoreResult<bool> {
+        self.change_user(
+            "delete_user",
+            "DELETE FROM users WHERE username = $1",
+            username,
+            None,
+            revoke_tokens,
+        )
+        .await
     }
 
-    async fn set_enabled(&self, username: &str, enabled: bool) -> StoreResult<bool> {
-        self.db
-            .run(
-                "set_enabled",
-                Repeat::Unsafe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached("UPDATE users SET enabled = $2 WHERE username = $1")
-                        .await?;
-                    Ok(c.execute(&stmt, &[&username, &enabled]).await? > 0)
-                }),
-            )
-            .await
+    async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        revoke_tokens: bool,
+    ) -> StoreResult<bool> {
+        self.change_user(
+            "set_password",
+            "UPDATE users SET password_hash = $2 WHERE username = $1",
+            username,
+            Some(&password_hash),
+            revoke_tokens,
+        )
+        .await
+    }
+
+    async fn set_enabled(
+        &self,
+        username: &str,
+        enabled: bool,
+        revoke_tokens: bool,
+    ) -> StoreResult<bool> {
+        self.change_user(
+            "set_enabled",
+            "UPDATE users SET enabled = $2 WHERE username = $1",
+            username,
+            Some(&enabled),
+            revoke_tokens && !enabled,
+        )
+        .await
     }
 
     async fn bootstrap_user(&self, user: UserUpsert) -> StoreResult<bool> {
@@ -928,30 +994,46 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn insert_token(&self, record: &TokenRecord) -> StoreResult<()> {
+    async fn insert_derived(&self, record: &TokenRecord, lineage: &Lineage) -> StoreResult<bool> {
         let mark = !self.issued_marked.load(Ordering::Acquire);
-        self.db
+        let stored = self
+            .db
             .run(
                 "insert_token",
                 Repeat::Unsafe,
                 attempt!(|c| {
-                    if !mark {
-                        return insert_token_row(&*c, record).await;
+                    if !mark && lineage.is_empty() {
+                        insert_token_row(&*c, record, None).await?;
+                        return Ok(true);
                     }
-                    // The first insert of this store also records (once
-                    // for the database) that tokens were ever issued.
-                    let tx = begin(c, IsolationLevel::ReadCommitted).await?;
-                    insert_token_row(&tx, record).await?;
-                    tx.execute(MARK_ISSUED, &[]).await?;
+                    // Checking sources needs a serializable transaction
+                    // (see `lineage`); the first insert of this store also
+                    // records (once for the database) that tokens were ever
+                    // issued.
+                    let level = if lineage.is_empty() {
+                        IsolationLevel::ReadCommitted
+                    } else {
+                        IsolationLevel::Serializable
+                    };
+                    let tx = begin(c, level).await?;
+                    let Some(parent) = lineage::check(&tx, lineage, record.created_at).await?
+                    else {
+                        tx.commit().await?;
+                        return Ok(false);
+                    };
+                    insert_token_row(&tx, record, parent.as_deref()).await?;
+                    if mark {
+                        tx.execute(MARK_ISSUED, &[]).await?;
+                    }
                     tx.commit().await?;
-                    Ok(())
+                    Ok(true)
                 }),
             )
             .await?;
-        if mark {
+        if mark && stored {
             self.issued_marked.store(true, Ordering::Release);
         }
-        Ok(())
+        Ok(stored)
     }
 
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {

@@ -98,6 +98,26 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         )",
         ],
     ),
+    (
+        4,
+        &[
+            "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS not_after BIGINT",
+            "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS parent_family TEXT",
+            "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS api_key_id TEXT",
+            "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS client_username TEXT",
+            "UPDATE tokens SET api_key_id = COALESCE(client::jsonb ->> 'api_key_id',
+                                                    subject::jsonb -> 'api_key' ->> 'id')
+              WHERE client LIKE '%\"api_key_id\"%' OR subject LIKE '%\"api_key\"%'",
+            "UPDATE tokens SET client_username = client::jsonb ->> 'username'
+              WHERE client::jsonb ->> 'username' <> username",
+            "CREATE INDEX IF NOT EXISTS tokens_by_parent ON tokens (parent_family)
+              WHERE parent_family IS NOT NULL",
+            "CREATE INDEX IF NOT EXISTS tokens_by_api_key ON tokens (api_key_id)
+              WHERE api_key_id IS NOT NULL",
+            "CREATE INDEX IF NOT EXISTS tokens_by_client_username ON tokens (client_username)
+              WHERE client_username IS NOT NULL",
+        ],
+    ),
 ];
 
 /// Whether the server is CockroachDB, whose releases before transaction

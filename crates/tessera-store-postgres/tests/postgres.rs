@@ -94,6 +94,7 @@ fn user(name: &str) -> UserUpsert {
         email: None,
         metadata: Default::default(),
         enabled: true,
+        revoke_tokens: false,
     }
 }
 
@@ -161,7 +162,7 @@ async fn concurrent_connects_migrate_once() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         assert!(stores[0].put_user(user("a")).await.unwrap());
         assert_eq!(
             stores[3].get_user("a").await.unwrap().unwrap().username,
@@ -176,6 +177,75 @@ async fn concurrent_connects_migrate_once() {
     let _ = admin
         .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .await;
+}
+
+/// Migration 4 fills in where the pairs stored before it came from: a pair
+/// an API key minted under version 3 dies when the key is invalidated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_4_finds_the_sources_of_older_pairs() {
+    let Some(base) = base_url() else { return };
+    let admin = connect_admin(&base).await;
+    let schema = unique_name();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let url = with_schema(&base, &schema);
+    let mut key = tessera_domain::api_key::mint(
+        &conformance::subject("owner"),
+        tessera_domain::api_key::NewKey {
+            name: "k".into(),
+            expires_at: None,
+            role_descriptors: Default::default(),
+            metadata: Default::default(),
+        },
+        1_000,
+    )
+    .record;
+    key.created_at = 1_000;
+    let by_key = key.authentication();
+    let (old, old_pair) =
+        tessera_domain::TokenRecord::issue(&by_key, by_key.client_ref(), true, 1_000, 60_000);
+    {
+        let store = PostgresStore::connect(PostgresConfig::new(url.clone()))
+            .await
+            .unwrap();
+        store.insert_api_key(&key).await.unwrap();
+        store.insert_token(&old).await.unwrap();
+    }
+    // Back to what version 3 left behind.
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.tokens DROP COLUMN not_after, DROP COLUMN parent_family,
+               DROP COLUMN api_key_id, DROP COLUMN client_username;
+             DELETE FROM {schema}.tessera_schema_migrations WHERE version = 4;"
+        ))
+        .await
+        .unwrap();
+    let store = PostgresStore::connect(PostgresConfig::new(url.clone()))
+        .await
+        .unwrap();
+    let found = store
+        .find_by_access(&old_pair.access.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, old);
+    let filter = tessera_store::ApiKeyFilter {
+        ids: Some(vec![key.id.clone()]),
+        ..Default::default()
+    };
+    store.invalidate_api_keys(&filter, 2_000).await.unwrap();
+    let found = store
+        .find_by_access(&old_pair.access.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.access_invalidated && found.refresh_invalidated);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
 }
 
 /// A database at schema version 2 (before OAuth) is brought to version 3
@@ -222,7 +292,7 @@ async fn migration_3_upgrades_a_version_2_database() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     let found = store
         .find_by_access(&old_pair.access.hash())
         .await

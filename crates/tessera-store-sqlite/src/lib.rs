@@ -528,7 +528,7 @@ impl Store for SqliteStore {
             revoke_user_if(c, revoke && !created, &user.username)?;
             Ok(created)
         })
-            .await
+        .await
     }
 
     async fn bootstrap_user(&self, user: UserUpsert) -> StoreResult<bool> {

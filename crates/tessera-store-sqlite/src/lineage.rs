@@ -20,10 +20,7 @@ use crate::{internal, pairs};
 /// Columns and index added to `token_pairs` for derived credentials, for
 /// files created before them (`ALTER TABLE` has no `IF NOT EXISTS`).
 pub fn upgrade(conn: &Connection) -> StoreResult<()> {
-    for (column, decl) in [
-        ("parent_family", "INTEGER"),
-        ("not_after", "INTEGER"),
-    ] {
+    for (column, decl) in [("parent_family", "INTEGER"), ("not_after", "INTEGER")] {
         let has: bool = conn
             .query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('token_pairs') WHERE name = ?1",
@@ -48,7 +45,11 @@ pub fn upgrade(conn: &Connection) -> StoreResult<()> {
 /// Checks `lineage` inside the storing transaction. `Ok(None)`: a source
 /// was taken back, store nothing. `Ok(Some(parent))`: store the pair, as a
 /// child of the family with key `parent` if there is one.
-pub fn check(conn: &Connection, lineage: &Lineage, now: Millis) -> StoreResult<Option<Option<i64>>> {
+pub fn check(
+    conn: &Connection,
+    lineage: &Lineage,
+    now: Millis,
+) -> StoreResult<Option<Option<i64>>> {
     for requirement in &lineage.requires {
         if !holds(conn, requirement, now)? {
             return Ok(None);
@@ -90,8 +91,10 @@ fn holds(conn: &Connection, requirement: &Requirement, now: Millis) -> StoreResu
 /// The family key of the pair holding access token `parent`, if that pair
 /// exists and its family has not been revoked.
 fn parent_family(conn: &Connection, parent: &TokenHash) -> StoreResult<Option<i64>> {
-    Ok(pairs::invalidation_state(conn, pairs::Half::Access, parent)?
-        .and_then(|(invalidated, family)| (!invalidated).then_some(family)))
+    Ok(
+        pairs::invalidation_state(conn, pairs::Half::Access, parent)?
+            .and_then(|(invalidated, family)| (!invalidated).then_some(family)),
+    )
 }
 
 /// Invalidates both halves of every pair of the families with the given
@@ -100,9 +103,8 @@ pub fn revoke_tree(conn: &Connection, families: &[i64]) -> StoreResult<()> {
     if families.is_empty() {
         return Ok(());
     }
-    let seeds = serde_json::to_string(families).map_err(|e| {
-        tessera_store::StoreError::Internal(format!("encoding family keys: {e}"))
-    })?;
+    let seeds = serde_json::to_string(families)
+        .map_err(|e| tessera_store::StoreError::Internal(format!("encoding family keys: {e}")))?;
     conn.prepare_cached(&format!(
         "WITH RECURSIVE tree(family) AS (
              SELECT value FROM json_each(?1)
@@ -171,9 +173,7 @@ pub fn revoke_client(conn: &Connection, client_column: &str) -> StoreResult<()> 
 pub fn revoke_children(conn: &Connection, families: &[i64]) -> StoreResult<()> {
     let mut children = Vec::new();
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT IFNULL(family_seq, seq) FROM token_pairs WHERE parent_family = ?1",
-        )
+        .prepare_cached("SELECT IFNULL(family_seq, seq) FROM token_pairs WHERE parent_family = ?1")
         .map_err(internal)?;
     for family in families {
         let found: Vec<i64> = stmt

@@ -60,9 +60,16 @@ async fn all_dead(store: &DynStore, pairs: &[&(TokenRecord, TokenPair)], why: &s
             .await
             .unwrap()
             .unwrap();
-        assert!(found.access_invalidated, "{why}: pair {i} still authenticates");
+        assert!(
+            found.access_invalidated,
+            "{why}: pair {i} still authenticates"
+        );
         let refused = store
-            .refresh(request(pair.refresh.as_ref().unwrap(), &record.client, T0 + 1))
+            .refresh(request(
+                pair.refresh.as_ref().unwrap(),
+                &record.client,
+                T0 + 1,
+            ))
             .await
             .unwrap()
             .unwrap_err();
@@ -125,9 +132,11 @@ pub(super) async fn chains_die_with_their_api_key(store: DynStore) {
         requires: vec![],
     };
     assert!(derive(&store, &s, s.client_ref(), late, T0).await.is_none());
-    assert!(derive(&store, &by_key, by_key.client_ref(), requires_key(&k), T0)
-        .await
-        .is_none());
+    assert!(
+        derive(&store, &by_key, by_key.client_ref(), requires_key(&k), T0)
+            .await
+            .is_none()
+    );
 }
 
 async fn k_token(store: &DynStore, k: &ApiKeyRecord) -> (TokenRecord, TokenPair) {
@@ -148,7 +157,10 @@ pub(super) async fn revocation_reaches_descendants(store: DynStore) {
         let sibling = super::issue(&store, &format!("root{way}x"), T0).await;
         match way {
             0 => {
-                store.invalidate_access(&root.1.access.hash()).await.unwrap();
+                store
+                    .invalidate_access(&root.1.access.hash())
+                    .await
+                    .unwrap();
             }
             1 => {
                 let rt = root.1.refresh.as_ref().unwrap().hash();
@@ -198,9 +210,15 @@ pub(super) async fn user_changes_reach_tokens(store: DynStore) {
         let own = super::issue(&store, &ann, T0).await;
         let minted_for_jane = {
             let s = subject("jane");
-            derive(&store, &s, subject(&ann).client_ref(), Lineage::default(), T0)
-                .await
-                .unwrap()
+            derive(
+                &store,
+                &s,
+                subject(&ann).client_ref(),
+                Lineage::default(),
+                T0,
+            )
+            .await
+            .unwrap()
         };
         let k = stored_key(&store, &ann, "k").await;
         let by_key = k_token(&store, &k).await;
@@ -255,12 +273,18 @@ pub(super) async fn sources_are_checked_when_storing(store: DynStore) {
     let mut expiring = key("sam", "exp", T0 - 10);
     expiring.expires_at = Some(T0);
     store.insert_api_key(&expiring).await.unwrap();
-    assert!(!stored(requires_key(&expiring)).await, "expired at creation");
+    assert!(
+        !stored(requires_key(&expiring)).await,
+        "expired at creation"
+    );
     assert!(!stored(requires_key(&key("sam", "never-stored", T0))).await);
 
     let gone = super::issue(&store, "sam", T0).await;
     let unknown = super::issue(&store, "sam", T0).await;
-    store.invalidate_access(&gone.1.access.hash()).await.unwrap();
+    store
+        .invalidate_access(&gone.1.access.hash())
+        .await
+        .unwrap();
     for parent in [gone.0.access_hash, unknown.0.refresh_hash.unwrap()] {
         let l = Lineage {
             parent: Some(parent),
@@ -283,7 +307,11 @@ pub(super) async fn caps_are_kept(store: DynStore) {
         .unwrap();
     assert_eq!(found, record);
     let granted = store
-        .refresh(request(pair.refresh.as_ref().unwrap(), &record.client, T0 + 1_000))
+        .refresh(request(
+            pair.refresh.as_ref().unwrap(),
+            &record.client,
+            T0 + 1_000,
+        ))
         .await
         .unwrap()
         .unwrap();

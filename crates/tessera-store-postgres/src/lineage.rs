@@ -1,0 +1,183 @@
+//! Derived credentials on PostgreSQL: the check a new token's sources must
+//! pass when it is stored, and the revocation of families together with
+//! every family derived from them.
+//!
+//! Three columns of `tokens` (migration 4) say where a pair came from:
+//! `parent_family` (the family of the token whose caller minted it),
+//! `api_key_id` (the API key that minted it or that it stands for) and
+//! `client_username` (the client's username when it is not the subject's).
+//! Every statement here runs inside a `SERIALIZABLE` transaction: a token
+//! stored while its source is being revoked either is seen by the
+//! revoking transaction (and revoked) or sees the revocation (and is not
+//! stored); PostgreSQL aborts one of the two otherwise, and the store runs
+//! it again.
+
+use deadpool_postgres::GenericClient;
+use tessera_domain::authn::{API_KEY_REALM, NATIVE_REALM};
+use tessera_domain::{Millis, TokenRecord};
+use tessera_store::{Lineage, Requirement};
+
+use crate::db::Fail;
+
+/// Sets both halves of a pair invalid (the refresh half only if it exists).
+const INVALIDATE_SET: &str =
+    "access_invalidated = TRUE, refresh_invalidated = (refresh_hash IS NOT NULL)";
+
+/// The derived-credential columns of a new pair: `(api_key_id,
+/// client_username)`.
+pub(crate) fn source_columns(record: &TokenRecord) -> (Option<String>, Option<String>) {
+    let key = record
+        .client
+        .api_key_id
+        .clone()
+        .or_else(|| record.subject.api_key.as_ref().map(|k| k.id.clone()));
+    let client_user =
+        (record.client.username != record.subject.username).then(|| record.client.username.clone());
+    (key, client_user)
+}
+
+/// Checks `lineage` in the storing transaction. `Ok(None)`: a source was
+/// taken back. `Ok(Some(parent))`: store, as a child of family `parent`.
+pub(crate) async fn check(
+    c: &impl GenericClient,
+    lineage: &Lineage,
+    now: Millis,
+) -> Result<Option<Option<String>>, Fail> {
+    for requirement in &lineage.requires {
+        let holds = match requirement {
+            Requirement::User {
+                username,
+                password_hash,
+            } => {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT password_hash, enabled FROM users WHERE username = $1 FOR SHARE",
+                    )
+                    .await?;
+                match c.query_opt(&stmt, &[username]).await? {
+                    None => false,
+                    Some(row) => {
+                        let (stored, enabled): (String, bool) = (row.try_get(0)?, row.try_get(1)?);
+                        enabled && password_hash.as_ref().is_none_or(|h| *h == stored)
+                    }
+                }
+            }
+            Requirement::ApiKey { id } => {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT 1 FROM api_keys WHERE id = $1 AND invalidated_at IS NULL
+                           AND (expires_at IS NULL OR expires_at > $2) FOR SHARE",
+                    )
+                    .await?;
+                c.query_opt(&stmt, &[id, &now]).await?.is_some()
+            }
+        };
+        if !holds {
+            return Ok(None);
+        }
+    }
+    let Some(parent) = &lineage.parent else {
+        return Ok(Some(None));
+    };
+    let stmt = c
+        .prepare_cached(
+            "SELECT family_id, access_invalidated FROM tokens WHERE access_hash = $1 FOR SHARE",
+        )
+        .await?;
+    Ok(match c.query_opt(&stmt, &[&parent.0.as_slice()]).await? {
+        Some(row) if !row.try_get::<_, bool>(1)? => Some(Some(row.try_get(0)?)),
+        _ => None,
+    })
+}
+
+/// Invalidates every pair of the given families and of every family
+/// derived from them, however deep.
+pub(crate) async fn revoke_tree(c: &impl GenericClient, families: &[String]) -> Result<(), Fail> {
+    if families.is_empty() {
+        return Ok(());
+    }
+    let stmt = c
+        .prepare_cached(&format!(
+            "WITH RECURSIVE tree(family) AS (
+                 SELECT unnest($1::text[])
+                 UNION
+                 SELECT t.family_id FROM tokens t JOIN tree ON t.parent_family = tree.family
+             )
+             UPDATE tokens SET {INVALIDATE_SET} WHERE family_id IN (SELECT family FROM tree)"
+        ))
+        .await?;
+    c.execute(&stmt, &[&families]).await?;
+    Ok(())
+}
+
+async fn families(
+    c: &impl GenericClient,
+    sql: &str,
+    value: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Result<Vec<String>, Fail> {
+    let stmt = c.prepare_cached(sql).await?;
+    Ok(c.query(&stmt, &[value])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Revokes every family minted by, or standing for, one of the API keys
+/// `ids`, and everything derived from them.
+pub(crate) async fn revoke_api_keys(c: &impl GenericClient, ids: &[String]) -> Result<(), Fail> {
+    let found = families(
+        c,
+        "SELECT DISTINCT family_id FROM tokens WHERE api_key_id = ANY($1)",
+        &ids,
+    )
+    .await?;
+    revoke_tree(c, &found).await
+}
+
+/// Revokes every family the native user stands for or minted (with Basic
+/// credentials or through one of its API keys), and everything derived
+/// from them.
+pub(crate) async fn revoke_user(c: &impl GenericClient, username: &str) -> Result<(), Fail> {
+    let found = families(
+        c,
+        &format!(
+            "SELECT DISTINCT family_id FROM tokens
+              WHERE (username = $1 AND realm IN ('{native}', '{key}'))
+                 OR (client_username = $1
+                     AND (client::jsonb ->> 'realm') IN ('{native}', '{key}'))",
+            native = NATIVE_REALM.name,
+            key = API_KEY_REALM.name
+        ),
+        &username,
+    )
+    .await?;
+    revoke_tree(c, &found).await
+}
+
+/// Revokes every family issued to the client stored as `client_column`,
+/// and everything derived from them.
+pub(crate) async fn revoke_client(c: &impl GenericClient, client_column: &str) -> Result<(), Fail> {
+    let found = families(
+        c,
+        "SELECT DISTINCT family_id FROM tokens WHERE client = $1",
+        &client_column,
+    )
+    .await?;
+    revoke_tree(c, &found).await
+}
+
+/// Revokes everything derived from the given families (not the families
+/// themselves).
+pub(crate) async fn revoke_children(c: &impl GenericClient, of: &[String]) -> Result<(), Fail> {
+    if of.is_empty() {
+        return Ok(());
+    }
+    let found = families(
+        c,
+        "SELECT DISTINCT family_id FROM tokens WHERE parent_family = ANY($1)",
+        &of,
+    )
+    .await?;
+    revoke_tree(c, &found).await
+}
