@@ -11,7 +11,8 @@ use tessera_domain::oauth::{self, ADMIN_SCOPE};
 use tessera_domain::privilege::{self, Action, SUPERUSER_ROLE};
 use tessera_domain::token::{TokenKind, TokenString};
 use tessera_domain::user::{self, UserRecord};
-use tessera_domain::{Authentication, TokenRecord};
+use tessera_domain::{Authentication, Millis, TokenRecord};
+use tessera_store::{Lineage, Requirement};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
@@ -30,6 +31,49 @@ impl FromRequestParts<AppState> for Caller {
             .get::<OriginalUri>()
             .map_or(&parts.uri, |u| &u.0);
         authenticate(state, &parts.headers, uri).await.map(Caller)
+    }
+}
+
+/// The authenticated caller and where its authority comes from: what a
+/// token it mints must keep depending on. As an extractor it is [`Caller`]
+/// for the endpoints that mint tokens.
+pub struct Minter(pub Authentication, pub Provenance);
+
+impl FromRequestParts<AppState> for Minter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(&parts.uri, |u| &u.0);
+        let (who, provenance) = authenticate_with_provenance(state, &parts.headers, uri).await?;
+        Ok(Minter(who, provenance))
+    }
+}
+
+/// What a credential's authority rests on (see [`Minter`]).
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// What the store checks when it stores a token the caller minted, and
+    /// the token whose family the new one becomes a child of.
+    pub lineage: Lineage,
+    /// The latest moment a token the caller mints may live to: an API
+    /// key's expiration, or the end of the caller's own token.
+    pub not_after: Option<Millis>,
+}
+
+impl Provenance {
+    /// A password login of `username` whose stored hash is `password_hash`:
+    /// when user changes revoke tokens, the user must still be enabled and
+    /// have that hash when the token is stored.
+    pub fn add_login(&mut self, state: &AppState, username: &str, password_hash: &str) {
+        if state.settings.revoke_on_user_change {
+            self.lineage.requires.push(Requirement::User {
+                username: username.to_owned(),
+                password_hash: Some(password_hash.to_owned()),
+            });
+        }
     }
 }
 
@@ -55,6 +99,17 @@ pub async fn authenticate(
     headers: &HeaderMap,
     uri: &Uri,
 ) -> ApiResult<Authentication> {
+    authenticate_with_provenance(state, headers, uri)
+        .await
+        .map(|(who, _)| who)
+}
+
+/// [`authenticate`], also saying what the caller's authority rests on.
+pub async fn authenticate_with_provenance(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> ApiResult<(Authentication, Provenance)> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(missing_credentials(uri));
     };
@@ -68,15 +123,42 @@ pub async fn authenticate(
     if scheme.eq_ignore_ascii_case("basic") {
         let creds = decode_basic(rest)?;
         let what = format!("REST request [{uri}]");
-        authenticate_password(state, &creds, &what).await
+        let (who, password_hash) = verify_password(state, &creds, &what).await?;
+        let mut provenance = Provenance::default();
+        provenance.add_login(state, &who.username, &password_hash);
+        Ok((who, provenance))
     } else if scheme.eq_ignore_ascii_case("bearer") {
         let record = authenticate_bearer(state, rest).await?;
         if uri.path() != SCOPE_EXEMPT_PATH && !oauth::scope_allows_admin(record.scope.as_deref()) {
             return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
         }
-        Ok(record.subject)
+        // What this token mints is its family's child, and ends no later
+        // than this pair can be used.
+        let provenance = Provenance {
+            lineage: Lineage {
+                parent: Some(record.access_hash),
+                requires: Vec::new(),
+            },
+            not_after: Some(record.last_usable()),
+        };
+        Ok((record.subject, provenance))
     } else if scheme.eq_ignore_ascii_case("apikey") {
-        crate::api_keys::authenticate(state, rest).await
+        let key = crate::api_keys::authenticate(state, rest).await?;
+        let mut requires = vec![Requirement::ApiKey { id: key.id.clone() }];
+        if state.settings.revoke_on_user_change {
+            requires.push(Requirement::User {
+                username: key.owner.username.clone(),
+                password_hash: None,
+            });
+        }
+        let provenance = Provenance {
+            lineage: Lineage {
+                parent: None,
+                requires,
+            },
+            not_after: key.expires_at,
+        };
+        Ok((key.authentication(), provenance))
     } else {
         Err(missing_credentials(uri))
     }
@@ -112,6 +194,18 @@ pub async fn authenticate_password(
     creds: &PasswordCredentials,
     what: &str,
 ) -> ApiResult<Authentication> {
+    verify_password(state, creds, what)
+        .await
+        .map(|(who, _)| who)
+}
+
+/// [`authenticate_password`], also returning the stored password hash it
+/// verified against (see [`Provenance::add_login`]).
+pub async fn verify_password(
+    state: &AppState,
+    creds: &PasswordCredentials,
+    what: &str,
+) -> ApiResult<(Authentication, String)> {
     let refuse = || {
         ApiError::unauthenticated(format!(
             "unable to authenticate user [{}] for {what}",
@@ -127,7 +221,8 @@ pub async fn authenticate_password(
     if !verify_cached(state, &user, &creds.password).await {
         return Err(refuse());
     }
-    Ok(realm_authentication(user))
+    let hash = user.password_hash.clone();
+    Ok((realm_authentication(user), hash))
 }
 
 async fn verify_cached(state: &AppState, user: &UserRecord, password: &str) -> bool {

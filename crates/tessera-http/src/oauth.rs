@@ -36,7 +36,7 @@ use tessera_domain::oauth::{
 use tessera_domain::privilege::Action;
 use tessera_domain::token::{TokenKind, TokenPair, TokenString};
 use tessera_domain::{Authentication, ClientRef, Millis, TokenRecord};
-use tessera_store::{RefreshRequest, StoreError};
+use tessera_store::{Lineage, RefreshRequest, StoreError};
 use zeroize::Zeroizing;
 
 use crate::auth::{self, Caller, PasswordCredentials};
@@ -540,7 +540,16 @@ pub async fn token(
     let issued = match grant {
         GrantType::ClientCredentials => {
             let scope = grant_scope(&client, requested_scope)?;
-            issue(&state, &client.authentication(), &client, scope, false).await?
+            let lineage = Lineage::default();
+            issue(
+                &state,
+                &client.authentication(),
+                &client,
+                scope,
+                false,
+                &lineage,
+            )
+            .await?
         }
         GrantType::Password => {
             let username = form.require("username")?;
@@ -550,7 +559,7 @@ pub async fn token(
                 username: username.to_owned(),
                 password: Zeroizing::new(password.to_owned()),
             };
-            let user = auth::authenticate_password(&state, &creds, "grant_type [password]")
+            let (user, hash) = auth::verify_password(&state, &creds, "grant_type [password]")
                 .await
                 .map_err(|e| {
                     OAuthError::from_api(e, || {
@@ -561,7 +570,9 @@ pub async fn token(
                 })?;
             // A refresh token only for a client that may use it.
             let with_refresh = client.allows_grant(GrantType::RefreshToken);
-            issue(&state, &user, &client, scope, with_refresh).await?
+            let mut login = auth::Provenance::default();
+            login.add_login(&state, &user.username, &hash);
+            issue(&state, &user, &client, scope, with_refresh, &login.lineage).await?
         }
         GrantType::RefreshToken => {
             let presented = form.require("refresh_token")?;
@@ -586,6 +597,7 @@ async fn issue(
     client: &OAuthClientRecord,
     scope: Vec<String>,
     with_refresh: bool,
+    lineage: &Lineage,
 ) -> Result<Issued, OAuthError> {
     let (record, pair) = TokenRecord::issue_scoped(
         subject,
@@ -596,8 +608,14 @@ async fn issue(
         state.settings.access_ttl_ms(),
     );
     // The invariant: a token is handed out only after this returns, i.e.
-    // after it is durably committed.
-    state.store.insert_token(&record).await?;
+    // after it is durably committed, and only if the user whose password
+    // was verified was still unchanged when it was stored.
+    if !state.store.insert_derived(&record, lineage).await? {
+        return Err(OAuthError::invalid_grant(format!(
+            "unable to authenticate user [{}]",
+            subject.username
+        )));
+    }
     still_registered(state, client, &pair).await?;
     state.metrics.issued();
     Ok(Issued { pair, scope })

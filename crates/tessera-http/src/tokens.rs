@@ -12,7 +12,7 @@ use tessera_domain::{Authentication, TokenRecord};
 use tessera_store::{InvalidateOne, RefreshRequest};
 use zeroize::Zeroizing;
 
-use crate::auth::{self, Caller, PasswordCredentials};
+use crate::auth::{self, Caller, Minter, PasswordCredentials};
 use crate::body::JsonBody;
 use crate::error::{validation_text, ApiError, ApiResult};
 use crate::AppState;
@@ -111,7 +111,7 @@ impl TokenRequest {
 
 pub async fn get_token(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    Minter(caller, provenance): Minter,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> ApiResult<Json<Value>> {
     let grant = req.validate()?;
@@ -122,6 +122,7 @@ pub async fn get_token(
     };
     auth::require(&state, &caller, action).await?;
     let scope = req.scope.is_some();
+    let mut expires_in = state.settings.access_ttl_ms() / 1000;
     let (pair, with_auth) = match grant {
         Grant::Kerberos => {
             return Err(ApiError::oauth(
@@ -149,31 +150,47 @@ pub async fn get_token(
             (granted.pair, granted.subject)
         }
         Grant::Password | Grant::ClientCredentials => {
+            let mut provenance = provenance;
             let subject = if grant == Grant::Password {
                 let creds = PasswordCredentials {
                     username: req.username.clone().expect("validated"),
                     password: req.password.clone().expect("validated"),
                 };
-                auth::authenticate_password(
+                let (subject, hash) = auth::verify_password(
                     &state,
                     &creds,
                     &format!("action [{}]", Action::TokenCreate.name()),
                 )
-                .await?
+                .await?;
+                provenance.add_login(&state, &subject.username, &hash);
+                subject
             } else {
                 caller.clone()
             };
+            let now = state.now();
             let (record, pair) = TokenRecord::issue(
                 &subject,
                 caller.client_ref(),
                 grant == Grant::Password,
-                state.now(),
+                now,
                 state.settings.access_ttl_ms(),
             );
+            // A token never outlives the credential that minted it.
+            let record = record.capped(provenance.not_after);
             // The invariant: a token is handed out only after this returns,
-            // i.e. after it is durably committed.
-            state.store.insert_token(&record).await?;
+            // i.e. after it is durably committed, and only if every source
+            // of its authority still stood when it was stored.
+            if !state
+                .store
+                .insert_derived(&record, &provenance.lineage)
+                .await?
+            {
+                return Err(ApiError::unsuccessful_credentials(
+                    "the credentials that authorised this request were revoked",
+                ));
+            }
             state.metrics.issued();
+            expires_in = (record.access_expires_at - now).max(0) / 1000;
             // On creation Elasticsearch describes the subject as its realm
             // authenticated it; the stored copy says `token`.
             let as_authenticated = Authentication {
@@ -186,10 +203,7 @@ pub async fn get_token(
     let mut body = Map::new();
     body.insert("access_token".into(), pair.access.expose().into());
     body.insert("type".into(), "Bearer".into());
-    body.insert(
-        "expires_in".into(),
-        (state.settings.access_ttl_ms() / 1000).into(),
-    );
+    body.insert("expires_in".into(), expires_in.into());
     if let Some(rt) = &pair.refresh {
         body.insert("refresh_token".into(), rt.expose().into());
     }

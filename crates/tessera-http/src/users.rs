@@ -101,6 +101,7 @@ pub async fn put_user(
             email: req.email,
             metadata: req.metadata.unwrap_or_default(),
             enabled: req.enabled.unwrap_or(true),
+            revoke_tokens: state.settings.revoke_on_user_change,
         })
         .await?;
     state.credentials.forget(&username);
@@ -151,7 +152,10 @@ pub async fn delete_user(
     PathParam(username): PathParam,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     auth::require(&state, &caller, Action::UserDelete).await?;
-    let found = state.store.delete_user(&username).await?;
+    let found = state
+        .store
+        .delete_user(&username, state.settings.revoke_on_user_change)
+        .await?;
     state.credentials.forget(&username);
     let status = if found {
         StatusCode::OK
@@ -205,7 +209,11 @@ async fn change_password_of(
     let hash = password_hash_from(&state, req.password, req.password_hash)
         .await?
         .expect("one of them is present");
-    if !state.store.set_password(&username, &hash).await? {
+    if !state
+        .store
+        .set_password(&username, &hash, state.settings.revoke_on_user_change)
+        .await?
+    {
         return Err(ApiError::not_found(
             "resource_not_found_exception",
             format!("user [{username}] does not exist"),
@@ -245,7 +253,11 @@ async fn set_enabled(
             "users may not update the enabled status of their own account",
         ));
     }
-    if !state.store.set_enabled(&username, enabled).await? {
+    if !state
+        .store
+        .set_enabled(&username, enabled, state.settings.revoke_on_user_change)
+        .await?
+    {
         return Err(ApiError::not_found(
             "resource_not_found_exception",
             format!("user [{username}] does not exist"),

@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// [default: true].
     #[arg(long, env = "TESSERA_REFRESH_REUSE_REVOKES_FAMILY")]
     pub refresh_reuse_revokes_family: Option<String>,
+    /// Whether deleting or disabling a user, or changing its password,
+    /// revokes its tokens and everything derived from them (true), or
+    /// leaves them alive, as in Elasticsearch (false) [default: true].
+    #[arg(long, env = "TESSERA_REVOKE_ON_USER_CHANGE")]
+    pub revoke_on_user_change: Option<String>,
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "TESSERA_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<String>,
@@ -80,6 +85,7 @@ struct FileConfig {
     access_token_ttl: Option<String>,
     refresh_window: Option<String>,
     refresh_reuse_revokes_family: Option<bool>,
+    revoke_on_user_change: Option<bool>,
     max_body_bytes: Option<toml::Value>,
     request_timeout: Option<String>,
     cleanup_interval: Option<String>,
@@ -195,6 +201,27 @@ fn integer<T: TryFrom<u64>>(
         ));
     }
     T::try_from(n).map_err(|_| setting_error(name, "out of range"))
+}
+
+/// A true/false setting: the flag or environment text if given, else the
+/// file's value, else `default`.
+fn boolean(
+    name: &str,
+    text: Option<String>,
+    file: Option<bool>,
+    default: bool,
+) -> anyhow::Result<bool> {
+    match text {
+        Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => bail!(setting_error(
+                name,
+                format!("expected true or false, got [{text}]")
+            )),
+        },
+        None => Ok(file.unwrap_or(default)),
+    }
 }
 
 fn toml_text(v: Option<toml::Value>) -> Option<String> {
@@ -317,17 +344,18 @@ impl Config {
             1,
             1_000_000,
         )?;
-        let refresh_reuse_revokes_family = match args.refresh_reuse_revokes_family {
-            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => bail!(setting_error(
-                    "refresh_reuse_revokes_family",
-                    format!("expected true or false, got [{text}]")
-                )),
-            },
-            None => file.refresh_reuse_revokes_family.unwrap_or(true),
-        };
+        let refresh_reuse_revokes_family = boolean(
+            "refresh_reuse_revokes_family",
+            args.refresh_reuse_revokes_family,
+            file.refresh_reuse_revokes_family,
+            true,
+        )?;
+        let revoke_on_user_change = boolean(
+            "revoke_on_user_change",
+            args.revoke_on_user_change,
+            file.revoke_on_user_change,
+            true,
+        )?;
         let bootstrap_password = bootstrap_password(file.bootstrap_password)?;
         let issuer = args
             .issuer
@@ -345,6 +373,8 @@ impl Config {
                 max_body_bytes,
                 request_timeout,
                 issuer: issuer.clone().unwrap_or_else(|| default_issuer(listen)),
+                revoke_on_user_change,
+                clock: tessera_http::clock::Clock::system(),
             },
             cleanup_interval,
             cleanup_batch,

@@ -125,6 +125,7 @@ async fn bootstrap(store: &dyn Store, password: Option<&str>) -> anyhow::Result<
             email: None,
             metadata: Default::default(),
             enabled: true,
+            revoke_tokens: false,
         })
         .await?;
     if created {
