@@ -46,6 +46,10 @@ pub struct Options {
     pub refresh_reuse_revokes_family: Option<&'static str>,
     /// Defaults to [`ADMIN_PW`].
     pub bootstrap_password: Option<&'static str>,
+    /// `"false"`: Elasticsearch's behaviour (user changes leave tokens alive).
+    pub revoke_on_user_change: Option<&'static str>,
+    /// Time stands still until [`TestServer::advance`] moves it.
+    pub manual_clock: bool,
 }
 
 pub struct TestServer {
@@ -55,6 +59,7 @@ pub struct TestServer {
     base: String,
     client: Client,
     data_dir: PathBuf,
+    clock: tessera_http::clock::Clock,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -89,11 +94,16 @@ impl TestServer {
             cleanup_interval: options.cleanup_interval.map(Into::into),
             request_timeout: options.request_timeout.map(Into::into),
             refresh_reuse_revokes_family: options.refresh_reuse_revokes_family.map(Into::into),
+            revoke_on_user_change: options.revoke_on_user_change.map(Into::into),
             shutdown_timeout: Some("5s".into()),
             ..Default::default()
         })
         .expect("a valid test configuration");
         config.bootstrap_password = Some(options.bootstrap_password.unwrap_or(ADMIN_PW).to_owned());
+        if options.manual_clock {
+            config.http.clock = tessera_http::clock::Clock::manual();
+        }
+        let clock = config.http.clock.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
             .thread_name("tessera-test-server")
@@ -111,8 +121,14 @@ impl TestServer {
             base: format!("http://{addr}"),
             client: client(),
             data_dir: data_dir.to_owned(),
+            clock,
             _temp: None,
         }
+    }
+
+    /// Moves the server's manual clock (see [`Options::manual_clock`]).
+    pub fn advance(&self, ms: i64) {
+        self.clock.advance(ms);
     }
 
     pub fn base_url(&self) -> &str {

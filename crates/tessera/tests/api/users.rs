@@ -164,6 +164,24 @@ fn delete_user() {
     srv.assert_basic_refused("joe", TEST_PW);
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    // Deleting the user took its tokens with it (revoke_on_user_change),
+    // so an invalidation by username finds nothing live.
+    assert_token_expired(&srv.auth_bearer(&t.access));
+    let r = srv.invalidate(json!({ "username": "joe" }));
+    assert_eq!((r.status, &r.body), (200, &counts(0, 0)), "{}", r.text);
+}
+
+#[test]
+fn delete_user_keeps_tokens_as_elasticsearch_does_when_asked() {
+    let srv = TestServer::start_with(Options {
+        revoke_on_user_change: Some("false"),
+        ..Default::default()
+    });
+    srv.put_user("joe", TEST_PW, &["superuser"]);
+    let t = srv.password_grant("joe", TEST_PW);
+    let r = srv.delete("/_security/user/joe").admin().send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    srv.assert_bearer_ok(&t.access, "joe");
     // The token's invalidation by username still finds it (Elasticsearch
     // keeps tokens of deleted users until they are invalidated or expire).
     let r = srv.invalidate(json!({ "username": "joe" }));

@@ -20,10 +20,13 @@
 //!   a stream of refreshes fails no request.
 //! - `outage`: a node whose database goes away answers 503 quickly and
 //!   recovers by itself.
+//! - `derived`: a chain of tokens minted across two nodes from an API key
+//!   dies on both nodes the moment the key's invalidation answers.
 
 mod support;
 
 mod crash;
+mod derived;
 mod multi_node;
 mod outage;
 mod proxy;

@@ -436,6 +436,8 @@ pub enum Auth<'a> {
     None,
     Basic(&'a str, &'a str),
     Bearer(&'a str),
+    /// The encoded `id:secret` of an API key.
+    ApiKey(&'a str),
 }
 
 /// A blocking client that keeps its connections alive across requests
@@ -488,6 +490,7 @@ impl Http {
             Auth::None => rb,
             Auth::Basic(user, password) => rb.basic_auth(user, Some(password)),
             Auth::Bearer(token) => rb.bearer_auth(token),
+            Auth::ApiKey(encoded) => rb.header("Authorization", format!("ApiKey {encoded}")),
         };
         if let Some(body) = body {
             rb = rb.json(body);
