@@ -122,8 +122,7 @@ pub async fn get_token(
     };
     auth::require(&state, &caller, action).await?;
     let scope = req.scope.is_some();
-    let mut expires_in = state.settings.access_ttl_ms() / 1000;
-    let (pair, with_auth) = match grant {
+    let (pair, with_auth, expires_in) = match grant {
         Grant::Kerberos => {
             return Err(ApiError::oauth(
                 "unsupported_grant_type",
@@ -133,12 +132,13 @@ pub async fn get_token(
         Grant::RefreshToken => {
             let presented =
                 TokenString::from_presented(req.refresh_token.as_deref().expect("validated"));
+            let now = state.now();
             let granted = state
                 .store
                 .refresh(RefreshRequest {
                     refresh_token: presented,
                     caller: caller.client_ref(),
-                    now: state.now(),
+                    now,
                     policy: state.settings.refresh_policy(),
                 })
                 .await?
@@ -147,7 +147,8 @@ pub async fn get_token(
                     ApiError::oauth("invalid_grant", denied.error.to_string())
                 })?;
             state.metrics.refresh(granted.rotated);
-            (granted.pair, granted.subject)
+            let expires_in = granted.expires_in(state.settings.access_ttl_ms(), now);
+            (granted.pair, granted.subject, expires_in)
         }
         Grant::Password | Grant::ClientCredentials => {
             let mut provenance = provenance;
@@ -190,14 +191,14 @@ pub async fn get_token(
                 ));
             }
             state.metrics.issued();
-            expires_in = (record.access_expires_at - now).max(0) / 1000;
+            let expires_in = (record.access_expires_at - now).max(0) / 1000;
             // On creation Elasticsearch describes the subject as its realm
             // authenticated it; the stored copy says `token`.
             let as_authenticated = Authentication {
                 authentication_type: tessera_domain::AuthenticationType::Realm,
                 ..subject
             };
-            (pair, as_authenticated)
+            (pair, as_authenticated, expires_in)
         }
     };
     let mut body = Map::new();

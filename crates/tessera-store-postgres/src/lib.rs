@@ -351,6 +351,7 @@ async fn refresh_attempt(
                     pair,
                     subject: record.subject.clone(),
                     scope: record.scope.clone(),
+                    not_after: record.not_after,
                     rotated: false,
                 }
             })
@@ -390,6 +391,7 @@ async fn refresh_attempt(
                 pair,
                 subject: record.subject,
                 scope: record.scope,
+                not_after: record.not_after,
                 rotated: true,
             })
         }

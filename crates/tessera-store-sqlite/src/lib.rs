@@ -414,6 +414,7 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
                     pair,
                     subject: record.subject,
                     scope: record.scope,
+                    not_after: record.not_after,
                     rotated: false,
                 })),
                 Err(denied) => deny(conn, at.family, denied),
@@ -430,6 +431,7 @@ fn refresh_in_tx(conn: &Connection, req: &RefreshRequest) -> StoreResult<Refresh
                 pair,
                 subject: record.subject,
                 scope: record.scope,
+                not_after: record.not_after,
                 rotated: true,
             }))
         }
@@ -748,10 +750,15 @@ impl Store for SqliteStore {
             let mut counts = InvalidateCounts::default();
             let live = pairs::live_pairs_matching(c, username.as_deref(), realm.as_deref(), now)?;
             let mut families = Vec::with_capacity(live.len());
-            for (seq, family, has_refresh, refresh_was, access_was) in live {
-                codec::count_invalidation(&mut counts, has_refresh, refresh_was, access_was);
-                pairs::invalidate_pair(c, seq)?;
-                families.push(family);
+            for pair in live {
+                codec::count_invalidation(
+                    &mut counts,
+                    pair.has_refresh,
+                    pair.refresh_invalidated,
+                    pair.access_invalidated,
+                );
+                pairs::invalidate_pair(c, pair.seq)?;
+                families.push(pair.family);
             }
             // Whatever those pairs minted dies with them.
             lineage::revoke_children(c, &families)?;

@@ -425,14 +425,22 @@ pub fn invalidation_state(
         .map_err(internal)
 }
 
-/// Every live pair of the user and/or realm: `(seq, family key, has
-/// refresh half, refresh invalidated, access invalidated)`.
+/// A live pair found by [`live_pairs_matching`].
+pub struct LivePair {
+    pub seq: i64,
+    pub family: i64,
+    pub has_refresh: bool,
+    pub refresh_invalidated: bool,
+    pub access_invalidated: bool,
+}
+
+/// Every live pair of the user and/or realm.
 pub fn live_pairs_matching(
     conn: &Connection,
     username: Option<&str>,
     realm: Option<&str>,
     now: i64,
-) -> StoreResult<Vec<(i64, i64, bool, bool, bool)>> {
+) -> StoreResult<Vec<LivePair>> {
     conn.prepare_cached(
         "SELECT p.seq, IFNULL(p.family_seq, p.seq), p.refresh_hash IS NOT NULL,
                 p.refresh_invalidated, p.access_invalidated
@@ -444,7 +452,13 @@ pub fn live_pairs_matching(
     )
     .and_then(|mut stmt| {
         stmt.query_map(params![username, realm, now], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok(LivePair {
+                seq: r.get(0)?,
+                family: r.get(1)?,
+                has_refresh: r.get(2)?,
+                refresh_invalidated: r.get(3)?,
+                access_invalidated: r.get(4)?,
+            })
         })?
         .collect()
     })

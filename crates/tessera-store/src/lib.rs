@@ -107,6 +107,18 @@ pub struct Lineage {
     pub requires: Vec<Requirement>,
 }
 
+impl RefreshGranted {
+    /// Seconds the access token lives, for the response's `expires_in`:
+    /// the configured lifetime, or less when the family's cap comes first.
+    pub fn expires_in(&self, access_ttl_ms: Millis, now: Millis) -> Millis {
+        let ttl = match self.not_after {
+            Some(cap) => access_ttl_ms.min(cap.saturating_sub(now)).max(0),
+            None => access_ttl_ms,
+        };
+        ttl / 1000
+    }
+}
+
 impl Lineage {
     pub fn is_empty(&self) -> bool {
         self.parent.is_none() && self.requires.is_empty()
@@ -144,6 +156,8 @@ pub struct RefreshGranted {
     pub subject: Authentication,
     /// The pair's OAuth scope (inherited from the refreshed pair).
     pub scope: Option<Vec<String>>,
+    /// The family's cap ([`TokenRecord::not_after`]).
+    pub not_after: Option<Millis>,
     /// `false` when this call was a repeat inside the window.
     pub rotated: bool,
 }

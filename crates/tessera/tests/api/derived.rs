@@ -158,6 +158,7 @@ fn an_expiring_api_key_ends_its_chain_when_it_expires() {
     // A refresh inside the key's life does not outlive it either.
     let r = srv.refresh_as(("jane", TEST_PW), &t4.refresh);
     assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["expires_in"], 1, "{}", r.text);
     let t4 = Tokens::from_body(&r.body);
     srv.advance(1_000);
     let jane = Some(("jane", TEST_PW));
@@ -189,6 +190,9 @@ fn invalidating_one_token_takes_what_it_minted() {
     srv.assert_bearer_ok(&sibling.access, "jane");
 }
 
+/// A change made to the user named by the second argument.
+type Change = fn(&TestServer, &str);
+
 /// Every change that takes a user's authority back takes its tokens with
 /// it: its own, those it minted for others, those of its API keys, and
 /// what those minted. Its keys are refused while it is disabled.
@@ -196,7 +200,7 @@ fn invalidating_one_token_takes_what_it_minted() {
 fn user_changes_reach_every_token_of_the_user() {
     let srv = TestServer::start();
     setup_jane(&srv);
-    let changes: [(&str, fn(&TestServer, &str)); 5] = [
+    let changes: [(&str, Change); 5] = [
         ("deleted", |srv, u| {
             let r = srv.delete(&format!("/_security/user/{u}")).admin().send();
             assert_eq!(r.status, 200, "{}", r.text);
