@@ -14,7 +14,7 @@ use tessera_domain::time::{millis, parse_time_value};
 use tessera_domain::Authentication;
 use tessera_store::{ApiKeyFilter, NameMatch};
 
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, Minter};
 use crate::body::{reserved_metadata_key, JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
@@ -62,7 +62,7 @@ pub struct CreateRequest {
 
 pub async fn create(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    Minter(caller, provenance): Minter,
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> ApiResult<Json<Value>> {
     let mut errors = Vec::new();
@@ -97,9 +97,12 @@ pub async fn create(
         }
     }
     auth::require(&state, &caller, Action::ApiKeyCreate).await?;
-    if caller.authentication_type == AuthenticationType::ApiKey {
+    // A key outlives the session that created it (it belongs to its
+    // owner), so a caller whose authority is borrowed from an API key or
+    // from another token may not turn it into a key of its own.
+    if provenance.borrowed {
         return Err(ApiError::illegal_argument(
-            "an API key cannot create API keys; authenticate as a user",
+            "an API key, or a token minted by an API key or by another token, cannot create API keys; authenticate as a user",
         ));
     }
     let minted = api_key::mint(

@@ -61,6 +61,12 @@ pub struct Provenance {
     /// The latest moment a token the caller mints may live to: an API
     /// key's expiration, or the end of the caller's own token.
     pub not_after: Option<Millis>,
+    /// The caller's authority is borrowed from a credential that can be
+    /// taken back on its own (an API key, or the token that minted the
+    /// caller's token): it ends when that one does, so it may not create a
+    /// credential that would outlive it (an API key, which belongs to its
+    /// owner and outlives the session that created it).
+    pub borrowed: bool,
 }
 
 impl Provenance {
@@ -140,6 +146,12 @@ pub async fn authenticate_with_provenance(
                 requires: Vec::new(),
             },
             not_after: Some(record.last_usable()),
+            // A family minted from a key, or by a token caller, carries a
+            // cap or the key; one minted by a password login carries
+            // neither.
+            borrowed: record.not_after.is_some()
+                || record.client.api_key_id.is_some()
+                || record.subject.api_key.is_some(),
         };
         Ok((record.subject, provenance))
     } else if scheme.eq_ignore_ascii_case("apikey") {
@@ -157,6 +169,7 @@ pub async fn authenticate_with_provenance(
                 requires,
             },
             not_after: key.expires_at,
+            borrowed: true,
         };
         Ok((key.authentication(), provenance))
     } else {

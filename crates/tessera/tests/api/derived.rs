@@ -290,3 +290,48 @@ fn without_revoke_on_user_change_tokens_outlive_user_changes() {
     assert_eq!(r.status, 200, "{}", r.text);
     srv.assert_bearer_ok(&own.access, "bob");
 }
+
+/// An API key belongs to its owner and outlives the session that created
+/// it, so borrowed authority cannot be laundered into a key: a key, a token
+/// a key minted, or a token another token minted may not create keys.
+#[test]
+fn borrowed_authority_cannot_be_turned_into_a_new_key() {
+    let srv = TestServer::start();
+    let (_, key) = create_key(&srv, (ADMIN, ADMIN_PW), json!({ "name": "k" }));
+    let from_key = grant_with(&srv, &apikey(&key), ADMIN, ADMIN_PW);
+    let session = srv.password_grant(ADMIN, ADMIN_PW);
+    let from_session = grant_with(&srv, &bearer(&session.access), ADMIN, ADMIN_PW);
+    for auth in [
+        apikey(&key),
+        bearer(&from_key.access),
+        bearer(&from_session.access),
+    ] {
+        let r = srv
+            .post("/_security/api_key")
+            .header("Authorization", &auth)
+            .json(&json!({ "name": "laundered" }))
+            .send();
+        assert_es_error_matching(
+            &r,
+            400,
+            "illegal_argument_exception",
+            |reason| reason.contains("cannot create API keys"),
+            "a key's authority refused",
+        );
+    }
+    // A key created in a user's session stays when the session ends.
+    let r = srv
+        .post("/_security/api_key")
+        .bearer(&session.access)
+        .json(&json!({ "name": "kept" }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let kept = r.str("encoded");
+    let r = srv.invalidate(json!({ "token": session.access }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = srv
+        .get(AUTHENTICATE)
+        .header("Authorization", &apikey(&kept))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+}
