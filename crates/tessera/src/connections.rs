@@ -94,6 +94,11 @@ impl Shared {
             .store(self.now_ms() << STATE_BITS | state, Ordering::Relaxed);
     }
 
+    /// Busy has no deadline, so no clock is read.
+    fn set_busy(&self) {
+        self.word.store(BUSY, Ordering::Relaxed);
+    }
+
     fn load(&self) -> (u64, u64) {
         let w = self.word.load(Ordering::Relaxed);
         (w & STATE_MASK, w >> STATE_BITS)
@@ -311,7 +316,7 @@ impl Service<hyper::Request<Incoming>> for Tracked {
     type Future = Answer;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Answer {
-        self.shared.set(BUSY);
+        self.shared.set_busy();
         Answer {
             inner: self.inner.call(req),
             shared: Arc::clone(&self.shared),
@@ -384,30 +389,33 @@ async fn serve_connection(
         inner: TowerToHyperService::new(router),
         shared: Arc::clone(&shared),
     };
-    let mut conn = pin!(http1::Builder::new()
-        .header_read_timeout(None)
-        .serve_connection(io, service));
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
+    {
+        let mut conn = pin!(http1::Builder::new()
+            .header_read_timeout(None)
+            .serve_connection(io, service));
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    break;
                 }
-                break;
-            }
-            why = watchdog(&shared, limits) => {
-                tracing::debug!(reason = why.label(), "closing a connection");
-                metrics::counter!("tessera_connections_closed_total", "reason" => why.label())
-                    .increment(1);
-                break;
-            }
-            _ = stop.wait_for(|s| *s), if !draining => {
-                conn.as_mut().graceful_shutdown();
-                draining = true;
+                why = watchdog(&shared, limits) => {
+                    tracing::debug!(reason = why.label(), "closing a connection");
+                    metrics::counter!("tessera_connections_closed_total", "reason" => why.label())
+                        .increment(1);
+                    break;
+                }
+                _ = stop.wait_for(|s| *s), if !draining => {
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
             }
         }
     }
+    // The socket is closed: the slot is free.
     drop(registration);
 }
 
