@@ -42,6 +42,12 @@ use tokio::time::Instant;
 /// runtime, logging and the listener itself.
 pub const FD_RESERVE: u64 = 128;
 
+/// The largest request head a connection reads (hyper sets no limit of its
+/// own but its ~400 KiB buffer): with thousands of slow connections each
+/// filling its buffer, the bound is what keeps memory in check. A larger
+/// head gets 431. Elasticsearch's own limit is 16 KiB.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// The limits the accept loop enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -392,6 +398,7 @@ async fn serve_connection(
     {
         let mut conn = pin!(http1::Builder::new()
             .header_read_timeout(None)
+            .max_header_size(MAX_HEAD_BYTES)
             .serve_connection(io, service));
         let mut draining = false;
         loop {
