@@ -378,7 +378,7 @@ async fn watchdog(shared: &Shared, limits: Limits) -> Closed {
 }
 
 /// Serves one connection until it ends, is closed by its watchdog, or
-/// (after `stop`) finishes its in-flight request.
+/// `stop` turns true (then a busy connection finishes its request first).
 async fn serve_connection(
     stream: TcpStream,
     registration: Registration,
@@ -416,6 +416,12 @@ async fn serve_connection(
                     break;
                 }
                 _ = stop.wait_for(|s| *s), if !draining => {
+                    // A connection still reading a head (or idle) has no
+                    // request in flight: it closes now, not when its
+                    // header timeout ends. A busy one finishes its request.
+                    if shared.load().0 != BUSY {
+                        break;
+                    }
                     conn.as_mut().graceful_shutdown();
                     draining = true;
                 }

@@ -318,7 +318,7 @@ fn a_declared_body_over_the_limit_is_413_before_any_byte_and_without_100_continu
 }
 
 /// The issue's attack: under a file-descriptor limit of 1,024, 1,100
-/// connections that each send half a header. A legitimate client still
+/// connections that each send half a header (or nothing). A legitimate client still
 /// authenticates within 2 s (the bound the issue sets), and the server
 /// closes every slow connection within its header timeout (3 s here), plus
 /// a margin for a loaded machine.
@@ -342,7 +342,13 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
 
-    let mut flood: Vec<TcpStream> = (0..1100).map(|_| half_header(addr)).collect();
+    // Every tenth connection sends nothing at all.
+    let mut flood: Vec<TcpStream> = (0..1100)
+        .map(|i| match i % 10 {
+            0 => TcpStream::connect(addr).expect("connecting"),
+            _ => half_header(addr),
+        })
+        .collect();
     let flooded = Instant::now();
 
     let fresh = client();
@@ -368,4 +374,58 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
     assert_eq!(r.status, 200, "{}", r.text);
     let (status, lines) = node.terminate();
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+}
+
+/// On shutdown a connection still reading its head is closed at once (not
+/// at its header timeout), while a request already being handled is
+/// finished and answered.
+#[test]
+fn shutdown_closes_waiting_connections_at_once_and_finishes_requests_in_flight() {
+    let srv = TestServer::start_with(Options {
+        header_read_timeout: Some("60s"),
+        ..Default::default()
+    });
+    let addr = srv.addr();
+    let mut waiting = half_header(addr);
+    let mut in_flight = TcpStream::connect(addr).unwrap();
+    let body = r#"{"grant_type":"client_credentials"}"#;
+    let basic = STANDARD.encode(format!("{ADMIN}:{ADMIN_PW}"));
+    let head = format!(
+        "POST {TOKEN} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    in_flight.write_all(head.as_bytes()).unwrap();
+    // `100 Continue` comes once the handler reads the body: the request is
+    // in flight.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    in_flight
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = in_flight.read(&mut buf).expect("100 Continue");
+        assert!(n > 0, "closed before 100 Continue");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    let stopping = std::thread::spawn(move || srv.stop());
+    assert!(
+        closed_by(&mut waiting, Instant::now() + Duration::from_secs(10)),
+        "the waiting connection was not closed on shutdown"
+    );
+    in_flight.write_all(body.as_bytes()).unwrap();
+    let r = read_response(&mut in_flight, Duration::from_secs(10));
+    assert!(r.head.starts_with("HTTP/1.1 200 "), "{}", r.head);
+    assert!(r.json()["access_token"].is_string(), "{}", r.head);
+    assert!(closed_by(
+        &mut in_flight,
+        Instant::now() + Duration::from_secs(10)
+    ));
+    stopping.join().expect("the server stopped gracefully");
 }
