@@ -1,5 +1,6 @@
-//! What wraps every request: a deadline, Elasticsearch's response headers,
-//! metrics by matched route, and the 404/405 answers.
+//! What wraps every request: the declared body size, a deadline,
+//! Elasticsearch's response headers, metrics by matched route, and the
+//! 404/405 answers.
 
 use std::collections::HashMap;
 use std::sync::{OnceLock, PoisonError, RwLock};
@@ -34,16 +35,21 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
     // registering it cost about a fifth of the CPU of a cached
     // `_authenticate`. Server errors are logged below with both instead.
     let span = tracing::debug_span!("request", %method, %route);
-    let handled = tokio::time::timeout(state.settings.request_timeout, next.run(req));
-    let mut response = match handled.instrument(span).await {
-        Ok(r) => r,
-        Err(_) => ApiError::es(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout_exception",
-            "the request took longer than the configured request timeout",
-        )
-        .into_response(),
-    };
+    let mut response =
+        if let Some(too_large) = declared_too_large(&req, state.settings.max_body_bytes) {
+            too_large
+        } else {
+            let handled = tokio::time::timeout(state.settings.request_timeout, next.run(req));
+            match handled.instrument(span).await {
+                Ok(r) => r,
+                Err(_) => ApiError::es(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout_exception",
+                    "the request took longer than the configured request timeout",
+                )
+                .into_response(),
+            }
+        };
 
     let headers = response.headers_mut();
     headers.insert(
@@ -74,6 +80,44 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
     handles.requests.increment(1);
     handles.duration.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The 413 for a request whose `Content-Length` is over `limit`, answered
+/// before any byte of the body is read (so hyper never sends
+/// `100 Continue` for it), in the shape of the API it was sent to. The
+/// connection is closed after it, since the body was not read.
+fn declared_too_large(req: &Request, limit: usize) -> Option<Response> {
+    let declared = req.headers().get(header::CONTENT_LENGTH)?;
+    // hyper has already refused a Content-Length that is not a number.
+    let length: u64 = declared.to_str().ok()?.parse().ok()?;
+    if length <= limit as u64 {
+        return None;
+    }
+    let reason = format!("request body is larger than the limit of [{limit}] bytes");
+    let mut response = if req.uri().path().starts_with("/oauth2/") {
+        let mut r = ApiError::OAuth {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            error: "invalid_request",
+            description: reason,
+        }
+        .into_response();
+        // As every OAuth error (RFC 6749 §5.1).
+        let headers = r.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        r
+    } else {
+        ApiError::es(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "content_too_long_exception",
+            reason,
+        )
+        .into_response()
+    };
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(response)
 }
 
 /// Whether `haystack` contains `needle` (lowercase ASCII), in any case,

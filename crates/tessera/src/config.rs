@@ -66,6 +66,18 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish on shutdown [default: 30s].
     #[arg(long, env = "TESSERA_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
+    /// How long a client may take to send a request's headers, in total,
+    /// from its first byte (or from connecting) [default: 10s].
+    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// How long a keep-alive connection may wait for its next request
+    /// [default: 75s].
+    #[arg(long, env = "TESSERA_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Most concurrent connections; also capped by the file-descriptor
+    /// limit [default: 10000].
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
     /// OAuth issuer identifier (RFC 8414): an http(s) URL without query or
     /// fragment, under which the /oauth2 endpoints are reached
     /// [default: http://<listen address>].
@@ -91,6 +103,9 @@ struct FileConfig {
     cleanup_interval: Option<String>,
     cleanup_batch: Option<toml::Value>,
     shutdown_timeout: Option<String>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<toml::Value>,
     issuer: Option<String>,
     bootstrap_password: Option<String>,
 }
@@ -134,6 +149,8 @@ pub struct Config {
     pub cleanup_interval: Duration,
     pub cleanup_batch: u32,
     pub shutdown_timeout: Duration,
+    /// Slow and idle clients: header and idle timeouts, connection cap.
+    pub connections: crate::connections::Limits,
     /// From `TESSERA_BOOTSTRAP_PASSWORD` (or `…_FILE`, or the config file).
     pub bootstrap_password: Option<String>,
     /// The configured OAuth issuer. `None`: `http://<bound address>`, set
@@ -330,6 +347,27 @@ impl Config {
             Duration::from_millis(0),
             Duration::from_secs(3600),
         )?;
+        let header_read_timeout = duration(
+            "header_read_timeout",
+            args.header_read_timeout.or(file.header_read_timeout),
+            "10s",
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        )?;
+        let idle_timeout = duration(
+            "idle_timeout",
+            args.idle_timeout.or(file.idle_timeout),
+            "75s",
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        )?;
+        let max_connections = integer(
+            "max_connections",
+            args.max_connections.or(toml_text(file.max_connections)),
+            10_000,
+            1,
+            1_000_000,
+        )?;
         let max_body_bytes = integer(
             "max_body_bytes",
             args.max_body_bytes.or(toml_text(file.max_body_bytes)),
@@ -379,6 +417,11 @@ impl Config {
             cleanup_interval,
             cleanup_batch,
             shutdown_timeout,
+            connections: crate::connections::Limits {
+                header_read_timeout,
+                idle_timeout,
+                max_connections,
+            },
             bootstrap_password,
             issuer,
         })
@@ -467,6 +510,9 @@ mod tests {
             c.store,
             StoreLocation::Sqlite(PathBuf::from("./data/tessera.db"))
         );
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(75));
+        assert_eq!(c.connections.max_connections, 10_000);
     }
 
     #[test]
@@ -527,6 +573,27 @@ mod tests {
                     ..Default::default()
                 },
                 "refresh_reuse_revokes_family",
+            ),
+            (
+                ServeArgs {
+                    header_read_timeout: Some("0s".into()),
+                    ..Default::default()
+                },
+                "header_read_timeout",
+            ),
+            (
+                ServeArgs {
+                    idle_timeout: Some("forever".into()),
+                    ..Default::default()
+                },
+                "idle_timeout",
+            ),
+            (
+                ServeArgs {
+                    max_connections: Some("0".into()),
+                    ..Default::default()
+                },
+                "max_connections",
             ),
         ];
         for (args, name) in cases {
@@ -603,7 +670,8 @@ mod tests {
         let path = dir.path().join("t.toml");
         std::fs::write(
             &path,
-            "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n",
+            "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n\
+             max_connections = 50\nidle_timeout = \"5s\"\n",
         )
         .unwrap();
         let c = Config::resolve(ServeArgs {
@@ -615,6 +683,8 @@ mod tests {
         assert_eq!(c.http.access_token_ttl, Duration::from_secs(300));
         assert_eq!(c.listen.port(), 4321);
         assert_eq!(c.http.max_body_bytes, 2048);
+        assert_eq!(c.connections.max_connections, 50);
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(5));
         std::fs::write(&path, "acces_token_ttl = \"5m\"\n").unwrap();
         let err = format!(
             "{:#}",

@@ -3,4 +3,5 @@
 
 pub mod clients;
 pub mod config;
+pub mod connections;
 pub mod server;

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, StoreLocation};
+use crate::connections;
 
 /// The superuser created on first start.
 pub const BOOTSTRAP_USER: &str = "elastic";
@@ -216,20 +217,19 @@ pub async fn start(
         });
     }
     let grace = config.shutdown_timeout;
+    let limits = config.connections;
+    let (cap, fd_limit) = connections::effective_cap(limits.max_connections);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            cap,
+            max_connections = limits.max_connections,
+            fd_limit,
+            "the file-descriptor limit allows fewer connections than max_connections"
+        );
+    }
+    let registry = connections::Registry::new(cap);
     let task = tokio::spawn(async move {
-        let mut graceful_rx = stop_rx.clone();
-        let mut deadline_rx = stop_rx;
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = graceful_rx.wait_for(|s| *s).await;
-            tracing::info!("shutting down: finishing in-flight requests");
-        });
-        tokio::select! {
-            r = serve => r.context("the HTTP server failed")?,
-            _ = async {
-                let _ = deadline_rx.wait_for(|s| *s).await;
-                tokio::time::sleep(grace).await;
-            } => tracing::warn!("shutdown timeout reached; abandoning in-flight requests"),
-        }
+        connections::serve(listener, app, limits, registry, stop_rx, grace).await;
         Ok(())
     });
     tracing::info!(%addr, "tessera is listening");

@@ -16,7 +16,20 @@ use crate::support::*;
 /// The binary with no `TESSERA_*` variable inherited from the test's
 /// environment.
 fn tessera() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    without_tessera_env(Command::new(env!("CARGO_BIN_EXE_tessera")))
+}
+
+/// The binary run with its file-descriptor limit (soft and hard) set to
+/// `nofile` by the shell's `ulimit` just before it starts.
+fn tessera_with_fd_limit(nofile: u64) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_tessera"));
+    without_tessera_env(cmd)
+}
+
+fn without_tessera_env(mut cmd: Command) -> Command {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("TESSERA_") {
             cmd.env_remove(key);
@@ -68,18 +81,30 @@ fn free_port() -> u16 {
 }
 
 /// A running child with its stderr being collected line by line.
-struct Node {
+pub(crate) struct Node {
     child: Child,
     lines: mpsc::Receiver<String>,
     reader: JoinHandle<()>,
     seen: Vec<String>,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Node {
     fn spawn(data_dir: &Path) -> Node {
+        Self::spawn_from(tessera(), data_dir, &[])
+    }
+
+    /// A node whose file-descriptor limit is `nofile`, with extra `serve`
+    /// flags and the bootstrap password [`ADMIN_PW`].
+    pub(crate) fn spawn_limited(data_dir: &Path, nofile: u64, flags: &[&str]) -> Node {
+        let mut cmd = tessera_with_fd_limit(nofile);
+        cmd.env("TESSERA_BOOTSTRAP_PASSWORD", ADMIN_PW);
+        Self::spawn_from(cmd, data_dir, flags)
+    }
+
+    fn spawn_from(mut cmd: Command, data_dir: &Path, flags: &[&str]) -> Node {
         let port = free_port();
-        let mut child = tessera()
+        let mut child = cmd
             .args([
                 "serve",
                 "--listen",
@@ -87,6 +112,7 @@ impl Node {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -125,7 +151,7 @@ impl Node {
     }
 
     /// Polls readiness until the node answers (or fails the test).
-    fn wait_ready(&mut self) {
+    pub(crate) fn wait_ready(&mut self) {
         let client = client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -158,7 +184,7 @@ impl Node {
     }
 
     /// SIGTERM, then the exit status and everything the node printed.
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let killed = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

@@ -13,5 +13,6 @@ mod lifecycle;
 mod protocol;
 mod refresh_race;
 mod roles;
+mod slow_clients;
 mod tokens;
 mod users;

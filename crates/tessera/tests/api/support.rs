@@ -42,6 +42,9 @@ pub struct Options {
     pub max_body_bytes: Option<&'static str>,
     pub cleanup_interval: Option<&'static str>,
     pub request_timeout: Option<&'static str>,
+    pub header_read_timeout: Option<&'static str>,
+    pub idle_timeout: Option<&'static str>,
+    pub max_connections: Option<&'static str>,
     /// `"false"`: Elasticsearch's behaviour (reuse is only refused).
     pub refresh_reuse_revokes_family: Option<&'static str>,
     /// Defaults to [`ADMIN_PW`].
@@ -93,6 +96,9 @@ impl TestServer {
             max_body_bytes: options.max_body_bytes.map(Into::into),
             cleanup_interval: options.cleanup_interval.map(Into::into),
             request_timeout: options.request_timeout.map(Into::into),
+            header_read_timeout: options.header_read_timeout.map(Into::into),
+            idle_timeout: options.idle_timeout.map(Into::into),
+            max_connections: options.max_connections.map(Into::into),
             refresh_reuse_revokes_family: options.refresh_reuse_revokes_family.map(Into::into),
             revoke_on_user_change: options.revoke_on_user_change.map(Into::into),
             shutdown_timeout: Some("5s".into()),
