@@ -2,7 +2,7 @@
 //! Elasticsearch's api_key/10_basic.yml and api_key/11_invalidation.yml.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -686,21 +686,41 @@ fn invalidate_rejects_unknown_fields() {
 
 // ---- 7. concurrency ----
 
+/// Waits (yielding, for at most a minute) until `done` holds.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn invalidation_takes_effect_for_every_later_request() {
     const THREADS: usize = 8;
+    /// Requests started after the invalidation answered, at least.
+    const AFTER: usize = 200;
     let srv = TestServer::start();
     let key = create_key(&srv, (ADMIN, ADMIN_PW), json!({ "name": "hot" }));
     let id = id_of(&key);
     let header = apikey_header(&encoded_of(&key));
     let barrier = Arc::new(Barrier::new(THREADS + 1));
     let stop = Arc::new(AtomicBool::new(false));
+    // Set once the invalidation has answered: a request a worker starts
+    // after seeing it started after the answer.
+    let answered = Arc::new(AtomicBool::new(false));
+    let ok_before = Arc::new(AtomicUsize::new(0));
+    let started_after = Arc::new(AtomicUsize::new(0));
     let base = srv.base_url().to_owned();
 
     let workers: Vec<_> = (0..THREADS)
         .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            let stop = Arc::clone(&stop);
+            let (barrier, stop, answered) = (
+                Arc::clone(&barrier),
+                Arc::clone(&stop),
+                Arc::clone(&answered),
+            );
+            let (ok_before, started_after) = (Arc::clone(&ok_before), Arc::clone(&started_after));
             let base = base.clone();
             let header = header.clone();
             std::thread::spawn(move || {
@@ -708,11 +728,16 @@ fn invalidation_takes_effect_for_every_later_request() {
                 let mut seen = Vec::new();
                 barrier.wait();
                 while !stop.load(Ordering::SeqCst) {
-                    let start = Instant::now();
+                    let after = answered.load(Ordering::SeqCst);
                     let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
                         .header("authorization", &header)
                         .send();
-                    seen.push((start, r.status));
+                    if after {
+                        started_after.fetch_add(1, Ordering::SeqCst);
+                    } else if r.status == 200 {
+                        ok_before.fetch_add(1, Ordering::SeqCst);
+                    }
+                    seen.push((after, r.status));
                 }
                 seen
             })
@@ -720,39 +745,27 @@ fn invalidation_takes_effect_for_every_later_request() {
         .collect();
 
     barrier.wait();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until("a request succeeded before the invalidation", || {
+        ok_before.load(Ordering::SeqCst) > 0
+    });
     let r = invalidate_as(&srv, (ADMIN, ADMIN_PW), json!({ "ids": [id] }));
-    let answered = Instant::now();
+    answered.store(true, Ordering::SeqCst);
     assert_invalidated(&r, &[&id], &[]);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("requests started after the invalidation", || {
+        started_after.load(Ordering::SeqCst) >= AFTER
+    });
     stop.store(true, Ordering::SeqCst);
 
-    let seen: Vec<(Instant, u16)> = workers
+    let seen: Vec<(bool, u16)> = workers
         .into_iter()
         .flat_map(|w| w.join().expect("a worker thread"))
-        .collect();
-    let before_ok = seen
-        .iter()
-        .filter(|(t, s)| *t < answered && *s == 200)
-        .count();
-    let after: Vec<u16> = seen
-        .iter()
-        .filter(|(t, _)| *t > answered)
-        .map(|(_, s)| *s)
         .collect();
     assert!(
         seen.iter().all(|(_, s)| *s == 200 || *s == 401),
         "unexpected statuses: {:?}",
         seen.iter().map(|(_, s)| s).collect::<BTreeSet<_>>()
     );
-    assert!(
-        before_ok > 0,
-        "no request succeeded before the invalidation"
-    );
-    assert!(
-        !after.is_empty(),
-        "no request started after the invalidation"
-    );
+    let after: Vec<u16> = seen.iter().filter(|(a, _)| *a).map(|(_, s)| *s).collect();
     let late_ok = after.iter().filter(|s| **s == 200).count();
     assert_eq!(
         late_ok,
