@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_store::conformance::{self, DynStore};
@@ -98,34 +98,52 @@ fn user(name: &str) -> UserUpsert {
     }
 }
 
-/// The shared conformance suite, each case on a fresh schema.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance() {
-    let Some(base) = base_url() else { return };
-    let admin = Arc::new(connect_admin(&base).await);
-    let schemas = Arc::new(Mutex::new(Vec::new()));
-    conformance::run(|| {
-        let (admin, base, schemas) = (Arc::clone(&admin), base.clone(), Arc::clone(&schemas));
-        async move {
-            let schema = unique_name();
-            admin
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                .await
-                .unwrap();
-            schemas.lock().unwrap().push(schema.clone());
-            let store = PostgresStore::connect(PostgresConfig::new(with_schema(&base, &schema)))
-                .await
-                .expect("connect");
-            Arc::new(store) as DynStore
-        }
-    })
-    .await;
-    let schemas = schemas.lock().unwrap().clone();
-    for schema in schemas {
-        let _ = admin
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await;
+/// The shared conformance suite, each case on a fresh schema, dropped when
+/// the case has passed.
+mod conformance_cases {
+    use super::*;
+
+    /// Drops its schema when dropped (on a thread of its own, since this
+    /// runs inside the test's runtime).
+    pub struct Schema {
+        base: String,
+        name: String,
     }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            let (base, name) = (self.base.clone(), self.name.clone());
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        let admin = connect_admin(&base).await;
+                        let _ = admin
+                            .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+                            .await;
+                    })
+            })
+            .join();
+        }
+    }
+
+    async fn fresh() -> Option<(DynStore, Schema)> {
+        let base = base_url()?;
+        let admin = connect_admin(&base).await;
+        let name = unique_name();
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .unwrap();
+        let store = PostgresStore::connect(PostgresConfig::new(with_schema(&base, &name)))
+            .await
+            .expect("connect");
+        Some((Arc::new(store) as DynStore, Schema { base, name }))
+    }
+
+    tessera_store::conformance_tests!(fresh);
 }
 
 /// Nodes starting at once on an empty database all come up, and the

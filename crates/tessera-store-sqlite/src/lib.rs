@@ -1158,38 +1158,6 @@ mod tests {
         }
     }
 
-    /// The one conformance suite, run against a real SQLite file: as the
-    /// serving process opens it (with the read cache) and as any other
-    /// process does.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut n = 0;
-        tessera_store::conformance::run(|| {
-            n += 1;
-            let path = dir.path().join(format!("store-{n}.db"));
-            async move {
-                std::sync::Arc::new(SqliteStore::open_serving(&path).unwrap())
-                    as std::sync::Arc<dyn Store>
-            }
-        })
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn conformance_without_serving() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut n = 0;
-        tessera_store::conformance::run(|| {
-            n += 1;
-            let path = dir.path().join(format!("store-{n}.db"));
-            async move {
-                std::sync::Arc::new(SqliteStore::open(&path).unwrap()) as std::sync::Arc<dyn Store>
-            }
-        })
-        .await;
-    }
-
     /// The serving process caches; another process (here another store on
     /// the same file) invalidates: once that returned, the serving process
     /// never answers from its old entry. Many trials, with readers racing.
@@ -1372,5 +1340,40 @@ mod tests {
             (after[0], &after[2..]),
             "and no other"
         );
+    }
+}
+
+/// The one conformance suite, run against real SQLite files, as the serving
+/// process opens them (with the read cache) and as any other process does.
+#[cfg(test)]
+mod conformance {
+    use std::sync::Arc;
+
+    use tessera_store::conformance::DynStore;
+
+    use crate::SqliteStore;
+
+    /// A store on a fresh file in a temporary directory that lives as long
+    /// as the returned guard.
+    fn fresh_file(
+        open: fn(&std::path::Path) -> tessera_store::StoreResult<SqliteStore>,
+    ) -> Option<(DynStore, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("store.db")).unwrap();
+        Some((Arc::new(store) as DynStore, dir))
+    }
+
+    mod serving {
+        async fn fresh() -> Option<(super::DynStore, tempfile::TempDir)> {
+            super::fresh_file(super::SqliteStore::open_serving)
+        }
+        tessera_store::conformance_tests!(fresh);
+    }
+
+    mod not_serving {
+        async fn fresh() -> Option<(super::DynStore, tempfile::TempDir)> {
+            super::fresh_file(super::SqliteStore::open)
+        }
+        tessera_store::conformance_tests!(fresh);
     }
 }

@@ -90,7 +90,7 @@ async fn all_alive(store: &DynStore, pairs: &[&(TokenRecord, TokenPair)], why: &
 
 /// key → token → token → token, and a password-grant pair the key obtained
 /// for another user: invalidating the key kills all of them.
-pub(super) async fn chains_die_with_their_api_key(store: DynStore) {
+pub async fn chains_die_with_their_api_key(store: DynStore) {
     store.put_user(user("bob", Some("hb"))).await.unwrap();
     store.put_user(user("jane", Some("hj"))).await.unwrap();
     let k = stored_key(&store, "bob", "k").await;
@@ -147,7 +147,7 @@ async fn k_token(store: &DynStore, k: &ApiKeyRecord) -> (TokenRecord, TokenPair)
 }
 
 /// Revoking a family in any way revokes every family derived from it.
-pub(super) async fn revocation_reaches_descendants(store: DynStore) {
+pub async fn revocation_reaches_descendants(store: DynStore) {
     // Invalidating the access token, the refresh token, by user, or by
     // reuse of the parent's refresh token.
     for way in 0..4 {
@@ -202,7 +202,7 @@ pub(super) async fn revocation_reaches_descendants(store: DynStore) {
 /// Deleting, disabling or re-passwording a user revokes what the user
 /// stands for and what it minted (itself, through its API keys, and
 /// through its tokens), but only when asked.
-pub(super) async fn user_changes_reach_tokens(store: DynStore) {
+pub async fn user_changes_reach_tokens(store: DynStore) {
     for change in 0..5 {
         let ann = format!("ann{change}");
         store.put_user(user(&ann, Some("h"))).await.unwrap();
@@ -249,7 +249,7 @@ pub(super) async fn user_changes_reach_tokens(store: DynStore) {
 }
 
 /// A source that is gone when the token is stored stores nothing.
-pub(super) async fn sources_are_checked_when_storing(store: DynStore) {
+pub async fn sources_are_checked_when_storing(store: DynStore) {
     store.put_user(user("sam", Some("hs"))).await.unwrap();
     let s = subject("sam");
     let needs = |username: &str, hash: Option<&str>| Lineage {
@@ -295,7 +295,7 @@ pub(super) async fn sources_are_checked_when_storing(store: DynStore) {
 }
 
 /// The family's cap is stored and inherited by successors.
-pub(super) async fn caps_are_kept(store: DynStore) {
+pub async fn caps_are_kept(store: DynStore) {
     let s = subject("cap");
     let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, T0, POLICY.access_ttl_ms);
     let record = record.capped(Some(T0 + 5_000));
@@ -327,7 +327,7 @@ pub(super) async fn caps_are_kept(store: DynStore) {
 /// Minting from a key races the key's invalidation: once the invalidation
 /// has answered, every token that was stored is dead, and none is stored
 /// afterwards.
-pub(super) async fn minting_races_key_invalidation(store: DynStore) {
+pub async fn minting_races_key_invalidation(store: DynStore) {
     store.put_user(user("racer", Some("h"))).await.unwrap();
     for trial in 0..30 {
         let k = stored_key(&store, "racer", &format!("k{trial}")).await;
