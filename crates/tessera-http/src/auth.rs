@@ -26,11 +26,8 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let uri = parts
-            .extensions
-            .get::<OriginalUri>()
-            .map_or(&parts.uri, |u| &u.0);
-        authenticate(state, &parts.headers, uri).await.map(Caller)
+        let Minter(who, _) = Minter::from_request_parts(parts, state).await?;
+        Ok(Caller(who))
     }
 }
 
