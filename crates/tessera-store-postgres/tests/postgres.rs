@@ -75,6 +75,16 @@ fn with_schema(url: &str, schema: &str) -> String {
     with_param(url, "options", &format!("-c search_path={schema}"))
 }
 
+/// A new, empty schema of a unique name; returns its name.
+async fn create_schema(admin: &tokio_postgres::Client) -> String {
+    let name = unique_name();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {name}"))
+        .await
+        .unwrap();
+    name
+}
+
 async fn connect_admin(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
@@ -132,11 +142,7 @@ mod conformance_cases {
     async fn fresh() -> Option<(DynStore, Schema)> {
         let base = base_url()?;
         let admin = connect_admin(&base).await;
-        let name = unique_name();
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .unwrap();
+        let name = create_schema(&admin).await;
         let store = PostgresStore::connect(PostgresConfig::new(with_schema(&base, &name)))
             .await
             .expect("connect");
@@ -203,11 +209,7 @@ async fn concurrent_connects_migrate_once() {
 async fn migration_4_finds_the_sources_of_older_pairs() {
     let Some(base) = base_url() else { return };
     let admin = connect_admin(&base).await;
-    let schema = unique_name();
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    let schema = create_schema(&admin).await;
     let url = with_schema(&base, &schema);
     let mut key = tessera_domain::api_key::mint(
         &conformance::subject("owner"),
@@ -273,11 +275,7 @@ async fn migration_4_finds_the_sources_of_older_pairs() {
 async fn migration_3_upgrades_a_version_2_database() {
     let Some(base) = base_url() else { return };
     let admin = connect_admin(&base).await;
-    let schema = unique_name();
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    let schema = create_schema(&admin).await;
     let url = with_schema(&base, &schema);
     let subject = conformance::subject("old");
     let (old, old_pair) =
@@ -349,11 +347,7 @@ async fn concurrent_bootstraps_create_one_user() {
     let Some(base) = base_url() else { return };
     let admin = connect_admin(&base).await;
     for round in 0..10 {
-        let schema = unique_name();
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .unwrap();
+        let schema = create_schema(&admin).await;
         let url = with_schema(&base, &schema);
         let mut nodes = Vec::new();
         for _ in 0..4 {
@@ -570,11 +564,7 @@ async fn assert_unavailable<T: std::fmt::Debug>(
 async fn outage_is_unavailable_and_recovers() {
     let Some(base) = base_url() else { return };
     let admin = connect_admin(&base).await;
-    let schema = unique_name();
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    let schema = create_schema(&admin).await;
     let (upstream, credentials) = upstream_of(&base);
     let dbname = {
         let c: tokio_postgres::Config = base.parse().unwrap();
@@ -643,11 +633,7 @@ async fn outage_is_unavailable_and_recovers() {
 async fn statement_timeout_cancels_a_blocked_call() {
     let Some(base) = base_url() else { return };
     let mut admin = connect_admin(&base).await;
-    let schema = unique_name();
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    let schema = create_schema(&admin).await;
     let store = PostgresStore::connect(PostgresConfig {
         pool_size: 1,
         statement_timeout: Duration::from_millis(800),
