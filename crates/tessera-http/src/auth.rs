@@ -1,6 +1,8 @@
 //! Who is calling: authentication of the `Authorization` header, and the
 //! privilege check that follows it.
 
+use std::net::IpAddr;
+
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Uri};
@@ -15,6 +17,7 @@ use tessera_domain::{Authentication, TokenRecord};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
+use crate::throttle::{ClientIp, Outcome, Realm};
 use crate::AppState;
 
 /// The authenticated caller. As an extractor it runs before the body is
@@ -29,7 +32,10 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<OriginalUri>()
             .map_or(&parts.uri, |u| &u.0);
-        authenticate(state, &parts.headers, uri).await.map(Caller)
+        let source = ClientIp::of(parts, state);
+        authenticate(state, &parts.headers, uri, source)
+            .await
+            .map(Caller)
     }
 }
 
@@ -54,6 +60,7 @@ pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
+    source: IpAddr,
 ) -> ApiResult<Authentication> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(missing_credentials(uri));
@@ -68,7 +75,7 @@ pub async fn authenticate(
     if scheme.eq_ignore_ascii_case("basic") {
         let creds = decode_basic(rest)?;
         let what = format!("REST request [{uri}]");
-        authenticate_password(state, &creds, &what).await
+        authenticate_password(state, &creds, &what, source).await
     } else if scheme.eq_ignore_ascii_case("bearer") {
         let record = authenticate_bearer(state, rest).await?;
         if uri.path() != SCOPE_EXEMPT_PATH && !oauth::scope_allows_admin(record.scope.as_deref()) {
@@ -105,12 +112,20 @@ pub(crate) fn decode_basic(encoded: &str) -> ApiResult<PasswordCredentials> {
     })
 }
 
-/// Verifies a username and password against the native realm. `what` ends
-/// the failure message: "REST request [/x]" or "action [name]".
+/// Verifies a username and password against the native realm, from
+/// `source`. `what` ends the failure message: "REST request [/x]" or
+/// "action [name]".
+///
+/// Guessing is throttled (see [`crate::throttle`]): a source past its
+/// failure budget gets 429; a soft-locked account is refused unverified
+/// with the wrong-password answer. Unknown and disabled users are verified
+/// against a dummy hash of the same parameters, so that every refusal
+/// costs what a wrong password costs.
 pub async fn authenticate_password(
     state: &AppState,
     creds: &PasswordCredentials,
     what: &str,
+    source: IpAddr,
 ) -> ApiResult<Authentication> {
     let refuse = || {
         ApiError::unauthenticated(format!(
@@ -118,19 +133,47 @@ pub async fn authenticate_password(
             creds.username
         ))
     };
-    let Some(user) = state.store.get_user(&creds.username).await? else {
+    let attempt = state
+        .throttle
+        .attempt(Realm::Native, &creds.username, source);
+    attempt
+        .check_source(state.now())
+        .map_err(|t| ApiError::TooManyFailures {
+            retry_after_secs: t.retry_after_secs,
+        })?;
+    let user = state.store.get_user(&creds.username).await?;
+    let now = state.now();
+    let enabled = user.as_ref().map(|u| u.enabled);
+    if enabled != Some(false) && attempt.account_locked(now) {
+        attempt.finish(Outcome::Locked, now);
         return Err(refuse());
+    }
+    let suspect = attempt.suspect(now);
+    let outcome = match user {
+        Some(user) if user.enabled => {
+            if verify_cached(state, &user, &creds.password, suspect).await {
+                attempt.finish(Outcome::Success, state.now());
+                return Ok(realm_authentication(user));
+            }
+            Outcome::InvalidCredentials
+        }
+        found => {
+            let password = Zeroizing::new(creds.password.to_string());
+            state
+                .verify_blocking(suspect, move || user::verify_dummy(&password))
+                .await;
+            if found.is_some() {
+                Outcome::Disabled
+            } else {
+                Outcome::UnknownPrincipal
+            }
+        }
     };
-    if !user.enabled {
-        return Err(refuse());
-    }
-    if !verify_cached(state, &user, &creds.password).await {
-        return Err(refuse());
-    }
-    Ok(realm_authentication(user))
+    attempt.finish(outcome, state.now());
+    Err(refuse())
 }
 
-async fn verify_cached(state: &AppState, user: &UserRecord, password: &str) -> bool {
+async fn verify_cached(state: &AppState, user: &UserRecord, password: &str, suspect: bool) -> bool {
     if state
         .credentials
         .hit(&user.username, password, &user.password_hash)
@@ -142,9 +185,8 @@ async fn verify_cached(state: &AppState, user: &UserRecord, password: &str) -> b
         user.password_hash.clone(),
     );
     let verified = state
-        .hash_blocking(move || user::verify_password(&owned, &hash))
-        .await
-        .unwrap_or(false);
+        .verify_blocking(suspect, move || user::verify_password(&owned, &hash))
+        .await;
     if verified {
         state
             .credentials

@@ -13,6 +13,7 @@ mod middleware;
 pub mod oauth;
 pub mod params;
 pub mod roles;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 
@@ -32,6 +33,7 @@ use tessera_store::Store;
 
 use crate::auth::Caller;
 use crate::credentials::CredentialCache;
+use crate::throttle::{Throttle, ThrottleSettings};
 
 /// The HTTP layer's settings (validated by the binary before they get here).
 #[derive(Debug, Clone)]
@@ -50,6 +52,9 @@ pub struct Settings {
     /// http(s) URL without query, fragment or trailing slash. The OAuth
     /// endpoints' URLs in the metadata document are built on it.
     pub issuer: String,
+    /// Password and client-secret guessing: the account lock, the source
+    /// budget and the trusted proxies.
+    pub throttle: ThrottleSettings,
 }
 
 impl Default for Settings {
@@ -61,6 +66,7 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             issuer: "http://127.0.0.1:9200".into(),
+            throttle: ThrottleSettings::default(),
         }
     }
 }
@@ -90,8 +96,12 @@ pub struct Inner {
     pub settings: Settings,
     pub credentials: CredentialCache,
     pub metrics: Metrics,
+    pub throttle: Throttle,
     /// Bounds concurrent password hashing (see [`AppState::hash_blocking`]).
     hashing: tokio::sync::Semaphore,
+    /// The narrower lane for verifications from sources or for accounts
+    /// with recent failures (see [`AppState::verify_blocking`]).
+    suspect_hashing: tokio::sync::Semaphore,
     render_metrics: Option<MetricsRender>,
 }
 
@@ -108,12 +118,15 @@ impl AppState {
         settings: Settings,
         render_metrics: Option<MetricsRender>,
     ) -> Self {
+        let throttle = Throttle::new(settings.throttle.clone());
         Self(Arc::new(Inner {
             store,
             settings,
             credentials: CredentialCache::default(),
             metrics: Metrics,
+            throttle,
             hashing: tokio::sync::Semaphore::new(hashing_slots()),
+            suspect_hashing: tokio::sync::Semaphore::new(suspect_slots()),
             render_metrics,
         }))
     }
@@ -130,6 +143,27 @@ impl AppState {
         tokio::task::spawn_blocking(f).await.ok()
     }
 
+    /// Runs a password verification like [`AppState::hash_blocking`]; a
+    /// `suspect` one (from a source or for an account with recent
+    /// failures) first waits for one of the few slots of its own lane, so
+    /// a guessing flood holds at most half the cores and other logins keep
+    /// their speed.
+    pub async fn verify_blocking(
+        &self,
+        suspect: bool,
+        f: impl FnOnce() -> bool + Send + 'static,
+    ) -> bool {
+        let _lane = if suspect {
+            match self.suspect_hashing.acquire().await {
+                Ok(permit) => Some(permit),
+                Err(_) => return false,
+            }
+        } else {
+            None
+        };
+        self.hash_blocking(f).await.unwrap_or(false)
+    }
+
     /// Wall-clock time in milliseconds.
     pub fn now(&self) -> Millis {
         SystemTime::now()
@@ -142,6 +176,11 @@ impl AppState {
 /// Two concurrent hashes per core keeps the cores busy and memory bounded.
 fn hashing_slots() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}
+
+/// Half the cores (at least one) for suspect verifications.
+fn suspect_slots() -> usize {
+    (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1)
 }
 
 /// Domain counters, exported through the `metrics` facade.

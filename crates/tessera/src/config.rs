@@ -11,6 +11,10 @@ use clap::Args;
 use serde::Deserialize;
 use tessera_domain::time::parse_time_value;
 
+pub mod throttle;
+
+pub use throttle::ThrottleArgs;
+
 /// Flags of `tessera serve`. Each can also be given as an environment
 /// variable or in the config file (same name, snake_case).
 #[derive(Debug, Clone, Default, Args)]
@@ -66,6 +70,9 @@ pub struct ServeArgs {
     /// [default: http://<listen address>].
     #[arg(long, env = "TESSERA_ISSUER")]
     pub issuer: Option<String>,
+    /// Password and client-secret guessing.
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -87,6 +94,12 @@ struct FileConfig {
     shutdown_timeout: Option<String>,
     issuer: Option<String>,
     bootstrap_password: Option<String>,
+    lockout_threshold: Option<toml::Value>,
+    lockout_delays: Option<toml::Value>,
+    lockout_reset_after: Option<String>,
+    source_failure_burst: Option<toml::Value>,
+    source_failure_rate: Option<toml::Value>,
+    trusted_proxies: Option<toml::Value>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -328,6 +341,17 @@ impl Config {
             },
             None => file.refresh_reuse_revokes_family.unwrap_or(true),
         };
+        let throttle = throttle::resolve(
+            args.throttle,
+            throttle::ThrottleFile {
+                lockout_threshold: file.lockout_threshold,
+                lockout_delays: file.lockout_delays,
+                lockout_reset_after: file.lockout_reset_after,
+                source_failure_burst: file.source_failure_burst,
+                source_failure_rate: file.source_failure_rate,
+                trusted_proxies: file.trusted_proxies,
+            },
+        )?;
         let bootstrap_password = bootstrap_password(file.bootstrap_password)?;
         let issuer = args
             .issuer
@@ -345,6 +369,7 @@ impl Config {
                 max_body_bytes,
                 request_timeout,
                 issuer: issuer.clone().unwrap_or_else(|| default_issuer(listen)),
+                throttle,
             },
             cleanup_interval,
             cleanup_batch,
@@ -573,7 +598,7 @@ mod tests {
         let path = dir.path().join("t.toml");
         std::fs::write(
             &path,
-            "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n",
+            "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\ntrusted_proxies = [\"10.0.0.0/8\"]\nsource_failure_burst = 7\n",
         )
         .unwrap();
         let c = Config::resolve(ServeArgs {
@@ -585,6 +610,8 @@ mod tests {
         assert_eq!(c.http.access_token_ttl, Duration::from_secs(300));
         assert_eq!(c.listen.port(), 4321);
         assert_eq!(c.http.max_body_bytes, 2048);
+        assert_eq!(c.http.throttle.trusted_proxies.len(), 1);
+        assert_eq!(c.http.throttle.budget.burst, 7.0);
         std::fs::write(&path, "acces_token_ttl = \"5m\"\n").unwrap();
         let err = format!(
             "{:#}",

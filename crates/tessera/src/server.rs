@@ -218,10 +218,11 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let mut graceful_rx = stop_rx.clone();
         let mut deadline_rx = stop_rx;
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = graceful_rx.wait_for(|s| *s).await;
-            tracing::info!("shutting down: finishing in-flight requests");
-        });
+        let serve =
+            axum::serve(listener, with_peer_addresses(app)).with_graceful_shutdown(async move {
+                let _ = graceful_rx.wait_for(|s| *s).await;
+                tracing::info!("shutting down: finishing in-flight requests");
+            });
         tokio::select! {
             r = serve => r.context("the HTTP server failed")?,
             _ = async {
@@ -233,6 +234,15 @@ pub async fn start(
     });
     tracing::info!(%addr, "tessera is listening");
     Ok(Running { addr, stop, task })
+}
+
+/// The router as served: every request carries its connection's peer
+/// address (`ConnectInfo<SocketAddr>`), on which the per-source budget of
+/// failed authentications is kept (`tessera_http::throttle::ClientIp`).
+fn with_peer_addresses(
+    app: axum::Router,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr> {
+    app.into_make_service_with_connect_info::<SocketAddr>()
 }
 
 /// Resolves on SIGINT or SIGTERM.
