@@ -12,5 +12,6 @@ mod lifecycle;
 mod protocol;
 mod refresh_race;
 mod roles;
+mod throttle;
 mod tokens;
 mod users;

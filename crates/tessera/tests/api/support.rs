@@ -12,7 +12,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tessera::config::{Config, ServeArgs};
+use tessera::config::{Config, ServeArgs, ThrottleArgs};
 use tessera::server::{self, Running};
 
 /// The bootstrap superuser and the password tests give it.
@@ -46,6 +46,8 @@ pub struct Options {
     pub refresh_reuse_revokes_family: Option<&'static str>,
     /// Defaults to [`ADMIN_PW`].
     pub bootstrap_password: Option<&'static str>,
+    /// The account lock, source budget and trusted proxies.
+    pub throttle: ThrottleArgs,
 }
 
 pub struct TestServer {
@@ -89,6 +91,7 @@ impl TestServer {
             cleanup_interval: options.cleanup_interval.map(Into::into),
             request_timeout: options.request_timeout.map(Into::into),
             refresh_reuse_revokes_family: options.refresh_reuse_revokes_family.map(Into::into),
+            throttle: options.throttle.clone(),
             shutdown_timeout: Some("5s".into()),
             ..Default::default()
         })
