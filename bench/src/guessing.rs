@@ -131,6 +131,9 @@ async fn timed(conn: &mut Conn, req: &Req, want: StatusCode) -> anyhow::Result<D
     Ok(took)
 }
 
+/// Names the n-th guess's source address or account.
+type Namer = fn(u64) -> String;
+
 /// What a flood got back.
 #[derive(Default)]
 struct FloodCounts {
@@ -146,8 +149,8 @@ fn flood(
     conns: usize,
     stop: Arc<AtomicBool>,
     counts: Arc<FloodCounts>,
-    source: fn(u64) -> String,
-    account: fn(u64) -> String,
+    source: Namer,
+    account: Namer,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..conns)
         .map(|c| {
@@ -181,7 +184,7 @@ async fn logins_under(
     server: &Server,
     users: &mut impl Iterator<Item = String>,
     samples: usize,
-    flood_with: Option<(fn(u64) -> String, fn(u64) -> String)>,
+    flood_with: Option<(Namer, Namer)>,
     conns: usize,
 ) -> anyhow::Result<(Duration, Option<(f64, u64, u64)>)> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -289,10 +292,10 @@ pub async fn run(args: GuessArgs) -> anyhow::Result<bool> {
         "  unloaded                                          {}",
         ms(unloaded)
     );
-    let one_source: fn(u64) -> String = |_| ATTACKER.to_owned();
-    let many_sources: fn(u64) -> String =
+    let one_source: Namer = |_| ATTACKER.to_owned();
+    let many_sources: Namer =
         |n| format!("172.{}.{}.{}", 16 + (n >> 16) % 16, (n >> 8) % 256, n % 256);
-    let many_accounts: fn(u64) -> String = |n| format!("victim-{n}");
+    let many_accounts: Namer = |n| format!("victim-{n}");
     let (d, s) = logins_under(
         &server,
         &mut users,
@@ -364,7 +367,7 @@ pub async fn run(args: GuessArgs) -> anyhow::Result<bool> {
     let mut control = Conn::open(server.child.addr).await?;
     server.put_user(&mut control, "target", true).await?;
     let secs = args.flood_secs.max(1.0);
-    let run_flood = |source: fn(u64) -> String, account: fn(u64) -> String| {
+    let run_flood = |source: Namer, account: Namer| {
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(FloodCounts::default());
         let tasks = flood(

@@ -148,9 +148,9 @@ pub async fn authenticate_password(
         attempt.finish(Outcome::Locked, now);
         return Err(refuse());
     }
-    let suspect = attempt.suspect(now);
     let outcome = match user {
         Some(user) if user.enabled => {
+            let suspect = || attempt.suspect(now);
             if verify_cached(state, &user, &creds.password, suspect).await {
                 attempt.finish(Outcome::Success, state.now());
                 return Ok(realm_authentication(user));
@@ -160,7 +160,7 @@ pub async fn authenticate_password(
         found => {
             let password = Zeroizing::new(creds.password.to_string());
             state
-                .verify_blocking(suspect, move || user::verify_dummy(&password))
+                .verify_blocking(attempt.suspect(now), move || user::verify_dummy(&password))
                 .await;
             if found.is_some() {
                 Outcome::Disabled
@@ -173,7 +173,14 @@ pub async fn authenticate_password(
     Err(refuse())
 }
 
-async fn verify_cached(state: &AppState, user: &UserRecord, password: &str, suspect: bool) -> bool {
+/// Whether `password` is `user`'s: from the verified-credentials cache,
+/// or else verified on the hashing lane `suspect()` chooses.
+async fn verify_cached(
+    state: &AppState,
+    user: &UserRecord,
+    password: &str,
+    suspect: impl FnOnce() -> bool,
+) -> bool {
     if state
         .credentials
         .hit(&user.username, password, &user.password_hash)
@@ -185,7 +192,7 @@ async fn verify_cached(state: &AppState, user: &UserRecord, password: &str, susp
         user.password_hash.clone(),
     );
     let verified = state
-        .verify_blocking(suspect, move || user::verify_password(&owned, &hash))
+        .verify_blocking(suspect(), move || user::verify_password(&owned, &hash))
         .await;
     if verified {
         state
