@@ -350,11 +350,12 @@ pub async fn run(args: GuessArgs) -> anyhow::Result<bool> {
         base,
         s,
     );
+    let fresh_accounts: Namer = |n| format!("botnet-victim-{n}");
     let (d, s) = logins_under(
         &lifted,
         &mut users,
         samples,
-        Some((many_sources, many_accounts)),
+        Some((many_sources, fresh_accounts)),
         conns,
     )
     .await?;

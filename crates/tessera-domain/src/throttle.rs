@@ -137,6 +137,7 @@ impl Default for BudgetPolicy {
 pub struct SourceBudget {
     tokens: f64,
     at: Millis,
+    last_failure: Millis,
 }
 
 impl SourceBudget {
@@ -144,6 +145,7 @@ impl SourceBudget {
         Self {
             tokens: policy.burst,
             at: now,
+            last_failure: Millis::MIN,
         }
     }
 
@@ -171,6 +173,13 @@ impl SourceBudget {
     pub fn charge(&mut self, policy: &BudgetPolicy, now: Millis) {
         self.refill(policy, now);
         self.tokens = (self.tokens - 1.0).max(-policy.burst);
+        self.last_failure = now;
+    }
+
+    /// Whether a failure was charged at or after `since`, however fast
+    /// the budget refills.
+    pub fn failed_since(&self, since: Millis) -> bool {
+        self.last_failure >= since
     }
 
     /// When the bucket last changed.
@@ -336,6 +345,7 @@ mod tests {
         b.charge(&p, 500);
         assert!(!b.is_idle(&p, 1_000));
         assert!(b.is_idle(&p, 2_000));
+        assert!(b.failed_since(500) && !b.failed_since(501));
     }
 
     #[test]

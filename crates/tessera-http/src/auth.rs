@@ -142,8 +142,29 @@ pub async fn authenticate_password(
             retry_after_secs: t.retry_after_secs,
         })?;
     let user = state.store.get_user(&creds.username).await?;
-    let now = state.now();
     let enabled = user.as_ref().map(|u| u.enabled);
+    // Disabled users are refused whatever the password and do not count
+    // toward the lock; everyone else takes the account's turn.
+    let _turn = match enabled {
+        Some(false) => None,
+        _ => {
+            if let Some(user) = user
+                .as_ref()
+                .filter(|_| !attempt.account_locked(state.now()))
+            {
+                // A password already verified needs no turn.
+                if state
+                    .credentials
+                    .hit(&user.username, &creds.password, &user.password_hash)
+                {
+                    attempt.finish(Outcome::Success, state.now());
+                    return Ok(realm_authentication(user.clone()));
+                }
+            }
+            Some(attempt.turn().await)
+        }
+    };
+    let now = state.now();
     if enabled != Some(false) && attempt.account_locked(now) {
         attempt.finish(Outcome::Locked, now);
         return Err(refuse());

@@ -31,6 +31,12 @@ const SHARDS: usize = 16;
 /// The security log writes at most this many failure lines per window.
 const LOG_LINES_PER_WINDOW: u32 = 20;
 const LOG_WINDOW_MS: Millis = 10_000;
+/// A source stays suspect this long after a failure, whatever its budget.
+const SUSPECT_FOR_MS: Millis = 60_000;
+/// Verifications of one account take turns on one of these (by the
+/// account's hash), so that concurrent guesses cannot all pass the lock
+/// check before the first of them fails.
+const TURN_STRIPES: usize = 1024;
 
 /// The throttle's settings.
 #[derive(Debug, Clone, Default)]
@@ -183,6 +189,7 @@ impl<K: Hash + Eq + Copy, V> Sharded<K, V> {
 /// The throttle of one process.
 pub struct Throttle {
     settings: ThrottleSettings,
+    turns: Vec<tokio::sync::Mutex<()>>,
     accounts: Sharded<[u8; 32], AccountLock>,
     sources: Sharded<IpAddr, SourceBudget>,
     log: Mutex<LogSampler>,
@@ -198,6 +205,9 @@ impl Throttle {
     pub fn new(settings: ThrottleSettings) -> Self {
         Self {
             settings,
+            turns: (0..TURN_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             accounts: Sharded::new(),
             sources: Sharded::new(),
             log: Mutex::new(LogSampler::new(LOG_WINDOW_MS, LOG_LINES_PER_WINDOW)),
@@ -269,7 +279,7 @@ pub struct Attempt<'a> {
     source: IpAddr,
 }
 
-impl Attempt<'_> {
+impl<'a> Attempt<'a> {
     /// `Err` once the source has spent its budget of failures (the
     /// refusal is counted and logged here).
     pub fn check_source(&self, now: Millis) -> Result<(), TooManyFailures> {
@@ -296,6 +306,16 @@ impl Attempt<'_> {
         })
     }
 
+    /// Waits for this account's turn to verify: one verification per
+    /// account at a time, so the lock is checked again after each failure
+    /// and concurrent guesses cannot slip past it. Check
+    /// [`Attempt::account_locked`] (and any cache) again once it is yours.
+    pub async fn turn(&self) -> tokio::sync::MutexGuard<'a, ()> {
+        let stripe = u64::from_le_bytes(self.account[..8].try_into().unwrap_or_default());
+        let throttle: &'a Throttle = self.throttle;
+        throttle.turns[stripe as usize % TURN_STRIPES].lock().await
+    }
+
     /// Whether this attempt comes from a source or for an account with
     /// recent failures: its hashing then waits in the narrower lane, so a
     /// guessing flood cannot take every hashing slot from other logins.
@@ -303,7 +323,7 @@ impl Attempt<'_> {
         let t = self.throttle;
         let source_dirty = t.sources.with(&self.source, |map| {
             map.get(&self.source)
-                .is_some_and(|b| !b.is_idle(&t.settings.budget, now))
+                .is_some_and(|b| b.failed_since(now - SUSPECT_FOR_MS))
         });
         source_dirty
             || t.accounts.with(&self.account, |map| {
@@ -518,6 +538,33 @@ mod tests {
                 .finish(Outcome::InvalidCredentials, 1_000);
         }
         assert!(!t.attempt(Realm::Native, "joe", src).account_locked(1_000));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_guesses_take_turns_and_cannot_slip_past_the_lock() {
+        let t = std::sync::Arc::new(Throttle::new(ThrottleSettings::default()));
+        let verified = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let (t, verified) = (t.clone(), verified.clone());
+                tokio::spawn(async move {
+                    let a = t.attempt(Realm::Native, "target", ip("192.0.2.5"));
+                    let _turn = a.turn().await;
+                    if a.account_locked(0) {
+                        a.finish(Outcome::Locked, 0);
+                    } else {
+                        // A verification that yields while it runs.
+                        tokio::task::yield_now().await;
+                        verified.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        a.finish(Outcome::InvalidCredentials, 0);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(verified.load(std::sync::atomic::Ordering::SeqCst), 5);
     }
 
     #[test]
