@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body;
 pub mod credentials;
 pub mod error;
+mod low_priority;
 mod middleware;
 pub mod oauth;
 pub mod params;
@@ -102,6 +103,8 @@ pub struct Inner {
     /// The narrower lane for verifications from sources or for accounts
     /// with recent failures (see [`AppState::verify_blocking`]).
     suspect_hashing: tokio::sync::Semaphore,
+    /// Where suspect verifications run: threads at the lowest priority.
+    low_priority: low_priority::LowPriority,
     render_metrics: Option<MetricsRender>,
 }
 
@@ -127,6 +130,7 @@ impl AppState {
             throttle,
             hashing: tokio::sync::Semaphore::new(hashing_slots()),
             suspect_hashing: tokio::sync::Semaphore::new(suspect_slots()),
+            low_priority: low_priority::LowPriority::new(suspect_slots()),
             render_metrics,
         }))
     }
@@ -143,25 +147,24 @@ impl AppState {
         tokio::task::spawn_blocking(f).await.ok()
     }
 
-    /// Runs a password verification like [`AppState::hash_blocking`]; a
+    /// Runs a password verification like [`AppState::hash_blocking`]. A
     /// `suspect` one (from a source or for an account with recent
-    /// failures) first waits for one of the few slots of its own lane, so
-    /// a guessing flood holds at most half the cores and other logins keep
-    /// their speed.
+    /// failures) instead waits for one of a few slots of its own and runs
+    /// on a thread at the lowest CPU priority, so that a guessing flood
+    /// takes at most half the cores' threads, only when nothing else
+    /// wants them, and never a slot of other logins.
     pub async fn verify_blocking(
         &self,
         suspect: bool,
         f: impl FnOnce() -> bool + Send + 'static,
     ) -> bool {
-        let _lane = if suspect {
-            match self.suspect_hashing.acquire().await {
-                Ok(permit) => Some(permit),
-                Err(_) => return false,
-            }
-        } else {
-            None
+        if !suspect {
+            return self.hash_blocking(f).await.unwrap_or(false);
+        }
+        let Ok(_slot) = self.suspect_hashing.acquire().await else {
+            return false;
         };
-        self.hash_blocking(f).await.unwrap_or(false)
+        self.low_priority.run(f).await.unwrap_or(false)
     }
 
     /// Wall-clock time in milliseconds.
