@@ -6,6 +6,7 @@
 
 mod ceiling;
 mod client;
+mod guessing;
 mod peer;
 mod pgbench;
 mod process;
@@ -37,6 +38,8 @@ struct Cli {
 enum Command {
     /// Run the benchmark (see bench/README.md).
     Run(RunArgs),
+    /// Measure password guessing and user enumeration by timing (see bench/README.md).
+    Guessing(GuessArgs),
     /// Serve a fixed JSON body on every path: the ceiling the benchmark compares against.
     #[command(hide = true)]
     Ceiling {
@@ -90,6 +93,22 @@ pub struct RunArgs {
     pub no_build: bool,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct GuessArgs {
+    /// Samples per median [default: 30].
+    #[arg(long, default_value_t = 30)]
+    pub samples: usize,
+    /// Concurrent connections of each guessing flood.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Seconds of each guesses-per-second measurement.
+    #[arg(long, default_value_t = 10.0)]
+    pub flood_secs: f64,
+    /// Do not run `cargo build -p tessera` first when launched by `cargo run`.
+    #[arg(long)]
+    pub no_build: bool,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -102,6 +121,12 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run::run(args))),
+        Command::Guessing(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(guessing::run(args))),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

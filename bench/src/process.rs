@@ -35,9 +35,21 @@ impl ChildServer {
         store: Option<&str>,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
+        Self::tessera_with(bin, data_dir, store, log, &[])
+    }
+
+    /// [`ChildServer::tessera`] with more flags of `tessera serve`.
+    pub fn tessera_with(
+        bin: &Path,
+        data_dir: &Path,
+        store: Option<&str>,
+        log: PathBuf,
+        flags: &[&str],
+    ) -> anyhow::Result<Self> {
         let addr = free_port()?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
+            .args(flags)
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--data-dir")

@@ -59,6 +59,25 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+/// An argon2id hash of a random password, with the same parameters as
+/// [`hash_password`]'s, computed once on first use. Unknown and disabled
+/// users are verified against it, so that they cost what a wrong password
+/// costs and their answers cannot be told apart by timing.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let password = crate::crypto::random_bytes::<16>();
+        hash_password(&String::from_utf8_lossy(&password))
+    })
+}
+
+/// Verifies `password` against [`dummy_hash`]: always false, at the cost
+/// of a real verification.
+pub fn verify_dummy(password: &str) -> bool {
+    std::hint::black_box(verify_password(password, dummy_hash()));
+    false
+}
+
 /// Whether `hash` is a password hash Tessera can verify.
 pub fn is_supported_hash(hash: &str) -> bool {
     if hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$") {
@@ -104,6 +123,19 @@ mod tests {
         assert!(is_supported_hash(&h));
         assert!(verify_password("s3cret-pw", &h));
         assert!(!verify_password("s3cret-px", &h));
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_real_parameters_and_never_verifies() {
+        let real = PasswordHash::new(&hash_password("x"))
+            .unwrap()
+            .params
+            .to_string();
+        let dummy = PasswordHash::new(dummy_hash()).unwrap();
+        assert_eq!(dummy.algorithm.as_str(), "argon2id");
+        assert_eq!(dummy.params.to_string(), real);
+        assert_eq!(dummy_hash(), dummy_hash(), "computed once");
+        assert!(!verify_dummy(""));
     }
 
     #[test]

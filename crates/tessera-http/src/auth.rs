@@ -1,6 +1,8 @@
 //! Who is calling: authentication of the `Authorization` header, and the
 //! privilege check that follows it.
 
+use std::net::IpAddr;
+
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Uri};
@@ -16,6 +18,7 @@ use tessera_store::{Lineage, Requirement};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
+use crate::throttle::{ClientIp, Outcome, Realm};
 use crate::AppState;
 
 /// The authenticated caller. As an extractor it runs before the body is
@@ -44,7 +47,9 @@ impl FromRequestParts<AppState> for Minter {
             .extensions
             .get::<OriginalUri>()
             .map_or(&parts.uri, |u| &u.0);
-        let (who, provenance) = authenticate_with_provenance(state, &parts.headers, uri).await?;
+        let source = ClientIp::of(parts, state);
+        let (who, provenance) =
+            authenticate_with_provenance(state, &parts.headers, uri, source).await?;
         Ok(Minter(who, provenance))
     }
 }
@@ -101,8 +106,9 @@ pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
+    source: IpAddr,
 ) -> ApiResult<Authentication> {
-    authenticate_with_provenance(state, headers, uri)
+    authenticate_with_provenance(state, headers, uri, source)
         .await
         .map(|(who, _)| who)
 }
@@ -112,6 +118,7 @@ pub async fn authenticate_with_provenance(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
+    source: IpAddr,
 ) -> ApiResult<(Authentication, Provenance)> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(missing_credentials(uri));
@@ -126,7 +133,7 @@ pub async fn authenticate_with_provenance(
     if scheme.eq_ignore_ascii_case("basic") {
         let creds = decode_basic(rest)?;
         let what = format!("REST request [{uri}]");
-        let (who, password_hash) = verify_password(state, &creds, &what).await?;
+        let (who, password_hash) = verify_password(state, &creds, &what, source).await?;
         let mut provenance = Provenance::default();
         provenance.add_login(state, &who.username, &password_hash);
         Ok((who, provenance))
@@ -197,14 +204,22 @@ pub(crate) fn decode_basic(encoded: &str) -> ApiResult<PasswordCredentials> {
     })
 }
 
-/// Verifies a username and password against the native realm. `what` ends
-/// the failure message: "REST request [/x]" or "action [name]".
+/// Verifies a username and password against the native realm, from
+/// `source`. `what` ends the failure message: "REST request [/x]" or
+/// "action [name]".
+///
+/// Guessing is throttled (see [`crate::throttle`]): a source past its
+/// failure budget gets 429; a soft-locked account is refused unverified
+/// with the wrong-password answer. Unknown and disabled users are verified
+/// against a dummy hash of the same parameters, so that every refusal
+/// costs what a wrong password costs.
 pub async fn authenticate_password(
     state: &AppState,
     creds: &PasswordCredentials,
     what: &str,
+    source: IpAddr,
 ) -> ApiResult<Authentication> {
-    verify_password(state, creds, what)
+    verify_password(state, creds, what, source)
         .await
         .map(|(who, _)| who)
 }
@@ -215,6 +230,7 @@ pub async fn verify_password(
     state: &AppState,
     creds: &PasswordCredentials,
     what: &str,
+    source: IpAddr,
 ) -> ApiResult<(Authentication, String)> {
     let refuse = || {
         ApiError::unauthenticated(format!(
@@ -222,20 +238,79 @@ pub async fn verify_password(
             creds.username
         ))
     };
-    let Some(user) = state.store.get_user(&creds.username).await? else {
-        return Err(refuse());
+    let attempt = state
+        .throttle
+        .attempt(Realm::Native, &creds.username, source);
+    attempt
+        .check_source(state.now())
+        .map_err(|t| ApiError::TooManyFailures {
+            retry_after_secs: t.retry_after_secs,
+        })?;
+    let user = state.store.get_user(&creds.username).await?;
+    let enabled = user.as_ref().map(|u| u.enabled);
+    // Disabled users are refused whatever the password and do not count
+    // toward the lock; everyone else takes the account's turn.
+    let _turn = match enabled {
+        Some(false) => None,
+        _ => {
+            if let Some(user) = user
+                .as_ref()
+                .filter(|_| !attempt.account_locked(state.now()))
+            {
+                // A password already verified needs no turn.
+                if state
+                    .credentials
+                    .hit(&user.username, &creds.password, &user.password_hash)
+                {
+                    attempt.finish(Outcome::Success, state.now());
+                    return Ok((
+                        realm_authentication(user.clone()),
+                        user.password_hash.clone(),
+                    ));
+                }
+            }
+            Some(attempt.turn().await)
+        }
     };
-    if !user.enabled {
+    let now = state.now();
+    if enabled != Some(false) && attempt.account_locked(now) {
+        attempt.finish(Outcome::Locked, now);
         return Err(refuse());
     }
-    if !verify_cached(state, &user, &creds.password).await {
-        return Err(refuse());
-    }
-    let hash = user.password_hash.clone();
-    Ok((realm_authentication(user), hash))
+    let outcome = match user {
+        Some(user) if user.enabled => {
+            let suspect = || attempt.suspect(now);
+            if verify_cached(state, &user, &creds.password, suspect).await {
+                attempt.finish(Outcome::Success, state.now());
+                let hash = user.password_hash.clone();
+                return Ok((realm_authentication(user), hash));
+            }
+            Outcome::InvalidCredentials
+        }
+        found => {
+            let password = Zeroizing::new(creds.password.to_string());
+            state
+                .verify_blocking(attempt.suspect(now), move || user::verify_dummy(&password))
+                .await;
+            if found.is_some() {
+                Outcome::Disabled
+            } else {
+                Outcome::UnknownPrincipal
+            }
+        }
+    };
+    attempt.finish(outcome, state.now());
+    Err(refuse())
 }
 
-async fn verify_cached(state: &AppState, user: &UserRecord, password: &str) -> bool {
+/// Whether `password` is `user`'s: from the verified-credentials cache,
+/// or else verified on the hashing lane `suspect()` chooses.
+async fn verify_cached(
+    state: &AppState,
+    user: &UserRecord,
+    password: &str,
+    suspect: impl FnOnce() -> bool,
+) -> bool {
     if state
         .credentials
         .hit(&user.username, password, &user.password_hash)
@@ -247,9 +322,8 @@ async fn verify_cached(state: &AppState, user: &UserRecord, password: &str) -> b
         user.password_hash.clone(),
     );
     let verified = state
-        .hash_blocking(move || user::verify_password(&owned, &hash))
-        .await
-        .unwrap_or(false);
+        .verify_blocking(suspect(), move || user::verify_password(&owned, &hash))
+        .await;
     if verified {
         state
             .credentials

@@ -40,6 +40,9 @@ pub enum ApiError {
         error: &'static str,
         description: String,
     },
+    /// 429: the source address spent its budget of failed authentications.
+    /// The Elasticsearch envelope with `Retry-After`.
+    TooManyFailures { retry_after_secs: u64 },
     /// A bare status with an Elasticsearch-shaped body that is not an error
     /// envelope (e.g. `{}` for a missing user, zero counts for an unknown token).
     Body { status: StatusCode, body: Value },
@@ -170,6 +173,7 @@ impl ApiError {
             ApiError::Es { status, .. }
             | ApiError::OAuth { status, .. }
             | ApiError::Body { status, .. } => *status,
+            ApiError::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -254,8 +258,27 @@ impl IntoResponse for ApiError {
             )
                 .into_response(),
             ApiError::Body { status, body } => (status, axum::Json(body)).into_response(),
+            ApiError::TooManyFailures { retry_after_secs } => {
+                let mut response = ApiError::es(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "security_exception",
+                    too_many_failures_reason(retry_after_secs),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                response
+            }
         }
     }
+}
+
+/// The reason given with a 429 for too many failed authentications.
+pub fn too_many_failures_reason(retry_after_secs: u64) -> String {
+    format!(
+        "too many failed authentication attempts from this address; retry in [{retry_after_secs}] seconds"
+    )
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

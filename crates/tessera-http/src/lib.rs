@@ -10,10 +10,12 @@ pub mod body;
 pub mod clock;
 pub mod credentials;
 pub mod error;
+mod low_priority;
 mod middleware;
 pub mod oauth;
 pub mod params;
 pub mod roles;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 
@@ -33,6 +35,7 @@ use tessera_store::Store;
 
 use crate::auth::Caller;
 use crate::credentials::CredentialCache;
+use crate::throttle::{Throttle, ThrottleSettings};
 
 /// The HTTP layer's settings (validated by the binary before they get here).
 #[derive(Debug, Clone)]
@@ -59,6 +62,9 @@ pub struct Settings {
     pub revoke_on_user_change: bool,
     /// Where the time comes from (a manual clock in tests).
     pub clock: clock::Clock,
+    /// Password and client-secret guessing: the account lock, the source
+    /// budget and the trusted proxies.
+    pub throttle: ThrottleSettings,
 }
 
 impl Default for Settings {
@@ -72,6 +78,7 @@ impl Default for Settings {
             issuer: "http://127.0.0.1:9200".into(),
             revoke_on_user_change: true,
             clock: clock::Clock::system(),
+            throttle: ThrottleSettings::default(),
         }
     }
 }
@@ -101,8 +108,14 @@ pub struct Inner {
     pub settings: Settings,
     pub credentials: CredentialCache,
     pub metrics: Metrics,
+    pub throttle: Throttle,
     /// Bounds concurrent password hashing (see [`AppState::hash_blocking`]).
     hashing: tokio::sync::Semaphore,
+    /// The narrower lane for verifications from sources or for accounts
+    /// with recent failures (see [`AppState::verify_blocking`]).
+    suspect_hashing: tokio::sync::Semaphore,
+    /// Where suspect verifications run: threads at the lowest priority.
+    low_priority: low_priority::LowPriority,
     render_metrics: Option<MetricsRender>,
 }
 
@@ -119,12 +132,16 @@ impl AppState {
         settings: Settings,
         render_metrics: Option<MetricsRender>,
     ) -> Self {
+        let throttle = Throttle::new(settings.throttle.clone());
         Self(Arc::new(Inner {
             store,
             settings,
             credentials: CredentialCache::default(),
             metrics: Metrics,
+            throttle,
             hashing: tokio::sync::Semaphore::new(hashing_slots()),
+            suspect_hashing: tokio::sync::Semaphore::new(suspect_slots()),
+            low_priority: low_priority::LowPriority::new(suspect_slots()),
             render_metrics,
         }))
     }
@@ -141,6 +158,26 @@ impl AppState {
         tokio::task::spawn_blocking(f).await.ok()
     }
 
+    /// Runs a password verification like [`AppState::hash_blocking`]. A
+    /// `suspect` one (from a source or for an account with recent
+    /// failures) instead waits for one of a few slots of its own and runs
+    /// on a thread at the lowest CPU priority, so that a guessing flood
+    /// takes at most half the cores' threads, only when nothing else
+    /// wants them, and never a slot of other logins.
+    pub async fn verify_blocking(
+        &self,
+        suspect: bool,
+        f: impl FnOnce() -> bool + Send + 'static,
+    ) -> bool {
+        if !suspect {
+            return self.hash_blocking(f).await.unwrap_or(false);
+        }
+        let Ok(_slot) = self.suspect_hashing.acquire().await else {
+            return false;
+        };
+        self.low_priority.run(f).await.unwrap_or(false)
+    }
+
     /// The current time in milliseconds, from the configured clock.
     pub fn now(&self) -> Millis {
         self.settings.clock.now()
@@ -150,6 +187,11 @@ impl AppState {
 /// Two concurrent hashes per core keeps the cores busy and memory bounded.
 fn hashing_slots() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}
+
+/// Half the cores (at least one) for suspect verifications.
+fn suspect_slots() -> usize {
+    (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1)
 }
 
 /// Domain counters, exported through the `metrics` facade.

@@ -24,208 +24,37 @@ use std::collections::HashMap;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde_json::{json, Map, Value};
 use tessera_domain::oauth::{
     self, AuthMethod, ClientMetadata, GrantType, MetadataInput, OAuthClientRecord, ADMIN_SCOPE,
 };
 use tessera_domain::privilege::Action;
 use tessera_domain::token::{TokenKind, TokenPair, TokenString};
-use tessera_domain::{Authentication, ClientRef, Millis, TokenRecord};
-use tessera_store::{Lineage, RefreshRequest, StoreError};
+use tessera_domain::{Authentication, Millis, TokenRecord};
+use tessera_store::{Lineage, RefreshRequest};
 use zeroize::Zeroizing;
 
+mod client_auth;
+mod error;
+
+use error::no_store_json;
+pub use error::{Failure, OAuthError};
+
 use crate::auth::{self, Caller, PasswordCredentials};
-use crate::error::ApiError;
 use crate::params::PathParam;
+use crate::throttle::ClientIp;
 use crate::tokens::report_refresh_denial;
 use crate::AppState;
+use client_auth::{authenticate_client, authenticate_requester, authentication_failed};
 
 /// The challenge sent with a 401 `invalid_client` when the client tried
 /// HTTP Basic.
 pub const BASIC_CHALLENGE: &str = "Basic realm=\"tessera\"";
 
 const FORM_MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
-
-// ---------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------
-
-/// An RFC 6749 §5.2 error response.
-#[derive(Debug)]
-pub struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    basic_challenge: bool,
-}
-
-impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            description: description.into(),
-            basic_challenge: false,
-        }
-    }
-
-    fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
-    }
-
-    /// 401; with the Basic challenge when the client tried the
-    /// `Authorization` header (RFC 6749 §5.2).
-    fn invalid_client(description: impl Into<String>, tried_header: bool) -> Self {
-        Self {
-            basic_challenge: tried_header,
-            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
-        }
-    }
-
-    fn invalid_grant(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
-    }
-
-    fn unauthorized_client(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", description)
-    }
-
-    fn unsupported_grant_type(description: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            description,
-        )
-    }
-
-    fn invalid_scope(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
-    }
-
-    fn invalid_client_metadata(description: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_client_metadata",
-            description,
-        )
-    }
-
-    fn client_not_found(client_id: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("OAuth client [{client_id}] not found"),
-        )
-    }
-
-    /// Maps a failure of a shared (Elasticsearch-shaped) helper: store
-    /// trouble keeps its meaning, anything else is `refused`.
-    fn from_api(e: ApiError, refused: impl FnOnce() -> Self) -> Self {
-        match e.status() {
-            StatusCode::SERVICE_UNAVAILABLE => Self::unavailable(),
-            s if s.is_server_error() => Self::server_error(),
-            _ => refused(),
-        }
-    }
-
-    fn unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "the token store is unavailable; retry later",
-        )
-    }
-
-    fn server_error() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal error; see the server log",
-        )
-    }
-}
-
-impl From<StoreError> for OAuthError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(detail) => {
-                tracing::warn!(%detail, "store unavailable");
-                Self::unavailable()
-            }
-            other => {
-                // Logged once here; the client learns nothing internal.
-                tracing::error!(detail = %other, "internal store error");
-                Self::server_error()
-            }
-        }
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let body = json!({ "error": self.error, "error_description": self.description });
-        let mut response = (self.status, Json(body)).into_response();
-        no_store(response.headers_mut());
-        if self.basic_challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(BASIC_CHALLENGE),
-            );
-        }
-        response
-    }
-}
-
-/// A registration endpoint's failure: the administrator's authentication
-/// or authorization (Elasticsearch envelope) or the request itself (flat).
-pub enum Failure {
-    Api(ApiError),
-    OAuth(OAuthError),
-}
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        Failure::Api(e)
-    }
-}
-
-impl From<OAuthError> for Failure {
-    fn from(e: OAuthError) -> Self {
-        Failure::OAuth(e)
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::OAuth(e.into())
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        match self {
-            Failure::Api(e) => e.into_response(),
-            Failure::OAuth(e) => e.into_response(),
-        }
-    }
-}
-
-/// RFC 6749 §5.1: responses carrying tokens or credentials are not cached.
-fn no_store(headers: &mut HeaderMap) {
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-fn no_store_json(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    no_store(response.headers_mut());
-    response
-}
 
 // ---------------------------------------------------------------------
 // Request bodies
@@ -301,212 +130,6 @@ impl Form {
 }
 
 // ---------------------------------------------------------------------
-// Client authentication
-// ---------------------------------------------------------------------
-
-/// Credentials as presented, before any lookup.
-enum Presented {
-    /// The decoded `id:secret` text of `Authorization: Basic`.
-    Basic(Zeroizing<String>),
-    /// `client_id` and `client_secret` in the body.
-    Post {
-        id: String,
-        secret: Zeroizing<String>,
-    },
-}
-
-/// Finds the one client authentication method the request used.
-fn presented(headers: &HeaderMap, form: &Form) -> Result<Option<Presented>, OAuthError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| {
-            OAuthError::invalid_client("the Authorization header is not ASCII", true)
-        })?;
-        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(OAuthError::invalid_client(
-                format!(
-                    "authentication scheme [{scheme}] is not accepted here; use HTTP Basic (client_secret_basic) or client_secret_post"
-                ),
-                true,
-            ));
-        }
-        if form.get("client_secret").is_some() {
-            return Err(OAuthError::invalid_request(
-                "the client used more than one authentication method (HTTP Basic and client_secret in the body)",
-            ));
-        }
-        let text = STANDARD
-            .decode(rest.trim())
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .map(Zeroizing::new)
-            .filter(|t| t.contains(':'))
-            .ok_or_else(|| OAuthError::invalid_client("malformed HTTP Basic credentials", true))?;
-        return Ok(Some(Presented::Basic(text)));
-    }
-    match (form.get("client_id"), form.get("client_secret")) {
-        (Some(id), Some(secret)) => Ok(Some(Presented::Post {
-            id: id.to_owned(),
-            secret: Zeroizing::new(secret.to_owned()),
-        })),
-        (Some(_), None) => Err(OAuthError::invalid_client(
-            "client authentication failed: no client_secret (public clients are not supported)",
-            false,
-        )),
-        (None, Some(_)) => Err(OAuthError::invalid_request(
-            "client_secret was sent without client_id",
-        )),
-        (None, None) => Ok(None),
-    }
-}
-
-fn authentication_failed(tried_header: bool) -> OAuthError {
-    OAuthError::invalid_client("client authentication failed", tried_header)
-}
-
-/// A `client_id` in the body next to HTTP Basic must name the same client.
-fn check_body_client_id(form: &Form, id: &str) -> Result<(), OAuthError> {
-    match form.get("client_id") {
-        Some(body_id) if body_id != id => Err(OAuthError::invalid_request(
-            "client_id in the body does not match the HTTP Basic credentials",
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Checks a found client's secret and its registered method. Unknown
-/// clients and wrong secrets get the same answer.
-fn verify(
-    client: OAuthClientRecord,
-    secret: &str,
-    method: AuthMethod,
-) -> Result<OAuthClientRecord, OAuthError> {
-    let tried_header = method == AuthMethod::ClientSecretBasic;
-    if !client.verify_secret(secret) {
-        tracing::info!(
-            target: "tessera::security",
-            event = "oauth_client_authentication_failed",
-            client_id = %client.client_id,
-            "an OAuth client presented a wrong secret"
-        );
-        return Err(authentication_failed(tried_header));
-    }
-    let registered = client.metadata.token_endpoint_auth_method;
-    if registered != method {
-        return Err(OAuthError::invalid_client(
-            format!(
-                "this client is registered to authenticate with [{}], not [{}]",
-                registered.as_str(),
-                method.as_str()
-            ),
-            tried_header,
-        ));
-    }
-    Ok(client)
-}
-
-async fn verify_client(
-    state: &AppState,
-    id: &str,
-    secret: &str,
-    method: AuthMethod,
-) -> Result<OAuthClientRecord, OAuthError> {
-    match state.store.get_oauth_client(id).await? {
-        Some(client) => verify(client, secret, method),
-        None => Err(authentication_failed(
-            method == AuthMethod::ClientSecretBasic,
-        )),
-    }
-}
-
-/// The token endpoint's caller: a registered OAuth client.
-async fn authenticate_client(
-    state: &AppState,
-    headers: &HeaderMap,
-    form: &Form,
-) -> Result<OAuthClientRecord, OAuthError> {
-    match presented(headers, form)? {
-        None => Err(OAuthError::invalid_client(
-            "client authentication is required",
-            false,
-        )),
-        Some(Presented::Post { id, secret }) => {
-            verify_client(state, &id, &secret, AuthMethod::ClientSecretPost).await
-        }
-        Some(Presented::Basic(text)) => {
-            let (id, secret) = oauth::decode_basic_client(&text).ok_or_else(|| {
-                OAuthError::invalid_client("malformed HTTP Basic credentials", true)
-            })?;
-            check_body_client_id(form, &id)?;
-            verify_client(state, &id, &secret, AuthMethod::ClientSecretBasic).await
-        }
-    }
-}
-
-/// Who calls the revocation or introspection endpoint.
-enum Requester {
-    Client(OAuthClientRecord),
-    /// A native user with HTTP Basic: the client of the tokens it created
-    /// through the Elasticsearch API.
-    User(Authentication),
-}
-
-impl Requester {
-    fn client_ref(&self) -> ClientRef {
-        match self {
-            Requester::Client(c) => c.client_ref(),
-            Requester::User(u) => u.client_ref(),
-        }
-    }
-
-    fn name(&self) -> &str {
-        match self {
-            Requester::Client(c) => &c.client_id,
-            Requester::User(u) => &u.username,
-        }
-    }
-}
-
-/// An OAuth client (either method), or else, with HTTP Basic naming no
-/// registered client, a native user.
-async fn authenticate_requester(
-    state: &AppState,
-    headers: &HeaderMap,
-    form: &Form,
-) -> Result<Requester, OAuthError> {
-    let text = match presented(headers, form)? {
-        None => {
-            return Err(OAuthError::invalid_client(
-                "client authentication is required",
-                false,
-            ))
-        }
-        Some(Presented::Post { id, secret }) => {
-            return verify_client(state, &id, &secret, AuthMethod::ClientSecretPost)
-                .await
-                .map(Requester::Client)
-        }
-        Some(Presented::Basic(text)) => text,
-    };
-    if let Some((id, secret)) = oauth::decode_basic_client(&text) {
-        if let Some(client) = state.store.get_oauth_client(&id).await? {
-            check_body_client_id(form, &id)?;
-            return verify(client, &secret, AuthMethod::ClientSecretBasic).map(Requester::Client);
-        }
-    }
-    // Plain HTTP Basic of a native user: no form-decoding.
-    let (username, password) = text.split_once(':').expect("checked by presented()");
-    let creds = PasswordCredentials {
-        username: username.to_owned(),
-        password: Zeroizing::new(password.to_owned()),
-    };
-    auth::authenticate_password(state, &creds, "the OAuth endpoints")
-        .await
-        .map(Requester::User)
-        .map_err(|e| OAuthError::from_api(e, || authentication_failed(true)))
-}
-
-// ---------------------------------------------------------------------
 // POST /oauth2/token
 // ---------------------------------------------------------------------
 
@@ -519,11 +142,12 @@ struct Issued {
 /// `POST /oauth2/token` (RFC 6749 §4.3, §4.4, §6).
 pub async fn token(
     State(state): State<AppState>,
+    ClientIp(source): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
     let form = Form::parse(&headers, &read_body(&state, body).await?)?;
-    let client = authenticate_client(&state, &headers, &form).await?;
+    let client = authenticate_client(&state, source, &headers, &form).await?;
     let grant_name = form.require("grant_type")?;
     let grant = GrantType::parse(grant_name).ok_or_else(|| {
         OAuthError::unsupported_grant_type(format!(
@@ -559,15 +183,16 @@ pub async fn token(
                 username: username.to_owned(),
                 password: Zeroizing::new(password.to_owned()),
             };
-            let (user, hash) = auth::verify_password(&state, &creds, "grant_type [password]")
-                .await
-                .map_err(|e| {
-                    OAuthError::from_api(e, || {
-                        OAuthError::invalid_grant(format!(
-                            "unable to authenticate user [{username}]"
-                        ))
-                    })
-                })?;
+            let (user, hash) =
+                auth::verify_password(&state, &creds, "grant_type [password]", source)
+                    .await
+                    .map_err(|e| {
+                        OAuthError::from_api(e, || {
+                            OAuthError::invalid_grant(format!(
+                                "unable to authenticate user [{username}]"
+                            ))
+                        })
+                    })?;
             // A refresh token only for a client that may use it.
             let with_refresh = client.allows_grant(GrantType::RefreshToken);
             let mut login = auth::Provenance::default();
@@ -744,11 +369,12 @@ async fn lookup(
 /// whole family is invalidated, as invalidation always is here.
 pub async fn revoke(
     State(state): State<AppState>,
+    ClientIp(source): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
     let form = Form::parse(&headers, &read_body(&state, body).await?)?;
-    let requester = authenticate_requester(&state, &headers, &form).await?;
+    let requester = authenticate_requester(&state, source, &headers, &form).await?;
     let token = TokenString::from_presented(form.require("token")?);
     let Some((record, kind)) = lookup(&state, &token).await? else {
         return Ok(StatusCode::OK.into_response());
@@ -781,11 +407,12 @@ fn seconds(ms: Millis) -> i64 {
 /// token while it can still be used for a first refresh.
 pub async fn introspect(
     State(state): State<AppState>,
+    ClientIp(source): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
     let form = Form::parse(&headers, &read_body(&state, body).await?)?;
-    authenticate_requester(&state, &headers, &form).await?;
+    authenticate_requester(&state, source, &headers, &form).await?;
     let token = TokenString::from_presented(form.require("token")?);
     let now = state.now();
     let body = match lookup(&state, &token).await? {

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 use crate::auth::{self, Caller, Minter, PasswordCredentials};
 use crate::body::JsonBody;
 use crate::error::{validation_text, ApiError, ApiResult};
+use crate::throttle::ClientIp;
 use crate::AppState;
 
 /// The grant types Elasticsearch knows, in its message order.
@@ -111,6 +112,7 @@ impl TokenRequest {
 
 pub async fn get_token(
     State(state): State<AppState>,
+    ClientIp(source): ClientIp,
     Minter(caller, provenance): Minter,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> ApiResult<Json<Value>> {
@@ -161,6 +163,7 @@ pub async fn get_token(
                     &state,
                     &creds,
                     &format!("action [{}]", Action::TokenCreate.name()),
+                    source,
                 )
                 .await?;
                 provenance.add_login(&state, &subject.username, &hash);

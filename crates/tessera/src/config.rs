@@ -11,6 +11,10 @@ use clap::Args;
 use serde::Deserialize;
 use tessera_domain::time::parse_time_value;
 
+pub mod throttle;
+
+pub use throttle::ThrottleArgs;
+
 /// Flags of `tessera serve`. Each can also be given as an environment
 /// variable or in the config file (same name, snake_case).
 #[derive(Debug, Clone, Default, Args)]
@@ -83,6 +87,9 @@ pub struct ServeArgs {
     /// [default: http://<listen address>].
     #[arg(long, env = "TESSERA_ISSUER")]
     pub issuer: Option<String>,
+    /// Password and client-secret guessing.
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -108,6 +115,12 @@ struct FileConfig {
     max_connections: Option<toml::Value>,
     issuer: Option<String>,
     bootstrap_password: Option<String>,
+    lockout_threshold: Option<toml::Value>,
+    lockout_delays: Option<toml::Value>,
+    lockout_reset_after: Option<String>,
+    source_failure_burst: Option<toml::Value>,
+    source_failure_rate: Option<toml::Value>,
+    trusted_proxies: Option<toml::Value>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -394,6 +407,17 @@ impl Config {
             file.revoke_on_user_change,
             true,
         )?;
+        let throttle = throttle::resolve(
+            args.throttle,
+            throttle::ThrottleFile {
+                lockout_threshold: file.lockout_threshold,
+                lockout_delays: file.lockout_delays,
+                lockout_reset_after: file.lockout_reset_after,
+                source_failure_burst: file.source_failure_burst,
+                source_failure_rate: file.source_failure_rate,
+                trusted_proxies: file.trusted_proxies,
+            },
+        )?;
         let bootstrap_password = bootstrap_password(file.bootstrap_password)?;
         let issuer = args
             .issuer
@@ -413,6 +437,7 @@ impl Config {
                 issuer: issuer.clone().unwrap_or_else(|| default_issuer(listen)),
                 revoke_on_user_change,
                 clock: tessera_http::clock::Clock::system(),
+                throttle,
             },
             cleanup_interval,
             cleanup_batch,
@@ -671,7 +696,8 @@ mod tests {
         std::fs::write(
             &path,
             "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n\
-             max_connections = 50\nidle_timeout = \"5s\"\n",
+             max_connections = 50\nidle_timeout = \"5s\"\n\
+             trusted_proxies = [\"10.0.0.0/8\"]\nsource_failure_burst = 7\n",
         )
         .unwrap();
         let c = Config::resolve(ServeArgs {
@@ -685,6 +711,8 @@ mod tests {
         assert_eq!(c.http.max_body_bytes, 2048);
         assert_eq!(c.connections.max_connections, 50);
         assert_eq!(c.connections.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.http.throttle.trusted_proxies.len(), 1);
+        assert_eq!(c.http.throttle.budget.burst, 7.0);
         std::fs::write(&path, "acces_token_ttl = \"5m\"\n").unwrap();
         let err = format!(
             "{:#}",

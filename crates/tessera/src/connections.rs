@@ -21,12 +21,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -310,10 +312,14 @@ impl AsyncWrite for Watched {
 }
 
 /// The router, marking the connection busy while it has a request and idle
-/// once the response is handed back.
+/// once the response is handed back. Every request carries its
+/// connection's peer address (`ConnectInfo<SocketAddr>`), on which the
+/// per-source budget of failed authentications is kept
+/// (`tessera_http::throttle::ClientIp`).
 struct Tracked {
     inner: TowerToHyperService<Router>,
     shared: Arc<Shared>,
+    peer: ConnectInfo<SocketAddr>,
 }
 
 impl Service<hyper::Request<Incoming>> for Tracked {
@@ -321,8 +327,9 @@ impl Service<hyper::Request<Incoming>> for Tracked {
     type Error = std::convert::Infallible;
     type Future = Answer;
 
-    fn call(&self, req: hyper::Request<Incoming>) -> Answer {
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Answer {
         self.shared.set_busy();
+        req.extensions_mut().insert(self.peer);
         Answer {
             inner: self.inner.call(req),
             shared: Arc::clone(&self.shared),
@@ -381,6 +388,7 @@ async fn watchdog(shared: &Shared, limits: Limits) -> Closed {
 /// `stop` turns true (then a busy connection finishes its request first).
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     registration: Registration,
     router: Router,
     limits: Limits,
@@ -394,6 +402,7 @@ async fn serve_connection(
     let service = Tracked {
         inner: TowerToHyperService::new(router),
         shared: Arc::clone(&shared),
+        peer: ConnectInfo(peer),
     };
     {
         let mut conn = pin!(http1::Builder::new()
@@ -495,7 +504,7 @@ pub async fn serve(
             _ = stop.wait_for(|s| *s) => break,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 if registry.counts().0 >= registry.cap
                     && registry.evict_oldest()
                     && due(&mut cap_warned)
@@ -508,6 +517,7 @@ pub async fn serve(
                 let registration = registry.register();
                 tokio::spawn(serve_connection(
                     stream,
+                    peer,
                     registration,
                     router.clone(),
                     limits,

@@ -64,6 +64,67 @@ fn invalid_setting_exits_non_zero_naming_it() {
     assert!(!dir.path().join("tessera.db").exists());
 }
 
+#[test]
+fn guessing_limits_come_from_flags_environment_and_file_and_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tessera.toml");
+    std::fs::write(
+        &file,
+        "lockout_delays = [\"2s\", \"1m\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\nsource_failure_burst = 50\n",
+    )
+    .unwrap();
+    let out = tessera()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&file)
+        .args(["--source-failure-burst", "7"])
+        .env("TESSERA_LOCKOUT_THRESHOLD", "3")
+        .env("TESSERA_TRUSTED_PROXIES", "192.0.2.0/24")
+        .output()
+        .expect("running tessera");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compact: String = stdout.split_whitespace().collect();
+    for expected in [
+        "threshold:3,",
+        "schedule:[2000,60000,]",
+        "burst:7.0,",
+        "per_second:10.0,",
+        "192.0.2.0/24",
+    ] {
+        assert!(compact.contains(expected), "no {expected} in {stdout}");
+    }
+    assert!(
+        !stdout.contains("10.0.0.0/8"),
+        "the environment wins over the file"
+    );
+
+    for (flag, value, name) in [
+        ("--lockout-threshold", "0", "lockout_threshold"),
+        ("--lockout-delays", "soon", "lockout_delays"),
+        ("--lockout-reset-after", "0s", "lockout_reset_after"),
+        ("--source-failure-burst", "0", "source_failure_burst"),
+        ("--source-failure-rate", "-1", "source_failure_rate"),
+        ("--trusted-proxies", "the-load-balancer", "trusted_proxies"),
+    ] {
+        let out = tessera()
+            .arg("check-config")
+            .arg(format!("{flag}={value}"))
+            .output()
+            .expect("running tessera");
+        assert!(!out.status.success(), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("`{name}`")),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
+
 /// A port that was free a moment ago (the binary does not report the port
 /// it bound, so the test picks one). It is taken from below Linux's
 /// ephemeral range so that no `127.0.0.1:0` bind or outgoing connection

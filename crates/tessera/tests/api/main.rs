@@ -14,5 +14,6 @@ mod protocol;
 mod refresh_race;
 mod roles;
 mod slow_clients;
+mod throttle;
 mod tokens;
 mod users;

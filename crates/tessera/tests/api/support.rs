@@ -12,7 +12,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tessera::config::{Config, ServeArgs};
+use tessera::config::{Config, ServeArgs, ThrottleArgs};
 use tessera::server::{self, Running};
 
 /// The bootstrap superuser and the password tests give it.
@@ -53,6 +53,8 @@ pub struct Options {
     pub revoke_on_user_change: Option<&'static str>,
     /// Time stands still until [`TestServer::advance`] moves it.
     pub manual_clock: bool,
+    /// The account lock, source budget and trusted proxies.
+    pub throttle: ThrottleArgs,
 }
 
 pub struct TestServer {
@@ -101,6 +103,7 @@ impl TestServer {
             max_connections: options.max_connections.map(Into::into),
             refresh_reuse_revokes_family: options.refresh_reuse_revokes_family.map(Into::into),
             revoke_on_user_change: options.revoke_on_user_change.map(Into::into),
+            throttle: options.throttle.clone(),
             shutdown_timeout: Some("5s".into()),
             ..Default::default()
         })

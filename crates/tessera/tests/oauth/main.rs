@@ -11,4 +11,5 @@ mod metadata;
 mod register;
 mod revoke_introspect;
 mod scope;
+mod throttle;
 mod token;

@@ -11,7 +11,7 @@ use reqwest::blocking::Client;
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tessera::config::{Config, ServeArgs};
+use tessera::config::{Config, ServeArgs, ThrottleArgs};
 use tessera::server::{self, Running};
 
 pub const ADMIN: &str = "elastic";
@@ -36,6 +36,8 @@ pub struct Options {
     pub access_token_ttl: Option<&'static str>,
     pub refresh_window: Option<&'static str>,
     pub issuer: Option<&'static str>,
+    /// The account lock, source budget and trusted proxies.
+    pub throttle: ThrottleArgs,
 }
 
 pub struct TestServer {
@@ -67,6 +69,7 @@ impl TestServer {
             access_token_ttl: options.access_token_ttl.map(Into::into),
             refresh_window: options.refresh_window.map(Into::into),
             issuer: options.issuer.map(Into::into),
+            throttle: options.throttle.clone(),
             shutdown_timeout: Some("5s".into()),
             ..Default::default()
         })
