@@ -4,8 +4,8 @@
 //!
 //! A family minted by a token-authenticated caller records its parent's
 //! family key in `parent_family` (on its first pair only; successors share
-//! the family). Revoking a family walks that edge downwards with a
-//! recursive query, so a chain of any depth dies in the revoking
+//! the family). Revoking a family walks that edge downwards, generation
+//! by generation, so a chain of any depth dies in the revoking
 //! transaction. API keys and users are found through the `grants` a family
 //! refers to (the subject and client columns say which key or user a pair
 //! came from), so they need no column of their own.
@@ -98,27 +98,39 @@ fn parent_family(conn: &Connection, parent: &TokenHash) -> StoreResult<Option<i6
 }
 
 /// Invalidates both halves of every pair of the families with the given
-/// keys and of every family derived from them, however deep.
+/// keys and of every family derived from them, however deep: one update
+/// per family (on the family index) and one probe of the parent index for
+/// its children, generation by generation, so revoking a family that
+/// minted nothing costs what it did before families had children.
 pub fn revoke_tree(conn: &Connection, families: &[i64]) -> StoreResult<()> {
-    if families.is_empty() {
-        return Ok(());
+    let mut revoke = conn
+        .prepare_cached(&format!(
+            "UPDATE token_pairs SET {} WHERE IFNULL(family_seq, seq) = ?1",
+            pairs::INVALIDATE_SET
+        ))
+        .map_err(internal)?;
+    let mut children = conn
+        .prepare_cached("SELECT IFNULL(family_seq, seq) FROM token_pairs WHERE parent_family = ?1")
+        .map_err(internal)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut next: Vec<i64> = families.to_vec();
+    while !next.is_empty() {
+        let generation = std::mem::take(&mut next);
+        for family in generation {
+            // A family is a child of one parent, so this only guards
+            // against a corrupted file looping.
+            if !seen.insert(family) {
+                continue;
+            }
+            revoke.execute([family]).map_err(internal)?;
+            let found: Vec<i64> = children
+                .query_map([family], |r| r.get(0))
+                .and_then(Iterator::collect)
+                .map_err(internal)?;
+            next.extend(found);
+        }
     }
-    let seeds = serde_json::to_string(families)
-        .map_err(|e| tessera_store::StoreError::Internal(format!("encoding family keys: {e}")))?;
-    conn.prepare_cached(&format!(
-        "WITH RECURSIVE tree(family) AS (
-             SELECT value FROM json_each(?1)
-             UNION
-             SELECT IFNULL(p.family_seq, p.seq) FROM token_pairs p
-               JOIN tree t ON p.parent_family = t.family
-         )
-         UPDATE token_pairs SET {}
-          WHERE IFNULL(family_seq, seq) IN (SELECT family FROM tree)",
-        pairs::INVALIDATE_SET
-    ))
-    .and_then(|mut stmt| stmt.execute([seeds]))
-    .map(|_| ())
-    .map_err(internal)
+    Ok(())
 }
 
 /// The keys of the families whose grant matches `condition` (an SQL
@@ -171,10 +183,10 @@ pub fn revoke_client(conn: &Connection, client_column: &str) -> StoreResult<()> 
 /// Revokes everything derived from the families with the given keys (not
 /// the families themselves).
 pub fn revoke_children(conn: &Connection, families: &[i64]) -> StoreResult<()> {
-    let mut children = Vec::new();
     let mut stmt = conn
         .prepare_cached("SELECT IFNULL(family_seq, seq) FROM token_pairs WHERE parent_family = ?1")
         .map_err(internal)?;
+    let mut children = Vec::new();
     for family in families {
         let found: Vec<i64> = stmt
             .query_map([family], |r| r.get(0))
