@@ -33,6 +33,16 @@ const LOG_LINES_PER_WINDOW: u32 = 20;
 const LOG_WINDOW_MS: Millis = 10_000;
 /// A source stays suspect this long after a failure, whatever its budget.
 const SUSPECT_FOR_MS: Millis = 60_000;
+/// Failures across the process are counted in windows this long ...
+const PRESSURE_WINDOW_MS: Millis = 10_000;
+/// ... and more than this many in the current or the last window mean a
+/// guessing flood is under way (from sources that have not failed before,
+/// say, many addresses with a guess each): then only sources that have
+/// logged in successfully lately keep the ordinary hashing lane.
+const PRESSURE_FAILURES: u64 = 100;
+/// A source that logged in successfully is remembered as known for this
+/// long.
+const KNOWN_FOR_MS: Millis = 24 * 3_600_000;
 /// Verifications of one account take turns on one of these (by the
 /// account's hash), so that concurrent guesses cannot all pass the lock
 /// check before the first of them fails.
@@ -192,7 +202,44 @@ pub struct Throttle {
     turns: Vec<tokio::sync::Mutex<()>>,
     accounts: Sharded<[u8; 32], AccountLock>,
     sources: Sharded<IpAddr, SourceBudget>,
+    /// When each source last logged in successfully.
+    known: Sharded<IpAddr, Millis>,
+    /// Failures in the current and the previous pressure window.
+    pressure: Mutex<Pressure>,
     log: Mutex<LogSampler>,
+}
+
+/// Failures counted per [`PRESSURE_WINDOW_MS`].
+#[derive(Debug, Default)]
+struct Pressure {
+    window: Millis,
+    current: u64,
+    previous: u64,
+}
+
+impl Pressure {
+    fn roll(&mut self, now: Millis) {
+        let window = now.div_euclid(PRESSURE_WINDOW_MS);
+        if window != self.window {
+            self.previous = if window == self.window + 1 {
+                self.current
+            } else {
+                0
+            };
+            self.current = 0;
+            self.window = window;
+        }
+    }
+
+    fn fail(&mut self, now: Millis) {
+        self.roll(now);
+        self.current += 1;
+    }
+
+    fn high(&mut self, now: Millis) -> bool {
+        self.roll(now);
+        self.current.max(self.previous) > PRESSURE_FAILURES
+    }
 }
 
 /// The source failed its budget: answer 429 with `Retry-After`.
@@ -210,12 +257,30 @@ impl Throttle {
                 .collect(),
             accounts: Sharded::new(),
             sources: Sharded::new(),
+            known: Sharded::new(),
+            pressure: Mutex::new(Pressure::default()),
             log: Mutex::new(LogSampler::new(LOG_WINDOW_MS, LOG_LINES_PER_WINDOW)),
         }
     }
 
     pub fn settings(&self) -> &ThrottleSettings {
         &self.settings
+    }
+
+    /// Whether failures across the process amount to a flood.
+    fn under_pressure(&self, now: Millis) -> bool {
+        self.pressure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .high(now)
+    }
+
+    /// Whether `source` logged in successfully in the last
+    /// [`KNOWN_FOR_MS`].
+    fn known_source(&self, source: IpAddr, now: Millis) -> bool {
+        self.known.with(&source, |map| {
+            map.get(&source).is_some_and(|at| now - *at < KNOWN_FOR_MS)
+        })
     }
 
     /// Begins one authentication of `principal` in `realm` from `source`.
@@ -317,8 +382,12 @@ impl<'a> Attempt<'a> {
     }
 
     /// Whether this attempt comes from a source or for an account with
-    /// recent failures: its hashing then waits in the narrower lane, so a
-    /// guessing flood cannot take every hashing slot from other logins.
+    /// recent failures, or, while the process sees a flood of failures,
+    /// from a source that has not logged in successfully lately: its
+    /// hashing then waits in the narrower lane, so a guessing flood cannot
+    /// take every hashing slot from other logins. (The lane depends on the
+    /// source and the account's failures, never on whether the user
+    /// exists.)
     pub fn suspect(&self, now: Millis) -> bool {
         let t = self.throttle;
         let source_dirty = t.sources.with(&self.source, |map| {
@@ -330,6 +399,7 @@ impl<'a> Attempt<'a> {
                 map.get(&self.account)
                     .is_some_and(|l| !l.is_idle(&t.settings.lock, now))
             })
+            || (t.under_pressure(now) && !t.known_source(self.source, now))
     }
 
     /// Records how the attempt ended.
@@ -354,10 +424,21 @@ impl<'a> Attempt<'a> {
             Outcome::Success => {
                 t.accounts
                     .with(&self.account, |map| map.remove(&self.account));
+                t.known.upsert(
+                    self.source,
+                    |at| now - *at >= KNOWN_FOR_MS,
+                    |at| *at,
+                    || now,
+                    |at| *at = now,
+                );
                 return;
             }
             Outcome::InvalidCredentials | Outcome::UnknownPrincipal => {
                 charge_source();
+                t.pressure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .fail(now);
                 t.accounts.upsert(
                     self.account,
                     |l| l.is_idle(lock, now),
@@ -512,6 +593,42 @@ mod tests {
         let (accounts, sources) = t.tracked();
         assert!(accounts <= MAX_TRACKED, "{accounts}");
         assert!(sources <= MAX_TRACKED, "{sources}");
+    }
+
+    #[test]
+    fn under_a_flood_only_known_sources_keep_the_ordinary_lane() {
+        let t = Throttle::new(ThrottleSettings::default());
+        let (known, fresh) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        t.attempt(Realm::Native, "joe", known)
+            .finish(Outcome::Success, 0);
+        assert!(!t.attempt(Realm::Native, "ann", fresh).suspect(0));
+        // A flood of single guesses from as many new addresses.
+        for i in 0..=PRESSURE_FAILURES as u32 {
+            let source = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            t.attempt(Realm::Native, &format!("u{i}"), source)
+                .finish(Outcome::UnknownPrincipal, 1_000);
+        }
+        assert!(t.attempt(Realm::Native, "ann", fresh).suspect(1_000));
+        assert!(!t.attempt(Realm::Native, "joe", known).suspect(1_000));
+        // The same for an unknown name from the known source: the lane
+        // says nothing about who exists.
+        assert!(!t.attempt(Realm::Native, "nobody", known).suspect(1_000));
+        // The flood counts through the next window, then is over.
+        assert!(t
+            .attempt(Realm::Native, "ann", fresh)
+            .suspect(PRESSURE_WINDOW_MS + 1));
+        assert!(!t
+            .attempt(Realm::Native, "ann", fresh)
+            .suspect(3 * PRESSURE_WINDOW_MS));
+        // A known source is forgotten after a day.
+        t.attempt(Realm::Native, "joe", known)
+            .finish(Outcome::Success, 0);
+        for i in 0..=PRESSURE_FAILURES as u32 {
+            let source = IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + i));
+            t.attempt(Realm::Native, &format!("v{i}"), source)
+                .finish(Outcome::UnknownPrincipal, KNOWN_FOR_MS);
+        }
+        assert!(t.attempt(Realm::Native, "joe", known).suspect(KNOWN_FOR_MS));
     }
 
     #[test]
