@@ -1,9 +1,10 @@
 //! The schema, as numbered migrations applied once each at connect.
 //!
-//! The tables mirror the SQLite backend's: the same columns, with `BYTEA`
-//! for hashes and sealed blobs, `BIGINT` for times in milliseconds and
-//! `BOOLEAN` for flags. JSON values stay `TEXT` so that they come back
-//! byte for byte as written (key order included).
+//! One row per token pair in `tokens` (the SQLite backend has its own,
+//! more compact layout), with `BYTEA` for hashes and sealed blobs,
+//! `BIGINT` for times in milliseconds and `BOOLEAN` for flags. JSON values
+//! stay `TEXT` so that they come back byte for byte as written (key order
+//! included).
 
 use deadpool_postgres::Client;
 use tokio_postgres::IsolationLevel;

@@ -8,8 +8,9 @@
 //! - Every write that may change or remove an existing row (a *revoking*
 //!   write: an invalidation, a refresh, any change to a user, role or key)
 //!   names the tables it may make stale ([`Affects`]), and is bracketed by
-//!   two counters of each of them: `begun` is bumped before the transaction
-//!   begins and `done` after it has committed, before anyone is answered.
+//!   two counters of each of them: `begun` is bumped just before the
+//!   transaction's `COMMIT` (nothing it wrote is visible to readers until
+//!   then) and `done` after it has committed, before anyone is answered.
 //!   Writes that only insert new rows leave them alone: nothing cached can
 //!   depend on a row that did not exist.
 //! - A lookup in a table is served from memory only while no revoking write

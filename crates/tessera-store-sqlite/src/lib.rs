@@ -1,8 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! Writes go through a single writer thread that owns the only writing
-//! connection. It takes every write job that is waiting, runs each in its
-//! own savepoint inside one transaction and commits once; a syncer thread
+//! connection. It takes every write job that is waiting, runs them in one
+//! transaction (without savepoints; a batch in which a job fails is rolled
+//! back and run again with a savepoint around each job) and commits once; a syncer thread
 //! fsyncs the WAL and only then answers every job of the batch (see
 //! `writer`). Concurrent requests therefore share an fsync (group commit)
 //! without any of them seeing an answer before its data is durable, and

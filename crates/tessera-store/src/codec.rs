@@ -9,7 +9,9 @@ use tessera_domain::{Authentication, ClientRef, TokenHash, TokenRecord};
 
 use crate::{StoreError, StoreResult};
 
-/// A token record flattened into the columns of the `tokens` table.
+/// A token record flattened into columns: PostgreSQL's `tokens` table
+/// holds them as they are; SQLite spreads them over `token_pairs`,
+/// `grants` and `refreshes` (see its `pairs` module).
 #[derive(Debug, Clone)]
 pub struct TokenRow {
     pub id: String,
