@@ -1,0 +1,286 @@
+//! Token pairs on PostgreSQL: their rows, storing, the refresh
+//! transaction and invalidation.
+
+use super::*;
+
+pub(crate) static TOKEN_BY_ACCESS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = $1"));
+pub(crate) static TOKEN_BY_REFRESH: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE refresh_hash = $1"));
+pub(crate) static TOKEN_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"));
+pub(crate) static LOCK_TOKEN_BY_REFRESH: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE refresh_hash = $1 FOR UPDATE")
+});
+pub(crate) static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO tokens ({TOKEN_COLUMNS}, parent_family, api_key_id, client_username)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                 $19, $20, $21, $22, $23)"
+    )
+});
+pub(crate) const MARK_ISSUED: &str =
+    "INSERT INTO meta (key, value) VALUES ('tokens_issued', '1') ON CONFLICT (key) DO NOTHING";
+
+pub(crate) fn token_row(row: &Row) -> Result<TokenRow, tokio_postgres::Error> {
+    Ok(TokenRow {
+        id: row.try_get(0)?,
+        access_hash: row.try_get(1)?,
+        refresh_hash: row.try_get(2)?,
+        family_id: row.try_get(3)?,
+        generation: row.try_get(4)?,
+        username: row.try_get(5)?,
+        realm: row.try_get(6)?,
+        subject: row.try_get(7)?,
+        client: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+        access_expires_at: row.try_get(10)?,
+        refresh_expires_at: row.try_get(11)?,
+        access_invalidated: row.try_get(12)?,
+        refresh_invalidated: row.try_get(13)?,
+        refreshed_at: row.try_get(14)?,
+        successor_id: row.try_get(15)?,
+        sealed_successor: row.try_get(16)?,
+        purge_after: row.try_get(17)?,
+        scope: row.try_get(18)?,
+        not_after: row.try_get(19)?,
+    })
+}
+
+pub(crate) fn token_record(row: Option<Row>) -> Result<Option<TokenRecord>, Fail> {
+    match row {
+        None => Ok(None),
+        Some(row) => Ok(Some(token_row(&row)?.into_record()?)),
+    }
+}
+
+/// Stores `record`, as a child of the family `parent` if given.
+pub(crate) async fn insert_token_row(
+    c: &impl GenericClient,
+    record: &TokenRecord,
+    parent: Option<&str>,
+) -> Result<(), Fail> {
+    let r = TokenRow::from_record(record)?;
+    let (api_key_id, client_username) = lineage::source_columns(record);
+    let stmt = c.prepare_cached(&INSERT_TOKEN).await?;
+    c.execute(
+        &stmt,
+        &[
+            &r.id,
+            &r.access_hash,
+            &r.refresh_hash,
+            &r.family_id,
+            &r.generation,
+            &r.username,
+            &r.realm,
+            &r.subject,
+            &r.client,
+            &r.created_at,
+            &r.access_expires_at,
+            &r.refresh_expires_at,
+            &r.access_invalidated,
+            &r.refresh_invalidated,
+            &r.refreshed_at,
+            &r.successor_id,
+            &r.sealed_successor,
+            &r.purge_after,
+            &r.scope,
+            &r.not_after,
+            &parent,
+            &api_key_id,
+            &client_username,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One attempt at a refresh, in a serializable transaction (see the crate
+/// docs). Rejections and replays commit too: under `SERIALIZABLE`, what a
+/// transaction read is only known to be consistent once it has committed.
+pub(crate) async fn refresh_attempt(
+    client: &mut Client,
+    req: &RefreshRequest,
+) -> Result<RefreshOutcome, Fail> {
+    let hash = req.refresh_token.hash();
+    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let stmt = tx.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
+    let Some(record) = token_record(tx.query_opt(&stmt, &[&hash.0.as_slice()]).await?)? else {
+        tx.commit().await?;
+        return Ok(Err(Denied::reject(RefreshError::NotFound)));
+    };
+    let outcome = match refresh::decide(
+        &record,
+        &req.refresh_token,
+        &req.caller,
+        req.now,
+        req.policy,
+    ) {
+        Decision::Deny(denied) => Err(denied),
+        Decision::Replay { successor_id, pair } => {
+            let stmt = tx.prepare_cached(&TOKEN_BY_ID).await?;
+            let successor = token_record(tx.query_opt(&stmt, &[&successor_id]).await?)?;
+            refresh::judge_replay(successor.as_ref(), req.now, req.policy).map(|()| {
+                RefreshGranted {
+                    pair,
+                    subject: record.subject.clone(),
+                    scope: record.scope.clone(),
+                    not_after: record.not_after,
+                    rotated: false,
+                }
+            })
+        }
+        Decision::Rotate {
+            successor,
+            refreshed,
+            pair,
+        } => {
+            insert_token_row(&tx, &successor, None).await?;
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE tokens SET refreshed_at = $2, successor_id = $3, sealed_successor = $4
+                     WHERE id = $1 AND refreshed_at IS NULL",
+                )
+                .await?;
+            let updated = tx
+                .execute(
+                    &stmt,
+                    &[
+                        &record.id,
+                        &refreshed.at,
+                        &refreshed.successor_id,
+                        &refreshed.sealed_successor,
+                    ],
+                )
+                .await?;
+            if updated != 1 {
+                // The row is locked by this transaction, so this cannot
+                // happen unless something is badly wrong.
+                return Err(StoreError::Internal(
+                    "the locked token changed during its refresh".into(),
+                )
+                .into());
+            }
+            Ok(RefreshGranted {
+                pair,
+                subject: record.subject,
+                scope: record.scope,
+                not_after: record.not_after,
+                rotated: true,
+            })
+        }
+    };
+    if let Err(denied) = &outcome {
+        if denied.revoke_family {
+            revoke_family(&tx, &record.family_id).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Invalidates both halves of every pair in a family, and of every family
+/// derived from it.
+pub(crate) async fn revoke_family(c: &impl GenericClient, family_id: &str) -> Result<(), Fail> {
+    lineage::revoke_tree(c, &[family_id.to_owned()]).await
+}
+
+/// One attempt at invalidating the pair holding a token and the rest of its
+/// family. Serializable, like a refresh, so that the two are linearizable:
+/// a successor minted by a refresh racing this call is either seen and
+/// invalidated here, or the refresh is retried and finds its token dead.
+/// The answer reflects the named token's own flag before the call; the flag
+/// only goes from false to true, so racing invalidations agree on who
+/// changed it.
+pub(crate) async fn invalidate_one(
+    client: &mut Client,
+    column: &str,
+    flag: &str,
+    hash: &TokenHash,
+) -> Result<InvalidateOne, Fail> {
+    let key = hash.0.as_slice();
+    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {flag}, family_id FROM tokens WHERE {column} = $1 FOR UPDATE"
+        ))
+        .await?;
+    let Some(row) = tx.query_opt(&stmt, &[&key]).await? else {
+        tx.commit().await?;
+        return Ok(InvalidateOne::NotFound);
+    };
+    let already: bool = row.try_get(0)?;
+    let family_id: String = row.try_get(1)?;
+    revoke_family(&tx, &family_id).await?;
+    tx.commit().await?;
+    Ok(if already {
+        InvalidateOne::AlreadyInvalidated
+    } else {
+        InvalidateOne::Invalidated
+    })
+}
+
+/// One attempt at invalidating every active pair of a user and/or realm,
+/// in a serializable transaction (see the crate docs for why).
+pub(crate) async fn invalidate_matching_attempt(
+    client: &mut Client,
+    username: Option<&str>,
+    realm: Option<&str>,
+    now: Millis,
+) -> Result<InvalidateCounts, Fail> {
+    let mut filters = Vec::new();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&now];
+    if let Some(u) = &username {
+        params.push(u);
+        filters.push(format!("username = ${}", params.len()));
+    }
+    if let Some(r) = &realm {
+        params.push(r);
+        filters.push(format!("realm = ${}", params.len()));
+    }
+    if filters.is_empty() {
+        return Err(
+            StoreError::Internal("invalidate_matching needs a username or a realm".into()).into(),
+        );
+    }
+    let select = format!(
+        "SELECT id, refresh_hash IS NOT NULL, refresh_invalidated, access_invalidated, family_id
+           FROM tokens
+         WHERE {} AND ((NOT access_invalidated AND access_expires_at > $1)
+                    OR (refresh_hash IS NOT NULL AND NOT refresh_invalidated AND refresh_expires_at > $1))
+         ORDER BY id FOR UPDATE",
+        filters.join(" AND ")
+    );
+    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let stmt = tx.prepare_cached(&select).await?;
+    let rows = tx.query(&stmt, &params).await?;
+    let mut counts = InvalidateCounts::default();
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut families = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get(0)?;
+        codec::count_invalidation(
+            &mut counts,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        ids.push(id);
+        families.push(row.try_get::<_, String>(4)?);
+    }
+    if !ids.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE tokens SET access_invalidated = TRUE, refresh_invalidated = (refresh_hash IS NOT NULL)
+                 WHERE id = ANY($1)",
+            )
+            .await?;
+        tx.execute(&stmt, &[&ids]).await?;
+        // Whatever those pairs minted dies with them.
+        families.sort();
+        families.dedup();
+        lineage::revoke_children(&tx, &families).await?;
+    }
+    tx.commit().await?;
+    Ok(counts)
+}
