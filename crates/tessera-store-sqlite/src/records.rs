@@ -1,0 +1,135 @@
+//! Rows of users, API keys and OAuth clients, and user changes.
+
+use super::*;
+
+pub(crate) fn oauth_client_row(row: &Row<'_>) -> rusqlite::Result<OAuthClientRow> {
+    Ok(OAuthClientRow {
+        client_id: row.get(0)?,
+        secret_hash: row.get(1)?,
+        client_name: row.get(2)?,
+        grant_types: row.get(3)?,
+        scope: row.get(4)?,
+        token_endpoint_auth_method: row.get(5)?,
+        created_at: row.get(6)?,
+    })
+}
+
+pub(crate) fn api_key_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        secret_hash: row.get(2)?,
+        username: row.get(3)?,
+        realm: row.get(4)?,
+        owner: row.get(5)?,
+        created_at: row.get(6)?,
+        expires_at: row.get(7)?,
+        invalidated_at: row.get(8)?,
+        role_descriptors: row.get(9)?,
+        metadata: row.get(10)?,
+    })
+}
+
+/// The keys `filter` matches, oldest first: narrowed by id or owner in
+/// SQL, finished by [`ApiKeyFilter::matches`].
+pub(crate) fn select_api_keys(
+    conn: &Connection,
+    filter: &ApiKeyFilter,
+) -> StoreResult<Vec<ApiKeyRecord>> {
+    let sql = format!(
+        "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE (?1 IS NULL OR username = ?1) ORDER BY created_at, id"
+    );
+    let rows = match &filter.ids {
+        Some(ids) => {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
+                ))
+                .map_err(internal)?;
+            let mut rows = Vec::new();
+            for id in ids {
+                if let Some(row) = stmt
+                    .query_row([id], api_key_row)
+                    .optional()
+                    .map_err(internal)?
+                {
+                    rows.push(row);
+                }
+            }
+            rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            rows.dedup_by(|a, b| a.id == b.id);
+            rows
+        }
+        None => conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_map([&filter.username], api_key_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(internal)?,
+    };
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key = row.into_record()?;
+        if filter.matches(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+pub(crate) fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        username: row.get(0)?,
+        password_hash: row.get(1)?,
+        roles: row.get(2)?,
+        full_name: row.get(3)?,
+        email: row.get(4)?,
+        metadata: row.get(5)?,
+        enabled: row.get(6)?,
+    })
+}
+
+/// What a user change may make stale: the users, and the tokens when it
+/// revokes them.
+pub(crate) fn user_change(revoke_tokens: bool) -> Affects {
+    if revoke_tokens {
+        Affects::USERS.and(Affects::TOKENS)
+    } else {
+        Affects::USERS
+    }
+}
+
+pub(crate) fn revoke_user_if(conn: &Connection, revoke: bool, username: &str) -> StoreResult<()> {
+    if revoke {
+        lineage::revoke_user(conn, username)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn upsert_user(c: &Connection, user: &UserUpsert) -> StoreResult<bool> {
+    let roles = codec::to_json(&user.roles)?;
+    let metadata = codec::to_json(&user.metadata)?;
+    let existing: Option<String> = c
+        .query_row(
+            "SELECT password_hash FROM users WHERE username = ?1",
+            [&user.username],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(internal)?;
+    let password_hash = match (&user.password_hash, &existing) {
+        (Some(h), _) => h.clone(),
+        (None, Some(h)) => h.clone(),
+        (None, None) => return Err(StoreError::PasswordRequired),
+    };
+    c.execute(
+        "INSERT INTO users (username, password_hash, roles, full_name, email, metadata, enabled)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, roles = excluded.roles,
+           full_name = excluded.full_name, email = excluded.email, metadata = excluded.metadata, enabled = excluded.enabled",
+        params![user.username, password_hash, roles, user.full_name, user.email, metadata, user.enabled],
+    )
+    .map_err(internal)?;
+    Ok(existing.is_none())
+}

@@ -1,0 +1,366 @@
+//! The embedded store's own tests: upgrades of older files, the read
+//! cache against other processes, and the conformance suite.
+
+use super::*;
+
+/// The first released schema: one `tokens` table with every column of
+/// a pair inline, before tokens had a scope and before OAuth clients.
+const FIRST_SCHEMA: &str = "
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
+        roles TEXT NOT NULL, full_name TEXT, email TEXT, metadata TEXT NOT NULL,
+        enabled INTEGER NOT NULL);
+    CREATE TABLE roles (name TEXT PRIMARY KEY, descriptor TEXT NOT NULL);
+    CREATE TABLE tokens (id TEXT PRIMARY KEY, access_hash BLOB NOT NULL UNIQUE,
+        refresh_hash BLOB UNIQUE, family_id TEXT NOT NULL, generation INTEGER NOT NULL,
+        username TEXT NOT NULL, realm TEXT NOT NULL, subject TEXT NOT NULL,
+        client TEXT NOT NULL, created_at INTEGER NOT NULL,
+        access_expires_at INTEGER NOT NULL, refresh_expires_at INTEGER,
+        access_invalidated INTEGER NOT NULL, refresh_invalidated INTEGER NOT NULL,
+        refreshed_at INTEGER, successor_id TEXT, sealed_successor BLOB,
+        purge_after INTEGER NOT NULL);
+    CREATE INDEX tokens_by_username ON tokens (username);
+    CREATE INDEX tokens_by_family ON tokens (family_id);";
+
+/// A database of the first release (one `tokens` table, no scope, no
+/// OAuth clients) is upgraded at open: its pairs move to the current
+/// layout unchanged (a refreshed one included), still refresh and
+/// replay, and read as unrestricted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_from_the_first_release_are_upgraded_in_place() {
+    use tessera_domain::refresh::RefreshPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let s = tessera_store::conformance::subject("old");
+    let (old, old_pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+    let (mut refreshed, refreshed_pair) =
+        TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+    let policy = RefreshPolicy {
+        access_ttl_ms: 60_000,
+        window_ms: 30_000,
+        reuse_revokes_family: true,
+    };
+    let rt = refreshed_pair.refresh.clone().unwrap();
+    let tessera_domain::refresh::Decision::Rotate {
+        successor,
+        refreshed: done,
+        pair: successor_pair,
+    } = tessera_domain::refresh::decide(&refreshed, &rt, &refreshed.client, 2_000, policy)
+    else {
+        panic!("a fresh pair rotates");
+    };
+    refreshed.refreshed = Some(done);
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(FIRST_SCHEMA).unwrap();
+        for record in [&old, &refreshed, &*successor] {
+            let r = tessera_store::codec::TokenRow::from_record(record).unwrap();
+            conn.execute(
+                "INSERT INTO tokens VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                params![
+                    r.id, r.access_hash, r.refresh_hash, r.family_id, r.generation, r.username,
+                    r.realm, r.subject, r.client, r.created_at, r.access_expires_at,
+                    r.refresh_expires_at, r.access_invalidated, r.refresh_invalidated,
+                    r.refreshed_at, r.successor_id, r.sealed_successor, r.purge_after
+                ],
+            )
+            .unwrap();
+        }
+    }
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.count_tokens().await.unwrap(), 3);
+        for (record, pair) in [(&old, &old_pair), (&refreshed, &refreshed_pair)] {
+            let found = store
+                .find_by_access(&pair.access.hash())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&found, record);
+        }
+        assert_eq!(
+            store
+                .find_by_access(&successor_pair.access.hash())
+                .await
+                .unwrap()
+                .unwrap(),
+            *successor
+        );
+        // The refreshed pair replays its successor, byte for byte.
+        let replay = store
+            .refresh(RefreshRequest {
+                refresh_token: rt.clone(),
+                caller: refreshed.client.clone(),
+                now: 3_000,
+                policy,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(replay.pair, successor_pair);
+        assert!(!replay.rotated);
+        // The moved pairs are still one family: invalidating the first
+        // invalidates its successor.
+        store.invalidate_refresh(&rt.hash()).await.unwrap();
+        let successor_now = store
+            .find_by_access(&successor_pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(successor_now.access_invalidated && successor_now.refresh_invalidated);
+        let unrelated = store
+            .find_by_access(&old_pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!unrelated.access_invalidated);
+    }
+    for _ in 0..2 {
+        // Twice: the upgrade is idempotent.
+        let store = SqliteStore::open(&path).unwrap();
+        let found = store
+            .find_by_access(&old_pair.access.hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, old);
+        assert_eq!(found.scope, None);
+        let client = tessera_domain::oauth::mint_client(Default::default(), 5).record;
+        assert!(store.put_oauth_client(&client).await.unwrap());
+        let (scoped, pair) = TokenRecord::issue_scoped(
+            &s,
+            client.client_ref(),
+            Some(vec!["a".into()]),
+            false,
+            1_000,
+            60_000,
+        );
+        store.insert_token(&scoped).await.unwrap();
+        assert_eq!(
+            store
+                .find_by_access(&pair.access.hash())
+                .await
+                .unwrap()
+                .unwrap(),
+            scoped
+        );
+    }
+}
+
+/// The serving process caches; another process (here another store on
+/// the same file) invalidates: once that returned, the serving process
+/// never answers from its old entry. Many trials, with readers racing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_by_other_processes_reach_the_serving_cache() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let server = Arc::new(SqliteStore::open_serving(&path).unwrap());
+    let cli = SqliteStore::open(&path).unwrap();
+    let s = tessera_store::conformance::subject("shared");
+    for trial in 0..100 {
+        let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+        // Inserted by either side; both are plain inserts.
+        if trial % 2 == 0 {
+            cli.insert_token(&record).await.unwrap();
+        } else {
+            server.insert_token(&record).await.unwrap();
+        }
+        let hash = pair.access.hash();
+        for _ in 0..2 {
+            let found = server.find_by_access(&hash).await.unwrap().unwrap();
+            assert!(!found.access_invalidated);
+        }
+        let returned = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (server, returned) = (Arc::clone(&server), Arc::clone(&returned));
+                tokio::spawn(async move {
+                    let mut after = 0;
+                    while after < 3 {
+                        let started_after = returned.load(Ordering::SeqCst);
+                        let found = server.find_by_access(&hash).await.unwrap().unwrap();
+                        if started_after {
+                            assert!(found.access_invalidated, "trial {trial}: stale read");
+                            after += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        assert_eq!(
+            cli.invalidate_access(&hash).await.unwrap(),
+            InvalidateOne::Invalidated
+        );
+        returned.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.await.unwrap();
+        }
+    }
+    // Users too: a password changed elsewhere is what the server reads.
+    let upsert = |hash: &str| UserUpsert {
+        username: "u".into(),
+        password_hash: Some(hash.into()),
+        roles: vec![],
+        full_name: None,
+        email: None,
+        metadata: Default::default(),
+        enabled: true,
+        revoke_tokens: false,
+    };
+    server.put_user(upsert("h1")).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            server.get_user("u").await.unwrap().unwrap().password_hash,
+            "h1"
+        );
+    }
+    cli.set_password("u", "h2", false).await.unwrap();
+    assert_eq!(
+        server.get_user("u").await.unwrap().unwrap().password_hash,
+        "h2"
+    );
+}
+
+/// One serving process per database file; the next may start once it
+/// has gone, and a process that dies mid-lease ends its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_serving_process_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.db");
+    let first = SqliteStore::open_serving(&path).unwrap();
+    let Err(e) = SqliteStore::open_serving(&path) else {
+        panic!("a second serving store opened the same file");
+    };
+    assert!(e.to_string().contains("another tessera server"), "{e}");
+    drop(first);
+    let second = SqliteStore::open_serving(&path).unwrap();
+
+    // A guest that takes a lease and vanishes (its socket closes).
+    let cache = second.cache.clone().unwrap();
+    let lease = cache::lease_address(&path).unwrap();
+    let before = generations(&cache);
+    let mut stream = std::os::unix::net::UnixStream::connect_addr(&lease).unwrap();
+    let mut granted = [0u8; 1];
+    std::io::Read::read_exact(&mut stream, &mut granted).unwrap();
+    assert_eq!(
+        generations(&cache),
+        [None; 4],
+        "nothing is served from the cache during a lease"
+    );
+    drop(stream);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while generations(&cache).contains(&None) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for (after, before) in generations(&cache).iter().zip(before) {
+        assert!(after > &before, "the ended lease moved every generation");
+    }
+}
+
+/// Every table's generation, `None` while a write on it is in flight.
+fn generations(cache: &ReadCache) -> [Option<u64>; 4] {
+    [
+        cache.tokens.stable(),
+        cache.users.stable(),
+        cache.roles.stable(),
+        cache.api_keys.stable(),
+    ]
+}
+
+/// A write moves the generations of the tables it names and no other:
+/// a refresh leaves the users, roles and keys cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_move_only_the_tables_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_serving(&dir.path().join("tables.db")).unwrap();
+    let cache = store.cache.clone().unwrap();
+    store
+        .put_user(UserUpsert {
+            username: "carol".into(),
+            password_hash: Some("h".into()),
+            roles: vec![],
+            full_name: None,
+            email: None,
+            metadata: Default::default(),
+            enabled: true,
+            revoke_tokens: false,
+        })
+        .await
+        .unwrap();
+    let s = tessera_store::conformance::subject("carol");
+    let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+    store.insert_token(&record).await.unwrap();
+
+    let before = generations(&cache);
+    let refreshed = store
+        .refresh(RefreshRequest {
+            refresh_token: pair.refresh.unwrap(),
+            caller: s.client_ref(),
+            now: 2_000,
+            policy: refresh::RefreshPolicy {
+                access_ttl_ms: 60_000,
+                window_ms: 30_000,
+                reuse_revokes_family: true,
+            },
+        })
+        .await
+        .unwrap();
+    assert!(refreshed.is_ok());
+    let after = generations(&cache);
+    assert!(
+        after[0] > before[0],
+        "a refresh moves the tokens' generation"
+    );
+    assert_eq!(after[1..], before[1..], "and no other");
+
+    store.set_enabled("carol", false, false).await.unwrap();
+    let last = generations(&cache);
+    assert!(
+        last[1] > after[1],
+        "a user change moves the users' generation"
+    );
+    assert_eq!(
+        (last[0], &last[2..]),
+        (after[0], &after[2..]),
+        "and no other"
+    );
+}
+
+/// The one conformance suite, run against real SQLite files, as the serving
+/// process opens them (with the read cache) and as any other process does.
+mod conformance {
+    use std::sync::Arc;
+
+    use tessera_store::conformance::DynStore;
+
+    use crate::SqliteStore;
+
+    /// A store on a fresh file in a temporary directory that lives as long
+    /// as the returned guard.
+    fn fresh_file(
+        open: fn(&std::path::Path) -> tessera_store::StoreResult<SqliteStore>,
+    ) -> Option<(DynStore, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("store.db")).unwrap();
+        Some((Arc::new(store) as DynStore, dir))
+    }
+
+    mod serving {
+        async fn fresh() -> Option<(super::DynStore, tempfile::TempDir)> {
+            super::fresh_file(super::SqliteStore::open_serving)
+        }
+        tessera_store::conformance_tests!(fresh);
+    }
+
+    mod not_serving {
+        async fn fresh() -> Option<(super::DynStore, tempfile::TempDir)> {
+            super::fresh_file(super::SqliteStore::open)
+        }
+        tessera_store::conformance_tests!(fresh);
+    }
+}
