@@ -7,6 +7,7 @@
 mod ceiling;
 mod client;
 mod guessing;
+mod measure;
 mod peer;
 mod pgbench;
 mod process;

@@ -23,9 +23,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::{basic, Check, Conn, LoadResult, LoadSettings, Req};
+use crate::measure::{self, Settings};
 use crate::process::{self, ChildServer};
 use crate::report::{self, Row};
-use crate::run::{self, Settings};
 
 /// The peers `--peer` knows.
 pub const KNOWN: &[&str] = &["oidc-provider"];
@@ -363,7 +363,7 @@ async fn scenarios(
         Err(why) => failed_row(CC_ROW, &why),
         Ok(()) => {
             let req = cc_req.clone();
-            match run::measure_checked(
+            match measure::measure_checked(
                 CC_ROW,
                 &server,
                 load,
@@ -372,7 +372,7 @@ async fn scenarios(
             )
             .await
             {
-                Ok(r) => run::row(CC_ROW, &r, ratio(&r)),
+                Ok(r) => measure::row(CC_ROW, &r, ratio(&r)),
                 Err(e) => failed_row(CC_ROW, &format!("{e:#}")),
             }
         }
@@ -383,7 +383,7 @@ async fn scenarios(
     // Introspection of client_credentials access tokens: POST /token/introspection.
     let row = async {
         eprintln!("==> minting {INTROSPECTION_POOL} access tokens of the peer for introspection");
-        let pool = run::mint(
+        let pool = measure::mint(
             addr,
             settings.connections,
             INTROSPECTION_POOL,
@@ -396,7 +396,7 @@ async fn scenarios(
             Arc::new(pool.iter().map(|t| introspection_req(&auth, t)).collect());
         let active = contains("\"active\":true", "the token is not active");
         preflight(addr, &reqs[0], &active).await?;
-        let r = run::measure_checked(
+        let r = measure::measure_checked(
             INTROSPECTION_ROW,
             &server,
             load,
@@ -405,7 +405,7 @@ async fn scenarios(
         )
         .await
         .map_err(|e| format!("{e:#}"))?;
-        let mut row = run::row(INTROSPECTION_ROW, &r, ratio(&r));
+        let mut row = measure::row(INTROSPECTION_ROW, &r, ratio(&r));
         row.notes.push(format!(
             "random one of {} tokens, hint client_credentials",
             report::group_thousands(INTROSPECTION_POOL as u64)
@@ -420,7 +420,7 @@ async fn scenarios(
     let row = async {
         // The peer refreshes in memory and may well outrun its own token
         // creation; minting is cheap, so the margin is wide.
-        let n = run::pool_size(cc_rate, 4.0, settings);
+        let n = measure::pool_size(cc_rate, 4.0, settings);
         eprintln!("==> asking the peer for {n} refresh tokens for the refresh scenario");
         let mut pool = mint_refresh_tokens(admin, n + 1)
             .await
@@ -432,17 +432,17 @@ async fn scenarios(
         let rotated = contains("\"refresh_token\"", "no refresh_token");
         preflight(addr, &refresh_req(&auth, &first), &rotated).await?;
         let reqs = Arc::new(pool.iter().map(|t| refresh_req(&auth, t)).collect());
-        let r = run::measure_checked(
+        let r = measure::measure_checked(
             REFRESH_ROW,
             &server,
             load,
-            run::take_each_once(reqs),
+            measure::take_each_once(reqs),
             Some(rotated),
         )
         .await
         .map_err(|e| format!("{e:#}"))?;
         report.refresh_pool = Some(n);
-        let mut row = run::row(REFRESH_ROW, &r, ratio(&r));
+        let mut row = measure::row(REFRESH_ROW, &r, ratio(&r));
         row.notes
             .push(format!("pool of {}", report::group_thousands(n as u64)));
         Ok::<Row, String>(row)

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::measure::Settings;
 use crate::process;
-use crate::run::Settings;
 
 /// pgbench's threads (`-j`), at most.
 const THREADS: usize = 2;
