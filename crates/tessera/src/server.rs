@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,9 +53,7 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
     match &config.store {
         StoreLocation::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).with_context(|| {
-                    format!("cannot create the data directory {}", parent.display())
-                })?;
+                prepare_data_dir(parent)?;
             }
             let open = if serving {
                 SqliteStore::open_serving
@@ -82,6 +82,41 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
         }
     }
 }
+
+/// Creates the data directory 0700 (whatever the umask) if it is missing;
+/// warns if an existing one is open to its group or to others, which can
+/// then list it and, were a file in it ever readable, read the store.
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    target: "tessera::security",
+                    dir = %dir.display(),
+                    mode = %format!("{mode:04o}"),
+                    "the data directory is accessible to its group or to others; \
+                     restrict it with chmod 700"
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DATA_DIR_MODE)
+            .create(dir)
+            .and_then(|()| {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))
+            })
+            .with_context(|| format!("cannot create the data directory {}", dir.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot read the data directory {}", dir.display()))
+        }
+    }
+}
+
+/// The mode of a data directory Tessera creates.
+const DATA_DIR_MODE: u32 = 0o700;
 
 fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
