@@ -3,7 +3,7 @@
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
@@ -58,6 +58,42 @@ pub async fn authenticate(
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(missing_credentials(uri));
     };
+    match parse_authorization(value)? {
+        Presented::Basic(creds) => {
+            let what = format!("REST request [{uri}]");
+            authenticate_password(state, &creds, &what).await
+        }
+        Presented::Bearer(token) => {
+            let record = authenticate_bearer(state, token).await?;
+            if uri.path() != SCOPE_EXEMPT_PATH
+                && !oauth::scope_allows_admin(record.scope.as_deref())
+            {
+                return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
+            }
+            Ok(record.subject)
+        }
+        Presented::ApiKey(credentials) => crate::api_keys::authenticate(state, credentials).await,
+        Presented::Other => Err(missing_credentials(uri)),
+    }
+}
+
+/// What an `Authorization` header presents, before any lookup.
+pub enum Presented<'a> {
+    /// `Basic`: the decoded username and password.
+    Basic(PasswordCredentials),
+    /// `Bearer`: the token string as sent.
+    Bearer(&'a str),
+    /// `ApiKey`: the encoded `id:secret` as sent.
+    ApiKey(&'a str),
+    /// Any other scheme: treated as no credentials at all.
+    Other,
+}
+
+/// Parses an `Authorization` header value (scheme names are
+/// case-insensitive). Pure: no lookup happens here. A header that is not
+/// ASCII, or a `Basic` value that does not decode to `user:password`, is a
+/// 401.
+pub fn parse_authorization(value: &HeaderValue) -> ApiResult<Presented<'_>> {
     let Ok(value) = value.to_str() else {
         return Err(ApiError::unauthenticated(
             "invalid authorization header: it is not ASCII",
@@ -65,21 +101,15 @@ pub async fn authenticate(
     };
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
     let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("basic") {
-        let creds = decode_basic(rest)?;
-        let what = format!("REST request [{uri}]");
-        authenticate_password(state, &creds, &what).await
+    Ok(if scheme.eq_ignore_ascii_case("basic") {
+        Presented::Basic(decode_basic(rest)?)
     } else if scheme.eq_ignore_ascii_case("bearer") {
-        let record = authenticate_bearer(state, rest).await?;
-        if uri.path() != SCOPE_EXEMPT_PATH && !oauth::scope_allows_admin(record.scope.as_deref()) {
-            return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
-        }
-        Ok(record.subject)
+        Presented::Bearer(rest)
     } else if scheme.eq_ignore_ascii_case("apikey") {
-        crate::api_keys::authenticate(state, rest).await
+        Presented::ApiKey(rest)
     } else {
-        Err(missing_credentials(uri))
-    }
+        Presented::Other
+    })
 }
 
 fn missing_credentials(uri: &Uri) -> ApiError {

@@ -9,6 +9,8 @@ pub mod auth;
 pub mod body;
 pub mod credentials;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod middleware;
 pub mod oauth;
 pub mod params;

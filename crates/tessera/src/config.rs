@@ -217,7 +217,18 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        Self::resolve_with(args, file)
+    }
 
+    /// Resolves the text of a config file with no flags: what `--config`
+    /// does once the file is read. For the config-file fuzz target.
+    #[doc(hidden)]
+    pub fn from_toml_text(text: &str) -> anyhow::Result<Config> {
+        let file = toml::from_str::<FileConfig>(text).context("invalid config file")?;
+        Self::resolve_with(ServeArgs::default(), file)
+    }
+
+    fn resolve_with(args: ServeArgs, file: FileConfig) -> anyhow::Result<Config> {
         let listen_text = args
             .listen
             .or(file.listen)

@@ -3,4 +3,6 @@
 
 pub mod clients;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod server;
