@@ -16,7 +16,22 @@ use crate::support::*;
 /// The binary with no `TESSERA_*` variable inherited from the test's
 /// environment.
 fn tessera() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    without_tessera_env(Command::new(env!("CARGO_BIN_EXE_tessera")))
+}
+
+/// The binary started by a shell that first sets `umask`, so that what it
+/// creates shows which modes it asks for itself.
+fn tessera_under_umask(umask: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!("umask {umask} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_tessera"),
+    ]);
+    without_tessera_env(cmd)
+}
+
+fn without_tessera_env(mut cmd: Command) -> Command {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("TESSERA_") {
             cmd.env_remove(key);
@@ -78,8 +93,12 @@ struct Node {
 
 impl Node {
     fn spawn(data_dir: &Path) -> Node {
+        Self::spawn_with(tessera(), data_dir)
+    }
+
+    fn spawn_with(mut command: Command, data_dir: &Path) -> Node {
         let port = free_port();
-        let mut child = tessera()
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
@@ -339,4 +358,94 @@ fn a_killed_server_keeps_every_token_it_answered_with() {
     }
     let (status, lines) = node.terminate();
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+}
+
+/// The mode bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file in `dir` with its mode.
+fn file_modes(dir: &Path) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                mode(&p),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Started under `umask 000`, the server still creates its data directory
+/// 0700 and every file in it (database, WAL, shared memory, lock) 0600, and
+/// narrows a database file that was left readable. A data directory open
+/// to others is warned about on stderr.
+#[test]
+fn files_on_disk_are_private_whatever_the_umask() {
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    let mut node = Node::spawn_with(tessera_under_umask("000"), &data);
+    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
+        generated_password(seen).is_some()
+    });
+    let password = generated_password(&node.seen).unwrap();
+    node.wait_ready();
+    // A write, so that the WAL and the shared memory are in use.
+    let client = client();
+    let r = Req::new(&client, &node.base, Method::POST, TOKEN)
+        .basic(ADMIN, &password)
+        .json(&serde_json::json!({ "grant_type": "client_credentials" }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    let files = file_modes(&data);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "tessera.db",
+        "tessera.db-wal",
+        "tessera.db-shm",
+        "tessera.db.lock",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+    for (name, mode) in &files {
+        assert_eq!(*mode, 0o600, "{name} is {mode:o}: {files:?}");
+    }
+    let (status, lines) = node.terminate();
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("data directory is accessible")),
+        "no warning for a private directory:\n{}",
+        lines.join("\n")
+    );
+
+    // Someone opened the directory and the database to everyone.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("tessera.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut node = Node::spawn_with(tessera_under_umask("000"), &data);
+    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
+        seen.iter()
+            .any(|l| l.contains("WARN") && l.contains("data directory is accessible"))
+    });
+    node.wait_ready();
+    for (name, mode) in file_modes(&data) {
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+    let (status, lines) = node.terminate();
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("data directory is accessible"))
+        .unwrap();
+    assert!(warning.contains("0755"), "{warning}");
 }
