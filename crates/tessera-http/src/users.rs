@@ -290,3 +290,12 @@ async fn set_enabled(
     state.credentials.forget(&username);
     Ok(Json(json!({})))
 }
+
+/// `/_security/user/_has_privileges` (and `…/{username}/_has_privileges`):
+/// not implemented. A clear 400 for an authenticated caller, rather than a
+/// lookup of a user named `_has_privileges`.
+pub async fn has_privileges(Caller(_caller): Caller) -> ApiError {
+    ApiError::illegal_argument(
+        "the has privileges API (/_security/user/_has_privileges) is not implemented by Tessera",
+    )
+}

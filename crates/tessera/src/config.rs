@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// [default: http://<listen address>].
     #[arg(long, env = "TESSERA_ISSUER")]
     pub issuer: Option<String>,
+    /// A second address serving only GET /_tessera/metrics, without
+    /// authentication, for a scraper on a private network [default: none;
+    /// on the API port the metrics need the `monitor` privilege].
+    #[arg(long, env = "TESSERA_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -86,6 +91,7 @@ struct FileConfig {
     cleanup_batch: Option<toml::Value>,
     shutdown_timeout: Option<String>,
     issuer: Option<String>,
+    metrics_listen: Option<String>,
     bootstrap_password: Option<String>,
 }
 
@@ -133,6 +139,8 @@ pub struct Config {
     /// The configured OAuth issuer. `None`: `http://<bound address>`, set
     /// in `http.issuer` once the server has bound its socket.
     pub issuer: Option<String>,
+    /// Where the metrics are also served, open, for a scraper.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn setting_error(name: &str, problem: impl std::fmt::Display) -> anyhow::Error {
@@ -339,6 +347,25 @@ impl Config {
             },
             None => file.refresh_reuse_revokes_family.unwrap_or(true),
         };
+        let metrics_listen = args
+            .metrics_listen
+            .or(file.metrics_listen)
+            .map(|text| {
+                let addr: SocketAddr = text.parse().map_err(|_| {
+                    setting_error(
+                        "metrics_listen",
+                        format!("expected ADDRESS:PORT, got [{text}]"),
+                    )
+                })?;
+                if addr == listen && addr.port() != 0 {
+                    return Err(setting_error(
+                        "metrics_listen",
+                        format!("must differ from `listen` ({listen}): the API port serves the metrics to `monitor` users already"),
+                    ));
+                }
+                Ok(addr)
+            })
+            .transpose()?;
         let bootstrap_password = bootstrap_password(file.bootstrap_password)?;
         let issuer = args
             .issuer
@@ -362,6 +389,7 @@ impl Config {
             shutdown_timeout,
             bootstrap_password,
             issuer,
+            metrics_listen,
         })
     }
 }
@@ -483,6 +511,20 @@ mod tests {
             ),
             (
                 ServeArgs {
+                    metrics_listen: Some("9300".into()),
+                    ..Default::default()
+                },
+                "metrics_listen",
+            ),
+            (
+                ServeArgs {
+                    metrics_listen: Some("127.0.0.1:9200".into()),
+                    ..Default::default()
+                },
+                "metrics_listen",
+            ),
+            (
+                ServeArgs {
                     max_body_bytes: Some("-4".into()),
                     ..Default::default()
                 },
@@ -584,7 +626,7 @@ mod tests {
         let path = dir.path().join("t.toml");
         std::fs::write(
             &path,
-            "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n",
+            "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\nmetrics_listen = \"127.0.0.1:9300\"\n",
         )
         .unwrap();
         let c = Config::resolve(ServeArgs {
@@ -596,6 +638,7 @@ mod tests {
         assert_eq!(c.http.access_token_ttl, Duration::from_secs(300));
         assert_eq!(c.listen.port(), 4321);
         assert_eq!(c.http.max_body_bytes, 2048);
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9300".parse().unwrap()));
         std::fs::write(&path, "acces_token_ttl = \"5m\"\n").unwrap();
         let err = format!(
             "{:#}",

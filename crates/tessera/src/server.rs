@@ -28,6 +28,8 @@ pub const BOOTSTRAP_USER: &str = "elastic";
 /// A started node.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where the open metrics listener (`metrics_listen`) is bound, if set.
+    pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -237,10 +239,18 @@ pub async fn start(
     }
     let render: Option<MetricsRender> =
         metrics_handle().map(|h| Arc::new(move || h.render()) as MetricsRender);
-    let state = AppState::new(Arc::clone(&store), settings, render);
+    let state = AppState::new(Arc::clone(&store), settings, render.clone());
     let app = tessera_http::router(state);
 
     let (stop, stop_rx) = watch::channel(false);
+    let metrics_addr = match (config.metrics_listen, render) {
+        (Some(at), Some(render)) => Some(serve_metrics(at, render, stop_rx.clone()).await?),
+        (Some(_), None) => {
+            tracing::warn!("metrics_listen is set but this process has no metrics recorder");
+            None
+        }
+        (None, _) => None,
+    };
     spawn_cleanup(Arc::clone(&store), &config, stop_rx.clone());
     {
         let stop = stop.clone();
@@ -267,7 +277,39 @@ pub async fn start(
         Ok(())
     });
     tracing::info!(%addr, "tessera is listening");
-    Ok(Running { addr, stop, task })
+    Ok(Running {
+        addr,
+        metrics_addr,
+        stop,
+        task,
+    })
+}
+
+/// `metrics_listen`: binds `at` and serves `GET /_tessera/metrics` there,
+/// open, until `stop` fires. Returns the bound address. Meant for a
+/// private network; on the API port the same text needs `monitor`.
+async fn serve_metrics(
+    at: SocketAddr,
+    render: MetricsRender,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(at)
+        .await
+        .with_context(|| format!("cannot listen on {at} (metrics_listen)"))?;
+    let addr = listener.local_addr()?;
+    let app = tessera_http::metrics_router(render);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the metrics listener failed");
+        }
+    });
+    tracing::info!(%addr, "serving /_tessera/metrics without authentication");
+    Ok(addr)
 }
 
 /// Resolves on SIGINT or SIGTERM.

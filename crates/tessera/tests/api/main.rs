@@ -7,6 +7,7 @@ mod support;
 mod api_keys;
 mod authenticate;
 mod binary;
+mod exposure;
 mod hostile;
 mod lifecycle;
 mod protocol;

@@ -46,12 +46,15 @@ pub struct Options {
     pub refresh_reuse_revokes_family: Option<&'static str>,
     /// Defaults to [`ADMIN_PW`].
     pub bootstrap_password: Option<&'static str>,
+    /// An address for the open metrics listener (`127.0.0.1:0`).
+    pub metrics_listen: Option<&'static str>,
 }
 
 pub struct TestServer {
     runtime: Option<tokio::runtime::Runtime>,
     running: Option<Running>,
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     base: String,
     client: Client,
     data_dir: PathBuf,
@@ -90,6 +93,7 @@ impl TestServer {
             request_timeout: options.request_timeout.map(Into::into),
             refresh_reuse_revokes_family: options.refresh_reuse_revokes_family.map(Into::into),
             shutdown_timeout: Some("5s".into()),
+            metrics_listen: options.metrics_listen.map(Into::into),
             ..Default::default()
         })
         .expect("a valid test configuration");
@@ -104,10 +108,12 @@ impl TestServer {
             .block_on(server::start(config, std::future::pending()))
             .expect("the server starts");
         let addr = running.addr;
+        let metrics_addr = running.metrics_addr;
         TestServer {
             runtime: Some(runtime),
             running: Some(running),
             addr,
+            metrics_addr,
             base: format!("http://{addr}"),
             client: client(),
             data_dir: data_dir.to_owned(),
@@ -121,6 +127,11 @@ impl TestServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `metrics_listen` was bound, if it was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn db_path(&self) -> PathBuf {
