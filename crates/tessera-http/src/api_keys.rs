@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::api_key::{self, ApiKeyRecord, NewKey};
 use tessera_domain::authn::AuthenticationType;
-use tessera_domain::privilege::{Action, RoleDescriptor, KNOWN_CLUSTER_PRIVILEGES};
+use tessera_domain::privilege::{Action, RoleDescriptor};
 use tessera_domain::time::{millis, parse_time_value};
 use tessera_domain::Authentication;
 use tessera_store::{ApiKeyFilter, NameMatch};
@@ -64,12 +64,7 @@ impl CreateRequest {
             .transpose()
             .map_err(ApiError::illegal_argument)?;
         for descriptor in self.role_descriptors.iter().flat_map(BTreeMap::values) {
-            if let Some(p) = descriptor.unknown_cluster_privilege() {
-                return Err(ApiError::illegal_argument(format!(
-                    "unknown cluster privilege [{p}]. a privilege must be one of the predefined cluster privilege names [{}]",
-                    KNOWN_CLUSTER_PRIVILEGES.join(",")
-                )));
-            }
+            crate::roles::check_cluster_privileges(descriptor)?;
         }
         Ok(lifetime)
     }

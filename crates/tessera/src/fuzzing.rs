@@ -31,8 +31,11 @@ pub fn config_file(data: &[u8]) {
     );
 }
 
+/// A fuzz target's function.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its corpus folder under `fuzz/corpus/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("token_string", token_string),
     ("authorization_header", authorization_header),
     ("json_body", json_body),
