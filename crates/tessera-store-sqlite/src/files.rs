@@ -31,7 +31,10 @@ fn companions(db: &Path) -> [PathBuf; 4] {
 /// every existing file of the store to 0600. Run before SQLite opens `db`.
 pub(crate) fn make_private(db: &Path) -> StoreResult<()> {
     let refuse = |path: &Path, e: std::io::Error| {
-        StoreError::Unavailable(format!("{}: {e}", path.display()))
+        StoreError::Unavailable(format!(
+            "cannot make {} private (mode 0600): {e}",
+            path.display()
+        ))
     };
     OpenOptions::new()
         .create(true)
