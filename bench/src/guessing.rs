@@ -89,7 +89,10 @@ impl Server {
 
     /// `tessera_authentications_total` of the native realm by outcome.
     async fn counts(&self, conn: &mut Conn) -> anyhow::Result<Vec<(String, f64)>> {
-        let (_, body) = conn.send(&Req::get("/_tessera/metrics", None)).await?;
+        // The metrics on the API port need the `monitor` privilege.
+        let (_, body) = conn
+            .send(&Req::get("/_tessera/metrics", Some(self.elastic.clone())))
+            .await?;
         let text = String::from_utf8_lossy(&body);
         Ok(text
             .lines()

@@ -24,7 +24,12 @@ pub(crate) fn pair_of(body: &Bytes) -> Option<(String, String)> {
 }
 
 pub(crate) async fn rotated_count(control: &mut Conn) -> Option<f64> {
-    let (status, body) = control.send(&Req::get(METRICS_PATH, None)).await.ok()?;
+    // The metrics on the API port need the `monitor` privilege.
+    let elastic = basic("elastic", BOOTSTRAP_PASSWORD);
+    let (status, body) = control
+        .send(&Req::get(METRICS_PATH, Some(elastic)))
+        .await
+        .ok()?;
     if !status.is_success() {
         return None;
     }

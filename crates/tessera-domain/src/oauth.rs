@@ -32,6 +32,10 @@ pub const OAUTH_CLIENT_REALM: RealmRef = RealmRef::borrowed("_oauth2_client", "_
 /// `/oauth2/register`).
 pub const ADMIN_SCOPE: &str = "tessera:admin";
 
+/// A client registered with this scope may introspect every token at
+/// `/oauth2/introspect`, not only those issued to it (RFC 7662 §4).
+pub const INTROSPECT_SCOPE: &str = "tessera:introspect";
+
 /// Longest accepted `client_name`, in characters.
 pub const MAX_CLIENT_NAME_CHARS: usize = 256;
 /// Most scope tokens a client may register.

@@ -48,6 +48,12 @@ pub enum Action {
     /// Registering, reading, updating and deleting OAuth clients
     /// (`/oauth2/register`). Tessera's own action; Elasticsearch has none.
     OAuthClientManage,
+    /// Introspecting any token at `/oauth2/introspect` as a native user
+    /// (RFC 7662 §4). Tessera's own action.
+    TokenIntrospect,
+    /// Reading `/_tessera/metrics` on the API port. Tessera's own action,
+    /// under Elasticsearch's `cluster:monitor/` prefix.
+    MetricsRead,
 }
 
 impl Action {
@@ -69,6 +75,8 @@ impl Action {
             Action::ApiKeyInvalidate => "cluster:admin/xpack/security/api_key/invalidate",
             Action::ApiKeyManageOwn => "cluster:admin/xpack/security/api_key/*",
             Action::OAuthClientManage => "cluster:admin/tessera/oauth2/client",
+            Action::TokenIntrospect => "cluster:admin/tessera/oauth2/introspect",
+            Action::MetricsRead => "cluster:monitor/tessera/metrics",
         }
     }
 
@@ -76,9 +84,10 @@ impl Action {
     /// Elasticsearch lists them in its 403 message.
     pub fn granted_by(self) -> &'static [&'static str] {
         match self {
-            Action::TokenCreate | Action::TokenRefresh | Action::TokenInvalidate => {
-                &["manage_token", "manage_security", "all"]
-            }
+            Action::TokenCreate
+            | Action::TokenRefresh
+            | Action::TokenInvalidate
+            | Action::TokenIntrospect => &["manage_token", "manage_security", "all"],
             Action::UserGet | Action::RoleGet => &["read_security", "manage_security", "all"],
             Action::UserPut
             | Action::UserDelete
@@ -96,6 +105,8 @@ impl Action {
             Action::ApiKeyGet | Action::ApiKeyInvalidate => {
                 &["manage_api_key", "manage_security", "all"]
             }
+            // As in Elasticsearch, `manage` builds on `monitor`.
+            Action::MetricsRead => &["monitor", "manage", "all"],
         }
     }
 }

@@ -51,13 +51,31 @@ pub enum RefreshError {
     Invalidated,
     #[error("tokens must be refreshed by the creating client")]
     WrongClient,
-    #[error("token has already been refreshed more than 30 seconds in the past")]
-    RefreshedTooLongAgo,
-    #[error("token has been refreshed more than 30 seconds in the future, clock skew too great")]
-    ClockSkew,
+    /// Reuse after the window (`window_ms`, the configured one).
+    #[error(
+        "token has already been refreshed more than {} in the past",
+        window_text(*.window_ms)
+    )]
+    RefreshedTooLongAgo { window_ms: Millis },
+    #[error(
+        "token has been refreshed more than {} in the future, clock skew too great",
+        window_text(*.window_ms)
+    )]
+    ClockSkew { window_ms: Millis },
     /// A repeat of an older generation than the head's predecessor.
     #[error("token has already been refreshed")]
     AlreadyRefreshed,
+}
+
+/// The window as the messages state it: Elasticsearch's "30 seconds" for
+/// its fixed window, and the configured one otherwise.
+fn window_text(window_ms: Millis) -> String {
+    match window_ms {
+        1000 => "1 second".to_owned(),
+        ms if ms % 1000 == 0 => format!("{} seconds", ms / 1000),
+        1 => "1 millisecond".to_owned(),
+        ms => format!("{ms} milliseconds"),
+    }
 }
 
 /// A refused refresh. `revoke_family` asks the store to invalidate every
@@ -127,10 +145,17 @@ pub fn decide(
     match &record.refreshed {
         Some(done) => {
             if now > done.at.saturating_add(policy.window_ms) {
-                return Decision::Deny(Denied::reuse(RefreshError::RefreshedTooLongAgo, policy));
+                return Decision::Deny(Denied::reuse(
+                    RefreshError::RefreshedTooLongAgo {
+                        window_ms: policy.window_ms,
+                    },
+                    policy,
+                ));
             }
             if now < done.at.saturating_sub(policy.window_ms) {
-                return Decision::Deny(Denied::reject(RefreshError::ClockSkew));
+                return Decision::Deny(Denied::reject(RefreshError::ClockSkew {
+                    window_ms: policy.window_ms,
+                }));
             }
             match open_successor(record, presented, done) {
                 Some(pair) => Decision::Replay {
@@ -341,7 +366,10 @@ mod tests {
             }
         }
         let late = denied(decide(&record, &rt, &record.client, 31_001, POLICY));
-        assert_eq!(late.error, RefreshError::RefreshedTooLongAgo);
+        assert_eq!(
+            late.error,
+            RefreshError::RefreshedTooLongAgo { window_ms: 30_000 }
+        );
         assert!(
             late.revoke_family,
             "reuse after the window revokes the family"
@@ -349,7 +377,10 @@ mod tests {
         let late_es = denied(decide(&record, &rt, &record.client, 31_001, ES_POLICY));
         assert!(!late_es.revoke_family, "Elasticsearch mode only refuses");
         let skew = denied(decide(&record, &rt, &record.client, -40_000, POLICY));
-        assert_eq!(skew, Denied::reject(RefreshError::ClockSkew));
+        assert_eq!(
+            skew,
+            Denied::reject(RefreshError::ClockSkew { window_ms: 30_000 })
+        );
     }
 
     #[test]
@@ -411,6 +442,32 @@ mod tests {
         assert_eq!(
             denied(decide(&record, &fake, &record.client, 1, POLICY)),
             Denied::reject(RefreshError::NotFound)
+        );
+    }
+
+    #[test]
+    fn reuse_messages_state_the_real_window() {
+        let at = |ms| RefreshError::RefreshedTooLongAgo { window_ms: ms }.to_string();
+        // Elasticsearch's exact text for its fixed window.
+        assert_eq!(
+            at(30_000),
+            "token has already been refreshed more than 30 seconds in the past"
+        );
+        assert_eq!(
+            at(5_000),
+            "token has already been refreshed more than 5 seconds in the past"
+        );
+        assert_eq!(
+            at(1_000),
+            "token has already been refreshed more than 1 second in the past"
+        );
+        assert_eq!(
+            at(1_500),
+            "token has already been refreshed more than 1500 milliseconds in the past"
+        );
+        assert_eq!(
+            RefreshError::ClockSkew { window_ms: 30_000 }.to_string(),
+            "token has been refreshed more than 30 seconds in the future, clock skew too great"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! API keys: `/_security/api_key` and `Authorization: ApiKey …`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::api_key::{self, ApiKeyRecord, NewKey};
 use tessera_domain::authn::AuthenticationType;
-use tessera_domain::privilege::{Action, RoleDescriptor, KNOWN_CLUSTER_PRIVILEGES};
+use tessera_domain::privilege::{Action, RoleDescriptor};
 use tessera_domain::time::{millis, parse_time_value};
 use tessera_domain::Authentication;
 use tessera_store::{ApiKeyFilter, NameMatch};
@@ -60,42 +61,46 @@ pub struct CreateRequest {
     metadata: Option<Map<String, Value>>,
 }
 
+impl CreateRequest {
+    /// The checks that need no lookup: name, metadata, expiration (the
+    /// key's lifetime, returned) and the descriptors' privileges.
+    pub(crate) fn validate(&self) -> ApiResult<Option<Duration>> {
+        let mut errors = Vec::new();
+        if let Err(m) = api_key::validate_name(self.name.as_deref().unwrap_or_default()) {
+            errors.push(m);
+        }
+        errors.extend(reserved_metadata_key(self.metadata.as_ref()));
+        if !errors.is_empty() {
+            return Err(ApiError::validation(&errors));
+        }
+        let lifetime = self
+            .expiration
+            .as_deref()
+            .map(parse_time_value)
+            .transpose()
+            .map_err(ApiError::illegal_argument)?;
+        for descriptor in self.role_descriptors.iter().flat_map(BTreeMap::values) {
+            crate::roles::check_cluster_privileges(descriptor)?;
+        }
+        Ok(lifetime)
+    }
+}
+
 pub async fn create(
     State(state): State<AppState>,
     Minter(caller, provenance): Minter,
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> ApiResult<Json<Value>> {
-    let mut errors = Vec::new();
+    let lifetime = req.validate()?;
     let name = req.name.unwrap_or_default();
-    if let Err(m) = api_key::validate_name(&name) {
-        errors.push(m);
-    }
-    errors.extend(reserved_metadata_key(req.metadata.as_ref()));
-    if !errors.is_empty() {
-        return Err(ApiError::validation(&errors));
-    }
     let now = state.now();
-    let expires_at = match &req.expiration {
-        None => None,
-        Some(text) => {
-            let d = parse_time_value(text).map_err(ApiError::illegal_argument)?;
-            Some(now.saturating_add(millis(d)))
-        }
-    };
+    let expires_at = lifetime.map(|d| now.saturating_add(millis(d)));
     let role_descriptors: BTreeMap<String, RoleDescriptor> = req
         .role_descriptors
         .unwrap_or_default()
         .into_iter()
         .map(|(name, d)| (name, d.normalized()))
         .collect();
-    for descriptor in role_descriptors.values() {
-        if let Some(p) = descriptor.unknown_cluster_privilege() {
-            return Err(ApiError::illegal_argument(format!(
-                "unknown cluster privilege [{p}]. a privilege must be one of the predefined cluster privilege names [{}]",
-                KNOWN_CLUSTER_PRIVILEGES.join(",")
-            )));
-        }
-    }
     auth::require(&state, &caller, Action::ApiKeyCreate).await?;
     // A key outlives the session that created it (it belongs to its
     // owner), so a caller whose authority is borrowed from an API key or
@@ -299,50 +304,59 @@ pub struct InvalidateRequest {
     owner: Option<bool>,
 }
 
+impl InvalidateRequest {
+    /// Elasticsearch's request validation; the ids named (by `id` or `ids`).
+    pub(crate) fn validate(&mut self) -> ApiResult<Option<Vec<String>>> {
+        let owner = self.owner.unwrap_or(false);
+        let ids = match (self.ids.take(), self.id.take()) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::validation(&[
+                    "Must use either [id] or [ids], not both at the same time".into(),
+                ]))
+            }
+            (Some(ids), None) => Some(ids),
+            (None, Some(id)) => Some(vec![id]),
+            (None, None) => None,
+        };
+        let text = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+        let mut errors = Vec::new();
+        if ids
+            .as_ref()
+            .is_some_and(|ids| ids.iter().any(|i| i.trim().is_empty()))
+        {
+            errors.push("Field [ids] must not contain blank id".to_string());
+        }
+        if !owner
+            && ids.as_ref().is_none_or(Vec::is_empty)
+            && !text(&self.name)
+            && !text(&self.username)
+            && !text(&self.realm_name)
+        {
+            errors.push(
+                "One of [api key id(s), api key name, username, realm name] must be specified if [owner] flag is false"
+                    .into(),
+            );
+        }
+        if owner && (text(&self.username) || text(&self.realm_name)) {
+            errors.push(
+                "username or realm name must not be specified when the current user should be used"
+                    .into(),
+            );
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(&errors));
+        }
+        Ok(ids)
+    }
+}
+
 pub async fn invalidate(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    JsonBody(req): JsonBody<InvalidateRequest>,
+    JsonBody(mut req): JsonBody<InvalidateRequest>,
 ) -> ApiResult<Json<Value>> {
     let owner = req.owner.unwrap_or(false);
-    let ids = match (req.ids, req.id) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::validation(&[
-                "Must use either [id] or [ids], not both at the same time".into(),
-            ]))
-        }
-        (Some(ids), None) => Some(ids),
-        (None, Some(id)) => Some(vec![id]),
-        (None, None) => None,
-    };
-    let text = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
-    let mut errors = Vec::new();
-    if ids
-        .as_ref()
-        .is_some_and(|ids| ids.iter().any(|i| i.trim().is_empty()))
-    {
-        errors.push("Field [ids] must not contain blank id".to_string());
-    }
-    if !owner
-        && ids.as_ref().is_none_or(Vec::is_empty)
-        && !text(&req.name)
-        && !text(&req.username)
-        && !text(&req.realm_name)
-    {
-        errors.push(
-            "One of [api key id(s), api key name, username, realm name] must be specified if [owner] flag is false"
-                .into(),
-        );
-    }
-    if owner && (text(&req.username) || text(&req.realm_name)) {
-        errors.push(
-            "username or realm name must not be specified when the current user should be used"
-                .into(),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(&errors));
-    }
+    let ids = req.validate()?;
     let scope = scope(
         &caller,
         ids.filter(|v| !v.is_empty()),

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
@@ -123,6 +123,78 @@ pub async fn authenticate_with_provenance(
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(missing_credentials(uri));
     };
+    match parse_authorization(value)? {
+        Presented::Basic(creds) => {
+            let what = format!("REST request [{uri}]");
+            let (who, password_hash) = verify_password(state, &creds, &what, source).await?;
+            let mut provenance = Provenance::default();
+            provenance.add_login(state, &who.username, &password_hash);
+            Ok((who, provenance))
+        }
+        Presented::Bearer(token) => {
+            let record = authenticate_bearer(state, token).await?;
+            if uri.path() != SCOPE_EXEMPT_PATH
+                && !oauth::scope_allows_admin(record.scope.as_deref())
+            {
+                return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
+            }
+            // What this token mints is its family's child, and ends no
+            // later than this pair can be used.
+            let provenance = Provenance {
+                lineage: Lineage {
+                    parent: Some(record.access_hash),
+                    requires: Vec::new(),
+                },
+                not_after: Some(record.last_usable()),
+                // A family minted from a key, or by a token caller, carries
+                // a cap or the key; one minted by a password login carries
+                // neither.
+                borrowed: record.not_after.is_some()
+                    || record.client.api_key_id.is_some()
+                    || record.subject.api_key.is_some(),
+            };
+            Ok((record.subject, provenance))
+        }
+        Presented::ApiKey(credentials) => {
+            let key = crate::api_keys::authenticate(state, credentials).await?;
+            let mut requires = vec![Requirement::ApiKey { id: key.id.clone() }];
+            if state.settings.revoke_on_user_change {
+                requires.push(Requirement::User {
+                    username: key.owner.username.clone(),
+                    password_hash: None,
+                });
+            }
+            let provenance = Provenance {
+                lineage: Lineage {
+                    parent: None,
+                    requires,
+                },
+                not_after: key.expires_at,
+                borrowed: true,
+            };
+            Ok((key.authentication(), provenance))
+        }
+        Presented::Other => Err(missing_credentials(uri)),
+    }
+}
+
+/// What an `Authorization` header presents, before any lookup.
+pub enum Presented<'a> {
+    /// `Basic`: the decoded username and password.
+    Basic(PasswordCredentials),
+    /// `Bearer`: the token string as sent.
+    Bearer(&'a str),
+    /// `ApiKey`: the encoded `id:secret` as sent.
+    ApiKey(&'a str),
+    /// Any other scheme: treated as no credentials at all.
+    Other,
+}
+
+/// Parses an `Authorization` header value (scheme names are
+/// case-insensitive). Pure: no lookup happens here. A header that is not
+/// ASCII, or a `Basic` value that does not decode to `user:password`, is a
+/// 401.
+pub fn parse_authorization(value: &HeaderValue) -> ApiResult<Presented<'_>> {
     let Ok(value) = value.to_str() else {
         return Err(ApiError::unauthenticated(
             "invalid authorization header: it is not ASCII",
@@ -130,55 +202,15 @@ pub async fn authenticate_with_provenance(
     };
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
     let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("basic") {
-        let creds = decode_basic(rest)?;
-        let what = format!("REST request [{uri}]");
-        let (who, password_hash) = verify_password(state, &creds, &what, source).await?;
-        let mut provenance = Provenance::default();
-        provenance.add_login(state, &who.username, &password_hash);
-        Ok((who, provenance))
+    Ok(if scheme.eq_ignore_ascii_case("basic") {
+        Presented::Basic(decode_basic(rest)?)
     } else if scheme.eq_ignore_ascii_case("bearer") {
-        let record = authenticate_bearer(state, rest).await?;
-        if uri.path() != SCOPE_EXEMPT_PATH && !oauth::scope_allows_admin(record.scope.as_deref()) {
-            return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
-        }
-        // What this token mints is its family's child, and ends no later
-        // than this pair can be used.
-        let provenance = Provenance {
-            lineage: Lineage {
-                parent: Some(record.access_hash),
-                requires: Vec::new(),
-            },
-            not_after: Some(record.last_usable()),
-            // A family minted from a key, or by a token caller, carries a
-            // cap or the key; one minted by a password login carries
-            // neither.
-            borrowed: record.not_after.is_some()
-                || record.client.api_key_id.is_some()
-                || record.subject.api_key.is_some(),
-        };
-        Ok((record.subject, provenance))
+        Presented::Bearer(rest)
     } else if scheme.eq_ignore_ascii_case("apikey") {
-        let key = crate::api_keys::authenticate(state, rest).await?;
-        let mut requires = vec![Requirement::ApiKey { id: key.id.clone() }];
-        if state.settings.revoke_on_user_change {
-            requires.push(Requirement::User {
-                username: key.owner.username.clone(),
-                password_hash: None,
-            });
-        }
-        let provenance = Provenance {
-            lineage: Lineage {
-                parent: None,
-                requires,
-            },
-            not_after: key.expires_at,
-            borrowed: true,
-        };
-        Ok((key.authentication(), provenance))
+        Presented::ApiKey(rest)
     } else {
-        Err(missing_credentials(uri))
-    }
+        Presented::Other
+    })
 }
 
 fn missing_credentials(uri: &Uri) -> ApiError {

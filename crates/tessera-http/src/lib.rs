@@ -10,6 +10,8 @@ pub mod body;
 pub mod clock;
 pub mod credentials;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod low_priority;
 mod middleware;
 pub mod oauth;
@@ -25,9 +27,11 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::response::Response;
+use axum::routing::{any, get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
+use tessera_domain::privilege::Action;
 use tessera_domain::refresh::RefreshPolicy;
 use tessera_domain::time::millis;
 use tessera_domain::{Authentication, Millis};
@@ -35,6 +39,7 @@ use tessera_store::Store;
 
 use crate::auth::Caller;
 use crate::credentials::CredentialCache;
+use crate::error::ApiResult;
 use crate::throttle::{Throttle, ThrottleSettings};
 
 /// The HTTP layer's settings (validated by the binary before they get here).
@@ -228,6 +233,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/_security/_authenticate", get(authenticate))
         .route("/_security/user", get(users::get_users))
+        // Not implemented yet; routed so that it is not taken for a user
+        // named `_has_privileges`.
+        .route(
+            "/_security/user/_has_privileges",
+            any(users::has_privileges),
+        )
+        .route(
+            "/_security/user/{username}/_has_privileges",
+            any(users::has_privileges),
+        )
         .route(
             "/_security/user/_password",
             put(users::change_own_password).post(users::change_own_password),
@@ -326,9 +341,32 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    match &state.render_metrics {
+/// `GET /_tessera/metrics` on the API port: for callers holding the
+/// `monitor` cluster privilege (or `manage`, `all`).
+async fn render_metrics(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Response> {
+    auth::require(&state, &caller, Action::MetricsRead).await?;
+    Ok(metrics_text(state.render_metrics.as_ref()))
+}
+
+fn metrics_text(render: Option<&MetricsRender>) -> Response {
+    match render {
         Some(render) => (StatusCode::OK, render()).into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
     }
+}
+
+/// The metrics alone, without authentication: what `metrics_listen`
+/// serves on its own address, for a scraper on a private network. Every
+/// other path is 404.
+pub fn metrics_router(render: MetricsRender) -> Router {
+    Router::new().route(
+        "/_tessera/metrics",
+        get(move || {
+            let render = Arc::clone(&render);
+            async move { metrics_text(Some(&render)) }
+        }),
+    )
 }

@@ -18,6 +18,17 @@ fn reserved(name: &str) -> ApiError {
     ApiError::illegal_argument(format!("Role [{name}] is reserved and may not be used."))
 }
 
+/// Refuses a descriptor naming a cluster privilege Tessera does not know.
+pub(crate) fn check_cluster_privileges(role: &RoleDescriptor) -> ApiResult<()> {
+    match role.unknown_cluster_privilege() {
+        Some(p) => Err(ApiError::illegal_argument(format!(
+            "unknown cluster privilege [{p}]. a privilege must be one of the predefined cluster privilege names [{}]",
+            KNOWN_CLUSTER_PRIVILEGES.join(",")
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub async fn put_role(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -25,12 +36,7 @@ pub async fn put_role(
     JsonBody(role): JsonBody<RoleDescriptor>,
 ) -> ApiResult<Json<Value>> {
     privilege::validate_role_name(&name).map_err(|m| ApiError::validation(&[m]))?;
-    if let Some(p) = role.unknown_cluster_privilege() {
-        return Err(ApiError::illegal_argument(format!(
-            "unknown cluster privilege [{p}]. a privilege must be one of the predefined cluster privilege names [{}]",
-            KNOWN_CLUSTER_PRIVILEGES.join(",")
-        )));
-    }
+    check_cluster_privileges(&role)?;
     if name == SUPERUSER_ROLE {
         return Err(reserved(&name));
     }

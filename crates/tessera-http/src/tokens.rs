@@ -33,7 +33,7 @@ pub struct TokenRequest {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Grant {
+pub(crate) enum Grant {
     Password,
     ClientCredentials,
     RefreshToken,
@@ -46,7 +46,7 @@ fn present<T: AsRef<str>>(v: &Option<T>) -> bool {
 
 impl TokenRequest {
     /// Elasticsearch's request validation, message for message.
-    fn validate(&self) -> Result<Grant, ApiError> {
+    pub(crate) fn validate(&self) -> Result<Grant, ApiError> {
         let grant = match self.grant_type.as_deref() {
             Some("password") => Some(Grant::Password),
             Some("client_credentials") => Some(Grant::ClientCredentials),
@@ -227,7 +227,7 @@ pub(crate) fn report_refresh_denial(state: &AppState, denied: Denied, presenter:
     if denied.revoke_family
         || matches!(
             denied.error,
-            RefreshError::RefreshedTooLongAgo | RefreshError::AlreadyRefreshed
+            RefreshError::RefreshedTooLongAgo { .. } | RefreshError::AlreadyRefreshed
         )
     {
         tracing::warn!(
@@ -251,7 +251,7 @@ pub struct InvalidateRequest {
     username: Option<String>,
 }
 
-enum Target {
+pub(crate) enum Target {
     Access(TokenString),
     Refresh(TokenString),
     Matching {
@@ -261,7 +261,7 @@ enum Target {
 }
 
 impl InvalidateRequest {
-    fn validate(self) -> ApiResult<Target> {
+    pub(crate) fn validate(self) -> ApiResult<Target> {
         if self.token.is_some() && self.refresh_token.is_some() {
             return Err(ApiError::illegal_argument(
                 "only one of [token, refresh_token] may be sent per request",

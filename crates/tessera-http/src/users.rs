@@ -36,12 +36,9 @@ async fn password_hash_from(
     password: Option<Zeroizing<String>>,
     hash: Option<String>,
 ) -> ApiResult<Option<String>> {
+    check_new_password(password.as_deref().map(|p| p.as_str()), hash.as_deref())?;
     match (password, hash) {
-        (Some(_), Some(_)) => Err(ApiError::validation(&[
-            "only one of [password, password_hash] can be provided".into(),
-        ])),
-        (Some(pw), None) => {
-            user::validate_password(&pw).map_err(|m| ApiError::validation(&[m]))?;
+        (Some(pw), _) => {
             let hashed = state
                 .hash_blocking(move || user::hash_password(&pw))
                 .await
@@ -54,14 +51,54 @@ async fn password_hash_from(
                 })?;
             Ok(Some(hashed))
         }
-        (None, Some(h)) => {
-            if user::is_supported_hash(&h) {
-                Ok(Some(h))
-            } else {
-                Err(ApiError::illegal_argument(user::UNSUPPORTED_HASH_MESSAGE))
+        (None, hash) => Ok(hash),
+    }
+}
+
+/// The checks on a new password or supplied hash that need no lookup.
+pub(crate) fn check_new_password(password: Option<&str>, hash: Option<&str>) -> ApiResult<()> {
+    match (password, hash) {
+        (Some(_), Some(_)) => Err(ApiError::validation(&[
+            "only one of [password, password_hash] can be provided".into(),
+        ])),
+        (Some(pw), None) => user::validate_password(pw).map_err(|m| ApiError::validation(&[m])),
+        (None, Some(h)) if !user::is_supported_hash(h) => {
+            Err(ApiError::illegal_argument(user::UNSUPPORTED_HASH_MESSAGE))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl PutUserRequest {
+    /// The checks that need no lookup, in Elasticsearch's order (the
+    /// password's come after the privilege check, in the handler).
+    pub(crate) fn validate(&self, username: &str) -> ApiResult<()> {
+        let mut errors = Vec::new();
+        if let Err(m) = user::validate_username(username) {
+            errors.push(m);
+        }
+        if self.roles.is_none() {
+            errors.push("roles are missing".to_string());
+        }
+        errors.extend(reserved_metadata_key(self.metadata.as_ref()));
+        if !errors.is_empty() {
+            return Err(ApiError::validation(&errors));
+        }
+        if let Some(body_name) = &self.username {
+            if body_name != username {
+                return Err(ApiError::illegal_argument(format!(
+                    "the username in the request body [{body_name}] does not match the username in the path [{username}]"
+                )));
             }
         }
-        (None, None) => Ok(None),
+        Ok(())
+    }
+
+    pub(crate) fn new_password(&self) -> (Option<&str>, Option<&str>) {
+        (
+            self.password.as_deref().map(|p| p.as_str()),
+            self.password_hash.as_deref(),
+        )
     }
 }
 
@@ -71,24 +108,7 @@ pub async fn put_user(
     PathParam(username): PathParam,
     JsonBody(req): JsonBody<PutUserRequest>,
 ) -> ApiResult<Json<Value>> {
-    let mut errors = Vec::new();
-    if let Err(m) = user::validate_username(&username) {
-        errors.push(m);
-    }
-    if req.roles.is_none() {
-        errors.push("roles are missing".to_string());
-    }
-    errors.extend(reserved_metadata_key(req.metadata.as_ref()));
-    if !errors.is_empty() {
-        return Err(ApiError::validation(&errors));
-    }
-    if let Some(body_name) = &req.username {
-        if body_name != &username {
-            return Err(ApiError::illegal_argument(format!(
-                "the username in the request body [{body_name}] does not match the username in the path [{username}]"
-            )));
-        }
-    }
+    req.validate(&username)?;
     auth::require(&state, &caller, Action::UserPut).await?;
     let password_hash = password_hash_from(&state, req.password, req.password_hash).await?;
     let created = state
@@ -172,6 +192,24 @@ pub struct ChangePasswordRequest {
     password_hash: Option<String>,
 }
 
+impl ChangePasswordRequest {
+    /// A new password or hash must be given (its own checks come after
+    /// the privilege check, in the handler).
+    pub(crate) fn validate(&self) -> ApiResult<()> {
+        if self.password.is_none() && self.password_hash.is_none() {
+            return Err(ApiError::validation(&["password must be specified".into()]));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn new_password(&self) -> (Option<&str>, Option<&str>) {
+        (
+            self.password.as_deref().map(|p| p.as_str()),
+            self.password_hash.as_deref(),
+        )
+    }
+}
+
 pub async fn change_own_password(
     state: State<AppState>,
     caller: Caller,
@@ -196,9 +234,7 @@ async fn change_password_of(
     JsonBody(req): JsonBody<ChangePasswordRequest>,
 ) -> ApiResult<Json<Value>> {
     let username = username.unwrap_or_else(|| caller.username.clone());
-    if req.password.is_none() && req.password_hash.is_none() {
-        return Err(ApiError::validation(&["password must be specified".into()]));
-    }
+    req.validate()?;
     // Users may change their own password, but only when they proved who
     // they are with that password (not with a token or an API key).
     let own =
@@ -265,4 +301,13 @@ async fn set_enabled(
     }
     state.credentials.forget(&username);
     Ok(Json(json!({})))
+}
+
+/// `/_security/user/_has_privileges` (and `…/{username}/_has_privileges`):
+/// not implemented. A clear 400 for an authenticated caller, rather than a
+/// lookup of a user named `_has_privileges`.
+pub async fn has_privileges(Caller(_caller): Caller) -> ApiError {
+    ApiError::illegal_argument(
+        "the has privileges API (/_security/user/_has_privileges) is not implemented by Tessera",
+    )
 }

@@ -35,7 +35,7 @@
 //! writer answers.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::hash::Hash;
 use std::io::{Read, Write};
 use std::os::linux::net::SocketAddrExt;
@@ -291,11 +291,7 @@ fn guest_begin(lock_path: &Path, lease: &SocketAddr) -> StoreResult<RevokingWrit
 }
 
 fn open_lock_file(lock_path: &Path) -> StoreResult<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_path)
+    crate::files::open_private(lock_path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display())))
 }
 

@@ -17,6 +17,7 @@
 //! stale (see `cache`).
 
 mod cache;
+mod files;
 mod lineage;
 mod pairs;
 mod reads;
@@ -90,6 +91,7 @@ impl SqliteStore {
     }
 
     fn open_writer(path: &Path) -> StoreResult<Connection> {
+        files::make_private(path)?;
         let conn = Connection::open(path).map_err(unavailable)?;
         schema::prepare_writer(&conn)?;
         // From now on commits do not wait for the disk: the writer's syncer

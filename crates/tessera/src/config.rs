@@ -90,6 +90,11 @@ pub struct ServeArgs {
     /// Password and client-secret guessing.
     #[command(flatten)]
     pub throttle: ThrottleArgs,
+    /// A second address serving only GET /_tessera/metrics, without
+    /// authentication, for a scraper on a private network [default: none;
+    /// on the API port the metrics need the `monitor` privilege].
+    #[arg(long, env = "TESSERA_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -114,6 +119,7 @@ struct FileConfig {
     idle_timeout: Option<String>,
     max_connections: Option<toml::Value>,
     issuer: Option<String>,
+    metrics_listen: Option<String>,
     bootstrap_password: Option<String>,
     lockout_threshold: Option<toml::Value>,
     lockout_delays: Option<toml::Value>,
@@ -169,6 +175,8 @@ pub struct Config {
     /// The configured OAuth issuer. `None`: `http://<bound address>`, set
     /// in `http.issuer` once the server has bound its socket.
     pub issuer: Option<String>,
+    /// Where the metrics are also served, open, for a scraper.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn setting_error(name: &str, problem: impl std::fmt::Display) -> anyhow::Error {
@@ -274,7 +282,18 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        Self::resolve_with(args, file)
+    }
 
+    /// Resolves the text of a config file with no flags: what `--config`
+    /// does once the file is read. For the config-file fuzz target.
+    #[doc(hidden)]
+    pub fn from_toml_text(text: &str) -> anyhow::Result<Config> {
+        let file = toml::from_str::<FileConfig>(text).context("invalid config file")?;
+        Self::resolve_with(ServeArgs::default(), file)
+    }
+
+    fn resolve_with(args: ServeArgs, file: FileConfig) -> anyhow::Result<Config> {
         let listen_text = args
             .listen
             .or(file.listen)
@@ -418,6 +437,25 @@ impl Config {
                 trusted_proxies: file.trusted_proxies,
             },
         )?;
+        let metrics_listen = args
+            .metrics_listen
+            .or(file.metrics_listen)
+            .map(|text| {
+                let addr: SocketAddr = text.parse().map_err(|_| {
+                    setting_error(
+                        "metrics_listen",
+                        format!("expected ADDRESS:PORT, got [{text}]"),
+                    )
+                })?;
+                if addr == listen && addr.port() != 0 {
+                    return Err(setting_error(
+                        "metrics_listen",
+                        format!("must differ from `listen` ({listen}): the API port serves the metrics to `monitor` users already"),
+                    ));
+                }
+                Ok(addr)
+            })
+            .transpose()?;
         let bootstrap_password = bootstrap_password(file.bootstrap_password)?;
         let issuer = args
             .issuer
@@ -449,6 +487,7 @@ impl Config {
             },
             bootstrap_password,
             issuer,
+            metrics_listen,
         })
     }
 }
@@ -570,6 +609,20 @@ mod tests {
                     ..Default::default()
                 },
                 "listen",
+            ),
+            (
+                ServeArgs {
+                    metrics_listen: Some("9300".into()),
+                    ..Default::default()
+                },
+                "metrics_listen",
+            ),
+            (
+                ServeArgs {
+                    metrics_listen: Some("127.0.0.1:9200".into()),
+                    ..Default::default()
+                },
+                "metrics_listen",
             ),
             (
                 ServeArgs {
@@ -697,7 +750,8 @@ mod tests {
             &path,
             "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n\
              max_connections = 50\nidle_timeout = \"5s\"\n\
-             trusted_proxies = [\"10.0.0.0/8\"]\nsource_failure_burst = 7\n",
+             trusted_proxies = [\"10.0.0.0/8\"]\nsource_failure_burst = 7\n\
+             metrics_listen = \"127.0.0.1:9300\"\n",
         )
         .unwrap();
         let c = Config::resolve(ServeArgs {
@@ -713,6 +767,7 @@ mod tests {
         assert_eq!(c.connections.idle_timeout, Duration::from_secs(5));
         assert_eq!(c.http.throttle.trusted_proxies.len(), 1);
         assert_eq!(c.http.throttle.budget.burst, 7.0);
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9300".parse().unwrap()));
         std::fs::write(&path, "acces_token_ttl = \"5m\"\n").unwrap();
         let err = format!(
             "{:#}",

@@ -4,4 +4,6 @@
 pub mod clients;
 pub mod config;
 pub mod connections;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod server;

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,6 +29,8 @@ pub const BOOTSTRAP_USER: &str = "elastic";
 /// A started node.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where the open metrics listener (`metrics_listen`) is bound, if set.
+    pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -52,9 +56,7 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
     match &config.store {
         StoreLocation::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).with_context(|| {
-                    format!("cannot create the data directory {}", parent.display())
-                })?;
+                prepare_data_dir(parent)?;
             }
             let open = if serving {
                 SqliteStore::open_serving
@@ -83,6 +85,41 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
         }
     }
 }
+
+/// Creates the data directory 0700 (whatever the umask) if it is missing;
+/// warns if an existing one is open to its group or to others, which can
+/// then list it and, were a file in it ever readable, read the store.
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    target: "tessera::security",
+                    dir = %dir.display(),
+                    mode = %format!("{mode:04o}"),
+                    "the data directory is accessible to its group or to others; \
+                     restrict it with chmod 700"
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DATA_DIR_MODE)
+            .create(dir)
+            .and_then(|()| {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))
+            })
+            .with_context(|| format!("cannot create the data directory {}", dir.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot read the data directory {}", dir.display()))
+        }
+    }
+}
+
+/// The mode of a data directory Tessera creates.
+const DATA_DIR_MODE: u32 = 0o700;
 
 fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -204,10 +241,18 @@ pub async fn start(
     }
     let render: Option<MetricsRender> =
         metrics_handle().map(|h| Arc::new(move || h.render()) as MetricsRender);
-    let state = AppState::new(Arc::clone(&store), settings, render);
+    let state = AppState::new(Arc::clone(&store), settings, render.clone());
     let app = tessera_http::router(state);
 
     let (stop, stop_rx) = watch::channel(false);
+    let metrics_addr = match (config.metrics_listen, render) {
+        (Some(at), Some(render)) => Some(serve_metrics(at, render, stop_rx.clone()).await?),
+        (Some(_), None) => {
+            tracing::warn!("metrics_listen is set but this process has no metrics recorder");
+            None
+        }
+        (None, _) => None,
+    };
     spawn_cleanup(Arc::clone(&store), &config, stop_rx.clone());
     {
         let stop = stop.clone();
@@ -233,7 +278,39 @@ pub async fn start(
         Ok(())
     });
     tracing::info!(%addr, "tessera is listening");
-    Ok(Running { addr, stop, task })
+    Ok(Running {
+        addr,
+        metrics_addr,
+        stop,
+        task,
+    })
+}
+
+/// `metrics_listen`: binds `at` and serves `GET /_tessera/metrics` there,
+/// open, until `stop` fires. Returns the bound address. Meant for a
+/// private network; on the API port the same text needs `monitor`.
+async fn serve_metrics(
+    at: SocketAddr,
+    render: MetricsRender,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(at)
+        .await
+        .with_context(|| format!("cannot listen on {at} (metrics_listen)"))?;
+    let addr = listener.local_addr()?;
+    let app = tessera_http::metrics_router(render);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the metrics listener failed");
+        }
+    });
+    tracing::info!(%addr, "serving /_tessera/metrics without authentication");
+    Ok(addr)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -18,7 +18,7 @@ use crate::throttle::{Outcome, Realm};
 use crate::AppState;
 
 /// Credentials as presented, before any lookup.
-enum Presented {
+pub(crate) enum Presented {
     /// The decoded `id:secret` text of `Authorization: Basic`.
     Basic(Zeroizing<String>),
     /// `client_id` and `client_secret` in the body.
@@ -29,7 +29,7 @@ enum Presented {
 }
 
 /// Finds the one client authentication method the request used.
-fn presented(headers: &HeaderMap, form: &Form) -> Result<Option<Presented>, OAuthError> {
+pub(crate) fn presented(headers: &HeaderMap, form: &Form) -> Result<Option<Presented>, OAuthError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| {
             OAuthError::invalid_client("the Authorization header is not ASCII", true)

@@ -116,7 +116,10 @@ pub async fn refresh_rules(store: DynStore) {
         .await
         .unwrap()
         .unwrap_err();
-    assert_eq!(late.error, RefreshError::RefreshedTooLongAgo);
+    assert!(matches!(
+        late.error,
+        RefreshError::RefreshedTooLongAgo { .. }
+    ));
     assert!(late.revoke_family);
     assert_family_dead(&store, &[&pair, &first.pair, &second.pair], T0 + 40_002).await;
 
@@ -215,7 +218,10 @@ pub async fn families(store: DynStore) {
         .await
         .unwrap()
         .unwrap_err();
-    assert_eq!(late.error, RefreshError::RefreshedTooLongAgo);
+    assert!(matches!(
+        late.error,
+        RefreshError::RefreshedTooLongAgo { .. }
+    ));
     assert!(!late.revoke_family);
     let head = store
         .find_by_access(&h2.access.hash())

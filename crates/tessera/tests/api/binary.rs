@@ -19,14 +19,28 @@ fn tessera() -> Command {
     without_tessera_env(Command::new(env!("CARGO_BIN_EXE_tessera")))
 }
 
+/// The binary started by a shell that first runs `setup` (`ulimit …`,
+/// `umask …`), then replaces itself with the binary.
+fn tessera_in_shell(setup: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!("{setup} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_tessera"),
+    ]);
+    without_tessera_env(cmd)
+}
+
 /// The binary run with its file-descriptor limit (soft and hard) set to
 /// `nofile` by the shell's `ulimit` just before it starts.
 fn tessera_with_fd_limit(nofile: u64) -> Command {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_tessera"));
-    without_tessera_env(cmd)
+    tessera_in_shell(&format!("ulimit -n {nofile}"))
+}
+
+/// The binary started under `umask`, so that what it creates shows which
+/// modes it asks for itself.
+fn tessera_under_umask(umask: &str) -> Command {
+    tessera_in_shell(&format!("umask {umask}"))
 }
 
 fn without_tessera_env(mut cmd: Command) -> Command {
@@ -426,4 +440,94 @@ fn a_killed_server_keeps_every_token_it_answered_with() {
     }
     let (status, lines) = node.terminate();
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+}
+
+/// The mode bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file in `dir` with its mode.
+fn file_modes(dir: &Path) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                mode(&p),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Started under `umask 000`, the server still creates its data directory
+/// 0700 and every file in it (database, WAL, shared memory, lock) 0600, and
+/// narrows a database file that was left readable. A data directory open
+/// to others is warned about on stderr.
+#[test]
+fn files_on_disk_are_private_whatever_the_umask() {
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    let mut node = Node::spawn_from(tessera_under_umask("000"), &data, &[]);
+    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
+        generated_password(seen).is_some()
+    });
+    let password = generated_password(&node.seen).unwrap();
+    node.wait_ready();
+    // A write, so that the WAL and the shared memory are in use.
+    let client = client();
+    let r = Req::new(&client, &node.base, Method::POST, TOKEN)
+        .basic(ADMIN, &password)
+        .json(&serde_json::json!({ "grant_type": "client_credentials" }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    let files = file_modes(&data);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "tessera.db",
+        "tessera.db-wal",
+        "tessera.db-shm",
+        "tessera.db.lock",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+    for (name, mode) in &files {
+        assert_eq!(*mode, 0o600, "{name} is {mode:o}: {files:?}");
+    }
+    let (status, lines) = node.terminate();
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("data directory is accessible")),
+        "no warning for a private directory:\n{}",
+        lines.join("\n")
+    );
+
+    // Someone opened the directory and the database to everyone.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("tessera.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut node = Node::spawn_from(tessera_under_umask("000"), &data, &[]);
+    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
+        seen.iter()
+            .any(|l| l.contains("WARN") && l.contains("data directory is accessible"))
+    });
+    node.wait_ready();
+    for (name, mode) in file_modes(&data) {
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+    let (status, lines) = node.terminate();
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("data directory is accessible"))
+        .unwrap();
+    assert!(warning.contains("0755"), "{warning}");
 }

@@ -8,6 +8,7 @@ mod api_keys;
 mod authenticate;
 mod binary;
 mod derived;
+mod exposure;
 mod hostile;
 mod lifecycle;
 mod protocol;

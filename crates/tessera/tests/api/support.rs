@@ -55,12 +55,15 @@ pub struct Options {
     pub manual_clock: bool,
     /// The account lock, source budget and trusted proxies.
     pub throttle: ThrottleArgs,
+    /// An address for the open metrics listener (`127.0.0.1:0`).
+    pub metrics_listen: Option<&'static str>,
 }
 
 pub struct TestServer {
     runtime: Option<tokio::runtime::Runtime>,
     running: Option<Running>,
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     base: String,
     client: Client,
     data_dir: PathBuf,
@@ -105,6 +108,7 @@ impl TestServer {
             revoke_on_user_change: options.revoke_on_user_change.map(Into::into),
             throttle: options.throttle.clone(),
             shutdown_timeout: Some("5s".into()),
+            metrics_listen: options.metrics_listen.map(Into::into),
             ..Default::default()
         })
         .expect("a valid test configuration");
@@ -123,10 +127,12 @@ impl TestServer {
             .block_on(server::start(config, std::future::pending()))
             .expect("the server starts");
         let addr = running.addr;
+        let metrics_addr = running.metrics_addr;
         TestServer {
             runtime: Some(runtime),
             running: Some(running),
             addr,
+            metrics_addr,
             base: format!("http://{addr}"),
             client: client(),
             data_dir: data_dir.to_owned(),
@@ -146,6 +152,11 @@ impl TestServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `metrics_listen` was bound, if it was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -206,7 +206,7 @@ fn authentications_are_counted_by_realm_and_outcome() {
     srv.assert_basic_ok("counted", TEST_PW);
     srv.assert_basic_refused("counted", "wrong-pw");
     srv.assert_basic_refused("uncounted-nobody", "wrong-pw");
-    let r = srv.get("/_tessera/metrics").send();
+    let r = srv.get("/_tessera/metrics").admin().send();
     assert_eq!(r.status, 200);
     for outcome in ["success", "invalid_credentials", "unknown_principal"] {
         let line = format!(

@@ -567,7 +567,15 @@ impl Http {
     /// The sum of the samples of Prometheus counter `series` (name plus
     /// labels exactly as rendered), 0 if the node has none yet.
     pub fn counter(&self, base: &str, series: &str) -> f64 {
-        let r = self.get(base, "/_tessera/metrics").expect("metrics");
+        let r = self
+            .send(
+                Method::GET,
+                base,
+                "/_tessera/metrics",
+                Auth::Basic(ADMIN, ADMIN_PW),
+                None,
+            )
+            .expect("metrics");
         assert_eq!(r.status, 200, "metrics: {}", r.text);
         r.text
             .lines()

@@ -336,43 +336,96 @@ fn introspection_says_inactive_for_anything_unusable() {
     }
 }
 
-#[test]
-fn introspection_is_open_to_every_authenticated_client_and_user() {
-    let server = TestServer::start();
-    server.put_user("jane", &[]);
-    let client = server.full_client();
-    let other = server.register(json!({ "token_endpoint_auth_method": "client_secret_post" }));
-    // A token from the Elasticsearch API: unrestricted, so no scope.
-    let (access, _) = server.es_password_grant((ADMIN, ADMIN_PW), "jane", USER_PW);
-    let r = server
+/// POSTs `token` to the introspection endpoint with client authentication
+/// in the body.
+fn introspect_post(server: &TestServer, client: &TestClient, token: &str) -> Resp {
+    server
         .post(INTROSPECT)
         .form(&[
-            ("token", &access),
-            ("client_id", &other.id),
-            ("client_secret", &other.secret),
+            ("token", token),
+            ("client_id", &client.id),
+            ("client_secret", &client.secret),
         ])
-        .send();
+        .send()
+}
+
+fn introspect_as_user(server: &TestServer, user: &str, password: &str, token: &str) -> Resp {
+    server
+        .post(INTROSPECT)
+        .basic(user, password)
+        .form(&[("token", token)])
+        .send()
+}
+
+/// RFC 7662 §4: a client sees only the tokens issued to it, unless it is
+/// registered with `tessera:introspect`; a native user needs
+/// `manage_token`. Everyone else learns nothing: `{"active":false}`, the
+/// same answer as for a token that does not exist.
+#[test]
+fn introspection_shows_a_token_only_to_its_client_or_an_introspector() {
+    let server = TestServer::start();
+    server.put_user("jane", &[]);
+    server.put_role("token_admin", json!({ "cluster": ["manage_token"] }));
+    server.put_user("tokens", &["token_admin"]);
+    let client = server.full_client();
+    let other = server.register(json!({ "token_endpoint_auth_method": "client_secret_post" }));
+    let introspector = server.register(json!({
+        "token_endpoint_auth_method": "client_secret_post",
+        "scope": "tessera:introspect",
+    }));
+    let inactive = json!({ "active": false });
+
+    // A token from the Elasticsearch API: its client is the user who
+    // created it, so no registered client owns it.
+    let (access, refresh) = server.es_password_grant((ADMIN, ADMIN_PW), "jane", USER_PW);
+    for token in [&access, &refresh] {
+        let r = introspect_post(&server, &other, token);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body, inactive, "another client sees nothing");
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    let r = introspect_post(&server, &introspector, &access);
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["active"], true, "{}", r.text);
     assert!(r.body.get("scope").is_none(), "{}", r.text);
     assert_eq!(
         r.body["client_id"], ADMIN,
         "the creating user is its client"
     );
     assert_eq!(r.body["username"], "jane");
-    // A native user (without any privilege) may introspect too.
+
+    // A token issued to `client`: its own client sees it, others do not.
     let pair = password_pair(&server, &client);
-    let r = server
-        .post(INTROSPECT)
-        .basic("jane", USER_PW)
-        .form(&[("token", s(&pair["access_token"]))])
-        .send();
+    let (own_access, own_refresh) = (s(&pair["access_token"]), s(&pair["refresh_token"]));
+    for token in [own_access, own_refresh] {
+        assert_eq!(server.introspect(&client, token).body["active"], true);
+        assert_eq!(introspect_post(&server, &other, token).body, inactive);
+        assert_eq!(
+            introspect_post(&server, &introspector, token).body["active"],
+            true
+        );
+    }
+
+    // Native users: without manage_token nothing, with it (or as a
+    // superuser) everything.
+    let r = introspect_as_user(&server, "jane", USER_PW, own_access);
     assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body, inactive, "a user without manage_token sees nothing");
+    assert_eq!(
+        introspect_as_user(&server, "jane", USER_PW, &access).body,
+        inactive,
+        "not even the tokens issued for her"
+    );
+    let r = introspect_as_user(&server, "tokens", USER_PW, own_access);
+    assert_eq!(r.body["active"], true, "{}", r.text);
     assert_eq!(r.body["client_id"], client.id.as_str());
-    // Unauthenticated callers may not.
+    let r = introspect_as_user(&server, ADMIN, ADMIN_PW, &access);
+    assert_eq!(r.body["active"], true, "{}", r.text);
+
+    // Unauthenticated callers may not introspect at all.
     let r = server
         .post(INTROSPECT)
-        .form(&[("token", s(&pair["access_token"]))])
+        .form(&[("token", own_access)])
         .send();
     assert_oauth_error_says(
         &r,

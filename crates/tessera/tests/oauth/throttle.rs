@@ -151,7 +151,8 @@ fn client_authentications_are_counted() {
     let client = srv.register(json!({}));
     srv.grant(&client, &CC);
     assert_wrong_secret_answer(&srv.token(&client.with_secret("nope"), &CC));
-    let r = srv.get("/_tessera/metrics").send();
+    let r = srv.get("/_tessera/metrics").admin().send();
+    assert_eq!(r.status, 200, "{}", r.text);
     for outcome in ["success", "invalid_credentials"] {
         let line = format!(
             "tessera_authentications_total{{realm_type=\"_oauth2_client\",realm=\"_oauth2_client\",outcome=\"{outcome}\"}}"

@@ -473,7 +473,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
         &r,
         400,
         "invalid_grant",
-        "token has already been refreshed more than 30 seconds in the past",
+        "token has already been refreshed more than 1 second in the past",
     );
     assert_token_dead(&server, second["access_token"].as_str().unwrap());
     let r = server.token(
