@@ -19,7 +19,7 @@ use crate::auth::{self, Caller, Minter};
 use crate::body::{reserved_metadata_key, JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
-use crate::AppState;
+use crate::state::AppState;
 
 /// Authenticates `ApiKey base64(id:secret)` and returns the key. Every
 /// failure is Elasticsearch's "unable to authenticate with provided

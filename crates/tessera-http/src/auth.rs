@@ -18,8 +18,8 @@ use tessera_store::{Lineage, Requirement};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use crate::throttle::{ClientIp, Outcome, Realm};
-use crate::AppState;
 
 /// The authenticated caller. As an extractor it runs before the body is
 /// read, so an unauthenticated request gets its 401 whatever its body.

@@ -7,7 +7,7 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ApiResult};
-use crate::AppState;
+use crate::state::AppState;
 
 /// A JSON request body, required.
 pub struct JsonBody<T>(pub T);

@@ -17,12 +17,12 @@ mod middleware;
 pub mod oauth;
 pub mod params;
 pub mod roles;
+mod state;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -32,198 +32,11 @@ use axum::routing::{any, get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use tessera_domain::privilege::Action;
-use tessera_domain::refresh::RefreshPolicy;
-use tessera_domain::time::millis;
-use tessera_domain::{Authentication, Millis};
-use tessera_store::Store;
+use tessera_domain::Authentication;
 
 use crate::auth::Caller;
-use crate::credentials::CredentialCache;
 use crate::error::ApiResult;
-use crate::throttle::{Throttle, ThrottleSettings};
-
-/// The HTTP layer's settings (validated by the binary before they get here).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub access_token_ttl: Duration,
-    pub refresh_window: Duration,
-    /// Reuse of a refresh token outside its window (or of an older
-    /// generation) revokes its whole family (RFC 9700). Off: only refused,
-    /// as in Elasticsearch.
-    pub refresh_reuse_revokes_family: bool,
-    /// Largest accepted request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Longest a request may take, body included, before it gets a 408.
-    pub request_timeout: Duration,
-    /// The OAuth authorization server's issuer identifier (RFC 8414): an
-    /// http(s) URL without query, fragment or trailing slash. The OAuth
-    /// endpoints' URLs in the metadata document are built on it.
-    pub issuer: String,
-    /// Deleting or disabling a user, or changing its password, revokes
-    /// every token family of the user and everything derived from them,
-    /// and the user's API keys stop authenticating while it is disabled or
-    /// deleted. Off: Elasticsearch's behaviour (tokens keep the identity
-    /// they were issued for).
-    pub revoke_on_user_change: bool,
-    /// Where the time comes from (a manual clock in tests).
-    pub clock: clock::Clock,
-    /// Password and client-secret guessing: the account lock, the source
-    /// budget and the trusted proxies.
-    pub throttle: ThrottleSettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            access_token_ttl: Duration::from_secs(20 * 60),
-            refresh_window: Duration::from_secs(30),
-            refresh_reuse_revokes_family: true,
-            max_body_bytes: 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-            issuer: "http://127.0.0.1:9200".into(),
-            revoke_on_user_change: true,
-            clock: clock::Clock::system(),
-            throttle: ThrottleSettings::default(),
-        }
-    }
-}
-
-impl Settings {
-    pub fn access_ttl_ms(&self) -> Millis {
-        millis(self.access_token_ttl)
-    }
-
-    pub fn refresh_policy(&self) -> RefreshPolicy {
-        RefreshPolicy {
-            access_ttl_ms: self.access_ttl_ms(),
-            window_ms: millis(self.refresh_window),
-            reuse_revokes_family: self.refresh_reuse_revokes_family,
-        }
-    }
-}
-
-/// Renders the metrics exposition text; installed by the binary.
-pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
-
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub store: Arc<dyn Store>,
-    pub settings: Settings,
-    pub credentials: CredentialCache,
-    pub metrics: Metrics,
-    pub throttle: Throttle,
-    /// Bounds concurrent password hashing (see [`AppState::hash_blocking`]).
-    hashing: tokio::sync::Semaphore,
-    /// The narrower lane for verifications from sources or for accounts
-    /// with recent failures (see [`AppState::verify_blocking`]).
-    suspect_hashing: tokio::sync::Semaphore,
-    /// Where suspect verifications run: threads at the lowest priority.
-    low_priority: low_priority::LowPriority,
-    render_metrics: Option<MetricsRender>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        settings: Settings,
-        render_metrics: Option<MetricsRender>,
-    ) -> Self {
-        let throttle = Throttle::new(settings.throttle.clone());
-        Self(Arc::new(Inner {
-            store,
-            settings,
-            credentials: CredentialCache::default(),
-            metrics: Metrics,
-            throttle,
-            hashing: tokio::sync::Semaphore::new(hashing_slots()),
-            suspect_hashing: tokio::sync::Semaphore::new(suspect_slots()),
-            low_priority: low_priority::LowPriority::new(suspect_slots()),
-            render_metrics,
-        }))
-    }
-
-    /// Runs CPU-heavy password hashing or verification on a blocking thread,
-    /// a few at a time: each argon2id computation holds 19 MiB, so a burst of
-    /// first logins must queue rather than take memory without bound.
-    /// `None` if the computation panicked.
-    pub async fn hash_blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
-        let _permit = self.hashing.acquire().await.ok()?;
-        tokio::task::spawn_blocking(f).await.ok()
-    }
-
-    /// Runs a password verification like [`AppState::hash_blocking`]. A
-    /// `suspect` one (from a source or for an account with recent
-    /// failures) instead waits for one of a few slots of its own and runs
-    /// on a thread at the lowest CPU priority, so that a guessing flood
-    /// takes at most half the cores' threads, only when nothing else
-    /// wants them, and never a slot of other logins.
-    pub async fn verify_blocking(
-        &self,
-        suspect: bool,
-        f: impl FnOnce() -> bool + Send + 'static,
-    ) -> bool {
-        if !suspect {
-            return self.hash_blocking(f).await.unwrap_or(false);
-        }
-        let Ok(_slot) = self.suspect_hashing.acquire().await else {
-            return false;
-        };
-        self.low_priority.run(f).await.unwrap_or(false)
-    }
-
-    /// The current time in milliseconds, from the configured clock.
-    pub fn now(&self) -> Millis {
-        self.settings.clock.now()
-    }
-}
-
-/// Two concurrent hashes per core keeps the cores busy and memory bounded.
-fn hashing_slots() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
-}
-
-/// Half the cores (at least one) for suspect verifications.
-fn suspect_slots() -> usize {
-    (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1)
-}
-
-/// Domain counters, exported through the `metrics` facade.
-pub struct Metrics;
-
-impl Metrics {
-    pub fn issued(&self) {
-        metrics::counter!("tessera_tokens_issued_total").increment(1);
-    }
-
-    /// A refresh token was presented again outside what is allowed.
-    pub fn reuse_detected(&self, family_revoked: bool) {
-        metrics::counter!("tessera_refresh_reuse_detected_total").increment(1);
-        if family_revoked {
-            metrics::counter!("tessera_family_revoked_total").increment(1);
-        }
-    }
-
-    pub fn refresh(&self, rotated: bool) {
-        let outcome = if rotated {
-            "rotated"
-        } else {
-            "replayed_in_window"
-        };
-        metrics::counter!("tessera_refresh_total", "outcome" => outcome).increment(1);
-    }
-}
+pub use crate::state::{AppState, Inner, Metrics, MetricsRender, Settings};
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -15,7 +15,7 @@ use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 const COMPATIBLE_MEDIA_TYPE: &str = "application/vnd.elasticsearch+json;compatible-with=8";
 

@@ -46,9 +46,9 @@ pub use error::{Failure, OAuthError};
 
 use crate::auth::{self, Caller, PasswordCredentials};
 use crate::params::PathParam;
+use crate::state::AppState;
 use crate::throttle::ClientIp;
 use crate::tokens::report_refresh_denial;
-use crate::AppState;
 use client_auth::{authenticate_client, authenticate_requester, authentication_failed, Requester};
 pub(crate) use client_auth::{presented, Presented};
 

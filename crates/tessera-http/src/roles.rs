@@ -12,7 +12,7 @@ use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
-use crate::AppState;
+use crate::state::AppState;
 
 fn reserved(name: &str) -> ApiError {
     ApiError::illegal_argument(format!("Role [{name}] is reserved and may not be used."))

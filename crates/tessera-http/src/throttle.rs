@@ -23,7 +23,7 @@ use tessera_domain::throttle::{
 };
 use tessera_domain::Millis;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// Accounts and sources remembered at most (each), across all shards.
 pub const MAX_TRACKED: usize = 100_000;

@@ -15,8 +15,8 @@ use zeroize::Zeroizing;
 use crate::auth::{self, Caller, Minter, PasswordCredentials};
 use crate::body::JsonBody;
 use crate::error::{validation_text, ApiError, ApiResult};
+use crate::state::AppState;
 use crate::throttle::ClientIp;
-use crate::AppState;
 
 /// The grant types Elasticsearch knows, in its message order.
 const GRANT_TYPES: &str = "[password, _kerberos, refresh_token, client_credentials]";

@@ -15,7 +15,7 @@ use crate::auth::{self, Caller};
 use crate::body::{reserved_metadata_key, JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
-use crate::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,8 +14,8 @@ use zeroize::Zeroizing;
 
 use super::{Form, OAuthError};
 use crate::auth::{self, PasswordCredentials};
+use crate::state::AppState;
 use crate::throttle::{Outcome, Realm};
-use crate::AppState;
 
 /// Credentials as presented, before any lookup.
 pub(crate) enum Presented {
