@@ -314,6 +314,41 @@ pub fn mint_client(metadata: ClientMetadata, now: Millis) -> MintedClient {
 }
 
 impl OAuthClientRecord {
+    /// The client as the registration endpoints (and `tessera client`)
+    /// show it (RFC 7591 §3.2.1); the secret only when it was just minted.
+    pub fn registration_json(&self, secret: Option<&str>) -> serde_json::Value {
+        use serde_json::{Map, Value};
+        let m = &self.metadata;
+        let mut out = Map::new();
+        out.insert("client_id".into(), self.client_id.clone().into());
+        if let Some(secret) = secret {
+            out.insert("client_secret".into(), secret.into());
+        }
+        out.insert(
+            "client_id_issued_at".into(),
+            self.created_at.div_euclid(1000).into(),
+        );
+        out.insert("client_secret_expires_at".into(), 0.into());
+        if let Some(name) = &m.client_name {
+            out.insert("client_name".into(), name.clone().into());
+        }
+        out.insert(
+            "grant_types".into(),
+            m.grant_types
+                .iter()
+                .map(|g| Value::from(g.as_str()))
+                .collect(),
+        );
+        if !m.scope.is_empty() {
+            out.insert("scope".into(), m.scope_text().into());
+        }
+        out.insert(
+            "token_endpoint_auth_method".into(),
+            m.token_endpoint_auth_method.as_str().into(),
+        );
+        Value::Object(out)
+    }
+
     /// Whether `presented` is this client's secret (constant time).
     pub fn verify_secret(&self, presented: &str) -> bool {
         crypto::ct_eq(&crypto::sha256(presented.as_bytes()), &self.secret_hash)

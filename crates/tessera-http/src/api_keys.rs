@@ -21,37 +21,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
 use crate::state::AppState;
 
-/// Authenticates `ApiKey base64(id:secret)` and returns the key. Every
-/// failure is Elasticsearch's "unable to authenticate with provided
-/// credentials" 401. When user changes revoke tokens, a key whose owner is
-/// disabled or deleted does not authenticate.
-pub async fn authenticate(state: &AppState, presented: &str) -> ApiResult<ApiKeyRecord> {
-    let refuse = |why: &str| ApiError::unsuccessful_credentials(&format!("API key: {why}"));
-    let Some((id, secret)) = api_key::decode_credentials(presented) else {
-        return Err(refuse("invalid ApiKey value"));
-    };
-    let Some(key) = state.store.get_api_key(&id).await? else {
-        return Err(refuse(&format!("unable to find apikey with id {id}")));
-    };
-    key.verify(&secret, state.now())
-        .map_err(|e| refuse(&e.to_string()))?;
-    if state.settings.revoke_on_user_change && !owner_enabled(state, &key).await? {
-        return Err(refuse(&format!(
-            "the owner of apikey with id {id} is disabled or deleted"
-        )));
-    }
-    Ok(key)
-}
-
-async fn owner_enabled(state: &AppState, key: &ApiKeyRecord) -> ApiResult<bool> {
-    if key.owner.authentication_realm != tessera_domain::authn::NATIVE_REALM {
-        // Only native users can be changed here.
-        return Ok(true);
-    }
-    let owner = state.store.get_user(&key.owner.username).await?;
-    Ok(owner.is_some_and(|u| u.enabled))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {

@@ -14,7 +14,7 @@ use tessera_domain::privilege::{self, Action, SUPERUSER_ROLE};
 use tessera_domain::token::{TokenKind, TokenString};
 use tessera_domain::user::{self, UserRecord};
 use tessera_domain::{Authentication, Millis, TokenRecord};
-use tessera_store::{Lineage, Requirement};
+use tessera_store::{ApiKeyRecord, Lineage, Requirement};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
@@ -156,7 +156,7 @@ pub async fn authenticate_with_provenance(
             Ok((record.subject, provenance))
         }
         Presented::ApiKey(credentials) => {
-            let key = crate::api_keys::authenticate(state, credentials).await?;
+            let key = authenticate_api_key(state, credentials).await?;
             let mut requires = vec![Requirement::ApiKey { id: key.id.clone() }];
             if state.settings.revoke_on_user_change {
                 requires.push(Requirement::User {
@@ -397,6 +397,37 @@ pub async fn authenticate_bearer(state: &AppState, presented: &str) -> ApiResult
         return Err(ApiError::token_expired());
     }
     Ok(record)
+}
+
+/// Authenticates `ApiKey base64(id:secret)` and returns the key. Every
+/// failure is Elasticsearch's "unable to authenticate with provided
+/// credentials" 401. When user changes revoke tokens, a key whose owner is
+/// disabled or deleted does not authenticate.
+pub async fn authenticate_api_key(state: &AppState, presented: &str) -> ApiResult<ApiKeyRecord> {
+    let refuse = |why: &str| ApiError::unsuccessful_credentials(&format!("API key: {why}"));
+    let Some((id, secret)) = tessera_domain::api_key::decode_credentials(presented) else {
+        return Err(refuse("invalid ApiKey value"));
+    };
+    let Some(key) = state.store.get_api_key(&id).await? else {
+        return Err(refuse(&format!("unable to find apikey with id {id}")));
+    };
+    key.verify(&secret, state.now())
+        .map_err(|e| refuse(&e.to_string()))?;
+    if state.settings.revoke_on_user_change && !owner_enabled(state, &key).await? {
+        return Err(refuse(&format!(
+            "the owner of apikey with id {id} is disabled or deleted"
+        )));
+    }
+    Ok(key)
+}
+
+async fn owner_enabled(state: &AppState, key: &ApiKeyRecord) -> ApiResult<bool> {
+    if key.owner.authentication_realm != tessera_domain::authn::NATIVE_REALM {
+        // Only native users can be changed here.
+        return Ok(true);
+    }
+    let owner = state.store.get_user(&key.owner.username).await?;
+    Ok(owner.is_some_and(|u| u.enabled))
 }
 
 /// Refuses with Elasticsearch's 403 unless `auth`'s roles grant `action`.

@@ -475,40 +475,6 @@ fn active(state: &AppState, r: &TokenRecord, token_type: &str, expires_at: Milli
 // /oauth2/register
 // ---------------------------------------------------------------------
 
-/// A client as the registration endpoints show it (RFC 7591 §3.2.1); the
-/// secret only when it was just minted.
-pub fn client_json(client: &OAuthClientRecord, secret: Option<&str>) -> Value {
-    let m = &client.metadata;
-    let mut out = Map::new();
-    out.insert("client_id".into(), client.client_id.clone().into());
-    if let Some(secret) = secret {
-        out.insert("client_secret".into(), secret.into());
-    }
-    out.insert(
-        "client_id_issued_at".into(),
-        seconds(client.created_at).into(),
-    );
-    out.insert("client_secret_expires_at".into(), 0.into());
-    if let Some(name) = &m.client_name {
-        out.insert("client_name".into(), name.clone().into());
-    }
-    out.insert(
-        "grant_types".into(),
-        m.grant_types
-            .iter()
-            .map(|g| Value::from(g.as_str()))
-            .collect(),
-    );
-    if !m.scope.is_empty() {
-        out.insert("scope".into(), m.scope_text().into());
-    }
-    out.insert(
-        "token_endpoint_auth_method".into(),
-        m.token_endpoint_auth_method.as_str().into(),
-    );
-    Value::Object(out)
-}
-
 /// The registration body: a JSON object of client metadata. Members this
 /// server does not understand are ignored (RFC 7591 §2).
 async fn metadata_body(
@@ -612,7 +578,7 @@ pub async fn register(
     );
     Ok(no_store_json(
         StatusCode::CREATED,
-        client_json(&minted.record, Some(&minted.secret)),
+        minted.record.registration_json(Some(&minted.secret)),
     ))
 }
 
@@ -627,7 +593,7 @@ pub async fn list_clients(
         .list_oauth_clients()
         .await?
         .iter()
-        .map(|c| client_json(c, None))
+        .map(|c| c.registration_json(None))
         .collect();
     Ok(Json(json!({ "clients": clients })).into_response())
 }
@@ -640,7 +606,7 @@ pub async fn get_client(
 ) -> Result<Response, Failure> {
     require_admin(&state, &admin).await?;
     match state.store.get_oauth_client(&client_id).await? {
-        Some(client) => Ok(Json(client_json(&client, None)).into_response()),
+        Some(client) => Ok(Json(client.registration_json(None)).into_response()),
         None => Err(OAuthError::client_not_found(&client_id).into()),
     }
 }
@@ -676,7 +642,7 @@ pub async fn update_client(
         state.store.delete_oauth_client(&client_id).await?;
         return Err(OAuthError::client_not_found(&client_id).into());
     }
-    Ok(Json(client_json(&client, None)).into_response())
+    Ok(Json(client.registration_json(None)).into_response())
 }
 
 /// `POST /oauth2/register/{client_id}/_rotate_secret`: a new secret,
@@ -708,7 +674,7 @@ pub async fn rotate_secret(
     );
     Ok(no_store_json(
         StatusCode::OK,
-        client_json(&client, Some(&secret)),
+        client.registration_json(Some(&secret)),
     ))
 }
 

@@ -10,7 +10,6 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use tessera_domain::oauth::{self, ClientMetadata, MetadataInput};
 use tessera_domain::time::millis;
-use tessera_http::oauth::client_json;
 
 use crate::config::{Config, ServeArgs};
 use crate::server;
@@ -123,14 +122,14 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<Value> {
             })?;
             let minted = oauth::mint_client(metadata, now_ms());
             store.put_oauth_client(&minted.record).await?;
-            client_json(&minted.record, Some(&minted.secret))
+            minted.record.registration_json(Some(&minted.secret))
         }
         ClientCommand::List { .. } => Value::Array(
             store
                 .list_oauth_clients()
                 .await?
                 .iter()
-                .map(|c| client_json(c, None))
+                .map(|c| c.registration_json(None))
                 .collect(),
         ),
         ClientCommand::Show { client_id, .. } => {
@@ -138,7 +137,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<Value> {
                 .get_oauth_client(&client_id)
                 .await?
                 .ok_or_else(|| not_found(&client_id))?;
-            client_json(&client, None)
+            client.registration_json(None)
         }
         ClientCommand::Update {
             client_id,
@@ -171,7 +170,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<Value> {
                 store.delete_oauth_client(&client_id).await?;
                 bail!(not_found(&client_id));
             }
-            client_json(&client, None)
+            client.registration_json(None)
         }
         ClientCommand::RotateSecret { client_id, .. } => {
             let (secret, hash) = oauth::new_secret();
@@ -182,7 +181,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<Value> {
                 .get_oauth_client(&client_id)
                 .await?
                 .ok_or_else(|| not_found(&client_id))?;
-            client_json(&client, Some(&secret))
+            client.registration_json(Some(&secret))
         }
         ClientCommand::Delete { client_id, .. } => {
             if !store.delete_oauth_client(&client_id).await? {
