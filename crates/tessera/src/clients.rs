@@ -3,13 +3,10 @@
 //! settings as `serve`), for bootstrapping before any administrator can
 //! call `/oauth2/register`. Every command prints JSON on stdout.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use tessera_domain::oauth::{self, ClientMetadata, MetadataInput};
-use tessera_domain::time::millis;
 
 use crate::config::{Config, ServeArgs};
 use crate::server;
@@ -85,13 +82,6 @@ pub struct MetadataArgs {
     pub auth_method: Option<String>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or_default()
-}
-
 fn not_found(client_id: &str) -> anyhow::Error {
     anyhow!("no OAuth client [{client_id}]")
 }
@@ -120,7 +110,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<Value> {
                 scope: m.scope,
                 token_endpoint_auth_method: m.auth_method,
             })?;
-            let minted = oauth::mint_client(metadata, now_ms());
+            let minted = oauth::mint_client(metadata, tessera_http::clock::Clock::system().now());
             store.put_oauth_client(&minted.record).await?;
             minted.record.registration_json(Some(&minted.secret))
         }

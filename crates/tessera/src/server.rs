@@ -5,12 +5,10 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tessera_domain::privilege::SUPERUSER_ROLE;
-use tessera_domain::time::millis;
 use tessera_domain::user;
 use tessera_http::{AppState, MetricsRender};
 use tessera_store::{Store, UserUpsert};
@@ -185,16 +183,10 @@ fn generate_password() -> String {
         .encode(tessera_domain::crypto::random_bytes::<18>())
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or_default()
-}
-
 /// Removes expired tokens in bounded batches, forever.
 fn spawn_cleanup(store: Arc<dyn Store>, config: &Config, mut stop: watch::Receiver<bool>) {
     let (interval, batch) = (config.cleanup_interval, config.cleanup_batch);
+    let clock = config.http.clock.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -205,7 +197,7 @@ fn spawn_cleanup(store: Arc<dyn Store>, config: &Config, mut stop: watch::Receiv
             }
             // A few batches per tick at most, so cleanup never hogs the writer.
             for _ in 0..10 {
-                match store.purge_expired(now_ms(), batch).await {
+                match store.purge_expired(clock.now(), batch).await {
                     Ok(n) => {
                         metrics::counter!("tessera_tokens_purged_total").increment(n);
                         if n < u64::from(batch) {

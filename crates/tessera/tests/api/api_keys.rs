@@ -278,7 +278,10 @@ fn bad_api_keys_are_refused_with_401() {
 
 #[test]
 fn expired_key_is_refused() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_with(Options {
+        manual_clock: true,
+        ..Default::default()
+    });
     let key = create_key(
         &srv,
         (ADMIN, ADMIN_PW),
@@ -286,7 +289,7 @@ fn expired_key_is_refused() {
     );
     let r = auth_apikey(&srv, &encoded_of(&key));
     assert_eq!(r.status, 200, "{}", r.text);
-    std::thread::sleep(Duration::from_millis(1_200));
+    srv.advance(1_000);
     let r = auth_apikey(&srv, &encoded_of(&key));
     assert_key_refused(&r, Some("api key is expired"));
 }

@@ -1,8 +1,6 @@
 //! `GET /_security/_authenticate` and every way authentication fails;
 //! Elasticsearch's authenticate/10_basic.yml and 11_admin_user.yml.
 
-use std::time::Duration;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use reqwest::header::WWW_AUTHENTICATE;
@@ -252,6 +250,7 @@ fn refresh_token_is_not_an_access_token() {
 fn expired_bearer_token() {
     let srv = TestServer::start_with(Options {
         access_token_ttl: Some("2s"),
+        manual_clock: true,
         ..Default::default()
     });
     let r = srv
@@ -263,9 +262,8 @@ fn expired_bearer_token() {
     assert_eq!(r.body["expires_in"], 2);
     let t = Tokens::from_body(&r.body);
     srv.assert_bearer_ok(&t.access, ADMIN);
-    // Let the two-second lifetime pass (two, not one, so that a slow
-    // machine cannot expire the token before the first check above).
-    std::thread::sleep(Duration::from_millis(2100));
+    // Let the two-second lifetime pass.
+    srv.advance(2_000);
     assert_token_expired(&srv.auth_bearer(&t.access));
     // An expired access token does not stop its refresh token.
     let r = srv.refresh(&t.refresh);

@@ -6,7 +6,6 @@
 
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -171,6 +170,7 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
     let srv = TestServer::start_with(Options {
         refresh_window: Some("1s"),
         refresh_reuse_revokes_family: Some("false"),
+        manual_clock: true,
         ..Default::default()
     });
     srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
@@ -183,7 +183,7 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
         new.push(Tokens::from_body(&r1.body));
     }
     // Let the one-second window pass (for all five at once).
-    thread::sleep(Duration::from_millis(1200));
+    srv.advance(1_200);
     for (t, n) in tokens.iter().zip(&new) {
         assert_oauth_error(
             &srv.refresh_as((RACER, TEST_PW), &t.refresh),

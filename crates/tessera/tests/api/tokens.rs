@@ -595,12 +595,13 @@ fn only_the_creating_client_may_refresh() {
 fn reuse_after_the_window_is_refused_and_revokes_the_family() {
     let srv = TestServer::start_with(Options {
         refresh_window: Some("1s"),
+        manual_clock: true,
         ..Default::default()
     });
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let first = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &t.refresh, ADMIN);
     // Let the one-second refresh window pass.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    srv.advance(1_200);
     assert_oauth_error(
         &srv.refresh(&t.refresh),
         "invalid_grant",
@@ -621,12 +622,13 @@ fn reuse_after_the_window_is_only_refused_in_elasticsearch_mode() {
     let srv = TestServer::start_with(Options {
         refresh_window: Some("1s"),
         refresh_reuse_revokes_family: Some("false"),
+        manual_clock: true,
         ..Default::default()
     });
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let first = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &t.refresh, ADMIN);
     // Let the one-second refresh window pass.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    srv.advance(1_200);
     for _ in 0..2 {
         assert_oauth_error(
             &srv.refresh(&t.refresh),
