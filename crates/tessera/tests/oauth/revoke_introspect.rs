@@ -312,6 +312,7 @@ fn introspection_describes_active_tokens() {
 fn introspection_says_inactive_for_anything_unusable() {
     let server = TestServer::start_with(Options {
         access_token_ttl: Some("1s"),
+        manual_clock: true,
         ..Default::default()
     });
     let client = server.full_client();
@@ -321,7 +322,7 @@ fn introspection_says_inactive_for_anything_unusable() {
         200
     );
     let expiring = server.grant(&client, &[("grant_type", "client_credentials")]);
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    server.advance(1_000);
     for token in [
         s(&revoked["access_token"]),
         s(&revoked["refresh_token"]),

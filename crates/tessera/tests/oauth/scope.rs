@@ -162,12 +162,13 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
 fn expired_oauth_tokens_get_invalid_token() {
     let server = TestServer::start_with(Options {
         access_token_ttl: Some("1s"),
+        manual_clock: true,
         ..Default::default()
     });
     let client = server.register(json!({}));
     let body = server.grant(&client, &[("grant_type", "client_credentials")]);
     assert_eq!(body["expires_in"], 1);
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    server.advance(1_000);
     let r = server.whoami(body["access_token"].as_str().unwrap());
     assert_eq!(r.status, 401, "{}", r.text);
     assert_eq!(

@@ -38,6 +38,8 @@ pub struct Options {
     pub issuer: Option<&'static str>,
     /// The account lock, source budget and trusted proxies.
     pub throttle: ThrottleArgs,
+    /// Time stands still until [`TestServer::advance`] moves it.
+    pub manual_clock: bool,
 }
 
 pub struct TestServer {
@@ -46,6 +48,7 @@ pub struct TestServer {
     pub base: String,
     pub port: u16,
     client: Client,
+    clock: tessera_http::clock::Clock,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -75,6 +78,10 @@ impl TestServer {
         })
         .expect("a valid test configuration");
         config.bootstrap_password = Some(ADMIN_PW.to_owned());
+        if options.manual_clock {
+            config.http.clock = tessera_http::clock::Clock::manual();
+        }
+        let clock = config.http.clock.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("tessera-oauth-test")
@@ -95,8 +102,14 @@ impl TestServer {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("an HTTP client"),
+            clock,
             _temp: None,
         }
+    }
+
+    /// Moves the server's manual clock (see [`Options::manual_clock`]).
+    pub fn advance(&self, ms: i64) {
+        self.clock.advance(ms);
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -394,6 +394,7 @@ fn password_grant_authenticates_the_user_and_refresh_tokens_follow_the_registrat
 fn refresh_rotates_repeats_and_detects_reuse() {
     let server = TestServer::start_with(Options {
         refresh_window: Some("1s"),
+        manual_clock: true,
         ..Default::default()
     });
     let client = server.register(json!({ "grant_types": ["password", "refresh_token"] }));
@@ -464,7 +465,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
     );
 
     // Reuse after the window revokes the whole family.
-    std::thread::sleep(std::time::Duration::from_millis(1300));
+    server.advance(1_300);
     let r = server.token(
         &client,
         &[("grant_type", "refresh_token"), ("refresh_token", rt)],
