@@ -111,3 +111,39 @@ mod tests {
         assert!(!ct_eq(b"abc", b"ab"));
     }
 }
+
+/// A secret held in memory (a password from the configuration, say): its
+/// `Debug` never shows it, and its memory is wiped when it is dropped.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(zeroize::Zeroizing::new(text.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::Secret;
+
+    #[test]
+    fn a_secret_never_shows_in_debug() {
+        let s = Secret::new("hunter2-hunter2");
+        assert_eq!(s.expose(), "hunter2-hunter2");
+        assert!(!format!("{s:?} {:?}", Some(&s)).contains("hunter2"));
+        let parsed: Secret = serde_json::from_str("\"from-a-file\"").unwrap();
+        assert_eq!(parsed.expose(), "from-a-file");
+    }
+}

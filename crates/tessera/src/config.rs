@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Deserialize;
+use tessera_domain::crypto::Secret;
 use tessera_domain::time::parse_time_value;
 
 pub mod throttle;
@@ -120,7 +121,7 @@ struct FileConfig {
     max_connections: Option<toml::Value>,
     issuer: Option<String>,
     metrics_listen: Option<String>,
-    bootstrap_password: Option<String>,
+    bootstrap_password: Option<Secret>,
     lockout_threshold: Option<toml::Value>,
     lockout_delays: Option<toml::Value>,
     lockout_reset_after: Option<String>,
@@ -171,7 +172,7 @@ pub struct Config {
     /// Slow and idle clients: header and idle timeouts, connection cap.
     pub connections: crate::connections::Limits,
     /// From `TESSERA_BOOTSTRAP_PASSWORD` (or `…_FILE`, or the config file).
-    pub bootstrap_password: Option<String>,
+    pub bootstrap_password: Option<Secret>,
     /// The configured OAuth issuer. `None`: `http://<bound address>`, set
     /// in `http.issuer` once the server has bound its socket.
     pub issuer: Option<String>,
@@ -542,19 +543,19 @@ fn redact_url(url: &str) -> String {
 
 /// `TESSERA_BOOTSTRAP_PASSWORD`, else the file named by
 /// `TESSERA_BOOTSTRAP_PASSWORD_FILE`, else the config file's value.
-fn bootstrap_password(from_file: Option<String>) -> anyhow::Result<Option<String>> {
+fn bootstrap_password(from_file: Option<Secret>) -> anyhow::Result<Option<Secret>> {
     let password = if let Ok(p) = std::env::var("TESSERA_BOOTSTRAP_PASSWORD") {
-        Some(p)
+        Some(Secret::new(p))
     } else if let Ok(path) = std::env::var("TESSERA_BOOTSTRAP_PASSWORD_FILE") {
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        let text = Secret::new(std::fs::read_to_string(&path).with_context(|| {
             format!("invalid setting `bootstrap_password_file`: cannot read [{path}]")
-        })?;
-        Some(text.trim_end_matches(['\r', '\n']).to_owned())
+        })?);
+        Some(Secret::new(text.expose().trim_end_matches(['\r', '\n'])))
     } else {
         from_file
     };
     if let Some(p) = &password {
-        tessera_domain::user::validate_password(p)
+        tessera_domain::user::validate_password(p.expose())
             .map_err(|e| setting_error("bootstrap_password", e))?;
     }
     Ok(password)

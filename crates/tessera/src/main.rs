@@ -53,10 +53,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("stopped");
         }
         Command::CheckConfig(args) => {
-            let mut config = Config::resolve(args)?;
-            if config.bootstrap_password.is_some() {
-                config.bootstrap_password = Some("<hidden>".into());
-            }
+            // Secrets (the bootstrap password) print as `<redacted>`.
+            let config = Config::resolve(args)?;
             println!("{config:#?}");
         }
         Command::Client(command) => {

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tessera_domain::crypto::Secret;
 use tessera_domain::privilege::SUPERUSER_ROLE;
 use tessera_domain::user;
 use tessera_http::{AppState, MetricsRender};
@@ -221,7 +222,11 @@ pub async fn start(
     stop_on: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let store = open_store(&config, true).await?;
-    bootstrap(store.as_ref(), config.bootstrap_password.as_deref()).await?;
+    bootstrap(
+        store.as_ref(),
+        config.bootstrap_password.as_ref().map(Secret::expose),
+    )
+    .await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

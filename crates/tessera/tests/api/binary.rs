@@ -94,9 +94,14 @@ fn guessing_limits_come_from_flags_environment_and_file_and_are_validated() {
         .args(["--source-failure-burst", "7"])
         .env("TESSERA_LOCKOUT_THRESHOLD", "3")
         .env("TESSERA_TRUSTED_PROXIES", "192.0.2.0/24")
+        .env("TESSERA_BOOTSTRAP_PASSWORD", "never-printed-pw")
         .output()
         .expect("running tessera");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("never-printed-pw") && stdout.contains("<redacted>"),
+        "check-config shows the bootstrap password only redacted: {stdout}"
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -112,7 +112,9 @@ impl TestServer {
             ..Default::default()
         })
         .expect("a valid test configuration");
-        config.bootstrap_password = Some(options.bootstrap_password.unwrap_or(ADMIN_PW).to_owned());
+        config.bootstrap_password = Some(tessera_domain::crypto::Secret::new(
+            options.bootstrap_password.unwrap_or(ADMIN_PW),
+        ));
         if options.manual_clock {
             config.http.clock = tessera_http::clock::Clock::manual();
         }

@@ -77,7 +77,7 @@ impl TestServer {
             ..Default::default()
         })
         .expect("a valid test configuration");
-        config.bootstrap_password = Some(ADMIN_PW.to_owned());
+        config.bootstrap_password = Some(tessera_domain::crypto::Secret::new(ADMIN_PW));
         if options.manual_clock {
             config.http.clock = tessera_http::clock::Clock::manual();
         }
