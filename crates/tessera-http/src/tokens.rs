@@ -40,13 +40,21 @@ pub(crate) enum Grant {
     Kerberos,
 }
 
+/// A token request that passed validation: each grant with what it needs.
+pub(crate) enum Valid {
+    Password(PasswordCredentials),
+    ClientCredentials,
+    RefreshToken(TokenString),
+    Kerberos,
+}
+
 fn present<T: AsRef<str>>(v: &Option<T>) -> bool {
     v.as_ref().is_some_and(|s| !s.as_ref().is_empty())
 }
 
 impl TokenRequest {
     /// Elasticsearch's request validation, message for message.
-    pub(crate) fn validate(&self) -> Result<Grant, ApiError> {
+    pub(crate) fn validate(self) -> Result<Valid, ApiError> {
         let grant = match self.grant_type.as_deref() {
             Some("password") => Some(Grant::Password),
             Some("client_credentials") => Some(Grant::ClientCredentials),
@@ -98,8 +106,8 @@ impl TokenRequest {
                 ));
             }
         }
-        if errors.is_empty() {
-            return Ok(grant.expect("no errors means the grant is known"));
+        if let (Some(grant), true) = (grant, errors.is_empty()) {
+            return Ok(self.into_valid(grant));
         }
         let code = if errors.iter().any(|e| e.contains("grant_type")) {
             "unsupported_grant_type"
@@ -107,6 +115,21 @@ impl TokenRequest {
             "invalid_request"
         };
         Err(ApiError::oauth(code, validation_text(&errors)))
+    }
+
+    /// The validated request (every field `grant` requires is present).
+    fn into_valid(self, grant: Grant) -> Valid {
+        match grant {
+            Grant::Password => Valid::Password(PasswordCredentials {
+                username: self.username.unwrap_or_default(),
+                password: self.password.unwrap_or_default(),
+            }),
+            Grant::ClientCredentials => Valid::ClientCredentials,
+            Grant::RefreshToken => Valid::RefreshToken(TokenString::from_presented(
+                self.refresh_token.as_deref().map_or("", |t| t.as_str()),
+            )),
+            Grant::Kerberos => Valid::Kerberos,
+        }
     }
 }
 
@@ -116,24 +139,22 @@ pub async fn get_token(
     Minter(caller, provenance): Minter,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> ApiResult<Json<Value>> {
+    let scope = req.scope.is_some();
     let grant = req.validate()?;
-    let action = if grant == Grant::RefreshToken {
+    let action = if matches!(grant, Valid::RefreshToken(_)) {
         Action::TokenRefresh
     } else {
         Action::TokenCreate
     };
     auth::require(&state, &caller, action).await?;
-    let scope = req.scope.is_some();
     let (pair, with_auth, expires_in) = match grant {
-        Grant::Kerberos => {
+        Valid::Kerberos => {
             return Err(ApiError::oauth(
                 "unsupported_grant_type",
                 "the _kerberos grant_type is not supported: Tessera has no Kerberos realm",
             ))
         }
-        Grant::RefreshToken => {
-            let presented =
-                TokenString::from_presented(req.refresh_token.as_deref().expect("validated"));
+        Valid::RefreshToken(presented) => {
             let now = state.now();
             let granted = state
                 .store
@@ -152,16 +173,13 @@ pub async fn get_token(
             let expires_in = granted.expires_in(state.settings.access_ttl_ms(), now);
             (granted.pair, granted.subject, expires_in)
         }
-        Grant::Password | Grant::ClientCredentials => {
+        Valid::Password(_) | Valid::ClientCredentials => {
             let mut provenance = provenance;
-            let subject = if grant == Grant::Password {
-                let creds = PasswordCredentials {
-                    username: req.username.clone().expect("validated"),
-                    password: req.password.clone().expect("validated"),
-                };
+            let with_refresh = matches!(grant, Valid::Password(_));
+            let subject = if let Valid::Password(creds) = &grant {
                 let (subject, hash) = auth::verify_password(
                     &state,
-                    &creds,
+                    creds,
                     &format!("action [{}]", Action::TokenCreate.name()),
                     source,
                 )
@@ -175,7 +193,7 @@ pub async fn get_token(
             let (record, pair) = TokenRecord::issue(
                 &subject,
                 caller.client_ref(),
-                grant == Grant::Password,
+                with_refresh,
                 now,
                 state.settings.access_ttl_ms(),
             );
