@@ -82,7 +82,8 @@ impl Affects {
     pub const API_KEYS: Affects = Affects(8);
     pub const ALL: Affects = Affects(15);
 
-    pub const fn and(self, other: Affects) -> Affects {
+    /// The tables either names.
+    pub const fn union(self, other: Affects) -> Affects {
         Affects(self.0 | other.0)
     }
 

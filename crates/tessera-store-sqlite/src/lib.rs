@@ -169,9 +169,10 @@ impl SqliteStore {
         self.writer.run(affects, f).await
     }
 
-    /// Runs `f` in the writer's transaction; `f` only inserts new rows, or
-    /// changes nothing the read cache holds.
-    async fn write_insert<T, F>(&self, f: F) -> StoreResult<T>
+    /// Runs `f` in the writer's transaction, moving no cache generation:
+    /// `f` only inserts new rows, or changes tables the read cache does not
+    /// hold (OAuth clients, the meta table).
+    async fn write_uncached<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
@@ -252,7 +253,7 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
             .await?;
-        self.write_insert(|_| Ok(())).await
+        self.write_uncached(|_| Ok(())).await
     }
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
@@ -440,7 +441,7 @@ impl Store for SqliteStore {
             .tokens_issued
             .load(std::sync::atomic::Ordering::Acquire);
         let stored = self
-            .write_insert(move |c| {
+            .write_uncached(move |c| {
                 // On the one writer, the sources cannot change between
                 // this check and the insert.
                 let Some(parent) = lineage::check(c, &lineage, record.created_at)? else {
@@ -557,7 +558,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
-        self.write(Affects::TOKENS.and(Affects::API_KEYS), move |c| {
+        self.write(Affects::TOKENS.union(Affects::API_KEYS), move |c| {
             let tokens = pairs::purge(c, now, limit)?;
             let keys = c
                 .execute(
@@ -574,7 +575,7 @@ impl Store for SqliteStore {
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
         let r = ApiKeyRow::from_record(key)?;
-        self.write_insert(move |c| {
+        self.write_uncached(move |c| {
             c.prepare_cached(&format!(
                 "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))
@@ -631,7 +632,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<ApiKeyInvalidation> {
         let filter = filter.clone();
-        self.write(Affects::API_KEYS.and(Affects::TOKENS), move |c| {
+        self.write(Affects::API_KEYS.union(Affects::TOKENS), move |c| {
             let mut outcome = ApiKeyInvalidation::default();
             let mut update = c
                 .prepare_cached("UPDATE api_keys SET invalidated_at = ?2 WHERE id = ?1 AND invalidated_at IS NULL")
@@ -653,7 +654,7 @@ impl Store for SqliteStore {
 
     async fn put_oauth_client(&self, client: &OAuthClientRecord) -> StoreResult<bool> {
         let r = OAuthClientRow::from_record(client)?;
-        self.write_insert(move |c| {
+        self.write_uncached(move |c| {
             let existed = c
                 .prepare_cached("SELECT 1 FROM oauth_clients WHERE client_id = ?1")
                 .and_then(|mut stmt| stmt.query_row([&r.client_id], |_| Ok(())).optional())
@@ -717,7 +718,7 @@ impl Store for SqliteStore {
         secret_hash: &[u8; 32],
     ) -> StoreResult<bool> {
         let (id, hash) = (client_id.to_owned(), secret_hash.to_vec());
-        self.write_insert(move |c| {
+        self.write_uncached(move |c| {
             c.execute(
                 "UPDATE oauth_clients SET secret_hash = ?2 WHERE client_id = ?1",
                 params![id, hash],

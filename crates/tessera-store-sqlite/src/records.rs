@@ -94,7 +94,7 @@ pub(crate) fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
 /// revokes them.
 pub(crate) fn user_change(revoke_tokens: bool) -> Affects {
     if revoke_tokens {
-        Affects::USERS.and(Affects::TOKENS)
+        Affects::USERS.union(Affects::TOKENS)
     } else {
         Affects::USERS
     }

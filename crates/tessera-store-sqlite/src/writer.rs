@@ -289,7 +289,7 @@ impl WriterThread {
                 }
             }
         };
-        open.affects = open.affects.and(affects);
+        open.affects = open.affects.union(affects);
         let ran = if open.savepoints {
             // A failure here was already undone by its own savepoint.
             let ran = in_savepoint(&self.conn, &mut job).map(drop);

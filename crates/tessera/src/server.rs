@@ -62,7 +62,12 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
             } else {
                 SqliteStore::open
             };
-            let store = open(path)
+            // Opening migrates the file and may wait for its lock: blocking
+            // work, off the async threads.
+            let at = path.clone();
+            let store = tokio::task::spawn_blocking(move || open(&at))
+                .await
+                .context("opening the store panicked")?
                 .with_context(|| format!("cannot open the store at {}", path.display()))?;
             Ok(Arc::new(store))
         }
