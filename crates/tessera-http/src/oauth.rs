@@ -714,7 +714,7 @@ pub async fn server_metadata(State(state): State<AppState>) -> Json<Value> {
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "registration_endpoint": format!("{issuer}/oauth2/register"),
-        "scopes_supported": [ADMIN_SCOPE],
+        "scopes_supported": [ADMIN_SCOPE, INTROSPECT_SCOPE],
         "response_types_supported": [],
         "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
         "token_endpoint_auth_methods_supported": methods,

@@ -13,7 +13,7 @@ fn expected(issuer: &str) -> serde_json::Value {
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "registration_endpoint": format!("{issuer}/oauth2/register"),
-        "scopes_supported": ["tessera:admin"],
+        "scopes_supported": ["tessera:admin", "tessera:introspect"],
         "response_types_supported": [],
         "grant_types_supported": ["client_credentials", "password", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
