@@ -2,7 +2,6 @@
 //! generated bootstrap password, SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -144,20 +143,13 @@ fn guessing_limits_come_from_flags_environment_and_file_and_are_validated() {
     }
 }
 
-/// A port that was free a moment ago (the binary does not report the port
-/// it bound, so the test picks one). It is taken from below Linux's
-/// ephemeral range so that no `127.0.0.1:0` bind or outgoing connection
-/// elsewhere in this process can grab it in between.
-fn free_port() -> u16 {
-    let seed = std::process::id() as u64
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos() as u64;
-    (0..2000u64)
-        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
-        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port below the ephemeral range")
+/// The address in the server's "tessera is listening addr=…" line.
+fn listening_address(seen: &[String]) -> Option<String> {
+    seen.iter()
+        .filter(|line| line.contains("tessera is listening"))
+        .find_map(|line| line.split("addr=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
 }
 
 /// A running child with its stderr being collected line by line.
@@ -182,15 +174,11 @@ impl Node {
         Self::spawn_from(cmd, data_dir, flags)
     }
 
+    /// Starts the binary on `127.0.0.1:0` and learns the port it bound
+    /// from the line it logs ("tessera is listening addr=…").
     fn spawn_from(mut cmd: Command, data_dir: &Path, flags: &[&str]) -> Node {
-        let port = free_port();
         let mut child = cmd
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(flags)
             .stdout(Stdio::null())
@@ -207,13 +195,19 @@ impl Node {
                 }
             }
         });
-        Node {
+        let mut node = Node {
             child,
             lines,
             reader,
             seen: Vec::new(),
-            base: format!("http://127.0.0.1:{port}"),
-        }
+            base: String::new(),
+        };
+        node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
+            listening_address(seen).is_some()
+        });
+        let addr = listening_address(&node.seen).expect("the address just seen");
+        node.base = format!("http://{addr}");
+        node
     }
 
     /// Collects stderr until `done` holds for what was seen, or fails.
