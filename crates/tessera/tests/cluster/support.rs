@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -171,19 +171,11 @@ impl Drop for TestDb {
 
 // ---- tessera processes ----
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding 127.0.0.1:0")
-        .port()
-}
-
 /// One `tessera serve` child process; killed (SIGKILL) when dropped.
 pub struct Node {
     pub name: String,
+    /// `http://` and the address the node bound (known once it is ready).
     pub base: String,
-    port: u16,
     child: Option<Child>,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -198,24 +190,16 @@ impl Node {
     }
 
     /// Spawns all nodes at once (so they race to migrate and bootstrap),
-    /// then waits until every one is ready. A node that lost its port to
-    /// someone else between the pick and its bind is started again.
+    /// then waits until every one is ready. Each listens on
+    /// `127.0.0.1:0`; its address comes from the line it logs.
     pub fn start_all(specs: &[(&str, &str)], extra: &[&str]) -> Vec<Node> {
         let mut nodes: Vec<Node> = specs
             .iter()
             .map(|(name, url)| Node::spawn(name, url, extra))
             .collect();
-        for (i, (name, url)) in specs.iter().enumerate() {
-            let mut tries = 0;
-            loop {
-                match nodes[i].wait_ready() {
-                    Ok(()) => break,
-                    Err(log) if tries < 3 && log.contains("cannot listen") => {
-                        tries += 1;
-                        nodes[i] = Node::spawn(name, url, extra);
-                    }
-                    Err(log) => panic!("node {name} did not become ready; its log:\n{log}"),
-                }
+        for node in &mut nodes {
+            if let Err(log) = node.wait_ready() {
+                panic!("node {} did not become ready; its log:\n{log}", node.name);
             }
         }
         nodes
@@ -224,7 +208,6 @@ impl Node {
     fn spawn(name: &str, store_url: &str, extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().expect("a temporary data directory");
         let log = dir.path().join("tessera.log");
-        let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
         // Nothing from the test's own environment leaks into the node.
         for (key, _) in std::env::vars_os() {
@@ -233,7 +216,7 @@ impl Node {
             }
         }
         cmd.arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--store", store_url])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
@@ -256,8 +239,7 @@ impl Node {
         let child = cmd.spawn().expect("starting tessera");
         Node {
             name: name.to_owned(),
-            base: format!("http://127.0.0.1:{port}"),
-            port,
+            base: String::new(),
             child: Some(child),
             log,
             _dir: dir,
@@ -277,11 +259,12 @@ impl Node {
             {
                 return Err(format!("(exited with {status})\n{}", self.log_tail(40)));
             }
-            // The port was free when it was picked, but another process
-            // (a node of a test running in parallel) may have taken it
-            // since: only a ready answer after this node logged that it
-            // listens there counts.
-            if self.logged_listening() {
+            if self.base.is_empty() {
+                if let Some(addr) = self.listening_address() {
+                    self.base = format!("http://{addr}");
+                }
+            }
+            if !self.base.is_empty() {
                 if let Ok(r) = http.get(&self.base, READY) {
                     if r.status == 200 {
                         return Ok(());
@@ -298,16 +281,14 @@ impl Node {
         }
     }
 
-    /// Whether the node logged "tessera is listening" on its own port.
-    fn logged_listening(&self) -> bool {
-        let addr = format!("127.0.0.1:{}", self.port);
+    /// The address in the node's "tessera is listening addr=…" line.
+    fn listening_address(&self) -> Option<String> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines()
             .filter(|line| line.contains("tessera is listening"))
-            .any(|line| {
-                line.match_indices(&addr)
-                    .any(|(i, m)| !line[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
-            })
+            .find_map(|line| line.split("addr=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
     }
 
     pub fn pid(&self) -> u32 {
