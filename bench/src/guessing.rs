@@ -77,6 +77,20 @@ impl Server {
         Ok(())
     }
 
+    /// Creates `n` enabled users for legitimate logins; returns their
+    /// names, each to be used once (its first login is really verified).
+    async fn legit_users(
+        &self,
+        conn: &mut Conn,
+        n: usize,
+    ) -> anyhow::Result<std::vec::IntoIter<String>> {
+        let names: Vec<String> = (0..n).map(|i| format!("legit-{i}")).collect();
+        for name in &names {
+            self.put_user(conn, name, true).await?;
+        }
+        Ok(names.into_iter())
+    }
+
     fn login(&self, user: &str) -> Req {
         Req::json(
             Method::POST,
@@ -282,12 +296,7 @@ pub async fn run(args: GuessArgs) -> anyhow::Result<bool> {
 
     // 2. Legitimate logins, unloaded and under floods.
     let legit_count = samples * 4;
-    for i in 0..legit_count {
-        server
-            .put_user(&mut control, &format!("legit-{i}"), true)
-            .await?;
-    }
-    let mut users = (0..legit_count).map(|i| format!("legit-{i}"));
+    let mut users = server.legit_users(&mut control, legit_count).await?;
     let conns = args.connections;
     let (unloaded, _) = logins_under(&server, &mut users, samples, None, conns).await?;
     println!("\nLegitimate password grant (fresh user each time), median of {samples}:");
@@ -328,12 +337,7 @@ pub async fn run(args: GuessArgs) -> anyhow::Result<bool> {
     )
     .await?;
     let mut control = Conn::open(lifted.child.addr).await?;
-    for i in 0..legit_count {
-        lifted
-            .put_user(&mut control, &format!("legit-{i}"), true)
-            .await?;
-    }
-    let mut users = (0..legit_count).map(|i| format!("legit-{i}"));
+    let mut users = lifted.legit_users(&mut control, legit_count).await?;
     let (base, _) = logins_under(&lifted, &mut users, samples, None, conns).await?;
     println!(
         "  unloaded (budget lifted)                          {}",
