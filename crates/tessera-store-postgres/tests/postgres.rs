@@ -85,6 +85,13 @@ async fn create_schema(admin: &tokio_postgres::Client) -> String {
     name
 }
 
+/// A store on `url` (which must be reachable).
+async fn connect(url: &str) -> PostgresStore {
+    PostgresStore::connect(PostgresConfig::new(url))
+        .await
+        .expect("connecting the store")
+}
+
 async fn connect_admin(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
@@ -143,9 +150,7 @@ mod conformance_cases {
         let base = base_url()?;
         let admin = connect_admin(&base).await;
         let name = create_schema(&admin).await;
-        let store = PostgresStore::connect(PostgresConfig::new(with_schema(&base, &name)))
-            .await
-            .expect("connect");
+        let store = connect(&with_schema(&base, &name)).await;
         Some((Arc::new(store) as DynStore, Schema { base, name }))
     }
 
@@ -193,9 +198,7 @@ async fn concurrent_connects_migrate_once() {
             "a"
         );
         // A later start finds the schema in place.
-        let again = PostgresStore::connect(PostgresConfig::new(url.clone()))
-            .await
-            .unwrap();
+        let again = connect(&url).await;
         assert_eq!(again.list_users().await.unwrap().len(), 1);
     }
     let _ = admin
@@ -227,9 +230,7 @@ async fn migration_4_finds_the_sources_of_older_pairs() {
     let (old, old_pair) =
         tessera_domain::TokenRecord::issue(&by_key, by_key.client_ref(), true, 1_000, 60_000);
     {
-        let store = PostgresStore::connect(PostgresConfig::new(url.clone()))
-            .await
-            .unwrap();
+        let store = connect(&url).await;
         store.insert_api_key(&key).await.unwrap();
         store.insert_token(&old).await.unwrap();
     }
@@ -242,9 +243,7 @@ async fn migration_4_finds_the_sources_of_older_pairs() {
         ))
         .await
         .unwrap();
-    let store = PostgresStore::connect(PostgresConfig::new(url.clone()))
-        .await
-        .unwrap();
+    let store = connect(&url).await;
     let found = store
         .find_by_access(&old_pair.access.hash())
         .await
@@ -281,9 +280,7 @@ async fn migration_3_upgrades_a_version_2_database() {
     let (old, old_pair) =
         tessera_domain::TokenRecord::issue(&subject, subject.client_ref(), true, 1_000, 60_000);
     {
-        let store = PostgresStore::connect(PostgresConfig::new(url.clone()))
-            .await
-            .unwrap();
+        let store = connect(&url).await;
         store.insert_token(&old).await.unwrap();
     }
     // Back to what version 2 left behind.
@@ -295,9 +292,7 @@ async fn migration_3_upgrades_a_version_2_database() {
         ))
         .await
         .unwrap();
-    let store = PostgresStore::connect(PostgresConfig::new(url.clone()))
-        .await
-        .unwrap();
+    let store = connect(&url).await;
     let versions: Vec<i32> = admin
         .query(
             &format!("SELECT version FROM {schema}.tessera_schema_migrations ORDER BY version"),
