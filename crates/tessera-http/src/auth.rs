@@ -285,20 +285,19 @@ pub async fn verify_password(
     let _turn = match enabled {
         Some(false) => None,
         _ => {
-            if let Some(user) = user
+            // A password already verified needs no turn.
+            let cached = user
                 .as_ref()
                 .filter(|_| !attempt.account_locked(state.now()))
-            {
-                // A password already verified needs no turn.
-                if state
-                    .credentials
-                    .hit(&user.username, &creds.password, &user.password_hash)
-                {
+                .is_some_and(|u| {
+                    state
+                        .credentials
+                        .hit(&u.username, &creds.password, &u.password_hash)
+                });
+            if cached {
+                if let Some(user) = user {
                     attempt.finish(Outcome::Success, state.now());
-                    return Ok((
-                        realm_authentication(user.clone()),
-                        user.password_hash.clone(),
-                    ));
+                    return Ok(login_of(user));
                 }
             }
             Some(attempt.turn().await)
@@ -314,8 +313,7 @@ pub async fn verify_password(
             let suspect = || attempt.suspect(now);
             if verify_cached(state, &user, &creds.password, suspect).await {
                 attempt.finish(Outcome::Success, state.now());
-                let hash = user.password_hash.clone();
-                return Ok((realm_authentication(user), hash));
+                return Ok(login_of(user));
             }
             Outcome::InvalidCredentials
         }
@@ -337,6 +335,13 @@ pub async fn verify_password(
 
 /// Whether `password` is `user`'s: from the verified-credentials cache,
 /// or else verified on the hashing lane `suspect()` chooses.
+/// The authentication of a verified user, and the stored hash it was
+/// verified against (moved out, not copied).
+fn login_of(mut user: UserRecord) -> (Authentication, String) {
+    let hash = std::mem::take(&mut user.password_hash);
+    (realm_authentication(user), hash)
+}
+
 async fn verify_cached(
     state: &AppState,
     user: &UserRecord,

@@ -112,22 +112,19 @@ pub fn revoke_tree(conn: &Connection, families: &[i64]) -> StoreResult<()> {
     let mut children = conn
         .prepare_cached("SELECT IFNULL(family_seq, seq) FROM token_pairs WHERE parent_family = ?1")
         .map_err(internal)?;
+    // Families already queued: a family is a child of one parent, so this
+    // only guards against a corrupted file looping, and stays empty (no
+    // allocation) when the revoked families minted nothing.
     let mut seen = std::collections::HashSet::new();
     let mut next: Vec<i64> = families.to_vec();
     while !next.is_empty() {
-        let generation = std::mem::take(&mut next);
-        for family in generation {
-            // A family is a child of one parent, so this only guards
-            // against a corrupted file looping.
-            if !seen.insert(family) {
-                continue;
-            }
+        for family in std::mem::take(&mut next) {
             revoke.execute([family]).map_err(internal)?;
             let found: Vec<i64> = children
                 .query_map([family], |r| r.get(0))
                 .and_then(Iterator::collect)
                 .map_err(internal)?;
-            next.extend(found);
+            next.extend(found.into_iter().filter(|child| seen.insert(*child)));
         }
     }
     Ok(())
