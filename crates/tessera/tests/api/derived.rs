@@ -247,10 +247,10 @@ fn user_changes_reach_every_token_of_the_user() {
             let r = srv.auth_bearer(&t.access);
             assert_eq!(r.status, 401, "{what}: token {n} lives on: {}", r.text);
         }
-        // kid was minted by a caller standing for bob: jane cannot refresh
-        // it, and the admin-created pair's refresh is dead.
+        // The pair the admin obtained for bob no longer refreshes.
         let r = srv.refresh(&own.refresh);
         assert_eq!(r.status, 400, "{what}: {}", r.text);
+        assert_eq!(r.body["error"], "invalid_grant", "{what}: {}", r.text);
         let key_auth = srv
             .get(AUTHENTICATE)
             .header("Authorization", &apikey(&key))
