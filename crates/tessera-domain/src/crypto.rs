@@ -30,19 +30,43 @@ const SEAL_INFO: &[u8] = b"tessera/successor-pair/v1";
 const SALT_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 
-/// Encrypts `plaintext` under a key derived (HKDF-SHA256, fresh random salt)
-/// from `secret`. Only someone holding `secret` can open the result; the
-/// store keeps the sealed bytes, never the secret.
+/// The randomness one sealing needs: a salt for the key derivation and a
+/// nonce. Drawn from the OS RNG by [`SealRandom::draw`] at the edge, and
+/// handed in, so that what seals stays a pure function.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealRandom {
+    salt: [u8; SALT_LEN],
+    nonce: [u8; NONCE_LEN],
+}
+
+impl SealRandom {
+    pub fn draw() -> Self {
+        Self {
+            salt: random_bytes(),
+            nonce: random_bytes(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SealRandom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealRandom(…)")
+    }
+}
+
+/// Encrypts `plaintext` under a key derived (HKDF-SHA256, with the salt
+/// of `random`) from `secret`. Only someone holding `secret` can open the
+/// result; the store keeps the sealed bytes, never the secret. Each
+/// `random` is for one sealing.
 ///
 /// Layout: `salt (32) || nonce (12) || AES-256-GCM ciphertext+tag`.
 /// `context` is bound as associated data.
-pub fn seal(secret: &[u8], context: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let salt: [u8; SALT_LEN] = random_bytes();
-    let nonce: [u8; NONCE_LEN] = random_bytes();
-    let cipher = cipher_for(secret, &salt);
+pub fn seal(secret: &[u8], context: &[u8], plaintext: &[u8], random: &SealRandom) -> Vec<u8> {
+    let SealRandom { salt, nonce } = random;
+    let cipher = cipher_for(secret, salt);
     let ciphertext = cipher
         .encrypt(
-            Nonce::from_slice(&nonce),
+            Nonce::from_slice(nonce),
             Payload {
                 msg: plaintext,
                 aad: context,
@@ -50,8 +74,8 @@ pub fn seal(secret: &[u8], context: &[u8], plaintext: &[u8]) -> Vec<u8> {
         )
         .expect("AES-GCM encryption of a bounded message cannot fail");
     let mut out = Vec::with_capacity(SALT_LEN + NONCE_LEN + ciphertext.len());
-    out.extend_from_slice(&salt);
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(salt);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(&ciphertext);
     out
 }
@@ -91,7 +115,7 @@ mod tests {
 
     #[test]
     fn seal_round_trips_and_rejects_wrong_secret() {
-        let sealed = seal(b"secret-a", b"ctx", b"hello");
+        let sealed = seal(b"secret-a", b"ctx", b"hello", &SealRandom::draw());
         assert_eq!(
             open(b"secret-a", b"ctx", &sealed).unwrap().as_slice(),
             b"hello"

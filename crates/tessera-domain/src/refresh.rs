@@ -26,7 +26,7 @@
 use crate::authn::ClientRef;
 use crate::crypto;
 use crate::time::Millis;
-use crate::token::{Refreshed, TokenPair, TokenRecord, TokenString};
+use crate::token::{Fresh, Refreshed, TokenPair, TokenRecord, TokenString};
 
 /// Tunables of a refresh, fixed by configuration.
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +40,9 @@ pub struct RefreshPolicy {
 }
 
 /// Why a refresh was refused. Each maps to Elasticsearch's exact
-/// `error_description` for `invalid_grant`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// `error_description` for `invalid_grant` (and [`RefreshError::ScopeNotGranted`]
+/// to OAuth's `invalid_scope`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefreshError {
     #[error("could not refresh the requested token")]
     NotFound,
@@ -65,6 +66,10 @@ pub enum RefreshError {
     /// A repeat of an older generation than the head's predecessor.
     #[error("token has already been refreshed")]
     AlreadyRefreshed,
+    /// An OAuth refresh asked for a scope token the family was not granted
+    /// (RFC 6749 §6); nothing changes.
+    #[error("scope [{scope}] was not granted to this refresh token")]
+    ScopeNotGranted { scope: String },
 }
 
 /// The window as the messages state it: Elasticsearch's "30 seconds" for
@@ -80,7 +85,7 @@ fn window_text(window_ms: Millis) -> String {
 
 /// A refused refresh. `revoke_family` asks the store to invalidate every
 /// member of the family (and, in an outcome, says that it did).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
     pub error: RefreshError,
     pub revoke_family: bool,
@@ -122,13 +127,51 @@ pub enum Decision {
     },
 }
 
-pub fn decide(
-    record: &TokenRecord,
-    presented: &TokenString,
-    caller: &ClientRef,
-    now: Millis,
-    policy: RefreshPolicy,
-) -> Decision {
+/// A refresh as the rules see it: who presents which refresh token, when,
+/// under which policy, and the randomness a rotation would use.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub refresh_token: TokenString,
+    pub caller: ClientRef,
+    pub now: Millis,
+    pub policy: RefreshPolicy,
+    /// The scope an OAuth client asked for (RFC 6749 §6): every token must
+    /// have been granted to the family. `None`: no narrowing asked.
+    pub scope: Option<Vec<String>>,
+    /// What a rotation mints the successor from.
+    pub fresh: Fresh,
+}
+
+impl Request {
+    /// A refresh without a scope, with fresh randomness from the OS RNG.
+    pub fn new(
+        refresh_token: TokenString,
+        caller: ClientRef,
+        now: Millis,
+        policy: RefreshPolicy,
+    ) -> Self {
+        Self {
+            refresh_token,
+            caller,
+            now,
+            policy,
+            scope: None,
+            fresh: Fresh::draw(now),
+        }
+    }
+}
+
+/// The decision on `request` given the stored `record` its refresh token
+/// names: a pure function of the two.
+pub fn decide(record: &TokenRecord, request: &Request) -> Decision {
+    let Request {
+        refresh_token: presented,
+        caller,
+        now,
+        policy,
+        ..
+    } = request;
+    let (now, policy) = (*now, *policy);
     let Some(refresh_expires_at) = record.refresh_expires_at else {
         // A pair minted without a refresh token (client_credentials).
         return Decision::Deny(Denied::reject(RefreshError::NotFound));
@@ -141,6 +184,11 @@ pub fn decide(
     }
     if &record.client != caller {
         return Decision::Deny(Denied::reject(RefreshError::WrongClient));
+    }
+    if let Some(scope) = beyond_scope(record, request.scope.as_deref()) {
+        return Decision::Deny(Denied::reject(RefreshError::ScopeNotGranted {
+            scope: scope.to_owned(),
+        }));
     }
     match &record.refreshed {
         Some(done) => {
@@ -168,7 +216,8 @@ pub fn decide(
             }
         }
         None => {
-            let (successor, pair) = TokenRecord::issue_in_family(
+            let (successor, pair) = TokenRecord::in_family(
+                request.fresh.clone(),
                 record.subject.clone(),
                 record.client.clone(),
                 record.scope.clone(),
@@ -184,7 +233,13 @@ pub fn decide(
             let refreshed = Refreshed {
                 at: now,
                 successor_id: successor.id.clone(),
-                sealed_successor: seal_successor(record, &successor.id, presented, &pair),
+                sealed_successor: seal_successor(
+                    record,
+                    &successor.id,
+                    presented,
+                    &pair,
+                    &request.fresh.seal,
+                ),
             };
             Decision::Rotate {
                 successor: Box::new(successor),
@@ -193,6 +248,16 @@ pub fn decide(
             }
         }
     }
+}
+
+/// The first token of `asked` the family was not granted. A family with
+/// no scope (Elasticsearch-API tokens) is unrestricted.
+fn beyond_scope<'a>(record: &TokenRecord, asked: Option<&'a [String]>) -> Option<&'a str> {
+    let granted = record.scope.as_ref()?;
+    asked?
+        .iter()
+        .find(|t| !granted.contains(t))
+        .map(String::as_str)
 }
 
 /// A replay hands out the successor only if that successor can still be
@@ -227,6 +292,7 @@ fn seal_successor(
     successor_id: &str,
     presented: &TokenString,
     pair: &TokenPair,
+    random: &crypto::SealRandom,
 ) -> Vec<u8> {
     let refresh = pair
         .refresh
@@ -238,6 +304,7 @@ fn seal_successor(
         presented.expose().as_bytes(),
         &seal_context(record, successor_id),
         plaintext.as_bytes(),
+        random,
     )
 }
 
@@ -274,6 +341,103 @@ mod tests {
         ..POLICY
     };
 
+    /// The decision on a refresh without a scope, with fresh randomness.
+    fn ask(
+        record: &TokenRecord,
+        presented: &TokenString,
+        caller: &ClientRef,
+        now: Millis,
+        policy: RefreshPolicy,
+    ) -> Decision {
+        decide(record, &request(presented, caller, now, policy, None))
+    }
+
+    fn request(
+        presented: &TokenString,
+        caller: &ClientRef,
+        now: Millis,
+        policy: RefreshPolicy,
+        scope: Option<Vec<String>>,
+    ) -> Request {
+        Request {
+            refresh_token: presented.clone(),
+            caller: caller.clone(),
+            now,
+            policy,
+            scope,
+            fresh: Fresh::draw(now),
+        }
+    }
+
+    #[test]
+    fn the_decision_is_a_function_of_its_inputs() {
+        let (record, pair) = issued(0);
+        let req = request(
+            pair.refresh.as_ref().unwrap(),
+            &record.client,
+            1_000,
+            POLICY,
+            None,
+        );
+        let (
+            Decision::Rotate {
+                successor: a,
+                refreshed: ra,
+                pair: pa,
+            },
+            Decision::Rotate {
+                successor: b,
+                refreshed: rb,
+                pair: pb,
+            },
+        ) = (decide(&record, &req), decide(&record, &req))
+        else {
+            panic!("expected two rotations");
+        };
+        assert_eq!(
+            pa.access, req.fresh.access,
+            "the successor is minted from `fresh`"
+        );
+        assert_eq!((a, ra, pa), (b, rb, pb));
+    }
+
+    #[test]
+    fn a_scope_beyond_the_grant_is_refused_and_a_narrower_one_accepted() {
+        let (record, pair) = issued(0);
+        let rt = pair.refresh.unwrap();
+        let wider = request(
+            &rt,
+            &record.client,
+            10,
+            POLICY,
+            Some(vec!["a".into(), "b".into()]),
+        );
+        assert_eq!(
+            denied(decide(&record, &wider)),
+            Denied::reject(RefreshError::ScopeNotGranted { scope: "b".into() })
+        );
+        assert_eq!(
+            RefreshError::ScopeNotGranted { scope: "b".into() }.to_string(),
+            "scope [b] was not granted to this refresh token"
+        );
+        let narrower = request(&rt, &record.client, 10, POLICY, Some(vec!["a".into()]));
+        assert!(matches!(
+            decide(&record, &narrower),
+            Decision::Rotate { .. }
+        ));
+        // Elasticsearch-API families have no scope: nothing to exceed.
+        let s = subject();
+        let (unscoped, up) = TokenRecord::issue(&s, s.client_ref(), true, 0, 1000);
+        let any = request(
+            up.refresh.as_ref().unwrap(),
+            &unscoped.client,
+            10,
+            POLICY,
+            Some(vec!["z".into()]),
+        );
+        assert!(matches!(decide(&unscoped, &any), Decision::Rotate { .. }));
+    }
+
     fn denied(d: Decision) -> Denied {
         match d {
             Decision::Deny(d) => d,
@@ -309,7 +473,7 @@ mod tests {
     }
 
     fn rotate(record: &mut TokenRecord, presented: &TokenString, now: Millis) -> TokenPair {
-        match decide(record, presented, &record.client.clone(), now, POLICY) {
+        match ask(record, presented, &record.client.clone(), now, POLICY) {
             Decision::Rotate {
                 refreshed,
                 pair,
@@ -334,7 +498,7 @@ mod tests {
         let (record, pair) = issued(0);
         let mut record = record.capped(Some(5_000));
         let refresh = pair.refresh.unwrap();
-        match decide(&record, &refresh, &record.client.clone(), 1_000, POLICY) {
+        match ask(&record, &refresh, &record.client.clone(), 1_000, POLICY) {
             Decision::Rotate { successor, .. } => {
                 assert_eq!(successor.not_after, Some(5_000));
                 assert_eq!(successor.access_expires_at, 5_000);
@@ -344,7 +508,7 @@ mod tests {
         }
         // Past the cap the refresh token has expired.
         record.refreshed = None;
-        let d = denied(decide(
+        let d = denied(ask(
             &record,
             &refresh,
             &record.client.clone(),
@@ -360,12 +524,12 @@ mod tests {
         let rt = pair.refresh.unwrap();
         let first = rotate(&mut record, &rt, 1_000);
         for at in [1_000, 5_000, 31_000] {
-            match decide(&record, &rt, &record.client, at, POLICY) {
+            match ask(&record, &rt, &record.client, at, POLICY) {
                 Decision::Replay { pair, .. } => assert_eq!(pair, first),
                 other => panic!("expected replay at {at}, got {other:?}"),
             }
         }
-        let late = denied(decide(&record, &rt, &record.client, 31_001, POLICY));
+        let late = denied(ask(&record, &rt, &record.client, 31_001, POLICY));
         assert_eq!(
             late.error,
             RefreshError::RefreshedTooLongAgo { window_ms: 30_000 }
@@ -374,9 +538,9 @@ mod tests {
             late.revoke_family,
             "reuse after the window revokes the family"
         );
-        let late_es = denied(decide(&record, &rt, &record.client, 31_001, ES_POLICY));
+        let late_es = denied(ask(&record, &rt, &record.client, 31_001, ES_POLICY));
         assert!(!late_es.revoke_family, "Elasticsearch mode only refuses");
-        let skew = denied(decide(&record, &rt, &record.client, -40_000, POLICY));
+        let skew = denied(ask(&record, &rt, &record.client, -40_000, POLICY));
         assert_eq!(
             skew,
             Denied::reject(RefreshError::ClockSkew { window_ms: 30_000 })
@@ -393,18 +557,18 @@ mod tests {
             api_key_id: None,
         };
         assert_eq!(
-            denied(decide(&record, &rt, &stranger, 10, POLICY)),
+            denied(ask(&record, &rt, &stranger, 10, POLICY)),
             Denied::reject(RefreshError::WrongClient),
             "a stranger presenting the token does not get to revoke the family"
         );
         record.refresh_invalidated = true;
         assert_eq!(
-            denied(decide(&record, &rt, &stranger, 10, POLICY)),
+            denied(ask(&record, &rt, &stranger, 10, POLICY)),
             Denied::reject(RefreshError::Invalidated)
         );
         let end_of_life = crate::token::REFRESH_TOKEN_LIFETIME_MS;
         assert_eq!(
-            denied(decide(&record, &rt, &stranger, end_of_life, POLICY)),
+            denied(ask(&record, &rt, &stranger, end_of_life, POLICY)),
             Denied::reject(RefreshError::Expired)
         );
     }
@@ -440,7 +604,7 @@ mod tests {
         let (record, _) = TokenRecord::issue(&s, s.client_ref(), false, 0, 1000);
         let fake = TokenString::mint(crate::token::TokenKind::Refresh, 0);
         assert_eq!(
-            denied(decide(&record, &fake, &record.client, 1, POLICY)),
+            denied(ask(&record, &fake, &record.client, 1, POLICY)),
             Denied::reject(RefreshError::NotFound)
         );
     }

@@ -236,10 +236,37 @@ pub struct Refreshed {
     pub sealed_successor: Vec<u8>,
 }
 
+/// The randomness one new pair needs: its id, a family id (used when it
+/// starts a family), both token strings and the sealing of a successor.
+/// [`Fresh::draw`] reads the OS RNG; the rules that mint take a `Fresh`,
+/// so they stay pure functions of their inputs.
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    pub id: String,
+    pub family_id: String,
+    pub access: TokenString,
+    pub refresh: TokenString,
+    pub seal: crypto::SealRandom,
+}
+
+impl Fresh {
+    /// Everything one pair minted at `now` needs, from the OS RNG.
+    pub fn draw(now: Millis) -> Self {
+        Self {
+            id: random_id(),
+            family_id: random_id(),
+            access: TokenString::mint(TokenKind::Access, now),
+            refresh: TokenString::mint(TokenKind::Refresh, now),
+            seal: crypto::SealRandom::draw(),
+        }
+    }
+}
+
 impl TokenRecord {
     /// Mints a new, unrestricted (scope `None`) pair for `subject` on
-    /// behalf of `client`, as the Elasticsearch API does. Returns the record
-    /// to store and the strings to hand out once it is stored.
+    /// behalf of `client`, as the Elasticsearch API does, with randomness
+    /// from the OS RNG. Returns the record to store and the strings to
+    /// hand out once it is stored.
     pub fn issue(
         subject: &Authentication,
         client: ClientRef,
@@ -250,8 +277,7 @@ impl TokenRecord {
         Self::issue_scoped(subject, client, None, with_refresh, now, access_ttl_ms)
     }
 
-    /// Mints a new pair carrying `scope` (see [`TokenRecord::scope`]), the
-    /// first of a new family.
+    /// [`TokenRecord::issue`] carrying `scope` (see [`TokenRecord::scope`]).
     pub fn issue_scoped(
         subject: &Authentication,
         client: ClientRef,
@@ -260,8 +286,30 @@ impl TokenRecord {
         now: Millis,
         access_ttl_ms: Millis,
     ) -> (TokenRecord, TokenPair) {
-        let family_id = random_id();
-        Self::issue_in_family(
+        Self::first_of_family(
+            Fresh::draw(now),
+            subject,
+            client,
+            scope,
+            with_refresh,
+            now,
+            access_ttl_ms,
+        )
+    }
+
+    /// The first pair of a new family, minted from `fresh`.
+    pub fn first_of_family(
+        fresh: Fresh,
+        subject: &Authentication,
+        client: ClientRef,
+        scope: Option<Vec<String>>,
+        with_refresh: bool,
+        now: Millis,
+        access_ttl_ms: Millis,
+    ) -> (TokenRecord, TokenPair) {
+        let family_id = fresh.family_id.clone();
+        Self::in_family(
+            fresh,
             subject.as_token(),
             client,
             scope,
@@ -273,8 +321,9 @@ impl TokenRecord {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn issue_in_family(
+    #[expect(clippy::too_many_arguments)]
+    pub(crate) fn in_family(
+        fresh: Fresh,
         subject: Authentication,
         client: ClientRef,
         scope: Option<Vec<String>>,
@@ -284,10 +333,15 @@ impl TokenRecord {
         family_id: String,
         generation: u32,
     ) -> (TokenRecord, TokenPair) {
-        let access = TokenString::mint(TokenKind::Access, now);
-        let refresh = with_refresh.then(|| TokenString::mint(TokenKind::Refresh, now));
+        let Fresh {
+            id,
+            access,
+            refresh,
+            ..
+        } = fresh;
+        let refresh = with_refresh.then_some(refresh);
         let record = TokenRecord {
-            id: random_id(),
+            id,
             access_hash: access.hash(),
             refresh_hash: refresh.as_ref().map(TokenString::hash),
             family_id,

@@ -17,6 +17,7 @@ mod middleware;
 pub mod oauth;
 pub mod params;
 pub mod roles;
+pub mod service;
 mod state;
 pub mod throttle;
 pub mod tokens;

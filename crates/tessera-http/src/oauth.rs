@@ -33,9 +33,9 @@ use tessera_domain::oauth::{
     INTROSPECT_SCOPE,
 };
 use tessera_domain::privilege::Action;
-use tessera_domain::token::{TokenKind, TokenPair, TokenString};
+use tessera_domain::refresh::RefreshError;
+use tessera_domain::token::{TokenKind, TokenString};
 use tessera_domain::{Authentication, Millis, TokenRecord};
-use tessera_store::{Lineage, RefreshRequest};
 use zeroize::Zeroizing;
 
 mod client_auth;
@@ -46,9 +46,9 @@ pub use error::{Failure, OAuthError};
 
 use crate::auth::{self, Caller, PasswordCredentials};
 use crate::params::PathParam;
+use crate::service::{self, Granted, Mint, Refresh, SourceRevoked};
 use crate::state::AppState;
 use crate::throttle::ClientIp;
-use crate::tokens::report_refresh_denial;
 use client_auth::{authenticate_client, authenticate_requester, authentication_failed, Requester};
 pub(crate) use client_auth::{presented, Presented};
 
@@ -135,12 +135,6 @@ impl Form {
 // POST /oauth2/token
 // ---------------------------------------------------------------------
 
-/// What a successful grant hands out.
-struct Issued {
-    pair: TokenPair,
-    scope: Vec<String>,
-}
-
 /// `POST /oauth2/token` (RFC 6749 §4.3, §4.4, §6).
 pub async fn token(
     State(state): State<AppState>,
@@ -166,14 +160,14 @@ pub async fn token(
     let issued = match grant {
         GrantType::ClientCredentials => {
             let scope = grant_scope(&client, requested_scope)?;
-            let lineage = Lineage::default();
+            let provenance = auth::Provenance::default();
             issue(
                 &state,
                 &client.authentication(),
                 &client,
                 scope,
                 false,
-                &lineage,
+                &provenance,
             )
             .await?
         }
@@ -199,14 +193,14 @@ pub async fn token(
             let with_refresh = client.allows_grant(GrantType::RefreshToken);
             let mut login = auth::Provenance::default();
             login.add_login(&state, &user.username, &hash);
-            issue(&state, &user, &client, scope, with_refresh, &login.lineage).await?
+            issue(&state, &user, &client, scope, with_refresh, &login).await?
         }
         GrantType::RefreshToken => {
             let presented = form.require("refresh_token")?;
             refresh(&state, &client, presented, requested_scope).await?
         }
     };
-    Ok(token_response(&state, issued))
+    Ok(token_response(issued))
 }
 
 fn grant_scope(
@@ -224,119 +218,91 @@ async fn issue(
     client: &OAuthClientRecord,
     scope: Vec<String>,
     with_refresh: bool,
-    lineage: &Lineage,
-) -> Result<Issued, OAuthError> {
-    let (record, pair) = TokenRecord::issue_scoped(
-        subject,
-        client.client_ref(),
-        Some(scope.clone()),
-        with_refresh,
-        state.now(),
-        state.settings.access_ttl_ms(),
-    );
-    // The invariant: a token is handed out only after this returns, i.e.
-    // after it is durably committed, and only if the user whose password
-    // was verified was still unchanged when it was stored.
-    if !state.store.insert_derived(&record, lineage).await? {
-        return Err(OAuthError::invalid_grant(format!(
-            "unable to authenticate user [{}]",
-            subject.username
-        )));
+    provenance: &auth::Provenance,
+) -> Result<Granted, OAuthError> {
+    let granted = service::issue(
+        state,
+        Mint {
+            subject,
+            client: client.client_ref(),
+            oauth_client: Some(&client.client_id),
+            scope: Some(scope),
+            with_refresh,
+            provenance,
+        },
+    )
+    .await?;
+    match granted {
+        Ok(granted) => Ok(granted),
+        // The client was deleted, or the user's password changed, while
+        // the pair was minted: nothing was stored.
+        Err(SourceRevoked) => {
+            if state
+                .store
+                .get_oauth_client(&client.client_id)
+                .await?
+                .is_none()
+            {
+                return Err(authentication_failed(
+                    client.metadata.token_endpoint_auth_method == AuthMethod::ClientSecretBasic,
+                ));
+            }
+            Err(OAuthError::invalid_grant(format!(
+                "unable to authenticate user [{}]",
+                subject.username
+            )))
+        }
     }
-    still_registered(state, client, &pair).await?;
-    state.metrics.issued();
-    Ok(Issued { pair, scope })
 }
 
-/// Deleting a client invalidates every pair stored for it by then; a pair
-/// stored later by a request that authenticated the client just before the
-/// deletion is caught here, after the write, and never handed out.
-async fn still_registered(
-    state: &AppState,
-    client: &OAuthClientRecord,
-    pair: &TokenPair,
-) -> Result<(), OAuthError> {
-    if state
-        .store
-        .get_oauth_client(&client.client_id)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    state.store.invalidate_access(&pair.access.hash()).await?;
-    Err(authentication_failed(
-        client.metadata.token_endpoint_auth_method == AuthMethod::ClientSecretBasic,
-    ))
-}
-
-/// RFC 6749 §6 through the one atomic [`tessera_store::Store::refresh`]:
-/// only the client that obtained the pair may refresh it, and families,
-/// the repeat window and reuse detection apply as for the Elasticsearch
-/// API. A `scope` beyond the original grant is `invalid_scope`; a narrower
-/// one is accepted but the successor keeps the family's scope (the pair a
-/// repeat replays must be the same), which the response's `scope` states.
+/// RFC 6749 §6: only the client that obtained the pair may refresh it,
+/// and families, the repeat window and reuse detection apply as for the
+/// Elasticsearch API. A `scope` beyond the original grant is
+/// `invalid_scope`; a narrower one is accepted but the successor keeps the
+/// family's scope (the pair a repeat replays must be the same), which the
+/// response's `scope` states. A pair of a client deleted meanwhile is
+/// refused: the deletion invalidated its family in the transaction the
+/// refresh is ordered against.
 async fn refresh(
     state: &AppState,
     client: &OAuthClientRecord,
     presented: &str,
     requested: Option<&str>,
-) -> Result<Issued, OAuthError> {
-    let token = TokenString::from_presented(presented);
-    let caller = client.client_ref();
-    if let Some(text) = requested {
-        let wanted = oauth::parse_scope(text).map_err(|e| {
-            OAuthError::invalid_scope(format!("the requested scope is malformed: {e}"))
-        })?;
-        // A family's scope never changes, so checking it before the
-        // refresh's own transaction is sound.
-        if let Some(record) = state.store.find_by_refresh(&token.hash()).await? {
-            if let (true, Some(granted)) = (record.client == caller, &record.scope) {
-                if let Some(extra) = wanted.iter().find(|t| !granted.contains(t)) {
-                    return Err(OAuthError::invalid_scope(format!(
-                        "scope [{extra}] was not granted to this refresh token"
-                    )));
-                }
-            }
-        }
-    }
-    let granted = state
-        .store
-        .refresh(RefreshRequest {
-            refresh_token: token,
-            caller,
-            now: state.now(),
-            policy: state.settings.refresh_policy(),
+) -> Result<Granted, OAuthError> {
+    let scope = requested
+        .map(|text| {
+            oauth::parse_scope(text).map_err(|e| {
+                OAuthError::invalid_scope(format!("the requested scope is malformed: {e}"))
+            })
         })
+        .transpose()?;
+    let ask = Refresh {
+        presented: TokenString::from_presented(presented),
+        caller: client.client_ref(),
+        presenter: &client.client_id,
+        scope,
+    };
+    service::refresh(state, ask)
         .await?
-        .map_err(|denied| {
-            report_refresh_denial(state, denied, &client.client_id);
-            OAuthError::invalid_grant(denied.error.to_string())
-        })?;
-    still_registered(state, client, &granted.pair).await?;
-    state.metrics.refresh(granted.rotated);
-    Ok(Issued {
-        pair: granted.pair,
-        scope: granted.scope.unwrap_or_default(),
-    })
+        .map_err(|refused| match refused {
+            RefreshError::ScopeNotGranted { .. } => OAuthError::invalid_scope(refused.to_string()),
+            _ => OAuthError::invalid_grant(refused.to_string()),
+        })
 }
 
 /// RFC 6749 §5.1. `scope` is always given when the granted scope is not
 /// empty (it may differ from what was asked: none named means all
 /// registered).
-fn token_response(state: &AppState, issued: Issued) -> Response {
+fn token_response(granted: Granted) -> Response {
     let mut body = Map::new();
-    body.insert("access_token".into(), issued.pair.access.expose().into());
+    body.insert("access_token".into(), granted.pair.access.expose().into());
     body.insert("token_type".into(), "Bearer".into());
-    body.insert(
-        "expires_in".into(),
-        (state.settings.access_ttl_ms() / 1000).into(),
-    );
-    if let Some(rt) = &issued.pair.refresh {
+    body.insert("expires_in".into(), granted.expires_in.into());
+    if let Some(rt) = &granted.pair.refresh {
         body.insert("refresh_token".into(), rt.expose().into());
     }
-    if !issued.scope.is_empty() {
-        body.insert("scope".into(), issued.scope.join(" ").into());
+    if let Some(scope) = granted.scope.filter(|s| !s.is_empty()) {
+        body.insert("scope".into(), scope.join(" ").into());
     }
     no_store_json(StatusCode::OK, Value::Object(body))
 }

@@ -6,15 +6,15 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::privilege::Action;
-use tessera_domain::refresh::{Denied, RefreshError};
 use tessera_domain::token::{self, TokenString};
-use tessera_domain::{Authentication, TokenRecord};
-use tessera_store::{InvalidateOne, RefreshRequest};
+use tessera_domain::Authentication;
+use tessera_store::InvalidateOne;
 use zeroize::Zeroizing;
 
 use crate::auth::{self, Caller, Minter, PasswordCredentials};
 use crate::body::JsonBody;
 use crate::error::{validation_text, ApiError, ApiResult};
+use crate::service::{self, Granted, Mint, Refresh, SourceRevoked};
 use crate::state::AppState;
 use crate::throttle::ClientIp;
 
@@ -147,35 +147,26 @@ pub async fn get_token(
         Action::TokenCreate
     };
     auth::require(&state, &caller, action).await?;
-    let (pair, with_auth, expires_in) = match grant {
+    let granted = match grant {
         Valid::Kerberos => {
             return Err(ApiError::oauth(
                 "unsupported_grant_type",
                 "the _kerberos grant_type is not supported: Tessera has no Kerberos realm",
             ))
         }
-        Valid::RefreshToken(presented) => {
-            let now = state.now();
-            let granted = state
-                .store
-                .refresh(RefreshRequest {
-                    refresh_token: presented,
-                    caller: caller.client_ref(),
-                    now,
-                    policy: state.settings.refresh_policy(),
-                })
-                .await?
-                .map_err(|denied| {
-                    report_refresh_denial(&state, denied, &caller.username);
-                    ApiError::oauth("invalid_grant", denied.error.to_string())
-                })?;
-            state.metrics.refresh(granted.rotated);
-            let expires_in = granted.expires_in(state.settings.access_ttl_ms(), now);
-            (granted.pair, granted.subject, expires_in)
-        }
+        Valid::RefreshToken(presented) => service::refresh(
+            &state,
+            Refresh {
+                presented,
+                caller: caller.client_ref(),
+                presenter: &caller.username,
+                scope: None,
+            },
+        )
+        .await?
+        .map_err(|refused| ApiError::oauth("invalid_grant", refused.to_string()))?,
         Valid::Password(_) | Valid::ClientCredentials => {
             let mut provenance = provenance;
-            let with_refresh = matches!(grant, Valid::Password(_));
             let subject = if let Valid::Password(creds) = &grant {
                 let (subject, hash) = auth::verify_password(
                     &state,
@@ -189,39 +180,40 @@ pub async fn get_token(
             } else {
                 caller.clone()
             };
-            let now = state.now();
-            let (record, pair) = TokenRecord::issue(
-                &subject,
-                caller.client_ref(),
-                with_refresh,
-                now,
-                state.settings.access_ttl_ms(),
-            );
-            // A token never outlives the credential that minted it.
-            let record = record.capped(provenance.not_after);
-            // The invariant: a token is handed out only after this returns,
-            // i.e. after it is durably committed, and only if every source
-            // of its authority still stood when it was stored.
-            if !state
-                .store
-                .insert_derived(&record, &provenance.lineage)
-                .await?
-            {
-                return Err(ApiError::unsuccessful_credentials(
+            let granted = service::issue(
+                &state,
+                Mint {
+                    subject: &subject,
+                    client: caller.client_ref(),
+                    oauth_client: None,
+                    scope: None,
+                    with_refresh: matches!(grant, Valid::Password(_)),
+                    provenance: &provenance,
+                },
+            )
+            .await?
+            .map_err(|SourceRevoked| {
+                ApiError::unsuccessful_credentials(
                     "the credentials that authorised this request were revoked",
-                ));
-            }
-            state.metrics.issued();
-            let expires_in = (record.access_expires_at - now).max(0) / 1000;
+                )
+            })?;
             // On creation Elasticsearch describes the subject as its realm
             // authenticated it; the stored copy says `token`.
-            let as_authenticated = Authentication {
-                authentication_type: tessera_domain::AuthenticationType::Realm,
-                ..subject
-            };
-            (pair, as_authenticated, expires_in)
+            Granted {
+                subject: Authentication {
+                    authentication_type: tessera_domain::AuthenticationType::Realm,
+                    ..granted.subject
+                },
+                ..granted
+            }
         }
     };
+    let Granted {
+        pair,
+        subject: with_auth,
+        expires_in,
+        ..
+    } = granted;
     let mut body = Map::new();
     body.insert("access_token".into(), pair.access.expose().into());
     body.insert("type".into(), "Bearer".into());
@@ -237,27 +229,6 @@ pub async fn get_token(
         serde_json::to_value(&with_auth).expect("serialisable"),
     );
     Ok(Json(Value::Object(body)))
-}
-
-/// Logs and counts a refused refresh that looks like reuse (a security
-/// event: logged without any token, with who presented it).
-pub(crate) fn report_refresh_denial(state: &AppState, denied: Denied, presenter: &str) {
-    if denied.revoke_family
-        || matches!(
-            denied.error,
-            RefreshError::RefreshedTooLongAgo { .. } | RefreshError::AlreadyRefreshed
-        )
-    {
-        tracing::warn!(
-            target: "tessera::security",
-            event = "refresh_token_reuse",
-            reason = %denied.error,
-            family_revoked = denied.revoke_family,
-            client = %presenter,
-            "a refresh token was presented again outside its window"
-        );
-        state.metrics.reuse_detected(denied.revoke_family);
-    }
 }
 
 #[derive(Deserialize)]

@@ -70,17 +70,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Client, GenericClient};
 use tessera_domain::oauth::OAuthClientRecord;
-use tessera_domain::refresh::{self, Decision, Denied, RefreshError};
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
 use tessera_store::codec::{
     self, ApiKeyRow, OAuthClientRow, TokenRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS,
     TOKEN_COLUMNS, USER_COLUMNS,
 };
+use tessera_store::engine::{self, Half};
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne, Lineage,
-    RefreshGranted, RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, StoreResult,
-    UserUpsert,
+    RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, StoreResult, UserUpsert,
 };
 use tokio_postgres::{IsolationLevel, Row};
 
@@ -389,8 +388,7 @@ impl Store for PostgresStore {
                 Repeat::Unsafe,
                 attempt!(|c| {
                     if !mark && lineage.is_empty() {
-                        insert_token_row(&*c, record, None).await?;
-                        return Ok(true);
+                        return engine::issue(&mut PgTx(&*c), record, lineage).await;
                     }
                     // Checking sources needs a serializable transaction
                     // (see `lineage`); the first insert of this store also
@@ -402,12 +400,10 @@ impl Store for PostgresStore {
                         IsolationLevel::Serializable
                     };
                     let tx = begin(c, level).await?;
-                    let Some(parent) = lineage::check(&tx, lineage, record.created_at).await?
-                    else {
+                    if !engine::issue(&mut PgTx(&tx), record, lineage).await? {
                         tx.commit().await?;
                         return Ok(false);
-                    };
-                    insert_token_row(&tx, record, parent.as_deref()).await?;
+                    }
                     if mark {
                         tx.execute(MARK_ISSUED, &[]).await?;
                     }
@@ -464,7 +460,7 @@ impl Store for PostgresStore {
             .run(
                 "invalidate_access",
                 Repeat::Unsafe,
-                attempt!(|c| invalidate_one(c, "access_hash", "access_invalidated", hash).await),
+                attempt!(|c| invalidate_one(c, Half::Access, hash).await),
             )
             .await
     }
@@ -474,7 +470,7 @@ impl Store for PostgresStore {
             .run(
                 "invalidate_refresh",
                 Repeat::Unsafe,
-                attempt!(|c| invalidate_one(c, "refresh_hash", "refresh_invalidated", hash).await),
+                attempt!(|c| invalidate_one(c, Half::Refresh, hash).await),
             )
             .await
     }

@@ -15,7 +15,7 @@
 use deadpool_postgres::GenericClient;
 use tessera_domain::authn::{API_KEY_REALM, NATIVE_REALM};
 use tessera_domain::{Millis, TokenRecord};
-use tessera_store::{Lineage, Requirement};
+use tessera_store::Requirement;
 
 use crate::db::Fail;
 
@@ -36,57 +36,46 @@ pub(crate) fn source_columns(record: &TokenRecord) -> (Option<String>, Option<St
     (key, client_user)
 }
 
-/// Checks `lineage` in the storing transaction. `Ok(None)`: a source was
-/// taken back. `Ok(Some(parent))`: store, as a child of family `parent`.
-pub(crate) async fn check(
+/// Whether `requirement` holds at `now` (the engine's source checks),
+/// keeping the rows it read from changing until the transaction ends.
+pub(crate) async fn holds(
     c: &impl GenericClient,
-    lineage: &Lineage,
+    requirement: &Requirement,
     now: Millis,
-) -> Result<Option<Option<String>>, Fail> {
-    for requirement in &lineage.requires {
-        let holds = match requirement {
-            Requirement::User {
-                username,
-                password_hash,
-            } => {
-                let stmt = c
-                    .prepare_cached(
-                        "SELECT password_hash, enabled FROM users WHERE username = $1 FOR SHARE",
-                    )
-                    .await?;
-                match c.query_opt(&stmt, &[username]).await? {
-                    None => false,
-                    Some(row) => {
-                        let (stored, enabled): (String, bool) = (row.try_get(0)?, row.try_get(1)?);
-                        enabled && password_hash.as_ref().is_none_or(|h| *h == stored)
-                    }
+) -> Result<bool, Fail> {
+    Ok(match requirement {
+        Requirement::User {
+            username,
+            password_hash,
+        } => {
+            let stmt = c
+                .prepare_cached(
+                    "SELECT password_hash, enabled FROM users WHERE username = $1 FOR SHARE",
+                )
+                .await?;
+            match c.query_opt(&stmt, &[username]).await? {
+                None => false,
+                Some(row) => {
+                    let (stored, enabled): (String, bool) = (row.try_get(0)?, row.try_get(1)?);
+                    enabled && password_hash.as_ref().is_none_or(|h| *h == stored)
                 }
             }
-            Requirement::ApiKey { id } => {
-                let stmt = c
-                    .prepare_cached(
-                        "SELECT 1 FROM api_keys WHERE id = $1 AND invalidated_at IS NULL
-                           AND (expires_at IS NULL OR expires_at > $2) FOR SHARE",
-                    )
-                    .await?;
-                c.query_opt(&stmt, &[id, &now]).await?.is_some()
-            }
-        };
-        if !holds {
-            return Ok(None);
         }
-    }
-    let Some(parent) = &lineage.parent else {
-        return Ok(Some(None));
-    };
-    let stmt = c
-        .prepare_cached(
-            "SELECT family_id, access_invalidated FROM tokens WHERE access_hash = $1 FOR SHARE",
-        )
-        .await?;
-    Ok(match c.query_opt(&stmt, &[&parent.0.as_slice()]).await? {
-        Some(row) if !row.try_get::<_, bool>(1)? => Some(Some(row.try_get(0)?)),
-        _ => None,
+        Requirement::ApiKey { id } => {
+            let stmt = c
+                .prepare_cached(
+                    "SELECT 1 FROM api_keys WHERE id = $1 AND invalidated_at IS NULL
+                       AND (expires_at IS NULL OR expires_at > $2) FOR SHARE",
+                )
+                .await?;
+            c.query_opt(&stmt, &[id, &now]).await?.is_some()
+        }
+        Requirement::OAuthClient { client_id } => {
+            let stmt = c
+                .prepare_cached("SELECT 1 FROM oauth_clients WHERE client_id = $1 FOR SHARE")
+                .await?;
+            c.query_opt(&stmt, &[client_id]).await?.is_some()
+        }
     })
 }
 

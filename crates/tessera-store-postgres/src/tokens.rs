@@ -1,14 +1,15 @@
-//! Token pairs on PostgreSQL: their rows, storing, the refresh
-//! transaction and invalidation.
+//! Token pairs on PostgreSQL: their rows, and the engine's row operations
+//! (issue, refresh, invalidation) on a connection or transaction.
 
 use super::*;
+use tessera_domain::token::Refreshed;
+use tessera_store::engine::{self, Half, TokenTx};
+use tessera_store::Requirement;
 
 pub(crate) static TOKEN_BY_ACCESS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = $1"));
 pub(crate) static TOKEN_BY_REFRESH: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE refresh_hash = $1"));
-pub(crate) static TOKEN_BY_ID: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"));
 pub(crate) static LOCK_TOKEN_BY_REFRESH: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE refresh_hash = $1 FOR UPDATE")
 });
@@ -95,6 +96,127 @@ pub(crate) async fn insert_token_row(
     Ok(())
 }
 
+/// A pair as the engine's handle: its id and its family.
+pub(crate) struct PgPair {
+    id: String,
+    family: String,
+}
+
+impl PgPair {
+    fn of(record: &TokenRecord) -> Self {
+        Self {
+            id: record.id.clone(),
+            family: record.family_id.clone(),
+        }
+    }
+}
+
+/// A connection (or an open transaction) as the engine's [`TokenTx`].
+/// The transactions that need it run `SERIALIZABLE`; the row locks taken
+/// here make concurrent writers of the same pair wait instead of abort.
+pub(crate) struct PgTx<'c, C>(pub(crate) &'c C);
+
+impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
+    type Pair = PgPair;
+    type Error = Fail;
+
+    async fn lock_by_refresh(
+        &mut self,
+        hash: &TokenHash,
+    ) -> Result<Option<(PgPair, TokenRecord)>, Fail> {
+        let stmt = self.0.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
+        let found = token_record(self.0.query_opt(&stmt, &[&hash.0.as_slice()]).await?)?;
+        Ok(found.map(|r| (PgPair::of(&r), r)))
+    }
+
+    async fn by_access(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, Fail> {
+        let stmt = self.0.prepare_cached(&TOKEN_BY_ACCESS).await?;
+        token_record(self.0.query_opt(&stmt, &[&hash.0.as_slice()]).await?)
+    }
+
+    async fn invalidation_state(
+        &mut self,
+        half: Half,
+        hash: &TokenHash,
+    ) -> Result<Option<(bool, PgPair)>, Fail> {
+        let stmt = self
+            .0
+            .prepare_cached(match half {
+                Half::Access => {
+                    "SELECT access_invalidated, id, family_id FROM tokens
+                     WHERE access_hash = $1 FOR UPDATE"
+                }
+                Half::Refresh => {
+                    "SELECT refresh_invalidated, id, family_id FROM tokens
+                     WHERE refresh_hash = $1 FOR UPDATE"
+                }
+            })
+            .await?;
+        let Some(row) = self.0.query_opt(&stmt, &[&hash.0.as_slice()]).await? else {
+            return Ok(None);
+        };
+        let pair = PgPair {
+            id: row.try_get(1)?,
+            family: row.try_get(2)?,
+        };
+        Ok(Some((row.try_get(0)?, pair)))
+    }
+
+    async fn holds(&mut self, requirement: &Requirement, at: Millis) -> Result<bool, Fail> {
+        lineage::holds(self.0, requirement, at).await
+    }
+
+    async fn insert_first(
+        &mut self,
+        record: &TokenRecord,
+        parent: Option<&PgPair>,
+    ) -> Result<(), Fail> {
+        insert_token_row(self.0, record, parent.map(|p| p.family.as_str())).await
+    }
+
+    async fn insert_successor(
+        &mut self,
+        _previous: &PgPair,
+        successor: &TokenRecord,
+    ) -> Result<(), Fail> {
+        insert_token_row(self.0, successor, None).await
+    }
+
+    async fn mark_refreshed(&mut self, pair: &PgPair, refreshed: &Refreshed) -> Result<(), Fail> {
+        let stmt = self
+            .0
+            .prepare_cached(
+                "UPDATE tokens SET refreshed_at = $2, successor_id = $3, sealed_successor = $4
+                 WHERE id = $1 AND refreshed_at IS NULL",
+            )
+            .await?;
+        let updated = self
+            .0
+            .execute(
+                &stmt,
+                &[
+                    &pair.id,
+                    &refreshed.at,
+                    &refreshed.successor_id,
+                    &refreshed.sealed_successor,
+                ],
+            )
+            .await?;
+        if updated != 1 {
+            // The row is locked by this transaction, so this cannot happen
+            // unless something is badly wrong.
+            return Err(
+                StoreError::Internal("the locked token changed during its refresh".into()).into(),
+            );
+        }
+        Ok(())
+    }
+
+    async fn revoke_family(&mut self, pair: &PgPair) -> Result<(), Fail> {
+        lineage::revoke_tree(self.0, std::slice::from_ref(&pair.family)).await
+    }
+}
+
 /// One attempt at a refresh, in a serializable transaction (see the crate
 /// docs). Rejections and replays commit too: under `SERIALIZABLE`, what a
 /// transaction read is only known to be consistent once it has committed.
@@ -102,122 +224,25 @@ pub(crate) async fn refresh_attempt(
     client: &mut Client,
     req: &RefreshRequest,
 ) -> Result<RefreshOutcome, Fail> {
-    let hash = req.refresh_token.hash();
     let tx = begin(client, IsolationLevel::Serializable).await?;
-    let stmt = tx.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
-    let Some(record) = token_record(tx.query_opt(&stmt, &[&hash.0.as_slice()]).await?)? else {
-        tx.commit().await?;
-        return Ok(Err(Denied::reject(RefreshError::NotFound)));
-    };
-    let outcome = match refresh::decide(
-        &record,
-        &req.refresh_token,
-        &req.caller,
-        req.now,
-        req.policy,
-    ) {
-        Decision::Deny(denied) => Err(denied),
-        Decision::Replay { successor_id, pair } => {
-            let stmt = tx.prepare_cached(&TOKEN_BY_ID).await?;
-            let successor = token_record(tx.query_opt(&stmt, &[&successor_id]).await?)?;
-            refresh::judge_replay(successor.as_ref(), req.now, req.policy).map(|()| {
-                RefreshGranted {
-                    pair,
-                    subject: record.subject.clone(),
-                    scope: record.scope.clone(),
-                    not_after: record.not_after,
-                    rotated: false,
-                }
-            })
-        }
-        Decision::Rotate {
-            successor,
-            refreshed,
-            pair,
-        } => {
-            insert_token_row(&tx, &successor, None).await?;
-            let stmt = tx
-                .prepare_cached(
-                    "UPDATE tokens SET refreshed_at = $2, successor_id = $3, sealed_successor = $4
-                     WHERE id = $1 AND refreshed_at IS NULL",
-                )
-                .await?;
-            let updated = tx
-                .execute(
-                    &stmt,
-                    &[
-                        &record.id,
-                        &refreshed.at,
-                        &refreshed.successor_id,
-                        &refreshed.sealed_successor,
-                    ],
-                )
-                .await?;
-            if updated != 1 {
-                // The row is locked by this transaction, so this cannot
-                // happen unless something is badly wrong.
-                return Err(StoreError::Internal(
-                    "the locked token changed during its refresh".into(),
-                )
-                .into());
-            }
-            Ok(RefreshGranted {
-                pair,
-                subject: record.subject,
-                scope: record.scope,
-                not_after: record.not_after,
-                rotated: true,
-            })
-        }
-    };
-    if let Err(denied) = &outcome {
-        if denied.revoke_family {
-            revoke_family(&tx, &record.family_id).await?;
-        }
-    }
+    let outcome = engine::refresh(&mut PgTx(&tx), req).await?;
     tx.commit().await?;
     Ok(outcome)
-}
-
-/// Invalidates both halves of every pair in a family, and of every family
-/// derived from it.
-pub(crate) async fn revoke_family(c: &impl GenericClient, family_id: &str) -> Result<(), Fail> {
-    lineage::revoke_tree(c, &[family_id.to_owned()]).await
 }
 
 /// One attempt at invalidating the pair holding a token and the rest of its
 /// family. Serializable, like a refresh, so that the two are linearizable:
 /// a successor minted by a refresh racing this call is either seen and
 /// invalidated here, or the refresh is retried and finds its token dead.
-/// The answer reflects the named token's own flag before the call; the flag
-/// only goes from false to true, so racing invalidations agree on who
-/// changed it.
 pub(crate) async fn invalidate_one(
     client: &mut Client,
-    column: &str,
-    flag: &str,
+    half: Half,
     hash: &TokenHash,
 ) -> Result<InvalidateOne, Fail> {
-    let key = hash.0.as_slice();
     let tx = begin(client, IsolationLevel::Serializable).await?;
-    let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {flag}, family_id FROM tokens WHERE {column} = $1 FOR UPDATE"
-        ))
-        .await?;
-    let Some(row) = tx.query_opt(&stmt, &[&key]).await? else {
-        tx.commit().await?;
-        return Ok(InvalidateOne::NotFound);
-    };
-    let already: bool = row.try_get(0)?;
-    let family_id: String = row.try_get(1)?;
-    revoke_family(&tx, &family_id).await?;
+    let outcome = engine::invalidate(&mut PgTx(&tx), half, hash).await?;
     tx.commit().await?;
-    Ok(if already {
-        InvalidateOne::AlreadyInvalidated
-    } else {
-        InvalidateOne::Invalidated
-    })
+    Ok(outcome)
 }
 
 /// One attempt at invalidating every active pair of a user and/or realm,

@@ -32,16 +32,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tessera_domain::oauth::OAuthClientRecord;
-use tessera_domain::refresh::{self, Decision, Denied};
+use tessera_domain::token::Refreshed;
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
 use tessera_store::codec::{
     self, ApiKeyRow, OAuthClientRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS, USER_COLUMNS,
 };
+use tessera_store::engine::{self, TokenTx};
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne, Lineage,
-    RefreshGranted, RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, StoreResult,
-    UserUpsert,
+    RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, StoreResult, UserUpsert,
 };
 
 use cache::{Affects, Coherence, ReadCache, Serving};
@@ -443,11 +443,10 @@ impl Store for SqliteStore {
         let stored = self
             .write_uncached(move |c| {
                 // On the one writer, the sources cannot change between
-                // this check and the insert.
-                let Some(parent) = lineage::check(c, &lineage, record.created_at)? else {
+                // their check and the insert.
+                if !engine::run_now(engine::issue(&mut WriterTx(c), &record, &lineage))?? {
                     return Ok(false);
-                };
-                pairs::insert(c, &record, parent)?;
+                }
                 if mark {
                     mark_tokens_issued(c)?;
                 }
@@ -486,14 +485,20 @@ impl Store for SqliteStore {
     }
 
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
-        self.write(Affects::TOKENS, move |c| refresh_in_tx(c, &request))
-            .await
+        self.write(Affects::TOKENS, move |c| {
+            engine::run_now(engine::refresh(&mut WriterTx(c), &request))?
+        })
+        .await
     }
 
     async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
         let hash = *hash;
         self.write(Affects::TOKENS, move |c| {
-            invalidate_one(c, pairs::Half::Access, &hash)
+            engine::run_now(engine::invalidate(
+                &mut WriterTx(c),
+                pairs::Half::Access,
+                &hash,
+            ))?
         })
         .await
     }
@@ -501,7 +506,11 @@ impl Store for SqliteStore {
     async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
         let hash = *hash;
         self.write(Affects::TOKENS, move |c| {
-            invalidate_one(c, pairs::Half::Refresh, &hash)
+            engine::run_now(engine::invalidate(
+                &mut WriterTx(c),
+                pairs::Half::Refresh,
+                &hash,
+            ))?
         })
         .await
     }

@@ -12,8 +12,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tessera_domain::authn::{API_KEY_REALM, NATIVE_REALM};
-use tessera_domain::{Millis, TokenHash};
-use tessera_store::{Lineage, Requirement, StoreResult};
+use tessera_domain::Millis;
+use tessera_store::{Requirement, StoreResult};
 
 use crate::{internal, pairs};
 
@@ -42,26 +42,12 @@ pub fn upgrade(conn: &Connection) -> StoreResult<()> {
     .map_err(internal)
 }
 
-/// Checks `lineage` inside the storing transaction. `Ok(None)`: a source
-/// was taken back, store nothing. `Ok(Some(parent))`: store the pair, as a
-/// child of the family with key `parent` if there is one.
-pub fn check(
+/// Whether `requirement` holds at `now` (the engine's source checks).
+pub(crate) fn holds(
     conn: &Connection,
-    lineage: &Lineage,
+    requirement: &Requirement,
     now: Millis,
-) -> StoreResult<Option<Option<i64>>> {
-    for requirement in &lineage.requires {
-        if !holds(conn, requirement, now)? {
-            return Ok(None);
-        }
-    }
-    let Some(parent) = &lineage.parent else {
-        return Ok(Some(None));
-    };
-    Ok(parent_family(conn, parent)?.map(Some))
-}
-
-fn holds(conn: &Connection, requirement: &Requirement, now: Millis) -> StoreResult<bool> {
+) -> StoreResult<bool> {
     match requirement {
         Requirement::User {
             username,
@@ -85,16 +71,11 @@ fn holds(conn: &Connection, requirement: &Requirement, now: Millis) -> StoreResu
             )
             .and_then(|mut stmt| stmt.query_row(params![id, now], |r| r.get(0)))
             .map_err(internal),
+        Requirement::OAuthClient { client_id } => conn
+            .prepare_cached("SELECT COUNT(*) > 0 FROM oauth_clients WHERE client_id = ?1")
+            .and_then(|mut stmt| stmt.query_row([client_id], |r| r.get(0)))
+            .map_err(internal),
     }
-}
-
-/// The family key of the pair holding access token `parent`, if that pair
-/// exists and its family has not been revoked.
-fn parent_family(conn: &Connection, parent: &TokenHash) -> StoreResult<Option<i64>> {
-    Ok(
-        pairs::invalidation_state(conn, pairs::Half::Access, parent)?
-            .and_then(|(invalidated, family)| (!invalidated).then_some(family)),
-    )
 }
 
 /// Invalidates both halves of every pair of the families with the given

@@ -102,26 +102,21 @@ const SELECT_PAIR: &str = "SELECT p.seq, p.id, p.access_hash, p.refresh_hash, p.
     p.grant_id, p.not_after
   FROM token_pairs p JOIN grants g ON g.id = p.grant_id LEFT JOIN refreshes r ON r.seq = p.seq";
 
-/// Which half of a pair a hash names.
-#[derive(Clone, Copy)]
-pub enum Half {
-    Access,
-    Refresh,
+pub use tessera_store::engine::Half;
+
+/// The condition that finds the pair whose `half` has the hash bound to
+/// `?2` (and its index key to `?1`).
+fn key_and_hash(half: Half) -> &'static str {
+    match half {
+        Half::Access => "p.access_key = ?1 AND p.access_hash = ?2",
+        Half::Refresh => "p.refresh_key = ?1 AND p.refresh_hash = ?2",
+    }
 }
 
-impl Half {
-    fn key_and_hash(self) -> &'static str {
-        match self {
-            Half::Access => "p.access_key = ?1 AND p.access_hash = ?2",
-            Half::Refresh => "p.refresh_key = ?1 AND p.refresh_hash = ?2",
-        }
-    }
-
-    fn invalidated(self) -> &'static str {
-        match self {
-            Half::Access => "p.access_invalidated",
-            Half::Refresh => "p.refresh_invalidated",
-        }
+fn invalidated(half: Half) -> &'static str {
+    match half {
+        Half::Access => "p.access_invalidated",
+        Half::Refresh => "p.refresh_invalidated",
     }
 }
 
@@ -210,7 +205,7 @@ pub fn find(
     half: Half,
     hash: &TokenHash,
 ) -> StoreResult<Option<(Located, TokenRecord)>> {
-    let sql = format!("{SELECT_PAIR} WHERE {}", half.key_and_hash());
+    let sql = format!("{SELECT_PAIR} WHERE {}", key_and_hash(half));
     let found = conn
         .prepare_cached(&sql)
         .and_then(|mut stmt| {
@@ -403,22 +398,29 @@ pub fn revoke_family(conn: &Connection, family: i64) -> StoreResult<()> {
     crate::lineage::revoke_tree(conn, &[family])
 }
 
-/// Whether the named half was already invalidated, and its family key,
+/// Whether the named half was already invalidated, and where the pair is,
 /// for the pair whose `half` has hash `hash`.
 pub fn invalidation_state(
     conn: &Connection,
     half: Half,
     hash: &TokenHash,
-) -> StoreResult<Option<(bool, i64)>> {
+) -> StoreResult<Option<(bool, Located)>> {
     let sql = format!(
-        "SELECT {}, IFNULL(p.family_seq, p.seq) FROM token_pairs p WHERE {}",
-        half.invalidated(),
-        half.key_and_hash()
+        "SELECT {}, p.seq, IFNULL(p.family_seq, p.seq), p.grant_id FROM token_pairs p WHERE {}",
+        invalidated(half),
+        key_and_hash(half)
     );
     conn.prepare_cached(&sql)
         .and_then(|mut stmt| {
             stmt.query_row(params![key_of(&hash.0), hash.0.as_slice()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((
+                    r.get(0)?,
+                    Located {
+                        seq: r.get(1)?,
+                        family: r.get(2)?,
+                        grant: r.get(3)?,
+                    },
+                ))
             })
             .optional()
         })

@@ -45,7 +45,10 @@ async fn databases_from_the_first_release_are_upgraded_in_place() {
         successor,
         refreshed: done,
         pair: successor_pair,
-    } = tessera_domain::refresh::decide(&refreshed, &rt, &refreshed.client, 2_000, policy)
+    } = tessera_domain::refresh::decide(
+        &refreshed,
+        &RefreshRequest::new(rt.clone(), refreshed.client.clone(), 2_000, policy),
+    )
     else {
         panic!("a fresh pair rotates");
     };
@@ -88,12 +91,12 @@ async fn databases_from_the_first_release_are_upgraded_in_place() {
         );
         // The refreshed pair replays its successor, byte for byte.
         let replay = store
-            .refresh(RefreshRequest {
-                refresh_token: rt.clone(),
-                caller: refreshed.client.clone(),
-                now: 3_000,
+            .refresh(RefreshRequest::new(
+                rt.clone(),
+                refreshed.client.clone(),
+                3_000,
                 policy,
-            })
+            ))
             .await
             .unwrap()
             .unwrap();
@@ -298,16 +301,16 @@ async fn writes_move_only_the_tables_they_name() {
 
     let before = generations(&cache);
     let refreshed = store
-        .refresh(RefreshRequest {
-            refresh_token: pair.refresh.unwrap(),
-            caller: s.client_ref(),
-            now: 2_000,
-            policy: refresh::RefreshPolicy {
+        .refresh(RefreshRequest::new(
+            pair.refresh.unwrap(),
+            s.client_ref(),
+            2_000,
+            tessera_domain::refresh::RefreshPolicy {
                 access_ttl_ms: 60_000,
                 window_ms: 30_000,
                 reuse_revokes_family: true,
             },
-        })
+        ))
         .await
         .unwrap();
     assert!(refreshed.is_ok());

@@ -1,7 +1,8 @@
-//! The token transactions run on the writer: the refresh, its denial
-//! and the invalidation of a family.
+//! The token transactions run on the writer: the engine's row operations
+//! (issue, refresh, invalidation) on the writer's connection.
 
 use super::*;
+use tessera_store::Requirement;
 
 /// Records, once for the database, that tokens were ever issued.
 pub(crate) fn mark_tokens_issued(conn: &Connection) -> StoreResult<()> {
@@ -11,80 +12,63 @@ pub(crate) fn mark_tokens_issued(conn: &Connection) -> StoreResult<()> {
         .map_err(internal)
 }
 
-/// Runs a refresh inside the writer's transaction. The writer is the only
-/// writing connection, so the record cannot change between the read and the
-/// update below.
-pub(crate) fn refresh_in_tx(
-    conn: &Connection,
-    req: &RefreshRequest,
-) -> StoreResult<RefreshOutcome> {
-    let hash = req.refresh_token.hash();
-    let Some((at, record)) = pairs::find(conn, pairs::Half::Refresh, &hash)? else {
-        return Ok(Err(Denied::reject(refresh::RefreshError::NotFound)));
-    };
-    match refresh::decide(
-        &record,
-        &req.refresh_token,
-        &req.caller,
-        req.now,
-        req.policy,
-    ) {
-        Decision::Deny(denied) => deny(conn, at.family, denied),
-        Decision::Replay { pair, .. } => {
-            // The successor is the pair whose access token the sealed pair holds.
-            let successor =
-                pairs::find(conn, pairs::Half::Access, &pair.access.hash())?.map(|(_, r)| r);
-            match refresh::judge_replay(successor.as_ref(), req.now, req.policy) {
-                Ok(()) => Ok(Ok(RefreshGranted {
-                    pair,
-                    subject: record.subject,
-                    scope: record.scope,
-                    not_after: record.not_after,
-                    rotated: false,
-                })),
-                Err(denied) => deny(conn, at.family, denied),
-            }
-        }
-        Decision::Rotate {
-            successor,
-            refreshed,
-            pair,
-        } => {
-            pairs::insert_successor(conn, &successor, at)?;
-            pairs::mark_refreshed(conn, at.seq, &refreshed)?;
-            Ok(Ok(RefreshGranted {
-                pair,
-                subject: record.subject,
-                scope: record.scope,
-                not_after: record.not_after,
-                rotated: true,
-            }))
-        }
-    }
-}
+/// The writer's connection inside its transaction, as the engine's
+/// [`TokenTx`]. The writer is the only writing connection, so nothing a
+/// transaction read can change before it ends: the "locks" are implicit.
+pub(crate) struct WriterTx<'c>(pub(crate) &'c Connection);
 
-/// Refuses a refresh, first revoking the family when the denial asks for it.
-pub(crate) fn deny(conn: &Connection, family: i64, denied: Denied) -> StoreResult<RefreshOutcome> {
-    if denied.revoke_family {
-        pairs::revoke_family(conn, family)?;
-    }
-    Ok(Err(denied))
-}
+impl TokenTx for WriterTx<'_> {
+    type Pair = pairs::Located;
+    type Error = StoreError;
 
-/// Invalidation is final for the whole family: the named token's state
-/// decides the answer, every member is invalidated.
-pub(crate) fn invalidate_one(
-    conn: &Connection,
-    half: pairs::Half,
-    hash: &TokenHash,
-) -> StoreResult<InvalidateOne> {
-    let Some((already, family)) = pairs::invalidation_state(conn, half, hash)? else {
-        return Ok(InvalidateOne::NotFound);
-    };
-    pairs::revoke_family(conn, family)?;
-    Ok(if already {
-        InvalidateOne::AlreadyInvalidated
-    } else {
-        InvalidateOne::Invalidated
-    })
+    async fn lock_by_refresh(
+        &mut self,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<(pairs::Located, TokenRecord)>> {
+        pairs::find(self.0, pairs::Half::Refresh, hash)
+    }
+
+    async fn by_access(&mut self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+        Ok(pairs::find(self.0, pairs::Half::Access, hash)?.map(|(_, r)| r))
+    }
+
+    async fn invalidation_state(
+        &mut self,
+        half: pairs::Half,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<(bool, pairs::Located)>> {
+        pairs::invalidation_state(self.0, half, hash)
+    }
+
+    async fn holds(&mut self, requirement: &Requirement, at: Millis) -> StoreResult<bool> {
+        lineage::holds(self.0, requirement, at)
+    }
+
+    async fn insert_first(
+        &mut self,
+        record: &TokenRecord,
+        parent: Option<&pairs::Located>,
+    ) -> StoreResult<()> {
+        pairs::insert(self.0, record, parent.map(|p| p.family)).map(drop)
+    }
+
+    async fn insert_successor(
+        &mut self,
+        previous: &pairs::Located,
+        successor: &TokenRecord,
+    ) -> StoreResult<()> {
+        pairs::insert_successor(self.0, successor, *previous).map(drop)
+    }
+
+    async fn mark_refreshed(
+        &mut self,
+        pair: &pairs::Located,
+        refreshed: &Refreshed,
+    ) -> StoreResult<()> {
+        pairs::mark_refreshed(self.0, pair.seq, refreshed)
+    }
+
+    async fn revoke_family(&mut self, pair: &pairs::Located) -> StoreResult<()> {
+        pairs::revoke_family(self.0, pair.family)
+    }
 }

@@ -128,12 +128,7 @@ async fn issue(store: &DynStore, username: &str, now: Millis) -> (TokenRecord, T
 }
 
 fn request(token: &TokenString, caller: &ClientRef, now: Millis) -> RefreshRequest {
-    RefreshRequest {
-        refresh_token: token.clone(),
-        caller: caller.clone(),
-        now,
-        policy: POLICY,
-    }
+    RefreshRequest::new(token.clone(), caller.clone(), now, POLICY)
 }
 
 fn key(owner: &str, name: &str, created_at: Millis) -> tessera_domain::api_key::ApiKeyRecord {

@@ -28,12 +28,13 @@
 
 pub mod codec;
 pub mod conformance;
+pub mod engine;
 
 use async_trait::async_trait;
-use tessera_domain::refresh::{Denied, RefreshPolicy};
-use tessera_domain::token::{TokenPair, TokenString};
+use tessera_domain::refresh::Denied;
+use tessera_domain::token::TokenPair;
 use tessera_domain::user::UserRecord;
-use tessera_domain::{Authentication, ClientRef, Millis, TokenHash, TokenRecord};
+use tessera_domain::{Authentication, Millis, TokenHash, TokenRecord};
 
 pub use tessera_domain::api_key::ApiKeyRecord;
 pub use tessera_domain::oauth::OAuthClientRecord;
@@ -86,6 +87,9 @@ pub enum Requirement {
     /// The API key exists, is not invalidated and has not expired at the
     /// new token's creation time.
     ApiKey { id: String },
+    /// The OAuth client is still registered (a pair stored for a client
+    /// deleted meanwhile would escape the deletion's invalidation).
+    OAuthClient { client_id: String },
 }
 
 impl std::fmt::Debug for Requirement {
@@ -93,6 +97,7 @@ impl std::fmt::Debug for Requirement {
         match self {
             Requirement::User { username, .. } => write!(f, "User({username})"),
             Requirement::ApiKey { id } => write!(f, "ApiKey({id})"),
+            Requirement::OAuthClient { client_id } => write!(f, "OAuthClient({client_id})"),
         }
     }
 }
@@ -140,14 +145,8 @@ pub struct InvalidateCounts {
     pub previously_invalidated: u64,
 }
 
-/// A refresh request as the store sees it.
-#[derive(Debug, Clone)]
-pub struct RefreshRequest {
-    pub refresh_token: TokenString,
-    pub caller: ClientRef,
-    pub now: Millis,
-    pub policy: RefreshPolicy,
-}
+/// A refresh request: the domain's, randomness for a rotation included.
+pub use tessera_domain::refresh::Request as RefreshRequest;
 
 /// A successful refresh: the pair to hand out and who it stands for.
 #[derive(Debug)]

@@ -292,6 +292,18 @@ pub async fn sources_are_checked_when_storing(store: DynStore) {
         };
         assert!(!stored(l).await, "a revoked or unknown parent");
     }
+
+    let client = tessera_domain::oauth::mint_client(Default::default(), T0).record;
+    store.put_oauth_client(&client).await.unwrap();
+    let registered = || Lineage {
+        parent: None,
+        requires: vec![Requirement::OAuthClient {
+            client_id: client.client_id.clone(),
+        }],
+    };
+    assert!(stored(registered()).await);
+    store.delete_oauth_client(&client.client_id).await.unwrap();
+    assert!(!stored(registered()).await, "the client was deleted");
 }
 
 /// The family's cap is stored and inherited by successors.

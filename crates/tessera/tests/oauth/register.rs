@@ -385,3 +385,44 @@ fn deleting_a_client_invalidates_its_tokens() {
     let r = server.get(&client_path(&client.id)).admin().send();
     assert_eq!(r.status, 404);
 }
+
+/// Grants racing the deletion of their client: every token handed out is
+/// dead once the deletion has returned (a pair stored after the deletion's
+/// invalidation is never stored at all), and every refusal after the
+/// deletion is a client-authentication failure, never a 500.
+#[test]
+fn grants_racing_a_client_deletion_leave_no_live_token() {
+    let server = TestServer::start();
+    for trial in 0..12 {
+        let client = server.register(json!({ "grant_types": ["client_credentials"] }));
+        let deleted = std::sync::atomic::AtomicBool::new(false);
+        let handed_out: Vec<String> = std::thread::scope(|s| {
+            let grants: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut tokens = Vec::new();
+                        loop {
+                            let was_deleted = deleted.load(std::sync::atomic::Ordering::SeqCst);
+                            let r = server.token(&client, &[("grant_type", "client_credentials")]);
+                            if r.status == 200 {
+                                tokens.push(r.body["access_token"].as_str().unwrap().to_owned());
+                                assert!(!was_deleted, "trial {trial}: a grant after the deletion");
+                                continue;
+                            }
+                            assert_eq!(r.status, 401, "trial {trial}: {}", r.text);
+                            assert_eq!(r.body["error"], "invalid_client", "{}", r.text);
+                            return tokens;
+                        }
+                    })
+                })
+                .collect();
+            let r = server.delete(&client_path(&client.id)).admin().send();
+            assert_eq!(r.status, 204, "{}", r.text);
+            deleted.store(true, std::sync::atomic::Ordering::SeqCst);
+            grants.into_iter().flat_map(|g| g.join().unwrap()).collect()
+        });
+        for token in &handed_out {
+            assert_token_dead(&server, token);
+        }
+    }
+}
