@@ -10,25 +10,32 @@ use std::sync::{Arc, Mutex, PoisonError};
 type Job = Box<dyn FnOnce() + Send>;
 
 pub struct LowPriority {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Mutex<Option<Sender<Job>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl LowPriority {
-    /// `threads` threads; they end when this is dropped.
+    /// `threads` threads; dropping this lets them finish the jobs they
+    /// hold and waits for them.
     pub fn new(threads: usize) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let mut handles = Vec::new();
         for i in 0..threads.max(1) {
             let rx = Arc::clone(&rx);
             let spawned = std::thread::Builder::new()
                 .name(format!("tessera-suspect-{i}"))
                 .spawn(move || worker(&rx));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a low-priority verification thread");
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a low-priority verification thread")
+                }
             }
         }
         Self {
-            jobs: Mutex::new(tx),
+            jobs: Mutex::new(Some(tx)),
+            threads: handles,
         }
     }
 
@@ -46,9 +53,28 @@ impl LowPriority {
         self.jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()?
             .send(job)
             .ok()?;
         rx.await.ok()
+    }
+}
+
+impl Drop for LowPriority {
+    fn drop(&mut self) {
+        // Closing the channel ends each worker once the queue is empty.
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let me = std::thread::current().id();
+        for thread in self.threads.drain(..) {
+            // A worker cannot wait for itself (if the last owner of this
+            // pool were dropped by one of its own jobs).
+            if thread.thread().id() != me {
+                let _ = thread.join();
+            }
+        }
     }
 }
 

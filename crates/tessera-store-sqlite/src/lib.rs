@@ -48,13 +48,13 @@ use cache::{Affects, Coherence, ReadCache, Serving};
 use writer::{Durability, Writer};
 
 pub use pairs::bulk_insert;
-use reads::{spawn_checkpointer, ReadPool};
+use reads::{Checkpointer, ReadPool};
 use records::*;
 use tokens::*;
 
 pub struct SqliteStore {
     writer: Writer,
-    stop_checkpointer: Arc<std::sync::atomic::AtomicBool>,
+    _checkpointer: Checkpointer,
     readers: Arc<ReadPool>,
     /// Known to be true once a token was issued (the marker never goes away).
     tokens_issued: std::sync::atomic::AtomicBool,
@@ -112,11 +112,10 @@ impl SqliteStore {
         wal.push("-wal");
         let durability = Arc::new(Durability::default());
         let writer = Writer::spawn(conn, wal.into(), coherence, Arc::clone(&durability));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        spawn_checkpointer(path.to_owned(), Arc::clone(&stop))?;
+        let checkpointer = Checkpointer::spawn(path)?;
         Ok(Self {
             writer,
-            stop_checkpointer: stop,
+            _checkpointer: checkpointer,
             tokens_issued: std::sync::atomic::AtomicBool::new(false),
             readers: Arc::new(ReadPool {
                 path: path.to_owned(),
@@ -230,13 +229,6 @@ impl SqliteStore {
         rows.into_iter()
             .map(|(n, d)| Ok((n, codec::from_json(&d)?)))
             .collect()
-    }
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        self.stop_checkpointer
-            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

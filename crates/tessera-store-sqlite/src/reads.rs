@@ -23,24 +23,47 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 /// [`CHECKPOINT_INTERVAL`], on its own connection. `PASSIVE` never blocks
 /// the writer or readers, so commits only pay for appending to the WAL and
 /// its fsync. Durability does not depend on this: a commit is durable once
-/// its WAL frames are synced.
-pub(crate) fn spawn_checkpointer(
-    path: PathBuf,
+/// its WAL frames are synced. Dropping the handle stops the thread and
+/// waits for it.
+pub(crate) struct Checkpointer {
     stop: Arc<std::sync::atomic::AtomicBool>,
-) -> StoreResult<()> {
-    let conn = Connection::open(&path).map_err(unavailable)?;
-    std::thread::Builder::new()
-        .name("tessera-sqlite-checkpoint".into())
-        .spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                std::thread::sleep(CHECKPOINT_INTERVAL);
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub(crate) fn spawn(path: &std::path::Path) -> StoreResult<Self> {
+        let conn = Connection::open(path).map_err(unavailable)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("tessera-sqlite-checkpoint".into())
+            .spawn(move || loop {
+                std::thread::park_timeout(CHECKPOINT_INTERVAL);
+                if stopped.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
                 }
-            }
+            })
+            .map_err(|e| StoreError::Internal(format!("spawning the checkpointer: {e}")))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
         })
-        .map_err(|e| StoreError::Internal(format!("spawning the checkpointer: {e}")))?;
-    Ok(())
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            if thread.join().is_err() {
+                tracing::error!("the SQLite checkpointer panicked");
+            }
+        }
+    }
 }
 
 impl ReadPool {

@@ -124,11 +124,23 @@ impl Inbox {
 
 pub struct Writer {
     inbox: Arc<Inbox>,
+    /// The writer thread, then the syncer thread.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Writer {
+    /// Lets the writer commit what is queued, then waits for both threads:
+    /// the writer stops once the inbox is closed and empty, and the
+    /// syncer once the writer (its only sender) is gone. When this
+    /// returns, nothing of the store's writing side runs any more.
     fn drop(&mut self) {
         self.inbox.update(|state| state.closed = true);
+        let me = std::thread::current().id();
+        for thread in self.threads.drain(..) {
+            if thread.thread().id() != me && thread.join().is_err() {
+                tracing::error!("a SQLite writing thread panicked");
+            }
+        }
     }
 }
 
@@ -182,12 +194,12 @@ impl Writer {
         let inbox = Arc::new(Inbox::default());
         let (to_syncer, committed) = mpsc::channel::<Committed>();
         let (synced, told) = (Arc::clone(&durability), Arc::clone(&inbox));
-        std::thread::Builder::new()
+        let syncer = std::thread::Builder::new()
             .name("tessera-sqlite-sync".into())
             .spawn(move || sync(wal, committed, &synced, &told))
             .expect("spawning the syncer thread");
         let taken = Arc::clone(&inbox);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
             .spawn(move || {
                 let writer = WriterThread {
@@ -202,7 +214,10 @@ impl Writer {
                 writer.run(&taken);
             })
             .expect("spawning the writer thread");
-        Self { inbox }
+        Self {
+            inbox,
+            threads: vec![writer, syncer],
+        }
     }
 
     /// Runs `f` in the writer's transaction; resolves once the commit is
