@@ -144,6 +144,7 @@ pub async fn authenticate_with_provenance(
                 lineage: Lineage {
                     parent: Some(record.access_hash),
                     requires: Vec::new(),
+                    ..Default::default()
                 },
                 not_after: Some(record.last_usable()),
                 // A family minted from a key, or by a token caller, carries
@@ -168,6 +169,7 @@ pub async fn authenticate_with_provenance(
                 lineage: Lineage {
                     parent: None,
                     requires,
+                    ..Default::default()
                 },
                 not_after: key.expires_at,
                 borrowed: true,

@@ -531,7 +531,14 @@ impl Store for PostgresStore {
                     .await?;
                 let cutoff = now.saturating_sub(tessera_store::API_KEY_RETENTION_MS);
                 let keys = c.execute(&stmt, &[&cutoff, &i64::from(limit)]).await?;
-                Ok(tokens + keys)
+                let stmt = c
+                    .prepare_cached(
+                        "DELETE FROM one_time_proofs WHERE (realm, id) IN
+                           (SELECT realm, id FROM one_time_proofs WHERE keep_until < $1 LIMIT $2)",
+                    )
+                    .await?;
+                let proofs = c.execute(&stmt, &[&now, &i64::from(limit)]).await?;
+                Ok(tokens + keys + proofs)
             }))
             .await
     }

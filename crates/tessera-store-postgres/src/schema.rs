@@ -119,6 +119,18 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
               WHERE client_username IS NOT NULL",
         ],
     ),
+    (
+        5,
+        &[
+            "CREATE TABLE IF NOT EXISTS one_time_proofs (
+            realm      TEXT NOT NULL,
+            id         TEXT NOT NULL,
+            keep_until BIGINT NOT NULL,
+            PRIMARY KEY (realm, id)
+        )",
+            "CREATE INDEX IF NOT EXISTS one_time_proofs_by_age ON one_time_proofs (keep_until)",
+        ],
+    ),
 ];
 
 /// Whether the server is CockroachDB, whose releases before transaction

@@ -4,7 +4,7 @@
 use super::*;
 use tessera_domain::token::Refreshed;
 use tessera_store::engine::{self, Half, TokenTx};
-use tessera_store::Requirement;
+use tessera_store::{OneTime, Requirement};
 
 pub(crate) static TOKEN_BY_ACCESS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = $1"));
@@ -160,6 +160,23 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
             family: row.try_get(2)?,
         };
         Ok(Some((row.try_get(0)?, pair)))
+    }
+
+    async fn use_once(&mut self, proof: &OneTime) -> Result<bool, Fail> {
+        // A racing use of the same proof waits on the key, then finds it
+        // taken (or the serializable transaction is retried and does).
+        let stmt = self
+            .0
+            .prepare_cached(
+                "INSERT INTO one_time_proofs (realm, id, keep_until) VALUES ($1, $2, $3)
+                 ON CONFLICT (realm, id) DO NOTHING",
+            )
+            .await?;
+        let inserted = self
+            .0
+            .execute(&stmt, &[&proof.realm, &proof.id, &proof.keep_until])
+            .await?;
+        Ok(inserted == 1)
     }
 
     async fn holds(&mut self, requirement: &Requirement, at: Millis) -> Result<bool, Fail> {

@@ -569,7 +569,14 @@ impl Store for SqliteStore {
                     params![now.saturating_sub(tessera_store::API_KEY_RETENTION_MS), limit],
                 )
                 .map_err(internal)?;
-            Ok((tokens + keys) as u64)
+            let proofs = c
+                .execute(
+                    "DELETE FROM one_time_proofs WHERE (realm, id) IN (SELECT realm, id
+                       FROM one_time_proofs WHERE keep_until < ?1 LIMIT ?2)",
+                    params![now, limit],
+                )
+                .map_err(internal)?;
+            Ok((tokens + keys + proofs) as u64)
         })
         .await
     }

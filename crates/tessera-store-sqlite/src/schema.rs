@@ -10,6 +10,13 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS one_time_proofs (
+    realm      TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    keep_until INTEGER NOT NULL,
+    PRIMARY KEY (realm, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS one_time_proofs_by_age ON one_time_proofs (keep_until);
 CREATE TABLE IF NOT EXISTS users (
     username      TEXT PRIMARY KEY,
     password_hash TEXT NOT NULL,

@@ -2,7 +2,7 @@
 //! (issue, refresh, invalidation) on the writer's connection.
 
 use super::*;
-use tessera_store::Requirement;
+use tessera_store::{OneTime, Requirement};
 
 /// Records, once for the database, that tokens were ever issued.
 pub(crate) fn mark_tokens_issued(conn: &Connection) -> StoreResult<()> {
@@ -38,6 +38,16 @@ impl TokenTx for WriterTx<'_> {
         hash: &TokenHash,
     ) -> StoreResult<Option<(bool, pairs::Located)>> {
         pairs::invalidation_state(self.0, half, hash)
+    }
+
+    async fn use_once(&mut self, proof: &OneTime) -> StoreResult<bool> {
+        self.0
+            .prepare_cached(
+                "INSERT OR IGNORE INTO one_time_proofs (realm, id, keep_until) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut stmt| stmt.execute(params![proof.realm, proof.id, proof.keep_until]))
+            .map(|inserted| inserted == 1)
+            .map_err(internal)
     }
 
     async fn holds(&mut self, requirement: &Requirement, at: Millis) -> StoreResult<bool> {

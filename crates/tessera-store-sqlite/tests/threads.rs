@@ -30,7 +30,10 @@ fn dropping_a_store_joins_its_threads() {
         }
         .unwrap();
         runtime.block_on(store.ping()).unwrap();
-        assert!(threads_named("tessera-sqlite") >= 3, "writer, syncer, checkpointer");
+        assert!(
+            threads_named("tessera-sqlite") >= 3,
+            "writer, syncer, checkpointer"
+        );
         drop(store);
         assert_eq!(threads_named("tessera-sqlite"), 0, "serving: {serving}");
     }

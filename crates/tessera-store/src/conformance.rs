@@ -5,7 +5,8 @@
 //! one named test per case, so a failure names its case. The cases
 //! exercise every operation and error of [`Store`] (`accounts`, `tokens`,
 //! `api_keys`, `clients`), the concurrency cases with real tasks on a
-//! multi-threaded runtime (`races`), and derived credentials (`lineage`).
+//! multi-threaded runtime (`races`), derived credentials (`lineage`) and
+//! one-time login proofs (`one_time`).
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod clients;
 pub mod lineage;
+pub mod one_time;
 pub mod races;
 pub mod tokens;
 
@@ -61,6 +63,8 @@ macro_rules! conformance_tests {
             lineage::sources_are_checked_when_storing,
             lineage::caps_are_kept,
             lineage::minting_races_key_invalidation,
+            one_time::proofs_mint_once_per_realm,
+            one_time::proofs_race,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

@@ -24,7 +24,8 @@ use tessera_domain::token::Refreshed;
 use tessera_domain::{Millis, TokenHash, TokenRecord};
 
 use crate::{
-    InvalidateOne, Lineage, RefreshGranted, RefreshOutcome, RefreshRequest, Requirement, StoreError,
+    InvalidateOne, Lineage, OneTime, RefreshGranted, RefreshOutcome, RefreshRequest, Requirement,
+    StoreError,
 };
 
 /// Which half of a pair a token string names.
@@ -62,6 +63,8 @@ pub trait TokenTx {
         half: Half,
         hash: &TokenHash,
     ) -> Result<Option<(bool, Self::Pair)>, Self::Error>;
+    /// Records `proof` as used; `false` if it already was.
+    async fn use_once(&mut self, proof: &OneTime) -> Result<bool, Self::Error>;
     /// Whether `requirement` holds at `at` (see [`Requirement`]).
     async fn holds(&mut self, requirement: &Requirement, at: Millis) -> Result<bool, Self::Error>;
     /// Stores the first pair of a family, as a child of `parent`'s family
@@ -89,8 +92,9 @@ pub trait TokenTx {
 }
 
 /// Stores a new family's first pair if every source of its authority
-/// still stands: each requirement holds and the parent token's family (if
-/// any) is not revoked. Returns whether it stored the pair.
+/// still stands: each requirement holds, the parent token's family (if
+/// any) is not revoked, and its one-time proof (if any) is used now for
+/// the first time. Returns whether it stored the pair.
 pub async fn issue<T: TokenTx>(
     tx: &mut T,
     record: &TokenRecord,
@@ -109,6 +113,11 @@ pub async fn issue<T: TokenTx>(
             _ => return Ok(false),
         },
     };
+    if let Some(proof) = &lineage.one_time {
+        if !tx.use_once(proof).await? {
+            return Ok(false);
+        }
+    }
     tx.insert_first(record, parent.as_ref()).await?;
     Ok(true)
 }

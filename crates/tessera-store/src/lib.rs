@@ -110,6 +110,19 @@ pub struct Lineage {
     pub parent: Option<TokenHash>,
     /// What must still hold of the sources when the token is stored.
     pub requires: Vec<Requirement>,
+    /// A proof that may mint only once (a SAML assertion): recorded in the
+    /// storing transaction, and a second use stores nothing.
+    pub one_time: Option<OneTime>,
+}
+
+/// A one-time proof of a login, such as a SAML assertion's id: accepted
+/// once per realm, on every node, remembered until `keep_until` (after
+/// which the proof itself has expired and would be refused anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTime {
+    pub realm: String,
+    pub id: String,
+    pub keep_until: Millis,
 }
 
 impl RefreshGranted {
@@ -126,7 +139,7 @@ impl RefreshGranted {
 
 impl Lineage {
     pub fn is_empty(&self) -> bool {
-        self.parent.is_none() && self.requires.is_empty()
+        self.parent.is_none() && self.requires.is_empty() && self.one_time.is_none()
     }
 }
 
@@ -272,9 +285,10 @@ pub trait Store: Send + Sync + 'static {
         }
     }
     /// Stores a freshly issued pair whose authority came from `lineage`:
-    /// in one transaction, checks every [`Requirement`] and that the parent
-    /// token's family (if any) is not revoked, and only then stores the
-    /// pair as a child of that family. Returns `false`, storing nothing,
+    /// in one transaction, checks every [`Requirement`], that the parent
+    /// token's family (if any) is not revoked and that the one-time proof
+    /// (if any) was never used, records the proof, and only then stores
+    /// the pair as a child of that family. Returns `false`, storing nothing,
     /// when a source was taken back. Returns after it is durably committed.
     async fn insert_derived(&self, record: &TokenRecord, lineage: &Lineage) -> StoreResult<bool>;
     async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
@@ -311,9 +325,10 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any token was ever issued (Elasticsearch's "the tokens index exists").
     async fn tokens_ever_issued(&self) -> StoreResult<bool>;
     /// Deletes up to `limit` token records that can no longer be used or
-    /// replayed at `now`, and up to `limit` API keys that have been expired
-    /// or invalidated for longer than [`API_KEY_RETENTION_MS`]. Returns how
-    /// many it deleted.
+    /// replayed at `now`, up to `limit` API keys that have been expired
+    /// or invalidated for longer than [`API_KEY_RETENTION_MS`], and up to
+    /// `limit` one-time proofs kept until before `now`. Returns how many it
+    /// deleted.
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64>;
     /// Number of stored token records (for metrics and tests).
     async fn count_tokens(&self) -> StoreResult<u64>;

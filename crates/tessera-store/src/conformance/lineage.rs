@@ -31,6 +31,7 @@ async fn child(store: &DynStore, parent: &(TokenRecord, TokenPair)) -> (TokenRec
     let lineage = Lineage {
         parent: Some(parent.0.access_hash),
         requires: vec![],
+        ..Default::default()
     };
     let s = parent.0.subject.clone();
     derive(store, &s, s.client_ref(), lineage, T0)
@@ -49,6 +50,7 @@ fn requires_key(k: &ApiKeyRecord) -> Lineage {
     Lineage {
         parent: None,
         requires: vec![Requirement::ApiKey { id: k.id.clone() }],
+        ..Default::default()
     }
 }
 
@@ -130,6 +132,7 @@ pub async fn chains_die_with_their_api_key(store: DynStore) {
     let late = Lineage {
         parent: Some(third.0.access_hash),
         requires: vec![],
+        ..Default::default()
     };
     assert!(derive(&store, &s, s.client_ref(), late, T0).await.is_none());
     assert!(
@@ -258,6 +261,7 @@ pub async fn sources_are_checked_when_storing(store: DynStore) {
             username: username.into(),
             password_hash: hash.map(str::to_owned),
         }],
+        ..Default::default()
     };
     let stored = |l: Lineage| {
         let (store, s) = (Arc::clone(&store), s.clone());
@@ -289,6 +293,7 @@ pub async fn sources_are_checked_when_storing(store: DynStore) {
         let l = Lineage {
             parent: Some(parent),
             requires: vec![],
+            ..Default::default()
         };
         assert!(!stored(l).await, "a revoked or unknown parent");
     }
@@ -300,6 +305,7 @@ pub async fn sources_are_checked_when_storing(store: DynStore) {
         requires: vec![Requirement::OAuthClient {
             client_id: client.client_id.clone(),
         }],
+        ..Default::default()
     };
     assert!(stored(registered()).await);
     store.delete_oauth_client(&client.client_id).await.unwrap();
@@ -356,6 +362,7 @@ pub async fn minting_races_key_invalidation(store: DynStore) {
                         let l = Lineage {
                             parent: Some(parent.0.access_hash),
                             requires: vec![],
+                            ..Default::default()
                         };
                         derive(&store, &s, s.client_ref(), l, T0).await
                     }
