@@ -485,7 +485,28 @@ impl Store for PostgresStore {
             .run(
                 "invalidate_matching",
                 Repeat::Unsafe,
-                attempt!(|c| invalidate_matching_attempt(c, username, realm, now).await),
+                attempt!(|c| {
+                    let whose = Whose::User { username, realm };
+                    invalidate_matching_attempt(c, whose, now).await
+                }),
+            )
+            .await
+    }
+
+    async fn invalidate_by_nameid(
+        &self,
+        realm: &str,
+        nameid: &str,
+        now: Millis,
+    ) -> StoreResult<InvalidateCounts> {
+        self.db
+            .run(
+                "invalidate_by_nameid",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let whose = Whose::NameId { realm, nameid };
+                    invalidate_matching_attempt(c, whose, now).await
+                }),
             )
             .await
     }

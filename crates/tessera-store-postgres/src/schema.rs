@@ -129,6 +129,11 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             PRIMARY KEY (realm, id)
         )",
             "CREATE INDEX IF NOT EXISTS one_time_proofs_by_age ON one_time_proofs (keep_until)",
+            // SAML single logout finds a NameID's pairs through this
+            // index; only rows that carry a NameID are in it.
+            "CREATE INDEX IF NOT EXISTS tokens_by_saml_nameid
+               ON tokens (realm, (subject::jsonb #>> '{metadata,saml_nameid}'))
+               WHERE subject LIKE '%\"saml_nameid\"%'",
         ],
     ),
 ];

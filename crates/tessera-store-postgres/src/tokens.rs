@@ -262,23 +262,45 @@ pub(crate) async fn invalidate_one(
     Ok(outcome)
 }
 
+/// Whose live pairs an invalidation is about.
+pub(crate) enum Whose<'a> {
+    /// A user and/or realm (at least one is given).
+    User {
+        username: Option<&'a str>,
+        realm: Option<&'a str>,
+    },
+    /// A SAML realm's NameID (`metadata.saml_nameid` of the subject).
+    NameId { realm: &'a str, nameid: &'a str },
+}
+
 /// One attempt at invalidating every active pair of a user and/or realm,
 /// in a serializable transaction (see the crate docs for why).
 pub(crate) async fn invalidate_matching_attempt(
     client: &mut Client,
-    username: Option<&str>,
-    realm: Option<&str>,
+    whose: Whose<'_>,
     now: Millis,
 ) -> Result<InvalidateCounts, Fail> {
     let mut filters = Vec::new();
     let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&now];
-    if let Some(u) = &username {
+    let (username, realm, nameid) = match &whose {
+        Whose::User { username, realm } => (username, realm, None),
+        Whose::NameId { realm, nameid } => (&None, &Some(*realm), Some(nameid)),
+    };
+    if let Some(u) = username {
         params.push(u);
         filters.push(format!("username = ${}", params.len()));
     }
-    if let Some(r) = &realm {
+    if let Some(r) = realm {
         params.push(r);
         filters.push(format!("realm = ${}", params.len()));
+    }
+    if let Some(n) = nameid {
+        params.push(n);
+        // The expression and the predicate of `tokens_by_saml_nameid`.
+        filters.push(format!(
+            "subject::jsonb #>> '{{metadata,saml_nameid}}' = ${} AND subject LIKE '%\"saml_nameid\"%'",
+            params.len()
+        ));
     }
     if filters.is_empty() {
         return Err(

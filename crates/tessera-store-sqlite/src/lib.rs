@@ -515,22 +515,28 @@ impl Store for SqliteStore {
     ) -> StoreResult<InvalidateCounts> {
         let (username, realm) = (username.map(str::to_owned), realm.map(str::to_owned));
         self.write(Affects::TOKENS, move |c| {
-            let mut counts = InvalidateCounts::default();
-            let live = pairs::live_pairs_matching(c, username.as_deref(), realm.as_deref(), now)?;
-            let mut families = Vec::with_capacity(live.len());
-            for pair in live {
-                codec::count_invalidation(
-                    &mut counts,
-                    pair.has_refresh,
-                    pair.refresh_invalidated,
-                    pair.access_invalidated,
-                );
-                pairs::invalidate_pair(c, pair.seq)?;
-                families.push(pair.family);
-            }
-            // Whatever those pairs minted dies with them.
-            lineage::revoke_children(c, &families)?;
-            Ok(counts)
+            let whose = pairs::Whose::User {
+                username: username.as_deref(),
+                realm: realm.as_deref(),
+            };
+            invalidate_live(c, pairs::live_pairs(c, whose, now)?)
+        })
+        .await
+    }
+
+    async fn invalidate_by_nameid(
+        &self,
+        realm: &str,
+        nameid: &str,
+        now: Millis,
+    ) -> StoreResult<InvalidateCounts> {
+        let (realm, nameid) = (realm.to_owned(), nameid.to_owned());
+        self.write(Affects::TOKENS, move |c| {
+            let whose = pairs::Whose::NameId {
+                realm: &realm,
+                nameid: &nameid,
+            };
+            invalidate_live(c, pairs::live_pairs(c, whose, now)?)
         })
         .await
     }

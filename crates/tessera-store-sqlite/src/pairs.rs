@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS grants (
 CREATE INDEX IF NOT EXISTS grants_by_username ON grants (username);
 CREATE INDEX IF NOT EXISTS grants_by_realm ON grants (realm);
 CREATE INDEX IF NOT EXISTS grants_by_client ON grants (client);
+CREATE INDEX IF NOT EXISTS grants_by_saml_nameid
+    ON grants (realm, json_extract(subject, '$.metadata.saml_nameid'));
 CREATE TABLE IF NOT EXISTS token_pairs (
     seq                 INTEGER PRIMARY KEY,
     access_key          INTEGER NOT NULL,
@@ -427,7 +429,7 @@ pub fn invalidation_state(
         .map_err(internal)
 }
 
-/// A live pair found by [`live_pairs_matching`].
+/// A live pair found by [`live_pairs`].
 pub struct LivePair {
     pub seq: i64,
     pub family: i64,
@@ -437,34 +439,59 @@ pub struct LivePair {
 }
 
 /// Every live pair of the user and/or realm.
-pub fn live_pairs_matching(
-    conn: &Connection,
-    username: Option<&str>,
-    realm: Option<&str>,
-    now: i64,
-) -> StoreResult<Vec<LivePair>> {
-    conn.prepare_cached(
-        "SELECT p.seq, IFNULL(p.family_seq, p.seq), p.refresh_hash IS NOT NULL,
+/// Whose live pairs [`live_pairs`] finds.
+pub enum Whose<'a> {
+    /// A user and/or realm (at least one is given).
+    User {
+        username: Option<&'a str>,
+        realm: Option<&'a str>,
+    },
+    /// A SAML realm's NameID (`metadata.saml_nameid` of the subject),
+    /// through the `grants_by_saml_nameid` expression index.
+    NameId { realm: &'a str, nameid: &'a str },
+}
+
+/// Every live pair of the user, realm or NameID.
+pub fn live_pairs(conn: &Connection, whose: Whose<'_>, now: i64) -> StoreResult<Vec<LivePair>> {
+    let (sql, a, b) = live_pairs_query(whose);
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(params![now, a, b], |r| {
+                Ok(LivePair {
+                    seq: r.get(0)?,
+                    family: r.get(1)?,
+                    has_refresh: r.get(2)?,
+                    refresh_invalidated: r.get(3)?,
+                    access_invalidated: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(internal)
+}
+
+/// The statement of [`live_pairs`] and its parameters after `now`.
+pub(crate) fn live_pairs_query(whose: Whose<'_>) -> (String, Option<&'_ str>, Option<&'_ str>) {
+    const LIVE: &str = "SELECT p.seq, IFNULL(p.family_seq, p.seq), p.refresh_hash IS NOT NULL,
                 p.refresh_invalidated, p.access_invalidated
            FROM grants g JOIN token_pairs p ON p.grant_id = g.id
-          WHERE (?1 IS NULL OR g.username = ?1) AND (?2 IS NULL OR g.realm = ?2)
-            AND ((p.access_invalidated = 0 AND p.access_expires_at > ?3)
+          WHERE ((p.access_invalidated = 0 AND p.access_expires_at > ?1)
               OR (p.refresh_hash IS NOT NULL AND p.refresh_invalidated = 0
-                  AND p.refresh_expires_at > ?3))",
-    )
-    .and_then(|mut stmt| {
-        stmt.query_map(params![username, realm, now], |r| {
-            Ok(LivePair {
-                seq: r.get(0)?,
-                family: r.get(1)?,
-                has_refresh: r.get(2)?,
-                refresh_invalidated: r.get(3)?,
-                access_invalidated: r.get(4)?,
-            })
-        })?
-        .collect()
-    })
-    .map_err(internal)
+                  AND p.refresh_expires_at > ?1))";
+    match whose {
+        Whose::User { username, realm } => (
+            format!("{LIVE} AND (?2 IS NULL OR g.username = ?2) AND (?3 IS NULL OR g.realm = ?3)"),
+            username,
+            realm,
+        ),
+        Whose::NameId { realm, nameid } => (
+            format!(
+                "{LIVE} AND g.realm = ?2 AND json_extract(g.subject, '$.metadata.saml_nameid') = ?3"
+            ),
+            Some(realm),
+            Some(nameid),
+        ),
+    }
 }
 
 pub fn invalidate_pair(conn: &Connection, seq: i64) -> StoreResult<()> {

@@ -367,3 +367,33 @@ mod conformance {
         tessera_store::conformance_tests!(fresh);
     }
 }
+
+/// SAML logout finds a NameID's pairs through its index, never by reading
+/// every grant.
+#[test]
+fn logout_by_nameid_uses_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.sqlite");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let (sql, _, _) = pairs::live_pairs_query(pairs::Whose::NameId {
+        realm: "saml1",
+        nameid: "n",
+    });
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap()
+        .query_map(params![0, "saml1", "n"], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("grants_by_saml_nameid")),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|step| step.starts_with("SCAN g")),
+        "{plan:?}"
+    );
+}

@@ -82,3 +82,26 @@ impl TokenTx for WriterTx<'_> {
         pairs::revoke_family(self.0, pair.family)
     }
 }
+
+/// Invalidates the `live` pairs and every family they minted, counting as
+/// Elasticsearch does.
+pub(crate) fn invalidate_live(
+    conn: &Connection,
+    live: Vec<pairs::LivePair>,
+) -> StoreResult<InvalidateCounts> {
+    let mut counts = InvalidateCounts::default();
+    let mut families = Vec::with_capacity(live.len());
+    for pair in live {
+        codec::count_invalidation(
+            &mut counts,
+            pair.has_refresh,
+            pair.refresh_invalidated,
+            pair.access_invalidated,
+        );
+        pairs::invalidate_pair(conn, pair.seq)?;
+        families.push(pair.family);
+    }
+    // Whatever those pairs minted dies with them.
+    lineage::revoke_children(conn, &families)?;
+    Ok(counts)
+}

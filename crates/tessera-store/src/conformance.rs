@@ -6,7 +6,8 @@
 //! exercise every operation and error of [`Store`] (`accounts`, `tokens`,
 //! `api_keys`, `clients`), the concurrency cases with real tasks on a
 //! multi-threaded runtime (`races`), derived credentials (`lineage`) and
-//! one-time login proofs (`one_time`).
+//! one-time login proofs (`one_time`), and SAML logout by NameID
+//! (`sessions`).
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub mod clients;
 pub mod lineage;
 pub mod one_time;
 pub mod races;
+pub mod sessions;
 pub mod tokens;
 
 /// One `#[tokio::test]` per conformance case. `$fresh` names an
@@ -65,6 +67,7 @@ macro_rules! conformance_tests {
             lineage::minting_races_key_invalidation,
             one_time::proofs_mint_once_per_realm,
             one_time::proofs_race,
+            sessions::logout_by_nameid,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {
