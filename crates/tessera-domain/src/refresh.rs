@@ -228,8 +228,9 @@ pub fn decide(record: &TokenRecord, request: &Request) -> Decision {
                 record.generation.saturating_add(1),
             );
             // The family's cap (from the credential that minted it) binds
-            // every successor.
-            let successor = successor.capped(record.not_after);
+            // every successor, and its token metadata goes with it.
+            let mut successor = successor.capped(record.not_after);
+            successor.metadata = record.metadata.clone();
             let refreshed = Refreshed {
                 at: now,
                 successor_id: successor.id.clone(),

@@ -19,6 +19,7 @@
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::authn::{Authentication, ClientRef};
@@ -225,6 +226,10 @@ pub struct TokenRecord {
     /// token's own end). `None`: no cap beyond the pair's own lifetimes.
     /// Successors inherit it.
     pub not_after: Option<Millis>,
+    /// What the realm that authenticated the subject keeps with the token
+    /// (a SAML login's NameID and session index, for logout). Never shown
+    /// by `_authenticate`; successors inherit it.
+    pub metadata: Option<Map<String, Value>>,
 }
 
 /// The successor of a refreshed pair: when it happened and the new pair,
@@ -356,6 +361,7 @@ impl TokenRecord {
             refresh_invalidated: false,
             refreshed: None,
             not_after: None,
+            metadata: None,
         };
         (record, TokenPair { access, refresh })
     }

@@ -129,6 +129,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             PRIMARY KEY (realm, id)
         )",
             "CREATE INDEX IF NOT EXISTS one_time_proofs_by_age ON one_time_proofs (keep_until)",
+            "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS token_metadata TEXT",
             // SAML single logout finds a NameID's pairs through this
             // index; only rows that carry a NameID are in it.
             "CREATE INDEX IF NOT EXISTS tokens_by_saml_nameid

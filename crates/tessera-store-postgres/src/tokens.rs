@@ -17,7 +17,7 @@ pub(crate) static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tokens ({TOKEN_COLUMNS}, parent_family, api_key_id, client_username)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                 $19, $20, $21, $22, $23)"
+                 $19, $20, $21, $22, $23, $24)"
     )
 });
 pub(crate) const MARK_ISSUED: &str =
@@ -45,6 +45,7 @@ pub(crate) fn token_row(row: &Row) -> Result<TokenRow, tokio_postgres::Error> {
         purge_after: row.try_get(17)?,
         scope: row.try_get(18)?,
         not_after: row.try_get(19)?,
+        token_metadata: row.try_get(20)?,
     })
 }
 
@@ -87,6 +88,7 @@ pub(crate) async fn insert_token_row(
             &r.purge_after,
             &r.scope,
             &r.not_after,
+            &r.token_metadata,
             &parent,
             &api_key_id,
             &client_username,

@@ -17,22 +17,25 @@ use tessera_store::{Requirement, StoreResult};
 
 use crate::{internal, pairs};
 
-/// Columns and index added to `token_pairs` for derived credentials, for
+/// Columns added since the first release (derived credentials on
+/// `token_pairs`, token metadata on `grants`) and the parent index, for
 /// files created before them (`ALTER TABLE` has no `IF NOT EXISTS`).
 pub fn upgrade(conn: &Connection) -> StoreResult<()> {
-    for (column, decl) in [("parent_family", "INTEGER"), ("not_after", "INTEGER")] {
+    for (table, column, decl) in [
+        ("token_pairs", "parent_family", "INTEGER"),
+        ("token_pairs", "not_after", "INTEGER"),
+        ("grants", "token_metadata", "TEXT"),
+    ] {
         let has: bool = conn
             .query_row(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info('token_pairs') WHERE name = ?1",
-                [column],
+                "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
                 |r| r.get(0),
             )
             .map_err(internal)?;
         if !has {
-            conn.execute_batch(&format!(
-                "ALTER TABLE token_pairs ADD COLUMN {column} {decl}"
-            ))
-            .map_err(internal)?;
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+                .map_err(internal)?;
         }
     }
     conn.execute_batch(

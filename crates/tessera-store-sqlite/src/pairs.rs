@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS grants (
     realm    TEXT NOT NULL,
     client   TEXT NOT NULL,
     subject  TEXT NOT NULL,
-    scope    TEXT
+    scope    TEXT,
+    token_metadata TEXT
 );
 CREATE INDEX IF NOT EXISTS grants_by_username ON grants (username);
 CREATE INDEX IF NOT EXISTS grants_by_realm ON grants (realm);
@@ -101,7 +102,7 @@ const SELECT_PAIR: &str = "SELECT p.seq, p.id, p.access_hash, p.refresh_hash, p.
     p.generation, g.username, g.realm, g.subject, g.client, p.created_at, p.access_expires_at,
     p.refresh_expires_at, p.access_invalidated, p.refresh_invalidated, r.refreshed_at,
     r.successor_id, r.sealed_successor, p.purge_after, g.scope, IFNULL(p.family_seq, p.seq),
-    p.grant_id, p.not_after
+    p.grant_id, p.not_after, g.token_metadata
   FROM token_pairs p JOIN grants g ON g.id = p.grant_id LEFT JOIN refreshes r ON r.seq = p.seq";
 
 pub use tessera_store::engine::Half;
@@ -197,6 +198,7 @@ fn pair_row(row: &Row<'_>) -> rusqlite::Result<(Located, TokenRow)> {
             purge_after: row.get(18)?,
             scope: row.get(19)?,
             not_after: row.get(22)?,
+            token_metadata: row.get(23)?,
         },
     ))
 }
@@ -231,6 +233,13 @@ fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
         digest.update((part.len() as u64).to_be_bytes());
         digest.update(part.as_bytes());
     }
+    // Token metadata is per login; grants without it keep the digests
+    // they always had.
+    if let Some(metadata) = &row.token_metadata {
+        digest.update(b"\x00token_metadata");
+        digest.update((metadata.len() as u64).to_be_bytes());
+        digest.update(metadata.as_bytes());
+    }
     let digest = digest.finalize().to_vec();
     let existing: Option<i64> = conn
         .prepare_cached("SELECT id FROM grants WHERE digest = ?1")
@@ -240,8 +249,8 @@ fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
         return Ok(id);
     }
     conn.prepare_cached(
-        "INSERT INTO grants (digest, username, realm, client, subject, scope)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO grants (digest, username, realm, client, subject, scope, token_metadata)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -250,7 +259,8 @@ fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
             row.realm,
             row.client,
             row.subject,
-            row.scope
+            row.scope,
+            row.token_metadata
         ])
     })
     .map_err(internal)?;
@@ -295,6 +305,7 @@ pub fn insert_successor(
         purge_after: successor.purgeable_after(),
         scope: None,
         not_after: successor.not_after,
+        token_metadata: None,
     };
     insert_row(conn, &row, Some(parent.family), parent.grant, None)
 }
@@ -592,6 +603,7 @@ pub fn migrate_from_single_table(conn: &Connection) -> StoreResult<u64> {
             purge_after: row.get(17).map_err(internal)?,
             scope: row.get(18).map_err(internal)?,
             not_after: None,
+            token_metadata: None,
         };
         let family = families.get(&old.family_id).copied();
         let grant = grant_id(conn, &old)?;

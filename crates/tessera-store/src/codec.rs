@@ -36,11 +36,13 @@ pub struct TokenRow {
     pub scope: Option<String>,
     /// The family's cap ([`TokenRecord::not_after`]).
     pub not_after: Option<i64>,
+    /// [`TokenRecord::metadata`] as a JSON object; NULL when there is none.
+    pub token_metadata: Option<String>,
 }
 
 /// The column list in the order [`TokenRow`] declares them, for SELECTs
-/// and INSERTs (20 columns).
-pub const TOKEN_COLUMNS: &str = "id, access_hash, refresh_hash, family_id, generation, username, realm, subject, client, created_at, access_expires_at, refresh_expires_at, access_invalidated, refresh_invalidated, refreshed_at, successor_id, sealed_successor, purge_after, scope, not_after";
+/// and INSERTs (21 columns).
+pub const TOKEN_COLUMNS: &str = "id, access_hash, refresh_hash, family_id, generation, username, realm, subject, client, created_at, access_expires_at, refresh_expires_at, access_invalidated, refresh_invalidated, refreshed_at, successor_id, sealed_successor, purge_after, scope, not_after, token_metadata";
 
 impl TokenRow {
     pub fn from_record(r: &TokenRecord) -> StoreResult<Self> {
@@ -65,6 +67,7 @@ impl TokenRow {
             purge_after: r.purgeable_after(),
             scope: r.scope.as_ref().map(to_json).transpose()?,
             not_after: r.not_after,
+            token_metadata: r.metadata.as_ref().map(to_json).transpose()?,
         })
     }
 
@@ -102,6 +105,7 @@ impl TokenRow {
             refresh_invalidated: self.refresh_invalidated,
             refreshed,
             not_after: self.not_after,
+            metadata: self.token_metadata.as_deref().map(from_json).transpose()?,
         })
     }
 }

@@ -68,6 +68,7 @@ macro_rules! conformance_tests {
             one_time::proofs_mint_once_per_realm,
             one_time::proofs_race,
             sessions::logout_by_nameid,
+            sessions::token_metadata_is_kept,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

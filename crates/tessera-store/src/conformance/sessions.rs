@@ -24,12 +24,61 @@ fn saml_user(username: &str, realm: &str, nameid: &str) -> Authentication {
     s
 }
 
-/// A pair for `who`, minted by the dashboard user `kibana` (the client).
+/// A pair for `who`, minted by the dashboard user `kibana` (the client),
+/// with the session's token metadata.
 async fn login(store: &DynStore, who: &Authentication) -> TokenRecord {
     let client = subject("kibana").client_ref();
-    let (record, _) = TokenRecord::issue(who, client, true, T0, POLICY.access_ttl_ms);
+    let (mut record, _) = TokenRecord::issue(who, client, true, T0, POLICY.access_ttl_ms);
+    record.metadata = Some(session_metadata(&who.username));
     store.insert_token(&record).await.unwrap();
     record
+}
+
+fn session_metadata(session: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::json!({ "saml_session": session, "saml_nameid_val": "n" })
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+/// Token metadata is stored with the pair, never with its subject, and a
+/// successor inherits it.
+pub async fn token_metadata_is_kept(store: DynStore) {
+    let ann = saml_user("ann", "saml1", "n-ann");
+    let client = subject("kibana").client_ref();
+    let (mut record, pair) =
+        TokenRecord::issue(&ann, client.clone(), true, T0, POLICY.access_ttl_ms);
+    record.metadata = Some(session_metadata("_s1"));
+    store.insert_token(&record).await.unwrap();
+    // The same subject and client without metadata, and with other metadata.
+    let (plain, _) = TokenRecord::issue(&ann, client.clone(), true, T0, POLICY.access_ttl_ms);
+    store.insert_token(&plain).await.unwrap();
+    let (mut other, _) = TokenRecord::issue(&ann, client.clone(), true, T0, POLICY.access_ttl_ms);
+    other.metadata = Some(session_metadata("_s2"));
+    store.insert_token(&other).await.unwrap();
+    for r in [&record, &plain, &other] {
+        let found = store.find_by_access(&r.access_hash).await.unwrap().unwrap();
+        assert_eq!(found.metadata, r.metadata);
+        assert_eq!(
+            found.subject.metadata, ann.metadata,
+            "the subject is untouched"
+        );
+    }
+    let granted = store
+        .refresh(super::request(
+            pair.refresh.as_ref().unwrap(),
+            &client,
+            T0 + 1,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let successor = store
+        .find_by_access(&granted.pair.access.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(successor.metadata, record.metadata, "inherited");
 }
 
 async fn alive(store: &DynStore, record: &TokenRecord) -> bool {
