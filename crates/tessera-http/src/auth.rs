@@ -239,8 +239,8 @@ pub(crate) fn decode_basic(encoded: &str) -> ApiResult<PasswordCredentials> {
 /// Verifies a username and password against the native realm, from
 /// `source`, and returns the user's authentication with the stored password
 /// hash it verified against (see [`Provenance::add_login`]). A refusal is
-/// Elasticsearch's 401, whose message ends with `what`: "REST request
-/// [/x]" or "action [name]".
+/// Elasticsearch's 401, whose message ends with `what`: `"REST request
+/// [/x]"` or `"action [name]"`.
 pub async fn verify_password(
     state: &AppState,
     creds: &PasswordCredentials,

@@ -1,6 +1,6 @@
 //! The HTTP layer's one error type, [`ApiError`], and its two wire shapes.
 //!
-//! An error says what went wrong: its [`Kind`] (as each API names it),
+//! An error says what went wrong: its kind (as each API names it),
 //! status, reason, `WWW-Authenticate` challenges and, for a server error,
 //! the internal detail. How it is written out is chosen by the API family
 //! that answers, as a [`Shape`]:
