@@ -239,47 +239,43 @@ pub(crate) fn decode_basic(encoded: &str) -> ApiResult<PasswordCredentials> {
 }
 
 /// Verifies a username and password against the native realm, from
-/// `source`. `what` ends the failure message: "REST request [/x]" or
-/// "action [name]".
-///
-/// Guessing is throttled (see [`crate::throttle`]): a source past its
-/// failure budget gets 429; a soft-locked account is refused unverified
-/// with the wrong-password answer. Unknown and disabled users are verified
-/// against a dummy hash of the same parameters, so that every refusal
-/// costs what a wrong password costs.
-pub async fn authenticate_password(
-    state: &AppState,
-    creds: &PasswordCredentials,
-    what: &str,
-    source: IpAddr,
-) -> ApiResult<Authentication> {
-    verify_password(state, creds, what, source)
-        .await
-        .map(|(who, _)| who)
-}
-
-/// [`authenticate_password`], also returning the stored password hash it
-/// verified against (see [`Provenance::add_login`]).
+/// `source`, and returns the user's authentication with the stored password
+/// hash it verified against (see [`Provenance::add_login`]). A refusal is
+/// Elasticsearch's 401, whose message ends with `what`: `"REST request
+/// [/x]"` or `"action [name]"`.
 pub async fn verify_password(
     state: &AppState,
     creds: &PasswordCredentials,
     what: &str,
     source: IpAddr,
 ) -> ApiResult<(Authentication, String)> {
-    let refuse = || {
+    check_password(state, creds, source).await?.ok_or_else(|| {
         ApiError::unauthenticated(format!(
             "unable to authenticate user [{}] for {what}",
             creds.username
         ))
-    };
+    })
+}
+
+/// [`verify_password`], with `None` for a refused password, which each API
+/// answers in its own words.
+///
+/// Guessing is throttled (see [`crate::throttle`]): a source past its
+/// failure budget gets 429; a soft-locked account is refused unverified
+/// like a wrong password. Unknown and disabled users are verified against
+/// a dummy hash of the same parameters, so that every refusal costs what a
+/// wrong password costs.
+pub async fn check_password(
+    state: &AppState,
+    creds: &PasswordCredentials,
+    source: IpAddr,
+) -> ApiResult<Option<(Authentication, String)>> {
     let attempt = state
         .throttle
         .attempt(Realm::Native, &creds.username, source);
     attempt
         .check_source(state.now())
-        .map_err(|t| ApiError::TooManyFailures {
-            retry_after_secs: t.retry_after_secs,
-        })?;
+        .map_err(|t| ApiError::too_many_failures(t.retry_after_secs))?;
     let user = state.store.get_user(&creds.username).await?;
     let enabled = user.as_ref().map(|u| u.enabled);
     // Disabled users are refused whatever the password and do not count
@@ -299,7 +295,7 @@ pub async fn verify_password(
             if cached {
                 if let Some(user) = user {
                     attempt.finish(Outcome::Success, state.now());
-                    return Ok(login_of(user));
+                    return Ok(Some(login_of(user)));
                 }
             }
             Some(attempt.turn().await)
@@ -308,14 +304,14 @@ pub async fn verify_password(
     let now = state.now();
     if enabled != Some(false) && attempt.account_locked(now) {
         attempt.finish(Outcome::Locked, now);
-        return Err(refuse());
+        return Ok(None);
     }
     let outcome = match user {
         Some(user) if user.enabled => {
             let suspect = || attempt.suspect(now);
             if verify_cached(state, &user, &creds.password, suspect).await {
                 attempt.finish(Outcome::Success, state.now());
-                return Ok(login_of(user));
+                return Ok(Some(login_of(user)));
             }
             Outcome::InvalidCredentials
         }
@@ -332,7 +328,7 @@ pub async fn verify_password(
         }
     };
     attempt.finish(outcome, state.now());
-    Err(refuse())
+    Ok(None)
 }
 
 /// Whether `password` is `user`'s: from the verified-credentials cache,

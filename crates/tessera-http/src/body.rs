@@ -40,13 +40,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
             .map(|v| v.to_str().unwrap_or("<not ASCII>").to_owned());
         let bytes = axum::body::to_bytes(Body::new(req.into_body()), limit)
             .await
-            .map_err(|_| {
-                ApiError::es(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "content_too_long_exception",
-                    format!("request body is larger than the limit of [{limit}] bytes"),
-                )
-            })?;
+            .map_err(|_| ApiError::too_large(limit))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }

@@ -1,8 +1,10 @@
 //! Tessera's HTTP layer: the Elasticsearch security API on axum.
 //!
 //! Handlers are thin: they extract, authenticate, call the domain and the
-//! store, and map the result. Every failure is an [`error::ApiError`],
-//! which renders in the API family's own JSON shape.
+//! store, and map the result. Every failure is an [`error::ApiError`]; the
+//! API family that answers it chooses its wire shape (the Elasticsearch
+//! envelope, or RFC 6749's flat shape on `/oauth2/*`), and the request
+//! wrapper logs every server error once.
 
 pub mod api_keys;
 pub mod auth;
@@ -30,13 +32,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{any, get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use tessera_domain::privilege::Action;
 use tessera_domain::Authentication;
 
 use crate::auth::Caller;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, Detail};
 pub use crate::state::{AppState, Inner, Metrics, MetricsRender, Settings};
 
 pub fn router(state: AppState) -> Router {
@@ -139,19 +141,17 @@ async fn authenticate(Caller(who): Caller) -> Json<Authentication> {
     Json(who)
 }
 
-/// Ready only when the store answers a read and a write.
-async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+/// Ready only when the store answers a read and a write. Why not is
+/// logged by the request wrapper, like every server error's detail.
+async fn ready(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({ "status": "unavailable", "reason": "the token store is not answering" }),
-                ),
-            )
-        }
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Extension(Detail(format!("readiness check failed: {e}"))),
+            Json(json!({ "status": "unavailable", "reason": "the token store is not answering" })),
+        )
+            .into_response(),
     }
 }
 

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Detail, Shape};
 use crate::state::AppState;
 
 const COMPATIBLE_MEDIA_TYPE: &str = "application/vnd.elasticsearch+json;compatible-with=8";
@@ -67,16 +67,32 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
         );
     }
 
-    if response.status().is_server_error() {
-        tracing::warn!(
-            %method,
-            route,
-            status = response.status().as_u16(),
-            "request answered with a server error"
-        );
+    // Every server error is logged here, once, with the detail its
+    // response carries (which the client never sees).
+    let status = response.status();
+    if status.is_server_error() {
+        let detail = response.extensions_mut().remove::<Detail>();
+        let detail = detail.as_ref().map_or("", |d| d.0.as_str());
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(
+                %method,
+                route,
+                status = status.as_u16(),
+                detail,
+                "request answered with a server error"
+            );
+        } else {
+            tracing::warn!(
+                %method,
+                route,
+                status = status.as_u16(),
+                detail,
+                "request answered with a server error"
+            );
+        }
     }
 
-    let handles = route_metrics(route, &method, response.status());
+    let handles = route_metrics(route, &method, status);
     handles.requests.increment(1);
     handles.duration.record(started.elapsed().as_secs_f64());
     response
@@ -93,27 +109,13 @@ fn declared_too_large(req: &Request, limit: usize) -> Option<Response> {
     if length <= limit as u64 {
         return None;
     }
-    let reason = format!("request body is larger than the limit of [{limit}] bytes");
-    let mut response = if req.uri().path().starts_with("/oauth2/") {
-        let mut r = ApiError::OAuth {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            error: "invalid_request",
-            description: reason,
-        }
-        .into_response();
-        // As every OAuth error (RFC 6749 §5.1).
-        let headers = r.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        r
+    let too_large = ApiError::too_large(limit);
+    let shape = if req.uri().path().starts_with("/oauth2/") {
+        Shape::OAuth
     } else {
-        ApiError::es(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "content_too_long_exception",
-            reason,
-        )
-        .into_response()
+        Shape::Elasticsearch
     };
+    let mut response = too_large.render(shape);
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -18,7 +18,8 @@
 //! `Cache-Control: no-store`; so are the registration endpoints' own
 //! failures, while the administrator's authentication and privilege check
 //! there answer in the Elasticsearch envelope like the rest of the
-//! administrative API.
+//! administrative API. The handlers return [`OAuthResult`]: the one
+//! [`ApiError`], rendered in [`Shape::OAuth`](crate::error::Shape).
 
 use std::collections::HashMap;
 
@@ -42,9 +43,9 @@ mod client_auth;
 mod error;
 
 use error::no_store_json;
-pub use error::{Failure, OAuthError};
 
 use crate::auth::{self, Caller, PasswordCredentials};
+use crate::error::{ApiError, OAuthResult, Shape};
 use crate::params::PathParam;
 use crate::service::{self, Granted, Mint, Refresh, SourceRevoked};
 use crate::state::AppState;
@@ -62,15 +63,11 @@ const FORM_MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
 // Request bodies
 // ---------------------------------------------------------------------
 
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, OAuthError> {
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.settings.max_body_bytes;
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        OAuthError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            format!("request body is larger than the limit of [{limit}] bytes"),
-        )
-    })
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))
 }
 
 /// The media type of the request body, lower-cased, without parameters.
@@ -92,16 +89,16 @@ pub(crate) struct Form(HashMap<String, Zeroizing<String>>);
 impl Form {
     /// RFC 6749 §3.1/§3.2: parameters without a value count as omitted,
     /// and none may appear twice.
-    pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Form, OAuthError> {
+    pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Form, ApiError> {
         match media_type(headers).as_deref() {
             Some(FORM_MEDIA_TYPE) => {}
             Some(other) => {
-                return Err(OAuthError::invalid_request(format!(
+                return Err(ApiError::invalid_request(format!(
                     "Content-Type [{other}] is not supported; send {FORM_MEDIA_TYPE}"
                 )))
             }
             None => {
-                return Err(OAuthError::invalid_request(format!(
+                return Err(ApiError::invalid_request(format!(
                     "the request needs Content-Type {FORM_MEDIA_TYPE}"
                 )))
             }
@@ -113,7 +110,7 @@ impl Form {
             }
             let value = Zeroizing::new(value.into_owned());
             if params.insert(name.to_string(), value).is_some() {
-                return Err(OAuthError::invalid_request(format!(
+                return Err(ApiError::invalid_request(format!(
                     "parameter [{name}] is included more than once"
                 )));
             }
@@ -125,9 +122,9 @@ impl Form {
         self.0.get(name).map(|v| v.as_str())
     }
 
-    fn require(&self, name: &str) -> Result<&str, OAuthError> {
+    fn require(&self, name: &str) -> Result<&str, ApiError> {
         self.get(name)
-            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter [{name}]")))
+            .ok_or_else(|| ApiError::invalid_request(format!("missing parameter [{name}]")))
     }
 }
 
@@ -141,20 +138,21 @@ pub async fn token(
     ClientIp(source): ClientIp,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, OAuthError> {
+) -> OAuthResult<Response> {
     let form = Form::parse(&headers, &read_body(&state, body).await?)?;
     let client = authenticate_client(&state, source, &headers, &form).await?;
     let grant_name = form.require("grant_type")?;
     let grant = GrantType::parse(grant_name).ok_or_else(|| {
-        OAuthError::unsupported_grant_type(format!(
+        ApiError::unsupported_grant_type(format!(
             "grant_type [{grant_name}] is not supported; supported: [{}]",
             GrantType::ALL.map(GrantType::as_str).join(", ")
         ))
     })?;
     if !client.allows_grant(grant) {
-        return Err(OAuthError::unauthorized_client(format!(
+        return Err(ApiError::unauthorized_client(format!(
             "this client is not registered for grant_type [{grant_name}]"
-        )));
+        ))
+        .into());
     }
     let requested_scope = form.get("scope");
     let issued = match grant {
@@ -179,16 +177,11 @@ pub async fn token(
                 username: username.to_owned(),
                 password: Zeroizing::new(password.to_owned()),
             };
-            let (user, hash) =
-                auth::verify_password(&state, &creds, "grant_type [password]", source)
-                    .await
-                    .map_err(|e| {
-                        OAuthError::from_api(e, || {
-                            OAuthError::invalid_grant(format!(
-                                "unable to authenticate user [{username}]"
-                            ))
-                        })
-                    })?;
+            let (user, hash) = auth::check_password(&state, &creds, source)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::invalid_grant(format!("unable to authenticate user [{username}]"))
+                })?;
             // A refresh token only for a client that may use it.
             let with_refresh = client.allows_grant(GrantType::RefreshToken);
             let mut login = auth::Provenance::default();
@@ -206,10 +199,10 @@ pub async fn token(
 fn grant_scope(
     client: &OAuthClientRecord,
     requested: Option<&str>,
-) -> Result<Vec<String>, OAuthError> {
+) -> Result<Vec<String>, ApiError> {
     client
         .grant_scope(requested)
-        .map_err(|e| OAuthError::invalid_scope(e.to_string()))
+        .map_err(|e| ApiError::invalid_scope(e.to_string()))
 }
 
 async fn issue(
@@ -219,7 +212,7 @@ async fn issue(
     scope: Vec<String>,
     with_refresh: bool,
     provenance: &auth::Provenance,
-) -> Result<Granted, OAuthError> {
+) -> Result<Granted, ApiError> {
     let granted = service::issue(
         state,
         Mint {
@@ -247,7 +240,7 @@ async fn issue(
                     client.metadata.token_endpoint_auth_method == AuthMethod::ClientSecretBasic,
                 ));
             }
-            Err(OAuthError::invalid_grant(format!(
+            Err(ApiError::invalid_grant(format!(
                 "unable to authenticate user [{}]",
                 subject.username
             )))
@@ -268,11 +261,11 @@ async fn refresh(
     client: &OAuthClientRecord,
     presented: &str,
     requested: Option<&str>,
-) -> Result<Granted, OAuthError> {
+) -> Result<Granted, ApiError> {
     let scope = requested
         .map(|text| {
             oauth::parse_scope(text).map_err(|e| {
-                OAuthError::invalid_scope(format!("the requested scope is malformed: {e}"))
+                ApiError::invalid_scope(format!("the requested scope is malformed: {e}"))
             })
         })
         .transpose()?;
@@ -285,8 +278,8 @@ async fn refresh(
     service::refresh(state, ask)
         .await?
         .map_err(|refused| match refused {
-            RefreshError::ScopeNotGranted { .. } => OAuthError::invalid_scope(refused.to_string()),
-            _ => OAuthError::invalid_grant(refused.to_string()),
+            RefreshError::ScopeNotGranted { .. } => ApiError::invalid_scope(refused.to_string()),
+            _ => ApiError::invalid_grant(refused.to_string()),
         })
 }
 
@@ -317,7 +310,7 @@ fn token_response(granted: Granted) -> Response {
 async fn lookup(
     state: &AppState,
     token: &TokenString,
-) -> Result<Option<(TokenRecord, TokenKind)>, OAuthError> {
+) -> Result<Option<(TokenRecord, TokenKind)>, ApiError> {
     let (record, kind) = if let Some(hash) = token.hash_as(TokenKind::Access) {
         (state.store.find_by_access(&hash).await?, TokenKind::Access)
     } else if let Some(hash) = token.hash_as(TokenKind::Refresh) {
@@ -340,7 +333,7 @@ pub async fn revoke(
     ClientIp(source): ClientIp,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, OAuthError> {
+) -> OAuthResult<Response> {
     let form = Form::parse(&headers, &read_body(&state, body).await?)?;
     let requester = authenticate_requester(&state, source, &headers, &form).await?;
     let token = TokenString::from_presented(form.require("token")?);
@@ -348,9 +341,9 @@ pub async fn revoke(
         return Ok(StatusCode::OK.into_response());
     };
     if record.client != requester.client_ref() {
-        return Err(OAuthError::unauthorized_client(
-            "the token was not issued to this client",
-        ));
+        return Err(
+            ApiError::unauthorized_client("the token was not issued to this client").into(),
+        );
     }
     match kind {
         TokenKind::Access => state.store.invalidate_access(&token.hash()).await?,
@@ -380,7 +373,7 @@ pub async fn introspect(
     ClientIp(source): ClientIp,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, OAuthError> {
+) -> OAuthResult<Response> {
     let form = Form::parse(&headers, &read_body(&state, body).await?)?;
     let requester = authenticate_requester(&state, source, &headers, &form).await?;
     let token = TokenString::from_presented(form.require("token")?);
@@ -411,13 +404,11 @@ async fn may_introspect(
     state: &AppState,
     requester: &Requester,
     record: &TokenRecord,
-) -> Result<bool, OAuthError> {
+) -> Result<bool, ApiError> {
     match requester {
         Requester::Client(client) => Ok(record.client == client.client_ref()
             || client.metadata.scope.iter().any(|s| s == INTROSPECT_SCOPE)),
-        Requester::User(user) => auth::holds(state, user, Action::TokenIntrospect)
-            .await
-            .map_err(|e| OAuthError::from_api(e, OAuthError::server_error)),
+        Requester::User(user) => auth::holds(state, user, Action::TokenIntrospect).await,
     }
 }
 
@@ -447,42 +438,42 @@ async fn metadata_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Map<String, Value>, OAuthError> {
+) -> Result<Map<String, Value>, ApiError> {
     let bytes = read_body(state, body).await?;
     match media_type(headers).as_deref() {
         Some("application/json") => {}
         Some(other) => {
-            return Err(OAuthError::invalid_request(format!(
+            return Err(ApiError::invalid_request(format!(
                 "Content-Type [{other}] is not supported; send application/json"
             )))
         }
         None => {
-            return Err(OAuthError::invalid_request(
+            return Err(ApiError::invalid_request(
                 "the request needs Content-Type application/json",
             ))
         }
     }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(OAuthError::invalid_request(
+        Ok(_) => Err(ApiError::invalid_request(
             "the request body must be a JSON object",
         )),
-        Err(e) => Err(OAuthError::invalid_request(format!(
+        Err(e) => Err(ApiError::invalid_request(format!(
             "the request body is not valid JSON: {e}"
         ))),
     }
 }
 
-pub(crate) fn metadata_from(map: &Map<String, Value>) -> Result<ClientMetadata, OAuthError> {
+pub(crate) fn metadata_from(map: &Map<String, Value>) -> Result<ClientMetadata, ApiError> {
     if map.contains_key("client_secret") {
-        return Err(OAuthError::invalid_client_metadata(
+        return Err(ApiError::invalid_client_metadata(
             "[client_secret] is generated by the server; rotate it with POST /oauth2/register/{client_id}/_rotate_secret",
         ));
     }
     let string = |name: &str| match map.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(OAuthError::invalid_client_metadata(format!(
+        Some(_) => Err(ApiError::invalid_client_metadata(format!(
             "[{name}] must be a string"
         ))),
     };
@@ -494,11 +485,11 @@ pub(crate) fn metadata_from(map: &Map<String, Value>) -> Result<ClientMetadata, 
                 .map(|v| v.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| {
-                    OAuthError::invalid_client_metadata("[grant_types] must be an array of strings")
+                    ApiError::invalid_client_metadata("[grant_types] must be an array of strings")
                 })?,
         ),
         Some(_) => {
-            return Err(OAuthError::invalid_client_metadata(
+            return Err(ApiError::invalid_client_metadata(
                 "[grant_types] must be an array of strings",
             ))
         }
@@ -509,12 +500,15 @@ pub(crate) fn metadata_from(map: &Map<String, Value>) -> Result<ClientMetadata, 
         scope: string("scope")?,
         token_endpoint_auth_method: string("token_endpoint_auth_method")?,
     })
-    .map_err(OAuthError::invalid_client_metadata)
+    .map_err(ApiError::invalid_client_metadata)
 }
 
-async fn require_admin(state: &AppState, admin: &Authentication) -> Result<(), Failure> {
-    auth::require(state, admin, Action::OAuthClientManage).await?;
-    Ok(())
+/// The administrator's privilege check answers in the Elasticsearch
+/// envelope, like the administrative API's authentication before it.
+async fn require_admin(state: &AppState, admin: &Authentication) -> Result<(), ApiError> {
+    auth::require(state, admin, Action::OAuthClientManage)
+        .await
+        .map_err(|e| e.with_shape(Shape::Elasticsearch))
 }
 
 /// `POST /oauth2/register` (RFC 7591 §3): 201 with the new client's id,
@@ -524,12 +518,12 @@ pub async fn register(
     Caller(admin): Caller,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, Failure> {
+) -> OAuthResult<Response> {
     require_admin(&state, &admin).await?;
     let map = metadata_body(&state, &headers, body).await?;
     if map.contains_key("client_id") {
         return Err(
-            OAuthError::invalid_client_metadata("[client_id] is assigned by the server").into(),
+            ApiError::invalid_client_metadata("[client_id] is assigned by the server").into(),
         );
     }
     let metadata = metadata_from(&map)?;
@@ -552,7 +546,7 @@ pub async fn register(
 pub async fn list_clients(
     State(state): State<AppState>,
     Caller(admin): Caller,
-) -> Result<Response, Failure> {
+) -> OAuthResult<Response> {
     require_admin(&state, &admin).await?;
     let clients: Vec<Value> = state
         .store
@@ -569,11 +563,11 @@ pub async fn get_client(
     State(state): State<AppState>,
     Caller(admin): Caller,
     PathParam(client_id): PathParam,
-) -> Result<Response, Failure> {
+) -> OAuthResult<Response> {
     require_admin(&state, &admin).await?;
     match state.store.get_oauth_client(&client_id).await? {
         Some(client) => Ok(Json(client.registration_json(None)).into_response()),
-        None => Err(OAuthError::client_not_found(&client_id).into()),
+        None => Err(ApiError::client_not_found(&client_id).into()),
     }
 }
 
@@ -585,17 +579,17 @@ pub async fn update_client(
     PathParam(client_id): PathParam,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, Failure> {
+) -> OAuthResult<Response> {
     require_admin(&state, &admin).await?;
     let Some(mut client) = state.store.get_oauth_client(&client_id).await? else {
-        return Err(OAuthError::client_not_found(&client_id).into());
+        return Err(ApiError::client_not_found(&client_id).into());
     };
     let map = metadata_body(&state, &headers, body).await?;
     match map.get("client_id") {
         None | Some(Value::Null) => {}
         Some(Value::String(id)) if *id == client_id => {}
         Some(_) => {
-            return Err(OAuthError::invalid_client_metadata(
+            return Err(ApiError::invalid_client_metadata(
                 "[client_id] does not match the client being updated",
             )
             .into())
@@ -606,7 +600,7 @@ pub async fn update_client(
         // Deleted between the read and the write: an update must not
         // bring it back.
         state.store.delete_oauth_client(&client_id).await?;
-        return Err(OAuthError::client_not_found(&client_id).into());
+        return Err(ApiError::client_not_found(&client_id).into());
     }
     Ok(Json(client.registration_json(None)).into_response())
 }
@@ -618,7 +612,7 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     Caller(admin): Caller,
     PathParam(client_id): PathParam,
-) -> Result<Response, Failure> {
+) -> OAuthResult<Response> {
     require_admin(&state, &admin).await?;
     let (secret, hash) = oauth::new_secret();
     if !state
@@ -626,10 +620,10 @@ pub async fn rotate_secret(
         .set_oauth_client_secret(&client_id, &hash)
         .await?
     {
-        return Err(OAuthError::client_not_found(&client_id).into());
+        return Err(ApiError::client_not_found(&client_id).into());
     }
     let Some(client) = state.store.get_oauth_client(&client_id).await? else {
-        return Err(OAuthError::client_not_found(&client_id).into());
+        return Err(ApiError::client_not_found(&client_id).into());
     };
     tracing::info!(
         target: "tessera::security",
@@ -650,10 +644,10 @@ pub async fn delete_client(
     State(state): State<AppState>,
     Caller(admin): Caller,
     PathParam(client_id): PathParam,
-) -> Result<Response, Failure> {
+) -> OAuthResult<Response> {
     require_admin(&state, &admin).await?;
     if !state.store.delete_oauth_client(&client_id).await? {
-        return Err(OAuthError::client_not_found(&client_id).into());
+        return Err(ApiError::client_not_found(&client_id).into());
     }
     tracing::info!(
         target: "tessera::security",

@@ -283,7 +283,7 @@ impl Db {
                 }
                 Class::Internal => {
                     lease.release();
-                    tracing::error!(op, error = %describe(&e), "unexpected database error");
+                    // The caller logs it, once, with the request it failed.
                     return Err(StoreError::Internal(format!("{op}: {}", describe(&e))));
                 }
             }

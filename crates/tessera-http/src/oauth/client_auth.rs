@@ -12,8 +12,9 @@ use tessera_domain::oauth::{self, AuthMethod, OAuthClientRecord};
 use tessera_domain::{Authentication, ClientRef};
 use zeroize::Zeroizing;
 
-use super::{Form, OAuthError};
+use super::Form;
 use crate::auth::{self, PasswordCredentials};
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::throttle::{Outcome, Realm};
 
@@ -29,14 +30,14 @@ pub(crate) enum Presented {
 }
 
 /// Finds the one client authentication method the request used.
-pub(crate) fn presented(headers: &HeaderMap, form: &Form) -> Result<Option<Presented>, OAuthError> {
+pub(crate) fn presented(headers: &HeaderMap, form: &Form) -> Result<Option<Presented>, ApiError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| {
-            OAuthError::invalid_client("the Authorization header is not ASCII", true)
-        })?;
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::invalid_client("the Authorization header is not ASCII", true))?;
         let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(OAuthError::invalid_client(
+            return Err(ApiError::invalid_client(
                 format!(
                     "authentication scheme [{scheme}] is not accepted here; use HTTP Basic (client_secret_basic) or client_secret_post"
                 ),
@@ -44,7 +45,7 @@ pub(crate) fn presented(headers: &HeaderMap, form: &Form) -> Result<Option<Prese
             ));
         }
         if form.get("client_secret").is_some() {
-            return Err(OAuthError::invalid_request(
+            return Err(ApiError::invalid_request(
                 "the client used more than one authentication method (HTTP Basic and client_secret in the body)",
             ));
         }
@@ -54,7 +55,7 @@ pub(crate) fn presented(headers: &HeaderMap, form: &Form) -> Result<Option<Prese
             .and_then(|raw| String::from_utf8(raw).ok())
             .map(Zeroizing::new)
             .filter(|t| t.contains(':'))
-            .ok_or_else(|| OAuthError::invalid_client("malformed HTTP Basic credentials", true))?;
+            .ok_or_else(|| ApiError::invalid_client("malformed HTTP Basic credentials", true))?;
         return Ok(Some(Presented::Basic(text)));
     }
     match (form.get("client_id"), form.get("client_secret")) {
@@ -62,25 +63,25 @@ pub(crate) fn presented(headers: &HeaderMap, form: &Form) -> Result<Option<Prese
             id: id.to_owned(),
             secret: Zeroizing::new(secret.to_owned()),
         })),
-        (Some(_), None) => Err(OAuthError::invalid_client(
+        (Some(_), None) => Err(ApiError::invalid_client(
             "client authentication failed: no client_secret (public clients are not supported)",
             false,
         )),
-        (None, Some(_)) => Err(OAuthError::invalid_request(
+        (None, Some(_)) => Err(ApiError::invalid_request(
             "client_secret was sent without client_id",
         )),
         (None, None) => Ok(None),
     }
 }
 
-pub(super) fn authentication_failed(tried_header: bool) -> OAuthError {
-    OAuthError::invalid_client("client authentication failed", tried_header)
+pub(super) fn authentication_failed(tried_header: bool) -> ApiError {
+    ApiError::invalid_client("client authentication failed", tried_header)
 }
 
 /// A `client_id` in the body next to HTTP Basic must name the same client.
-fn check_body_client_id(form: &Form, id: &str) -> Result<(), OAuthError> {
+fn check_body_client_id(form: &Form, id: &str) -> Result<(), ApiError> {
     match form.get("client_id") {
-        Some(body_id) if body_id != id => Err(OAuthError::invalid_request(
+        Some(body_id) if body_id != id => Err(ApiError::invalid_request(
             "client_id in the body does not match the HTTP Basic credentials",
         )),
         _ => Ok(()),
@@ -98,13 +99,13 @@ fn verify(
     found: Option<OAuthClientRecord>,
     secret: &str,
     method: AuthMethod,
-) -> Result<OAuthClientRecord, OAuthError> {
+) -> Result<OAuthClientRecord, ApiError> {
     let tried_header = method == AuthMethod::ClientSecretBasic;
     let attempt = state.throttle.attempt(Realm::OAuthClient, id, source);
     let now = state.now();
     attempt
         .check_source(now)
-        .map_err(|t| OAuthError::too_many_failures(t.retry_after_secs))?;
+        .map_err(|t| ApiError::too_many_failures(t.retry_after_secs))?;
     if attempt.account_locked(now) {
         attempt.finish(Outcome::Locked, now);
         return Err(authentication_failed(tried_header));
@@ -124,7 +125,7 @@ fn verify(
     attempt.finish(Outcome::Success, now);
     let registered = client.metadata.token_endpoint_auth_method;
     if registered != method {
-        return Err(OAuthError::invalid_client(
+        return Err(ApiError::invalid_client(
             format!(
                 "this client is registered to authenticate with [{}], not [{}]",
                 registered.as_str(),
@@ -142,7 +143,7 @@ async fn verify_client(
     id: &str,
     secret: &str,
     method: AuthMethod,
-) -> Result<OAuthClientRecord, OAuthError> {
+) -> Result<OAuthClientRecord, ApiError> {
     let found = state.store.get_oauth_client(id).await?;
     verify(state, source, id, found, secret, method)
 }
@@ -153,9 +154,9 @@ pub(super) async fn authenticate_client(
     source: IpAddr,
     headers: &HeaderMap,
     form: &Form,
-) -> Result<OAuthClientRecord, OAuthError> {
+) -> Result<OAuthClientRecord, ApiError> {
     match presented(headers, form)? {
-        None => Err(OAuthError::invalid_client(
+        None => Err(ApiError::invalid_client(
             "client authentication is required",
             false,
         )),
@@ -164,7 +165,7 @@ pub(super) async fn authenticate_client(
         }
         Some(Presented::Basic(text)) => {
             let (id, secret) = oauth::decode_basic_client(&text).ok_or_else(|| {
-                OAuthError::invalid_client("malformed HTTP Basic credentials", true)
+                ApiError::invalid_client("malformed HTTP Basic credentials", true)
             })?;
             check_body_client_id(form, &id)?;
             verify_client(state, source, &id, &secret, AuthMethod::ClientSecretBasic).await
@@ -203,10 +204,10 @@ pub(super) async fn authenticate_requester(
     source: IpAddr,
     headers: &HeaderMap,
     form: &Form,
-) -> Result<Requester, OAuthError> {
+) -> Result<Requester, ApiError> {
     let text = match presented(headers, form)? {
         None => {
-            return Err(OAuthError::invalid_client(
+            return Err(ApiError::invalid_client(
                 "client authentication is required",
                 false,
             ))
@@ -238,8 +239,8 @@ pub(super) async fn authenticate_requester(
         username: username.to_owned(),
         password: Zeroizing::new(password.to_owned()),
     };
-    auth::authenticate_password(state, &creds, "the OAuth endpoints", source)
-        .await
-        .map(Requester::User)
-        .map_err(|e| OAuthError::from_api(e, || authentication_failed(true)))
+    auth::check_password(state, &creds, source)
+        .await?
+        .map(|(user, _)| Requester::User(user))
+        .ok_or_else(|| authentication_failed(true))
 }

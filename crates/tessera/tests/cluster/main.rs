@@ -19,7 +19,7 @@
 //! - `restart`: a rolling restart (SIGTERM, then a replacement node) under
 //!   a stream of refreshes fails no request.
 //! - `outage`: a node whose database goes away answers 503 quickly and
-//!   recovers by itself.
+//!   recovers by itself, and logs each failed request once.
 //! - `derived`: a chain of tokens minted across two nodes from an API key
 //!   dies on both nodes the moment the key's invalidation answers.
 

@@ -287,3 +287,105 @@ fn database_outage_gives_quick_503s_and_the_node_recovers_by_itself() {
     drop(node);
     drop(proxy);
 }
+
+/// Every request a store outage fails is logged once, on one line with its
+/// method, route and the store's detail, whichever API answered it; and no
+/// answer carries that detail.
+#[test]
+fn each_request_an_outage_fails_is_logged_once_with_a_detail_its_answer_lacks() {
+    let Some(pg) = postgres_url() else { return };
+    let db = TestDb::create(&pg);
+    let proxy = Proxy::start(server_address(&pg));
+    let node = Node::start(
+        "logged-once",
+        &with_address(&db.url, proxy.addr),
+        &[
+            "--store-timeout",
+            STORE_TIMEOUT,
+            "--store-pool-size",
+            "4",
+            // No background work that could log during the outage.
+            "--cleanup-interval",
+            "1h",
+        ],
+    );
+    let base = node.base.clone();
+    let http = Http::with_timeout(Duration::from_secs(30));
+    proxy.set(Mode::Cut);
+    await_status(
+        "authenticate during the cut",
+        Duration::from_secs(15),
+        503,
+        || http.authenticate_basic(&base),
+    );
+
+    let before = node.log().len();
+    let answers = [
+        ("authenticate", http.authenticate_basic(&base)),
+        ("create token", create_token(&http, &base)),
+        ("ready", http.get(&base, READY)),
+        (
+            "oauth2 token",
+            http.post_form(
+                &base,
+                "/oauth2/token",
+                "grant_type=client_credentials&client_id=nobody&client_secret=nothing",
+            ),
+        ),
+    ]
+    .map(|(what, r)| (what, arrived(what, r)));
+    let log = node.log();
+    // Tessera's own lines ("<time>  WARN <target>: …"); the connection
+    // pool may log about its connections.
+    let lines: Vec<&str> = log[before..]
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .is_some_and(|target| target.starts_with("tessera"))
+        })
+        .collect();
+
+    for (what, r) in &answers[..2] {
+        assert_unavailable(what, r);
+    }
+    let (_, ready) = &answers[2];
+    assert_eq!(ready.status, 503, "ready: {}", ready.text);
+    let (_, oauth) = &answers[3];
+    assert_eq!(oauth.status, 503, "oauth2 token: {}", oauth.text);
+    assert_eq!(
+        oauth.body,
+        json!({
+            "error": "temporarily_unavailable",
+            "error_description": "the token store is unavailable; retry later",
+        })
+    );
+    assert_eq!(
+        lines.len(),
+        answers.len(),
+        "one line per failed request, got:\n{}",
+        lines.join("\n")
+    );
+    for ((what, r), line) in answers.iter().zip(&lines) {
+        assert!(
+            line.contains("request answered with a server error") && line.contains("status=503"),
+            "{what}: {line}"
+        );
+        let detail = line
+            .split_once("detail=")
+            .map(|(_, d)| d.trim().trim_matches('"'))
+            .unwrap_or_else(|| panic!("{what}: no detail in {line}"));
+        assert!(
+            detail.contains("the store is unavailable: "),
+            "{what}: {line}"
+        );
+        assert!(!r.text.contains(detail), "{what}: {}", r.text);
+        assert!(
+            !r.text.contains("the store is unavailable"),
+            "{what}: {}",
+            r.text
+        );
+    }
+    drop(node);
+    drop(proxy);
+}

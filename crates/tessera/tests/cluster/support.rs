@@ -338,9 +338,14 @@ impl Node {
         }
     }
 
+    /// Everything the node has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last `n` lines the node logged.
     pub fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.log();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
@@ -393,6 +398,19 @@ impl Cluster {
 }
 
 // ---- HTTP ----
+
+/// Reads `response` completely.
+fn read(started: Instant, response: reqwest::blocking::Response) -> reqwest::Result<Resp> {
+    let status = response.status().as_u16();
+    let text = response.text()?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Resp {
+        status,
+        text,
+        body,
+        elapsed: started.elapsed(),
+    })
+}
 
 /// A response, read completely.
 #[derive(Debug, Clone)]
@@ -476,16 +494,20 @@ impl Http {
         if let Some(body) = body {
             rb = rb.json(body);
         }
-        let response = rb.send()?;
-        let status = response.status().as_u16();
-        let text = response.text()?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Resp {
-            status,
-            text,
-            body,
-            elapsed: started.elapsed(),
-        })
+        read(started, rb.send()?)
+    }
+
+    /// A POST of an `application/x-www-form-urlencoded` body (`form` is
+    /// sent as it is), as the `/oauth2/*` endpoints take it.
+    pub fn post_form(&self, base: &str, path: &str, form: &str) -> reqwest::Result<Resp> {
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(format!("{base}{path}"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form.to_owned())
+            .send()?;
+        read(started, response)
     }
 
     pub fn get(&self, base: &str, path: &str) -> reqwest::Result<Resp> {
