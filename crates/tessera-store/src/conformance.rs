@@ -5,7 +5,8 @@
 //! one named test per case, so a failure names its case. The cases
 //! exercise every operation and error of [`Store`] (`accounts`, `tokens`,
 //! `api_keys`, `clients`), the concurrency cases with real tasks on a
-//! multi-threaded runtime (`races`), and derived credentials (`lineage`).
+//! multi-threaded runtime (`races`), derived credentials (`lineage`), and role mappings
+//! (`role_mappings`).
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub mod api_keys;
 pub mod clients;
 pub mod lineage;
 pub mod races;
+pub mod role_mappings;
 pub mod tokens;
 
 /// One `#[tokio::test]` per conformance case. `$fresh` names an
@@ -61,6 +63,8 @@ macro_rules! conformance_tests {
             lineage::sources_are_checked_when_storing,
             lineage::caps_are_kept,
             lineage::minting_races_key_invalidation,
+            role_mappings::role_mapping_crud,
+            role_mappings::role_mappings_resolve_roles,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

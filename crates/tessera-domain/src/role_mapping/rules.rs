@@ -77,10 +77,12 @@ impl FieldValue {
         let pattern = match &value {
             Value::String(s) => compile(s)?,
             Value::Null | Value::Bool(_) | Value::Number(_) => None,
-            other => return Err(MappingError::Rules(format!(
+            other => {
+                return Err(MappingError::Rules(format!(
                 "failed to parse rules expression. expected a field value but found [{}] instead",
                 token(other)
-            ))),
+            )))
+            }
         };
         Ok(Self { value, pattern })
     }
