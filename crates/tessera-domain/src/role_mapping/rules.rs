@@ -214,6 +214,7 @@ fn bad_regex(pattern: &str, e: &regex::Error) -> MappingError {
             .last()
             .unwrap_or_default()
             .trim()
+            .trim_start_matches("error: ")
             .to_owned(),
     };
     MappingError::Illegal(format!("invalid pattern [{pattern}]: {detail}"))
