@@ -136,7 +136,7 @@ impl RoleMapping {
                     other => return Err(unsupported_type(key, other)),
                 },
                 "rules" => match v {
-                    Value::Object(_) => rules = Some(Rule::parse(name, v)?),
+                    Value::Object(_) => rules = Some(Rule::parse_bounded(name, v)?),
                     other => return Err(unsupported_type(key, other)),
                 },
                 "metadata" => match v {

@@ -17,7 +17,7 @@ use crate::params::PathParam;
 use crate::state::AppState;
 
 /// A refused mapping, as the Elasticsearch exception it corresponds to.
-fn refused(e: MappingError) -> ApiError {
+pub(crate) fn refused(e: MappingError) -> ApiError {
     match e {
         MappingError::Invalid(problems) => ApiError::validation(&problems),
         other => ApiError::bad_request(other.kind(), other.to_string()),

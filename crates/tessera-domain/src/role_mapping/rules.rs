@@ -36,7 +36,10 @@ pub const MAX_PATTERN_CHARS: usize = 4096;
 /// Compiled size limit of one pattern, in bytes.
 const PATTERN_SIZE_LIMIT: usize = 256 * 1024;
 /// Memory for the lazy DFA of one pattern, in bytes.
-const PATTERN_DFA_LIMIT: usize = 1024 * 1024;
+const PATTERN_DFA_LIMIT: usize = 256 * 1024;
+/// Most patterns one mapping may hold, which bounds what compiling a
+/// mapping costs (every login of an external user compiles them all).
+pub const MAX_PATTERNS: usize = 64;
 /// Deepest nesting of groups and repetitions in a regular expression.
 const PATTERN_NEST_LIMIT: u32 = 64;
 
@@ -283,6 +286,18 @@ impl Rule {
         Self::parse_object(object_name, v, false)
     }
 
+    /// [`Rule::parse`], refusing rules with more than [`MAX_PATTERNS`]
+    /// patterns.
+    pub fn parse_bounded(object_name: &str, v: &Value) -> Result<Rule, MappingError> {
+        let rule = Self::parse(object_name, v)?;
+        if rule.patterns() > MAX_PATTERNS {
+            return Err(MappingError::Illegal(format!(
+                "a role mapping may hold at most [{MAX_PATTERNS}] patterns (wildcards and regular expressions)"
+            )));
+        }
+        Ok(rule)
+    }
+
     fn parse_object(
         object_name: &str,
         v: &Value,
@@ -330,6 +345,16 @@ impl Rule {
             .iter()
             .map(|item| Self::parse_object(name, item, allow_except))
             .collect()
+    }
+
+    /// How many compiled patterns (wildcards, regular expressions) the
+    /// rule holds.
+    pub fn patterns(&self) -> usize {
+        match self {
+            Rule::Any(rules) | Rule::All(rules) => rules.iter().map(Rule::patterns).sum(),
+            Rule::Except(rule) => rule.patterns(),
+            Rule::Field(f) => f.values.iter().filter(|v| v.pattern.is_some()).count(),
+        }
     }
 
     /// Whether the rule matches the user.

@@ -186,6 +186,14 @@ fn patterns_are_bounded() {
     assert!(e.to_string().contains("longer than the limit"), "{e}");
     let nested = format!("/{}a{}/", "(".repeat(100), ")".repeat(100));
     assert!(Rule::parse("t", &json!({"field": {"username": nested}})).is_err());
+    assert!(Rule::parse("t", &json!({"field": {"username": "/\\w+/"}})).is_ok());
+    let many = |n: usize| json!({"field": {"username": vec!["a*"; n]}});
+    assert!(Rule::parse_bounded("t", &many(rules::MAX_PATTERNS)).is_ok());
+    let e = Rule::parse_bounded("t", &many(rules::MAX_PATTERNS + 1)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "a role mapping may hold at most [64] patterns (wildcards and regular expressions)"
+    );
 }
 
 fn doc(v: Value) -> Result<RoleMapping, MappingError> {
