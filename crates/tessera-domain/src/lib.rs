@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod oauth;
 pub mod privilege;
 pub mod refresh;
+pub mod role_mapping;
 pub mod throttle;
 pub mod time;
 pub mod token;

@@ -6,6 +6,23 @@ use serde_json::{Map, Value};
 /// The role every installation has: everything is allowed.
 pub const SUPERUSER_ROLE: &str = "superuser";
 
+/// The built-in role of a dashboard's service user (Kibana's
+/// `kibana_system`): SAML and OIDC logins, tokens, monitoring.
+pub const KIBANA_SYSTEM_ROLE: &str = "kibana_system";
+
+/// The built-in roles, in the order `GET /_security/role` lists them. They
+/// are defined here, never stored, and the role API refuses to change them.
+pub const BUILT_IN_ROLES: &[&str] = &[SUPERUSER_ROLE, KIBANA_SYSTEM_ROLE];
+
+/// The descriptor of a built-in role.
+pub fn built_in_role(name: &str) -> Option<RoleDescriptor> {
+    match name {
+        SUPERUSER_ROLE => Some(RoleDescriptor::superuser()),
+        KIBANA_SYSTEM_ROLE => Some(RoleDescriptor::kibana_system()),
+        _ => None,
+    }
+}
+
 /// The cluster privileges Tessera knows. Names Elasticsearch accepts but that
 /// guard nothing here (`monitor`, …) are still accepted in role
 /// definitions so that roles copied from a cluster load unchanged.
@@ -16,7 +33,9 @@ pub const KNOWN_CLUSTER_PRIVILEGES: &[&str] = &[
     "grant_api_key",
     "manage",
     "manage_api_key",
+    "manage_oidc",
     "manage_own_api_key",
+    "manage_saml",
     "manage_security",
     "manage_token",
     "monitor",
@@ -54,6 +73,9 @@ pub enum Action {
     /// Reading `/_tessera/metrics` on the API port. Tessera's own action,
     /// under Elasticsearch's `cluster:monitor/` prefix.
     MetricsRead,
+    RoleMappingPut,
+    RoleMappingGet,
+    RoleMappingDelete,
 }
 
 impl Action {
@@ -77,6 +99,9 @@ impl Action {
             Action::OAuthClientManage => "cluster:admin/tessera/oauth2/client",
             Action::TokenIntrospect => "cluster:admin/tessera/oauth2/introspect",
             Action::MetricsRead => "cluster:monitor/tessera/metrics",
+            Action::RoleMappingPut => "cluster:admin/xpack/security/role_mapping/put",
+            Action::RoleMappingGet => "cluster:admin/xpack/security/role_mapping/get",
+            Action::RoleMappingDelete => "cluster:admin/xpack/security/role_mapping/delete",
         }
     }
 
@@ -84,12 +109,20 @@ impl Action {
     /// Elasticsearch lists them in its 403 message.
     pub fn granted_by(self) -> &'static [&'static str] {
         match self {
-            Action::TokenCreate
-            | Action::TokenRefresh
-            | Action::TokenInvalidate
-            | Action::TokenIntrospect => &["manage_token", "manage_security", "all"],
-            Action::UserGet | Action::RoleGet => &["read_security", "manage_security", "all"],
-            Action::UserPut
+            Action::TokenCreate | Action::TokenIntrospect => {
+                &["manage_token", "manage_security", "all"]
+            }
+            // A dashboard refreshes and invalidates the tokens of its SAML
+            // logins with `manage_saml` alone, as in Elasticsearch.
+            Action::TokenRefresh | Action::TokenInvalidate => {
+                &["manage_saml", "manage_token", "manage_security", "all"]
+            }
+            Action::UserGet | Action::RoleGet | Action::RoleMappingGet => {
+                &["read_security", "manage_security", "all"]
+            }
+            Action::RoleMappingPut
+            | Action::RoleMappingDelete
+            | Action::UserPut
             | Action::UserDelete
             | Action::UserChangePassword
             | Action::UserSetEnabled
@@ -155,6 +188,25 @@ impl RoleDescriptor {
         }
     }
 
+    /// The cluster privileges of `kibana_system` that Tessera knows (the
+    /// rest of Elasticsearch's definition guards nothing here).
+    pub fn kibana_system() -> Self {
+        let mut metadata = Map::new();
+        metadata.insert("_reserved".into(), Value::Bool(true));
+        Self {
+            cluster: ["monitor", "manage_token", "manage_saml", "manage_oidc"]
+                .map(String::from)
+                .to_vec(),
+            indices: Vec::new(),
+            applications: Vec::new(),
+            run_as: Vec::new(),
+            metadata,
+            global: None,
+            remote_indices: None,
+            description: None,
+        }
+    }
+
     /// Elasticsearch accepts `"names": "one-pattern"` in index privileges and
     /// always answers with a list; store it the way it is answered.
     pub fn normalized(mut self) -> Self {
@@ -212,6 +264,26 @@ mod tests {
         assert!(grants(["read_security"], Action::UserGet));
         assert!(grants(["manage_security"], Action::OAuthClientManage));
         assert!(!grants(["manage_token"], Action::OAuthClientManage));
+        assert!(grants(["manage_saml"], Action::TokenRefresh));
+        assert!(grants(["manage_saml"], Action::TokenInvalidate));
+        assert!(!grants(["manage_saml"], Action::TokenCreate));
+        assert!(!grants(["manage_oidc"], Action::TokenRefresh));
+        assert!(grants(["read_security"], Action::RoleMappingGet));
+        assert!(!grants(["read_security"], Action::RoleMappingPut));
+        assert!(grants(["manage_security"], Action::RoleMappingDelete));
+    }
+
+    #[test]
+    fn kibana_system_is_built_in() {
+        let role = built_in_role(KIBANA_SYSTEM_ROLE).unwrap();
+        assert_eq!(role.unknown_cluster_privilege(), None);
+        let held = || role.cluster.iter().map(String::as_str);
+        assert!(grants(held(), Action::TokenCreate));
+        assert!(grants(held(), Action::TokenRefresh));
+        assert!(grants(held(), Action::MetricsRead));
+        assert!(!grants(held(), Action::UserPut));
+        assert!(!grants(held(), Action::RoleMappingPut));
+        assert_eq!(built_in_role("other"), None);
     }
 
     #[test]

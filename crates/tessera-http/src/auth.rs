@@ -465,11 +465,32 @@ async fn roles_grant(state: &AppState, role_names: &[String], action: Action) ->
     if role_names.is_empty() {
         return Ok(false);
     }
-    let roles = state.store.get_roles(role_names).await?;
-    Ok(privilege::grants(
-        roles
-            .iter()
-            .flat_map(|(_, d)| d.cluster.iter().map(String::as_str)),
-        action,
-    ))
+    let built_in = |r: &&String| privilege::BUILT_IN_ROLES.contains(&r.as_str());
+    if !role_names.iter().any(|r| built_in(&r)) {
+        let roles = state.store.get_roles(role_names).await?;
+        return Ok(privilege::grants(
+            roles
+                .iter()
+                .flat_map(|(_, d)| d.cluster.iter().map(String::as_str)),
+            action,
+        ));
+    }
+    // A built-in role among them (`kibana_system`): its definition, and
+    // the stored roles beside it.
+    let mut held: Vec<String> = role_names
+        .iter()
+        .filter_map(|r| privilege::built_in_role(r))
+        .flat_map(|d| d.cluster)
+        .collect();
+    let stored: Vec<String> = role_names
+        .iter()
+        .filter(|r| !built_in(r))
+        .cloned()
+        .collect();
+    if !stored.is_empty() {
+        for (_, d) in state.store.get_roles(&stored).await? {
+            held.extend(d.cluster);
+        }
+    }
+    Ok(privilege::grants(held.iter().map(String::as_str), action))
 }

@@ -12,13 +12,14 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Map, Value};
 use tessera_domain::privilege::RoleDescriptor;
+use tessera_domain::role_mapping::{RoleMapping, UserData};
 use tessera_domain::token::{self, TokenHash, TokenKind, TokenString};
 use tessera_domain::{api_key, oauth as domain_oauth, time};
 
 use crate::auth::{self, Presented};
 use crate::body::parse_json;
 use crate::oauth::{self, Form};
-use crate::{api_keys, roles, tokens, users};
+use crate::{api_keys, role_mappings, roles, tokens, users};
 
 /// A refusal must be a client error, never a 5xx.
 fn assert_client_error(response: impl IntoResponse, what: &str) {
@@ -145,6 +146,53 @@ pub fn json_body(data: &[u8]) {
     };
     if let Err(e) = outcome {
         assert_client_error(e, "a JSON body");
+    }
+}
+
+/// `PUT /_security/role_mapping/{name}` bodies: the document and its
+/// rules (patterns, regular expressions, DNs). What is accepted reads back
+/// as the same mapping and can be evaluated against users made of its own
+/// strings without a panic.
+pub fn role_mapping(data: &[u8]) {
+    let mapping = match parse_json::<Value>(data)
+        .and_then(|v| RoleMapping::parse("m", &v).map_err(role_mappings::refused))
+    {
+        Ok(mapping) => mapping,
+        Err(e) => return assert_client_error(e, "a role mapping"),
+    };
+    let stored = serde_json::to_value(&mapping).expect("a mapping serialises");
+    let again: RoleMapping = serde_json::from_value(stored).expect("a stored mapping reads back");
+    assert!(again == mapping, "a mapping changes when stored");
+    let mut strings = Vec::new();
+    collect_strings(
+        &serde_json::to_value(&mapping.rules).unwrap_or_default(),
+        &mut strings,
+    );
+    for s in strings.iter().take(16) {
+        let user = UserData {
+            username: s.clone(),
+            dn: Some(s.clone()),
+            groups: strings.iter().take(4).cloned().collect(),
+            realm_name: s.clone(),
+            metadata: strings
+                .iter()
+                .take(4)
+                .map(|k| (k.clone(), Value::String(s.clone())))
+                .collect(),
+        };
+        mapping.applies_to(&user);
+    }
+}
+
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| {
+            out.push(k.trim_start_matches("metadata.").to_owned());
+            collect_strings(v, out);
+        }),
+        _ => {}
     }
 }
 

@@ -18,6 +18,7 @@ mod low_priority;
 mod middleware;
 pub mod oauth;
 pub mod params;
+pub mod role_mappings;
 pub mod roles;
 pub mod service;
 mod state;
@@ -89,6 +90,17 @@ pub fn router(state: AppState) -> Router {
                 .post(roles::put_role)
                 .get(roles::get_roles)
                 .delete(roles::delete_role),
+        )
+        .route(
+            "/_security/role_mapping",
+            get(role_mappings::get_role_mappings),
+        )
+        .route(
+            "/_security/role_mapping/{name}",
+            put(role_mappings::put_role_mapping)
+                .post(role_mappings::put_role_mapping)
+                .get(role_mappings::get_role_mappings)
+                .delete(role_mappings::delete_role_mapping),
         )
         .route(
             "/_security/api_key",

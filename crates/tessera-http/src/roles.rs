@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
 use tessera_domain::privilege::{
-    self, Action, RoleDescriptor, KNOWN_CLUSTER_PRIVILEGES, SUPERUSER_ROLE,
+    self, built_in_role, Action, RoleDescriptor, BUILT_IN_ROLES, KNOWN_CLUSTER_PRIVILEGES,
 };
 
 use crate::auth::{self, Caller};
@@ -37,7 +37,7 @@ pub async fn put_role(
 ) -> ApiResult<Json<Value>> {
     privilege::validate_role_name(&name).map_err(|m| ApiError::validation(&[m]))?;
     check_cluster_privileges(&role)?;
-    if name == SUPERUSER_ROLE {
+    if built_in_role(&name).is_some() {
         return Err(reserved(&name));
     }
     auth::require(&state, &caller, Action::RolePut).await?;
@@ -62,10 +62,11 @@ pub async fn get_roles(
     let mut out = Map::new();
     match names {
         None => {
-            out.insert(
-                SUPERUSER_ROLE.into(),
-                role_json(&RoleDescriptor::superuser()),
-            );
+            for name in BUILT_IN_ROLES {
+                if let Some(role) = built_in_role(name) {
+                    out.insert((*name).into(), role_json(&role));
+                }
+            }
             for (name, role) in state.store.list_roles().await? {
                 out.insert(name, role_json(&role));
             }
@@ -77,11 +78,10 @@ pub async fn get_roles(
                 .filter(|n| !n.is_empty())
                 .map(str::to_owned)
                 .collect();
-            if names.iter().any(|n| n == SUPERUSER_ROLE) {
-                out.insert(
-                    SUPERUSER_ROLE.into(),
-                    role_json(&RoleDescriptor::superuser()),
-                );
+            for name in &names {
+                if let Some(role) = built_in_role(name) {
+                    out.insert(name.clone(), role_json(&role));
+                }
             }
             for (name, role) in state.store.get_roles(&names).await? {
                 out.insert(name, role_json(&role));
@@ -99,7 +99,7 @@ pub async fn delete_role(
     Caller(caller): Caller,
     PathParam(name): PathParam,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    if name == SUPERUSER_ROLE {
+    if built_in_role(&name).is_some() {
         return Err(reserved(&name));
     }
     auth::require(&state, &caller, Action::RoleDelete).await?;

@@ -137,6 +137,16 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
                WHERE subject LIKE '%\"saml_nameid\"%'",
         ],
     ),
+    (
+        6,
+        &[
+            // Role mappings of external realms (`role_mappings.rs`).
+            "CREATE TABLE IF NOT EXISTS role_mappings (
+            name    TEXT PRIMARY KEY,
+            mapping TEXT NOT NULL
+        )",
+        ],
+    ),
 ];
 
 /// Whether the server is CockroachDB, whose releases before transaction

@@ -191,7 +191,7 @@ async fn concurrent_connects_migrate_once() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
         assert!(stores[0].put_user(user("a")).await.unwrap());
         assert_eq!(
             stores[3].get_user("a").await.unwrap().unwrap().username,
@@ -303,7 +303,7 @@ async fn migration_3_upgrades_a_version_2_database() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     let found = store
         .find_by_access(&old_pair.access.hash())
         .await

@@ -22,6 +22,7 @@ mod lineage;
 mod pairs;
 mod reads;
 mod records;
+mod role_mappings;
 mod schema;
 mod tokens;
 mod writer;
@@ -41,7 +42,8 @@ use tessera_store::codec::{
 use tessera_store::engine::{self, TokenTx};
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne, Lineage,
-    RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, StoreResult, UserUpsert,
+    RefreshOutcome, RefreshRequest, RoleDescriptor, RoleMapping, Store, StoreError, StoreResult,
+    UserUpsert,
 };
 
 use cache::{Affects, Coherence, ReadCache, Serving};
@@ -423,6 +425,22 @@ impl Store for SqliteStore {
                 .map_err(internal)
         })
         .await
+    }
+
+    async fn put_role_mapping(&self, name: &str, mapping: &RoleMapping) -> StoreResult<bool> {
+        self.store_role_mapping(name, mapping).await
+    }
+
+    async fn get_role_mappings(&self, names: &[String]) -> StoreResult<Vec<(String, RoleMapping)>> {
+        self.read_role_mappings(names).await
+    }
+
+    async fn list_role_mappings(&self) -> StoreResult<Vec<(String, RoleMapping)>> {
+        self.all_role_mappings().await
+    }
+
+    async fn delete_role_mapping(&self, name: &str) -> StoreResult<bool> {
+        self.remove_role_mapping(name).await
     }
 
     async fn insert_derived(&self, record: &TokenRecord, lineage: &Lineage) -> StoreResult<bool> {

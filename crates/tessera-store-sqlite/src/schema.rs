@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 use tessera_store::StoreResult;
 
-use crate::{internal, lineage, pairs};
+use crate::{internal, lineage, pairs, role_mappings};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -81,6 +81,7 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
     let upgraded = conn
         .execute_batch(SCHEMA)
         .and_then(|()| conn.execute_batch(pairs::SCHEMA))
+        .and_then(|()| conn.execute_batch(role_mappings::SCHEMA))
         .map_err(internal)
         .and_then(|()| lineage::upgrade(conn))
         .and_then(|()| pairs::migrate_from_single_table(conn));

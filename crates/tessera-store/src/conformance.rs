@@ -5,9 +5,9 @@
 //! one named test per case, so a failure names its case. The cases
 //! exercise every operation and error of [`Store`] (`accounts`, `tokens`,
 //! `api_keys`, `clients`), the concurrency cases with real tasks on a
-//! multi-threaded runtime (`races`), derived credentials (`lineage`) and
-//! one-time login proofs (`one_time`), and SAML logout by NameID
-//! (`sessions`).
+//! multi-threaded runtime (`races`), derived credentials (`lineage`),
+//! one-time login proofs (`one_time`), SAML logout by NameID (`sessions`)
+//! and role mappings (`role_mappings`).
 
 use std::sync::Arc;
 
@@ -28,6 +28,7 @@ pub mod clients;
 pub mod lineage;
 pub mod one_time;
 pub mod races;
+pub mod role_mappings;
 pub mod sessions;
 pub mod tokens;
 
@@ -69,6 +70,8 @@ macro_rules! conformance_tests {
             one_time::proofs_race,
             sessions::logout_by_nameid,
             sessions::token_metadata_is_kept,
+            role_mappings::role_mapping_crud,
+            role_mappings::role_mappings_resolve_roles,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

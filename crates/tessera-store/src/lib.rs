@@ -29,6 +29,7 @@
 pub mod codec;
 pub mod conformance;
 pub mod engine;
+pub mod role_mappings;
 
 use async_trait::async_trait;
 use tessera_domain::refresh::Denied;
@@ -39,6 +40,7 @@ use tessera_domain::{Authentication, Millis, TokenHash, TokenRecord};
 pub use tessera_domain::api_key::ApiKeyRecord;
 pub use tessera_domain::oauth::OAuthClientRecord;
 pub use tessera_domain::privilege::RoleDescriptor;
+pub use tessera_domain::role_mapping::RoleMapping;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -270,6 +272,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_roles(&self) -> StoreResult<Vec<(String, RoleDescriptor)>>;
     async fn get_roles(&self, names: &[String]) -> StoreResult<Vec<(String, RoleDescriptor)>>;
     async fn delete_role(&self, name: &str) -> StoreResult<bool>;
+
+    // ---- role mappings ----
+    /// Creates or replaces a role mapping. Returns `true` when it was created.
+    async fn put_role_mapping(&self, name: &str, mapping: &RoleMapping) -> StoreResult<bool>;
+    /// The named mappings that exist, in the order asked, each once.
+    async fn get_role_mappings(&self, names: &[String]) -> StoreResult<Vec<(String, RoleMapping)>>;
+    /// All role mappings, sorted by name.
+    async fn list_role_mappings(&self) -> StoreResult<Vec<(String, RoleMapping)>>;
+    /// Returns whether the mapping existed.
+    async fn delete_role_mapping(&self, name: &str) -> StoreResult<bool>;
 
     // ---- tokens ----
     /// Stores a freshly issued pair, the first of a new family (successors

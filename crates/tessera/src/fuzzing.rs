@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 pub use tessera_http::fuzzing::{
-    authorization_header, form_body, json_body, time_unit, token_string,
+    authorization_header, form_body, json_body, role_mapping, time_unit, token_string,
 };
 
 use crate::config::Config;
@@ -42,4 +42,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("form_body", form_body),
     ("time_unit", time_unit),
     ("config_file", config_file),
+    ("role_mapping", role_mapping),
 ];

@@ -13,6 +13,7 @@ mod hostile;
 mod lifecycle;
 mod protocol;
 mod refresh_race;
+mod role_mappings;
 mod roles;
 mod slow_clients;
 mod throttle;

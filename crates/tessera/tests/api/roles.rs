@@ -72,7 +72,7 @@ fn get_one_many_and_all() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         keys(&r.body),
-        ["superuser", "role_a", "role_b"],
+        ["superuser", "kibana_system", "role_a", "role_b"],
         "{}",
         r.text
     );
@@ -196,7 +196,7 @@ fn invalid_role_bodies_are_rejected() {
         r.text
     );
     let r = srv.get("/_security/role").admin().send();
-    assert_eq!(keys(&r.body), ["superuser"], "{}", r.text);
+    assert_eq!(keys(&r.body), ["superuser", "kibana_system"], "{}", r.text);
 }
 
 #[test]

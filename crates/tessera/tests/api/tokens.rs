@@ -207,7 +207,7 @@ fn caller_without_manage_token_cannot_create_tokens() {
         "cluster:admin/xpack/security/token/invalidate",
         "watcher",
         "monitor_only",
-        "manage_token,manage_security,all",
+        "manage_saml,manage_token,manage_security,all",
     );
 }
 

@@ -1,0 +1,85 @@
+//! Role mappings: `/_security/role_mapping[/{name}]`, in Elasticsearch's
+//! shapes. The document and its rules are the domain's
+//! (`tessera_domain::role_mapping`); realms resolve a user's roles with
+//! `tessera_store::role_mappings::resolve_roles`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Map, Value};
+use tessera_domain::privilege::Action;
+use tessera_domain::role_mapping::{MappingError, RoleMapping};
+
+use crate::auth::{self, Caller};
+use crate::body::JsonBody;
+use crate::error::{ApiError, ApiResult};
+use crate::params::PathParam;
+use crate::state::AppState;
+
+/// A refused mapping, as the Elasticsearch exception it corresponds to.
+pub(crate) fn refused(e: MappingError) -> ApiError {
+    match e {
+        MappingError::Invalid(problems) => ApiError::validation(&problems),
+        other => ApiError::bad_request(other.kind(), other.to_string()),
+    }
+}
+
+/// `PUT|POST /_security/role_mapping/{name}`: `{"role_mapping":{"created":bool}}`.
+pub async fn put_role_mapping(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    PathParam(name): PathParam,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let mapping = RoleMapping::parse(&name, &body).map_err(refused)?;
+    auth::require(&state, &caller, Action::RoleMappingPut).await?;
+    let created = state.store.put_role_mapping(&name, &mapping).await?;
+    Ok(Json(json!({ "role_mapping": { "created": created } })))
+}
+
+/// `GET /_security/role_mapping[/{n1,n2}]`: the mappings by name; 404 with
+/// `{}` when names were given and none exists.
+pub async fn get_role_mappings(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    names: Option<PathParam>,
+) -> ApiResult<Json<Value>> {
+    auth::require(&state, &caller, Action::RoleMappingGet).await?;
+    let found = match &names {
+        None => state.store.list_role_mappings().await?,
+        Some(PathParam(names)) => {
+            let names: Vec<String> = names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect();
+            state.store.get_role_mappings(&names).await?
+        }
+    };
+    if names.is_some() && found.is_empty() {
+        return Err(ApiError::body(StatusCode::NOT_FOUND, json!({})));
+    }
+    let mut out = Map::new();
+    for (name, mapping) in found {
+        out.insert(name, serde_json::to_value(&mapping).unwrap_or(Value::Null));
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `DELETE /_security/role_mapping/{name}`: `{"found":true}`, or 404 with
+/// `{"found":false}`.
+pub async fn delete_role_mapping(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    PathParam(name): PathParam,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    auth::require(&state, &caller, Action::RoleMappingDelete).await?;
+    let found = state.store.delete_role_mapping(&name).await?;
+    let status = if found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    Ok((status, Json(json!({ "found": found }))))
+}
