@@ -12,13 +12,13 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::args::RunArgs;
 use crate::client::{self, basic, bearer, new_histogram, Conn, LoadResult, LoadSettings, Req};
 use crate::peer::{self, PeerReport};
 use crate::pgbench::{self, PgbenchReport};
 use crate::process::{self, ChildServer, CpuSnapshot, BOOTSTRAP_PASSWORD};
 use crate::report::{self, Latency, Machine, Row, Target};
 use crate::seed;
-use crate::RunArgs;
 
 mod scale;
 mod storm;
