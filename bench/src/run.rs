@@ -22,13 +22,14 @@ mod targets;
 use std::path::Path;
 
 use crate::args::RunArgs;
-use crate::measure::check_store;
+use crate::measure::{check_store, Memory};
 
-use authn::authentication;
+use authn::{authentication, Authentication};
 use fixture::{BearerPool, Tessera};
-use grants::Scenarios;
+use grants::{Grants, Scenarios};
 use prelude::Prelude;
 use scale::ScaleReport;
+use storm::StormReport;
 use summary::{Findings, Results};
 
 /// Runs the benchmark. `Ok(false)`: it ran, but some request failed or the
@@ -49,24 +50,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     }
 
-    let mut tessera = Tessera::start(&prelude.bin, work.path(), args.store.as_deref()).await?;
-    let pool = BearerPool::mint(&mut tessera, prelude.settings.connections).await?;
-    let authn = authentication(&mut tessera, &pool, work.path(), prelude.load).await?;
-    findings.rows.extend(authn.rows());
-    let scenarios = Scenarios {
-        tessera: &tessera,
-        settings: &prelude.settings,
-        load: prelude.load,
-        ceiling_rate: authn.ceiling_rate,
-    };
-    let grants = scenarios.grants().await?;
-    findings.rows.extend(grants.rows());
-    let storm = storm::run_storm(&tessera, prelude.settings.storm_rounds).await?;
-    findings.rows.push(storm.row());
-    findings
-        .rows
-        .push(scenarios.invalidate(&grants.client_credentials).await?);
-    let main_memory = tessera.stop();
+    let Measured {
+        authenticate_body_bytes,
+        authn,
+        grants,
+        storm,
+        main_memory,
+    } = tessera_scenarios(&prelude, work.path(), args.store.as_deref(), &mut findings).await?;
 
     // Tessera stopped: pgbench on the same PostgreSQL server, then the peer
     // and the scale measurements, each with a server of its own.
@@ -100,7 +90,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let results = Results {
         findings,
         ceiling_rate: authn.ceiling_rate,
-        authenticate_body_bytes: pool.authenticate_body_bytes,
+        authenticate_body_bytes,
         main_memory,
         storm,
         scale,
@@ -109,6 +99,52 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         targets,
     };
     summary::finish(prelude, results, work, args.keep_data)
+}
+
+/// What the scenarios against the main server measured.
+struct Measured {
+    authenticate_body_bytes: usize,
+    authn: Authentication,
+    grants: Grants,
+    storm: StormReport,
+    /// VmRSS and VmHWM of the server, just before it stopped.
+    main_memory: Memory,
+}
+
+/// Tessera on a fresh data directory in `work` (or on `store`): every
+/// scenario against it, in order, with their rows; the server stopped after.
+async fn tessera_scenarios(
+    prelude: &Prelude,
+    work: &Path,
+    store: Option<&str>,
+    findings: &mut Findings,
+) -> anyhow::Result<Measured> {
+    let mut tessera = Tessera::start(&prelude.bin, work, store).await?;
+    let pool = BearerPool::mint(&mut tessera, prelude.settings.connections).await?;
+    let authn = authentication(&mut tessera, &pool, work, prelude.load).await?;
+    findings.rows.extend(authn.rows());
+    let scenarios = Scenarios {
+        tessera: &tessera,
+        settings: &prelude.settings,
+        load: prelude.load,
+        ceiling_rate: authn.ceiling_rate,
+    };
+    let grants = scenarios.grants().await?;
+    findings.rows.extend(grants.rows());
+    let storm = storm::run_storm(&tessera, prelude.settings.storm_rounds).await?;
+    findings.rows.push(storm.row());
+    findings
+        .rows
+        .push(scenarios.invalidate(&grants.client_credentials).await?);
+    let main_memory = tessera.stop();
+
+    Ok(Measured {
+        authenticate_body_bytes: pool.authenticate_body_bytes,
+        authn,
+        grants,
+        storm,
+        main_memory,
+    })
 }
 
 /// The scale measurements, if the settings ask for them, with their rows.
