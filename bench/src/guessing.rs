@@ -24,9 +24,9 @@ use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
+use crate::args::GuessArgs;
 use crate::client::{basic, Conn, Req};
 use crate::process::{self, ChildServer, BOOTSTRAP_PASSWORD};
-use crate::GuessArgs;
 
 const PASSWORD: &str = "guessing-bench-password";
 const LEGIT_SOURCE: &str = "10.200.0.1";

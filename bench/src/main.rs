@@ -4,6 +4,7 @@
 //! child processes, drives them over HTTP from this process, prints a table
 //! and writes a JSON report. Timing lives here, never in `cargo test`.
 
+mod args;
 mod ceiling;
 mod client;
 mod guessing;
@@ -16,9 +17,10 @@ mod run;
 mod seed;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+use crate::args::{GuessArgs, RunArgs};
 
 /// mimalloc for the load generator and the ceiling, so the comparison with Tessera is like for like: fewer cycles per allocation than glibc's
 /// malloc and no per-thread arena growth under the blocking pool.
@@ -49,65 +51,6 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         body_bytes: usize,
     },
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    /// A tiny run of a few seconds that proves the harness works (CI).
-    #[arg(long)]
-    pub smoke: bool,
-    /// Measured seconds per scenario [default: 10, smoke: 1].
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
-    /// Warm-up seconds before each measured phase [default: 3, smoke: 0.5].
-    #[arg(long, value_name = "SECS")]
-    pub warmup: Option<f64>,
-    /// Concurrent keep-alive connections of the load generator [default: 64, smoke: 8].
-    #[arg(long, value_name = "N")]
-    pub connections: Option<usize>,
-    /// Threads of the load generator's runtime.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub client_threads: usize,
-    /// Rounds of the 256-way refresh storm [default: 20, smoke: 3].
-    #[arg(long, value_name = "N")]
-    pub storm_rounds: Option<usize>,
-    /// Where to write the JSON report [default: bench/results/latest.json].
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
-    /// Also measure at scale: 1,000 vs 1,000,000 stored tokens, memory, disk (ignored with --smoke).
-    #[arg(long)]
-    pub scale: bool,
-    /// Store URL passed to the server instead of the embedded SQLite, e.g. postgres://…
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
-    /// Also benchmark a peer implementation (`oidc-provider`).
-    #[arg(long, value_name = "NAME")]
-    pub peer: Option<String>,
-    /// Seed the scale measurements through the store's `insert_token` (slow) instead of bulk transactions.
-    #[arg(long)]
-    pub seed_via_store: bool,
-    /// Keep the temporary data directories and server logs, and print where.
-    #[arg(long)]
-    pub keep_data: bool,
-    /// Do not run `cargo build -p tessera` first when launched by `cargo run`.
-    #[arg(long)]
-    pub no_build: bool,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct GuessArgs {
-    /// Samples per median [default: 30].
-    #[arg(long, default_value_t = 30)]
-    pub samples: usize,
-    /// Concurrent connections of each guessing flood.
-    #[arg(long, default_value_t = 16)]
-    pub connections: usize,
-    /// Seconds of each guesses-per-second measurement.
-    #[arg(long, default_value_t = 10.0)]
-    pub flood_secs: f64,
-    /// Do not run `cargo build -p tessera` first when launched by `cargo run`.
-    #[arg(long)]
-    pub no_build: bool,
 }
 
 fn main() -> std::process::ExitCode {

@@ -75,8 +75,7 @@ pub(crate) async fn measure_ceiling(
     ceiling
         .wait_ready(READY_PATH, Duration::from_secs(30))
         .await?;
-    let fixed = req.clone();
-    let result = measure(name, &ceiling, load, Arc::new(move |_| Some(fixed.clone()))).await;
+    let result = measure(name, &ceiling, load, repeat(req.clone())).await;
     ceiling.stop();
     result
 }
@@ -252,6 +251,11 @@ pub(crate) async fn mint(
     )
     .await
     .with_context(|| format!("minting {n} tokens failed"))
+}
+
+/// Hands out the same request every time.
+pub(crate) fn repeat(req: Req) -> client::NextReq {
+    Arc::new(move |_| Some(req.clone()))
 }
 
 /// Hands out each request exactly once, then reports the pool used up.

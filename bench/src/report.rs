@@ -82,6 +82,12 @@ pub fn group_thousands(n: u64) -> String {
     out
 }
 
+/// Kilobytes as whole megabytes, `?` when unknown.
+pub fn mb(kb: Option<u64>) -> String {
+    kb.map(|k| format!("{:.0}", k as f64 / 1024.0))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn fmt_ms(v: Option<f64>) -> String {
     match v {
         Some(v) if v >= 100.0 => format!("{v:.0}"),

@@ -1,53 +1,56 @@
 //! The scale measurements: 1,000 against 1,000,000 stored tokens.
 
-use super::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use hyper::header::HeaderValue;
+use rand::Rng;
+use serde::Serialize;
+
+use crate::client::{bearer, LoadSettings, Req};
+use crate::measure::{measure, row, Memory, READY_PATH};
+use crate::process::{self, ChildServer};
+use crate::report::{self, Row};
+use crate::seed;
+
+use super::fixture::AUTHENTICATE_PATH;
 
 /// Tokens stored for the scale measurements.
-pub(crate) const SCALE_SMALL: u64 = 1_000;
+const SCALE_SMALL: u64 = 1_000;
 
-pub(crate) const SCALE_LARGE: u64 = 1_000_000;
+const SCALE_LARGE: u64 = 1_000_000;
 
 /// Seeded access tokens kept in memory to authenticate with at scale.
-pub(crate) const SCALE_SAMPLE: usize = 10_000;
+const SCALE_SAMPLE: usize = 10_000;
 
 /// Both scale measurements authenticate with this many distinct tokens,
 /// drawn at random from what is stored, so that they differ only in how
 /// many tokens are stored, not in how many are in use.
-pub(crate) const SCALE_WORKING_SET: usize = 1_000;
+const SCALE_WORKING_SET: usize = 1_000;
 
 #[derive(Debug, Serialize)]
-pub(crate) struct ScaleReport {
-    pub(crate) seeded_small: u64,
-    pub(crate) seeded_large: u64,
-    pub(crate) seeding: &'static str,
-    pub(crate) seed_rate_per_s: f64,
-    pub(crate) tokens_stored: u64,
-    pub(crate) data_dir_bytes: u64,
-    pub(crate) bytes_per_token: f64,
-    pub(crate) rss_kb_at_start: Option<u64>,
-    pub(crate) rss_kb_after_load: Option<u64>,
-    pub(crate) peak_rss_kb: Option<u64>,
-    pub(crate) bearer_small_req_per_s: f64,
-    pub(crate) bearer_large_req_per_s: f64,
-    pub(crate) large_to_small: f64,
+pub(super) struct ScaleReport {
+    pub(super) seeded_small: u64,
+    pub(super) seeded_large: u64,
+    pub(super) seeding: &'static str,
+    pub(super) seed_rate_per_s: f64,
+    pub(super) tokens_stored: u64,
+    pub(super) data_dir_bytes: u64,
+    pub(super) bytes_per_token: f64,
+    pub(super) rss_kb_at_start: Option<u64>,
+    pub(super) rss_kb_after_load: Option<u64>,
+    pub(super) peak_rss_kb: Option<u64>,
+    pub(super) bearer_small_req_per_s: f64,
+    pub(super) bearer_large_req_per_s: f64,
+    pub(super) large_to_small: f64,
 }
 
 /// Bearer `_authenticate` with 1,000 and with 1,000,000 stored tokens, the
-/// server's memory and the bytes on disk per token.
-pub(crate) async fn seed_tokens(
-    db: &Path,
-    count: u64,
-    via_store: bool,
-) -> anyhow::Result<seed::Seeded> {
-    if via_store {
-        seed::seed_via_store(db, count, SCALE_SAMPLE).await
-    } else {
-        let db = db.to_owned();
-        tokio::task::spawn_blocking(move || seed::bulk_seed(&db, count, SCALE_SAMPLE)).await?
-    }
-}
-
-pub(crate) async fn scale(
+/// server's memory and the bytes on disk per token: the table's two rows and
+/// the report.
+pub(super) async fn scale(
     bin: &Path,
     work: &Path,
     load: LoadSettings,
@@ -56,8 +59,15 @@ pub(crate) async fn scale(
 ) -> anyhow::Result<(Row, Row, ScaleReport)> {
     let dir = work.join("scale");
     std::fs::create_dir_all(&dir)?;
-    let db = dir.join("tessera.db");
-
+    let scale = Scale {
+        bin,
+        work,
+        db: dir.join("tessera.db"),
+        dir,
+        load,
+        ceiling_rate,
+        via_store,
+    };
     let how = if via_store {
         "through Store::insert_token"
     } else {
@@ -65,45 +75,31 @@ pub(crate) async fn scale(
     };
     eprintln!(
         "==> scale: seeding {SCALE_SMALL} tokens {how} into {}",
-        db.display()
+        scale.db.display()
     );
-    let small = seed_tokens(&db, SCALE_SMALL, via_store).await?;
+    let small = scale.seed(SCALE_SMALL).await?;
     let small_sample = working_set(small.sample);
-    seed::checkpoint_and_count(&db)?;
-    let small_row = scale_bearer(
-        bin,
-        &dir,
-        work.join("tessera-scale-small.log"),
-        load,
-        ceiling_rate,
-        small_sample,
-        "1,000",
-    )
-    .await?
-    .0;
+    seed::checkpoint_and_count(&scale.db)?;
+    let small_row = scale
+        .bearer("tessera-scale-small.log", small_sample, "1,000")
+        .await?
+        .0;
 
     let more = SCALE_LARGE - SCALE_SMALL;
     eprintln!("==> scale: seeding {more} more tokens {how}, directly into the store");
-    let large = seed_tokens(&db, more, via_store).await?;
+    let large = scale.seed(more).await?;
     let seed_rate = more as f64 / large.elapsed.as_secs_f64();
     eprintln!(
         "    {:.0} tokens/s ({:.1} s)",
         seed_rate,
         large.elapsed.as_secs_f64()
     );
-    let tokens_stored = seed::checkpoint_and_count(&db)?;
+    let tokens_stored = seed::checkpoint_and_count(&scale.db)?;
     let large_sample = working_set(large.sample);
-    let data_dir_bytes = seed::dir_bytes(&dir)?;
-    let (large_row, rss_start, rss_after) = scale_bearer(
-        bin,
-        &dir,
-        work.join("tessera-scale-large.log"),
-        load,
-        ceiling_rate,
-        large_sample,
-        "1,000,000",
-    )
-    .await?;
+    let data_dir_bytes = seed::dir_bytes(&scale.dir)?;
+    let (large_row, rss_start, rss_after) = scale
+        .bearer("tessera-scale-large.log", large_sample, "1,000,000")
+        .await?;
     let (small_rate, large_rate) = (
         small_row.req_per_s.unwrap_or(0.0),
         large_row.req_per_s.unwrap_or(0.0),
@@ -134,55 +130,80 @@ pub(crate) async fn scale(
     Ok((small_row, large_row, report))
 }
 
+/// What the scale measurements share: where the data and the logs go and
+/// how to load the server.
+struct Scale<'a> {
+    bin: &'a Path,
+    work: &'a Path,
+    /// The data directory of the scale server.
+    dir: PathBuf,
+    db: PathBuf,
+    load: LoadSettings,
+    ceiling_rate: f64,
+    via_store: bool,
+}
+
+impl Scale<'_> {
+    /// Adds `count` tokens to the store, keeping a sample of them.
+    async fn seed(&self, count: u64) -> anyhow::Result<seed::Seeded> {
+        if self.via_store {
+            seed::seed_via_store(&self.db, count, SCALE_SAMPLE).await
+        } else {
+            let db = self.db.clone();
+            tokio::task::spawn_blocking(move || seed::bulk_seed(&db, count, SCALE_SAMPLE)).await?
+        }
+    }
+
+    /// Starts the server on the seeded data, authenticates with a random one
+    /// of `sample` each time, and stops it: the row and the server's memory
+    /// at start and after the load.
+    async fn bearer(
+        &self,
+        log: &str,
+        sample: Vec<String>,
+        label: &str,
+    ) -> anyhow::Result<(Row, Memory, Memory)> {
+        if sample.is_empty() {
+            bail!("the seeded sample is empty");
+        }
+        let mut server = ChildServer::tessera(self.bin, &self.dir, None, self.work.join(log))?;
+        server
+            .wait_ready(READY_PATH, Duration::from_secs(120))
+            .await?;
+        let at_start = process::memory_kb(server.pid());
+        let headers: Arc<Vec<HeaderValue>> = Arc::new(sample.iter().map(|t| bearer(t)).collect());
+        let name = format!("_authenticate, Bearer, {label} tokens stored");
+        let r = measure(
+            &name,
+            &server,
+            self.load,
+            Arc::new(move |rng| {
+                Some(Req::get(
+                    AUTHENTICATE_PATH,
+                    Some(headers[rng.gen_range(0..headers.len())].clone()),
+                ))
+            }),
+        )
+        .await?;
+        let after = process::memory_kb(server.pid());
+        server.stop();
+        let mut row = row(
+            &name,
+            &r,
+            (self.ceiling_rate > 0.0).then(|| r.throughput() / self.ceiling_rate),
+        );
+        row.notes.push(format!(
+            "random sample of {} seeded tokens",
+            report::group_thousands(sample.len() as u64)
+        ));
+        Ok((row, at_start, after))
+    }
+}
+
 /// A random [`SCALE_WORKING_SET`] of the kept tokens.
-pub(crate) fn working_set(mut sample: Vec<String>) -> Vec<String> {
+fn working_set(mut sample: Vec<String>) -> Vec<String> {
     use rand::seq::SliceRandom;
     sample.shuffle(&mut rand::thread_rng());
     sample.truncate(SCALE_WORKING_SET);
     sample
-}
-
-pub(crate) async fn scale_bearer(
-    bin: &Path,
-    dir: &Path,
-    log: PathBuf,
-    load: LoadSettings,
-    ceiling_rate: f64,
-    sample: Vec<String>,
-    label: &str,
-) -> anyhow::Result<(Row, Memory, Memory)> {
-    if sample.is_empty() {
-        bail!("the seeded sample is empty");
-    }
-    let mut server = ChildServer::tessera(bin, dir, None, log)?;
-    server
-        .wait_ready(READY_PATH, Duration::from_secs(120))
-        .await?;
-    let at_start = process::memory_kb(server.pid());
-    let headers: Arc<Vec<HeaderValue>> = Arc::new(sample.iter().map(|t| bearer(t)).collect());
-    let name = format!("_authenticate, Bearer, {label} tokens stored");
-    let r = measure(
-        &name,
-        &server,
-        load,
-        Arc::new(move |rng| {
-            Some(Req::get(
-                AUTHENTICATE_PATH,
-                Some(headers[rng.gen_range(0..headers.len())].clone()),
-            ))
-        }),
-    )
-    .await?;
-    let after = process::memory_kb(server.pid());
-    server.stop();
-    let mut row = row(
-        &name,
-        &r,
-        (ceiling_rate > 0.0).then(|| r.throughput() / ceiling_rate),
-    );
-    row.notes.push(format!(
-        "random sample of {} seeded tokens",
-        report::group_thousands(sample.len() as u64)
-    ));
-    Ok((row, at_start, after))
 }

@@ -1,75 +1,67 @@
 //! The performance targets and the verdict on each.
 
-use super::*;
+use crate::pgbench::PgbenchReport;
+use crate::report::{self, mb, Row, Target};
 
-/// The table's line for pgbench: transactions per second, not HTTP requests.
-pub(crate) fn pgbench_row(p: &PgbenchReport) -> Row {
-    let name = format!("pgbench -N, {} clients (tx/s, not HTTP)", p.clients);
-    match p.tps {
-        Some(tps) => {
-            let mut notes = vec![format!("-j {}, scale {}", p.threads, p.scale)];
-            if let Some(l) = p.latency_avg_ms {
-                notes.push(format!("latency avg {l:.2} ms"));
-            }
-            if let Some(f) = p.failed_transactions.filter(|&f| f > 0) {
-                notes.push(format!("{f} failed transactions"));
-            }
-            Row {
-                scenario: name,
-                req_per_s: Some(tps),
-                requests: p.transactions.unwrap_or(0),
-                window_s: p.duration_s as f64,
-                notes,
-                ..Default::default()
-            }
-        }
-        None => Row::skipped(
-            "pgbench -N",
-            &format!(
-                "{}: {}",
-                p.status,
-                p.reason.as_deref().unwrap_or("no figure")
-            ),
-        ),
-    }
-}
+use super::authn::Authentication;
+use super::grants::Grants;
+use super::scale::ScaleReport;
+use super::storm::StormReport;
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn targets(
-    bearer: &Row,
-    basic: &Row,
-    api_key: &Row,
-    cc: &Row,
-    password: &Row,
-    refresh: &Row,
+/// Each target, met or missed, from what the run measured.
+pub(super) fn targets(
+    authn: &Authentication,
+    grants: &Grants,
     storm: &StormReport,
     scale: Option<&ScaleReport>,
     pgbench: Option<&PgbenchReport>,
 ) -> Vec<Target> {
-    let ratio_target = |name: &str, row: &Row, min: f64| match (row.skipped, row.ratio_to_ceiling) {
+    let (cc, password, refresh) = (
+        &grants.client_credentials,
+        &grants.password,
+        &grants.refresh,
+    );
+    let mut t = vec![
+        ratio_target("Bearer _authenticate >= 0.6x ceiling", &authn.bearer, 0.6),
+        ratio_target("Basic _authenticate >= 0.5x ceiling", &authn.basic, 0.5),
+        ratio_target("ApiKey _authenticate >= 0.5x ceiling", &authn.api_key, 0.5),
+        rate_target("token creation (client_credentials) >= 5,000/s", cc, 5000.0),
+        rate_target("token creation (password) >= 5,000/s", password, 5000.0),
+        rate_target("refresh >= 5,000/s", refresh, 5000.0),
+        pgbench_target(refresh, pgbench),
+    ];
+    t.extend(storm_targets(storm));
+    t.extend(scale_targets(scale));
+    t
+}
+
+/// At least `min` times the ceiling, without errors.
+fn ratio_target(name: &str, row: &Row, min: f64) -> Target {
+    match (row.skipped, row.ratio_to_ceiling) {
         (false, Some(x)) => Target::new(
             name,
             format!("{x:.2}× ceiling"),
             Some(x >= min && row.errors == 0),
         ),
         _ => Target::new(name, "not measured".into(), None),
-    };
-    let rate_target = |name: &str, row: &Row, min: f64| match row.req_per_s {
+    }
+}
+
+/// At least `min` requests per second, without errors.
+fn rate_target(name: &str, row: &Row, min: f64) -> Target {
+    match row.req_per_s {
         Some(r) => Target::new(
             name,
             format!("{} req/s", report::group_thousands(r.round() as u64)),
             Some(r >= min && row.errors == 0),
         ),
         None => Target::new(name, "not measured".into(), None),
-    };
-    let mut t = vec![
-        ratio_target("Bearer _authenticate >= 0.6x ceiling", bearer, 0.6),
-        ratio_target("Basic _authenticate >= 0.5x ceiling", basic, 0.5),
-        ratio_target("ApiKey _authenticate >= 0.5x ceiling", api_key, 0.5),
-        rate_target("token creation (client_credentials) >= 5,000/s", cc, 5000.0),
-        rate_target("token creation (password) >= 5,000/s", password, 5000.0),
-        rate_target("refresh >= 5,000/s", refresh, 5000.0),
-        pgbench_target(refresh, pgbench),
+    }
+}
+
+/// The storm wrote once in every round, and its p99.
+fn storm_targets(storm: &StormReport) -> [Target; 2] {
+    [
         Target::new(
             "storm of 256 writes once",
             format!(
@@ -88,9 +80,13 @@ pub(crate) fn targets(
             format!("p99 {:.1} ms", storm.latency.p99_ms),
             Some(storm.latency.p99_ms <= 50.0),
         ),
-    ];
+    ]
+}
+
+/// Throughput, memory and disk at 1,000,000 stored tokens (`--scale`).
+fn scale_targets(scale: Option<&ScaleReport>) -> [Target; 3] {
     match scale {
-        Some(s) => t.extend([
+        Some(s) => [
             Target::new(
                 "Bearer at 1M tokens >= 0.9x at 1k",
                 format!(
@@ -118,21 +114,18 @@ pub(crate) fn targets(
                 format!("{:.0} bytes/token", s.bytes_per_token),
                 Some(s.bytes_per_token <= 300.0),
             ),
-        ]),
-        None => t.extend(
-            [
-                "Bearer at 1M tokens >= 0.9x at 1k",
-                "RSS after seeding 1M <= 200 MB",
-                "<= 300 bytes on disk per token",
-            ]
-            .map(|name| Target::new(name, "not measured (run with --scale)".into(), None)),
-        ),
+        ],
+        None => [
+            "Bearer at 1M tokens >= 0.9x at 1k",
+            "RSS after seeding 1M <= 200 MB",
+            "<= 300 bytes on disk per token",
+        ]
+        .map(|name| Target::new(name, "not measured (run with --scale)".into(), None)),
     }
-    t
 }
 
 /// Refresh on PostgreSQL against what pgbench -N sustains on the same server.
-pub(crate) fn pgbench_target(refresh: &Row, pgbench: Option<&PgbenchReport>) -> Target {
+fn pgbench_target(refresh: &Row, pgbench: Option<&PgbenchReport>) -> Target {
     const NAME: &str = "refresh on PostgreSQL >= 0.5x pgbench -N";
     match (pgbench, refresh.req_per_s) {
         (Some(p), Some(rate)) if p.tps.is_some_and(|t| t > 0.0) => {
