@@ -31,11 +31,16 @@ pub mod tokens;
 /// `async fn() -> Option<(DynStore, G)>` that returns a fresh, empty store
 /// and whatever must live as long as it (a temporary directory, a schema
 /// to drop), or `None` when the backend cannot be reached here (the case
-/// then returns at once, after saying so on stderr).
+/// then returns at once, after saying so on stderr). A harness that lists
+/// its tests at run time takes them from [`cases`] instead.
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!(@cases $fresh;
+        $crate::conformance_tests!(@each [@tests $fresh]);
+    };
+    // The one list of cases; `$how` says what to make of it.
+    (@each [$($how:tt)*]) => {
+        $crate::conformance_tests! { $($how)*;
             accounts::users,
             accounts::bootstrap,
             accounts::roles,
@@ -61,9 +66,9 @@ macro_rules! conformance_tests {
             lineage::sources_are_checked_when_storing,
             lineage::caps_are_kept,
             lineage::minting_races_key_invalidation,
-        );
+        }
     };
-    (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {
+    (@tests $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
@@ -76,6 +81,26 @@ macro_rules! conformance_tests {
             }
         )*
     };
+    (@list; $($module:ident :: $case:ident),* $(,)?) => {
+        vec![$(
+            $crate::conformance::Case {
+                name: stringify!($case),
+                run: |store| Box::pin($crate::conformance::$module::$case(store)),
+            }
+        ),*]
+    };
+}
+
+/// One case of the suite: its name and the case itself, to be run on a
+/// fresh, empty store inside a multi-threaded runtime.
+pub struct Case {
+    pub name: &'static str,
+    pub run: fn(DynStore) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+/// Every case, as [`conformance_tests!`](crate::conformance_tests) runs them.
+pub fn cases() -> Vec<Case> {
+    crate::conformance_tests!(@each [@list])
 }
 
 pub type DynStore = Arc<dyn Store>;

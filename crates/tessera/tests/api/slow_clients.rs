@@ -12,7 +12,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::binary::Node;
+use crate::binary;
 use crate::support::*;
 
 /// The start of a request whose headers never end.
@@ -331,8 +331,8 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
         "this test needs a file-descriptor limit of at least 1400; the hard limit is {limit}"
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::spawn_limited(dir.path(), 1024, &["--header-read-timeout", "3s"]);
-    node.wait_ready();
+    let mut node = binary::spawn_limited(dir.path(), 1024, &["--header-read-timeout", "3s"]);
+    node.expect_ready();
     let base = node.base.clone();
     let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let warm = client();
@@ -372,7 +372,7 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
         .admin()
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
-    let (status, lines) = node.terminate();
+    let (status, lines) = binary::terminate(node);
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
 }
 

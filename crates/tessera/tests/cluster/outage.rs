@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::proxy::{Mode, Proxy};
 use crate::support::*;
 
 const STORE_TIMEOUT: &str = "1s";
@@ -119,13 +118,11 @@ fn await_status(
     }
 }
 
-#[test]
-fn database_outage_gives_quick_503s_and_the_node_recovers_by_itself() {
-    let Some(pg) = postgres_url() else { return };
+pub fn database_outage_gives_quick_503s_and_the_node_recovers_by_itself(pg: &str) {
     let started = Instant::now();
-    let db = TestDb::create(&pg);
-    let proxy = Proxy::start(server_address(&pg));
-    let node = Node::start(
+    let db = TestDb::create(pg);
+    let proxy = Proxy::start(server_address(pg));
+    let node = start_node(
         "outage",
         &with_address(&db.url, proxy.addr),
         &["--store-timeout", STORE_TIMEOUT, "--store-pool-size", "4"],

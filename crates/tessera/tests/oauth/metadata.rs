@@ -32,7 +32,7 @@ fn the_default_issuer_is_the_bound_address() {
         .is_some_and(|c| c.starts_with("application/json")));
     assert_eq!(
         r.body,
-        expected(&format!("http://127.0.0.1:{}", server.port))
+        expected(&format!("http://127.0.0.1:{}", server.addr().port()))
     );
     assert!(r.body.get("authorization_endpoint").is_none());
     // The advertised endpoints are the ones that answer.

@@ -183,8 +183,8 @@ fn only_manage_security_administrators_manage_clients() {
     let server = TestServer::start();
     server.put_role("token_admin", json!({ "cluster": ["manage_token"] }));
     server.put_role("sec_admin", json!({ "cluster": ["manage_security"] }));
-    server.put_user("tokens", &["token_admin"]);
-    server.put_user("security", &["sec_admin"]);
+    server.add_user("tokens", &["token_admin"]);
+    server.add_user("security", &["sec_admin"]);
     let existing = server.register(json!({}));
 
     // No credentials: the Elasticsearch 401.

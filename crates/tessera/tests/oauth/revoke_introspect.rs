@@ -133,7 +133,7 @@ fn revocation_requires_client_authentication_and_a_token() {
         .form(&[("token", "x")])
         .send();
     assert_oauth_error_says(&r, 401, "invalid_client", "client authentication failed");
-    assert_eq!(r.headers_all("www-authenticate"), [BASIC_CHALLENGE]);
+    assert_eq!(r.header_all("www-authenticate"), [BASIC_CHALLENGE]);
     // Neither a known client nor a native user.
     let r = server
         .post(REVOKE)
@@ -154,8 +154,8 @@ fn revocation_requires_client_authentication_and_a_token() {
 #[test]
 fn a_native_user_revokes_the_tokens_it_created_through_the_elasticsearch_api() {
     let server = TestServer::start();
-    server.put_user("jane", &["superuser"]);
-    server.put_user("joe", &["superuser"]);
+    server.add_user("jane", &["superuser"]);
+    server.add_user("joe", &["superuser"]);
     // jane creates a pair for herself through /_security/oauth2/token.
     let (access, refresh) = server.es_password_grant(("jane", USER_PW), "jane", USER_PW);
     // joe is not its client.
@@ -270,7 +270,7 @@ fn introspection_describes_active_tokens() {
             "exp": iat + 1200,
             "iat": iat,
             "sub": ADMIN,
-            "iss": server.base,
+            "iss": server.base_url(),
         })
     );
     let r = server.introspect(&client, s(&pair["refresh_token"]));
@@ -365,9 +365,9 @@ fn introspect_as_user(server: &TestServer, user: &str, password: &str, token: &s
 #[test]
 fn introspection_shows_a_token_only_to_its_client_or_an_introspector() {
     let server = TestServer::start();
-    server.put_user("jane", &[]);
+    server.add_user("jane", &[]);
     server.put_role("token_admin", json!({ "cluster": ["manage_token"] }));
-    server.put_user("tokens", &["token_admin"]);
+    server.add_user("tokens", &["token_admin"]);
     let client = server.full_client();
     let other = server.register(json!({ "token_endpoint_auth_method": "client_secret_post" }));
     let introspector = server.register(json!({

@@ -90,7 +90,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
     // Restricted without it: 403 insufficient_scope, in the ES envelope.
     let r = server.get("/_security/user").bearer(&read_token).send();
     assert_eq!(r.status, 403, "{}", r.text);
-    assert_eq!(r.headers_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
+    assert_eq!(r.header_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
     assert_eq!(
         r.body,
         json!({
@@ -123,7 +123,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
             .json(&json!({}))
             .send();
         assert_eq!(r.status, 403, "{method} {path}: {}", r.text);
-        assert_eq!(r.headers_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
+        assert_eq!(r.header_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
     }
     // ... but not on GET /_security/_authenticate.
     let r = server.whoami(&read_token);
@@ -140,7 +140,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
         .bearer(cc["access_token"].as_str().unwrap())
         .send();
     assert_eq!(r.status, 403);
-    assert_eq!(r.headers_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
+    assert_eq!(r.header_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
     // With the admin scope the privilege check decides: no roles, no users.
     let cc = server.grant(&client, &[("grant_type", "client_credentials")]);
     let r = server
@@ -148,7 +148,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
         .bearer(cc["access_token"].as_str().unwrap())
         .send();
     assert_eq!(r.status, 403, "{}", r.text);
-    assert!(r.headers_all("www-authenticate").is_empty(), "{r:?}");
+    assert!(r.header_all("www-authenticate").is_empty(), "{r:?}");
     assert!(
         r.body["error"]["reason"].as_str().unwrap().starts_with(
             "action [cluster:admin/xpack/security/user/get] is unauthorized for user ["
@@ -172,7 +172,7 @@ fn expired_oauth_tokens_get_invalid_token() {
     let r = server.whoami(body["access_token"].as_str().unwrap());
     assert_eq!(r.status, 401, "{}", r.text);
     assert_eq!(
-        r.headers_all("www-authenticate"),
+        r.header_all("www-authenticate"),
         ["Bearer realm=\"security\", error=\"invalid_token\", error_description=\"The access token expired\""]
     );
 }

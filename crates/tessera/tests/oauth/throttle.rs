@@ -24,7 +24,7 @@ const CC: [(&str, &str); 1] = [("grant_type", "client_credentials")];
 
 fn assert_wrong_secret_answer(r: &Resp) {
     assert_oauth_error_says(r, 401, "invalid_client", "client authentication failed");
-    assert_eq!(r.headers_all("www-authenticate"), [BASIC_CHALLENGE]);
+    assert_eq!(r.header_all("www-authenticate"), [BASIC_CHALLENGE]);
 }
 
 fn assert_too_many(r: &Resp) {
@@ -76,7 +76,7 @@ fn a_success_resets_a_clients_count() {
 fn the_oauth_password_grant_locks_the_user() {
     let srv = server(ThrottleArgs::default());
     let client = srv.register(json!({ "grant_types": ["password"] }));
-    srv.put_user("jane", &["superuser"]);
+    srv.add_user("jane", &["superuser"]);
     let grant = |pw: &str| {
         srv.token(
             &client,

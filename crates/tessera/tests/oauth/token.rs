@@ -62,7 +62,7 @@ fn client_secret_post_is_honoured_only_for_clients_registered_for_it() {
         "invalid_client",
         "this client is registered to authenticate with [client_secret_post], not [client_secret_basic]",
     );
-    assert_eq!(r.headers_all("www-authenticate"), [BASIC_CHALLENGE]);
+    assert_eq!(r.header_all("www-authenticate"), [BASIC_CHALLENGE]);
     let basic = server.register(json!({}));
     let r = server
         .post(TOKEN)
@@ -131,7 +131,7 @@ fn client_authentication_failures_are_invalid_client() {
     ] {
         let r = server.token(&who, &cc);
         assert_oauth_error_says(&r, 401, "invalid_client", "client authentication failed");
-        assert_eq!(r.headers_all("www-authenticate"), [BASIC_CHALLENGE]);
+        assert_eq!(r.header_all("www-authenticate"), [BASIC_CHALLENGE]);
     }
     // Malformed Basic credentials.
     let r = server
@@ -324,7 +324,7 @@ fn grant_types_are_checked_against_the_registration() {
 #[test]
 fn password_grant_authenticates_the_user_and_refresh_tokens_follow_the_registration() {
     let server = TestServer::start();
-    server.put_user("jane", &["superuser"]);
+    server.add_user("jane", &["superuser"]);
     let client = server.register(json!({ "grant_types": ["password", "refresh_token"] }));
     let body = server.grant(
         &client,
