@@ -46,6 +46,113 @@ pub struct Options {
     pub metrics_listen: Option<&'static str>,
 }
 
+/// Each setting as a builder step:
+/// `Options::default().access_token_ttl("1s").manual_clock()`.
+impl Options {
+    pub fn access_token_ttl(self, value: &'static str) -> Self {
+        Self {
+            access_token_ttl: Some(value),
+            ..self
+        }
+    }
+
+    pub fn refresh_window(self, value: &'static str) -> Self {
+        Self {
+            refresh_window: Some(value),
+            ..self
+        }
+    }
+
+    pub fn max_body_bytes(self, value: &'static str) -> Self {
+        Self {
+            max_body_bytes: Some(value),
+            ..self
+        }
+    }
+
+    pub fn cleanup_interval(self, value: &'static str) -> Self {
+        Self {
+            cleanup_interval: Some(value),
+            ..self
+        }
+    }
+
+    pub fn request_timeout(self, value: &'static str) -> Self {
+        Self {
+            request_timeout: Some(value),
+            ..self
+        }
+    }
+
+    pub fn header_read_timeout(self, value: &'static str) -> Self {
+        Self {
+            header_read_timeout: Some(value),
+            ..self
+        }
+    }
+
+    pub fn idle_timeout(self, value: &'static str) -> Self {
+        Self {
+            idle_timeout: Some(value),
+            ..self
+        }
+    }
+
+    pub fn max_connections(self, value: &'static str) -> Self {
+        Self {
+            max_connections: Some(value),
+            ..self
+        }
+    }
+
+    pub fn refresh_reuse_revokes_family(self, value: &'static str) -> Self {
+        Self {
+            refresh_reuse_revokes_family: Some(value),
+            ..self
+        }
+    }
+
+    pub fn bootstrap_password(self, value: &'static str) -> Self {
+        Self {
+            bootstrap_password: Some(value),
+            ..self
+        }
+    }
+
+    pub fn revoke_on_user_change(self, value: &'static str) -> Self {
+        Self {
+            revoke_on_user_change: Some(value),
+            ..self
+        }
+    }
+
+    pub fn issuer(self, value: &'static str) -> Self {
+        Self {
+            issuer: Some(value),
+            ..self
+        }
+    }
+
+    pub fn metrics_listen(self, value: &'static str) -> Self {
+        Self {
+            metrics_listen: Some(value),
+            ..self
+        }
+    }
+
+    /// Time stands still until [`TestServer::advance`] moves it.
+    pub fn manual_clock(self) -> Self {
+        Self {
+            manual_clock: true,
+            ..self
+        }
+    }
+
+    pub fn throttle(self, throttle: ThrottleArgs) -> Self {
+        Self { throttle, ..self }
+    }
+}
+
 pub struct TestServer {
     runtime: Option<tokio::runtime::Runtime>,
     running: Option<Running>,

@@ -278,10 +278,7 @@ fn bad_api_keys_are_refused_with_401() {
 
 #[test]
 fn expired_key_is_refused() {
-    let srv = TestServer::start_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().manual_clock());
     let key = create_key(
         &srv,
         (ADMIN, ADMIN_PW),

@@ -248,11 +248,7 @@ fn refresh_token_is_not_an_access_token() {
 
 #[test]
 fn expired_bearer_token() {
-    let srv = TestServer::start_with(Options {
-        access_token_ttl: Some("2s"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().access_token_ttl("2s").manual_clock());
     let r = srv
         .post(TOKEN)
         .admin()

@@ -234,10 +234,7 @@ fn non_utf8_and_deeply_nested_bodies() {
 
 #[test]
 fn body_over_the_configured_limit_is_413() {
-    let srv = TestServer::start_with(Options {
-        max_body_bytes: Some("2048"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().max_body_bytes("2048"));
     let padding = "x".repeat(4096);
     let r = srv
         .put("/_security/user/joe")
@@ -418,10 +415,7 @@ fn a_body_that_never_arrives_times_out_with_408() {
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
 
-    let srv = TestServer::start_with(Options {
-        request_timeout: Some("1s"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().request_timeout("1s"));
     let mut stream = std::net::TcpStream::connect(srv.addr()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))

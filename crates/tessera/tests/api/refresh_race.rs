@@ -167,12 +167,12 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
     // Elasticsearch's mode a late repeat is only refused, which lets this
     // test check that the successors stay good until invalidated (the
     // default, which revokes the family, is covered in tokens.rs).
-    let srv = TestServer::start_with(Options {
-        refresh_window: Some("1s"),
-        refresh_reuse_revokes_family: Some("false"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(
+        Options::default()
+            .refresh_window("1s")
+            .refresh_reuse_revokes_family("false")
+            .manual_clock(),
+    );
     srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
     srv.put_user(RACER, TEST_PW, &["refresher"]);
     let tokens = fresh_tokens(&srv, 5);

@@ -125,10 +125,7 @@ fn read_response(s: &mut TcpStream, within: Duration) -> RawResponse {
 /// budget for the whole head, not for each byte.
 #[test]
 fn a_head_sent_one_byte_at_a_time_is_closed_at_the_header_timeout() {
-    let srv = TestServer::start_with(Options {
-        header_read_timeout: Some("2s"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().header_read_timeout("2s"));
     let request = b"GET /_tessera/live HTTP/1.1\r\nHost: x\r\nUser-Agent: slow\r\n\r\n";
     let mut s = TcpStream::connect(srv.addr()).unwrap();
     let connected = Instant::now();
@@ -158,11 +155,11 @@ fn a_head_sent_one_byte_at_a_time_is_closed_at_the_header_timeout() {
 /// then.
 #[test]
 fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
-    let srv = TestServer::start_with(Options {
-        header_read_timeout: Some("1s"),
-        idle_timeout: Some("3s"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(
+        Options::default()
+            .header_read_timeout("1s")
+            .idle_timeout("3s"),
+    );
     let mut s = TcpStream::connect(srv.addr()).unwrap();
     for _ in 0..2 {
         s.write_all(b"GET /_tessera/live HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -186,11 +183,11 @@ fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
 /// newest slow connections are left alone.
 #[test]
 fn at_the_cap_the_oldest_slow_connections_make_room() {
-    let srv = TestServer::start_with(Options {
-        header_read_timeout: Some("60s"),
-        max_connections: Some("20"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(
+        Options::default()
+            .header_read_timeout("60s")
+            .max_connections("20"),
+    );
     let mut slow: Vec<TcpStream> = (0..30).map(|_| half_header(srv.addr())).collect();
     let r = srv.get(AUTHENTICATE).admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
@@ -381,10 +378,7 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
 /// finished and answered.
 #[test]
 fn shutdown_closes_waiting_connections_at_once_and_finishes_requests_in_flight() {
-    let srv = TestServer::start_with(Options {
-        header_read_timeout: Some("60s"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().header_read_timeout("60s"));
     let addr = srv.addr();
     let mut waiting = half_header(addr);
     let mut in_flight = TcpStream::connect(addr).unwrap();

@@ -593,11 +593,7 @@ fn only_the_creating_client_may_refresh() {
 
 #[test]
 fn reuse_after_the_window_is_refused_and_revokes_the_family() {
-    let srv = TestServer::start_with(Options {
-        refresh_window: Some("1s"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().refresh_window("1s").manual_clock());
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let first = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &t.refresh, ADMIN);
     // Let the one-second refresh window pass.
@@ -619,12 +615,12 @@ fn reuse_after_the_window_is_refused_and_revokes_the_family() {
 
 #[test]
 fn reuse_after_the_window_is_only_refused_in_elasticsearch_mode() {
-    let srv = TestServer::start_with(Options {
-        refresh_window: Some("1s"),
-        refresh_reuse_revokes_family: Some("false"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(
+        Options::default()
+            .refresh_window("1s")
+            .refresh_reuse_revokes_family("false")
+            .manual_clock(),
+    );
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let first = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &t.refresh, ADMIN);
     // Let the one-second refresh window pass.
@@ -671,10 +667,7 @@ fn older_generation_reuse_inside_the_window_revokes_the_family() {
 
 #[test]
 fn older_generation_repeat_inside_the_window_replays_in_elasticsearch_mode() {
-    let srv = TestServer::start_with(Options {
-        refresh_reuse_revokes_family: Some("false"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().refresh_reuse_revokes_family("false"));
     let g0 = srv.password_grant(ADMIN, ADMIN_PW);
     let g1 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g0.refresh, ADMIN);
     let g2 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g1.refresh, ADMIN);

@@ -173,10 +173,7 @@ fn delete_user() {
 
 #[test]
 fn delete_user_keeps_tokens_as_elasticsearch_does_when_asked() {
-    let srv = TestServer::start_with(Options {
-        revoke_on_user_change: Some("false"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().revoke_on_user_change("false"));
     srv.put_user("joe", TEST_PW, &["superuser"]);
     let t = srv.password_grant("joe", TEST_PW);
     let r = srv.delete("/_security/user/joe").admin().send();

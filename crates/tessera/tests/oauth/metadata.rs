@@ -48,10 +48,8 @@ fn the_default_issuer_is_the_bound_address() {
 
 #[test]
 fn a_configured_issuer_is_used_verbatim() {
-    let server = TestServer::start_with(Options {
-        issuer: Some("https://auth.example.com/tessera/"),
-        ..Default::default()
-    });
+    let server =
+        TestServer::start_with(Options::default().issuer("https://auth.example.com/tessera/"));
     let r = server.get(WELL_KNOWN).send();
     assert_eq!(r.body, expected("https://auth.example.com/tessera"));
     let client = server.register(json!({}));

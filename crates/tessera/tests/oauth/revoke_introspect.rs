@@ -310,11 +310,7 @@ fn introspection_describes_active_tokens() {
 
 #[test]
 fn introspection_says_inactive_for_anything_unusable() {
-    let server = TestServer::start_with(Options {
-        access_token_ttl: Some("1s"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let server = TestServer::start_with(Options::default().access_token_ttl("1s").manual_clock());
     let client = server.full_client();
     let revoked = password_pair(&server, &client);
     assert_eq!(

@@ -160,11 +160,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
 
 #[test]
 fn expired_oauth_tokens_get_invalid_token() {
-    let server = TestServer::start_with(Options {
-        access_token_ttl: Some("1s"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let server = TestServer::start_with(Options::default().access_token_ttl("1s").manual_clock());
     let client = server.register(json!({}));
     let body = server.grant(&client, &[("grant_type", "client_credentials")]);
     assert_eq!(body["expires_in"], 1);

@@ -392,11 +392,7 @@ fn password_grant_authenticates_the_user_and_refresh_tokens_follow_the_registrat
 
 #[test]
 fn refresh_rotates_repeats_and_detects_reuse() {
-    let server = TestServer::start_with(Options {
-        refresh_window: Some("1s"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let server = TestServer::start_with(Options::default().refresh_window("1s").manual_clock());
     let client = server.register(json!({ "grant_types": ["password", "refresh_token"] }));
     let first = server.grant(
         &client,
