@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tessera_store::conformance::{self, DynStore};
 use tessera_store::{Store, StoreError, UserUpsert};
 use tessera_store_postgres::{PostgresConfig, PostgresStore};
-use tessera_testkit::postgres::{connect_admin, server_address, with_address, TestDb, TestSchema};
+use tessera_testkit::postgres::{connect_admin, server_address, with_address, TestDb};
 use tessera_testkit::proxy::{Mode, Proxy};
 use tessera_testkit::trials::{self, needs_postgres_async, Trial};
 
@@ -71,7 +71,7 @@ async fn conformance_case(
     base: String,
     run: fn(DynStore) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 ) {
-    let schema = TestSchema::create(&base);
+    let schema = TestDb::schema(&base);
     let store = connect(&schema.url).await;
     run(Arc::new(store) as DynStore).await;
 }
@@ -92,7 +92,7 @@ fn user(name: &str) -> UserUpsert {
 /// Nodes starting at once on an empty database all come up, and the
 /// schema is applied exactly once.
 async fn concurrent_connects_migrate_once(base: String) {
-    let db = TestDb::create(&base);
+    let db = TestDb::database(&base);
     let url = db.url.clone();
     {
         let connects: Vec<_> = (0..4)
@@ -132,7 +132,7 @@ async fn concurrent_connects_migrate_once(base: String) {
 /// an API key minted under version 3 dies when the key is invalidated.
 async fn migration_4_finds_the_sources_of_older_pairs(base: String) {
     let admin = connect_admin(&base).await;
-    let test_schema = TestSchema::create(&base);
+    let test_schema = TestDb::schema(&base);
     let (schema, url) = (&test_schema.name, test_schema.url.clone());
     let mut key = tessera_domain::api_key::mint(
         &conformance::subject("owner"),
@@ -188,7 +188,7 @@ async fn migration_4_finds_the_sources_of_older_pairs(base: String) {
 /// OAuth clients can be stored.
 async fn migration_3_upgrades_a_version_2_database(base: String) {
     let admin = connect_admin(&base).await;
-    let test_schema = TestSchema::create(&base);
+    let test_schema = TestDb::schema(&base);
     let (schema, url) = (&test_schema.name, test_schema.url.clone());
     let subject = conformance::subject("old");
     let (old, old_pair) =
@@ -249,7 +249,7 @@ async fn migration_3_upgrades_a_version_2_database(base: String) {
 /// Nodes bootstrapping at once (each with its own pool) create exactly one user.
 async fn concurrent_bootstraps_create_one_user(base: String) {
     for round in 0..10 {
-        let schema = TestSchema::create(&base);
+        let schema = TestDb::schema(&base);
         let url = schema.url.clone();
         let mut nodes = Vec::new();
         for _ in 0..4 {
@@ -319,7 +319,7 @@ async fn assert_unavailable<T: std::fmt::Debug>(
 /// attempt limit (twice the statement timeout) and a call that needs a new
 /// connection ends at the connect timeout; both paths are taken below.
 async fn outage_is_unavailable_and_recovers(base: String) {
-    let schema = TestSchema::create(&base);
+    let schema = TestDb::schema(&base);
     let proxy = Proxy::start(server_address(&base));
     let url = with_address(&schema.url, proxy.addr);
     let config = PostgresConfig {
@@ -374,7 +374,7 @@ async fn outage_is_unavailable_and_recovers(base: String) {
 /// `Unavailable`, and the connection stays usable.
 async fn statement_timeout_cancels_a_blocked_call(base: String) {
     let mut admin = connect_admin(&base).await;
-    let test_schema = TestSchema::create(&base);
+    let test_schema = TestDb::schema(&base);
     let schema = &test_schema.name;
     let store = PostgresStore::connect(PostgresConfig {
         pool_size: 1,

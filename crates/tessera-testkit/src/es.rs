@@ -19,6 +19,14 @@ pub const DEFAULT_CHALLENGES: [&str; 3] = [
 ];
 pub const EXPIRED_CHALLENGE: &str =
     "Bearer realm=\"security\", error=\"invalid_token\", error_description=\"The access token expired\"";
+/// The keys of a token response with a refresh token, in order.
+pub const PAIR_KEYS: [&str; 5] = [
+    "access_token",
+    "type",
+    "expires_in",
+    "refresh_token",
+    "authentication",
+];
 pub const COMPATIBLE_JSON: &str = "application/vnd.elasticsearch+json;compatible-with=8";
 
 impl TestServer {
@@ -52,20 +60,8 @@ impl TestServer {
             .json(&json!({ "grant_type": "password", "username": user, "password": password }))
             .send();
         assert_eq!(r.status, 200, "password grant for {user}: {}", r.text);
-        assert!(
-            r.body["access_token"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty()),
-            "{}",
-            r.text
-        );
-        assert!(
-            r.body["refresh_token"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty()),
-            "{}",
-            r.text
-        );
+        r.nonempty("access_token");
+        r.nonempty("refresh_token");
         r.body
     }
 
@@ -111,18 +107,7 @@ impl TestServer {
     ) -> Tokens {
         let r = self.refresh_as(caller, refresh_token);
         assert_eq!(r.status, 200, "refresh: {}", r.text);
-        assert_eq!(
-            r.keys(),
-            [
-                "access_token",
-                "type",
-                "expires_in",
-                "refresh_token",
-                "authentication"
-            ],
-            "{}",
-            r.text
-        );
+        assert_eq!(r.keys(), PAIR_KEYS, "{}", r.text);
         assert_eq!(r.body["type"], "Bearer", "{}", r.text);
         assert_eq!(r.body["authentication"]["username"], user, "{}", r.text);
         assert_eq!(
@@ -235,16 +220,26 @@ pub fn assert_es_error_matching(
 /// error and in its root cause.
 pub fn assert_unauthenticated(r: &Resp, reason: &str) {
     assert_es_error(r, 401, "security_exception", reason);
+    assert_challenges(r, &DEFAULT_CHALLENGES);
+}
+
+/// Asserts the `WWW-Authenticate` challenges of a 401: as headers, in
+/// order, and in the body, in the error and in its root cause (one
+/// challenge as a string, several as a list).
+pub fn assert_challenges(r: &Resp, challenges: &[&str]) {
     assert_eq!(
         r.header_all(WWW_AUTHENTICATE),
-        DEFAULT_CHALLENGES,
+        challenges,
         "{:?}",
         r.headers
     );
-    let challenges = json!({ "WWW-Authenticate": DEFAULT_CHALLENGES });
-    assert_eq!(r.body["error"]["header"], challenges, "{}", r.text);
+    let in_body = match challenges {
+        [one] => json!({ "WWW-Authenticate": one }),
+        many => json!({ "WWW-Authenticate": many }),
+    };
+    assert_eq!(r.body["error"]["header"], in_body, "{}", r.text);
     assert_eq!(
-        r.body["error"]["root_cause"][0]["header"], challenges,
+        r.body["error"]["root_cause"][0]["header"], in_body,
         "{}",
         r.text
     );
@@ -271,19 +266,7 @@ pub fn assert_unsuccessful_credentials(r: &Resp, detail: &str) {
 /// Asserts the 401 for an expired or invalidated bearer token.
 pub fn assert_token_expired(r: &Resp) {
     assert_es_error(r, 401, "security_exception", "token expired");
-    assert_eq!(
-        r.header_all(WWW_AUTHENTICATE),
-        [EXPIRED_CHALLENGE],
-        "{:?}",
-        r.headers
-    );
-    let challenge = json!({ "WWW-Authenticate": EXPIRED_CHALLENGE });
-    assert_eq!(r.body["error"]["header"], challenge, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["root_cause"][0]["header"], challenge,
-        "{}",
-        r.text
-    );
+    assert_challenges(r, &[EXPIRED_CHALLENGE]);
 }
 
 /// Asserts the token endpoint's flat OAuth error, exactly.

@@ -207,6 +207,13 @@ impl Resp {
         keys(&self.body)
     }
 
+    /// The body's string `field`, which must not be empty.
+    pub fn nonempty(&self, field: &str) -> String {
+        let value = self.str(field);
+        assert!(!value.is_empty(), "{field} is empty in {}", self.text);
+        value
+    }
+
     pub fn str(&self, field: &str) -> String {
         self.body[field]
             .as_str()

@@ -135,13 +135,7 @@ pub fn assert_oauth_error(r: &Resp, status: u16, error: &str, challenge: bool) {
     assert_eq!(r.status, status, "{}", r.text);
     assert_eq!(r.keys(), ["error", "error_description"], "{}", r.text);
     assert_eq!(r.body["error"], error, "{}", r.text);
-    assert!(
-        r.body["error_description"]
-            .as_str()
-            .is_some_and(|d| !d.is_empty()),
-        "{}",
-        r.text
-    );
+    r.nonempty("error_description");
     assert_eq!(r.header("cache-control"), Some("no-store"), "{}", r.text);
     let challenges = r.header_all("www-authenticate");
     if challenge {

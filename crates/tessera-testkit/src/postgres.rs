@@ -171,64 +171,49 @@ pub async fn connect_admin(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// A database of its own for one test, dropped (with any sessions still on
-/// it) when this is dropped.
+/// A database or a schema of its own for one test, dropped with
+/// everything in it (and any session still on a database) when this is
+/// dropped.
 pub struct TestDb {
     admin_url: String,
+    drop_sql: String,
     pub name: String,
-    /// The URL that names it.
+    /// The URL that names it: the database, or the server with the schema
+    /// as the search path.
     pub url: String,
 }
 
 impl TestDb {
-    pub fn create(server_url: &str) -> TestDb {
+    /// A new database on the server.
+    pub fn database(server_url: &str) -> TestDb {
         let name = format!("tessera_test_{}", random_hex());
-        run_sql(server_url, &format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("creating the test database {name}: {e}"));
+        let url = with_database(server_url, &name);
+        Self::create(server_url, "DATABASE", name, url, "WITH (FORCE)")
+    }
+
+    /// A new, empty schema in the server's database.
+    pub fn schema(server_url: &str) -> TestDb {
+        let name = format!("tessera_test_{}", random_hex());
+        let url = with_schema(server_url, &name);
+        Self::create(server_url, "SCHEMA", name, url, "CASCADE")
+    }
+
+    fn create(server_url: &str, kind: &str, name: String, url: String, drop: &str) -> TestDb {
+        run_sql(server_url, &format!("CREATE {kind} {name}"))
+            .unwrap_or_else(|e| panic!("creating the test {kind} {name}: {e}"));
         TestDb {
             admin_url: server_url.to_owned(),
-            url: with_database(server_url, &name),
+            drop_sql: format!("DROP {kind} IF EXISTS {name} {drop}"),
             name,
+            url,
         }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = run_sql(&self.admin_url, &sql) {
-            eprintln!("could not drop the test database {}: {e}", self.name);
-        }
-    }
-}
-
-/// A new, empty schema of its own for one test, dropped with everything in
-/// it when this is dropped.
-pub struct TestSchema {
-    admin_url: String,
-    pub name: String,
-    /// The server's URL with this schema as the search path.
-    pub url: String,
-}
-
-impl TestSchema {
-    pub fn create(server_url: &str) -> TestSchema {
-        let name = format!("tessera_test_{}", random_hex());
-        run_sql(server_url, &format!("CREATE SCHEMA {name}"))
-            .unwrap_or_else(|e| panic!("creating the test schema {name}: {e}"));
-        TestSchema {
-            admin_url: server_url.to_owned(),
-            url: with_schema(server_url, &name),
-            name,
-        }
-    }
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
-        if let Err(e) = run_sql(&self.admin_url, &sql) {
-            eprintln!("could not drop the test schema {}: {e}", self.name);
+        if let Err(e) = run_sql(&self.admin_url, &self.drop_sql) {
+            eprintln!("could not drop {}: {e}", self.name);
         }
     }
 }

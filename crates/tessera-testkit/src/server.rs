@@ -24,121 +24,60 @@ pub const ADMIN_PW: &str = "elastic-bootstrap-pw";
 pub struct Options {
     pub access_token_ttl: Option<&'static str>,
     pub refresh_window: Option<&'static str>,
+    /// `"false"`: Elasticsearch's behaviour (reuse is only refused).
+    pub refresh_reuse_revokes_family: Option<&'static str>,
+    /// `"false"`: Elasticsearch's behaviour (user changes leave tokens alive).
+    pub revoke_on_user_change: Option<&'static str>,
+    /// Time stands still until [`TestServer::advance`] moves it.
+    pub manual_clock: bool,
     pub max_body_bytes: Option<&'static str>,
-    pub cleanup_interval: Option<&'static str>,
     pub request_timeout: Option<&'static str>,
     pub header_read_timeout: Option<&'static str>,
     pub idle_timeout: Option<&'static str>,
-    pub max_connections: Option<&'static str>,
-    /// `"false"`: Elasticsearch's behaviour (reuse is only refused).
-    pub refresh_reuse_revokes_family: Option<&'static str>,
-    /// Defaults to [`ADMIN_PW`].
-    pub bootstrap_password: Option<&'static str>,
-    /// `"false"`: Elasticsearch's behaviour (user changes leave tokens alive).
-    pub revoke_on_user_change: Option<&'static str>,
-    /// The OAuth issuer (defaults to `http://` and the bound address).
-    pub issuer: Option<&'static str>,
-    /// Time stands still until [`TestServer::advance`] moves it.
-    pub manual_clock: bool,
     /// The account lock, source budget and trusted proxies.
     pub throttle: ThrottleArgs,
+    pub max_connections: Option<&'static str>,
+    pub cleanup_interval: Option<&'static str>,
+    /// Defaults to [`ADMIN_PW`].
+    pub bootstrap_password: Option<&'static str>,
+    /// The OAuth issuer (defaults to `http://` and the bound address).
+    pub issuer: Option<&'static str>,
     /// An address for the open metrics listener (`127.0.0.1:0`).
     pub metrics_listen: Option<&'static str>,
+}
+
+/// `pub fn name(self, value) -> Self` for each string setting.
+macro_rules! setters {
+    ($($field:ident),* $(,)?) => {
+        $(
+            pub fn $field(self, value: &'static str) -> Self {
+                Self {
+                    $field: Some(value),
+                    ..self
+                }
+            }
+        )*
+    };
 }
 
 /// Each setting as a builder step:
 /// `Options::default().access_token_ttl("1s").manual_clock()`.
 impl Options {
-    pub fn access_token_ttl(self, value: &'static str) -> Self {
-        Self {
-            access_token_ttl: Some(value),
-            ..self
-        }
-    }
-
-    pub fn refresh_window(self, value: &'static str) -> Self {
-        Self {
-            refresh_window: Some(value),
-            ..self
-        }
-    }
-
-    pub fn max_body_bytes(self, value: &'static str) -> Self {
-        Self {
-            max_body_bytes: Some(value),
-            ..self
-        }
-    }
-
-    pub fn cleanup_interval(self, value: &'static str) -> Self {
-        Self {
-            cleanup_interval: Some(value),
-            ..self
-        }
-    }
-
-    pub fn request_timeout(self, value: &'static str) -> Self {
-        Self {
-            request_timeout: Some(value),
-            ..self
-        }
-    }
-
-    pub fn header_read_timeout(self, value: &'static str) -> Self {
-        Self {
-            header_read_timeout: Some(value),
-            ..self
-        }
-    }
-
-    pub fn idle_timeout(self, value: &'static str) -> Self {
-        Self {
-            idle_timeout: Some(value),
-            ..self
-        }
-    }
-
-    pub fn max_connections(self, value: &'static str) -> Self {
-        Self {
-            max_connections: Some(value),
-            ..self
-        }
-    }
-
-    pub fn refresh_reuse_revokes_family(self, value: &'static str) -> Self {
-        Self {
-            refresh_reuse_revokes_family: Some(value),
-            ..self
-        }
-    }
-
-    pub fn bootstrap_password(self, value: &'static str) -> Self {
-        Self {
-            bootstrap_password: Some(value),
-            ..self
-        }
-    }
-
-    pub fn revoke_on_user_change(self, value: &'static str) -> Self {
-        Self {
-            revoke_on_user_change: Some(value),
-            ..self
-        }
-    }
-
-    pub fn issuer(self, value: &'static str) -> Self {
-        Self {
-            issuer: Some(value),
-            ..self
-        }
-    }
-
-    pub fn metrics_listen(self, value: &'static str) -> Self {
-        Self {
-            metrics_listen: Some(value),
-            ..self
-        }
-    }
+    setters!(
+        access_token_ttl,
+        refresh_window,
+        max_body_bytes,
+        cleanup_interval,
+        request_timeout,
+        header_read_timeout,
+        idle_timeout,
+        max_connections,
+        refresh_reuse_revokes_family,
+        bootstrap_password,
+        revoke_on_user_change,
+        issuer,
+        metrics_listen,
+    );
 
     /// Time stands still until [`TestServer::advance`] moves it.
     pub fn manual_clock(self) -> Self {

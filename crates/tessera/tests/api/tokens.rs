@@ -38,18 +38,7 @@ fn password_grant_returns_pair_and_realm_authentication() {
         .json(&json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW }))
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.keys(),
-        [
-            "access_token",
-            "type",
-            "expires_in",
-            "refresh_token",
-            "authentication"
-        ],
-        "{}",
-        r.text
-    );
+    assert_eq!(r.keys(), PAIR_KEYS, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
     let (access, refresh) = (r.str("access_token"), r.str("refresh_token"));
@@ -134,18 +123,7 @@ fn refresh_grant_returns_a_new_pair_with_token_authentication() {
     let first = srv.password_grant("token_user", TEST_PW);
     let r = srv.refresh(&first.refresh);
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.keys(),
-        [
-            "access_token",
-            "type",
-            "expires_in",
-            "refresh_token",
-            "authentication"
-        ],
-        "{}",
-        r.text
-    );
+    assert_eq!(r.keys(), PAIR_KEYS, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
     assert_eq!(r.body["authentication"], token_user_auth("token"));

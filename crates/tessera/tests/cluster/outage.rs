@@ -120,7 +120,7 @@ fn await_status(
 
 pub fn database_outage_gives_quick_503s_and_the_node_recovers_by_itself(pg: &str) {
     let started = Instant::now();
-    let db = TestDb::create(pg);
+    let db = TestDb::database(pg);
     let proxy = Proxy::start(server_address(pg));
     let node = start_node(
         "outage",

@@ -71,7 +71,7 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes, started together on a fresh database.
     pub fn start(server_url: &str, n: usize, extra: &[&str]) -> Cluster {
-        let db = TestDb::create(server_url);
+        let db = TestDb::database(server_url);
         let names: Vec<String> = (0..n).map(|i| format!("node{i}")).collect();
         let specs: Vec<(&str, &str)> = names
             .iter()
