@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_store::conformance::{self, DynStore};
+use tessera_store::conformance::{self, DynStore, StoreExt};
 use tessera_store::{Store, StoreError, UserUpsert};
 use tessera_store_postgres::{PostgresConfig, PostgresStore};
 use tessera_testkit::postgres::{connect_admin, server_address, with_address, TestDb};
@@ -164,22 +164,14 @@ async fn migration_4_finds_the_sources_of_older_pairs(base: String) {
         .await
         .unwrap();
     let store = connect(&url).await;
-    let found = store
-        .find_by_access(&old_pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let found = store.stored(&old_pair.access).await;
     assert_eq!(found, old);
     let filter = tessera_store::ApiKeyFilter {
         ids: Some(vec![key.id.clone()]),
         ..Default::default()
     };
     store.invalidate_api_keys(&filter, 2_000).await.unwrap();
-    let found = store
-        .find_by_access(&old_pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let found = store.stored(&old_pair.access).await;
     assert!(found.access_invalidated && found.refresh_invalidated);
 }
 
@@ -218,32 +210,7 @@ async fn migration_3_upgrades_a_version_2_database(base: String) {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, [1, 2, 3, 4]);
-    let found = store
-        .find_by_access(&old_pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(found, old);
-    assert_eq!(found.scope, None);
-    let client = tessera_domain::oauth::mint_client(Default::default(), 5).record;
-    assert!(store.put_oauth_client(&client).await.unwrap());
-    let (scoped, pair) = tessera_domain::TokenRecord::issue_scoped(
-        &subject,
-        client.client_ref(),
-        Some(vec!["a".into()]),
-        false,
-        1_000,
-        60_000,
-    );
-    store.insert_token(&scoped).await.unwrap();
-    assert_eq!(
-        store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap(),
-        scoped
-    );
+    conformance::assert_upgraded_for_oauth(&store, &subject, &old, &old_pair).await;
 }
 
 /// Nodes bootstrapping at once (each with its own pool) create exactly one user.

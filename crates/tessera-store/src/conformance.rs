@@ -105,6 +105,47 @@ pub fn cases() -> Vec<Case> {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// Reads the tests make again and again, asserting what they expect.
+#[async_trait::async_trait]
+pub trait StoreExt: Store {
+    /// The stored record of the pair whose access token is `access`; it
+    /// must exist.
+    async fn stored(&self, access: &TokenString) -> TokenRecord {
+        self.find_by_access(&access.hash())
+            .await
+            .expect("find_by_access answers")
+            .expect("the pair is stored")
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+/// What a store upgraded from a schema before OAuth must do: `old`, stored
+/// before the upgrade, reads back unchanged and unrestricted, and OAuth
+/// clients and scoped tokens can be stored and read.
+pub async fn assert_upgraded_for_oauth<S: Store + ?Sized>(
+    store: &S,
+    subject: &Authentication,
+    old: &TokenRecord,
+    old_pair: &TokenPair,
+) {
+    let found = store.stored(&old_pair.access).await;
+    assert_eq!(&found, old);
+    assert_eq!(found.scope, None);
+    let client = oauth::mint_client(Default::default(), 5).record;
+    assert!(store.put_oauth_client(&client).await.unwrap());
+    let (scoped, pair) = TokenRecord::issue_scoped(
+        subject,
+        client.client_ref(),
+        Some(vec!["a".into()]),
+        false,
+        1_000,
+        60_000,
+    );
+    store.insert_token(&scoped).await.unwrap();
+    assert_eq!(store.stored(&pair.access).await, scoped);
+}
+
 const POLICY: RefreshPolicy = RefreshPolicy {
     access_ttl_ms: 1_200_000,
     window_ms: 30_000,

@@ -41,6 +41,22 @@ impl TestServer {
         assert!(r.body["created"].is_boolean(), "{}", r.text);
     }
 
+    /// Creates a user from a whole `PUT /_security/user/{name}` body as the
+    /// admin; asserts `200 {"created": true}`.
+    pub fn create_user(&self, name: &str, body: Value) {
+        self.put(&format!("/_security/user/{name}"))
+            .admin()
+            .json(&body)
+            .send()
+            .assert_is(200, &json!({ "created": true }));
+    }
+
+    /// Creates `role` from `descriptor` and `user` with that role alone.
+    pub fn put_user_with_role(&self, user: &str, password: &str, role: &str, descriptor: Value) {
+        self.put_role(role, descriptor);
+        self.put_user(user, password, &[role]);
+    }
+
     pub fn put_role(&self, name: &str, body: Value) {
         let r = self
             .put(&format!("/_security/role/{name}"))
@@ -70,13 +86,17 @@ impl TestServer {
         Tokens::from_body(&self.password_grant_by((ADMIN, ADMIN_PW), user, password))
     }
 
-    /// Client-credentials grant for the Basic-authenticated caller.
-    pub fn client_credentials(&self, user: &str, password: &str) -> String {
-        let r = self
-            .post(TOKEN)
+    /// Client-credentials grant requested by `user`; the raw response.
+    pub fn request_client_credentials(&self, user: &str, password: &str) -> Resp {
+        self.post(TOKEN)
             .basic(user, password)
             .json(&json!({ "grant_type": "client_credentials" }))
-            .send();
+            .send()
+    }
+
+    /// Client-credentials grant for the Basic-authenticated caller.
+    pub fn client_credentials(&self, user: &str, password: &str) -> String {
+        let r = self.request_client_credentials(user, password);
         assert_eq!(r.status, 200, "client_credentials for {user}: {}", r.text);
         assert!(r.body.get("refresh_token").is_none(), "{}", r.text);
         r.body["access_token"]
@@ -177,6 +197,12 @@ impl Tokens {
                 .to_owned(),
         }
     }
+}
+
+/// Asserts the status and the `error.type` of an Elasticsearch error.
+pub fn assert_error_type(r: &Resp, status: u16, kind: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.body["error"]["type"], kind, "{}", r.text);
 }
 
 /// Asserts an Elasticsearch error envelope: status, type and exact reason,

@@ -207,6 +207,11 @@ impl Resp {
         keys(&self.body)
     }
 
+    /// Asserts the status and the whole body.
+    pub fn assert_is(&self, status: u16, body: &Value) {
+        assert_eq!((self.status, &self.body), (status, body), "{}", self.text);
+    }
+
     /// The body's string `field`, which must not be empty.
     pub fn nonempty(&self, field: &str) -> String {
         let value = self.str(field);

@@ -74,9 +74,19 @@ impl TestServer {
         assert_eq!(r.status, 200, "put user {name}: {}", r.text);
     }
 
+    /// A client registered for `grant_types` with `scope`.
+    pub fn client_for(&self, grant_types: &[&str], scope: &str) -> TestClient {
+        self.register(json!({ "grant_types": grant_types, "scope": scope }))
+    }
+
+    /// `POST path` with a form body and HTTP Basic client authentication.
+    pub fn form_as(&self, client: &TestClient, path: &str, params: &[(&str, &str)]) -> Resp {
+        self.post(path).client(client).form(params).send()
+    }
+
     /// `POST /oauth2/token` with HTTP Basic client authentication.
     pub fn token(&self, client: &TestClient, params: &[(&str, &str)]) -> Resp {
-        self.post(TOKEN).client(client).form(params).send()
+        self.form_as(client, TOKEN, params)
     }
 
     /// A successful grant; asserts 200 and returns the body.
@@ -88,17 +98,11 @@ impl TestServer {
     }
 
     pub fn introspect(&self, client: &TestClient, token: &str) -> Resp {
-        self.post(INTROSPECT)
-            .client(client)
-            .form(&[("token", token)])
-            .send()
+        self.form_as(client, INTROSPECT, &[("token", token)])
     }
 
     pub fn revoke(&self, client: &TestClient, token: &str) -> Resp {
-        self.post(REVOKE)
-            .client(client)
-            .form(&[("token", token)])
-            .send()
+        self.form_as(client, REVOKE, &[("token", token)])
     }
 
     /// `GET /_security/_authenticate` with a bearer token.

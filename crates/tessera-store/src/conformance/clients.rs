@@ -114,18 +114,10 @@ pub async fn oauth_clients(store: DynStore) {
         .unwrap()
         .is_none());
     assert_family_dead(&store, &[&mine_pair, &next], T0 + 2).await;
-    let cc_now = store
-        .find_by_access(&cc_pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let cc_now = store.stored(&cc_pair.access).await;
     assert!(!cc_now.access_usable(T0 + 2));
     for alive in [&theirs_pair, &es_pair] {
-        let rec = store
-            .find_by_access(&alive.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let rec = store.stored(&alive.access).await;
         assert!(
             rec.access_usable(T0 + 2),
             "other clients' tokens are untouched"

@@ -9,7 +9,7 @@ use tessera_domain::refresh::RefreshError;
 use tessera_domain::token::TokenPair;
 use tessera_domain::{Authentication, ClientRef, Millis, TokenRecord};
 
-use super::{key, request, subject, user, DynStore, POLICY, T0};
+use super::{key, request, subject, user, DynStore, StoreExt, POLICY, T0};
 use crate::{ApiKeyFilter, Lineage, Requirement};
 
 /// Mints a pair for `subject` on behalf of `client`, derived as `lineage`
@@ -55,11 +55,7 @@ fn requires_key(k: &ApiKeyRecord) -> Lineage {
 /// Asserts that no token of `pairs` authenticates or refreshes any more.
 async fn all_dead(store: &DynStore, pairs: &[&(TokenRecord, TokenPair)], why: &str) {
     for (i, (record, pair)) in pairs.iter().enumerate() {
-        let found = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let found = store.stored(&pair.access).await;
         assert!(
             found.access_invalidated,
             "{why}: pair {i} still authenticates"
@@ -79,11 +75,7 @@ async fn all_dead(store: &DynStore, pairs: &[&(TokenRecord, TokenPair)], why: &s
 
 async fn all_alive(store: &DynStore, pairs: &[&(TokenRecord, TokenPair)], why: &str) {
     for (i, (_, pair)) in pairs.iter().enumerate() {
-        let found = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let found = store.stored(&pair.access).await;
         assert!(found.access_usable(T0 + 1), "{why}: pair {i} was revoked");
     }
 }
@@ -300,11 +292,7 @@ pub async fn caps_are_kept(store: DynStore) {
     let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, T0, POLICY.access_ttl_ms);
     let record = record.capped(Some(T0 + 5_000));
     store.insert_token(&record).await.unwrap();
-    let found = store
-        .find_by_access(&pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let found = store.stored(&pair.access).await;
     assert_eq!(found, record);
     let granted = store
         .refresh(request(
@@ -315,11 +303,7 @@ pub async fn caps_are_kept(store: DynStore) {
         .await
         .unwrap()
         .unwrap();
-    let successor = store
-        .find_by_access(&granted.pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let successor = store.stored(&granted.pair.access).await;
     assert_eq!(successor.not_after, Some(T0 + 5_000));
     assert_eq!(successor.refresh_expires_at, Some(T0 + 5_000));
 }

@@ -70,11 +70,7 @@ pub async fn refresh_races_invalidate_refresh(store: DynStore) {
             }
             Err(e) => assert_eq!(e.error, RefreshError::Invalidated),
         }
-        let original = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let original = store.stored(&pair.access).await;
         assert!(original.access_invalidated);
         assert_eq!(
             store
@@ -104,21 +100,13 @@ pub async fn refresh_races_invalidate_by_user(store: DynStore) {
         let refreshed = refresher.await.unwrap().unwrap();
         invalidator.await.unwrap().unwrap();
         if let Ok(granted) = refreshed {
-            let successor = store
-                .find_by_access(&granted.pair.access.hash())
-                .await
-                .unwrap()
-                .unwrap();
+            let successor = store.stored(&granted.pair.access).await;
             assert!(
                 successor.access_invalidated && successor.refresh_invalidated,
                 "a successor minted by a racing refresh is invalidated too"
             );
         }
-        let original = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let original = store.stored(&pair.access).await;
         assert!(original.access_invalidated && original.refresh_invalidated);
     }
 }
@@ -152,21 +140,13 @@ pub async fn refresh_races_client_deletion(store: DynStore) {
         let refreshed = refresher.await.unwrap().unwrap();
         assert!(deleter.await.unwrap().unwrap());
         if let Ok(granted) = refreshed {
-            let successor = store
-                .find_by_access(&granted.pair.access.hash())
-                .await
-                .unwrap()
-                .unwrap();
+            let successor = store.stored(&granted.pair.access).await;
             assert!(
                 successor.access_invalidated && successor.refresh_invalidated,
                 "a successor minted by a racing refresh dies with its client"
             );
         }
-        let original = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let original = store.stored(&pair.access).await;
         assert!(original.access_invalidated && original.refresh_invalidated);
     }
 }

@@ -7,11 +7,7 @@ pub async fn issue_and_find(store: DynStore) {
     assert!(!store.tokens_ever_issued().await.unwrap());
     let (record, pair) = issue(&store, "u", T0).await;
     assert!(store.tokens_ever_issued().await.unwrap());
-    let found = store
-        .find_by_access(&pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let found = store.stored(&pair.access).await;
     assert_eq!(found, record);
     let missing = TokenString::mint(tessera_domain::TokenKind::Access, 0);
     assert!(store
@@ -25,14 +21,7 @@ pub async fn issue_and_find(store: DynStore) {
     let s = subject("svc");
     let (cc, cc_pair) = TokenRecord::issue(&s, s.client_ref(), false, T0, 1000);
     store.insert_token(&cc).await.unwrap();
-    assert_eq!(
-        store
-            .find_by_access(&cc_pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap(),
-        cc
-    );
+    assert_eq!(store.stored(&cc_pair.access).await, cc);
 }
 
 pub async fn refresh_rules(store: DynStore) {
@@ -67,21 +56,12 @@ pub async fn refresh_rules(store: DynStore) {
         .unwrap();
     assert!(first.rotated);
     assert_eq!(first.subject.authentication_type, AuthenticationType::Token);
-    let successor = store
-        .find_by_access(&first.pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let successor = store.stored(&first.pair.access).await;
     assert_eq!(successor.generation, 1);
     assert_eq!(successor.family_id, record.family_id);
     assert_eq!(successor.client, me);
     // the old access token stays valid
-    assert!(store
-        .find_by_access(&pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap()
-        .access_usable(T0 + 10));
+    assert!(store.stored(&pair.access).await.access_usable(T0 + 10));
 
     let again = store
         .refresh(request(&rt, &me, T0 + 20_000))
@@ -102,11 +82,7 @@ pub async fn refresh_rules(store: DynStore) {
         .unwrap();
     assert!(second.rotated);
     assert_eq!(second.pair.access.hash(), {
-        let s = store
-            .find_by_access(&second.pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let s = store.stored(&second.pair.access).await;
         assert_eq!(s.generation, 2);
         s.access_hash
     });
@@ -223,11 +199,7 @@ pub async fn families(store: DynStore) {
         RefreshError::RefreshedTooLongAgo { .. }
     ));
     assert!(!late.revoke_family);
-    let head = store
-        .find_by_access(&h2.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let head = store.stored(&h2.access).await;
     assert!(head.access_usable(T0 + 31_000), "nothing was revoked");
 
     // Invalidating any member's token is final for the whole family.
@@ -333,11 +305,7 @@ pub async fn invalidate_matching(store: DynStore) {
         }
     );
     for p in [&a, &b] {
-        let rec = store
-            .find_by_access(&p.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let rec = store.stored(&p.access).await;
         assert!(rec.access_invalidated && rec.refresh_invalidated);
     }
     assert_eq!(
@@ -400,11 +368,7 @@ pub async fn token_scope_and_find_by_refresh(store: DynStore) {
     ];
     for (record, pair) in &cases {
         store.insert_token(record).await.unwrap();
-        let by_access = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let by_access = store.stored(&pair.access).await;
         assert_eq!(
             &by_access, record,
             "the scope round-trips, None and empty apart"
@@ -433,15 +397,7 @@ pub async fn token_scope_and_find_by_refresh(store: DynStore) {
     let s = subject("svc");
     let (cc, cc_pair) = TokenRecord::issue_scoped(&s, s.client_ref(), ab.clone(), false, T0, 1000);
     store.insert_token(&cc).await.unwrap();
-    assert_eq!(
-        store
-            .find_by_access(&cc_pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap()
-            .scope,
-        ab
-    );
+    assert_eq!(store.stored(&cc_pair.access).await.scope, ab);
 
     // Successors inherit the scope; a replay reports it too.
     let (record, pair) = &cases[0];
@@ -452,11 +408,7 @@ pub async fn token_scope_and_find_by_refresh(store: DynStore) {
         .unwrap()
         .unwrap();
     assert_eq!(first.scope, ab);
-    let successor = store
-        .find_by_access(&first.pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let successor = store.stored(&first.pair.access).await;
     assert_eq!(successor.scope, ab);
     let replay = store
         .refresh(request(&rt, &record.client, T0 + 2))

@@ -141,8 +141,12 @@ const USER: &str = "api_key_user";
 
 /// api_key/10_basic.yml's setup.
 fn basic_setup(srv: &TestServer) {
-    srv.put_role("admin_role", json!({ "cluster": ["manage_api_key"] }));
-    srv.put_user(USER, TEST_PW, &["admin_role"]);
+    srv.put_user_with_role(
+        USER,
+        TEST_PW,
+        "admin_role",
+        json!({ "cluster": ["manage_api_key"] }),
+    );
 }
 
 // ---- 1. create ----
@@ -617,8 +621,12 @@ fn superuser_key_limited_by_its_descriptors() {
 #[test]
 fn key_cannot_exceed_its_owners_privileges() {
     let srv = TestServer::start();
-    srv.put_role("own_keys", json!({ "cluster": ["manage_own_api_key"] }));
-    srv.put_user("limited", TEST_PW, &["own_keys"]);
+    srv.put_user_with_role(
+        "limited",
+        TEST_PW,
+        "own_keys",
+        json!({ "cluster": ["manage_own_api_key"] }),
+    );
     let key = create_key(
         &srv,
         ("limited", TEST_PW),

@@ -9,22 +9,15 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 fn joe_with_everything(srv: &TestServer) -> Value {
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({
+    srv.create_user(
+        "joe",
+        json!({
             "password": TEST_PW,
             "roles": ["superuser", "extra"],
             "full_name": "Joe Smith",
             "email": "joe@example.com",
             "metadata": { "key1": "val1", "key2": 2 },
-        }))
-        .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
+        }),
     );
     json!({
         "username": "joe",
@@ -106,16 +99,9 @@ fn schemes_are_case_insensitive() {
 #[test]
 fn es_authenticate_10_basic() {
     let srv = TestServer::start();
-    let r = srv
-        .put("/_security/user/authenticate_user")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Authenticate User" }))
-        .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
+    srv.create_user(
+        "authenticate_user",
+        json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Authenticate User" }),
     );
     let r = srv.auth_basic("authenticate_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
@@ -140,11 +126,7 @@ fn es_authenticate_11_admin_user_as_admin() {
 #[test]
 fn es_authenticate_11_admin_user_with_token() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = srv.request_client_credentials(ADMIN, ADMIN_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     let token = r.str("access_token");
     let admin = srv.get(AUTHENTICATE).admin().send();
@@ -211,7 +193,7 @@ fn wrong_password_unknown_user_and_disabled_user() {
     srv.assert_basic_ok("x", TEST_PW);
     srv.assert_basic_refused("x", "not-the-password");
     let r = srv.put("/_security/user/x/_disable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("x", TEST_PW);
 }
 

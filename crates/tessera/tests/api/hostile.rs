@@ -102,7 +102,7 @@ fn unknown_fields_are_rejected_by_name() {
     assert_parse_error(&r, "x_content_parse_exception", "old_password");
     srv.assert_basic_ok(ADMIN, ADMIN_PW);
     let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({}));
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn missing_required_bodies() {
     // Enable and disable take no body.
     srv.put_user("joe", TEST_PW, &[]);
     let r = srv.post("/_security/user/joe/_disable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
 }
 
 #[test]
@@ -229,7 +229,7 @@ fn non_utf8_and_deeply_nested_bodies() {
         "request body is not valid JSON",
     );
     let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({}));
 }
 
 #[test]
@@ -248,16 +248,9 @@ fn body_over_the_configured_limit_is_413() {
         "request body is larger than the limit of [2048] bytes",
     );
     // Just under the limit is fine.
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "full_name": "x".repeat(1900) }))
-        .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
+    srv.create_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "full_name": "x".repeat(1900) }),
     );
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!(r.body["joe"]["full_name"].as_str().unwrap().len(), 1900);
@@ -303,12 +296,7 @@ fn unsupported_content_type_is_406() {
             "password=x-pack-test-password&roles=superuser",
         )
         .send();
-    assert_eq!(r.status, 406, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "media_type_header_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 406, "media_type_header_exception");
     // application/json with parameters is fine.
     let r = srv
         .post(TOKEN)
@@ -320,7 +308,7 @@ fn unsupported_content_type_is_406() {
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
     let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({}));
 }
 
 #[test]
@@ -453,7 +441,7 @@ fn a_body_that_never_arrives_times_out_with_408() {
     );
     // The server is fine, and nothing was stored.
     let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({}));
 }
 
 #[test]

@@ -89,8 +89,12 @@ fn fresh_tokens(srv: &TestServer, n: usize) -> Vec<Tokens> {
 #[test]
 fn concurrent_refreshes_get_the_same_immediately_usable_pair() {
     let srv = TestServer::start();
-    srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
-    srv.put_user(RACER, TEST_PW, &["refresher"]);
+    srv.put_user_with_role(
+        RACER,
+        TEST_PW,
+        "refresher",
+        json!({ "cluster": ["manage_token"] }),
+    );
     let tokens = fresh_tokens(&srv, TRIALS);
 
     let trials = race(&srv, &tokens);
@@ -173,8 +177,12 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
             .refresh_reuse_revokes_family("false")
             .manual_clock(),
     );
-    srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
-    srv.put_user(RACER, TEST_PW, &["refresher"]);
+    srv.put_user_with_role(
+        RACER,
+        TEST_PW,
+        "refresher",
+        json!({ "cluster": ["manage_token"] }),
+    );
     let tokens = fresh_tokens(&srv, 5);
     let mut new = Vec::new();
     for t in &tokens {
@@ -210,8 +218,12 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
 #[test]
 fn concurrent_refreshes_by_a_different_client_all_fail_the_same_way() {
     let srv = TestServer::start();
-    srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
-    srv.put_user(RACER, TEST_PW, &["refresher"]);
+    srv.put_user_with_role(
+        RACER,
+        TEST_PW,
+        "refresher",
+        json!({ "cluster": ["manage_token"] }),
+    );
     // Created by the admin: the racer may not refresh them.
     let tokens: Vec<Tokens> = (0..3).map(|_| srv.password_grant(RACER, TEST_PW)).collect();
     for (i, seen) in race(&srv, &tokens).iter().enumerate() {
@@ -240,8 +252,12 @@ fn refreshes_racing_an_invalidation_never_leave_a_live_successor() {
     const RACE_TRIALS: usize = 500;
     const RACERS: usize = 4;
     let srv = TestServer::start();
-    srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
-    srv.put_user(RACER, TEST_PW, &["refresher"]);
+    srv.put_user_with_role(
+        RACER,
+        TEST_PW,
+        "refresher",
+        json!({ "cluster": ["manage_token"] }),
+    );
     let tokens = fresh_tokens(&srv, RACE_TRIALS);
     let barrier = Arc::new(Barrier::new(RACERS));
     let tokens = Arc::new(tokens);

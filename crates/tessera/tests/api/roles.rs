@@ -16,23 +16,13 @@ fn put_role(srv: &TestServer, name: &str, body: Value) -> Resp {
 fn put_creates_then_updates() {
     let srv = TestServer::start();
     let r = put_role(&srv, "ops", json!({ "cluster": ["monitor"] }));
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role": { "created": true } })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "role": { "created": true } }));
     let r = srv
         .post("/_security/role/ops")
         .admin()
         .json(&json!({ "cluster": ["manage_token"] }))
         .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role": { "created": false } })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "role": { "created": false } }));
     let r = srv.get("/_security/role/ops").admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -56,12 +46,7 @@ fn get_one_many_and_all() {
     });
 
     let r = srv.get("/_security/role/role_a").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role_a": expected_a })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "role_a": expected_a }));
 
     let r = srv.get("/_security/role/role_a,role_b,nope").admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
@@ -96,27 +81,13 @@ fn delete_role() {
     srv.put_user("operator", TEST_PW, &["ops"]);
     assert_eq!(srv.client_credentials("operator", TEST_PW).len(), 55);
     let r = srv.delete("/_security/role/ops").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "found": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "found": true }));
     let r = srv.delete("/_security/role/ops").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (404, &json!({ "found": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(404, &json!({ "found": false }));
     let r = srv.get("/_security/role/ops").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({}));
     // The user's role is gone, and with it the privilege.
-    let r = srv
-        .post(TOKEN)
-        .basic("operator", TEST_PW)
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = srv.request_client_credentials("operator", TEST_PW);
     assert_forbidden(
         &r,
         "cluster:admin/xpack/security/token/create",
@@ -160,19 +131,14 @@ fn unknown_cluster_privilege_is_rejected() {
         "unknown cluster privilege [manage_tokn]…",
     );
     let r = srv.get("/_security/role/typo").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({}));
 }
 
 #[test]
 fn invalid_role_bodies_are_rejected() {
     let srv = TestServer::start();
     let r = put_role(&srv, "bad", json!({ "clusterx": ["all"] }));
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "x_content_parse_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 400, "x_content_parse_exception");
     assert!(
         r.body["error"]["reason"]
             .as_str()
@@ -182,19 +148,9 @@ fn invalid_role_bodies_are_rejected() {
         r.text
     );
     let r = put_role(&srv, "bad", json!({ "cluster": "all" }));
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "x_content_parse_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 400, "x_content_parse_exception");
     let r = put_role(&srv, "%20leading", json!({ "cluster": ["all"] }));
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "action_request_validation_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 400, "action_request_validation_exception");
     let r = srv.get("/_security/role").admin().send();
     assert_eq!(keys(&r.body), ["superuser"], "{}", r.text);
 }
@@ -211,12 +167,7 @@ fn es_roles_10_basic() {
             "indices": [{ "names": "*", "privileges": ["all"] }],
         }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role": { "created": true } })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "role": { "created": true } }));
     let r = put_role(
         &srv,
         "backwards_role",
@@ -225,12 +176,7 @@ fn es_roles_10_basic() {
             "cluster": ["all"],
         }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role": { "created": true } })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "role": { "created": true } }));
     let r = srv
         .put("/_security/user/joe")
         .admin()

@@ -96,11 +96,7 @@ fn scope_is_returned_as_full_only_when_requested() {
 fn client_credentials_grant_issues_a_token_for_the_caller_without_refresh_token() {
     let srv = TestServer::start();
     with_token_user(&srv);
-    let r = srv
-        .post(TOKEN)
-        .basic("token_user", TEST_PW)
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = srv.request_client_credentials("token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.keys(),
@@ -161,13 +157,13 @@ fn refresh_within_the_window_returns_the_same_pair() {
 #[test]
 fn caller_without_manage_token_cannot_create_tokens() {
     let srv = TestServer::start();
-    srv.put_role("monitor_only", json!({ "cluster": ["monitor"] }));
-    srv.put_user("watcher", TEST_PW, &["monitor_only"]);
-    let r = srv
-        .post(TOKEN)
-        .basic("watcher", TEST_PW)
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    srv.put_user_with_role(
+        "watcher",
+        TEST_PW,
+        "monitor_only",
+        json!({ "cluster": ["monitor"] }),
+    );
+    let r = srv.request_client_credentials("watcher", TEST_PW);
     assert_forbidden(
         &r,
         "cluster:admin/xpack/security/token/create",
@@ -721,16 +717,9 @@ fn es_token_10_basic_invalidate_realms_tokens() {
 fn invalidation_statuses(field: &str) {
     let srv = TestServer::start();
     srv.put_role("admin_role", json!({ "cluster": ["manage_security"] }));
-    let r = srv
-        .put("/_security/user/token_user")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": ["admin_role"], "full_name": "Token User" }))
-        .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
+    srv.create_user(
+        "token_user",
+        json!({ "password": TEST_PW, "roles": ["admin_role"], "full_name": "Token User" }),
     );
     let as_token_user = |body: Value| {
         srv.delete(TOKEN)

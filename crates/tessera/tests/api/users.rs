@@ -40,34 +40,19 @@ fn put_creates_then_updates_and_post_works_too() {
         "joe",
         json!({ "password": TEST_PW, "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     let r = srv
         .post("/_security/user/joe")
         .admin()
         .json(&json!({ "roles": ["superuser"], "full_name": "Joe" }))
         .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     let r = srv
         .post("/_security/user/jim")
         .admin()
         .json(&json!({ "password": TEST_PW, "roles": [] }))
         .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     // The update without a password kept the old one.
     srv.assert_basic_ok("joe", TEST_PW);
     srv.assert_basic_ok("jim", TEST_PW);
@@ -114,19 +99,9 @@ fn get_users_all_and_by_name() {
     );
 
     let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "joe": joe })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "joe": joe }));
     let r = srv.get("/_security/user/joe,ann,nobody").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "joe": joe, "ann": ann })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "joe": joe, "ann": ann }));
     for missing in ["/_security/user/nobody", "/_security/user/nobody,nothing"] {
         let r = srv.get(missing).admin().send();
         assert_eq!(
@@ -148,22 +123,12 @@ fn delete_user() {
     srv.put_user("joe", TEST_PW, &["superuser"]);
     let t = srv.password_grant("joe", TEST_PW);
     let r = srv.delete("/_security/user/joe").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "found": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "found": true }));
     let r = srv.delete("/_security/user/joe").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (404, &json!({ "found": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(404, &json!({ "found": false }));
     srv.assert_basic_refused("joe", TEST_PW);
     let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({}));
     // Deleting the user took its tokens with it (revoke_on_user_change),
     // so an invalidation by username finds nothing live.
     assert_token_expired(&srv.auth_bearer(&t.access));
@@ -224,12 +189,7 @@ fn put_user_validation() {
         "joe",
         json!({ "username": "joey", "password": TEST_PW, "roles": [] }),
     );
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "illegal_argument_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 400, "illegal_argument_exception");
     let reason = r.body["error"]["reason"].as_str().unwrap();
     assert!(
         reason.contains("joey") && reason.contains("joe"),
@@ -247,15 +207,10 @@ fn put_user_validation() {
         "joe",
         json!({ "password": TEST_PW, "password_hash": "x", "roles": [] }),
     );
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "action_request_validation_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 400, "action_request_validation_exception");
     // Nothing was created by any of that.
     let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({}));
 }
 
 #[test]
@@ -301,12 +256,7 @@ fn bcrypt_password_hash_works_for_login_and_change_password() {
         "joe",
         json!({ "password_hash": hash, "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     srv.assert_basic_ok("joe", "bcrypt-secret");
     srv.assert_basic_refused("joe", "bcrypt-secrex");
     // A password grant works with it too.
@@ -319,7 +269,7 @@ fn bcrypt_password_hash_works_for_login_and_change_password() {
         .admin()
         .json(&json!({ "password_hash": other }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("joe", "bcrypt-secret");
     srv.assert_basic_ok("joe", "another-secret");
 }
@@ -341,7 +291,7 @@ fn change_own_password_and_others_as_admin() {
         .basic("unprivileged_user", "s3krit-password")
         .json(&json!({ "password": "changed-password" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("unprivileged_user", "s3krit-password");
     srv.assert_basic_ok("unprivileged_user", "changed-password");
     // Own password through the named route, with POST.
@@ -350,7 +300,7 @@ fn change_own_password_and_others_as_admin() {
         .basic("unprivileged_user", "changed-password")
         .json(&json!({ "password": "changed-again" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_ok("unprivileged_user", "changed-again");
     // Another's, as admin.
     let r = srv
@@ -358,7 +308,7 @@ fn change_own_password_and_others_as_admin() {
         .admin()
         .json(&json!({ "password": "new-joe-password" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("joe", "s3krit-password");
     srv.assert_basic_ok("joe", "new-joe-password");
     // Too short; missing; unknown user.
@@ -379,23 +329,13 @@ fn change_own_password_and_others_as_admin() {
         .admin()
         .json(&json!({}))
         .send();
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "action_request_validation_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 400, "action_request_validation_exception");
     let r = srv
         .put("/_security/user/nobody/_password")
         .admin()
         .json(&json!({ "password": "whatever-pw" }))
         .send();
-    assert_eq!(r.status, 404, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "resource_not_found_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 404, "resource_not_found_exception");
     srv.assert_basic_ok("joe", "new-joe-password");
 }
 
@@ -415,7 +355,7 @@ fn es_change_password_10_basic() {
         .admin()
         .json(&json!({ "password": "s3krit-password2" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("joe", "s3krit-password");
     srv.assert_basic_ok("joe", "s3krit-password2");
 
@@ -425,7 +365,7 @@ fn es_change_password_10_basic() {
         .basic("unprivileged_user", "s3krit-password")
         .json(&json!({ "password": "s3krit-password2" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("unprivileged_user", "s3krit-password");
     srv.assert_basic_ok("unprivileged_user", "s3krit-password2");
 
@@ -507,25 +447,25 @@ fn es_users_30_enable_disable() {
     srv.put_user("joe", TEST_PW, &["superuser"]);
     srv.assert_basic_ok("joe", TEST_PW);
     let r = srv.put("/_security/user/joe/_disable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("joe", TEST_PW);
     let r = srv.put("/_security/user/joe/_enable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_ok("joe", TEST_PW);
     // Enabling an enabled user is fine.
     let r = srv.post("/_security/user/joe/_enable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_ok("joe", TEST_PW);
     // Disabling twice is fine.
     for _ in 0..2 {
         let r = srv.post("/_security/user/joe/_disable").admin().send();
-        assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+        r.assert_is(200, &json!({}));
     }
     srv.assert_basic_refused("joe", TEST_PW);
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!(r.body["joe"]["enabled"], false, "{}", r.text);
     let r = srv.put("/_security/user/joe/_enable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     // joe may not disable himself.
     let r = srv
         .put("/_security/user/joe/_disable")
@@ -540,12 +480,7 @@ fn es_users_30_enable_disable() {
     srv.assert_basic_ok("joe", TEST_PW);
     // Unknown user.
     let r = srv.put("/_security/user/nobody/_disable").admin().send();
-    assert_eq!(r.status, 404, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "resource_not_found_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 404, "resource_not_found_exception");
 }
 
 #[test]
@@ -573,15 +508,10 @@ fn es_users_31_create_disabled() {
         "joe",
         json!({ "password": TEST_PW, "roles": ["superuser"], "enabled": false }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     srv.assert_basic_refused("joe", TEST_PW);
     let r = srv.put("/_security/user/joe/_enable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_ok("joe", TEST_PW);
 }
 
@@ -616,12 +546,7 @@ fn assert_es_joe(srv: &TestServer) {
 fn es_users_10_basic_put_and_get() {
     let srv = TestServer::start();
     let r = es_joe(&srv, json!({}));
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     let r = srv.auth_basic("joe", TEST_PW);
     assert_eq!(
         (r.status, &r.body["username"]),
@@ -636,12 +561,7 @@ fn es_users_10_basic_put_and_get() {
 fn es_users_10_basic_username_in_body() {
     let srv = TestServer::start();
     let r = es_joe(&srv, json!({ "username": "joe" }));
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     srv.assert_basic_ok("joe", TEST_PW);
     assert_es_joe(&srv);
 }
@@ -657,7 +577,7 @@ fn es_users_10_basic_username_mismatch() {
         "the username in the request body [joey] does not match the username in the path [joe]",
     );
     let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({}));
 }
 
 #[test]
@@ -682,12 +602,7 @@ fn es_users_10_basic_password_hash_from_another_user() {
         "joe",
         json!({ "password_hash": hash, "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     let r = srv.auth_basic("joe", "bobs-password");
     assert_eq!(
         (r.status, &r.body["username"]),
@@ -702,12 +617,7 @@ fn es_users_10_basic_password_hash_from_another_user() {
 fn es_users_15_overwrite_user() {
     let srv = TestServer::start();
     let r = es_joe(&srv, json!({}));
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     let r = put_user_body(
         &srv,
         "joe",
@@ -719,12 +629,7 @@ fn es_users_15_overwrite_user() {
             "metadata": { "key1": "val1", "key2": "val2", "key3": "val3" },
         }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -762,23 +667,13 @@ fn es_users_16_update_user() {
         "joe",
         json!({ "password": TEST_PW, "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     let r = put_user_body(
         &srv,
         "joe",
         json!({ "roles": ["superuser"], "full_name": "Joe Updated" }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     srv.assert_basic_ok("joe", TEST_PW);
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!(r.body["joe"]["full_name"], "Joe Updated", "{}", r.text);
@@ -787,12 +682,7 @@ fn es_users_16_update_user() {
         "joe",
         json!({ "password": "s3krit-password2", "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     srv.assert_basic_refused("joe", TEST_PW);
     srv.assert_basic_ok("joe", "s3krit-password2");
 }
@@ -811,8 +701,12 @@ fn es_users_20_get_missing() {
 #[test]
 fn manage_token_role_can_get_tokens_but_not_manage_users() {
     let srv = TestServer::start();
-    srv.put_role("token_only", json!({ "cluster": ["manage_token"] }));
-    srv.put_user("tokener", TEST_PW, &["token_only"]);
+    srv.put_user_with_role(
+        "tokener",
+        TEST_PW,
+        "token_only",
+        json!({ "cluster": ["manage_token"] }),
+    );
     let t = srv.password_grant_by(("tokener", TEST_PW), "tokener", TEST_PW);
     let t = Tokens::from_body(&t);
     srv.assert_bearer_ok(&t.access, "tokener");
@@ -874,11 +768,7 @@ fn user_without_roles_is_forbidden_everything_but_authenticate() {
     let r = srv.auth_basic("nobody_special", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["roles"], json!([]));
-    let r = srv
-        .post(TOKEN)
-        .basic("nobody_special", TEST_PW)
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = srv.request_client_credentials("nobody_special", TEST_PW);
     assert_forbidden(
         &r,
         "cluster:admin/xpack/security/token/create",
@@ -891,8 +781,12 @@ fn user_without_roles_is_forbidden_everything_but_authenticate() {
 #[test]
 fn read_security_can_read_users_and_roles_only() {
     let srv = TestServer::start();
-    srv.put_role("reader", json!({ "cluster": ["read_security"] }));
-    srv.put_user("auditor", TEST_PW, &["reader"]);
+    srv.put_user_with_role(
+        "auditor",
+        TEST_PW,
+        "reader",
+        json!({ "cluster": ["read_security"] }),
+    );
     let r = srv
         .get("/_security/user/elastic")
         .basic("auditor", TEST_PW)

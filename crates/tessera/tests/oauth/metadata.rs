@@ -37,11 +37,7 @@ fn the_default_issuer_is_the_bound_address() {
     assert!(r.body.get("authorization_endpoint").is_none());
     // The advertised endpoints are the ones that answer.
     let client = server.register(json!({}));
-    let token = server
-        .post(TOKEN)
-        .client(&client)
-        .form(&[("grant_type", "client_credentials")])
-        .send();
+    let token = server.token(&client, &[("grant_type", "client_credentials")]);
     assert_eq!(token.status, 200);
     assert_eq!(r.body["token_endpoint"], server.url(TOKEN));
 }

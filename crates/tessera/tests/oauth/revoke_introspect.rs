@@ -62,27 +62,27 @@ fn revoking_a_refresh_token_ends_its_family_including_successors() {
         ],
     );
     // token_type_hint is accepted (and not needed); an unknown hint is ignored.
-    let r = server
-        .post(REVOKE)
-        .client(&client)
-        .form(&[
+    let r = server.form_as(
+        &client,
+        REVOKE,
+        &[
             ("token", s(&second["refresh_token"])),
             ("token_type_hint", "refresh_token"),
-        ])
-        .send();
+        ],
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     for token in [&first["access_token"], &second["access_token"]] {
         assert_token_dead(&server, s(token));
     }
     let fresh = password_pair(&server, &client);
-    let r = server
-        .post(REVOKE)
-        .client(&client)
-        .form(&[
+    let r = server.form_as(
+        &client,
+        REVOKE,
+        &[
             ("token", s(&fresh["access_token"])),
             ("token_type_hint", "mystery"),
-        ])
-        .send();
+        ],
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_token_dead(&server, s(&fresh["access_token"]));
 }
@@ -141,7 +141,7 @@ fn revocation_requires_client_authentication_and_a_token() {
         .form(&[("token", "x")])
         .send();
     assert_oauth_error_says(&r, 401, "invalid_client", "client authentication failed");
-    let r = server.post(REVOKE).client(&client).form(&[]).send();
+    let r = server.form_as(&client, REVOKE, &[]);
     assert_oauth_error_says(&r, 400, "invalid_request", "missing parameter [token]");
     let r = server
         .post(REVOKE)
@@ -430,6 +430,6 @@ fn introspection_shows_a_token_only_to_its_client_or_an_introspector() {
         "invalid_client",
         "client authentication is required",
     );
-    let r = server.post(INTROSPECT).client(&client).form(&[]).send();
+    let r = server.form_as(&client, INTROSPECT, &[]);
     assert_oauth_error_says(&r, 400, "invalid_request", "missing parameter [token]");
 }

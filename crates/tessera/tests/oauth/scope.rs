@@ -68,10 +68,7 @@ fn a_client_may_ask_for_any_subset_of_its_registered_scopes() {
 #[test]
 fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
     let server = TestServer::start();
-    let client = server.register(json!({
-        "grant_types": ["client_credentials", "password"],
-        "scope": "read tessera:admin",
-    }));
+    let client = server.client_for(&["client_credentials", "password"], "read tessera:admin");
     let admin_token = password(&server, &client, None)["access_token"]
         .as_str()
         .unwrap()
@@ -176,10 +173,7 @@ fn expired_oauth_tokens_get_invalid_token() {
 #[test]
 fn refresh_keeps_the_granted_scope_and_refuses_more() {
     let server = TestServer::start();
-    let client = server.register(json!({
-        "grant_types": ["password", "refresh_token"],
-        "scope": "read write tessera:admin",
-    }));
+    let client = server.client_for(&["password", "refresh_token"], "read write tessera:admin");
     let first = password(&server, &client, Some("read write"));
     assert_eq!(first["scope"], "read write");
     let rt = first["refresh_token"].as_str().unwrap().to_owned();

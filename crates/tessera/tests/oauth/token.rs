@@ -39,18 +39,23 @@ fn client_credentials_with_basic_authentication() {
     assert_eq!(me.body["authentication_type"], "token");
 }
 
+/// A client-credentials grant authenticated with `client_secret_post`.
+fn client_secret_post(server: &TestServer, client: &TestClient) -> Resp {
+    server
+        .post(TOKEN)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client.id),
+            ("client_secret", &client.secret),
+        ])
+        .send()
+}
+
 #[test]
 fn client_secret_post_is_honoured_only_for_clients_registered_for_it() {
     let server = TestServer::start();
     let post = server.register(json!({ "token_endpoint_auth_method": "client_secret_post" }));
-    let r = server
-        .post(TOKEN)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &post.id),
-            ("client_secret", &post.secret),
-        ])
-        .send();
+    let r = client_secret_post(&server, &post);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_token_headers(&r);
 
@@ -64,14 +69,7 @@ fn client_secret_post_is_honoured_only_for_clients_registered_for_it() {
     );
     assert_eq!(r.header_all("www-authenticate"), [BASIC_CHALLENGE]);
     let basic = server.register(json!({}));
-    let r = server
-        .post(TOKEN)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &basic.id),
-            ("client_secret", &basic.secret),
-        ])
-        .send();
+    let r = client_secret_post(&server, &basic);
     assert_oauth_error(&r, 401, "invalid_client", false);
     assert_eq!(
         r.body["error_description"],
@@ -188,15 +186,15 @@ fn malformed_requests_are_invalid_request() {
     let client = server.register(json!({ "grant_types": ["password"] }));
 
     // Two authentication methods at once.
-    let r = server
-        .post(TOKEN)
-        .client(&client)
-        .form(&[
+    let r = server.form_as(
+        &client,
+        TOKEN,
+        &[
             ("grant_type", "client_credentials"),
             ("client_id", &client.id),
             ("client_secret", &client.secret),
-        ])
-        .send();
+        ],
+    );
     assert_oauth_error_says(
         &r,
         400,
