@@ -77,16 +77,22 @@ async fn conformance_case(
 }
 
 fn user(name: &str) -> UserUpsert {
-    UserUpsert {
-        username: name.into(),
-        password_hash: Some("hash".into()),
-        roles: vec!["superuser".into()],
-        full_name: None,
-        email: None,
-        metadata: Default::default(),
-        enabled: true,
-        revoke_tokens: false,
-    }
+    conformance::bare_user(name, "hash", &["superuser"])
+}
+
+/// The schema versions recorded in `table` (`tessera_schema_migrations`,
+/// qualified with a schema where needed).
+async fn migrations(client: &tokio_postgres::Client, table: &str) -> Vec<i32> {
+    client
+        .query(
+            &format!("SELECT version FROM {table} ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// Nodes starting at once on an empty database all come up, and the
@@ -106,16 +112,7 @@ async fn concurrent_connects_migrate_once(base: String) {
             stores.push(c.await.unwrap().expect("every concurrent connect succeeds"));
         }
         let check = connect_admin(&url).await;
-        let versions: Vec<i32> = check
-            .query(
-                "SELECT version FROM tessera_schema_migrations ORDER BY version",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let versions = migrations(&check, "tessera_schema_migrations").await;
         assert_eq!(versions, [1, 2, 3, 4]);
         assert!(stores[0].put_user(user("a")).await.unwrap());
         assert_eq!(
@@ -199,16 +196,7 @@ async fn migration_3_upgrades_a_version_2_database(base: String) {
         .await
         .unwrap();
     let store = connect(&url).await;
-    let versions: Vec<i32> = admin
-        .query(
-            &format!("SELECT version FROM {schema}.tessera_schema_migrations ORDER BY version"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let versions = migrations(&admin, &format!("{schema}.tessera_schema_migrations")).await;
     assert_eq!(versions, [1, 2, 3, 4]);
     conformance::assert_upgraded_for_oauth(&store, &subject, &old, &old_pair).await;
 }

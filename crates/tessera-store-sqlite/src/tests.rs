@@ -2,7 +2,7 @@
 //! cache against other processes, and the conformance suite.
 
 use super::*;
-use tessera_store::conformance::{assert_upgraded_for_oauth, StoreExt};
+use tessera_store::conformance::{assert_upgraded_for_oauth, bare_user, StoreExt};
 
 /// The first released schema: one `tokens` table with every column of
 /// a pair inline, before tokens had a scope and before OAuth clients.
@@ -155,16 +155,7 @@ async fn writes_by_other_processes_reach_the_serving_cache() {
         }
     }
     // Users too: a password changed elsewhere is what the server reads.
-    let upsert = |hash: &str| UserUpsert {
-        username: "u".into(),
-        password_hash: Some(hash.into()),
-        roles: vec![],
-        full_name: None,
-        email: None,
-        metadata: Default::default(),
-        enabled: true,
-        revoke_tokens: false,
-    };
+    let upsert = |hash: &str| bare_user("u", hash, &[]);
     server.put_user(upsert("h1")).await.unwrap();
     for _ in 0..2 {
         assert_eq!(
@@ -236,19 +227,7 @@ async fn writes_move_only_the_tables_they_name() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_serving(&dir.path().join("tables.db")).unwrap();
     let cache = store.cache.clone().unwrap();
-    store
-        .put_user(UserUpsert {
-            username: "carol".into(),
-            password_hash: Some("h".into()),
-            roles: vec![],
-            full_name: None,
-            email: None,
-            metadata: Default::default(),
-            enabled: true,
-            revoke_tokens: false,
-        })
-        .await
-        .unwrap();
+    store.put_user(bare_user("carol", "h", &[])).await.unwrap();
     let s = tessera_store::conformance::subject("carol");
     let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
     store.insert_token(&record).await.unwrap();

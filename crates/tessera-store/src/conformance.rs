@@ -116,6 +116,27 @@ pub trait StoreExt: Store {
             .expect("find_by_access answers")
             .expect("the pair is stored")
     }
+
+    /// Why the store refuses `request`; it must refuse.
+    async fn refusal(&self, request: RefreshRequest) -> RefreshError {
+        self.refresh(request)
+            .await
+            .expect("refresh answers")
+            .expect_err("the refresh is refused")
+            .error
+    }
+
+    /// The ids of every OAuth client, in the store's order.
+    async fn client_ids(&self) -> Vec<String> {
+        let clients = self.list_oauth_clients().await.unwrap();
+        clients.into_iter().map(|c| c.client_id).collect()
+    }
+
+    /// The names of every user, in the store's order.
+    async fn usernames(&self) -> Vec<String> {
+        let users = self.list_users().await.unwrap();
+        users.into_iter().map(|u| u.username).collect()
+    }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}
@@ -173,6 +194,20 @@ pub fn subject(username: &str) -> Authentication {
     }
 }
 
+/// An enabled user with a password hash and `roles`, nothing else.
+pub fn bare_user(name: &str, hash: &str, roles: &[&str]) -> UserUpsert {
+    UserUpsert {
+        username: name.into(),
+        password_hash: Some(hash.into()),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        full_name: None,
+        email: None,
+        metadata: Default::default(),
+        enabled: true,
+        revoke_tokens: false,
+    }
+}
+
 fn user(name: &str, hash: Option<&str>) -> UserUpsert {
     UserUpsert {
         username: name.into(),
@@ -183,6 +218,31 @@ fn user(name: &str, hash: Option<&str>) -> UserUpsert {
         metadata: serde_json::from_value(serde_json::json!({"k": 1})).unwrap(),
         enabled: true,
         revoke_tokens: false,
+    }
+}
+
+/// A pair `client` holds for `subject`, with `scope`, issued at `T0`.
+fn issue_to_client(
+    subject: &Authentication,
+    client: &oauth::OAuthClientRecord,
+    scope: Vec<String>,
+    with_refresh: bool,
+) -> (TokenRecord, TokenPair) {
+    TokenRecord::issue_scoped(
+        subject,
+        client.client_ref(),
+        Some(scope),
+        with_refresh,
+        T0,
+        POLICY.access_ttl_ms,
+    )
+}
+
+/// The filter that selects the API keys `ids`.
+fn by_ids(ids: &[&str]) -> ApiKeyFilter {
+    ApiKeyFilter {
+        ids: Some(ids.iter().map(|id| id.to_string()).collect()),
+        ..Default::default()
     }
 }
 

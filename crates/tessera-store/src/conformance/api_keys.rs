@@ -78,13 +78,7 @@ pub async fn api_keys(store: DynStore) {
         ..Default::default()
     };
     let first = store
-        .invalidate_api_keys(
-            &ApiKeyFilter {
-                ids: Some(vec![a.id.clone()]),
-                ..Default::default()
-            },
-            T0 + 10,
-        )
+        .invalidate_api_keys(&by_ids(&[&a.id]), T0 + 10)
         .await
         .unwrap();
     assert_eq!(
@@ -110,13 +104,7 @@ pub async fn api_keys(store: DynStore) {
     );
     assert_eq!(
         store
-            .invalidate_api_keys(
-                &ApiKeyFilter {
-                    ids: Some(vec!["missing".into()]),
-                    ..Default::default()
-                },
-                T0
-            )
+            .invalidate_api_keys(&by_ids(&["missing"]), T0)
             .await
             .unwrap(),
         ApiKeyInvalidation::default()

@@ -27,13 +27,7 @@ pub async fn oauth_clients(store: DynStore) {
         store.get_oauth_client(&b.client_id).await.unwrap().unwrap(),
         b
     );
-    let ids: Vec<_> = store
-        .list_oauth_clients()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.client_id)
-        .collect();
+    let ids: Vec<_> = store.client_ids().await;
     assert_eq!(
         ids,
         [a.client_id.clone(), b.client_id.clone()],
@@ -67,23 +61,9 @@ pub async fn oauth_clients(store: DynStore) {
 
     // Deleting a client invalidates every pair issued to it, and only those.
     let user = subject("jane");
-    let (mine, mine_pair) = TokenRecord::issue_scoped(
-        &user,
-        a.client_ref(),
-        Some(vec!["x".into()]),
-        true,
-        T0,
-        POLICY.access_ttl_ms,
-    );
+    let (mine, mine_pair) = issue_to_client(&user, &a, vec!["x".into()], true);
     store.insert_token(&mine).await.unwrap();
-    let (cc, cc_pair) = TokenRecord::issue_scoped(
-        &a.authentication(),
-        a.client_ref(),
-        Some(Vec::new()),
-        false,
-        T0,
-        POLICY.access_ttl_ms,
-    );
+    let (cc, cc_pair) = issue_to_client(&a.authentication(), &a, Vec::new(), false);
     store.insert_token(&cc).await.unwrap();
     let next = store
         .refresh(request(
@@ -95,14 +75,7 @@ pub async fn oauth_clients(store: DynStore) {
         .unwrap()
         .unwrap()
         .pair;
-    let (theirs, theirs_pair) = TokenRecord::issue_scoped(
-        &user,
-        b.client_ref(),
-        Some(Vec::new()),
-        true,
-        T0,
-        POLICY.access_ttl_ms,
-    );
+    let (theirs, theirs_pair) = issue_to_client(&user, &b, Vec::new(), true);
     store.insert_token(&theirs).await.unwrap();
     let (_, es_pair) = issue(&store, "jane", T0).await;
 
@@ -124,12 +97,6 @@ pub async fn oauth_clients(store: DynStore) {
         );
         assert!(!rec.refresh_invalidated);
     }
-    let left: Vec<_> = store
-        .list_oauth_clients()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.client_id)
-        .collect();
+    let left: Vec<_> = store.client_ids().await;
     assert_eq!(left, [b.client_id.clone()]);
 }

@@ -9,7 +9,7 @@ use tessera_domain::refresh::RefreshError;
 use tessera_domain::token::TokenPair;
 use tessera_domain::{Authentication, ClientRef, Millis, TokenRecord};
 
-use super::{key, request, subject, user, DynStore, StoreExt, POLICY, T0};
+use super::{by_ids, key, request, subject, user, DynStore, StoreExt, POLICY, T0};
 use crate::{ApiKeyFilter, Lineage, Requirement};
 
 /// Mints a pair for `subject` on behalf of `client`, derived as `lineage`
@@ -60,16 +60,17 @@ async fn all_dead(store: &DynStore, pairs: &[&(TokenRecord, TokenPair)], why: &s
             found.access_invalidated,
             "{why}: pair {i} still authenticates"
         );
-        let refused = store
-            .refresh(request(
-                pair.refresh.as_ref().unwrap(),
-                &record.client,
-                T0 + 1,
-            ))
-            .await
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(refused.error, RefreshError::Invalidated, "{why}: pair {i}");
+        assert_eq!(
+            store
+                .refusal(request(
+                    pair.refresh.as_ref().unwrap(),
+                    &record.client,
+                    T0 + 1,
+                ))
+                .await,
+            RefreshError::Invalidated,
+            "{why}: pair {i}"
+        );
     }
 }
 
@@ -105,13 +106,7 @@ pub async fn chains_die_with_their_api_key(store: DynStore) {
     let stranger = child(&store, &super::issue(&store, "stranger", T0).await).await;
 
     let outcome = store
-        .invalidate_api_keys(
-            &ApiKeyFilter {
-                ids: Some(vec![k.id.clone()]),
-                ..Default::default()
-            },
-            T0,
-        )
+        .invalidate_api_keys(&by_ids(&[&k.id]), T0)
         .await
         .unwrap();
     assert_eq!(outcome.invalidated, vec![k.id.clone()]);

@@ -73,12 +73,7 @@ pub async fn refresh_races_invalidate_refresh(store: DynStore) {
         let original = store.stored(&pair.access).await;
         assert!(original.access_invalidated);
         assert_eq!(
-            store
-                .refresh(request(&rt, &record.client, T0 + 1))
-                .await
-                .unwrap()
-                .unwrap_err()
-                .error,
+            store.refusal(request(&rt, &record.client, T0 + 1)).await,
             RefreshError::Invalidated,
             "after the invalidation answered, the refresh token is dead"
         );
@@ -119,14 +114,7 @@ pub async fn refresh_races_client_deletion(store: DynStore) {
         let client = oauth::mint_client(ClientMetadata::default(), T0).record;
         store.put_oauth_client(&client).await.unwrap();
         let s = subject("racer");
-        let (record, pair) = TokenRecord::issue_scoped(
-            &s,
-            client.client_ref(),
-            Some(Vec::new()),
-            true,
-            T0,
-            POLICY.access_ttl_ms,
-        );
+        let (record, pair) = issue_to_client(&s, &client, Vec::new(), true);
         store.insert_token(&record).await.unwrap();
         let rt = pair.refresh.clone().unwrap();
         let refresher = {
@@ -236,13 +224,7 @@ pub async fn reads_follow_every_change(store: DynStore) {
     let read = || async { store.get_api_key(&k.id).await.unwrap().unwrap() };
     assert!(twice(read).await.invalidated_at.is_none());
     store
-        .invalidate_api_keys(
-            &ApiKeyFilter {
-                ids: Some(vec![k.id.clone()]),
-                ..Default::default()
-            },
-            T0 + 1,
-        )
+        .invalidate_api_keys(&by_ids(&[&k.id]), T0 + 1)
         .await
         .unwrap();
     assert!(read().await.invalidated_at.is_some());

@@ -32,21 +32,11 @@ pub async fn refresh_rules(store: DynStore) {
 
     let unknown = TokenString::mint(tessera_domain::TokenKind::Refresh, 0);
     assert_eq!(
-        store
-            .refresh(request(&unknown, &me, T0))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+        store.refusal(request(&unknown, &me, T0)).await,
         RefreshError::NotFound
     );
     assert_eq!(
-        store
-            .refresh(request(&rt, &stranger, T0 + 1))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+        store.refusal(request(&rt, &stranger, T0 + 1)).await,
         RefreshError::WrongClient
     );
     let first = store
@@ -107,26 +97,18 @@ pub async fn refresh_rules(store: DynStore) {
         InvalidateOne::Invalidated
     );
     assert_eq!(
-        store
-            .refresh(request(&rt2, &me, T0 + 1))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+        store.refusal(request(&rt2, &me, T0 + 1)).await,
         RefreshError::Invalidated
     );
     let (_, p3) = issue(&store, "u", T0).await;
     assert_eq!(
         store
-            .refresh(request(
+            .refusal(request(
                 p3.refresh.as_ref().unwrap(),
                 &me,
                 T0 + 24 * 3_600_000
             ))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+            .await,
         RefreshError::Expired
     );
 }
@@ -223,12 +205,7 @@ pub async fn replay_of_invalidated_successor(store: DynStore) {
         .await
         .unwrap();
     assert_eq!(
-        store
-            .refresh(request(&rt, &record.client, T0 + 1))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+        store.refusal(request(&rt, &record.client, T0 + 1)).await,
         RefreshError::Invalidated,
         "a replay never hands out a token that was taken back"
     );
