@@ -16,8 +16,9 @@ use tessera_domain::token::{TokenPair, TokenString};
 use tessera_domain::{ClientRef, Millis, TokenRecord};
 
 use crate::{
-    ApiKeyFilter, ApiKeyInvalidation, InvalidateCounts, InvalidateOne, NameMatch, RefreshRequest,
-    RoleDescriptor, Store, StoreError, UserUpsert, API_KEY_RETENTION_MS,
+    ApiKeyFilter, ApiKeyInvalidation, InvalidateCounts, InvalidateOne, NameMatch, RefreshGranted,
+    RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, UserUpsert,
+    API_KEY_RETENTION_MS,
 };
 
 pub mod accounts;
@@ -117,6 +118,14 @@ pub trait StoreExt: Store {
             .expect("the pair is stored")
     }
 
+    /// What the store grants for `request`; it must grant it.
+    async fn granted(&self, request: RefreshRequest) -> RefreshGranted {
+        self.refresh(request)
+            .await
+            .expect("refresh answers")
+            .expect("the refresh is granted")
+    }
+
     /// Why the store refuses `request`; it must refuse.
     async fn refusal(&self, request: RefreshRequest) -> RefreshError {
         self.refresh(request)
@@ -167,16 +176,17 @@ pub async fn assert_upgraded_for_oauth<S: Store + ?Sized>(
     assert_eq!(store.stored(&pair.access).await, scoped);
 }
 
-const POLICY: RefreshPolicy = RefreshPolicy {
-    access_ttl_ms: 1_200_000,
-    window_ms: 30_000,
-    reuse_revokes_family: true,
-};
+/// The policy of the cases: 20-minute access tokens, a 30-second window.
+const fn policy(reuse_revokes_family: bool) -> RefreshPolicy {
+    RefreshPolicy {
+        access_ttl_ms: 1_200_000,
+        window_ms: 30_000,
+        reuse_revokes_family,
+    }
+}
+const POLICY: RefreshPolicy = policy(true);
 /// Strict Elasticsearch behaviour: reuse is refused, nothing is revoked.
-const ES_POLICY: RefreshPolicy = RefreshPolicy {
-    reuse_revokes_family: false,
-    ..POLICY
-};
+const ES_POLICY: RefreshPolicy = policy(false);
 const T0: Millis = 1_700_000_000_000;
 
 pub fn subject(username: &str) -> Authentication {

@@ -66,14 +66,12 @@ pub async fn oauth_clients(store: DynStore) {
     let (cc, cc_pair) = issue_to_client(&a.authentication(), &a, Vec::new(), false);
     store.insert_token(&cc).await.unwrap();
     let next = store
-        .refresh(request(
+        .granted(request(
             mine_pair.refresh.as_ref().unwrap(),
             &a.client_ref(),
             T0 + 1,
         ))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
     let (theirs, theirs_pair) = issue_to_client(&user, &b, Vec::new(), true);
     store.insert_token(&theirs).await.unwrap();

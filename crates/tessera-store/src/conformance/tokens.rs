@@ -39,11 +39,7 @@ pub async fn refresh_rules(store: DynStore) {
         store.refusal(request(&rt, &stranger, T0 + 1)).await,
         RefreshError::WrongClient
     );
-    let first = store
-        .refresh(request(&rt, &me, T0 + 10))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = store.granted(request(&rt, &me, T0 + 10)).await;
     assert!(first.rotated);
     assert_eq!(first.subject.authentication_type, AuthenticationType::Token);
     let successor = store.stored(&first.pair.access).await;
@@ -53,11 +49,7 @@ pub async fn refresh_rules(store: DynStore) {
     // the old access token stays valid
     assert!(store.stored(&pair.access).await.access_usable(T0 + 10));
 
-    let again = store
-        .refresh(request(&rt, &me, T0 + 20_000))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = store.granted(request(&rt, &me, T0 + 20_000)).await;
     assert!(!again.rotated);
     assert_eq!(
         again.pair, first.pair,
@@ -65,11 +57,7 @@ pub async fn refresh_rules(store: DynStore) {
     );
     // the successor refreshes normally, once
     let next_rt = first.pair.refresh.clone().unwrap();
-    let second = store
-        .refresh(request(&next_rt, &me, T0 + 40_000))
-        .await
-        .unwrap()
-        .unwrap();
+    let second = store.granted(request(&next_rt, &me, T0 + 40_000)).await;
     assert!(second.rotated);
     assert_eq!(second.pair.access.hash(), {
         let s = store.stored(&second.pair.access).await;
@@ -119,23 +107,17 @@ pub async fn families(store: DynStore) {
     let (record, g0) = issue(&store, "fam", T0).await;
     let me = record.client.clone();
     let g1 = store
-        .refresh(request(g0.refresh.as_ref().unwrap(), &me, T0))
+        .granted(request(g0.refresh.as_ref().unwrap(), &me, T0))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
     let g2 = store
-        .refresh(request(g1.refresh.as_ref().unwrap(), &me, T0 + 1))
+        .granted(request(g1.refresh.as_ref().unwrap(), &me, T0 + 1))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
     // the immediate predecessor still enjoys the window
     let replay = store
-        .refresh(request(g1.refresh.as_ref().unwrap(), &me, T0 + 2))
-        .await
-        .unwrap()
-        .unwrap();
+        .granted(request(g1.refresh.as_ref().unwrap(), &me, T0 + 2))
+        .await;
     assert_eq!(replay.pair, g2);
     let reuse = store
         .refresh(request(g0.refresh.as_ref().unwrap(), &me, T0 + 3))
@@ -195,11 +177,7 @@ pub async fn families(store: DynStore) {
 pub async fn replay_of_invalidated_successor(store: DynStore) {
     let (record, pair) = issue(&store, "u", T0).await;
     let rt = pair.refresh.unwrap();
-    let first = store
-        .refresh(request(&rt, &record.client, T0))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = store.granted(request(&rt, &record.client, T0)).await;
     store
         .invalidate_access(&first.pair.access.hash())
         .await
@@ -379,30 +357,20 @@ pub async fn token_scope_and_find_by_refresh(store: DynStore) {
     // Successors inherit the scope; a replay reports it too.
     let (record, pair) = &cases[0];
     let rt = pair.refresh.clone().unwrap();
-    let first = store
-        .refresh(request(&rt, &record.client, T0 + 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = store.granted(request(&rt, &record.client, T0 + 1)).await;
     assert_eq!(first.scope, ab);
     let successor = store.stored(&first.pair.access).await;
     assert_eq!(successor.scope, ab);
-    let replay = store
-        .refresh(request(&rt, &record.client, T0 + 2))
-        .await
-        .unwrap()
-        .unwrap();
+    let replay = store.granted(request(&rt, &record.client, T0 + 2)).await;
     assert!(!replay.rotated);
     assert_eq!(replay.scope, ab);
     let unrestricted = store
-        .refresh(request(
+        .granted(request(
             cases[2].1.refresh.as_ref().unwrap(),
             &cases[2].0.client,
             T0 + 1,
         ))
-        .await
-        .unwrap()
-        .unwrap();
+        .await;
     assert_eq!(unrestricted.scope, None);
     let spent = store.find_by_refresh(&rt.hash()).await.unwrap().unwrap();
     assert!(spent.refreshed.is_some() && !spent.refresh_unused(T0 + 2));
