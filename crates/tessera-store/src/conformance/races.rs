@@ -43,10 +43,7 @@ pub async fn refresh_races_invalidate_refresh(store: DynStore) {
     for _ in 0..40 {
         let (record, pair) = issue(&store, "u", T0).await;
         let rt = pair.refresh.clone().unwrap();
-        let refresher = {
-            let (store, req) = (Arc::clone(&store), request(&rt, &record.client, T0));
-            tokio::spawn(async move { store.refresh(req).await })
-        };
+        let refresher = refresh_on_task(&store, request(&rt, &record.client, T0));
         let invalidator = {
             let (store, hash) = (Arc::clone(&store), rt.hash());
             tokio::spawn(async move { store.invalidate_refresh(&hash).await })
@@ -84,10 +81,7 @@ pub async fn refresh_races_invalidate_by_user(store: DynStore) {
     for _ in 0..40 {
         let (record, pair) = issue(&store, "racer", T0).await;
         let rt = pair.refresh.clone().unwrap();
-        let refresher = {
-            let (store, req) = (Arc::clone(&store), request(&rt, &record.client, T0));
-            tokio::spawn(async move { store.refresh(req).await })
-        };
+        let refresher = refresh_on_task(&store, request(&rt, &record.client, T0));
         let invalidator = {
             let store = Arc::clone(&store);
             tokio::spawn(async move { store.invalidate_matching(Some("racer"), None, T0).await })
@@ -115,10 +109,7 @@ pub async fn refresh_races_client_deletion(store: DynStore) {
         let (record, pair) = issue_to_client(&s, &client, Vec::new(), true);
         store.insert_token(&record).await.unwrap();
         let rt = pair.refresh.clone().unwrap();
-        let refresher = {
-            let (store, req) = (Arc::clone(&store), request(&rt, &record.client, T0));
-            tokio::spawn(async move { store.refresh(req).await })
-        };
+        let refresher = refresh_on_task(&store, request(&rt, &record.client, T0));
         let deleter = {
             let (store, id) = (Arc::clone(&store), client.client_id.clone());
             tokio::spawn(async move { store.delete_oauth_client(&id).await })
@@ -290,4 +281,13 @@ async fn assert_dead_after_race(
     }
     let original = store.stored(&pair.access).await;
     assert!(original.access_invalidated && original.refresh_invalidated);
+}
+
+/// `request` refreshed on a task of its own, to race something else.
+fn refresh_on_task(
+    store: &DynStore,
+    request: RefreshRequest,
+) -> tokio::task::JoinHandle<crate::StoreResult<RefreshOutcome>> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move { store.refresh(request).await })
 }

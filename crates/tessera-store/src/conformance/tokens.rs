@@ -136,22 +136,16 @@ pub async fn families(store: DynStore) {
     };
     let (_, h0) = issue(&store, "fam", T0).await;
     let h1 = store
-        .refresh(strict(h0.refresh.as_ref().unwrap(), T0))
+        .granted(strict(h0.refresh.as_ref().unwrap(), T0))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
     let h2 = store
-        .refresh(strict(h1.refresh.as_ref().unwrap(), T0 + 1))
+        .granted(strict(h1.refresh.as_ref().unwrap(), T0 + 1))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
     let again = store
-        .refresh(strict(h0.refresh.as_ref().unwrap(), T0 + 2))
-        .await
-        .unwrap()
-        .unwrap();
+        .granted(strict(h0.refresh.as_ref().unwrap(), T0 + 2))
+        .await;
     assert_eq!(again.pair, h1);
     let late = store
         .refresh(strict(h0.refresh.as_ref().unwrap(), T0 + 31_000))
