@@ -1,12 +1,13 @@
 //! The Elasticsearch security API: its paths, conveniences on
-//! [`TestServer`] that assert their own success, and assertions on its
+//! [`Api`] (and so on every test server) that assert their own success, and assertions on its
 //! answers (the error envelope, the 401 challenges, the 403 wording).
 
 use reqwest::header::WWW_AUTHENTICATE;
 use serde_json::{json, Value};
 
+use crate::http::Api;
 use crate::http::{keys, Resp};
-use crate::server::{TestServer, ADMIN, ADMIN_PW};
+use crate::server::{ADMIN, ADMIN_PW};
 
 pub const AUTHENTICATE: &str = "/_security/_authenticate";
 pub const TOKEN: &str = "/_security/oauth2/token";
@@ -29,7 +30,7 @@ pub const PAIR_KEYS: [&str; 5] = [
 ];
 pub const COMPATIBLE_JSON: &str = "application/vnd.elasticsearch+json;compatible-with=8";
 
-impl TestServer {
+impl Api {
     /// Creates (or replaces) a user as the admin; asserts 200.
     pub fn put_user(&self, name: &str, password: &str, roles: &[&str]) {
         let r = self
@@ -51,10 +52,23 @@ impl TestServer {
             .assert_is(200, &json!({ "created": true }));
     }
 
-    /// Creates `role` from `descriptor` and `user` with that role alone.
-    pub fn put_user_with_role(&self, user: &str, password: &str, role: &str, descriptor: Value) {
-        self.put_role(role, descriptor);
+    /// Creates `role` with the cluster privileges `cluster`, and `user`
+    /// with that role alone.
+    pub fn put_user_with_cluster(&self, user: &str, password: &str, role: &str, cluster: &[&str]) {
+        self.put_role(role, json!({ "cluster": cluster }));
         self.put_user(user, password, &[role]);
+    }
+
+    /// Asserts that `GET path` (a user, a role) answers `404 {}` to the admin.
+    pub fn assert_missing(&self, path: &str) {
+        self.get(path).admin().send().assert_is(404, &json!({}));
+    }
+
+    /// `GET /_security/_authenticate` with this `Authorization` header.
+    pub fn auth_header(&self, authorization: &str) -> Resp {
+        self.get(AUTHENTICATE)
+            .header("authorization", authorization)
+            .send()
     }
 
     pub fn put_role(&self, name: &str, body: Value) {
@@ -67,14 +81,18 @@ impl TestServer {
         assert_eq!(r.body, json!({"role": {"created": true}}));
     }
 
+    /// Password grant for `user`, requested by `caller`; the raw response.
+    pub fn request_password_grant(&self, caller: (&str, &str), user: &str, password: &str) -> Resp {
+        self.post(TOKEN)
+            .basic(caller.0, caller.1)
+            .json(&json!({ "grant_type": "password", "username": user, "password": password }))
+            .send()
+    }
+
     /// Password grant for `user`, requested by `caller`; asserts 200 and
     /// returns the whole body.
     pub fn password_grant_by(&self, caller: (&str, &str), user: &str, password: &str) -> Value {
-        let r = self
-            .post(TOKEN)
-            .basic(caller.0, caller.1)
-            .json(&json!({ "grant_type": "password", "username": user, "password": password }))
-            .send();
+        let r = self.request_password_grant(caller, user, password);
         assert_eq!(r.status, 200, "password grant for {user}: {}", r.text);
         r.nonempty("access_token");
         r.nonempty("refresh_token");
@@ -268,6 +286,14 @@ pub fn assert_challenges(r: &Resp, challenges: &[&str]) {
         r.body["error"]["root_cause"][0]["header"], in_body,
         "{}",
         r.text
+    );
+}
+
+/// Asserts the 401 of a password grant whose user's password is refused.
+pub fn assert_grant_refused(r: &Resp, user: &str) {
+    assert_unauthenticated(
+        r,
+        &format!("unable to authenticate user [{user}] for action [cluster:admin/xpack/security/token/create]"),
     );
 }
 

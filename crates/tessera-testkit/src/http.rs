@@ -55,6 +55,58 @@ pub fn keys(v: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// A client of one server: requests to `base` (`http://` and an address),
+/// with the conveniences of [`crate::es`] and [`crate::oauth`].
+pub struct Api {
+    client: Client,
+    base: String,
+}
+
+impl Api {
+    /// A new client of the server at `base`.
+    pub fn new(base: &str) -> Self {
+        Self::with_client(client(), base)
+    }
+
+    /// `client` (and its pool of connections) for the server at `base`.
+    pub fn with_client(client: Client, base: &str) -> Self {
+        Api {
+            client,
+            base: base.to_owned(),
+        }
+    }
+
+    /// `http://` and the address of the server.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The absolute URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> Req {
+        Req::new(&self.client, &self.base, method, path)
+    }
+
+    pub fn get(&self, path: &str) -> Req {
+        self.req(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Req {
+        self.req(Method::POST, path)
+    }
+
+    pub fn put(&self, path: &str) -> Req {
+        self.req(Method::PUT, path)
+    }
+
+    pub fn delete(&self, path: &str) -> Req {
+        self.req(Method::DELETE, path)
+    }
+}
+
 /// A request being built.
 pub struct Req {
     rb: RequestBuilder,

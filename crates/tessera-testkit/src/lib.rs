@@ -7,6 +7,7 @@
 //!   API and the standard OAuth 2.0 endpoints.
 //! - [`process`]: a real `tessera` process, its address read from the line
 //!   it logs once bound; [`ports`]: addresses without bind-and-release.
+//! - [`threads`]: joining threads that race each other.
 //! - [`proxy`]: the chaos proxy that cuts or stalls TCP on demand.
 //! - [`postgres`]: the PostgreSQL server under test and a database or
 //!   schema of its own per test; [`trials`]: the harness that reports tests
@@ -29,4 +30,5 @@ pub mod process;
 pub mod proxy;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod threads;
 pub mod trials;

@@ -1,12 +1,12 @@
 //! The standard OAuth 2.0 endpoints: their paths, registered clients,
-//! conveniences on [`TestServer`] and assertions on RFC 6749 answers.
+//! conveniences on [`Api`] (and so on every test server) and assertions on RFC 6749 answers.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use crate::http::Api;
 use crate::http::Resp;
-use crate::server::TestServer;
 
 pub const TOKEN: &str = "/oauth2/token";
 pub const REVOKE: &str = "/oauth2/revoke";
@@ -18,7 +18,7 @@ pub const BASIC_CHALLENGE: &str = "Basic realm=\"tessera\"";
 pub const INSUFFICIENT_SCOPE: &str =
     "Bearer realm=\"security\", error=\"insufficient_scope\", scope=\"tessera:admin\"";
 
-/// The password of the native users [`TestServer::add_user`] creates.
+/// The password of the native users [`Api::add_user`] creates.
 pub const USER_PW: &str = "user-password-1";
 
 /// A registered client's credentials.
@@ -47,7 +47,7 @@ impl TestClient {
     }
 }
 
-impl TestServer {
+impl Api {
     /// Registers a client as the admin; asserts 201.
     pub fn register(&self, metadata: Value) -> TestClient {
         let r = self.post(REGISTER).admin().json(&metadata).send();
@@ -155,8 +155,19 @@ pub fn assert_oauth_error_says(r: &Resp, status: u16, error: &str, description: 
     assert_eq!(r.body["error_description"], description, "{}", r.text);
 }
 
+/// The 401 of a request to the OAuth endpoints without client
+/// authentication.
+pub fn assert_client_auth_required(r: &Resp) {
+    assert_oauth_error_says(
+        r,
+        401,
+        "invalid_client",
+        "client authentication is required",
+    );
+}
+
 /// The 401 a dead bearer token gets on the Elasticsearch API.
-pub fn assert_token_dead(server: &TestServer, token: &str) {
+pub fn assert_token_dead(server: &Api, token: &str) {
     let r = server.whoami(token);
     assert_eq!(r.status, 401, "{}", r.text);
 }

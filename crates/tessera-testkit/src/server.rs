@@ -7,12 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::blocking::Client;
-use reqwest::Method;
 use tessera::config::{Config, ServeArgs, ThrottleArgs};
 use tessera::server::{self, Running};
 
-use crate::http::{client, Req};
+use crate::http::Api;
 
 /// The bootstrap superuser and the password every test server and node
 /// gives it.
@@ -90,15 +88,35 @@ impl Options {
     pub fn throttle(self, throttle: ThrottleArgs) -> Self {
         Self { throttle, ..self }
     }
+
+    /// Account locks that last an hour, so that no test depends on how
+    /// fast the machine is, and the rest of `throttle`.
+    pub fn hour_long_locks(throttle: ThrottleArgs) -> Self {
+        Self::default().throttle(ThrottleArgs {
+            lockout_delays: Some("1h".into()),
+            ..throttle
+        })
+    }
 }
+
+/// A per-source budget of `burst` failures that refills slowly (one every
+/// 100 seconds), so that a test spends it deterministically.
+pub fn source_budget(burst: &str) -> ThrottleArgs {
+    ThrottleArgs {
+        source_failure_burst: Some(burst.into()),
+        source_failure_rate: Some("0.01".into()),
+        ..Default::default()
+    }
+}
+
+impl Options {}
 
 pub struct TestServer {
     runtime: Option<tokio::runtime::Runtime>,
     running: Option<Running>,
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
-    base: String,
-    client: Client,
+    api: Api,
     data_dir: PathBuf,
     clock: tessera_http::clock::Clock,
     _temp: Option<tempfile::TempDir>,
@@ -162,8 +180,7 @@ impl TestServer {
             running: Some(running),
             addr,
             metrics_addr,
-            base: format!("http://{addr}"),
-            client: client(),
+            api: Api::new(&format!("http://{addr}")),
             data_dir: data_dir.to_owned(),
             clock,
             _temp: None,
@@ -173,16 +190,6 @@ impl TestServer {
     /// Moves the server's manual clock (see [`Options::manual_clock`]).
     pub fn advance(&self, ms: i64) {
         self.clock.advance(ms);
-    }
-
-    /// `http://` and the address the server bound.
-    pub fn base_url(&self) -> &str {
-        &self.base
-    }
-
-    /// The absolute URL of `path` on this server.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -213,25 +220,14 @@ impl TestServer {
         }
         result
     }
+}
 
-    pub fn req(&self, method: Method, path: &str) -> Req {
-        Req::new(&self.client, &self.base, method, path)
-    }
+/// A test server is a client of itself: `srv.get(…)`, `srv.put_user(…)`.
+impl std::ops::Deref for TestServer {
+    type Target = Api;
 
-    pub fn get(&self, path: &str) -> Req {
-        self.req(Method::GET, path)
-    }
-
-    pub fn post(&self, path: &str) -> Req {
-        self.req(Method::POST, path)
-    }
-
-    pub fn put(&self, path: &str) -> Req {
-        self.req(Method::PUT, path)
-    }
-
-    pub fn delete(&self, path: &str) -> Req {
-        self.req(Method::DELETE, path)
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 

@@ -141,12 +141,7 @@ const USER: &str = "api_key_user";
 
 /// api_key/10_basic.yml's setup.
 fn basic_setup(srv: &TestServer) {
-    srv.put_user_with_role(
-        USER,
-        TEST_PW,
-        "admin_role",
-        json!({ "cluster": ["manage_api_key"] }),
-    );
+    srv.put_user_with_cluster(USER, TEST_PW, "admin_role", &["manage_api_key"]);
 }
 
 // ---- 1. create ----
@@ -260,10 +255,7 @@ fn bad_api_keys_are_refused_with_401() {
     let r = auth_apikey(&srv, &STANDARD.encode("no-colon-here"));
     assert_key_refused(&r, None);
     // Empty credentials.
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", "ApiKey ")
-        .send();
+    let r = srv.auth_header("ApiKey ");
     assert_ne!(r.status, 500, "{}", r.text);
     assert_eq!(r.status, 401, "{}", r.text);
     // An unknown id.
@@ -621,12 +613,7 @@ fn superuser_key_limited_by_its_descriptors() {
 #[test]
 fn key_cannot_exceed_its_owners_privileges() {
     let srv = TestServer::start();
-    srv.put_user_with_role(
-        "limited",
-        TEST_PW,
-        "own_keys",
-        json!({ "cluster": ["manage_own_api_key"] }),
-    );
+    srv.put_user_with_cluster("limited", TEST_PW, "own_keys", &["manage_own_api_key"]);
     let key = create_key(
         &srv,
         ("limited", TEST_PW),

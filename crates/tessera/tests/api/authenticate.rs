@@ -75,17 +75,14 @@ fn schemes_are_case_insensitive() {
     let srv = TestServer::start();
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let basic = basic_header(ADMIN, ADMIN_PW).replacen("Basic", "basic", 1);
-    let r = srv.get(AUTHENTICATE).header("authorization", &basic).send();
+    let r = srv.auth_header(&basic);
     assert_eq!(
         (r.status, &r.body["username"]),
         (200, &json!(ADMIN)),
         "{}",
         r.text
     );
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", &format!("BEARER {}", t.access))
-        .send();
+    let r = srv.auth_header(&format!("BEARER {}", t.access));
     assert_eq!(
         (r.status, &r.body["authentication_type"]),
         (200, &json!("token")),
@@ -211,10 +208,7 @@ fn unknown_and_garbage_bearer_tokens() {
         assert_unsuccessful_credentials(&r, "oauth2 token: invalid token");
     }
     // The exact header Elasticsearch's rolling-upgrade test sends.
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", "Bearer boom")
-        .send();
+    let r = srv.auth_header("Bearer boom");
     assert_unsuccessful_credentials(&r, "oauth2 token: invalid token");
     srv.assert_bearer_ok(&t.access, ADMIN);
 }
@@ -231,11 +225,7 @@ fn refresh_token_is_not_an_access_token() {
 #[test]
 fn expired_bearer_token() {
     let srv = TestServer::start_with(Options::default().access_token_ttl("2s").manual_clock());
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": ADMIN, "password": ADMIN_PW }))
-        .send();
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), ADMIN, ADMIN_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["expires_in"], 2);
     let t = Tokens::from_body(&r.body);
@@ -270,33 +260,18 @@ fn invalidated_bearer_token() {
 #[test]
 fn malformed_authorization_headers() {
     let srv = TestServer::start();
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", "Basic !!!notbase64")
-        .send();
+    let r = srv.auth_header("Basic !!!notbase64");
     assert_unauthenticated(&r, "invalid basic authentication header encoding");
     let nocolon = format!("Basic {}", STANDARD.encode("nocolon"));
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", &nocolon)
-        .send();
+    let r = srv.auth_header(&nocolon);
     assert_unauthenticated(&r, "invalid basic authentication header value");
     let not_utf8 = format!("Basic {}", STANDARD.encode([0xff, 0xfe, b':', b'x']));
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", &not_utf8)
-        .send();
+    let r = srv.auth_header(&not_utf8);
     assert_unauthenticated(&r, "invalid basic authentication header encoding");
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", "Basic")
-        .send();
+    let r = srv.auth_header("Basic");
     assert_unauthenticated(&r, "invalid basic authentication header value");
     for empty_bearer in ["Bearer", "Bearer ", "Bearer    "] {
-        let r = srv
-            .get(AUTHENTICATE)
-            .header("authorization", empty_bearer)
-            .send();
+        let r = srv.auth_header(empty_bearer);
         assert_unsuccessful_credentials(&r, "oauth2 token: invalid token");
     }
     for unknown in [
@@ -305,10 +280,7 @@ fn malformed_authorization_headers() {
         "",
         "elastic:pw",
     ] {
-        let r = srv
-            .get(AUTHENTICATE)
-            .header("authorization", unknown)
-            .send();
+        let r = srv.auth_header(unknown);
         assert_unauthenticated(
             &r,
             "missing authentication credentials for REST request [/_security/_authenticate]",

@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use tessera_testkit::process::{without_tessera_env, Process as Node};
 
 use crate::support::*;
@@ -189,22 +188,17 @@ fn generated_password(lines: &[String]) -> Option<String> {
 #[test]
 fn generated_bootstrap_password_is_printed_once_and_sigterm_stops_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let client = client();
 
     let mut node = spawn(dir.path());
     let password = await_generated_password(&mut node);
     assert!(password.len() >= 20, "{password:?}");
     node.expect_ready();
-    let base = node.base.clone();
-    let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
-        .basic(ADMIN, &password)
-        .send();
+    let api = Api::new(&node.base);
+    let r = api.auth_basic(ADMIN, &password);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["username"], ADMIN);
     assert_eq!(r.body["roles"], serde_json::json!(["superuser"]));
-    let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
-        .basic(ADMIN, "wrong-password")
-        .send();
+    let r = api.auth_basic(ADMIN, "wrong-password");
     assert_eq!(r.status, 401, "{}", r.text);
     let (status, lines) = terminate(node);
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
@@ -219,10 +213,7 @@ fn generated_bootstrap_password_is_printed_once_and_sigterm_stops_gracefully() {
     // Second start on the same data directory: no new password.
     let mut node = spawn(dir.path());
     node.expect_ready();
-    let base = node.base.clone();
-    let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
-        .basic(ADMIN, &password)
-        .send();
+    let r = Api::new(&node.base).auth_basic(ADMIN, &password);
     assert_eq!(r.status, 200, "{}", r.text);
     let (status, lines) = terminate(node);
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
@@ -310,11 +301,9 @@ fn a_killed_server_keeps_every_token_it_answered_with() {
 
     let mut node = spawn(dir.path());
     node.expect_ready();
-    let client = client();
+    let api = Api::new(&node.base);
     for token in &answered {
-        let r = Req::new(&client, &node.base, Method::GET, AUTHENTICATE)
-            .bearer(token)
-            .send();
+        let r = api.auth_bearer(token);
         assert_eq!(r.status, 200, "an answered token was lost: {}", r.text);
     }
     let (status, lines) = terminate(node);
@@ -355,11 +344,7 @@ fn files_on_disk_are_private_whatever_the_umask() {
     let password = await_generated_password(&mut node);
     node.expect_ready();
     // A write, so that the WAL and the shared memory are in use.
-    let client = client();
-    let r = Req::new(&client, &node.base, Method::POST, TOKEN)
-        .basic(ADMIN, &password)
-        .json(&serde_json::json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = Api::new(&node.base).request_client_credentials(ADMIN, &password);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(mode(&data), 0o700, "the data directory");
     let files = file_modes(&data);

@@ -101,8 +101,7 @@ fn unknown_fields_are_rejected_by_name() {
         .send();
     assert_parse_error(&r, "x_content_parse_exception", "old_password");
     srv.assert_basic_ok(ADMIN, ADMIN_PW);
-    let r = srv.get("/_security/user/joe").admin().send();
-    r.assert_is(404, &json!({}));
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
@@ -228,8 +227,7 @@ fn non_utf8_and_deeply_nested_bodies() {
         "x_content_parse_exception",
         "request body is not valid JSON",
     );
-    let r = srv.get("/_security/user/joe").admin().send();
-    r.assert_is(404, &json!({}));
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
@@ -307,8 +305,7 @@ fn unsupported_content_type_is_406() {
         )
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = srv.get("/_security/user/joe").admin().send();
-    r.assert_is(404, &json!({}));
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
@@ -440,8 +437,7 @@ fn a_body_that_never_arrives_times_out_with_408() {
         "the request took longer than the configured request timeout"
     );
     // The server is fine, and nothing was stored.
-    let r = srv.get("/_security/user/joe").admin().send();
-    r.assert_is(404, &json!({}));
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]

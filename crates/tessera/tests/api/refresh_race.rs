@@ -69,10 +69,7 @@ fn race(srv: &TestServer, tokens: &[Tokens]) -> Vec<Vec<Seen>> {
             })
         })
         .collect();
-    let per_thread: Vec<Vec<Seen>> = handles
-        .into_iter()
-        .map(|h| h.join().expect("a racing thread"))
-        .collect();
+    let per_thread: Vec<Vec<Seen>> = join_all(handles, "a racing thread");
     // Regroup by trial.
     (0..tokens.len())
         .map(|trial| per_thread.iter().map(|seen| seen[trial].clone()).collect())
@@ -89,12 +86,7 @@ fn fresh_tokens(srv: &TestServer, n: usize) -> Vec<Tokens> {
 #[test]
 fn concurrent_refreshes_get_the_same_immediately_usable_pair() {
     let srv = TestServer::start();
-    srv.put_user_with_role(
-        RACER,
-        TEST_PW,
-        "refresher",
-        json!({ "cluster": ["manage_token"] }),
-    );
+    srv.put_user_with_cluster(RACER, TEST_PW, "refresher", &["manage_token"]);
     let tokens = fresh_tokens(&srv, TRIALS);
 
     let trials = race(&srv, &tokens);
@@ -177,12 +169,7 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
             .refresh_reuse_revokes_family("false")
             .manual_clock(),
     );
-    srv.put_user_with_role(
-        RACER,
-        TEST_PW,
-        "refresher",
-        json!({ "cluster": ["manage_token"] }),
-    );
+    srv.put_user_with_cluster(RACER, TEST_PW, "refresher", &["manage_token"]);
     let tokens = fresh_tokens(&srv, 5);
     let mut new = Vec::new();
     for t in &tokens {
@@ -218,12 +205,7 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
 #[test]
 fn concurrent_refreshes_by_a_different_client_all_fail_the_same_way() {
     let srv = TestServer::start();
-    srv.put_user_with_role(
-        RACER,
-        TEST_PW,
-        "refresher",
-        json!({ "cluster": ["manage_token"] }),
-    );
+    srv.put_user_with_cluster(RACER, TEST_PW, "refresher", &["manage_token"]);
     // Created by the admin: the racer may not refresh them.
     let tokens: Vec<Tokens> = (0..3).map(|_| srv.password_grant(RACER, TEST_PW)).collect();
     for (i, seen) in race(&srv, &tokens).iter().enumerate() {
@@ -252,12 +234,7 @@ fn refreshes_racing_an_invalidation_never_leave_a_live_successor() {
     const RACE_TRIALS: usize = 500;
     const RACERS: usize = 4;
     let srv = TestServer::start();
-    srv.put_user_with_role(
-        RACER,
-        TEST_PW,
-        "refresher",
-        json!({ "cluster": ["manage_token"] }),
-    );
+    srv.put_user_with_cluster(RACER, TEST_PW, "refresher", &["manage_token"]);
     let tokens = fresh_tokens(&srv, RACE_TRIALS);
     let barrier = Arc::new(Barrier::new(RACERS));
     let tokens = Arc::new(tokens);
@@ -290,10 +267,7 @@ fn refreshes_racing_an_invalidation_never_leave_a_live_successor() {
             })
         })
         .collect();
-    let per_thread: Vec<Vec<(u16, serde_json::Value)>> = handles
-        .into_iter()
-        .map(|h| h.join().expect("a racing thread"))
-        .collect();
+    let per_thread: Vec<Vec<(u16, serde_json::Value)>> = join_all(handles, "a racing thread");
 
     let invalidated =
         json!({ "error": "invalid_grant", "error_description": "token has been invalidated" });

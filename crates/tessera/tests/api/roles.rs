@@ -84,8 +84,7 @@ fn delete_role() {
     r.assert_is(200, &json!({ "found": true }));
     let r = srv.delete("/_security/role/ops").admin().send();
     r.assert_is(404, &json!({ "found": false }));
-    let r = srv.get("/_security/role/ops").admin().send();
-    r.assert_is(404, &json!({}));
+    srv.assert_missing("/_security/role/ops");
     // The user's role is gone, and with it the privilege.
     let r = srv.request_client_credentials("operator", TEST_PW);
     assert_forbidden(
@@ -130,8 +129,7 @@ fn unknown_cluster_privilege_is_rejected() {
         |m| m.starts_with("unknown cluster privilege [manage_tokn]"),
         "unknown cluster privilege [manage_tokn]…",
     );
-    let r = srv.get("/_security/role/typo").admin().send();
-    r.assert_is(404, &json!({}));
+    srv.assert_missing("/_security/role/typo");
 }
 
 #[test]

@@ -334,7 +334,8 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
     let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let warm = client();
     // Verified once, so the timed request below does not hash a password.
-    let r = Req::new(&warm, &base, Method::GET, AUTHENTICATE)
+    let r = Api::with_client(warm.clone(), &base)
+        .get(AUTHENTICATE)
         .admin()
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
@@ -350,7 +351,8 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
 
     let fresh = client();
     let asked = Instant::now();
-    let r = Req::new(&fresh, &base, Method::GET, AUTHENTICATE)
+    let r = Api::with_client(fresh.clone(), &base)
+        .get(AUTHENTICATE)
         .admin()
         .send();
     let took = asked.elapsed();
@@ -365,7 +367,8 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
             flooded.elapsed()
         );
     }
-    let r = Req::new(&fresh, &base, Method::GET, AUTHENTICATE)
+    let r = Api::with_client(fresh.clone(), &base)
+        .get(AUTHENTICATE)
         .admin()
         .send();
     assert_eq!(r.status, 200, "{}", r.text);

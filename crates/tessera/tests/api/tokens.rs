@@ -32,11 +32,7 @@ fn token_user_auth(kind: &str) -> Value {
 fn password_grant_returns_pair_and_realm_authentication() {
     let srv = TestServer::start();
     with_token_user(&srv);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW }))
-        .send();
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.keys(), PAIR_KEYS, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
@@ -157,12 +153,7 @@ fn refresh_within_the_window_returns_the_same_pair() {
 #[test]
 fn caller_without_manage_token_cannot_create_tokens() {
     let srv = TestServer::start();
-    srv.put_user_with_role(
-        "watcher",
-        TEST_PW,
-        "monitor_only",
-        json!({ "cluster": ["monitor"] }),
-    );
+    srv.put_user_with_cluster("watcher", TEST_PW, "monitor_only", &["monitor"]);
     let r = srv.request_client_credentials("watcher", TEST_PW);
     assert_forbidden(
         &r,
@@ -384,11 +375,7 @@ fn password_grant_validation() {
         "invalid_request",
         "Validation Failed: 1: username is missing;",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "elastic", "password": "" }))
-        .send();
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "elastic", "");
     assert_oauth_error(
         &r,
         "invalid_request",
@@ -475,24 +462,10 @@ fn kerberos_grant_is_refused() {
 fn password_grant_with_wrong_password_is_401_for_the_create_action() {
     let srv = TestServer::start();
     with_token_user(&srv);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": "wrong-password" }))
-        .send();
-    assert_unauthenticated(
-        &r,
-        "unable to authenticate user [token_user] for action [cluster:admin/xpack/security/token/create]",
-    );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "nobody", "password": TEST_PW }))
-        .send();
-    assert_unauthenticated(
-        &r,
-        "unable to authenticate user [nobody] for action [cluster:admin/xpack/security/token/create]",
-    );
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "token_user", "wrong-password");
+    assert_grant_refused(&r, "token_user");
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "nobody", TEST_PW);
+    assert_grant_refused(&r, "nobody");
 }
 
 #[test]
@@ -660,11 +633,7 @@ fn older_generation_repeat_inside_the_window_replays_in_elasticsearch_mode() {
 /// authenticate with it.
 fn get_and_use_token(srv: &TestServer) -> String {
     with_token_user(srv);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW }))
-        .send();
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
@@ -733,11 +702,7 @@ fn invalidation_statuses(field: &str) {
     assert_es_error(&r, 400, "security_exception", "failed to invalidate token");
 
     // b. Issue one.
-    let r = srv
-        .post(TOKEN)
-        .basic("token_user", TEST_PW)
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW }))
-        .send();
+    let r = srv.request_password_grant(("token_user", TEST_PW), "token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);

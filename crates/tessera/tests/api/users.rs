@@ -127,8 +127,7 @@ fn delete_user() {
     let r = srv.delete("/_security/user/joe").admin().send();
     r.assert_is(404, &json!({ "found": false }));
     srv.assert_basic_refused("joe", TEST_PW);
-    let r = srv.get("/_security/user/joe").admin().send();
-    r.assert_is(404, &json!({}));
+    srv.assert_missing("/_security/user/joe");
     // Deleting the user took its tokens with it (revoke_on_user_change),
     // so an invalidation by username finds nothing live.
     assert_token_expired(&srv.auth_bearer(&t.access));
@@ -209,8 +208,7 @@ fn put_user_validation() {
     );
     assert_error_type(&r, 400, "action_request_validation_exception");
     // Nothing was created by any of that.
-    let r = srv.get("/_security/user/joe").admin().send();
-    r.assert_is(404, &json!({}));
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
@@ -400,11 +398,11 @@ fn es_change_password_11_token() {
         json!({ "cluster": ["manage_token"], "indices": [{ "names": "*", "privileges": ["all"] }] }),
     );
     srv.put_user("token_joe", "s3krit-password", &["token_admin"]);
-    let r = srv
-        .post(TOKEN)
-        .basic("token_joe", "s3krit-password")
-        .json(&json!({ "grant_type": "password", "username": "token_joe", "password": "s3krit-password" }))
-        .send();
+    let r = srv.request_password_grant(
+        ("token_joe", "s3krit-password"),
+        "token_joe",
+        "s3krit-password",
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
@@ -489,15 +487,8 @@ fn disabled_users_password_grant_is_refused() {
     srv.put_user("joe", TEST_PW, &["superuser"]);
     let r = srv.put("/_security/user/joe/_disable").admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "joe", "password": TEST_PW }))
-        .send();
-    assert_unauthenticated(
-        &r,
-        "unable to authenticate user [joe] for action [cluster:admin/xpack/security/token/create]",
-    );
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "joe", TEST_PW);
+    assert_grant_refused(&r, "joe");
 }
 
 #[test]
@@ -576,8 +567,7 @@ fn es_users_10_basic_username_mismatch() {
         "illegal_argument_exception",
         "the username in the request body [joey] does not match the username in the path [joe]",
     );
-    let r = srv.get("/_security/user/joe").admin().send();
-    r.assert_is(404, &json!({}));
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
@@ -701,12 +691,7 @@ fn es_users_20_get_missing() {
 #[test]
 fn manage_token_role_can_get_tokens_but_not_manage_users() {
     let srv = TestServer::start();
-    srv.put_user_with_role(
-        "tokener",
-        TEST_PW,
-        "token_only",
-        json!({ "cluster": ["manage_token"] }),
-    );
+    srv.put_user_with_cluster("tokener", TEST_PW, "token_only", &["manage_token"]);
     let t = srv.password_grant_by(("tokener", TEST_PW), "tokener", TEST_PW);
     let t = Tokens::from_body(&t);
     srv.assert_bearer_ok(&t.access, "tokener");
@@ -781,12 +766,7 @@ fn user_without_roles_is_forbidden_everything_but_authenticate() {
 #[test]
 fn read_security_can_read_users_and_roles_only() {
     let srv = TestServer::start();
-    srv.put_user_with_role(
-        "auditor",
-        TEST_PW,
-        "reader",
-        json!({ "cluster": ["read_security"] }),
-    );
+    srv.put_user_with_cluster("auditor", TEST_PW, "reader", &["read_security"]);
     let r = srv
         .get("/_security/user/elastic")
         .basic("auditor", TEST_PW)

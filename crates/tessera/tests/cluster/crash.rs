@@ -213,10 +213,7 @@ pub fn killing_a_node_mid_stream_loses_nothing_and_never_rotates_twice(pg: &str)
     let killed_at = done.load(Ordering::SeqCst);
     cluster.nodes[VICTIM].kill9();
 
-    let results: Vec<(Log, Pair)> = handles
-        .into_iter()
-        .map(|h| h.join().expect("a client thread"))
-        .collect();
+    let results: Vec<(Log, Pair)> = join_all(handles, "a client thread");
     let streamed = started.elapsed();
 
     // No refresh token produced two different successor pairs.

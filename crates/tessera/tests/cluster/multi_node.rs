@@ -95,10 +95,7 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
             })
         })
         .collect();
-    let per_thread: Vec<Vec<Seen>> = handles
-        .into_iter()
-        .map(|h| h.join().expect("a racing thread"))
-        .collect();
+    let per_thread: Vec<Vec<Seen>> = join_all(handles, "a racing thread");
     let raced = started.elapsed();
     let originals = originals.lock().unwrap().clone();
 

@@ -131,10 +131,7 @@ pub fn rolling_restart_under_load_fails_no_request(pg: &str) {
     }
     progress(done.load(Ordering::SeqCst) + BETWEEN);
     stop.store(true, Ordering::SeqCst);
-    let logs: Vec<Log> = handles
-        .into_iter()
-        .map(|h| h.join().expect("a client thread"))
-        .collect();
+    let logs: Vec<Log> = join_all(handles, "a client thread");
 
     let presented = assert_one_successor_each(logs.iter().flat_map(|l| l.by_presented.iter()));
     // Everything handed out before, during and after the restarts works

@@ -13,6 +13,7 @@ pub use tessera_testkit::postgres::{server_address, with_address, TestDb};
 pub use tessera_testkit::process::Process as Node;
 pub use tessera_testkit::proxy::{Mode, Proxy};
 pub use tessera_testkit::server::{ADMIN, ADMIN_PW};
+pub use tessera_testkit::threads::join_all;
 
 pub const TOKEN: &str = "/_security/oauth2/token";
 pub const AUTHENTICATE: &str = "/_security/_authenticate";

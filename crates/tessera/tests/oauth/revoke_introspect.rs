@@ -121,12 +121,7 @@ fn revocation_requires_client_authentication_and_a_token() {
     let server = TestServer::start();
     let client = server.full_client();
     let r = server.post(REVOKE).form(&[("token", "x")]).send();
-    assert_oauth_error_says(
-        &r,
-        401,
-        "invalid_client",
-        "client authentication is required",
-    );
+    assert_client_auth_required(&r);
     let r = server
         .post(REVOKE)
         .client(&client.with_secret("wrong"))
@@ -424,12 +419,7 @@ fn introspection_shows_a_token_only_to_its_client_or_an_introspector() {
         .post(INTROSPECT)
         .form(&[("token", own_access)])
         .send();
-    assert_oauth_error_says(
-        &r,
-        401,
-        "invalid_client",
-        "client authentication is required",
-    );
+    assert_client_auth_required(&r);
     let r = server.form_as(&client, INTROSPECT, &[]);
     assert_oauth_error_says(&r, 400, "invalid_request", "missing parameter [token]");
 }

@@ -5,4 +5,4 @@
 pub use tessera_testkit::es::{AUTHENTICATE, TOKEN as ES_TOKEN};
 pub use tessera_testkit::http::Resp;
 pub use tessera_testkit::oauth::*;
-pub use tessera_testkit::server::{Options, TestServer, ADMIN, ADMIN_PW};
+pub use tessera_testkit::server::{source_budget, Options, TestServer, ADMIN, ADMIN_PW};

@@ -11,13 +11,7 @@ use tessera::config::ThrottleArgs;
 use crate::support::*;
 
 fn server(extra: ThrottleArgs) -> TestServer {
-    TestServer::start_with(Options {
-        throttle: ThrottleArgs {
-            lockout_delays: Some("1h".into()),
-            ..extra
-        },
-        ..Default::default()
-    })
+    TestServer::start_with(Options::hour_long_locks(extra))
 }
 
 const CC: [(&str, &str); 1] = [("grant_type", "client_credentials")];
@@ -112,11 +106,7 @@ fn the_oauth_password_grant_locks_the_user() {
 
 #[test]
 fn a_source_past_its_budget_gets_429_in_the_flat_shape() {
-    let srv = server(ThrottleArgs {
-        source_failure_burst: Some("2".into()),
-        source_failure_rate: Some("0.01".into()),
-        ..Default::default()
-    });
+    let srv = server(source_budget("2"));
     let client = srv.register(json!({}));
     assert_wrong_secret_answer(&srv.token(&client.with_secret("w1"), &CC));
     let unknown = TestClient {

@@ -148,12 +148,7 @@ fn client_authentication_failures_are_invalid_client() {
     assert_oauth_error(&r, 401, "invalid_client", true);
     // No client authentication at all, and a public client: no challenge.
     let r = server.post(TOKEN).form(&cc).send();
-    assert_oauth_error_says(
-        &r,
-        401,
-        "invalid_client",
-        "client authentication is required",
-    );
+    assert_client_auth_required(&r);
     let r = server
         .post(TOKEN)
         .form(&[
