@@ -104,6 +104,18 @@ impl Api {
         Tokens::from_body(&self.password_grant_by((ADMIN, ADMIN_PW), user, password))
     }
 
+    /// `POST /_security/oauth2/token` as the admin with `body`.
+    pub fn token_request(&self, body: Value) -> Resp {
+        self.post(TOKEN).admin().json(&body).send()
+    }
+
+    /// The role `name` as the admin reads it; asserts 200.
+    pub fn role(&self, name: &str) -> Value {
+        let r = self.get(&format!("/_security/role/{name}")).admin().send();
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body[name].clone()
+    }
+
     /// Client-credentials grant requested by `user`; the raw response.
     pub fn request_client_credentials(&self, user: &str, password: &str) -> Resp {
         self.post(TOKEN)
@@ -228,6 +240,11 @@ pub fn assert_error_type(r: &Resp, status: u16, kind: &str) {
 /// the status is 401 (checked elsewhere).
 pub fn assert_es_error(r: &Resp, status: u16, kind: &str, reason: &str) {
     assert_es_error_matching(r, status, kind, |got| got == reason, reason);
+}
+
+/// Like [`assert_es_error`], with a reason that contains `part`.
+pub fn assert_es_error_containing(r: &Resp, status: u16, kind: &str, part: &str) {
+    assert_es_error_matching(r, status, kind, |got| got.contains(part), part);
 }
 
 /// Like [`assert_es_error`], with the reason checked by `ok`.

@@ -97,6 +97,17 @@ impl Api {
         r.body
     }
 
+    /// A refresh-token grant of `refresh_token` by `client`.
+    pub fn refresh_grant(&self, client: &TestClient, refresh_token: &str) -> Resp {
+        self.token(
+            client,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+    }
+
     pub fn introspect(&self, client: &TestClient, token: &str) -> Resp {
         self.form_as(client, INTROSPECT, &[("token", token)])
     }

@@ -76,11 +76,7 @@ fn malformed_and_non_object_json() {
 #[test]
 fn unknown_fields_are_rejected_by_name() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "client_credentials", "grant_tipe": "x" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "client_credentials", "grant_tipe": "x" }));
     assert_parse_error(&r, "x_content_parse_exception", "grant_tipe");
     let r = srv
         .put("/_security/user/joe")
@@ -142,21 +138,15 @@ fn wrong_types() {
         "x_content_parse_exception",
         "failed to parse request body",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": 5 }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": 5 }));
     assert_parse_error(
         &r,
         "x_content_parse_exception",
         "failed to parse request body",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": ["elastic"], "password": ADMIN_PW }))
-        .send();
+    let r = srv.token_request(
+        json!({ "grant_type": "password", "username": ["elastic"], "password": ADMIN_PW }),
+    );
     assert_parse_error(
         &r,
         "x_content_parse_exception",

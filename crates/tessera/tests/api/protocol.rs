@@ -78,10 +78,7 @@ fn plain_json_responses_are_application_json() {
     // test spells it out once for a success, an OAuth error and an ES error.
     for r in [
         srv.get(AUTHENTICATE).admin().send(),
-        srv.post(TOKEN)
-            .admin()
-            .json(&json!({ "grant_type": "nope" }))
-            .send(),
+        srv.token_request(json!({ "grant_type": "nope" })),
         srv.get(AUTHENTICATE).send(),
         srv.get("/_tessera/ready").send(),
     ] {

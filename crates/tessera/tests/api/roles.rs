@@ -23,14 +23,7 @@ fn put_creates_then_updates() {
         .json(&json!({ "cluster": ["manage_token"] }))
         .send();
     r.assert_is(200, &json!({ "role": { "created": false } }));
-    let r = srv.get("/_security/role/ops").admin().send();
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.body["ops"]["cluster"],
-        json!(["manage_token"]),
-        "{}",
-        r.text
-    );
+    assert_eq!(srv.role("ops")["cluster"], json!(["manage_token"]));
 }
 
 #[test]
@@ -207,14 +200,7 @@ fn es_roles_10_basic_index_names_read_back_as_array() {
         json!({ "cluster": ["all"], "indices": [{ "names": "*", "privileges": ["all"] }] }),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = srv.get("/_security/role/admin_role").admin().send();
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.body["admin_role"]["indices"][0]["names"],
-        json!(["*"]),
-        "{}",
-        r.text
-    );
+    assert_eq!(srv.role("admin_role")["indices"][0]["names"], json!(["*"]));
 }
 
 #[test]

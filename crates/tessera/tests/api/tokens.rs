@@ -51,11 +51,7 @@ fn password_grant_returns_pair_and_realm_authentication() {
 fn scope_is_returned_as_full_only_when_requested() {
     let srv = TestServer::start();
     with_token_user(&srv);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW, "scope": "whatever" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW, "scope": "whatever" }));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.keys(),
@@ -69,11 +65,7 @@ fn scope_is_returned_as_full_only_when_requested() {
         ]
     );
     assert_eq!(r.body["scope"], "full");
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "client_credentials", "scope": "" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "client_credentials", "scope": "" }));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.keys(),
@@ -365,11 +357,7 @@ fn unsupported_grant_types() {
 #[test]
 fn password_grant_validation() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "password": ADMIN_PW }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "password", "password": ADMIN_PW }));
     assert_oauth_error(
         &r,
         "invalid_request",
@@ -381,21 +369,13 @@ fn password_grant_validation() {
         "invalid_request",
         "Validation Failed: 1: password is missing;",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "password" }));
     assert_oauth_error(
         &r,
         "invalid_request",
         "Validation Failed: 1: username is missing;2: password is missing;",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "elastic", "password": ADMIN_PW, "refresh_token": "x" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "password", "username": "elastic", "password": ADMIN_PW, "refresh_token": "x" }));
     assert_oauth_error(
         &r,
         "unsupported_grant_type",
@@ -406,21 +386,13 @@ fn password_grant_validation() {
 #[test]
 fn client_credentials_and_refresh_grant_validation() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "client_credentials", "username": "elastic" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "client_credentials", "username": "elastic" }));
     assert_oauth_error(
         &r,
         "unsupported_grant_type",
         "Validation Failed: 1: username is not supported with the client_credentials grant_type;",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "refresh_token" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "refresh_token" }));
     assert_oauth_error(
         &r,
         "invalid_request",
@@ -431,11 +403,9 @@ fn client_credentials_and_refresh_grant_validation() {
 #[test]
 fn kerberos_grant_is_refused() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "_kerberos", "kerberos_ticket": "YIIB9wYGKwYBBQUCoIIB6zCCAeeg" }))
-        .send();
+    let r = srv.token_request(
+        json!({ "grant_type": "_kerberos", "kerberos_ticket": "YIIB9wYGKwYBBQUCoIIB6zCCAeeg" }),
+    );
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(keys(&r.body), ["error", "error_description"], "{}", r.text);
     assert_eq!(r.body["error"], "unsupported_grant_type");
@@ -446,11 +416,7 @@ fn kerberos_grant_is_refused() {
         "{}",
         r.text
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "_kerberos" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "_kerberos" }));
     assert_oauth_error(
         &r,
         "invalid_request",

@@ -165,11 +165,10 @@ fn put_user_validation() {
         "joe",
         json!({ "password": "12345", "roles": ["superuser"] }),
     );
-    assert_es_error_matching(
+    assert_es_error_containing(
         &r,
         400,
         "action_request_validation_exception",
-        |m| m.contains("passwords must be at least [6] characters long"),
         "passwords must be at least [6] characters long",
     );
     let r = put_user_body(
@@ -315,11 +314,10 @@ fn change_own_password_and_others_as_admin() {
         .admin()
         .json(&json!({ "password": "short" }))
         .send();
-    assert_es_error_matching(
+    assert_es_error_containing(
         &r,
         400,
         "action_request_validation_exception",
-        |m| m.contains("passwords must be at least [6] characters long"),
         "passwords must be at least [6] characters long",
     );
     let r = srv

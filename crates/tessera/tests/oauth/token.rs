@@ -299,10 +299,7 @@ fn grant_types_are_checked_against_the_registration() {
         "unauthorized_client",
         "this client is not registered for grant_type [password]",
     );
-    let r = server.token(
-        &cc_only,
-        &[("grant_type", "refresh_token"), ("refresh_token", "x")],
-    );
+    let r = server.refresh_grant(&cc_only, "x");
     assert_oauth_error_says(
         &r,
         400,
@@ -423,10 +420,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
     // Only the client that obtained the pair may refresh it.
     let other = server.register(json!({ "grant_types": ["refresh_token"] }));
     let head_rt = second["refresh_token"].as_str().unwrap();
-    let r = server.token(
-        &other,
-        &[("grant_type", "refresh_token"), ("refresh_token", head_rt)],
-    );
+    let r = server.refresh_grant(&other, head_rt);
     assert_oauth_error_says(
         &r,
         400,
@@ -442,10 +436,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
     );
 
     // Unknown refresh tokens.
-    let r = server.token(
-        &client,
-        &[("grant_type", "refresh_token"), ("refresh_token", "junk")],
-    );
+    let r = server.refresh_grant(&client, "junk");
     assert_oauth_error_says(
         &r,
         400,
@@ -455,10 +446,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
 
     // Reuse after the window revokes the whole family.
     server.advance(1_300);
-    let r = server.token(
-        &client,
-        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-    );
+    let r = server.refresh_grant(&client, rt);
     assert_oauth_error_says(
         &r,
         400,
@@ -466,10 +454,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
         "token has already been refreshed more than 1 second in the past",
     );
     assert_token_dead(&server, second["access_token"].as_str().unwrap());
-    let r = server.token(
-        &client,
-        &[("grant_type", "refresh_token"), ("refresh_token", head_rt)],
-    );
+    let r = server.refresh_grant(&client, head_rt);
     assert_oauth_error_says(&r, 400, "invalid_grant", "token has been invalidated");
 }
 
@@ -478,10 +463,7 @@ fn tokens_from_the_elasticsearch_api_cannot_be_refreshed_by_an_oauth_client() {
     let server = TestServer::start();
     let client = server.register(json!({ "grant_types": ["refresh_token"] }));
     let (_, rt) = server.es_password_grant((ADMIN, ADMIN_PW), ADMIN, ADMIN_PW);
-    let r = server.token(
-        &client,
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-    );
+    let r = server.refresh_grant(&client, &rt);
     assert_oauth_error_says(
         &r,
         400,
