@@ -33,22 +33,33 @@ pub const COMPATIBLE_JSON: &str = "application/vnd.elasticsearch+json;compatible
 impl Api {
     /// Creates (or replaces) a user as the admin; asserts 200.
     pub fn put_user(&self, name: &str, password: &str, roles: &[&str]) {
-        let r = self
-            .put(&format!("/_security/user/{name}"))
-            .admin()
-            .json(&json!({ "password": password, "roles": roles }))
-            .send();
+        let r = self.request_put_user(name, json!({ "password": password, "roles": roles }));
         assert_eq!(r.status, 200, "put user {name}: {}", r.text);
         assert!(r.body["created"].is_boolean(), "{}", r.text);
+    }
+
+    /// `PUT /_security/user/{name}` with `body` as the admin; the raw
+    /// response.
+    pub fn request_put_user(&self, name: &str, body: Value) -> Resp {
+        self.put(&format!("/_security/user/{name}"))
+            .admin()
+            .json(&body)
+            .send()
+    }
+
+    /// `PUT /_security/role/{name}` with `body` as the admin; the raw
+    /// response.
+    pub fn request_put_role(&self, name: &str, body: Value) -> Resp {
+        self.put(&format!("/_security/role/{name}"))
+            .admin()
+            .json(&body)
+            .send()
     }
 
     /// Creates a user from a whole `PUT /_security/user/{name}` body as the
     /// admin; asserts `200 {"created": true}`.
     pub fn create_user(&self, name: &str, body: Value) {
-        self.put(&format!("/_security/user/{name}"))
-            .admin()
-            .json(&body)
-            .send()
+        self.request_put_user(name, body)
             .assert_is(200, &json!({ "created": true }));
     }
 
@@ -72,11 +83,7 @@ impl Api {
     }
 
     pub fn put_role(&self, name: &str, body: Value) {
-        let r = self
-            .put(&format!("/_security/role/{name}"))
-            .admin()
-            .json(&body)
-            .send();
+        let r = self.request_put_role(name, body);
         assert_eq!(r.status, 200, "put role {name}: {}", r.text);
         assert_eq!(r.body, json!({"role": {"created": true}}));
     }

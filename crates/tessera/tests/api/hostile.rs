@@ -78,11 +78,10 @@ fn unknown_fields_are_rejected_by_name() {
     let srv = TestServer::start();
     let r = srv.token_request(json!({ "grant_type": "client_credentials", "grant_tipe": "x" }));
     assert_parse_error(&r, "x_content_parse_exception", "grant_tipe");
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "superpowers": true }))
-        .send();
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "superpowers": true }),
+    );
     assert_parse_error(&r, "x_content_parse_exception", "superpowers");
     let r = srv
         .delete(TOKEN)
@@ -128,11 +127,7 @@ fn missing_required_bodies() {
 #[test]
 fn wrong_types() {
     let srv = TestServer::start();
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": "superuser" }))
-        .send();
+    let r = srv.request_put_user("joe", json!({ "password": TEST_PW, "roles": "superuser" }));
     assert_parse_error(
         &r,
         "x_content_parse_exception",
@@ -152,21 +147,19 @@ fn wrong_types() {
         "x_content_parse_exception",
         "failed to parse request body",
     );
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "enabled": "yes" }))
-        .send();
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "enabled": "yes" }),
+    );
     assert_parse_error(
         &r,
         "x_content_parse_exception",
         "failed to parse request body",
     );
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "metadata": [1, 2] }))
-        .send();
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "metadata": [1, 2] }),
+    );
     assert_parse_error(
         &r,
         "x_content_parse_exception",
@@ -224,11 +217,10 @@ fn non_utf8_and_deeply_nested_bodies() {
 fn body_over_the_configured_limit_is_413() {
     let srv = TestServer::start_with(Options::default().max_body_bytes("2048"));
     let padding = "x".repeat(4096);
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "full_name": padding }))
-        .send();
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "full_name": padding }),
+    );
     assert_es_error(
         &r,
         413,

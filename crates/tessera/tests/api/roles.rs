@@ -1,21 +1,14 @@
 //! Roles: `/_security/role/…`; Elasticsearch's roles/10_basic.yml and
 //! roles/20_get_missing.yml.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::*;
-
-fn put_role(srv: &TestServer, name: &str, body: Value) -> Resp {
-    srv.put(&format!("/_security/role/{name}"))
-        .admin()
-        .json(&body)
-        .send()
-}
 
 #[test]
 fn put_creates_then_updates() {
     let srv = TestServer::start();
-    let r = put_role(&srv, "ops", json!({ "cluster": ["monitor"] }));
+    let r = srv.request_put_role("ops", json!({ "cluster": ["monitor"] }));
     r.assert_is(200, &json!({ "role": { "created": true } }));
     let r = srv
         .post("/_security/role/ops")
@@ -68,7 +61,8 @@ fn get_one_many_and_all() {
 fn delete_role() {
     let srv = TestServer::start();
     assert_eq!(
-        put_role(&srv, "ops", json!({ "cluster": ["manage_token"] })).status,
+        srv.request_put_role("ops", json!({ "cluster": ["manage_token"] }))
+            .status,
         200
     );
     srv.put_user("operator", TEST_PW, &["ops"]);
@@ -92,20 +86,16 @@ fn delete_role() {
 #[test]
 fn superuser_role_is_reserved() {
     let srv = TestServer::start();
-    let r = put_role(&srv, "superuser", json!({ "cluster": ["monitor"] }));
-    assert_es_error(
-        &r,
-        400,
-        "illegal_argument_exception",
-        "Role [superuser] is reserved and may not be used.",
-    );
-    let r = srv.delete("/_security/role/superuser").admin().send();
-    assert_es_error(
-        &r,
-        400,
-        "illegal_argument_exception",
-        "Role [superuser] is reserved and may not be used.",
-    );
+    let put = srv.request_put_role("superuser", json!({ "cluster": ["monitor"] }));
+    let delete = srv.delete("/_security/role/superuser").admin().send();
+    for r in [put, delete] {
+        assert_es_error(
+            &r,
+            400,
+            "illegal_argument_exception",
+            "Role [superuser] is reserved and may not be used.",
+        );
+    }
     srv.assert_basic_ok(ADMIN, ADMIN_PW);
     let r = srv.get("/_security/role/superuser").admin().send();
     assert_eq!(r.body["superuser"]["cluster"], json!(["all"]), "{}", r.text);
@@ -114,7 +104,7 @@ fn superuser_role_is_reserved() {
 #[test]
 fn unknown_cluster_privilege_is_rejected() {
     let srv = TestServer::start();
-    let r = put_role(&srv, "typo", json!({ "cluster": ["manage_tokn"] }));
+    let r = srv.request_put_role("typo", json!({ "cluster": ["manage_tokn"] }));
     assert_es_error_matching(
         &r,
         400,
@@ -128,7 +118,7 @@ fn unknown_cluster_privilege_is_rejected() {
 #[test]
 fn invalid_role_bodies_are_rejected() {
     let srv = TestServer::start();
-    let r = put_role(&srv, "bad", json!({ "clusterx": ["all"] }));
+    let r = srv.request_put_role("bad", json!({ "clusterx": ["all"] }));
     assert_error_type(&r, 400, "x_content_parse_exception");
     assert!(
         r.body["error"]["reason"]
@@ -138,9 +128,9 @@ fn invalid_role_bodies_are_rejected() {
         "{}",
         r.text
     );
-    let r = put_role(&srv, "bad", json!({ "cluster": "all" }));
+    let r = srv.request_put_role("bad", json!({ "cluster": "all" }));
     assert_error_type(&r, 400, "x_content_parse_exception");
-    let r = put_role(&srv, "%20leading", json!({ "cluster": ["all"] }));
+    let r = srv.request_put_role("%20leading", json!({ "cluster": ["all"] }));
     assert_error_type(&r, 400, "action_request_validation_exception");
     let r = srv.get("/_security/role").admin().send();
     assert_eq!(keys(&r.body), ["superuser"], "{}", r.text);
@@ -149,8 +139,7 @@ fn invalid_role_bodies_are_rejected() {
 #[test]
 fn es_roles_10_basic() {
     let srv = TestServer::start();
-    let r = put_role(
-        &srv,
+    let r = srv.request_put_role(
         "admin_role",
         json!({
             "cluster": ["all"],
@@ -159,8 +148,7 @@ fn es_roles_10_basic() {
         }),
     );
     r.assert_is(200, &json!({ "role": { "created": true } }));
-    let r = put_role(
-        &srv,
+    let r = srv.request_put_role(
         "backwards_role",
         json!({
             "indices": [{ "privileges": ["all"], "names": "*" }],
@@ -168,11 +156,10 @@ fn es_roles_10_basic() {
         }),
     );
     r.assert_is(200, &json!({ "role": { "created": true } }));
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": "s3krit-password", "roles": ["admin_role"] }))
-        .send();
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": "s3krit-password", "roles": ["admin_role"] }),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     // joe, with admin_role (cluster: all), can call a cluster-level API.
     let r = srv
@@ -194,8 +181,7 @@ fn es_roles_10_basic() {
 #[test]
 fn es_roles_10_basic_index_names_read_back_as_array() {
     let srv = TestServer::start();
-    let r = put_role(
-        &srv,
+    let r = srv.request_put_role(
         "admin_role",
         json!({ "cluster": ["all"], "indices": [{ "names": "*", "privileges": ["all"] }] }),
     );

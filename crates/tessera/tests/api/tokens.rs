@@ -7,11 +7,10 @@ use crate::support::*;
 
 /// Elasticsearch's token tests' user: superuser, "Token User".
 fn with_token_user(srv: &TestServer) {
-    let r = srv
-        .put("/_security/user/token_user")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Token User" }))
-        .send();
+    let r = srv.request_put_user(
+        "token_user",
+        json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Token User" }),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, json!({ "created": true }));
 }

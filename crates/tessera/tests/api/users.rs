@@ -23,20 +23,12 @@ fn user_json(
     })
 }
 
-fn put_user_body(srv: &TestServer, name: &str, body: Value) -> Resp {
-    srv.put(&format!("/_security/user/{name}"))
-        .admin()
-        .json(&body)
-        .send()
-}
-
 // ---------------------------------------------------------------- put / get / delete
 
 #[test]
 fn put_creates_then_updates_and_post_works_too() {
     let srv = TestServer::start();
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "roles": ["superuser"] }),
     );
@@ -61,14 +53,11 @@ fn put_creates_then_updates_and_post_works_too() {
 #[test]
 fn get_users_all_and_by_name() {
     let srv = TestServer::start();
-    let r = put_user_body(
-        &srv,
-        "joe",
+    let r = srv.request_put_user("joe",
         json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Joe", "email": "joe@example.com", "metadata": { "a": 1 } }),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "ann",
         json!({ "password": TEST_PW, "roles": [], "enabled": false }),
     );
@@ -153,15 +142,14 @@ fn delete_user_keeps_tokens_as_elasticsearch_does_when_asked() {
 #[test]
 fn put_user_validation() {
     let srv = TestServer::start();
-    let r = put_user_body(&srv, "joe", json!({ "roles": ["superuser"] }));
+    let r = srv.request_put_user("joe", json!({ "roles": ["superuser"] }));
     assert_es_error(
         &r,
         400,
         "action_request_validation_exception",
         "Validation Failed: 1: password must be specified unless you are updating an existing user;",
     );
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": "12345", "roles": ["superuser"] }),
     );
@@ -171,8 +159,7 @@ fn put_user_validation() {
         "action_request_validation_exception",
         "passwords must be at least [6] characters long",
     );
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "roles": [], "metadata": { "ok": 1, "_reserved": 2 } }),
     );
@@ -182,8 +169,7 @@ fn put_user_validation() {
         "action_request_validation_exception",
         "Validation Failed: 1: metadata keys may not start with [_] (found [_reserved]);",
     );
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "username": "joey", "password": TEST_PW, "roles": [] }),
     );
@@ -193,15 +179,14 @@ fn put_user_validation() {
         reason.contains("joey") && reason.contains("joe"),
         "{reason}"
     );
-    let r = put_user_body(&srv, "joe", json!({ "password": TEST_PW }));
+    let r = srv.request_put_user("joe", json!({ "password": TEST_PW }));
     assert_es_error(
         &r,
         400,
         "action_request_validation_exception",
         "Validation Failed: 1: roles are missing;",
     );
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "password_hash": "x", "roles": [] }),
     );
@@ -213,8 +198,7 @@ fn put_user_validation() {
 #[test]
 fn password_hash_must_be_a_supported_hash() {
     let srv = TestServer::start();
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password_hash": TEST_PW, "roles": ["superuser"] }),
     );
@@ -248,8 +232,7 @@ fn password_hash_must_be_a_supported_hash() {
 fn bcrypt_password_hash_works_for_login_and_change_password() {
     let srv = TestServer::start();
     let hash = bcrypt::hash("bcrypt-secret", 4).unwrap();
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password_hash": hash, "roles": ["superuser"] }),
     );
@@ -492,8 +475,7 @@ fn disabled_users_password_grant_is_refused() {
 #[test]
 fn es_users_31_create_disabled() {
     let srv = TestServer::start();
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "roles": ["superuser"], "enabled": false }),
     );
@@ -517,7 +499,7 @@ fn es_joe(srv: &TestServer, extra: Value) -> Resp {
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    put_user_body(srv, "joe", body)
+    srv.request_put_user("joe", body)
 }
 
 fn assert_es_joe(srv: &TestServer) {
@@ -585,8 +567,7 @@ fn es_users_10_basic_password_hash_from_another_user() {
         )
         .unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password_hash": hash, "roles": ["superuser"] }),
     );
@@ -606,8 +587,7 @@ fn es_users_15_overwrite_user() {
     let srv = TestServer::start();
     let r = es_joe(&srv, json!({}));
     r.assert_is(200, &json!({ "created": true }));
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({
             "password": "s3krit-password2",
@@ -639,25 +619,19 @@ fn es_users_15_overwrite_user() {
 fn es_users_16_update_user() {
     let srv = TestServer::start();
     // 1. Creating without a password.
-    let r = put_user_body(
-        &srv,
-        "joe",
-        json!({ "roles": ["superuser"], "full_name": "Joe" }),
-    );
+    let r = srv.request_put_user("joe", json!({ "roles": ["superuser"], "full_name": "Joe" }));
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(
         r.body["error"]["root_cause"][0]["reason"],
         "Validation Failed: 1: password must be specified unless you are updating an existing user;"
     );
     // 2. Create, update without a password (kept), then with one.
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "roles": ["superuser"] }),
     );
     r.assert_is(200, &json!({ "created": true }));
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "roles": ["superuser"], "full_name": "Joe Updated" }),
     );
@@ -665,8 +639,7 @@ fn es_users_16_update_user() {
     srv.assert_basic_ok("joe", TEST_PW);
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!(r.body["joe"]["full_name"], "Joe Updated", "{}", r.text);
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": "s3krit-password2", "roles": ["superuser"] }),
     );
