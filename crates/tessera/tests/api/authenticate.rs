@@ -245,7 +245,7 @@ fn invalidated_bearer_token() {
     let srv = TestServer::start();
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let r = srv.invalidate(json!({ "token": t.access }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     let r = srv.auth_bearer(&t.access);
     assert_token_expired(&r);
     assert_eq!(r.header(WWW_AUTHENTICATE.as_str()), Some(EXPIRED_CHALLENGE));

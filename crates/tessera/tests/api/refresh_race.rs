@@ -190,11 +190,11 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
     }
     // Invalidating a successor's access token takes it back at once.
     let r = srv.invalidate(json!({ "token": new[0].access }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     assert_token_expired(&srv.auth_bearer(&new[0].access));
     // Invalidating a successor's refresh token stops the chain there.
     let r = srv.invalidate(json!({ "refresh_token": new[1].refresh }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     assert_oauth_error(
         &srv.refresh_as((RACER, TEST_PW), &new[1].refresh),
         "invalid_grant",

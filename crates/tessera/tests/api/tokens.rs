@@ -181,7 +181,7 @@ fn invalidate_by_access_token_counts_once_and_revokes_the_family() {
     let t = srv.password_grant("token_user", TEST_PW);
     let other = srv.password_grant("token_user", TEST_PW);
     let r = srv.invalidate(json!({ "token": t.access }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     assert_eq!(
         r.keys(),
         [
@@ -191,7 +191,7 @@ fn invalidate_by_access_token_counts_once_and_revokes_the_family() {
         ]
     );
     let r = srv.invalidate(json!({ "token": t.access }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 1)), "{}", r.text);
+    r.assert_is(200, &counts(0, 1));
     assert_token_expired(&srv.auth_bearer(&t.access));
     assert_oauth_error(
         &srv.refresh(&t.refresh),
@@ -199,7 +199,7 @@ fn invalidate_by_access_token_counts_once_and_revokes_the_family() {
         "token has been invalidated",
     );
     let r = srv.invalidate(json!({ "refresh_token": t.refresh }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 1)), "{}", r.text);
+    r.assert_is(200, &counts(0, 1));
     // Another grant is another family: untouched.
     srv.assert_bearer_ok(&other.access, "token_user");
     srv.assert_refresh_ok((ADMIN, ADMIN_PW), &other.refresh, "token_user");
@@ -211,9 +211,9 @@ fn invalidate_by_refresh_token_counts_once_and_revokes_the_family() {
     with_token_user(&srv);
     let t = srv.password_grant("token_user", TEST_PW);
     let r = srv.invalidate(json!({ "refresh_token": t.refresh }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     let r = srv.invalidate(json!({ "refresh_token": t.refresh }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 1)), "{}", r.text);
+    r.assert_is(200, &counts(0, 1));
     assert_oauth_error(
         &srv.refresh(&t.refresh),
         "invalid_grant",
@@ -234,7 +234,7 @@ fn invalidating_any_generation_revokes_every_generation() {
     }
     // Invalidate the middle generation's access token.
     let r = srv.invalidate(json!({ "token": g1.access }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     for access in [&g0.access, &g1.access, &g2.access] {
         assert_token_expired(&srv.auth_bearer(access));
     }
@@ -261,7 +261,7 @@ fn invalidate_by_username_counts_two_per_password_token_and_one_per_client_crede
     let c = srv.client_credentials("token_user", TEST_PW);
     let other = srv.password_grant("bystander", TEST_PW);
     let r = srv.invalidate(json!({ "username": "token_user" }));
-    assert_eq!((r.status, &r.body), (200, &counts(5, 0)), "{}", r.text);
+    r.assert_is(200, &counts(5, 0));
     for access in [&a.access, &b.access, &c] {
         assert_token_expired(&srv.auth_bearer(access));
     }
@@ -274,13 +274,13 @@ fn invalidate_by_username_counts_two_per_password_token_and_one_per_client_crede
     }
     // Nothing active is left for that user.
     let r = srv.invalidate(json!({ "username": "token_user" }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 0)), "{}", r.text);
+    r.assert_is(200, &counts(0, 0));
     // Other users' tokens are untouched.
     srv.assert_bearer_ok(&other.access, "bystander");
     // A client_credentials token alone counts 1.
     let d = srv.client_credentials("token_user", TEST_PW);
     let r = srv.invalidate(json!({ "username": "token_user" }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     assert_token_expired(&srv.auth_bearer(&d));
 }
 
@@ -291,11 +291,11 @@ fn invalidate_by_realm_name_covers_every_user_of_the_realm() {
     let a = srv.password_grant("token_user", TEST_PW);
     let b = srv.password_grant(ADMIN, ADMIN_PW);
     let r = srv.invalidate(json!({ "realm_name": "default_native" }));
-    assert_eq!((r.status, &r.body), (200, &counts(4, 0)), "{}", r.text);
+    r.assert_is(200, &counts(4, 0));
     assert_token_expired(&srv.auth_bearer(&a.access));
     assert_token_expired(&srv.auth_bearer(&b.access));
     let r = srv.invalidate(json!({ "realm_name": "no_such_realm" }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 0)), "{}", r.text);
+    r.assert_is(200, &counts(0, 0));
 }
 
 #[test]
@@ -619,31 +619,29 @@ fn es_token_10_basic_get_and_use_token() {
     get_and_use_token(&srv);
 }
 
-#[test]
-fn es_token_10_basic_invalidate_token() {
+/// Gets and uses a token, then invalidates with the body `by` makes of
+/// it, which counts `invalidated` pairs; the token is then dead.
+fn invalidate_a_used_token(by: impl FnOnce(&str) -> Value, invalidated: u64) {
     let srv = TestServer::start();
     let token = get_and_use_token(&srv);
-    let r = srv.invalidate(json!({ "token": token }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    srv.invalidate(by(&token))
+        .assert_is(200, &counts(invalidated, 0));
     assert_token_expired(&srv.auth_bearer(&token));
+}
+
+#[test]
+fn es_token_10_basic_invalidate_token() {
+    invalidate_a_used_token(|token| json!({ "token": token }), 1);
 }
 
 #[test]
 fn es_token_10_basic_invalidate_users_tokens() {
-    let srv = TestServer::start();
-    let token = get_and_use_token(&srv);
-    let r = srv.invalidate(json!({ "username": "token_user" }));
-    assert_eq!((r.status, &r.body), (200, &counts(2, 0)), "{}", r.text);
-    assert_token_expired(&srv.auth_bearer(&token));
+    invalidate_a_used_token(|_| json!({ "username": "token_user" }), 2);
 }
 
 #[test]
 fn es_token_10_basic_invalidate_realms_tokens() {
-    let srv = TestServer::start();
-    let token = get_and_use_token(&srv);
-    let r = srv.invalidate(json!({ "realm_name": "default_native" }));
-    assert_eq!((r.status, &r.body), (200, &counts(2, 0)), "{}", r.text);
-    assert_token_expired(&srv.auth_bearer(&token));
+    invalidate_a_used_token(|_| json!({ "realm_name": "default_native" }), 2);
 }
 
 // ---------------------------------------------------------------- token/11_invalidation.yml

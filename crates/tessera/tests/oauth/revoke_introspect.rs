@@ -62,27 +62,18 @@ fn revoking_a_refresh_token_ends_its_family_including_successors() {
         ],
     );
     // token_type_hint is accepted (and not needed); an unknown hint is ignored.
-    let r = server.form_as(
+    let r = revoke_with_hint(
+        &server,
         &client,
-        REVOKE,
-        &[
-            ("token", s(&second["refresh_token"])),
-            ("token_type_hint", "refresh_token"),
-        ],
+        s(&second["refresh_token"]),
+        "refresh_token",
     );
     assert_eq!(r.status, 200, "{}", r.text);
     for token in [&first["access_token"], &second["access_token"]] {
         assert_token_dead(&server, s(token));
     }
     let fresh = password_pair(&server, &client);
-    let r = server.form_as(
-        &client,
-        REVOKE,
-        &[
-            ("token", s(&fresh["access_token"])),
-            ("token_type_hint", "mystery"),
-        ],
-    );
+    let r = revoke_with_hint(&server, &client, s(&fresh["access_token"]), "mystery");
     assert_eq!(r.status, 200, "{}", r.text);
     assert_token_dead(&server, s(&fresh["access_token"]));
 }
@@ -114,6 +105,15 @@ fn only_the_client_a_token_was_issued_to_may_revoke_it() {
         .form(&[("token", s(&pair["access_token"]))])
         .send();
     assert_oauth_error(&r, 400, "unauthorized_client", false);
+}
+
+/// `POST /oauth2/revoke` of `token` with a `token_type_hint`.
+fn revoke_with_hint(server: &TestServer, client: &TestClient, token: &str, hint: &str) -> Resp {
+    server.form_as(
+        client,
+        REVOKE,
+        &[("token", token), ("token_type_hint", hint)],
+    )
 }
 
 #[test]
