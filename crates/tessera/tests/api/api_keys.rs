@@ -588,25 +588,29 @@ fn superuser_key_limited_by_its_descriptors() {
     assert_eq!(r.status, 200, "{}", r.text);
     r.nonempty("access_token");
 
+    assert_user_put_refused(&srv, &header, json!([]), "elastic");
+}
+
+/// Creating a user with the API key in `header` (with `roles`) is refused
+/// as beyond the authority of the key of `owner`, and creates nothing.
+fn assert_user_put_refused(srv: &TestServer, header: &str, roles: Value, owner: &str) {
     let r = srv
         .put("/_security/user/x")
-        .header("authorization", &header)
-        .json(&json!({ "password": TEST_PW, "roles": [] }))
+        .header("authorization", header)
+        .json(&json!({ "password": TEST_PW, "roles": roles }))
         .send();
+    let refusal = format!(
+        "action [cluster:admin/xpack/security/user/put] is unauthorized for user [{owner}]"
+    );
     assert_es_error_matching(
         &r,
         403,
         "security_exception",
-        |m| {
-            m.starts_with(
-                "action [cluster:admin/xpack/security/user/put] is unauthorized for user [elastic]",
-            )
-        },
-        "unauthorized user/put for elastic",
+        |m| m.starts_with(&refusal),
+        &refusal,
     );
-    // Nothing was created.
     let r = srv.get("/_security/user/x").admin().send();
-    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.status, 404, "nothing was created: {}", r.text);
 }
 
 #[test]
@@ -619,24 +623,7 @@ fn key_cannot_exceed_its_owners_privileges() {
         json!({ "name": "greedy", "role_descriptors": { "r": { "cluster": ["manage_security"] } } }),
     );
     let header = apikey_header(&encoded_of(&key));
-    let r = srv
-        .put("/_security/user/x")
-        .header("authorization", &header)
-        .json(&json!({ "password": TEST_PW, "roles": ["superuser"] }))
-        .send();
-    assert_es_error_matching(
-        &r,
-        403,
-        "security_exception",
-        |m| {
-            m.starts_with(
-                "action [cluster:admin/xpack/security/user/put] is unauthorized for user [limited]",
-            )
-        },
-        "unauthorized user/put for limited",
-    );
-    let r = srv.get("/_security/user/x").admin().send();
-    assert_eq!(r.status, 404, "{}", r.text);
+    assert_user_put_refused(&srv, &header, json!(["superuser"]), "limited");
 }
 
 // ---- 6. DELETE validation ----

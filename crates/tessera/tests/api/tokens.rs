@@ -41,9 +41,8 @@ fn password_grant_returns_pair_and_realm_authentication() {
     assert_ne!(access, refresh);
     assert_eq!(r.body["authentication"], token_user_auth("realm"));
     // The token stands for the user in the body, not the caller.
-    let a = srv.auth_bearer(&access);
-    assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(a.body, token_user_auth("token"));
+    srv.auth_bearer(&access)
+        .assert_is(200, &token_user_auth("token"));
 }
 
 #[test]
@@ -94,9 +93,8 @@ fn client_credentials_grant_issues_a_token_for_the_caller_without_refresh_token(
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
     assert_eq!(r.body["authentication"], token_user_auth("realm"));
-    let a = srv.auth_bearer(&r.str("access_token"));
-    assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(a.body, token_user_auth("token"));
+    srv.auth_bearer(&r.str("access_token"))
+        .assert_is(200, &token_user_auth("token"));
 }
 
 #[test]
@@ -114,9 +112,8 @@ fn refresh_grant_returns_a_new_pair_with_token_authentication() {
     assert_ne!(second.access, first.access);
     assert_ne!(second.refresh, first.refresh);
     // Both access tokens work: refreshing does not invalidate the old one.
-    let a = srv.auth_bearer(&second.access);
-    assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(a.body, token_user_auth("token"));
+    srv.auth_bearer(&second.access)
+        .assert_is(200, &token_user_auth("token"));
     let a = srv.auth_bearer(&first.access);
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.body, token_user_auth("token"));
