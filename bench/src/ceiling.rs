@@ -20,6 +20,9 @@ pub fn fixed_body(len: usize) -> String {
     format!(r#"{{"pad":"{}"}}"#, "x".repeat(len - FRAME))
 }
 
+/// What the ceiling prints once bound: `… addr=127.0.0.1:PORT`.
+pub const LISTENING: &str = "ceiling is listening";
+
 /// Serves the fixed body on every path, with the same multi-threaded
 /// runtime Tessera uses (one worker per core).
 pub fn serve(listen: SocketAddr, body_bytes: usize) -> anyhow::Result<()> {
@@ -39,6 +42,7 @@ pub fn serve(listen: SocketAddr, body_bytes: usize) -> anyhow::Result<()> {
             }
         });
         let listener = tokio::net::TcpListener::bind(listen).await?;
+        eprintln!("{LISTENING} addr={}", listener.local_addr()?);
         let shutdown = async {
             if let Ok(mut term) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -15,16 +15,42 @@ use crate::client::{Conn, Req};
 pub const BOOTSTRAP_PASSWORD: &str = "bench-elastic-password";
 
 /// A port that was free a moment ago: bind port 0, read it, let it go.
+/// Racy (another process may take the port before the child binds it), so
+/// only for the peer, whose issuer URL must name its port before it
+/// listens; Tessera and the ceiling bind port 0 themselves and say where.
 pub fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot reserve a local port")?;
     Ok(listener.local_addr()?)
 }
 
+/// What Tessera logs once its listener is bound: `… addr=127.0.0.1:PORT`.
+const TESSERA_LISTENING: &str = "tessera is listening";
+
 pub struct ChildServer {
     pub name: &'static str,
+    /// Where the server listens. A server started on port 0 reports it in
+    /// its output: known once [`ChildServer::wait_ready`] has returned.
     pub addr: SocketAddr,
+    /// The line the server prints with `addr=` once it has bound port 0;
+    /// `None` when `addr` was chosen before it started.
+    announces: Option<&'static str>,
     child: Option<Child>,
     log: PathBuf,
+}
+
+/// The port-0 address a server binds before it says which port it got.
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The address in the first line of `text` containing `marker`, from its
+/// `addr=…` field.
+pub fn announced_address(text: &str, marker: &str) -> Option<SocketAddr> {
+    text.lines()
+        .filter(|line| line.contains(marker))
+        .find_map(|line| line.split("addr=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
 }
 
 impl ChildServer {
@@ -46,12 +72,11 @@ impl ChildServer {
         log: PathBuf,
         flags: &[&str],
     ) -> anyhow::Result<Self> {
-        let addr = free_port()?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .args(flags)
             .arg("--listen")
-            .arg(addr.to_string())
+            .arg(any_port().to_string())
             .arg("--data-dir")
             .arg(data_dir);
         if let Some(store) = store {
@@ -61,20 +86,34 @@ impl ChildServer {
             .env_remove("TESSERA_CONFIG")
             .env_remove("TESSERA_LISTEN")
             .env_remove("TESSERA_DATA_DIR")
-            .env_remove("TESSERA_STORE");
-        Self::spawn("tessera", cmd, addr, log)
+            .env_remove("TESSERA_STORE")
+            // Whatever the caller's log filter, the line saying where it
+            // listens is printed.
+            .env(
+                "TESSERA_LOG",
+                format!(
+                    "{},tessera::server=info",
+                    std::env::var("TESSERA_LOG").unwrap_or_else(|_| "info".into())
+                ),
+            );
+        Self::spawn("tessera", cmd, any_port(), Some(TESSERA_LISTENING), log)
     }
 
     /// Starts the ceiling server: this same binary, `ceiling` subcommand.
     pub fn ceiling(body_bytes: usize, log: PathBuf) -> anyhow::Result<Self> {
-        let addr = free_port()?;
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("ceiling")
             .arg("--listen")
-            .arg(addr.to_string())
+            .arg(any_port().to_string())
             .arg("--body-bytes")
             .arg(body_bytes.to_string());
-        Self::spawn("ceiling", cmd, addr, log)
+        Self::spawn(
+            "ceiling",
+            cmd,
+            any_port(),
+            Some(crate::ceiling::LISTENING),
+            log,
+        )
     }
 
     /// Starts a peer implementation under test; `cmd` must make it listen on `addr`.
@@ -84,13 +123,14 @@ impl ChildServer {
         addr: SocketAddr,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
-        Self::spawn(name, cmd, addr, log)
+        Self::spawn(name, cmd, addr, None, log)
     }
 
     fn spawn(
         name: &'static str,
         mut cmd: Command,
         addr: SocketAddr,
+        announces: Option<&'static str>,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
@@ -103,6 +143,7 @@ impl ChildServer {
         Ok(Self {
             name,
             addr,
+            announces,
             child: Some(child),
             log,
         })
@@ -112,7 +153,8 @@ impl ChildServer {
         self.child.as_ref().map(Child::id).unwrap_or_default()
     }
 
-    /// Waits (at most `limit`) until `GET path` answers 200.
+    /// Waits (at most `limit`) until the server has said where it listens
+    /// (if it picks its port) and `GET path` answers 200.
     pub async fn wait_ready(&mut self, path: &'static str, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         loop {
@@ -127,7 +169,15 @@ impl ChildServer {
                     self.log_tail()
                 );
             }
-            if let Ok(mut conn) = Conn::open(self.addr).await {
+            if let Some(marker) = self.announces.filter(|_| self.addr.port() == 0) {
+                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                if let Some(addr) = announced_address(&text, marker) {
+                    self.addr = addr;
+                }
+            }
+            if self.addr.port() == 0 {
+                // Not listening yet.
+            } else if let Ok(mut conn) = Conn::open(self.addr).await {
                 if let Ok((status, _)) = conn.send(&Req::get(path, None)).await {
                     if status.is_success() {
                         return Ok(());
@@ -418,6 +468,16 @@ mod tests {
             ours: 850,
         };
         assert_eq!(b.others_share_since(&a), Some(0.1));
+    }
+
+    #[test]
+    fn reads_the_announced_address() {
+        let text = "INFO tessera::server: opening\nINFO tessera::server: tessera is listening addr=127.0.0.1:41234\n";
+        assert_eq!(
+            announced_address(text, TESSERA_LISTENING),
+            Some(SocketAddr::from(([127, 0, 0, 1], 41234)))
+        );
+        assert_eq!(announced_address(text, "ceiling is listening"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! cache against other processes, and the conformance suite.
 
 use super::*;
+use tessera_store::conformance::{assert_upgraded_for_oauth, bare_user, StoreExt};
 
 /// The first released schema: one `tokens` table with every column of
 /// a pair inline, before tokens had a scope and before OAuth clients.
@@ -74,21 +75,10 @@ async fn databases_from_the_first_release_are_upgraded_in_place() {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.count_tokens().await.unwrap(), 3);
         for (record, pair) in [(&old, &old_pair), (&refreshed, &refreshed_pair)] {
-            let found = store
-                .find_by_access(&pair.access.hash())
-                .await
-                .unwrap()
-                .unwrap();
+            let found = store.stored(&pair.access).await;
             assert_eq!(&found, record);
         }
-        assert_eq!(
-            store
-                .find_by_access(&successor_pair.access.hash())
-                .await
-                .unwrap()
-                .unwrap(),
-            *successor
-        );
+        assert_eq!(store.stored(&successor_pair.access).await, *successor);
         // The refreshed pair replays its successor, byte for byte.
         let replay = store
             .refresh(RefreshRequest::new(
@@ -105,48 +95,15 @@ async fn databases_from_the_first_release_are_upgraded_in_place() {
         // The moved pairs are still one family: invalidating the first
         // invalidates its successor.
         store.invalidate_refresh(&rt.hash()).await.unwrap();
-        let successor_now = store
-            .find_by_access(&successor_pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let successor_now = store.stored(&successor_pair.access).await;
         assert!(successor_now.access_invalidated && successor_now.refresh_invalidated);
-        let unrelated = store
-            .find_by_access(&old_pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let unrelated = store.stored(&old_pair.access).await;
         assert!(!unrelated.access_invalidated);
     }
     for _ in 0..2 {
         // Twice: the upgrade is idempotent.
         let store = SqliteStore::open(&path).unwrap();
-        let found = store
-            .find_by_access(&old_pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(found, old);
-        assert_eq!(found.scope, None);
-        let client = tessera_domain::oauth::mint_client(Default::default(), 5).record;
-        assert!(store.put_oauth_client(&client).await.unwrap());
-        let (scoped, pair) = TokenRecord::issue_scoped(
-            &s,
-            client.client_ref(),
-            Some(vec!["a".into()]),
-            false,
-            1_000,
-            60_000,
-        );
-        store.insert_token(&scoped).await.unwrap();
-        assert_eq!(
-            store
-                .find_by_access(&pair.access.hash())
-                .await
-                .unwrap()
-                .unwrap(),
-            scoped
-        );
+        assert_upgraded_for_oauth(&store, &s, &old, &old_pair).await;
     }
 }
 
@@ -201,16 +158,7 @@ async fn writes_by_other_processes_reach_the_serving_cache() {
         }
     }
     // Users too: a password changed elsewhere is what the server reads.
-    let upsert = |hash: &str| UserUpsert {
-        username: "u".into(),
-        password_hash: Some(hash.into()),
-        roles: vec![],
-        full_name: None,
-        email: None,
-        metadata: Default::default(),
-        enabled: true,
-        revoke_tokens: false,
-    };
+    let upsert = |hash: &str| bare_user("u", hash, &[]);
     server.put_user(upsert("h1")).await.unwrap();
     for _ in 0..2 {
         assert_eq!(
@@ -282,19 +230,7 @@ async fn writes_move_only_the_tables_they_name() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_serving(&dir.path().join("tables.db")).unwrap();
     let cache = store.cache.clone().unwrap();
-    store
-        .put_user(UserUpsert {
-            username: "carol".into(),
-            password_hash: Some("h".into()),
-            roles: vec![],
-            full_name: None,
-            email: None,
-            metadata: Default::default(),
-            enabled: true,
-            revoke_tokens: false,
-        })
-        .await
-        .unwrap();
+    store.put_user(bare_user("carol", "h", &[])).await.unwrap();
     let s = tessera_store::conformance::subject("carol");
     let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
     store.insert_token(&record).await.unwrap();

@@ -18,8 +18,9 @@ use tessera_domain::token::{TokenPair, TokenString};
 use tessera_domain::{ClientRef, Millis, TokenRecord};
 
 use crate::{
-    ApiKeyFilter, ApiKeyInvalidation, InvalidateCounts, InvalidateOne, NameMatch, RefreshRequest,
-    RoleDescriptor, Store, StoreError, UserUpsert, API_KEY_RETENTION_MS,
+    ApiKeyFilter, ApiKeyInvalidation, InvalidateCounts, InvalidateOne, NameMatch, RefreshGranted,
+    RefreshOutcome, RefreshRequest, RoleDescriptor, Store, StoreError, UserUpsert,
+    API_KEY_RETENTION_MS,
 };
 
 pub mod accounts;
@@ -36,11 +37,16 @@ pub mod tokens;
 /// `async fn() -> Option<(DynStore, G)>` that returns a fresh, empty store
 /// and whatever must live as long as it (a temporary directory, a schema
 /// to drop), or `None` when the backend cannot be reached here (the case
-/// then returns at once, after saying so on stderr).
+/// then returns at once, after saying so on stderr). A harness that lists
+/// its tests at run time takes them from [`cases`] instead.
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!(@cases $fresh;
+        $crate::conformance_tests!(@each [@tests $fresh]);
+    };
+    // The one list of cases; `$how` says what to make of it.
+    (@each [$($how:tt)*]) => {
+        $crate::conformance_tests! { $($how)*;
             accounts::users,
             accounts::bootstrap,
             accounts::roles,
@@ -72,9 +78,9 @@ macro_rules! conformance_tests {
             sessions::token_metadata_is_kept,
             role_mappings::role_mapping_crud,
             role_mappings::role_mappings_resolve_roles,
-        );
+        }
     };
-    (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {
+    (@tests $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
@@ -87,20 +93,111 @@ macro_rules! conformance_tests {
             }
         )*
     };
+    (@list; $($module:ident :: $case:ident),* $(,)?) => {
+        vec![$(
+            $crate::conformance::Case {
+                name: stringify!($case),
+                run: |store| Box::pin($crate::conformance::$module::$case(store)),
+            }
+        ),*]
+    };
+}
+
+/// One case of the suite: its name and the case itself, to be run on a
+/// fresh, empty store inside a multi-threaded runtime.
+pub struct Case {
+    pub name: &'static str,
+    pub run: fn(DynStore) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+/// Every case, as [`conformance_tests!`](crate::conformance_tests) runs them.
+pub fn cases() -> Vec<Case> {
+    crate::conformance_tests!(@each [@list])
 }
 
 pub type DynStore = Arc<dyn Store>;
 
-const POLICY: RefreshPolicy = RefreshPolicy {
-    access_ttl_ms: 1_200_000,
-    window_ms: 30_000,
-    reuse_revokes_family: true,
-};
+/// Reads the tests make again and again, asserting what they expect.
+#[async_trait::async_trait]
+pub trait StoreExt: Store {
+    /// The stored record of the pair whose access token is `access`; it
+    /// must exist.
+    async fn stored(&self, access: &TokenString) -> TokenRecord {
+        self.find_by_access(&access.hash())
+            .await
+            .expect("find_by_access answers")
+            .expect("the pair is stored")
+    }
+
+    /// What the store grants for `request`; it must grant it.
+    async fn granted(&self, request: RefreshRequest) -> RefreshGranted {
+        self.refresh(request)
+            .await
+            .expect("refresh answers")
+            .expect("the refresh is granted")
+    }
+
+    /// Why the store refuses `request`; it must refuse.
+    async fn refusal(&self, request: RefreshRequest) -> RefreshError {
+        self.refresh(request)
+            .await
+            .expect("refresh answers")
+            .expect_err("the refresh is refused")
+            .error
+    }
+
+    /// The ids of every OAuth client, in the store's order.
+    async fn client_ids(&self) -> Vec<String> {
+        let clients = self.list_oauth_clients().await.unwrap();
+        clients.into_iter().map(|c| c.client_id).collect()
+    }
+
+    /// The names of every user, in the store's order.
+    async fn usernames(&self) -> Vec<String> {
+        let users = self.list_users().await.unwrap();
+        users.into_iter().map(|u| u.username).collect()
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+/// What a store upgraded from a schema before OAuth must do: `old`, stored
+/// before the upgrade, reads back unchanged and unrestricted, and OAuth
+/// clients and scoped tokens can be stored and read.
+pub async fn assert_upgraded_for_oauth<S: Store + ?Sized>(
+    store: &S,
+    subject: &Authentication,
+    old: &TokenRecord,
+    old_pair: &TokenPair,
+) {
+    let found = store.stored(&old_pair.access).await;
+    assert_eq!(&found, old);
+    assert_eq!(found.scope, None);
+    let client = oauth::mint_client(Default::default(), 5).record;
+    assert!(store.put_oauth_client(&client).await.unwrap());
+    let (scoped, pair) = TokenRecord::issue_scoped(
+        subject,
+        client.client_ref(),
+        Some(vec!["a".into()]),
+        false,
+        1_000,
+        60_000,
+    );
+    store.insert_token(&scoped).await.unwrap();
+    assert_eq!(store.stored(&pair.access).await, scoped);
+}
+
+/// The policy of the cases: 20-minute access tokens, a 30-second window.
+const fn policy(reuse_revokes_family: bool) -> RefreshPolicy {
+    RefreshPolicy {
+        access_ttl_ms: 1_200_000,
+        window_ms: 30_000,
+        reuse_revokes_family,
+    }
+}
+const POLICY: RefreshPolicy = policy(true);
 /// Strict Elasticsearch behaviour: reuse is refused, nothing is revoked.
-const ES_POLICY: RefreshPolicy = RefreshPolicy {
-    reuse_revokes_family: false,
-    ..POLICY
-};
+const ES_POLICY: RefreshPolicy = policy(false);
 const T0: Millis = 1_700_000_000_000;
 
 pub fn subject(username: &str) -> Authentication {
@@ -118,6 +215,20 @@ pub fn subject(username: &str) -> Authentication {
     }
 }
 
+/// An enabled user with a password hash and `roles`, nothing else.
+pub fn bare_user(name: &str, hash: &str, roles: &[&str]) -> UserUpsert {
+    UserUpsert {
+        username: name.into(),
+        password_hash: Some(hash.into()),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        full_name: None,
+        email: None,
+        metadata: Default::default(),
+        enabled: true,
+        revoke_tokens: false,
+    }
+}
+
 fn user(name: &str, hash: Option<&str>) -> UserUpsert {
     UserUpsert {
         username: name.into(),
@@ -128,6 +239,31 @@ fn user(name: &str, hash: Option<&str>) -> UserUpsert {
         metadata: serde_json::from_value(serde_json::json!({"k": 1})).unwrap(),
         enabled: true,
         revoke_tokens: false,
+    }
+}
+
+/// A pair `client` holds for `subject`, with `scope`, issued at `T0`.
+fn issue_to_client(
+    subject: &Authentication,
+    client: &oauth::OAuthClientRecord,
+    scope: Vec<String>,
+    with_refresh: bool,
+) -> (TokenRecord, TokenPair) {
+    TokenRecord::issue_scoped(
+        subject,
+        client.client_ref(),
+        Some(scope),
+        with_refresh,
+        T0,
+        POLICY.access_ttl_ms,
+    )
+}
+
+/// The filter that selects the API keys `ids`.
+fn by_ids(ids: &[&str]) -> ApiKeyFilter {
+    ApiKeyFilter {
+        ids: Some(ids.iter().map(|id| id.to_string()).collect()),
+        ..Default::default()
     }
 }
 

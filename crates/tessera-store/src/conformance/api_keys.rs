@@ -25,38 +25,33 @@ pub async fn api_keys(store: DynStore) {
         let store = Arc::clone(&store);
         async move { ids(store.find_api_keys(&f).await.unwrap()) }
     };
-    assert_eq!(
-        by(ApiKeyFilter {
-            username: Some("alice".into()),
-            ..Default::default()
-        })
-        .await,
-        [a.id.clone(), b.id.clone()]
-    );
-    assert_eq!(
-        by(ApiKeyFilter {
-            name: Some(NameMatch::Prefix("deploy".into())),
-            ..Default::default()
-        })
-        .await,
-        [a.id.clone(), b.id.clone()]
-    );
-    assert_eq!(
-        by(ApiKeyFilter {
-            name: Some(NameMatch::Exact("deploy".into())),
-            ..Default::default()
-        })
-        .await,
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        by(ApiKeyFilter {
-            ids: Some(vec![c.id.clone(), "missing".into()]),
-            ..Default::default()
-        })
-        .await,
-        vec![c.id.clone()]
-    );
+    let filters = [
+        (
+            ApiKeyFilter {
+                username: Some("alice".into()),
+                ..Default::default()
+            },
+            vec![a.id.clone(), b.id.clone()],
+        ),
+        (
+            ApiKeyFilter {
+                name: Some(NameMatch::Prefix("deploy".into())),
+                ..Default::default()
+            },
+            vec![a.id.clone(), b.id.clone()],
+        ),
+        (
+            ApiKeyFilter {
+                name: Some(NameMatch::Exact("deploy".into())),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (by_ids(&[&c.id, "missing"]), vec![c.id.clone()]),
+    ];
+    for (filter, expected) in filters {
+        assert_eq!(by(filter.clone()).await, expected, "{filter:?}");
+    }
     assert_eq!(
         by(ApiKeyFilter {
             realm: Some("default_native".into()),
@@ -78,13 +73,7 @@ pub async fn api_keys(store: DynStore) {
         ..Default::default()
     };
     let first = store
-        .invalidate_api_keys(
-            &ApiKeyFilter {
-                ids: Some(vec![a.id.clone()]),
-                ..Default::default()
-            },
-            T0 + 10,
-        )
+        .invalidate_api_keys(&by_ids(&[&a.id]), T0 + 10)
         .await
         .unwrap();
     assert_eq!(
@@ -110,13 +99,7 @@ pub async fn api_keys(store: DynStore) {
     );
     assert_eq!(
         store
-            .invalidate_api_keys(
-                &ApiKeyFilter {
-                    ids: Some(vec!["missing".into()]),
-                    ..Default::default()
-                },
-                T0
-            )
+            .invalidate_api_keys(&by_ids(&["missing"]), T0)
             .await
             .unwrap(),
         ApiKeyInvalidation::default()

@@ -27,13 +27,7 @@ pub async fn oauth_clients(store: DynStore) {
         store.get_oauth_client(&b.client_id).await.unwrap().unwrap(),
         b
     );
-    let ids: Vec<_> = store
-        .list_oauth_clients()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.client_id)
-        .collect();
+    let ids: Vec<_> = store.client_ids().await;
     assert_eq!(
         ids,
         [a.client_id.clone(), b.client_id.clone()],
@@ -67,42 +61,19 @@ pub async fn oauth_clients(store: DynStore) {
 
     // Deleting a client invalidates every pair issued to it, and only those.
     let user = subject("jane");
-    let (mine, mine_pair) = TokenRecord::issue_scoped(
-        &user,
-        a.client_ref(),
-        Some(vec!["x".into()]),
-        true,
-        T0,
-        POLICY.access_ttl_ms,
-    );
+    let (mine, mine_pair) = issue_to_client(&user, &a, vec!["x".into()], true);
     store.insert_token(&mine).await.unwrap();
-    let (cc, cc_pair) = TokenRecord::issue_scoped(
-        &a.authentication(),
-        a.client_ref(),
-        Some(Vec::new()),
-        false,
-        T0,
-        POLICY.access_ttl_ms,
-    );
+    let (cc, cc_pair) = issue_to_client(&a.authentication(), &a, Vec::new(), false);
     store.insert_token(&cc).await.unwrap();
     let next = store
-        .refresh(request(
+        .granted(request(
             mine_pair.refresh.as_ref().unwrap(),
             &a.client_ref(),
             T0 + 1,
         ))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
-    let (theirs, theirs_pair) = TokenRecord::issue_scoped(
-        &user,
-        b.client_ref(),
-        Some(Vec::new()),
-        true,
-        T0,
-        POLICY.access_ttl_ms,
-    );
+    let (theirs, theirs_pair) = issue_to_client(&user, &b, Vec::new(), true);
     store.insert_token(&theirs).await.unwrap();
     let (_, es_pair) = issue(&store, "jane", T0).await;
 
@@ -114,30 +85,16 @@ pub async fn oauth_clients(store: DynStore) {
         .unwrap()
         .is_none());
     assert_family_dead(&store, &[&mine_pair, &next], T0 + 2).await;
-    let cc_now = store
-        .find_by_access(&cc_pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let cc_now = store.stored(&cc_pair.access).await;
     assert!(!cc_now.access_usable(T0 + 2));
     for alive in [&theirs_pair, &es_pair] {
-        let rec = store
-            .find_by_access(&alive.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let rec = store.stored(&alive.access).await;
         assert!(
             rec.access_usable(T0 + 2),
             "other clients' tokens are untouched"
         );
         assert!(!rec.refresh_invalidated);
     }
-    let left: Vec<_> = store
-        .list_oauth_clients()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.client_id)
-        .collect();
+    let left: Vec<_> = store.client_ids().await;
     assert_eq!(left, [b.client_id.clone()]);
 }

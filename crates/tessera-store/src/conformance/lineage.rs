@@ -9,7 +9,7 @@ use tessera_domain::refresh::RefreshError;
 use tessera_domain::token::TokenPair;
 use tessera_domain::{Authentication, ClientRef, Millis, TokenRecord};
 
-use super::{key, request, subject, user, DynStore, POLICY, T0};
+use super::{by_ids, key, request, subject, user, DynStore, StoreExt, POLICY, T0};
 use crate::{ApiKeyFilter, Lineage, Requirement};
 
 /// Mints a pair for `subject` on behalf of `client`, derived as `lineage`
@@ -57,35 +57,28 @@ fn requires_key(k: &ApiKeyRecord) -> Lineage {
 /// Asserts that no token of `pairs` authenticates or refreshes any more.
 async fn all_dead(store: &DynStore, pairs: &[&(TokenRecord, TokenPair)], why: &str) {
     for (i, (record, pair)) in pairs.iter().enumerate() {
-        let found = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let found = store.stored(&pair.access).await;
         assert!(
             found.access_invalidated,
             "{why}: pair {i} still authenticates"
         );
-        let refused = store
-            .refresh(request(
-                pair.refresh.as_ref().unwrap(),
-                &record.client,
-                T0 + 1,
-            ))
-            .await
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(refused.error, RefreshError::Invalidated, "{why}: pair {i}");
+        assert_eq!(
+            store
+                .refusal(request(
+                    pair.refresh.as_ref().unwrap(),
+                    &record.client,
+                    T0 + 1,
+                ))
+                .await,
+            RefreshError::Invalidated,
+            "{why}: pair {i}"
+        );
     }
 }
 
 async fn all_alive(store: &DynStore, pairs: &[&(TokenRecord, TokenPair)], why: &str) {
     for (i, (_, pair)) in pairs.iter().enumerate() {
-        let found = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let found = store.stored(&pair.access).await;
         assert!(found.access_usable(T0 + 1), "{why}: pair {i} was revoked");
     }
 }
@@ -115,13 +108,7 @@ pub async fn chains_die_with_their_api_key(store: DynStore) {
     let stranger = child(&store, &super::issue(&store, "stranger", T0).await).await;
 
     let outcome = store
-        .invalidate_api_keys(
-            &ApiKeyFilter {
-                ids: Some(vec![k.id.clone()]),
-                ..Default::default()
-            },
-            T0,
-        )
+        .invalidate_api_keys(&by_ids(&[&k.id]), T0)
         .await
         .unwrap();
     assert_eq!(outcome.invalidated, vec![k.id.clone()]);
@@ -179,7 +166,7 @@ pub async fn revocation_reaches_descendants(store: DynStore) {
             _ => {
                 let rt = root.1.refresh.clone().unwrap();
                 let at = |t| request(&rt, &root.0.client, t);
-                store.refresh(at(T0)).await.unwrap().unwrap();
+                store.granted(at(T0)).await;
                 let reuse = store
                     .refresh(at(T0 + POLICY.window_ms + 1))
                     .await
@@ -318,26 +305,16 @@ pub async fn caps_are_kept(store: DynStore) {
     let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, T0, POLICY.access_ttl_ms);
     let record = record.capped(Some(T0 + 5_000));
     store.insert_token(&record).await.unwrap();
-    let found = store
-        .find_by_access(&pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let found = store.stored(&pair.access).await;
     assert_eq!(found, record);
     let granted = store
-        .refresh(request(
+        .granted(request(
             pair.refresh.as_ref().unwrap(),
             &record.client,
             T0 + 1_000,
         ))
-        .await
-        .unwrap()
-        .unwrap();
-    let successor = store
-        .find_by_access(&granted.pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+        .await;
+    let successor = store.stored(&granted.pair.access).await;
     assert_eq!(successor.not_after, Some(T0 + 5_000));
     assert_eq!(successor.refresh_expires_at, Some(T0 + 5_000));
 }

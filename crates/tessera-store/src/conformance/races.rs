@@ -43,10 +43,7 @@ pub async fn refresh_races_invalidate_refresh(store: DynStore) {
     for _ in 0..40 {
         let (record, pair) = issue(&store, "u", T0).await;
         let rt = pair.refresh.clone().unwrap();
-        let refresher = {
-            let (store, req) = (Arc::clone(&store), request(&rt, &record.client, T0));
-            tokio::spawn(async move { store.refresh(req).await })
-        };
+        let refresher = refresh_on_task(&store, request(&rt, &record.client, T0));
         let invalidator = {
             let (store, hash) = (Arc::clone(&store), rt.hash());
             tokio::spawn(async move { store.invalidate_refresh(&hash).await })
@@ -70,19 +67,10 @@ pub async fn refresh_races_invalidate_refresh(store: DynStore) {
             }
             Err(e) => assert_eq!(e.error, RefreshError::Invalidated),
         }
-        let original = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let original = store.stored(&pair.access).await;
         assert!(original.access_invalidated);
         assert_eq!(
-            store
-                .refresh(request(&rt, &record.client, T0 + 1))
-                .await
-                .unwrap()
-                .unwrap_err()
-                .error,
+            store.refusal(request(&rt, &record.client, T0 + 1)).await,
             RefreshError::Invalidated,
             "after the invalidation answered, the refresh token is dead"
         );
@@ -92,34 +80,21 @@ pub async fn refresh_races_invalidate_refresh(store: DynStore) {
 pub async fn refresh_races_invalidate_by_user(store: DynStore) {
     for _ in 0..40 {
         let (record, pair) = issue(&store, "racer", T0).await;
-        let rt = pair.refresh.unwrap();
-        let refresher = {
-            let (store, req) = (Arc::clone(&store), request(&rt, &record.client, T0));
-            tokio::spawn(async move { store.refresh(req).await })
-        };
+        let rt = pair.refresh.clone().unwrap();
+        let refresher = refresh_on_task(&store, request(&rt, &record.client, T0));
         let invalidator = {
             let store = Arc::clone(&store);
             tokio::spawn(async move { store.invalidate_matching(Some("racer"), None, T0).await })
         };
         let refreshed = refresher.await.unwrap().unwrap();
         invalidator.await.unwrap().unwrap();
-        if let Ok(granted) = refreshed {
-            let successor = store
-                .find_by_access(&granted.pair.access.hash())
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(
-                successor.access_invalidated && successor.refresh_invalidated,
-                "a successor minted by a racing refresh is invalidated too"
-            );
-        }
-        let original = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(original.access_invalidated && original.refresh_invalidated);
+        assert_dead_after_race(
+            &store,
+            &refreshed,
+            &pair,
+            "a successor minted by a racing refresh is invalidated too",
+        )
+        .await;
     }
 }
 
@@ -131,43 +106,23 @@ pub async fn refresh_races_client_deletion(store: DynStore) {
         let client = oauth::mint_client(ClientMetadata::default(), T0).record;
         store.put_oauth_client(&client).await.unwrap();
         let s = subject("racer");
-        let (record, pair) = TokenRecord::issue_scoped(
-            &s,
-            client.client_ref(),
-            Some(Vec::new()),
-            true,
-            T0,
-            POLICY.access_ttl_ms,
-        );
+        let (record, pair) = issue_to_client(&s, &client, Vec::new(), true);
         store.insert_token(&record).await.unwrap();
         let rt = pair.refresh.clone().unwrap();
-        let refresher = {
-            let (store, req) = (Arc::clone(&store), request(&rt, &record.client, T0));
-            tokio::spawn(async move { store.refresh(req).await })
-        };
+        let refresher = refresh_on_task(&store, request(&rt, &record.client, T0));
         let deleter = {
             let (store, id) = (Arc::clone(&store), client.client_id.clone());
             tokio::spawn(async move { store.delete_oauth_client(&id).await })
         };
         let refreshed = refresher.await.unwrap().unwrap();
         assert!(deleter.await.unwrap().unwrap());
-        if let Ok(granted) = refreshed {
-            let successor = store
-                .find_by_access(&granted.pair.access.hash())
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(
-                successor.access_invalidated && successor.refresh_invalidated,
-                "a successor minted by a racing refresh dies with its client"
-            );
-        }
-        let original = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(original.access_invalidated && original.refresh_invalidated);
+        assert_dead_after_race(
+            &store,
+            &refreshed,
+            &pair,
+            "a successor minted by a racing refresh dies with its client",
+        )
+        .await;
     }
 }
 
@@ -207,11 +162,7 @@ pub async fn reads_follow_every_change(store: DynStore) {
     let read = || async { store.find_by_access(&access).await.unwrap().unwrap() };
     assert!(twice(read).await.refreshed.is_none());
     let rt = pair.refresh.unwrap();
-    store
-        .refresh(request(&rt, &record.client, T0))
-        .await
-        .unwrap()
-        .unwrap();
+    store.granted(request(&rt, &record.client, T0)).await;
     assert!(
         read().await.refreshed.is_some(),
         "a refresh is visible through the access hash"
@@ -256,13 +207,7 @@ pub async fn reads_follow_every_change(store: DynStore) {
     let read = || async { store.get_api_key(&k.id).await.unwrap().unwrap() };
     assert!(twice(read).await.invalidated_at.is_none());
     store
-        .invalidate_api_keys(
-            &ApiKeyFilter {
-                ids: Some(vec![k.id.clone()]),
-                ..Default::default()
-            },
-            T0 + 1,
-        )
+        .invalidate_api_keys(&by_ids(&[&k.id]), T0 + 1)
         .await
         .unwrap();
     assert!(read().await.invalidated_at.is_some());
@@ -317,4 +262,32 @@ pub async fn reads_race_invalidation(store: DynStore) {
             r.await.unwrap();
         }
     }
+}
+
+/// After a refresh raced something that takes its pair back: the pair is
+/// dead, and so is the successor the refresh minted, if it minted one.
+async fn assert_dead_after_race(
+    store: &DynStore,
+    refreshed: &RefreshOutcome,
+    pair: &TokenPair,
+    why: &str,
+) {
+    if let Ok(granted) = refreshed {
+        let successor = store.stored(&granted.pair.access).await;
+        assert!(
+            successor.access_invalidated && successor.refresh_invalidated,
+            "{why}"
+        );
+    }
+    let original = store.stored(&pair.access).await;
+    assert!(original.access_invalidated && original.refresh_invalidated);
+}
+
+/// `request` refreshed on a task of its own, to race something else.
+fn refresh_on_task(
+    store: &DynStore,
+    request: RefreshRequest,
+) -> tokio::task::JoinHandle<crate::StoreResult<RefreshOutcome>> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move { store.refresh(request).await })
 }

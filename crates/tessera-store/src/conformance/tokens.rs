@@ -7,11 +7,7 @@ pub async fn issue_and_find(store: DynStore) {
     assert!(!store.tokens_ever_issued().await.unwrap());
     let (record, pair) = issue(&store, "u", T0).await;
     assert!(store.tokens_ever_issued().await.unwrap());
-    let found = store
-        .find_by_access(&pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let found = store.stored(&pair.access).await;
     assert_eq!(found, record);
     let missing = TokenString::mint(tessera_domain::TokenKind::Access, 0);
     assert!(store
@@ -25,14 +21,7 @@ pub async fn issue_and_find(store: DynStore) {
     let s = subject("svc");
     let (cc, cc_pair) = TokenRecord::issue(&s, s.client_ref(), false, T0, 1000);
     store.insert_token(&cc).await.unwrap();
-    assert_eq!(
-        store
-            .find_by_access(&cc_pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap(),
-        cc
-    );
+    assert_eq!(store.stored(&cc_pair.access).await, cc);
 }
 
 pub async fn refresh_rules(store: DynStore) {
@@ -43,51 +32,24 @@ pub async fn refresh_rules(store: DynStore) {
 
     let unknown = TokenString::mint(tessera_domain::TokenKind::Refresh, 0);
     assert_eq!(
-        store
-            .refresh(request(&unknown, &me, T0))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+        store.refusal(request(&unknown, &me, T0)).await,
         RefreshError::NotFound
     );
     assert_eq!(
-        store
-            .refresh(request(&rt, &stranger, T0 + 1))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+        store.refusal(request(&rt, &stranger, T0 + 1)).await,
         RefreshError::WrongClient
     );
-    let first = store
-        .refresh(request(&rt, &me, T0 + 10))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = store.granted(request(&rt, &me, T0 + 10)).await;
     assert!(first.rotated);
     assert_eq!(first.subject.authentication_type, AuthenticationType::Token);
-    let successor = store
-        .find_by_access(&first.pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let successor = store.stored(&first.pair.access).await;
     assert_eq!(successor.generation, 1);
     assert_eq!(successor.family_id, record.family_id);
     assert_eq!(successor.client, me);
     // the old access token stays valid
-    assert!(store
-        .find_by_access(&pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap()
-        .access_usable(T0 + 10));
+    assert!(store.stored(&pair.access).await.access_usable(T0 + 10));
 
-    let again = store
-        .refresh(request(&rt, &me, T0 + 20_000))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = store.granted(request(&rt, &me, T0 + 20_000)).await;
     assert!(!again.rotated);
     assert_eq!(
         again.pair, first.pair,
@@ -95,18 +57,10 @@ pub async fn refresh_rules(store: DynStore) {
     );
     // the successor refreshes normally, once
     let next_rt = first.pair.refresh.clone().unwrap();
-    let second = store
-        .refresh(request(&next_rt, &me, T0 + 40_000))
-        .await
-        .unwrap()
-        .unwrap();
+    let second = store.granted(request(&next_rt, &me, T0 + 40_000)).await;
     assert!(second.rotated);
     assert_eq!(second.pair.access.hash(), {
-        let s = store
-            .find_by_access(&second.pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let s = store.stored(&second.pair.access).await;
         assert_eq!(s.generation, 2);
         s.access_hash
     });
@@ -131,26 +85,18 @@ pub async fn refresh_rules(store: DynStore) {
         InvalidateOne::Invalidated
     );
     assert_eq!(
-        store
-            .refresh(request(&rt2, &me, T0 + 1))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+        store.refusal(request(&rt2, &me, T0 + 1)).await,
         RefreshError::Invalidated
     );
     let (_, p3) = issue(&store, "u", T0).await;
     assert_eq!(
         store
-            .refresh(request(
+            .refusal(request(
                 p3.refresh.as_ref().unwrap(),
                 &me,
                 T0 + 24 * 3_600_000
             ))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+            .await,
         RefreshError::Expired
     );
 }
@@ -161,23 +107,17 @@ pub async fn families(store: DynStore) {
     let (record, g0) = issue(&store, "fam", T0).await;
     let me = record.client.clone();
     let g1 = store
-        .refresh(request(g0.refresh.as_ref().unwrap(), &me, T0))
+        .granted(request(g0.refresh.as_ref().unwrap(), &me, T0))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
     let g2 = store
-        .refresh(request(g1.refresh.as_ref().unwrap(), &me, T0 + 1))
+        .granted(request(g1.refresh.as_ref().unwrap(), &me, T0 + 1))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
     // the immediate predecessor still enjoys the window
     let replay = store
-        .refresh(request(g1.refresh.as_ref().unwrap(), &me, T0 + 2))
-        .await
-        .unwrap()
-        .unwrap();
+        .granted(request(g1.refresh.as_ref().unwrap(), &me, T0 + 2))
+        .await;
     assert_eq!(replay.pair, g2);
     let reuse = store
         .refresh(request(g0.refresh.as_ref().unwrap(), &me, T0 + 3))
@@ -196,22 +136,16 @@ pub async fn families(store: DynStore) {
     };
     let (_, h0) = issue(&store, "fam", T0).await;
     let h1 = store
-        .refresh(strict(h0.refresh.as_ref().unwrap(), T0))
+        .granted(strict(h0.refresh.as_ref().unwrap(), T0))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
     let h2 = store
-        .refresh(strict(h1.refresh.as_ref().unwrap(), T0 + 1))
+        .granted(strict(h1.refresh.as_ref().unwrap(), T0 + 1))
         .await
-        .unwrap()
-        .unwrap()
         .pair;
     let again = store
-        .refresh(strict(h0.refresh.as_ref().unwrap(), T0 + 2))
-        .await
-        .unwrap()
-        .unwrap();
+        .granted(strict(h0.refresh.as_ref().unwrap(), T0 + 2))
+        .await;
     assert_eq!(again.pair, h1);
     let late = store
         .refresh(strict(h0.refresh.as_ref().unwrap(), T0 + 31_000))
@@ -223,11 +157,7 @@ pub async fn families(store: DynStore) {
         RefreshError::RefreshedTooLongAgo { .. }
     ));
     assert!(!late.revoke_family);
-    let head = store
-        .find_by_access(&h2.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let head = store.stored(&h2.access).await;
     assert!(head.access_usable(T0 + 31_000), "nothing was revoked");
 
     // Invalidating any member's token is final for the whole family.
@@ -241,22 +171,13 @@ pub async fn families(store: DynStore) {
 pub async fn replay_of_invalidated_successor(store: DynStore) {
     let (record, pair) = issue(&store, "u", T0).await;
     let rt = pair.refresh.unwrap();
-    let first = store
-        .refresh(request(&rt, &record.client, T0))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = store.granted(request(&rt, &record.client, T0)).await;
     store
         .invalidate_access(&first.pair.access.hash())
         .await
         .unwrap();
     assert_eq!(
-        store
-            .refresh(request(&rt, &record.client, T0 + 1))
-            .await
-            .unwrap()
-            .unwrap_err()
-            .error,
+        store.refusal(request(&rt, &record.client, T0 + 1)).await,
         RefreshError::Invalidated,
         "a replay never hands out a token that was taken back"
     );
@@ -333,11 +254,7 @@ pub async fn invalidate_matching(store: DynStore) {
         }
     );
     for p in [&a, &b] {
-        let rec = store
-            .find_by_access(&p.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let rec = store.stored(&p.access).await;
         assert!(rec.access_invalidated && rec.refresh_invalidated);
     }
     assert_eq!(
@@ -400,11 +317,7 @@ pub async fn token_scope_and_find_by_refresh(store: DynStore) {
     ];
     for (record, pair) in &cases {
         store.insert_token(record).await.unwrap();
-        let by_access = store
-            .find_by_access(&pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let by_access = store.stored(&pair.access).await;
         assert_eq!(
             &by_access, record,
             "the scope round-trips, None and empty apart"
@@ -433,47 +346,25 @@ pub async fn token_scope_and_find_by_refresh(store: DynStore) {
     let s = subject("svc");
     let (cc, cc_pair) = TokenRecord::issue_scoped(&s, s.client_ref(), ab.clone(), false, T0, 1000);
     store.insert_token(&cc).await.unwrap();
-    assert_eq!(
-        store
-            .find_by_access(&cc_pair.access.hash())
-            .await
-            .unwrap()
-            .unwrap()
-            .scope,
-        ab
-    );
+    assert_eq!(store.stored(&cc_pair.access).await.scope, ab);
 
     // Successors inherit the scope; a replay reports it too.
     let (record, pair) = &cases[0];
     let rt = pair.refresh.clone().unwrap();
-    let first = store
-        .refresh(request(&rt, &record.client, T0 + 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = store.granted(request(&rt, &record.client, T0 + 1)).await;
     assert_eq!(first.scope, ab);
-    let successor = store
-        .find_by_access(&first.pair.access.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let successor = store.stored(&first.pair.access).await;
     assert_eq!(successor.scope, ab);
-    let replay = store
-        .refresh(request(&rt, &record.client, T0 + 2))
-        .await
-        .unwrap()
-        .unwrap();
+    let replay = store.granted(request(&rt, &record.client, T0 + 2)).await;
     assert!(!replay.rotated);
     assert_eq!(replay.scope, ab);
     let unrestricted = store
-        .refresh(request(
+        .granted(request(
             cases[2].1.refresh.as_ref().unwrap(),
             &cases[2].0.client,
             T0 + 1,
         ))
-        .await
-        .unwrap()
-        .unwrap();
+        .await;
     assert_eq!(unrestricted.scope, None);
     let spent = store.find_by_refresh(&rt.hash()).await.unwrap().unwrap();
     assert!(spent.refreshed.is_some() && !spent.refresh_unused(T0 + 2));

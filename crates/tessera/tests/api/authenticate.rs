@@ -9,22 +9,15 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 fn joe_with_everything(srv: &TestServer) -> Value {
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({
+    srv.create_user(
+        "joe",
+        json!({
             "password": TEST_PW,
             "roles": ["superuser", "extra"],
             "full_name": "Joe Smith",
             "email": "joe@example.com",
             "metadata": { "key1": "val1", "key2": 2 },
-        }))
-        .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
+        }),
     );
     json!({
         "username": "joe",
@@ -82,17 +75,14 @@ fn schemes_are_case_insensitive() {
     let srv = TestServer::start();
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let basic = basic_header(ADMIN, ADMIN_PW).replacen("Basic", "basic", 1);
-    let r = srv.get(AUTHENTICATE).header("authorization", &basic).send();
+    let r = srv.auth_header(&basic);
     assert_eq!(
         (r.status, &r.body["username"]),
         (200, &json!(ADMIN)),
         "{}",
         r.text
     );
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", &format!("BEARER {}", t.access))
-        .send();
+    let r = srv.auth_header(&format!("BEARER {}", t.access));
     assert_eq!(
         (r.status, &r.body["authentication_type"]),
         (200, &json!("token")),
@@ -106,16 +96,9 @@ fn schemes_are_case_insensitive() {
 #[test]
 fn es_authenticate_10_basic() {
     let srv = TestServer::start();
-    let r = srv
-        .put("/_security/user/authenticate_user")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Authenticate User" }))
-        .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
+    srv.create_user(
+        "authenticate_user",
+        json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Authenticate User" }),
     );
     let r = srv.auth_basic("authenticate_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
@@ -140,11 +123,7 @@ fn es_authenticate_11_admin_user_as_admin() {
 #[test]
 fn es_authenticate_11_admin_user_with_token() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = srv.request_client_credentials(ADMIN, ADMIN_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     let token = r.str("access_token");
     let admin = srv.get(AUTHENTICATE).admin().send();
@@ -211,7 +190,7 @@ fn wrong_password_unknown_user_and_disabled_user() {
     srv.assert_basic_ok("x", TEST_PW);
     srv.assert_basic_refused("x", "not-the-password");
     let r = srv.put("/_security/user/x/_disable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("x", TEST_PW);
 }
 
@@ -229,10 +208,7 @@ fn unknown_and_garbage_bearer_tokens() {
         assert_unsuccessful_credentials(&r, "oauth2 token: invalid token");
     }
     // The exact header Elasticsearch's rolling-upgrade test sends.
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", "Bearer boom")
-        .send();
+    let r = srv.auth_header("Bearer boom");
     assert_unsuccessful_credentials(&r, "oauth2 token: invalid token");
     srv.assert_bearer_ok(&t.access, ADMIN);
 }
@@ -248,16 +224,8 @@ fn refresh_token_is_not_an_access_token() {
 
 #[test]
 fn expired_bearer_token() {
-    let srv = TestServer::start_with(Options {
-        access_token_ttl: Some("2s"),
-        manual_clock: true,
-        ..Default::default()
-    });
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": ADMIN, "password": ADMIN_PW }))
-        .send();
+    let srv = TestServer::start_with(Options::default().access_token_ttl("2s").manual_clock());
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), ADMIN, ADMIN_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["expires_in"], 2);
     let t = Tokens::from_body(&r.body);
@@ -277,7 +245,7 @@ fn invalidated_bearer_token() {
     let srv = TestServer::start();
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let r = srv.invalidate(json!({ "token": t.access }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     let r = srv.auth_bearer(&t.access);
     assert_token_expired(&r);
     assert_eq!(r.header(WWW_AUTHENTICATE.as_str()), Some(EXPIRED_CHALLENGE));
@@ -292,33 +260,18 @@ fn invalidated_bearer_token() {
 #[test]
 fn malformed_authorization_headers() {
     let srv = TestServer::start();
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", "Basic !!!notbase64")
-        .send();
+    let r = srv.auth_header("Basic !!!notbase64");
     assert_unauthenticated(&r, "invalid basic authentication header encoding");
     let nocolon = format!("Basic {}", STANDARD.encode("nocolon"));
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", &nocolon)
-        .send();
+    let r = srv.auth_header(&nocolon);
     assert_unauthenticated(&r, "invalid basic authentication header value");
     let not_utf8 = format!("Basic {}", STANDARD.encode([0xff, 0xfe, b':', b'x']));
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", &not_utf8)
-        .send();
+    let r = srv.auth_header(&not_utf8);
     assert_unauthenticated(&r, "invalid basic authentication header encoding");
-    let r = srv
-        .get(AUTHENTICATE)
-        .header("authorization", "Basic")
-        .send();
+    let r = srv.auth_header("Basic");
     assert_unauthenticated(&r, "invalid basic authentication header value");
     for empty_bearer in ["Bearer", "Bearer ", "Bearer    "] {
-        let r = srv
-            .get(AUTHENTICATE)
-            .header("authorization", empty_bearer)
-            .send();
+        let r = srv.auth_header(empty_bearer);
         assert_unsuccessful_credentials(&r, "oauth2 token: invalid token");
     }
     for unknown in [
@@ -327,10 +280,7 @@ fn malformed_authorization_headers() {
         "",
         "elastic:pw",
     ] {
-        let r = srv
-            .get(AUTHENTICATE)
-            .header("authorization", unknown)
-            .send();
+        let r = srv.auth_header(unknown);
         assert_unauthenticated(
             &r,
             "missing authentication credentials for REST request [/_security/_authenticate]",

@@ -1,21 +1,21 @@
 //! The `tessera` binary as an operator runs it: configuration errors, the
 //! generated bootstrap password, SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
+use std::process::{Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
+use tessera_testkit::process::{without_tessera_env, Process as Node};
 
 use crate::support::*;
 
 /// The binary with no `TESSERA_*` variable inherited from the test's
 /// environment.
 fn tessera() -> Command {
-    without_tessera_env(Command::new(env!("CARGO_BIN_EXE_tessera")))
+    logging(without_tessera_env(Command::new(env!(
+        "CARGO_BIN_EXE_tessera"
+    ))))
 }
 
 /// The binary started by a shell that first runs `setup` (`ulimit …`,
@@ -27,7 +27,7 @@ fn tessera_in_shell(setup: &str) -> Command {
         &format!("{setup} && exec \"$0\" \"$@\""),
         env!("CARGO_BIN_EXE_tessera"),
     ]);
-    without_tessera_env(cmd)
+    logging(without_tessera_env(cmd))
 }
 
 /// The binary run with its file-descriptor limit (soft and hard) set to
@@ -42,13 +42,8 @@ fn tessera_under_umask(umask: &str) -> Command {
     tessera_in_shell(&format!("umask {umask}"))
 }
 
-fn without_tessera_env(mut cmd: Command) -> Command {
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("TESSERA_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("TESSERA_LOG", "info").stdin(Stdio::null());
+fn logging(mut cmd: Command) -> Command {
+    cmd.env("TESSERA_LOG", "info");
     cmd
 }
 
@@ -143,149 +138,40 @@ fn guessing_limits_come_from_flags_environment_and_file_and_are_validated() {
     }
 }
 
-/// The address in the server's "tessera is listening addr=…" line.
-fn listening_address(seen: &[String]) -> Option<String> {
-    seen.iter()
-        .filter(|line| line.contains("tessera is listening"))
-        .find_map(|line| line.split("addr=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_owned)
+/// A node on `data_dir`, started by `cmd` on `127.0.0.1:0`; its address
+/// comes from the line it logs ("tessera is listening addr=…").
+fn spawn_from(cmd: Command, data_dir: &Path, flags: &[&str]) -> Node {
+    let mut node = Node::serve("tessera", cmd, Some(data_dir), flags);
+    if let Err(output) = node.wait_listening() {
+        panic!("tessera did not say where it listens; its output:\n{output}");
+    }
+    node
 }
 
-/// A running child with its stderr being collected line by line.
-pub(crate) struct Node {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    reader: JoinHandle<()>,
-    seen: Vec<String>,
-    pub(crate) base: String,
+fn spawn(data_dir: &Path) -> Node {
+    spawn_from(tessera(), data_dir, &[])
 }
 
-impl Node {
-    fn spawn(data_dir: &Path) -> Node {
-        Self::spawn_from(tessera(), data_dir, &[])
-    }
+/// A node whose file-descriptor limit is `nofile`, with extra `serve`
+/// flags and the bootstrap password [`ADMIN_PW`].
+pub(crate) fn spawn_limited(data_dir: &Path, nofile: u64, flags: &[&str]) -> Node {
+    let mut cmd = tessera_with_fd_limit(nofile);
+    cmd.env("TESSERA_BOOTSTRAP_PASSWORD", ADMIN_PW);
+    spawn_from(cmd, data_dir, flags)
+}
 
-    /// A node whose file-descriptor limit is `nofile`, with extra `serve`
-    /// flags and the bootstrap password [`ADMIN_PW`].
-    pub(crate) fn spawn_limited(data_dir: &Path, nofile: u64, flags: &[&str]) -> Node {
-        let mut cmd = tessera_with_fd_limit(nofile);
-        cmd.env("TESSERA_BOOTSTRAP_PASSWORD", ADMIN_PW);
-        Self::spawn_from(cmd, data_dir, flags)
-    }
+/// SIGTERM, then the exit status and everything the node printed.
+pub(crate) fn terminate(mut node: Node) -> (std::process::ExitStatus, Vec<String>) {
+    let status = node.terminate(Duration::from_secs(20));
+    (status, node.lines())
+}
 
-    /// Starts the binary on `127.0.0.1:0` and learns the port it bound
-    /// from the line it logs ("tessera is listening addr=…").
-    fn spawn_from(mut cmd: Command, data_dir: &Path, flags: &[&str]) -> Node {
-        let mut child = cmd
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting tessera");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut node = Node {
-            child,
-            lines,
-            reader,
-            seen: Vec::new(),
-            base: String::new(),
-        };
-        node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
-            listening_address(seen).is_some()
-        });
-        let addr = listening_address(&node.seen).expect("the address just seen");
-        node.base = format!("http://{addr}");
-        node
-    }
-
-    /// Collects stderr until `done` holds for what was seen, or fails.
-    fn read_until(&mut self, deadline: Instant, done: impl Fn(&[String]) -> bool) {
-        while !done(&self.seen) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!(
-                    "tessera did not print what was expected; stderr so far:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Polls readiness until the node answers (or fails the test).
-    pub(crate) fn wait_ready(&mut self) {
-        let client = client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = client.get(format!("{}/_tessera/ready", self.base)).send() {
-                if r.status().as_u16() == 200 {
-                    return;
-                }
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                self.drain();
-                panic!(
-                    "tessera exited early with {status}:\n{}",
-                    self.seen.join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tessera did not become ready:\n{}",
-                self.seen.join("\n")
-            );
-            // Between two polls of the condition.
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn drain(&mut self) {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-    }
-
-    /// SIGTERM, then the exit status and everything the node printed.
-    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("tessera did not exit after SIGTERM");
-            }
-            // Between two polls of the exit status.
-            thread::sleep(Duration::from_millis(20));
-        };
-        let Node {
-            reader,
-            lines,
-            mut seen,
-            ..
-        } = self;
-        reader.join().unwrap();
-        seen.extend(lines.try_iter());
-        (status, seen)
-    }
+/// Waits for the password the node generated and printed.
+fn await_generated_password(node: &mut Node) -> String {
+    let lines = node.expect_output("the generated password", |seen| {
+        generated_password(seen).is_some()
+    });
+    generated_password(&lines).unwrap()
 }
 
 fn generated_password(lines: &[String]) -> Option<String> {
@@ -302,27 +188,19 @@ fn generated_password(lines: &[String]) -> Option<String> {
 #[test]
 fn generated_bootstrap_password_is_printed_once_and_sigterm_stops_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let client = client();
 
-    let mut node = Node::spawn(dir.path());
-    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
-        generated_password(seen).is_some()
-    });
-    let password = generated_password(&node.seen).unwrap();
+    let mut node = spawn(dir.path());
+    let password = await_generated_password(&mut node);
     assert!(password.len() >= 20, "{password:?}");
-    node.wait_ready();
-    let base = node.base.clone();
-    let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
-        .basic(ADMIN, &password)
-        .send();
+    node.expect_ready();
+    let api = Api::new(&node.base);
+    let r = api.auth_basic(ADMIN, &password);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["username"], ADMIN);
     assert_eq!(r.body["roles"], serde_json::json!(["superuser"]));
-    let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
-        .basic(ADMIN, "wrong-password")
-        .send();
+    let r = api.auth_basic(ADMIN, "wrong-password");
     assert_eq!(r.status, 401, "{}", r.text);
-    let (status, lines) = node.terminate();
+    let (status, lines) = terminate(node);
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
     let shown = lines.iter().filter(|l| l.contains(&password)).count();
     assert_eq!(
@@ -333,14 +211,11 @@ fn generated_bootstrap_password_is_printed_once_and_sigterm_stops_gracefully() {
     );
 
     // Second start on the same data directory: no new password.
-    let mut node = Node::spawn(dir.path());
-    node.wait_ready();
-    let base = node.base.clone();
-    let r = Req::new(&client, &base, Method::GET, AUTHENTICATE)
-        .basic(ADMIN, &password)
-        .send();
+    let mut node = spawn(dir.path());
+    node.expect_ready();
+    let r = Api::new(&node.base).auth_basic(ADMIN, &password);
     assert_eq!(r.status, 200, "{}", r.text);
-    let (status, lines) = node.terminate();
+    let (status, lines) = terminate(node);
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
     assert!(generated_password(&lines).is_none(), "{}", lines.join("\n"));
     assert!(
@@ -357,12 +232,9 @@ fn generated_bootstrap_password_is_printed_once_and_sigterm_stops_gracefully() {
 #[test]
 fn a_killed_server_keeps_every_token_it_answered_with() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::spawn(dir.path());
-    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
-        generated_password(seen).is_some()
-    });
-    let password = generated_password(&node.seen).unwrap();
-    node.wait_ready();
+    let mut node = spawn(dir.path());
+    let password = await_generated_password(&mut node);
+    node.expect_ready();
     let base = node.base.clone();
 
     // One server per embedded store.
@@ -414,8 +286,7 @@ fn a_killed_server_keeps_every_token_it_answered_with() {
         // Between two polls of the condition.
         thread::sleep(Duration::from_millis(10));
     }
-    node.child.kill().expect("SIGKILL");
-    node.child.wait().unwrap();
+    node.kill9();
     // Requests sent from here on fail to connect; the creators stop.
     stop.store(true, SeqCst);
     let answered: Vec<String> = creators
@@ -428,16 +299,14 @@ fn a_killed_server_keeps_every_token_it_answered_with() {
         answered.len()
     );
 
-    let mut node = Node::spawn(dir.path());
-    node.wait_ready();
-    let client = client();
+    let mut node = spawn(dir.path());
+    node.expect_ready();
+    let api = Api::new(&node.base);
     for token in &answered {
-        let r = Req::new(&client, &node.base, Method::GET, AUTHENTICATE)
-            .bearer(token)
-            .send();
+        let r = api.auth_bearer(token);
         assert_eq!(r.status, 200, "an answered token was lost: {}", r.text);
     }
-    let (status, lines) = node.terminate();
+    let (status, lines) = terminate(node);
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
 }
 
@@ -471,18 +340,11 @@ fn file_modes(dir: &Path) -> Vec<(String, u32)> {
 fn files_on_disk_are_private_whatever_the_umask() {
     let parent = tempfile::tempdir().unwrap();
     let data = parent.path().join("data");
-    let mut node = Node::spawn_from(tessera_under_umask("000"), &data, &[]);
-    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
-        generated_password(seen).is_some()
-    });
-    let password = generated_password(&node.seen).unwrap();
-    node.wait_ready();
+    let mut node = spawn_from(tessera_under_umask("000"), &data, &[]);
+    let password = await_generated_password(&mut node);
+    node.expect_ready();
     // A write, so that the WAL and the shared memory are in use.
-    let client = client();
-    let r = Req::new(&client, &node.base, Method::POST, TOKEN)
-        .basic(ADMIN, &password)
-        .json(&serde_json::json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = Api::new(&node.base).request_client_credentials(ADMIN, &password);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(mode(&data), 0o700, "the data directory");
     let files = file_modes(&data);
@@ -498,7 +360,7 @@ fn files_on_disk_are_private_whatever_the_umask() {
     for (name, mode) in &files {
         assert_eq!(*mode, 0o600, "{name} is {mode:o}: {files:?}");
     }
-    let (status, lines) = node.terminate();
+    let (status, lines) = terminate(node);
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
     assert!(
         !lines
@@ -513,16 +375,16 @@ fn files_on_disk_are_private_whatever_the_umask() {
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let db = data.join("tessera.db");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut node = Node::spawn_from(tessera_under_umask("000"), &data, &[]);
-    node.read_until(Instant::now() + Duration::from_secs(30), |seen| {
+    let mut node = spawn_from(tessera_under_umask("000"), &data, &[]);
+    node.expect_output("the warning", |seen| {
         seen.iter()
             .any(|l| l.contains("WARN") && l.contains("data directory is accessible"))
     });
-    node.wait_ready();
+    node.expect_ready();
     for (name, mode) in file_modes(&data) {
         assert_eq!(mode, 0o600, "{name} is {mode:o}");
     }
-    let (status, lines) = node.terminate();
+    let (status, lines) = terminate(node);
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
     let warning = lines
         .iter()

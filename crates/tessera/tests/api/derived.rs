@@ -130,10 +130,7 @@ fn an_invalidated_api_key_takes_its_whole_chain_with_it() {
 /// minted, ends with it.
 #[test]
 fn an_expiring_api_key_ends_its_chain_when_it_expires() {
-    let srv = TestServer::start_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().manual_clock());
     setup_jane(&srv);
     let (_, key) = create_key(
         &srv,
@@ -271,10 +268,7 @@ fn user_changes_reach_every_token_of_the_user() {
 /// token keeps the identity it was issued for.
 #[test]
 fn without_revoke_on_user_change_tokens_outlive_user_changes() {
-    let srv = TestServer::start_with(Options {
-        revoke_on_user_change: Some("false"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().revoke_on_user_change("false"));
     srv.put_user("bob", TEST_PW, &["superuser"]);
     let own = srv.password_grant("bob", TEST_PW);
     let (_, key) = create_key(&srv, ("bob", TEST_PW), json!({ "name": "k" }));

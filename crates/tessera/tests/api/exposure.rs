@@ -52,10 +52,7 @@ fn metrics_on_the_api_port_need_the_monitor_privilege() {
 
 #[test]
 fn metrics_listen_serves_the_metrics_alone_and_open() {
-    let srv = TestServer::start_with(Options {
-        metrics_listen: Some("127.0.0.1:0"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().metrics_listen("127.0.0.1:0"));
     let at = srv.metrics_addr().expect("the metrics listener is bound");
     assert_ne!(at, srv.addr());
     let client = client();

@@ -76,17 +76,12 @@ fn malformed_and_non_object_json() {
 #[test]
 fn unknown_fields_are_rejected_by_name() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "client_credentials", "grant_tipe": "x" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "client_credentials", "grant_tipe": "x" }));
     assert_parse_error(&r, "x_content_parse_exception", "grant_tipe");
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "superpowers": true }))
-        .send();
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "superpowers": true }),
+    );
     assert_parse_error(&r, "x_content_parse_exception", "superpowers");
     let r = srv
         .delete(TOKEN)
@@ -101,8 +96,7 @@ fn unknown_fields_are_rejected_by_name() {
         .send();
     assert_parse_error(&r, "x_content_parse_exception", "old_password");
     srv.assert_basic_ok(ADMIN, ADMIN_PW);
-    let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
@@ -127,57 +121,45 @@ fn missing_required_bodies() {
     // Enable and disable take no body.
     srv.put_user("joe", TEST_PW, &[]);
     let r = srv.post("/_security/user/joe/_disable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
 }
 
 #[test]
 fn wrong_types() {
     let srv = TestServer::start();
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": "superuser" }))
-        .send();
+    let r = srv.request_put_user("joe", json!({ "password": TEST_PW, "roles": "superuser" }));
     assert_parse_error(
         &r,
         "x_content_parse_exception",
         "failed to parse request body",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": 5 }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": 5 }));
     assert_parse_error(
         &r,
         "x_content_parse_exception",
         "failed to parse request body",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": ["elastic"], "password": ADMIN_PW }))
-        .send();
+    let r = srv.token_request(
+        json!({ "grant_type": "password", "username": ["elastic"], "password": ADMIN_PW }),
+    );
     assert_parse_error(
         &r,
         "x_content_parse_exception",
         "failed to parse request body",
     );
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "enabled": "yes" }))
-        .send();
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "enabled": "yes" }),
+    );
     assert_parse_error(
         &r,
         "x_content_parse_exception",
         "failed to parse request body",
     );
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "metadata": [1, 2] }))
-        .send();
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "metadata": [1, 2] }),
+    );
     assert_parse_error(
         &r,
         "x_content_parse_exception",
@@ -228,22 +210,17 @@ fn non_utf8_and_deeply_nested_bodies() {
         "x_content_parse_exception",
         "request body is not valid JSON",
     );
-    let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
 fn body_over_the_configured_limit_is_413() {
-    let srv = TestServer::start_with(Options {
-        max_body_bytes: Some("2048"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().max_body_bytes("2048"));
     let padding = "x".repeat(4096);
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "full_name": padding }))
-        .send();
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "full_name": padding }),
+    );
     assert_es_error(
         &r,
         413,
@@ -251,16 +228,9 @@ fn body_over_the_configured_limit_is_413() {
         "request body is larger than the limit of [2048] bytes",
     );
     // Just under the limit is fine.
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": [], "full_name": "x".repeat(1900) }))
-        .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
+    srv.create_user(
+        "joe",
+        json!({ "password": TEST_PW, "roles": [], "full_name": "x".repeat(1900) }),
     );
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!(r.body["joe"]["full_name"].as_str().unwrap().len(), 1900);
@@ -306,12 +276,7 @@ fn unsupported_content_type_is_406() {
             "password=x-pack-test-password&roles=superuser",
         )
         .send();
-    assert_eq!(r.status, 406, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "media_type_header_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 406, "media_type_header_exception");
     // application/json with parameters is fine.
     let r = srv
         .post(TOKEN)
@@ -322,8 +287,7 @@ fn unsupported_content_type_is_406() {
         )
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
@@ -418,10 +382,7 @@ fn a_body_that_never_arrives_times_out_with_408() {
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
 
-    let srv = TestServer::start_with(Options {
-        request_timeout: Some("1s"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().request_timeout("1s"));
     let mut stream = std::net::TcpStream::connect(srv.addr()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -458,8 +419,7 @@ fn a_body_that_never_arrives_times_out_with_408() {
         "the request took longer than the configured request timeout"
     );
     // The server is fine, and nothing was stored.
-    let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]

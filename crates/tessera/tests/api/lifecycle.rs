@@ -31,10 +31,7 @@ fn state_survives_a_restart_and_bootstrap_happens_once() {
     // A different bootstrap password is ignored: the store already has users.
     let srv = TestServer::start_in(
         dir.path(),
-        Options {
-            bootstrap_password: Some("another-bootstrap-pw"),
-            ..Default::default()
-        },
+        Options::default().bootstrap_password("another-bootstrap-pw"),
     );
     srv.assert_basic_ok(ADMIN, ADMIN_PW);
     srv.assert_basic_refused(ADMIN, "another-bootstrap-pw");
@@ -72,12 +69,12 @@ fn stop_is_graceful_and_frees_the_port() {
 
 #[test]
 fn expired_purgeable_tokens_are_removed_by_the_cleanup_task() {
-    let srv = TestServer::start_with(Options {
-        access_token_ttl: Some("1s"),
-        cleanup_interval: Some("100ms"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(
+        Options::default()
+            .access_token_ttl("1s")
+            .cleanup_interval("100ms")
+            .manual_clock(),
+    );
     let db = open_db_read_only(&srv.db_path());
     // A client_credentials token has no refresh token: once its access
     // token expires, nothing can use it. A password-grant token keeps its

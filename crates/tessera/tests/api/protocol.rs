@@ -45,12 +45,7 @@ fn compatible_media_type_in_and_out() {
             r#"{"password":"x-pack-test-password","roles":[]}"#,
         )
         .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     assert_eq!(r.header("content-type"), Some(COMPATIBLE_JSON));
 
     // Errors come back in the compatible type as well.
@@ -83,10 +78,7 @@ fn plain_json_responses_are_application_json() {
     // test spells it out once for a success, an OAuth error and an ES error.
     for r in [
         srv.get(AUTHENTICATE).admin().send(),
-        srv.post(TOKEN)
-            .admin()
-            .json(&json!({ "grant_type": "nope" }))
-            .send(),
+        srv.token_request(json!({ "grant_type": "nope" })),
         srv.get(AUTHENTICATE).send(),
         srv.get("/_tessera/ready").send(),
     ] {
@@ -126,12 +118,7 @@ fn unknown_route_is_404_in_the_error_envelope() {
         .post("/_xpack/security/oauth2/tokens")
         .json(&json!({}))
         .send();
-    assert_eq!(r.status, 404, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "resource_not_found_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 404, "resource_not_found_exception");
 }
 
 #[test]
@@ -152,36 +139,16 @@ fn wrong_method_is_405_in_the_error_envelope() {
         "Incorrect HTTP method for uri [/_security/oauth2/token] and method [GET]",
     );
     let r = srv.delete(AUTHENTICATE).admin().send();
-    assert_eq!(r.status, 405, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "method_not_allowed_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 405, "method_not_allowed_exception");
     let r = srv.get("/_security/user/joe/_enable").admin().send();
-    assert_eq!(r.status, 405, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "method_not_allowed_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 405, "method_not_allowed_exception");
 }
 
 #[test]
 fn readiness_and_liveness() {
     let srv = TestServer::start();
     let r = srv.get("/_tessera/ready").send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "status": "ready" })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "status": "ready" }));
     let r = srv.get("/_tessera/live").send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "status": "live" })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "status": "live" }));
 }

@@ -69,10 +69,7 @@ fn race(srv: &TestServer, tokens: &[Tokens]) -> Vec<Vec<Seen>> {
             })
         })
         .collect();
-    let per_thread: Vec<Vec<Seen>> = handles
-        .into_iter()
-        .map(|h| h.join().expect("a racing thread"))
-        .collect();
+    let per_thread: Vec<Vec<Seen>> = join_all(handles, "a racing thread");
     // Regroup by trial.
     (0..tokens.len())
         .map(|trial| per_thread.iter().map(|seen| seen[trial].clone()).collect())
@@ -89,8 +86,7 @@ fn fresh_tokens(srv: &TestServer, n: usize) -> Vec<Tokens> {
 #[test]
 fn concurrent_refreshes_get_the_same_immediately_usable_pair() {
     let srv = TestServer::start();
-    srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
-    srv.put_user(RACER, TEST_PW, &["refresher"]);
+    srv.put_user_with_cluster(RACER, TEST_PW, "refresher", &["manage_token"]);
     let tokens = fresh_tokens(&srv, TRIALS);
 
     let trials = race(&srv, &tokens);
@@ -167,14 +163,13 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
     // Elasticsearch's mode a late repeat is only refused, which lets this
     // test check that the successors stay good until invalidated (the
     // default, which revokes the family, is covered in tokens.rs).
-    let srv = TestServer::start_with(Options {
-        refresh_window: Some("1s"),
-        refresh_reuse_revokes_family: Some("false"),
-        manual_clock: true,
-        ..Default::default()
-    });
-    srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
-    srv.put_user(RACER, TEST_PW, &["refresher"]);
+    let srv = TestServer::start_with(
+        Options::default()
+            .refresh_window("1s")
+            .refresh_reuse_revokes_family("false")
+            .manual_clock(),
+    );
+    srv.put_user_with_cluster(RACER, TEST_PW, "refresher", &["manage_token"]);
     let tokens = fresh_tokens(&srv, 5);
     let mut new = Vec::new();
     for t in &tokens {
@@ -195,11 +190,11 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
     }
     // Invalidating a successor's access token takes it back at once.
     let r = srv.invalidate(json!({ "token": new[0].access }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     assert_token_expired(&srv.auth_bearer(&new[0].access));
     // Invalidating a successor's refresh token stops the chain there.
     let r = srv.invalidate(json!({ "refresh_token": new[1].refresh }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     assert_oauth_error(
         &srv.refresh_as((RACER, TEST_PW), &new[1].refresh),
         "invalid_grant",
@@ -210,8 +205,7 @@ fn repeats_after_the_window_are_refused_and_successors_can_be_invalidated() {
 #[test]
 fn concurrent_refreshes_by_a_different_client_all_fail_the_same_way() {
     let srv = TestServer::start();
-    srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
-    srv.put_user(RACER, TEST_PW, &["refresher"]);
+    srv.put_user_with_cluster(RACER, TEST_PW, "refresher", &["manage_token"]);
     // Created by the admin: the racer may not refresh them.
     let tokens: Vec<Tokens> = (0..3).map(|_| srv.password_grant(RACER, TEST_PW)).collect();
     for (i, seen) in race(&srv, &tokens).iter().enumerate() {
@@ -240,8 +234,7 @@ fn refreshes_racing_an_invalidation_never_leave_a_live_successor() {
     const RACE_TRIALS: usize = 500;
     const RACERS: usize = 4;
     let srv = TestServer::start();
-    srv.put_role("refresher", json!({ "cluster": ["manage_token"] }));
-    srv.put_user(RACER, TEST_PW, &["refresher"]);
+    srv.put_user_with_cluster(RACER, TEST_PW, "refresher", &["manage_token"]);
     let tokens = fresh_tokens(&srv, RACE_TRIALS);
     let barrier = Arc::new(Barrier::new(RACERS));
     let tokens = Arc::new(tokens);
@@ -274,10 +267,7 @@ fn refreshes_racing_an_invalidation_never_leave_a_live_successor() {
             })
         })
         .collect();
-    let per_thread: Vec<Vec<(u16, serde_json::Value)>> = handles
-        .into_iter()
-        .map(|h| h.join().expect("a racing thread"))
-        .collect();
+    let per_thread: Vec<Vec<(u16, serde_json::Value)>> = join_all(handles, "a racing thread");
 
     let invalidated =
         json!({ "error": "invalid_grant", "error_description": "token has been invalidated" });

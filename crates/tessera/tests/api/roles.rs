@@ -1,46 +1,22 @@
 //! Roles: `/_security/role/…`; Elasticsearch's roles/10_basic.yml and
 //! roles/20_get_missing.yml.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::*;
-
-fn put_role(srv: &TestServer, name: &str, body: Value) -> Resp {
-    srv.put(&format!("/_security/role/{name}"))
-        .admin()
-        .json(&body)
-        .send()
-}
 
 #[test]
 fn put_creates_then_updates() {
     let srv = TestServer::start();
-    let r = put_role(&srv, "ops", json!({ "cluster": ["monitor"] }));
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role": { "created": true } })),
-        "{}",
-        r.text
-    );
+    let r = srv.request_put_role("ops", json!({ "cluster": ["monitor"] }));
+    r.assert_is(200, &json!({ "role": { "created": true } }));
     let r = srv
         .post("/_security/role/ops")
         .admin()
         .json(&json!({ "cluster": ["manage_token"] }))
         .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role": { "created": false } })),
-        "{}",
-        r.text
-    );
-    let r = srv.get("/_security/role/ops").admin().send();
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.body["ops"]["cluster"],
-        json!(["manage_token"]),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "role": { "created": false } }));
+    assert_eq!(srv.role("ops")["cluster"], json!(["manage_token"]));
 }
 
 #[test]
@@ -56,12 +32,7 @@ fn get_one_many_and_all() {
     });
 
     let r = srv.get("/_security/role/role_a").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role_a": expected_a })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "role_a": expected_a }));
 
     let r = srv.get("/_security/role/role_a,role_b,nope").admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
@@ -90,33 +61,19 @@ fn get_one_many_and_all() {
 fn delete_role() {
     let srv = TestServer::start();
     assert_eq!(
-        put_role(&srv, "ops", json!({ "cluster": ["manage_token"] })).status,
+        srv.request_put_role("ops", json!({ "cluster": ["manage_token"] }))
+            .status,
         200
     );
     srv.put_user("operator", TEST_PW, &["ops"]);
     assert_eq!(srv.client_credentials("operator", TEST_PW).len(), 55);
     let r = srv.delete("/_security/role/ops").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "found": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "found": true }));
     let r = srv.delete("/_security/role/ops").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (404, &json!({ "found": false })),
-        "{}",
-        r.text
-    );
-    let r = srv.get("/_security/role/ops").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    r.assert_is(404, &json!({ "found": false }));
+    srv.assert_missing("/_security/role/ops");
     // The user's role is gone, and with it the privilege.
-    let r = srv
-        .post(TOKEN)
-        .basic("operator", TEST_PW)
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = srv.request_client_credentials("operator", TEST_PW);
     assert_forbidden(
         &r,
         "cluster:admin/xpack/security/token/create",
@@ -129,20 +86,16 @@ fn delete_role() {
 #[test]
 fn superuser_role_is_reserved() {
     let srv = TestServer::start();
-    let r = put_role(&srv, "superuser", json!({ "cluster": ["monitor"] }));
-    assert_es_error(
-        &r,
-        400,
-        "illegal_argument_exception",
-        "Role [superuser] is reserved and may not be used.",
-    );
-    let r = srv.delete("/_security/role/superuser").admin().send();
-    assert_es_error(
-        &r,
-        400,
-        "illegal_argument_exception",
-        "Role [superuser] is reserved and may not be used.",
-    );
+    let put = srv.request_put_role("superuser", json!({ "cluster": ["monitor"] }));
+    let delete = srv.delete("/_security/role/superuser").admin().send();
+    for r in [put, delete] {
+        assert_es_error(
+            &r,
+            400,
+            "illegal_argument_exception",
+            "Role [superuser] is reserved and may not be used.",
+        );
+    }
     srv.assert_basic_ok(ADMIN, ADMIN_PW);
     let r = srv.get("/_security/role/superuser").admin().send();
     assert_eq!(r.body["superuser"]["cluster"], json!(["all"]), "{}", r.text);
@@ -151,7 +104,7 @@ fn superuser_role_is_reserved() {
 #[test]
 fn unknown_cluster_privilege_is_rejected() {
     let srv = TestServer::start();
-    let r = put_role(&srv, "typo", json!({ "cluster": ["manage_tokn"] }));
+    let r = srv.request_put_role("typo", json!({ "cluster": ["manage_tokn"] }));
     assert_es_error_matching(
         &r,
         400,
@@ -159,20 +112,14 @@ fn unknown_cluster_privilege_is_rejected() {
         |m| m.starts_with("unknown cluster privilege [manage_tokn]"),
         "unknown cluster privilege [manage_tokn]…",
     );
-    let r = srv.get("/_security/role/typo").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    srv.assert_missing("/_security/role/typo");
 }
 
 #[test]
 fn invalid_role_bodies_are_rejected() {
     let srv = TestServer::start();
-    let r = put_role(&srv, "bad", json!({ "clusterx": ["all"] }));
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "x_content_parse_exception",
-        "{}",
-        r.text
-    );
+    let r = srv.request_put_role("bad", json!({ "clusterx": ["all"] }));
+    assert_error_type(&r, 400, "x_content_parse_exception");
     assert!(
         r.body["error"]["reason"]
             .as_str()
@@ -181,20 +128,10 @@ fn invalid_role_bodies_are_rejected() {
         "{}",
         r.text
     );
-    let r = put_role(&srv, "bad", json!({ "cluster": "all" }));
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "x_content_parse_exception",
-        "{}",
-        r.text
-    );
-    let r = put_role(&srv, "%20leading", json!({ "cluster": ["all"] }));
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "action_request_validation_exception",
-        "{}",
-        r.text
-    );
+    let r = srv.request_put_role("bad", json!({ "cluster": "all" }));
+    assert_error_type(&r, 400, "x_content_parse_exception");
+    let r = srv.request_put_role("%20leading", json!({ "cluster": ["all"] }));
+    assert_error_type(&r, 400, "action_request_validation_exception");
     let r = srv.get("/_security/role").admin().send();
     assert_eq!(keys(&r.body), ["superuser", "kibana_system"], "{}", r.text);
 }
@@ -202,8 +139,7 @@ fn invalid_role_bodies_are_rejected() {
 #[test]
 fn es_roles_10_basic() {
     let srv = TestServer::start();
-    let r = put_role(
-        &srv,
+    let r = srv.request_put_role(
         "admin_role",
         json!({
             "cluster": ["all"],
@@ -211,31 +147,19 @@ fn es_roles_10_basic() {
             "indices": [{ "names": "*", "privileges": ["all"] }],
         }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role": { "created": true } })),
-        "{}",
-        r.text
-    );
-    let r = put_role(
-        &srv,
+    r.assert_is(200, &json!({ "role": { "created": true } }));
+    let r = srv.request_put_role(
         "backwards_role",
         json!({
             "indices": [{ "privileges": ["all"], "names": "*" }],
             "cluster": ["all"],
         }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "role": { "created": true } })),
-        "{}",
-        r.text
+    r.assert_is(200, &json!({ "role": { "created": true } }));
+    let r = srv.request_put_user(
+        "joe",
+        json!({ "password": "s3krit-password", "roles": ["admin_role"] }),
     );
-    let r = srv
-        .put("/_security/user/joe")
-        .admin()
-        .json(&json!({ "password": "s3krit-password", "roles": ["admin_role"] }))
-        .send();
     assert_eq!(r.status, 200, "{}", r.text);
     // joe, with admin_role (cluster: all), can call a cluster-level API.
     let r = srv
@@ -257,20 +181,12 @@ fn es_roles_10_basic() {
 #[test]
 fn es_roles_10_basic_index_names_read_back_as_array() {
     let srv = TestServer::start();
-    let r = put_role(
-        &srv,
+    let r = srv.request_put_role(
         "admin_role",
         json!({ "cluster": ["all"], "indices": [{ "names": "*", "privileges": ["all"] }] }),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = srv.get("/_security/role/admin_role").admin().send();
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.body["admin_role"]["indices"][0]["names"],
-        json!(["*"]),
-        "{}",
-        r.text
-    );
+    assert_eq!(srv.role("admin_role")["indices"][0]["names"], json!(["*"]));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::binary::Node;
+use crate::binary;
 use crate::support::*;
 
 /// The start of a request whose headers never end.
@@ -125,10 +125,7 @@ fn read_response(s: &mut TcpStream, within: Duration) -> RawResponse {
 /// budget for the whole head, not for each byte.
 #[test]
 fn a_head_sent_one_byte_at_a_time_is_closed_at_the_header_timeout() {
-    let srv = TestServer::start_with(Options {
-        header_read_timeout: Some("2s"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().header_read_timeout("2s"));
     let request = b"GET /_tessera/live HTTP/1.1\r\nHost: x\r\nUser-Agent: slow\r\n\r\n";
     let mut s = TcpStream::connect(srv.addr()).unwrap();
     let connected = Instant::now();
@@ -158,11 +155,11 @@ fn a_head_sent_one_byte_at_a_time_is_closed_at_the_header_timeout() {
 /// then.
 #[test]
 fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
-    let srv = TestServer::start_with(Options {
-        header_read_timeout: Some("1s"),
-        idle_timeout: Some("3s"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(
+        Options::default()
+            .header_read_timeout("1s")
+            .idle_timeout("3s"),
+    );
     let mut s = TcpStream::connect(srv.addr()).unwrap();
     for _ in 0..2 {
         s.write_all(b"GET /_tessera/live HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -186,11 +183,11 @@ fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
 /// newest slow connections are left alone.
 #[test]
 fn at_the_cap_the_oldest_slow_connections_make_room() {
-    let srv = TestServer::start_with(Options {
-        header_read_timeout: Some("60s"),
-        max_connections: Some("20"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(
+        Options::default()
+            .header_read_timeout("60s")
+            .max_connections("20"),
+    );
     let mut slow: Vec<TcpStream> = (0..30).map(|_| half_header(srv.addr())).collect();
     let r = srv.get(AUTHENTICATE).admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
@@ -331,13 +328,14 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
         "this test needs a file-descriptor limit of at least 1400; the hard limit is {limit}"
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::spawn_limited(dir.path(), 1024, &["--header-read-timeout", "3s"]);
-    node.wait_ready();
+    let mut node = binary::spawn_limited(dir.path(), 1024, &["--header-read-timeout", "3s"]);
+    node.expect_ready();
     let base = node.base.clone();
     let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let warm = client();
     // Verified once, so the timed request below does not hash a password.
-    let r = Req::new(&warm, &base, Method::GET, AUTHENTICATE)
+    let r = Api::with_client(warm.clone(), &base)
+        .get(AUTHENTICATE)
         .admin()
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
@@ -353,7 +351,8 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
 
     let fresh = client();
     let asked = Instant::now();
-    let r = Req::new(&fresh, &base, Method::GET, AUTHENTICATE)
+    let r = Api::with_client(fresh.clone(), &base)
+        .get(AUTHENTICATE)
         .admin()
         .send();
     let took = asked.elapsed();
@@ -368,11 +367,12 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
             flooded.elapsed()
         );
     }
-    let r = Req::new(&fresh, &base, Method::GET, AUTHENTICATE)
+    let r = Api::with_client(fresh.clone(), &base)
+        .get(AUTHENTICATE)
         .admin()
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
-    let (status, lines) = node.terminate();
+    let (status, lines) = binary::terminate(node);
     assert_eq!(status.code(), Some(0), "{status}:\n{}", lines.join("\n"));
 }
 
@@ -381,10 +381,7 @@ fn a_half_header_flood_beyond_the_fd_limit_does_not_lock_clients_out() {
 /// finished and answered.
 #[test]
 fn shutdown_closes_waiting_connections_at_once_and_finishes_requests_in_flight() {
-    let srv = TestServer::start_with(Options {
-        header_read_timeout: Some("60s"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().header_read_timeout("60s"));
     let addr = srv.addr();
     let mut waiting = half_header(addr);
     let mut in_flight = TcpStream::connect(addr).unwrap();

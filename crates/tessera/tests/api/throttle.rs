@@ -6,33 +6,16 @@
 //! how fast the machine is; their expiry is tested with manual time in
 //! `tessera_domain::throttle`.
 
-use serde_json::json;
 use tessera::config::ThrottleArgs;
 
 use crate::support::*;
 
 fn locking_server(extra: ThrottleArgs) -> TestServer {
-    TestServer::start_with(Options {
-        throttle: ThrottleArgs {
-            lockout_delays: Some("1h".into()),
-            ..extra
-        },
-        ..Default::default()
-    })
+    TestServer::start_with(Options::hour_long_locks(extra))
 }
 
 fn password_grant(srv: &TestServer, user: &str, password: &str) -> Resp {
-    srv.post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": user, "password": password }))
-        .send()
-}
-
-fn assert_grant_refused(r: &Resp, user: &str) {
-    assert_unauthenticated(
-        r,
-        &format!("unable to authenticate user [{user}] for action [cluster:admin/xpack/security/token/create]"),
-    );
+    srv.request_password_grant((ADMIN, ADMIN_PW), user, password)
 }
 
 fn assert_too_many(r: &Resp) {
@@ -121,10 +104,7 @@ fn disabled_users_and_malformed_credentials_do_not_count() {
     let r = srv.put("/_security/user/sleeper/_enable").admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
     for _ in 0..8 {
-        let r = srv
-            .get(AUTHENTICATE)
-            .header("authorization", "Basic !!!not-base64")
-            .send();
+        let r = srv.auth_header("Basic !!!not-base64");
         assert_eq!(r.status, 401, "{}", r.text);
     }
     srv.assert_basic_ok("sleeper", TEST_PW);
@@ -132,11 +112,7 @@ fn disabled_users_and_malformed_credentials_do_not_count() {
 
 #[test]
 fn a_source_past_its_budget_gets_429_with_retry_after_in_the_es_envelope() {
-    let srv = locking_server(ThrottleArgs {
-        source_failure_burst: Some("3".into()),
-        source_failure_rate: Some("0.01".into()),
-        ..Default::default()
-    });
+    let srv = locking_server(source_budget("3"));
     srv.put_user("u1", TEST_PW, &["superuser"]);
     // Three failures over different accounts (no lock involved).
     srv.assert_basic_refused("u1", "wrong-1");
@@ -153,11 +129,7 @@ fn a_source_past_its_budget_gets_429_with_retry_after_in_the_es_envelope() {
 
 #[test]
 fn refusals_while_locked_spend_the_source_budget() {
-    let srv = locking_server(ThrottleArgs {
-        source_failure_burst: Some("7".into()),
-        source_failure_rate: Some("0.01".into()),
-        ..Default::default()
-    });
+    let srv = locking_server(source_budget("7"));
     for i in 0..5 {
         srv.assert_basic_refused("locked-one", &format!("w-{i}"));
     }

@@ -7,11 +7,10 @@ use crate::support::*;
 
 /// Elasticsearch's token tests' user: superuser, "Token User".
 fn with_token_user(srv: &TestServer) {
-    let r = srv
-        .put("/_security/user/token_user")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Token User" }))
-        .send();
+    let r = srv.request_put_user(
+        "token_user",
+        json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Token User" }),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, json!({ "created": true }));
 }
@@ -32,24 +31,9 @@ fn token_user_auth(kind: &str) -> Value {
 fn password_grant_returns_pair_and_realm_authentication() {
     let srv = TestServer::start();
     with_token_user(&srv);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW }))
-        .send();
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.keys(),
-        [
-            "access_token",
-            "type",
-            "expires_in",
-            "refresh_token",
-            "authentication"
-        ],
-        "{}",
-        r.text
-    );
+    assert_eq!(r.keys(), PAIR_KEYS, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
     let (access, refresh) = (r.str("access_token"), r.str("refresh_token"));
@@ -57,20 +41,15 @@ fn password_grant_returns_pair_and_realm_authentication() {
     assert_ne!(access, refresh);
     assert_eq!(r.body["authentication"], token_user_auth("realm"));
     // The token stands for the user in the body, not the caller.
-    let a = srv.auth_bearer(&access);
-    assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(a.body, token_user_auth("token"));
+    srv.auth_bearer(&access)
+        .assert_is(200, &token_user_auth("token"));
 }
 
 #[test]
 fn scope_is_returned_as_full_only_when_requested() {
     let srv = TestServer::start();
     with_token_user(&srv);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW, "scope": "whatever" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW, "scope": "whatever" }));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.keys(),
@@ -84,11 +63,7 @@ fn scope_is_returned_as_full_only_when_requested() {
         ]
     );
     assert_eq!(r.body["scope"], "full");
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "client_credentials", "scope": "" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "client_credentials", "scope": "" }));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.keys(),
@@ -107,11 +82,7 @@ fn scope_is_returned_as_full_only_when_requested() {
 fn client_credentials_grant_issues_a_token_for_the_caller_without_refresh_token() {
     let srv = TestServer::start();
     with_token_user(&srv);
-    let r = srv
-        .post(TOKEN)
-        .basic("token_user", TEST_PW)
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = srv.request_client_credentials("token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.keys(),
@@ -122,9 +93,8 @@ fn client_credentials_grant_issues_a_token_for_the_caller_without_refresh_token(
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
     assert_eq!(r.body["authentication"], token_user_auth("realm"));
-    let a = srv.auth_bearer(&r.str("access_token"));
-    assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(a.body, token_user_auth("token"));
+    srv.auth_bearer(&r.str("access_token"))
+        .assert_is(200, &token_user_auth("token"));
 }
 
 #[test]
@@ -134,18 +104,7 @@ fn refresh_grant_returns_a_new_pair_with_token_authentication() {
     let first = srv.password_grant("token_user", TEST_PW);
     let r = srv.refresh(&first.refresh);
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.keys(),
-        [
-            "access_token",
-            "type",
-            "expires_in",
-            "refresh_token",
-            "authentication"
-        ],
-        "{}",
-        r.text
-    );
+    assert_eq!(r.keys(), PAIR_KEYS, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
     assert_eq!(r.body["authentication"], token_user_auth("token"));
@@ -153,9 +112,8 @@ fn refresh_grant_returns_a_new_pair_with_token_authentication() {
     assert_ne!(second.access, first.access);
     assert_ne!(second.refresh, first.refresh);
     // Both access tokens work: refreshing does not invalidate the old one.
-    let a = srv.auth_bearer(&second.access);
-    assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(a.body, token_user_auth("token"));
+    srv.auth_bearer(&second.access)
+        .assert_is(200, &token_user_auth("token"));
     let a = srv.auth_bearer(&first.access);
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.body, token_user_auth("token"));
@@ -183,13 +141,8 @@ fn refresh_within_the_window_returns_the_same_pair() {
 #[test]
 fn caller_without_manage_token_cannot_create_tokens() {
     let srv = TestServer::start();
-    srv.put_role("monitor_only", json!({ "cluster": ["monitor"] }));
-    srv.put_user("watcher", TEST_PW, &["monitor_only"]);
-    let r = srv
-        .post(TOKEN)
-        .basic("watcher", TEST_PW)
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    srv.put_user_with_cluster("watcher", TEST_PW, "monitor_only", &["monitor"]);
+    let r = srv.request_client_credentials("watcher", TEST_PW);
     assert_forbidden(
         &r,
         "cluster:admin/xpack/security/token/create",
@@ -225,7 +178,7 @@ fn invalidate_by_access_token_counts_once_and_revokes_the_family() {
     let t = srv.password_grant("token_user", TEST_PW);
     let other = srv.password_grant("token_user", TEST_PW);
     let r = srv.invalidate(json!({ "token": t.access }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     assert_eq!(
         r.keys(),
         [
@@ -235,7 +188,7 @@ fn invalidate_by_access_token_counts_once_and_revokes_the_family() {
         ]
     );
     let r = srv.invalidate(json!({ "token": t.access }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 1)), "{}", r.text);
+    r.assert_is(200, &counts(0, 1));
     assert_token_expired(&srv.auth_bearer(&t.access));
     assert_oauth_error(
         &srv.refresh(&t.refresh),
@@ -243,7 +196,7 @@ fn invalidate_by_access_token_counts_once_and_revokes_the_family() {
         "token has been invalidated",
     );
     let r = srv.invalidate(json!({ "refresh_token": t.refresh }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 1)), "{}", r.text);
+    r.assert_is(200, &counts(0, 1));
     // Another grant is another family: untouched.
     srv.assert_bearer_ok(&other.access, "token_user");
     srv.assert_refresh_ok((ADMIN, ADMIN_PW), &other.refresh, "token_user");
@@ -255,9 +208,9 @@ fn invalidate_by_refresh_token_counts_once_and_revokes_the_family() {
     with_token_user(&srv);
     let t = srv.password_grant("token_user", TEST_PW);
     let r = srv.invalidate(json!({ "refresh_token": t.refresh }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     let r = srv.invalidate(json!({ "refresh_token": t.refresh }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 1)), "{}", r.text);
+    r.assert_is(200, &counts(0, 1));
     assert_oauth_error(
         &srv.refresh(&t.refresh),
         "invalid_grant",
@@ -278,7 +231,7 @@ fn invalidating_any_generation_revokes_every_generation() {
     }
     // Invalidate the middle generation's access token.
     let r = srv.invalidate(json!({ "token": g1.access }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     for access in [&g0.access, &g1.access, &g2.access] {
         assert_token_expired(&srv.auth_bearer(access));
     }
@@ -305,7 +258,7 @@ fn invalidate_by_username_counts_two_per_password_token_and_one_per_client_crede
     let c = srv.client_credentials("token_user", TEST_PW);
     let other = srv.password_grant("bystander", TEST_PW);
     let r = srv.invalidate(json!({ "username": "token_user" }));
-    assert_eq!((r.status, &r.body), (200, &counts(5, 0)), "{}", r.text);
+    r.assert_is(200, &counts(5, 0));
     for access in [&a.access, &b.access, &c] {
         assert_token_expired(&srv.auth_bearer(access));
     }
@@ -318,13 +271,13 @@ fn invalidate_by_username_counts_two_per_password_token_and_one_per_client_crede
     }
     // Nothing active is left for that user.
     let r = srv.invalidate(json!({ "username": "token_user" }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 0)), "{}", r.text);
+    r.assert_is(200, &counts(0, 0));
     // Other users' tokens are untouched.
     srv.assert_bearer_ok(&other.access, "bystander");
     // A client_credentials token alone counts 1.
     let d = srv.client_credentials("token_user", TEST_PW);
     let r = srv.invalidate(json!({ "username": "token_user" }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    r.assert_is(200, &counts(1, 0));
     assert_token_expired(&srv.auth_bearer(&d));
 }
 
@@ -335,11 +288,11 @@ fn invalidate_by_realm_name_covers_every_user_of_the_realm() {
     let a = srv.password_grant("token_user", TEST_PW);
     let b = srv.password_grant(ADMIN, ADMIN_PW);
     let r = srv.invalidate(json!({ "realm_name": "default_native" }));
-    assert_eq!((r.status, &r.body), (200, &counts(4, 0)), "{}", r.text);
+    r.assert_is(200, &counts(4, 0));
     assert_token_expired(&srv.auth_bearer(&a.access));
     assert_token_expired(&srv.auth_bearer(&b.access));
     let r = srv.invalidate(json!({ "realm_name": "no_such_realm" }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 0)), "{}", r.text);
+    r.assert_is(200, &counts(0, 0));
 }
 
 #[test]
@@ -400,41 +353,25 @@ fn unsupported_grant_types() {
 #[test]
 fn password_grant_validation() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "password": ADMIN_PW }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "password", "password": ADMIN_PW }));
     assert_oauth_error(
         &r,
         "invalid_request",
         "Validation Failed: 1: username is missing;",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "elastic", "password": "" }))
-        .send();
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "elastic", "");
     assert_oauth_error(
         &r,
         "invalid_request",
         "Validation Failed: 1: password is missing;",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "password" }));
     assert_oauth_error(
         &r,
         "invalid_request",
         "Validation Failed: 1: username is missing;2: password is missing;",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "elastic", "password": ADMIN_PW, "refresh_token": "x" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "password", "username": "elastic", "password": ADMIN_PW, "refresh_token": "x" }));
     assert_oauth_error(
         &r,
         "unsupported_grant_type",
@@ -445,21 +382,13 @@ fn password_grant_validation() {
 #[test]
 fn client_credentials_and_refresh_grant_validation() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "client_credentials", "username": "elastic" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "client_credentials", "username": "elastic" }));
     assert_oauth_error(
         &r,
         "unsupported_grant_type",
         "Validation Failed: 1: username is not supported with the client_credentials grant_type;",
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "refresh_token" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "refresh_token" }));
     assert_oauth_error(
         &r,
         "invalid_request",
@@ -470,11 +399,9 @@ fn client_credentials_and_refresh_grant_validation() {
 #[test]
 fn kerberos_grant_is_refused() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "_kerberos", "kerberos_ticket": "YIIB9wYGKwYBBQUCoIIB6zCCAeeg" }))
-        .send();
+    let r = srv.token_request(
+        json!({ "grant_type": "_kerberos", "kerberos_ticket": "YIIB9wYGKwYBBQUCoIIB6zCCAeeg" }),
+    );
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(keys(&r.body), ["error", "error_description"], "{}", r.text);
     assert_eq!(r.body["error"], "unsupported_grant_type");
@@ -485,11 +412,7 @@ fn kerberos_grant_is_refused() {
         "{}",
         r.text
     );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "_kerberos" }))
-        .send();
+    let r = srv.token_request(json!({ "grant_type": "_kerberos" }));
     assert_oauth_error(
         &r,
         "invalid_request",
@@ -501,24 +424,10 @@ fn kerberos_grant_is_refused() {
 fn password_grant_with_wrong_password_is_401_for_the_create_action() {
     let srv = TestServer::start();
     with_token_user(&srv);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": "wrong-password" }))
-        .send();
-    assert_unauthenticated(
-        &r,
-        "unable to authenticate user [token_user] for action [cluster:admin/xpack/security/token/create]",
-    );
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "nobody", "password": TEST_PW }))
-        .send();
-    assert_unauthenticated(
-        &r,
-        "unable to authenticate user [nobody] for action [cluster:admin/xpack/security/token/create]",
-    );
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "token_user", "wrong-password");
+    assert_grant_refused(&r, "token_user");
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "nobody", TEST_PW);
+    assert_grant_refused(&r, "nobody");
 }
 
 #[test]
@@ -593,11 +502,7 @@ fn only_the_creating_client_may_refresh() {
 
 #[test]
 fn reuse_after_the_window_is_refused_and_revokes_the_family() {
-    let srv = TestServer::start_with(Options {
-        refresh_window: Some("1s"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().refresh_window("1s").manual_clock());
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let first = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &t.refresh, ADMIN);
     // Let the one-second refresh window pass.
@@ -619,12 +524,12 @@ fn reuse_after_the_window_is_refused_and_revokes_the_family() {
 
 #[test]
 fn reuse_after_the_window_is_only_refused_in_elasticsearch_mode() {
-    let srv = TestServer::start_with(Options {
-        refresh_window: Some("1s"),
-        refresh_reuse_revokes_family: Some("false"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(
+        Options::default()
+            .refresh_window("1s")
+            .refresh_reuse_revokes_family("false")
+            .manual_clock(),
+    );
     let t = srv.password_grant(ADMIN, ADMIN_PW);
     let first = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &t.refresh, ADMIN);
     // Let the one-second refresh window pass.
@@ -671,10 +576,7 @@ fn older_generation_reuse_inside_the_window_revokes_the_family() {
 
 #[test]
 fn older_generation_repeat_inside_the_window_replays_in_elasticsearch_mode() {
-    let srv = TestServer::start_with(Options {
-        refresh_reuse_revokes_family: Some("false"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().refresh_reuse_revokes_family("false"));
     let g0 = srv.password_grant(ADMIN, ADMIN_PW);
     let g1 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g0.refresh, ADMIN);
     let g2 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g1.refresh, ADMIN);
@@ -693,11 +595,7 @@ fn older_generation_repeat_inside_the_window_replays_in_elasticsearch_mode() {
 /// authenticate with it.
 fn get_and_use_token(srv: &TestServer) -> String {
     with_token_user(srv);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW }))
-        .send();
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
@@ -718,31 +616,29 @@ fn es_token_10_basic_get_and_use_token() {
     get_and_use_token(&srv);
 }
 
-#[test]
-fn es_token_10_basic_invalidate_token() {
+/// Gets and uses a token, then invalidates with the body `by` makes of
+/// it, which counts `invalidated` pairs; the token is then dead.
+fn invalidate_a_used_token(by: impl FnOnce(&str) -> Value, invalidated: u64) {
     let srv = TestServer::start();
     let token = get_and_use_token(&srv);
-    let r = srv.invalidate(json!({ "token": token }));
-    assert_eq!((r.status, &r.body), (200, &counts(1, 0)), "{}", r.text);
+    srv.invalidate(by(&token))
+        .assert_is(200, &counts(invalidated, 0));
     assert_token_expired(&srv.auth_bearer(&token));
+}
+
+#[test]
+fn es_token_10_basic_invalidate_token() {
+    invalidate_a_used_token(|token| json!({ "token": token }), 1);
 }
 
 #[test]
 fn es_token_10_basic_invalidate_users_tokens() {
-    let srv = TestServer::start();
-    let token = get_and_use_token(&srv);
-    let r = srv.invalidate(json!({ "username": "token_user" }));
-    assert_eq!((r.status, &r.body), (200, &counts(2, 0)), "{}", r.text);
-    assert_token_expired(&srv.auth_bearer(&token));
+    invalidate_a_used_token(|_| json!({ "username": "token_user" }), 2);
 }
 
 #[test]
 fn es_token_10_basic_invalidate_realms_tokens() {
-    let srv = TestServer::start();
-    let token = get_and_use_token(&srv);
-    let r = srv.invalidate(json!({ "realm_name": "default_native" }));
-    assert_eq!((r.status, &r.body), (200, &counts(2, 0)), "{}", r.text);
-    assert_token_expired(&srv.auth_bearer(&token));
+    invalidate_a_used_token(|_| json!({ "realm_name": "default_native" }), 2);
 }
 
 // ---------------------------------------------------------------- token/11_invalidation.yml
@@ -750,16 +646,9 @@ fn es_token_10_basic_invalidate_realms_tokens() {
 fn invalidation_statuses(field: &str) {
     let srv = TestServer::start();
     srv.put_role("admin_role", json!({ "cluster": ["manage_security"] }));
-    let r = srv
-        .put("/_security/user/token_user")
-        .admin()
-        .json(&json!({ "password": TEST_PW, "roles": ["admin_role"], "full_name": "Token User" }))
-        .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
+    srv.create_user(
+        "token_user",
+        json!({ "password": TEST_PW, "roles": ["admin_role"], "full_name": "Token User" }),
     );
     let as_token_user = |body: Value| {
         srv.delete(TOKEN)
@@ -773,11 +662,7 @@ fn invalidation_statuses(field: &str) {
     assert_es_error(&r, 400, "security_exception", "failed to invalidate token");
 
     // b. Issue one.
-    let r = srv
-        .post(TOKEN)
-        .basic("token_user", TEST_PW)
-        .json(&json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW }))
-        .send();
+    let r = srv.request_password_grant(("token_user", TEST_PW), "token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);

@@ -23,51 +23,28 @@ fn user_json(
     })
 }
 
-fn put_user_body(srv: &TestServer, name: &str, body: Value) -> Resp {
-    srv.put(&format!("/_security/user/{name}"))
-        .admin()
-        .json(&body)
-        .send()
-}
-
 // ---------------------------------------------------------------- put / get / delete
 
 #[test]
 fn put_creates_then_updates_and_post_works_too() {
     let srv = TestServer::start();
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     let r = srv
         .post("/_security/user/joe")
         .admin()
         .json(&json!({ "roles": ["superuser"], "full_name": "Joe" }))
         .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     let r = srv
         .post("/_security/user/jim")
         .admin()
         .json(&json!({ "password": TEST_PW, "roles": [] }))
         .send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     // The update without a password kept the old one.
     srv.assert_basic_ok("joe", TEST_PW);
     srv.assert_basic_ok("jim", TEST_PW);
@@ -76,14 +53,11 @@ fn put_creates_then_updates_and_post_works_too() {
 #[test]
 fn get_users_all_and_by_name() {
     let srv = TestServer::start();
-    let r = put_user_body(
-        &srv,
-        "joe",
+    let r = srv.request_put_user("joe",
         json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Joe", "email": "joe@example.com", "metadata": { "a": 1 } }),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "ann",
         json!({ "password": TEST_PW, "roles": [], "enabled": false }),
     );
@@ -114,19 +88,9 @@ fn get_users_all_and_by_name() {
     );
 
     let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "joe": joe })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "joe": joe }));
     let r = srv.get("/_security/user/joe,ann,nobody").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "joe": joe, "ann": ann })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "joe": joe, "ann": ann }));
     for missing in ["/_security/user/nobody", "/_security/user/nobody,nothing"] {
         let r = srv.get(missing).admin().send();
         assert_eq!(
@@ -148,35 +112,21 @@ fn delete_user() {
     srv.put_user("joe", TEST_PW, &["superuser"]);
     let t = srv.password_grant("joe", TEST_PW);
     let r = srv.delete("/_security/user/joe").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "found": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "found": true }));
     let r = srv.delete("/_security/user/joe").admin().send();
-    assert_eq!(
-        (r.status, &r.body),
-        (404, &json!({ "found": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(404, &json!({ "found": false }));
     srv.assert_basic_refused("joe", TEST_PW);
-    let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    srv.assert_missing("/_security/user/joe");
     // Deleting the user took its tokens with it (revoke_on_user_change),
     // so an invalidation by username finds nothing live.
     assert_token_expired(&srv.auth_bearer(&t.access));
     let r = srv.invalidate(json!({ "username": "joe" }));
-    assert_eq!((r.status, &r.body), (200, &counts(0, 0)), "{}", r.text);
+    r.assert_is(200, &counts(0, 0));
 }
 
 #[test]
 fn delete_user_keeps_tokens_as_elasticsearch_does_when_asked() {
-    let srv = TestServer::start_with(Options {
-        revoke_on_user_change: Some("false"),
-        ..Default::default()
-    });
+    let srv = TestServer::start_with(Options::default().revoke_on_user_change("false"));
     srv.put_user("joe", TEST_PW, &["superuser"]);
     let t = srv.password_grant("joe", TEST_PW);
     let r = srv.delete("/_security/user/joe").admin().send();
@@ -185,34 +135,31 @@ fn delete_user_keeps_tokens_as_elasticsearch_does_when_asked() {
     // The token's invalidation by username still finds it (Elasticsearch
     // keeps tokens of deleted users until they are invalidated or expire).
     let r = srv.invalidate(json!({ "username": "joe" }));
-    assert_eq!((r.status, &r.body), (200, &counts(2, 0)), "{}", r.text);
+    r.assert_is(200, &counts(2, 0));
     assert_token_expired(&srv.auth_bearer(&t.access));
 }
 
 #[test]
 fn put_user_validation() {
     let srv = TestServer::start();
-    let r = put_user_body(&srv, "joe", json!({ "roles": ["superuser"] }));
+    let r = srv.request_put_user("joe", json!({ "roles": ["superuser"] }));
     assert_es_error(
         &r,
         400,
         "action_request_validation_exception",
         "Validation Failed: 1: password must be specified unless you are updating an existing user;",
     );
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": "12345", "roles": ["superuser"] }),
     );
-    assert_es_error_matching(
+    assert_es_error_containing(
         &r,
         400,
         "action_request_validation_exception",
-        |m| m.contains("passwords must be at least [6] characters long"),
         "passwords must be at least [6] characters long",
     );
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "roles": [], "metadata": { "ok": 1, "_reserved": 2 } }),
     );
@@ -222,50 +169,36 @@ fn put_user_validation() {
         "action_request_validation_exception",
         "Validation Failed: 1: metadata keys may not start with [_] (found [_reserved]);",
     );
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "username": "joey", "password": TEST_PW, "roles": [] }),
     );
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "illegal_argument_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 400, "illegal_argument_exception");
     let reason = r.body["error"]["reason"].as_str().unwrap();
     assert!(
         reason.contains("joey") && reason.contains("joe"),
         "{reason}"
     );
-    let r = put_user_body(&srv, "joe", json!({ "password": TEST_PW }));
+    let r = srv.request_put_user("joe", json!({ "password": TEST_PW }));
     assert_es_error(
         &r,
         400,
         "action_request_validation_exception",
         "Validation Failed: 1: roles are missing;",
     );
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "password_hash": "x", "roles": [] }),
     );
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "action_request_validation_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 400, "action_request_validation_exception");
     // Nothing was created by any of that.
-    let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
 fn password_hash_must_be_a_supported_hash() {
     let srv = TestServer::start();
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password_hash": TEST_PW, "roles": ["superuser"] }),
     );
@@ -299,17 +232,11 @@ fn password_hash_must_be_a_supported_hash() {
 fn bcrypt_password_hash_works_for_login_and_change_password() {
     let srv = TestServer::start();
     let hash = bcrypt::hash("bcrypt-secret", 4).unwrap();
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password_hash": hash, "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     srv.assert_basic_ok("joe", "bcrypt-secret");
     srv.assert_basic_refused("joe", "bcrypt-secrex");
     // A password grant works with it too.
@@ -322,7 +249,7 @@ fn bcrypt_password_hash_works_for_login_and_change_password() {
         .admin()
         .json(&json!({ "password_hash": other }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("joe", "bcrypt-secret");
     srv.assert_basic_ok("joe", "another-secret");
 }
@@ -344,7 +271,7 @@ fn change_own_password_and_others_as_admin() {
         .basic("unprivileged_user", "s3krit-password")
         .json(&json!({ "password": "changed-password" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("unprivileged_user", "s3krit-password");
     srv.assert_basic_ok("unprivileged_user", "changed-password");
     // Own password through the named route, with POST.
@@ -353,7 +280,7 @@ fn change_own_password_and_others_as_admin() {
         .basic("unprivileged_user", "changed-password")
         .json(&json!({ "password": "changed-again" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_ok("unprivileged_user", "changed-again");
     // Another's, as admin.
     let r = srv
@@ -361,7 +288,7 @@ fn change_own_password_and_others_as_admin() {
         .admin()
         .json(&json!({ "password": "new-joe-password" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("joe", "s3krit-password");
     srv.assert_basic_ok("joe", "new-joe-password");
     // Too short; missing; unknown user.
@@ -370,11 +297,10 @@ fn change_own_password_and_others_as_admin() {
         .admin()
         .json(&json!({ "password": "short" }))
         .send();
-    assert_es_error_matching(
+    assert_es_error_containing(
         &r,
         400,
         "action_request_validation_exception",
-        |m| m.contains("passwords must be at least [6] characters long"),
         "passwords must be at least [6] characters long",
     );
     let r = srv
@@ -382,23 +308,13 @@ fn change_own_password_and_others_as_admin() {
         .admin()
         .json(&json!({}))
         .send();
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "action_request_validation_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 400, "action_request_validation_exception");
     let r = srv
         .put("/_security/user/nobody/_password")
         .admin()
         .json(&json!({ "password": "whatever-pw" }))
         .send();
-    assert_eq!(r.status, 404, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "resource_not_found_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 404, "resource_not_found_exception");
     srv.assert_basic_ok("joe", "new-joe-password");
 }
 
@@ -418,7 +334,7 @@ fn es_change_password_10_basic() {
         .admin()
         .json(&json!({ "password": "s3krit-password2" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("joe", "s3krit-password");
     srv.assert_basic_ok("joe", "s3krit-password2");
 
@@ -428,7 +344,7 @@ fn es_change_password_10_basic() {
         .basic("unprivileged_user", "s3krit-password")
         .json(&json!({ "password": "s3krit-password2" }))
         .send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("unprivileged_user", "s3krit-password");
     srv.assert_basic_ok("unprivileged_user", "s3krit-password2");
 
@@ -463,11 +379,11 @@ fn es_change_password_11_token() {
         json!({ "cluster": ["manage_token"], "indices": [{ "names": "*", "privileges": ["all"] }] }),
     );
     srv.put_user("token_joe", "s3krit-password", &["token_admin"]);
-    let r = srv
-        .post(TOKEN)
-        .basic("token_joe", "s3krit-password")
-        .json(&json!({ "grant_type": "password", "username": "token_joe", "password": "s3krit-password" }))
-        .send();
+    let r = srv.request_password_grant(
+        ("token_joe", "s3krit-password"),
+        "token_joe",
+        "s3krit-password",
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
     assert_eq!(r.body["expires_in"], 1200);
@@ -510,25 +426,25 @@ fn es_users_30_enable_disable() {
     srv.put_user("joe", TEST_PW, &["superuser"]);
     srv.assert_basic_ok("joe", TEST_PW);
     let r = srv.put("/_security/user/joe/_disable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_refused("joe", TEST_PW);
     let r = srv.put("/_security/user/joe/_enable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_ok("joe", TEST_PW);
     // Enabling an enabled user is fine.
     let r = srv.post("/_security/user/joe/_enable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_ok("joe", TEST_PW);
     // Disabling twice is fine.
     for _ in 0..2 {
         let r = srv.post("/_security/user/joe/_disable").admin().send();
-        assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+        r.assert_is(200, &json!({}));
     }
     srv.assert_basic_refused("joe", TEST_PW);
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!(r.body["joe"]["enabled"], false, "{}", r.text);
     let r = srv.put("/_security/user/joe/_enable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     // joe may not disable himself.
     let r = srv
         .put("/_security/user/joe/_disable")
@@ -543,12 +459,7 @@ fn es_users_30_enable_disable() {
     srv.assert_basic_ok("joe", TEST_PW);
     // Unknown user.
     let r = srv.put("/_security/user/nobody/_disable").admin().send();
-    assert_eq!(r.status, 404, "{}", r.text);
-    assert_eq!(
-        r.body["error"]["type"], "resource_not_found_exception",
-        "{}",
-        r.text
-    );
+    assert_error_type(&r, 404, "resource_not_found_exception");
 }
 
 #[test]
@@ -557,34 +468,21 @@ fn disabled_users_password_grant_is_refused() {
     srv.put_user("joe", TEST_PW, &["superuser"]);
     let r = srv.put("/_security/user/joe/_disable").admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .json(&json!({ "grant_type": "password", "username": "joe", "password": TEST_PW }))
-        .send();
-    assert_unauthenticated(
-        &r,
-        "unable to authenticate user [joe] for action [cluster:admin/xpack/security/token/create]",
-    );
+    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "joe", TEST_PW);
+    assert_grant_refused(&r, "joe");
 }
 
 #[test]
 fn es_users_31_create_disabled() {
     let srv = TestServer::start();
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "roles": ["superuser"], "enabled": false }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     srv.assert_basic_refused("joe", TEST_PW);
     let r = srv.put("/_security/user/joe/_enable").admin().send();
-    assert_eq!((r.status, &r.body), (200, &json!({})), "{}", r.text);
+    r.assert_is(200, &json!({}));
     srv.assert_basic_ok("joe", TEST_PW);
 }
 
@@ -601,7 +499,7 @@ fn es_joe(srv: &TestServer, extra: Value) -> Resp {
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    put_user_body(srv, "joe", body)
+    srv.request_put_user("joe", body)
 }
 
 fn assert_es_joe(srv: &TestServer) {
@@ -619,12 +517,7 @@ fn assert_es_joe(srv: &TestServer) {
 fn es_users_10_basic_put_and_get() {
     let srv = TestServer::start();
     let r = es_joe(&srv, json!({}));
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     let r = srv.auth_basic("joe", TEST_PW);
     assert_eq!(
         (r.status, &r.body["username"]),
@@ -639,12 +532,7 @@ fn es_users_10_basic_put_and_get() {
 fn es_users_10_basic_username_in_body() {
     let srv = TestServer::start();
     let r = es_joe(&srv, json!({ "username": "joe" }));
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": true }));
     srv.assert_basic_ok("joe", TEST_PW);
     assert_es_joe(&srv);
 }
@@ -659,8 +547,7 @@ fn es_users_10_basic_username_mismatch() {
         "illegal_argument_exception",
         "the username in the request body [joey] does not match the username in the path [joe]",
     );
-    let r = srv.get("/_security/user/joe").admin().send();
-    assert_eq!((r.status, &r.body), (404, &json!({})), "{}", r.text);
+    srv.assert_missing("/_security/user/joe");
 }
 
 #[test]
@@ -680,17 +567,11 @@ fn es_users_10_basic_password_hash_from_another_user() {
         )
         .unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password_hash": hash, "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     let r = srv.auth_basic("joe", "bobs-password");
     assert_eq!(
         (r.status, &r.body["username"]),
@@ -705,14 +586,8 @@ fn es_users_10_basic_password_hash_from_another_user() {
 fn es_users_15_overwrite_user() {
     let srv = TestServer::start();
     let r = es_joe(&srv, json!({}));
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
-    let r = put_user_body(
-        &srv,
+    r.assert_is(200, &json!({ "created": true }));
+    let r = srv.request_put_user(
         "joe",
         json!({
             "password": "s3krit-password2",
@@ -722,12 +597,7 @@ fn es_users_15_overwrite_user() {
             "metadata": { "key1": "val1", "key2": "val2", "key3": "val3" },
         }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -749,53 +619,31 @@ fn es_users_15_overwrite_user() {
 fn es_users_16_update_user() {
     let srv = TestServer::start();
     // 1. Creating without a password.
-    let r = put_user_body(
-        &srv,
-        "joe",
-        json!({ "roles": ["superuser"], "full_name": "Joe" }),
-    );
+    let r = srv.request_put_user("joe", json!({ "roles": ["superuser"], "full_name": "Joe" }));
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(
         r.body["error"]["root_cause"][0]["reason"],
         "Validation Failed: 1: password must be specified unless you are updating an existing user;"
     );
     // 2. Create, update without a password (kept), then with one.
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": true })),
-        "{}",
-        r.text
-    );
-    let r = put_user_body(
-        &srv,
+    r.assert_is(200, &json!({ "created": true }));
+    let r = srv.request_put_user(
         "joe",
         json!({ "roles": ["superuser"], "full_name": "Joe Updated" }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     srv.assert_basic_ok("joe", TEST_PW);
     let r = srv.get("/_security/user/joe").admin().send();
     assert_eq!(r.body["joe"]["full_name"], "Joe Updated", "{}", r.text);
-    let r = put_user_body(
-        &srv,
+    let r = srv.request_put_user(
         "joe",
         json!({ "password": "s3krit-password2", "roles": ["superuser"] }),
     );
-    assert_eq!(
-        (r.status, &r.body),
-        (200, &json!({ "created": false })),
-        "{}",
-        r.text
-    );
+    r.assert_is(200, &json!({ "created": false }));
     srv.assert_basic_refused("joe", TEST_PW);
     srv.assert_basic_ok("joe", "s3krit-password2");
 }
@@ -814,8 +662,7 @@ fn es_users_20_get_missing() {
 #[test]
 fn manage_token_role_can_get_tokens_but_not_manage_users() {
     let srv = TestServer::start();
-    srv.put_role("token_only", json!({ "cluster": ["manage_token"] }));
-    srv.put_user("tokener", TEST_PW, &["token_only"]);
+    srv.put_user_with_cluster("tokener", TEST_PW, "token_only", &["manage_token"]);
     let t = srv.password_grant_by(("tokener", TEST_PW), "tokener", TEST_PW);
     let t = Tokens::from_body(&t);
     srv.assert_bearer_ok(&t.access, "tokener");
@@ -877,11 +724,7 @@ fn user_without_roles_is_forbidden_everything_but_authenticate() {
     let r = srv.auth_basic("nobody_special", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["roles"], json!([]));
-    let r = srv
-        .post(TOKEN)
-        .basic("nobody_special", TEST_PW)
-        .json(&json!({ "grant_type": "client_credentials" }))
-        .send();
+    let r = srv.request_client_credentials("nobody_special", TEST_PW);
     assert_forbidden(
         &r,
         "cluster:admin/xpack/security/token/create",
@@ -894,8 +737,7 @@ fn user_without_roles_is_forbidden_everything_but_authenticate() {
 #[test]
 fn read_security_can_read_users_and_roles_only() {
     let srv = TestServer::start();
-    srv.put_role("reader", json!({ "cluster": ["read_security"] }));
-    srv.put_user("auditor", TEST_PW, &["reader"]);
+    srv.put_user_with_cluster("auditor", TEST_PW, "reader", &["read_security"]);
     let r = srv
         .get("/_security/user/elastic")
         .basic("auditor", TEST_PW)

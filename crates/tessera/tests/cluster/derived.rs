@@ -7,10 +7,8 @@ use serde_json::json;
 
 use crate::support::*;
 
-#[test]
-fn an_invalidated_key_kills_its_chain_on_every_node() {
-    let Some(pg) = postgres_url() else { return };
-    let cluster = Cluster::start(&pg, 2, &[]);
+pub fn an_invalidated_key_kills_its_chain_on_every_node(pg: &str) {
+    let cluster = Cluster::start(pg, 2, &[]);
     let nodes = cluster.bases();
     let http = Http::new();
     let key = arrived(

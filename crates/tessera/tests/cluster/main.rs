@@ -3,9 +3,10 @@
 //! clients spread their requests over them as a load balancer would.
 //!
 //! The PostgreSQL server is named by `TESSERA_TEST_POSTGRES_URL`
-//! (`eval "$(bash .ci/postgres.sh start)"` runs a throw-away one). Without
-//! it the tests print why they skip and pass, except when `CI` is set,
-//! where they fail. Every test creates a database of its own
+//! (`eval "$(bash .ci/postgres.sh start)"` runs a throw-away one). This
+//! binary has its own harness (`tessera_testkit::trials`): when the server
+//! cannot be reached the tests are reported as ignored, saying why, except
+//! under CI, where they fail. Every test creates a database of its own
 //! (`tessera_cluster_<random>`) and drops it afterwards, so the tests run
 //! in parallel. The nodes log at `warn` (plus the line saying where they
 //! listen) into their temporary folders, and a failing test prints the end
@@ -29,5 +30,15 @@ mod crash;
 mod derived;
 mod multi_node;
 mod outage;
-mod proxy;
 mod restart;
+
+fn main() {
+    tessera_testkit::trials::run(tessera_testkit::postgres_trials![
+        crash::killing_a_node_mid_stream_loses_nothing_and_never_rotates_twice,
+        derived::an_invalidated_key_kills_its_chain_on_every_node,
+        multi_node::refresh_races_across_nodes_agree_and_hold_everywhere_at_once,
+        outage::database_outage_gives_quick_503s_and_the_node_recovers_by_itself,
+        outage::each_request_an_outage_fails_is_logged_once_with_a_detail_its_answer_lacks,
+        restart::rolling_restart_under_load_fails_no_request,
+    ]);
+}

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::proxy::{Mode, Proxy};
 use crate::support::*;
 
 const STORE_TIMEOUT: &str = "1s";
@@ -119,13 +118,11 @@ fn await_status(
     }
 }
 
-#[test]
-fn database_outage_gives_quick_503s_and_the_node_recovers_by_itself() {
-    let Some(pg) = postgres_url() else { return };
+pub fn database_outage_gives_quick_503s_and_the_node_recovers_by_itself(pg: &str) {
     let started = Instant::now();
-    let db = TestDb::create(&pg);
-    let proxy = Proxy::start(server_address(&pg));
-    let node = Node::start(
+    let db = TestDb::database(pg);
+    let proxy = Proxy::start(server_address(pg));
+    let node = start_node(
         "outage",
         &with_address(&db.url, proxy.addr),
         &["--store-timeout", STORE_TIMEOUT, "--store-pool-size", "4"],
@@ -291,12 +288,10 @@ fn database_outage_gives_quick_503s_and_the_node_recovers_by_itself() {
 /// Every request a store outage fails is logged once, on one line with its
 /// method, route and the store's detail, whichever API answered it; and no
 /// answer carries that detail.
-#[test]
-fn each_request_an_outage_fails_is_logged_once_with_a_detail_its_answer_lacks() {
-    let Some(pg) = postgres_url() else { return };
-    let db = TestDb::create(&pg);
-    let proxy = Proxy::start(server_address(&pg));
-    let node = Node::start(
+pub fn each_request_an_outage_fails_is_logged_once_with_a_detail_its_answer_lacks(pg: &str) {
+    let db = TestDb::database(pg);
+    let proxy = Proxy::start(server_address(pg));
+    let node = start_node(
         "logged-once",
         &with_address(&db.url, proxy.addr),
         &[

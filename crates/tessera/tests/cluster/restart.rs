@@ -57,11 +57,9 @@ fn call(
     panic!("{what}: no node answered; failures: {:?}", log.failures);
 }
 
-#[test]
-fn rolling_restart_under_load_fails_no_request() {
-    let Some(pg) = postgres_url() else { return };
+pub fn rolling_restart_under_load_fails_no_request(pg: &str) {
     let started = Instant::now();
-    let mut cluster = Cluster::start(&pg, NODES, &[]);
+    let mut cluster = Cluster::start(pg, NODES, &[]);
     let store = cluster.store_url().to_owned();
     let bases = Arc::new(RwLock::new(
         cluster.bases().into_iter().map(Some).collect::<Vec<_>>(),
@@ -127,16 +125,13 @@ fn rolling_restart_under_load_fails_no_request() {
         // may be taken by a node of another test meanwhile).
         bases.write().unwrap()[victim] = None;
         assert!(exit.success(), "node{victim} ended with {exit} on SIGTERM");
-        let replacement = Node::start(&format!("node{victim}-new"), &store, &[]);
+        let replacement = start_node(&format!("node{victim}-new"), &store, &[]);
         bases.write().unwrap()[victim] = Some(replacement.base.clone());
         cluster.nodes[victim] = replacement;
     }
     progress(done.load(Ordering::SeqCst) + BETWEEN);
     stop.store(true, Ordering::SeqCst);
-    let logs: Vec<Log> = handles
-        .into_iter()
-        .map(|h| h.join().expect("a client thread"))
-        .collect();
+    let logs: Vec<Log> = join_all(handles, "a client thread");
 
     let presented = assert_one_successor_each(logs.iter().flat_map(|l| l.by_presented.iter()));
     // Everything handed out before, during and after the restarts works

@@ -72,7 +72,11 @@ fn the_oauth2_crate_runs_every_flow_against_tessera() {
         .set_token_uri(TokenUrl::new(server.url(TOKEN)).unwrap())
         .set_introspection_url(IntrospectionUrl::new(server.url(INTROSPECT)).unwrap())
         .set_revocation_url(
-            RevocationUrl::new(format!("https://127.0.0.1:{}{REVOKE}", server.port)).unwrap(),
+            RevocationUrl::new(format!(
+                "https://127.0.0.1:{}{REVOKE}",
+                server.addr().port()
+            ))
+            .unwrap(),
         );
 
     // Client credentials, narrowed to one scope.

@@ -32,26 +32,20 @@ fn the_default_issuer_is_the_bound_address() {
         .is_some_and(|c| c.starts_with("application/json")));
     assert_eq!(
         r.body,
-        expected(&format!("http://127.0.0.1:{}", server.port))
+        expected(&format!("http://127.0.0.1:{}", server.addr().port()))
     );
     assert!(r.body.get("authorization_endpoint").is_none());
     // The advertised endpoints are the ones that answer.
     let client = server.register(json!({}));
-    let token = server
-        .post(TOKEN)
-        .client(&client)
-        .form(&[("grant_type", "client_credentials")])
-        .send();
+    let token = server.token(&client, &[("grant_type", "client_credentials")]);
     assert_eq!(token.status, 200);
     assert_eq!(r.body["token_endpoint"], server.url(TOKEN));
 }
 
 #[test]
 fn a_configured_issuer_is_used_verbatim() {
-    let server = TestServer::start_with(Options {
-        issuer: Some("https://auth.example.com/tessera/"),
-        ..Default::default()
-    });
+    let server =
+        TestServer::start_with(Options::default().issuer("https://auth.example.com/tessera/"));
     let r = server.get(WELL_KNOWN).send();
     assert_eq!(r.body, expected("https://auth.example.com/tessera"));
     let client = server.register(json!({}));

@@ -143,34 +143,30 @@ fn invalid_metadata_is_refused() {
         assert_oauth_error_says(&r, 400, "invalid_client_metadata", description);
     }
     // Bodies that are not JSON objects are invalid requests.
-    let r = server
-        .post(REGISTER)
-        .admin()
-        .body("application/x-www-form-urlencoded", "client_name=x")
-        .send();
-    assert_oauth_error_says(
-        &r,
-        400,
-        "invalid_request",
-        "Content-Type [application/x-www-form-urlencoded] is not supported; send application/json",
-    );
-    let r = server
-        .post(REGISTER)
-        .admin()
-        .body("application/json", "{nope")
-        .send();
-    assert_oauth_error(&r, 400, "invalid_request", false);
-    let r = server
-        .post(REGISTER)
-        .admin()
-        .body("application/json", "[]")
-        .send();
-    assert_oauth_error_says(
-        &r,
-        400,
-        "invalid_request",
-        "the request body must be a JSON object",
-    );
+    let not_objects = [
+        (
+            FORM,
+            "client_name=x",
+            Some("Content-Type [application/x-www-form-urlencoded] is not supported; send application/json"),
+        ),
+        ("application/json", "{nope", None),
+        (
+            "application/json",
+            "[]",
+            Some("the request body must be a JSON object"),
+        ),
+    ];
+    for (content_type, body, description) in not_objects {
+        let r = server
+            .post(REGISTER)
+            .admin()
+            .body(content_type, body)
+            .send();
+        match description {
+            Some(description) => assert_oauth_error_says(&r, 400, "invalid_request", description),
+            None => assert_oauth_error(&r, 400, "invalid_request", false),
+        }
+    }
     assert_eq!(
         server.get(REGISTER).admin().send().body,
         json!({ "clients": [] }),
@@ -183,8 +179,8 @@ fn only_manage_security_administrators_manage_clients() {
     let server = TestServer::start();
     server.put_role("token_admin", json!({ "cluster": ["manage_token"] }));
     server.put_role("sec_admin", json!({ "cluster": ["manage_security"] }));
-    server.put_user("tokens", &["token_admin"]);
-    server.put_user("security", &["sec_admin"]);
+    server.add_user("tokens", &["token_admin"]);
+    server.add_user("security", &["sec_admin"]);
     let existing = server.register(json!({}));
 
     // No credentials: the Elasticsearch 401.

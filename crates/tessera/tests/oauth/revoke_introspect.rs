@@ -62,27 +62,18 @@ fn revoking_a_refresh_token_ends_its_family_including_successors() {
         ],
     );
     // token_type_hint is accepted (and not needed); an unknown hint is ignored.
-    let r = server
-        .post(REVOKE)
-        .client(&client)
-        .form(&[
-            ("token", s(&second["refresh_token"])),
-            ("token_type_hint", "refresh_token"),
-        ])
-        .send();
+    let r = revoke_with_hint(
+        &server,
+        &client,
+        s(&second["refresh_token"]),
+        "refresh_token",
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     for token in [&first["access_token"], &second["access_token"]] {
         assert_token_dead(&server, s(token));
     }
     let fresh = password_pair(&server, &client);
-    let r = server
-        .post(REVOKE)
-        .client(&client)
-        .form(&[
-            ("token", s(&fresh["access_token"])),
-            ("token_type_hint", "mystery"),
-        ])
-        .send();
+    let r = revoke_with_hint(&server, &client, s(&fresh["access_token"]), "mystery");
     assert_eq!(r.status, 200, "{}", r.text);
     assert_token_dead(&server, s(&fresh["access_token"]));
 }
@@ -116,24 +107,28 @@ fn only_the_client_a_token_was_issued_to_may_revoke_it() {
     assert_oauth_error(&r, 400, "unauthorized_client", false);
 }
 
+/// `POST /oauth2/revoke` of `token` with a `token_type_hint`.
+fn revoke_with_hint(server: &TestServer, client: &TestClient, token: &str, hint: &str) -> Resp {
+    server.form_as(
+        client,
+        REVOKE,
+        &[("token", token), ("token_type_hint", hint)],
+    )
+}
+
 #[test]
 fn revocation_requires_client_authentication_and_a_token() {
     let server = TestServer::start();
     let client = server.full_client();
     let r = server.post(REVOKE).form(&[("token", "x")]).send();
-    assert_oauth_error_says(
-        &r,
-        401,
-        "invalid_client",
-        "client authentication is required",
-    );
+    assert_client_auth_required(&r);
     let r = server
         .post(REVOKE)
         .client(&client.with_secret("wrong"))
         .form(&[("token", "x")])
         .send();
     assert_oauth_error_says(&r, 401, "invalid_client", "client authentication failed");
-    assert_eq!(r.headers_all("www-authenticate"), [BASIC_CHALLENGE]);
+    assert_eq!(r.header_all("www-authenticate"), [BASIC_CHALLENGE]);
     // Neither a known client nor a native user.
     let r = server
         .post(REVOKE)
@@ -141,7 +136,7 @@ fn revocation_requires_client_authentication_and_a_token() {
         .form(&[("token", "x")])
         .send();
     assert_oauth_error_says(&r, 401, "invalid_client", "client authentication failed");
-    let r = server.post(REVOKE).client(&client).form(&[]).send();
+    let r = server.form_as(&client, REVOKE, &[]);
     assert_oauth_error_says(&r, 400, "invalid_request", "missing parameter [token]");
     let r = server
         .post(REVOKE)
@@ -154,8 +149,8 @@ fn revocation_requires_client_authentication_and_a_token() {
 #[test]
 fn a_native_user_revokes_the_tokens_it_created_through_the_elasticsearch_api() {
     let server = TestServer::start();
-    server.put_user("jane", &["superuser"]);
-    server.put_user("joe", &["superuser"]);
+    server.add_user("jane", &["superuser"]);
+    server.add_user("joe", &["superuser"]);
     // jane creates a pair for herself through /_security/oauth2/token.
     let (access, refresh) = server.es_password_grant(("jane", USER_PW), "jane", USER_PW);
     // joe is not its client.
@@ -270,7 +265,7 @@ fn introspection_describes_active_tokens() {
             "exp": iat + 1200,
             "iat": iat,
             "sub": ADMIN,
-            "iss": server.base,
+            "iss": server.base_url(),
         })
     );
     let r = server.introspect(&client, s(&pair["refresh_token"]));
@@ -310,11 +305,7 @@ fn introspection_describes_active_tokens() {
 
 #[test]
 fn introspection_says_inactive_for_anything_unusable() {
-    let server = TestServer::start_with(Options {
-        access_token_ttl: Some("1s"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let server = TestServer::start_with(Options::default().access_token_ttl("1s").manual_clock());
     let client = server.full_client();
     let revoked = password_pair(&server, &client);
     assert_eq!(
@@ -365,9 +356,9 @@ fn introspect_as_user(server: &TestServer, user: &str, password: &str, token: &s
 #[test]
 fn introspection_shows_a_token_only_to_its_client_or_an_introspector() {
     let server = TestServer::start();
-    server.put_user("jane", &[]);
+    server.add_user("jane", &[]);
     server.put_role("token_admin", json!({ "cluster": ["manage_token"] }));
-    server.put_user("tokens", &["token_admin"]);
+    server.add_user("tokens", &["token_admin"]);
     let client = server.full_client();
     let other = server.register(json!({ "token_endpoint_auth_method": "client_secret_post" }));
     let introspector = server.register(json!({
@@ -428,12 +419,7 @@ fn introspection_shows_a_token_only_to_its_client_or_an_introspector() {
         .post(INTROSPECT)
         .form(&[("token", own_access)])
         .send();
-    assert_oauth_error_says(
-        &r,
-        401,
-        "invalid_client",
-        "client authentication is required",
-    );
-    let r = server.post(INTROSPECT).client(&client).form(&[]).send();
+    assert_client_auth_required(&r);
+    let r = server.form_as(&client, INTROSPECT, &[]);
     assert_oauth_error_says(&r, 400, "invalid_request", "missing parameter [token]");
 }

@@ -68,10 +68,7 @@ fn a_client_may_ask_for_any_subset_of_its_registered_scopes() {
 #[test]
 fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
     let server = TestServer::start();
-    let client = server.register(json!({
-        "grant_types": ["client_credentials", "password"],
-        "scope": "read tessera:admin",
-    }));
+    let client = server.client_for(&["client_credentials", "password"], "read tessera:admin");
     let admin_token = password(&server, &client, None)["access_token"]
         .as_str()
         .unwrap()
@@ -90,7 +87,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
     // Restricted without it: 403 insufficient_scope, in the ES envelope.
     let r = server.get("/_security/user").bearer(&read_token).send();
     assert_eq!(r.status, 403, "{}", r.text);
-    assert_eq!(r.headers_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
+    assert_eq!(r.header_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
     assert_eq!(
         r.body,
         json!({
@@ -123,7 +120,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
             .json(&json!({}))
             .send();
         assert_eq!(r.status, 403, "{method} {path}: {}", r.text);
-        assert_eq!(r.headers_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
+        assert_eq!(r.header_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
     }
     // ... but not on GET /_security/_authenticate.
     let r = server.whoami(&read_token);
@@ -140,7 +137,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
         .bearer(cc["access_token"].as_str().unwrap())
         .send();
     assert_eq!(r.status, 403);
-    assert_eq!(r.headers_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
+    assert_eq!(r.header_all("www-authenticate"), [INSUFFICIENT_SCOPE]);
     // With the admin scope the privilege check decides: no roles, no users.
     let cc = server.grant(&client, &[("grant_type", "client_credentials")]);
     let r = server
@@ -148,7 +145,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
         .bearer(cc["access_token"].as_str().unwrap())
         .send();
     assert_eq!(r.status, 403, "{}", r.text);
-    assert!(r.headers_all("www-authenticate").is_empty(), "{r:?}");
+    assert!(r.header_all("www-authenticate").is_empty(), "{r:?}");
     assert!(
         r.body["error"]["reason"].as_str().unwrap().starts_with(
             "action [cluster:admin/xpack/security/user/get] is unauthorized for user ["
@@ -160,11 +157,7 @@ fn restricted_tokens_need_the_admin_scope_on_the_administrative_api() {
 
 #[test]
 fn expired_oauth_tokens_get_invalid_token() {
-    let server = TestServer::start_with(Options {
-        access_token_ttl: Some("1s"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let server = TestServer::start_with(Options::default().access_token_ttl("1s").manual_clock());
     let client = server.register(json!({}));
     let body = server.grant(&client, &[("grant_type", "client_credentials")]);
     assert_eq!(body["expires_in"], 1);
@@ -172,7 +165,7 @@ fn expired_oauth_tokens_get_invalid_token() {
     let r = server.whoami(body["access_token"].as_str().unwrap());
     assert_eq!(r.status, 401, "{}", r.text);
     assert_eq!(
-        r.headers_all("www-authenticate"),
+        r.header_all("www-authenticate"),
         ["Bearer realm=\"security\", error=\"invalid_token\", error_description=\"The access token expired\""]
     );
 }
@@ -180,10 +173,7 @@ fn expired_oauth_tokens_get_invalid_token() {
 #[test]
 fn refresh_keeps_the_granted_scope_and_refuses_more() {
     let server = TestServer::start();
-    let client = server.register(json!({
-        "grant_types": ["password", "refresh_token"],
-        "scope": "read write tessera:admin",
-    }));
+    let client = server.client_for(&["password", "refresh_token"], "read write tessera:admin");
     let first = password(&server, &client, Some("read write"));
     assert_eq!(first["scope"], "read write");
     let rt = first["refresh_token"].as_str().unwrap().to_owned();

@@ -11,20 +11,14 @@ use tessera::config::ThrottleArgs;
 use crate::support::*;
 
 fn server(extra: ThrottleArgs) -> TestServer {
-    TestServer::start_with(Options {
-        throttle: ThrottleArgs {
-            lockout_delays: Some("1h".into()),
-            ..extra
-        },
-        ..Default::default()
-    })
+    TestServer::start_with(Options::hour_long_locks(extra))
 }
 
 const CC: [(&str, &str); 1] = [("grant_type", "client_credentials")];
 
 fn assert_wrong_secret_answer(r: &Resp) {
     assert_oauth_error_says(r, 401, "invalid_client", "client authentication failed");
-    assert_eq!(r.headers_all("www-authenticate"), [BASIC_CHALLENGE]);
+    assert_eq!(r.header_all("www-authenticate"), [BASIC_CHALLENGE]);
 }
 
 fn assert_too_many(r: &Resp) {
@@ -76,7 +70,7 @@ fn a_success_resets_a_clients_count() {
 fn the_oauth_password_grant_locks_the_user() {
     let srv = server(ThrottleArgs::default());
     let client = srv.register(json!({ "grant_types": ["password"] }));
-    srv.put_user("jane", &["superuser"]);
+    srv.add_user("jane", &["superuser"]);
     let grant = |pw: &str| {
         srv.token(
             &client,
@@ -112,11 +106,7 @@ fn the_oauth_password_grant_locks_the_user() {
 
 #[test]
 fn a_source_past_its_budget_gets_429_in_the_flat_shape() {
-    let srv = server(ThrottleArgs {
-        source_failure_burst: Some("2".into()),
-        source_failure_rate: Some("0.01".into()),
-        ..Default::default()
-    });
+    let srv = server(source_budget("2"));
     let client = srv.register(json!({}));
     assert_wrong_secret_answer(&srv.token(&client.with_secret("w1"), &CC));
     let unknown = TestClient {

@@ -39,18 +39,23 @@ fn client_credentials_with_basic_authentication() {
     assert_eq!(me.body["authentication_type"], "token");
 }
 
+/// A client-credentials grant authenticated with `client_secret_post`.
+fn client_secret_post(server: &TestServer, client: &TestClient) -> Resp {
+    server
+        .post(TOKEN)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client.id),
+            ("client_secret", &client.secret),
+        ])
+        .send()
+}
+
 #[test]
 fn client_secret_post_is_honoured_only_for_clients_registered_for_it() {
     let server = TestServer::start();
     let post = server.register(json!({ "token_endpoint_auth_method": "client_secret_post" }));
-    let r = server
-        .post(TOKEN)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &post.id),
-            ("client_secret", &post.secret),
-        ])
-        .send();
+    let r = client_secret_post(&server, &post);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_token_headers(&r);
 
@@ -62,16 +67,9 @@ fn client_secret_post_is_honoured_only_for_clients_registered_for_it() {
         "invalid_client",
         "this client is registered to authenticate with [client_secret_post], not [client_secret_basic]",
     );
-    assert_eq!(r.headers_all("www-authenticate"), [BASIC_CHALLENGE]);
+    assert_eq!(r.header_all("www-authenticate"), [BASIC_CHALLENGE]);
     let basic = server.register(json!({}));
-    let r = server
-        .post(TOKEN)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &basic.id),
-            ("client_secret", &basic.secret),
-        ])
-        .send();
+    let r = client_secret_post(&server, &basic);
     assert_oauth_error(&r, 401, "invalid_client", false);
     assert_eq!(
         r.body["error_description"],
@@ -131,7 +129,7 @@ fn client_authentication_failures_are_invalid_client() {
     ] {
         let r = server.token(&who, &cc);
         assert_oauth_error_says(&r, 401, "invalid_client", "client authentication failed");
-        assert_eq!(r.headers_all("www-authenticate"), [BASIC_CHALLENGE]);
+        assert_eq!(r.header_all("www-authenticate"), [BASIC_CHALLENGE]);
     }
     // Malformed Basic credentials.
     let r = server
@@ -150,12 +148,7 @@ fn client_authentication_failures_are_invalid_client() {
     assert_oauth_error(&r, 401, "invalid_client", true);
     // No client authentication at all, and a public client: no challenge.
     let r = server.post(TOKEN).form(&cc).send();
-    assert_oauth_error_says(
-        &r,
-        401,
-        "invalid_client",
-        "client authentication is required",
-    );
+    assert_client_auth_required(&r);
     let r = server
         .post(TOKEN)
         .form(&[
@@ -188,15 +181,15 @@ fn malformed_requests_are_invalid_request() {
     let client = server.register(json!({ "grant_types": ["password"] }));
 
     // Two authentication methods at once.
-    let r = server
-        .post(TOKEN)
-        .client(&client)
-        .form(&[
+    let r = server.form_as(
+        &client,
+        TOKEN,
+        &[
             ("grant_type", "client_credentials"),
             ("client_id", &client.id),
             ("client_secret", &client.secret),
-        ])
-        .send();
+        ],
+    );
     assert_oauth_error_says(
         &r,
         400,
@@ -306,10 +299,7 @@ fn grant_types_are_checked_against_the_registration() {
         "unauthorized_client",
         "this client is not registered for grant_type [password]",
     );
-    let r = server.token(
-        &cc_only,
-        &[("grant_type", "refresh_token"), ("refresh_token", "x")],
-    );
+    let r = server.refresh_grant(&cc_only, "x");
     assert_oauth_error_says(
         &r,
         400,
@@ -324,7 +314,7 @@ fn grant_types_are_checked_against_the_registration() {
 #[test]
 fn password_grant_authenticates_the_user_and_refresh_tokens_follow_the_registration() {
     let server = TestServer::start();
-    server.put_user("jane", &["superuser"]);
+    server.add_user("jane", &["superuser"]);
     let client = server.register(json!({ "grant_types": ["password", "refresh_token"] }));
     let body = server.grant(
         &client,
@@ -392,11 +382,7 @@ fn password_grant_authenticates_the_user_and_refresh_tokens_follow_the_registrat
 
 #[test]
 fn refresh_rotates_repeats_and_detects_reuse() {
-    let server = TestServer::start_with(Options {
-        refresh_window: Some("1s"),
-        manual_clock: true,
-        ..Default::default()
-    });
+    let server = TestServer::start_with(Options::default().refresh_window("1s").manual_clock());
     let client = server.register(json!({ "grant_types": ["password", "refresh_token"] }));
     let first = server.grant(
         &client,
@@ -434,10 +420,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
     // Only the client that obtained the pair may refresh it.
     let other = server.register(json!({ "grant_types": ["refresh_token"] }));
     let head_rt = second["refresh_token"].as_str().unwrap();
-    let r = server.token(
-        &other,
-        &[("grant_type", "refresh_token"), ("refresh_token", head_rt)],
-    );
+    let r = server.refresh_grant(&other, head_rt);
     assert_oauth_error_says(
         &r,
         400,
@@ -453,10 +436,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
     );
 
     // Unknown refresh tokens.
-    let r = server.token(
-        &client,
-        &[("grant_type", "refresh_token"), ("refresh_token", "junk")],
-    );
+    let r = server.refresh_grant(&client, "junk");
     assert_oauth_error_says(
         &r,
         400,
@@ -466,10 +446,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
 
     // Reuse after the window revokes the whole family.
     server.advance(1_300);
-    let r = server.token(
-        &client,
-        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-    );
+    let r = server.refresh_grant(&client, rt);
     assert_oauth_error_says(
         &r,
         400,
@@ -477,10 +454,7 @@ fn refresh_rotates_repeats_and_detects_reuse() {
         "token has already been refreshed more than 1 second in the past",
     );
     assert_token_dead(&server, second["access_token"].as_str().unwrap());
-    let r = server.token(
-        &client,
-        &[("grant_type", "refresh_token"), ("refresh_token", head_rt)],
-    );
+    let r = server.refresh_grant(&client, head_rt);
     assert_oauth_error_says(&r, 400, "invalid_grant", "token has been invalidated");
 }
 
@@ -489,10 +463,7 @@ fn tokens_from_the_elasticsearch_api_cannot_be_refreshed_by_an_oauth_client() {
     let server = TestServer::start();
     let client = server.register(json!({ "grant_types": ["refresh_token"] }));
     let (_, rt) = server.es_password_grant((ADMIN, ADMIN_PW), ADMIN, ADMIN_PW);
-    let r = server.token(
-        &client,
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-    );
+    let r = server.refresh_grant(&client, &rt);
     assert_oauth_error_says(
         &r,
         400,

@@ -1,5 +1,7 @@
-//! A TCP proxy between a node and PostgreSQL that fails on demand. It runs
-//! on a tokio runtime of its own and is driven from plain test threads.
+//! The chaos proxy: a TCP proxy (between a node or a store and PostgreSQL)
+//! that fails on demand. It runs on a tokio runtime of its own, so plain
+//! test threads and async tests drive it alike (from an async test, call
+//! [`Proxy::set`] inside `tokio::task::block_in_place`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -24,6 +26,8 @@ pub enum Mode {
 }
 
 pub struct Proxy {
+    /// Where the proxy listens (bound on `127.0.0.1:0`; a cut closes the
+    /// port and the end of the cut opens the same port again).
     pub addr: SocketAddr,
     mode: watch::Sender<Mode>,
     /// Forwarders still holding sockets.
@@ -39,7 +43,10 @@ impl Proxy {
             .enable_all()
             .build()
             .expect("the proxy's runtime");
-        let listener = runtime.block_on(async { listen(SocketAddr::from(([127, 0, 0, 1], 0))) });
+        let listener = {
+            let _context = runtime.enter();
+            listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        };
         let addr = listener.local_addr().expect("the proxy's address");
         let (mode, rx) = watch::channel(Mode::Open);
         let live = Arc::new(AtomicUsize::new(0));
