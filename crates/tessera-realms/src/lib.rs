@@ -1,0 +1,2 @@
+//! Protocol work of external realms.
+pub mod saml;

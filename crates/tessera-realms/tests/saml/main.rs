@@ -1,0 +1,5 @@
+//! The SAML protocol layer against fixtures signed here, and against a real
+//! third-party IdP (samlify).
+
+mod responses;
+mod support;
