@@ -14,6 +14,7 @@ pub mod keys;
 pub mod metadata;
 pub mod realm;
 pub mod redirect;
+pub mod requests;
 pub mod response;
 pub mod settings;
 pub mod time;

@@ -326,12 +326,14 @@ impl SamlRealmSettings {
                 "AuthnRequest" => signed_messages.push(SignedMessage::AuthnRequest),
                 "LogoutRequest" => signed_messages.push(SignedMessage::LogoutRequest),
                 "LogoutResponse" => signed_messages.push(SignedMessage::LogoutResponse),
-                other => return Err(err(
-                    "signing.saml_messages",
-                    format!(
+                other => {
+                    return Err(err(
+                        "signing.saml_messages",
+                        format!(
                         "[{other}] is not one of *, AuthnRequest, LogoutRequest, LogoutResponse"
                     ),
-                )),
+                    ))
+                }
             }
         }
         let allowed_clock_skew = match &self.allowed_clock_skew {

@@ -1,5 +1,6 @@
 //! The SAML protocol layer against fixtures signed here, and against a real
 //! third-party IdP (samlify).
 
+mod requests;
 mod responses;
 mod support;

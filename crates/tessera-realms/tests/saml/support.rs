@@ -67,10 +67,11 @@ pub fn realm_with(settings: &str, encryption: bool) -> SamlRealm {
         .unwrap();
     let enc = (data("sp-encryption.crt"), data("sp-encryption.key"));
     let sig = (data("sp-signing.crt"), data("sp-signing.key"));
+    let signing = config.signing.is_some();
     SamlRealm::new(
         config,
         &idp_metadata(IDP),
-        Some((sig.0.as_str(), sig.1.as_str())),
+        signing.then_some((sig.0.as_str(), sig.1.as_str())),
         encryption.then_some((enc.0.as_str(), enc.1.as_str())),
     )
     .unwrap()
