@@ -3,4 +3,5 @@
 
 mod requests;
 mod responses;
+mod samlify;
 mod support;
