@@ -94,7 +94,7 @@ pub(crate) fn check_assertion(
             let audiences: Vec<String> = xml::children(restriction, NS_ASSERTION, "Audience")
                 .map(xml::text)
                 .collect();
-            if !audiences.iter().any(|a| *a == config.sp_entity_id) {
+            if !audiences.contains(&config.sp_entity_id) {
                 let closest = audiences.first().map(String::as_str).unwrap_or("");
                 return refuse(
                     Rule::Audience,
@@ -164,15 +164,12 @@ pub(crate) fn check_assertion(
     if let Some(irt) = &in_response_to {
         check_in_response_to(irt, v.ids, "the assertion")?;
     }
-    let nameid = match xml::only_child(subject, NS_ASSERTION, "NameID")? {
-        Some(n) => Some(NameId {
-            value: xml::text(n),
-            format: n.attribute("Format").map(str::to_owned),
-            qualifier: n.attribute("NameQualifier").map(str::to_owned),
-            sp_qualifier: n.attribute("SPNameQualifier").map(str::to_owned),
-        }),
-        None => None,
-    };
+    let nameid = xml::only_child(subject, NS_ASSERTION, "NameID")?.map(|n| NameId {
+        value: xml::text(n),
+        format: n.attribute("Format").map(str::to_owned),
+        qualifier: n.attribute("NameQualifier").map(str::to_owned),
+        sp_qualifier: n.attribute("SPNameQualifier").map(str::to_owned),
+    });
 
     // 10. Exactly one AuthnStatement; its session window; the context class.
     let statements: Vec<_> = xml::children(assertion, NS_ASSERTION, "AuthnStatement").collect();
