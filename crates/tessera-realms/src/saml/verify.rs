@@ -21,6 +21,9 @@ use sha2::{Digest, Sha256};
 use super::error::{refuse, Rule, SamlError};
 use super::xml::{self, is, NS_DSIG};
 
+/// The most signatures a message may carry.
+const MAX_SIGNATURES: usize = 4;
+
 const ALLOWED_TRANSFORMS: &[&str] = &[
     "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
     "http://www.w3.org/2001/10/xml-exc-c14n#",
@@ -140,6 +143,17 @@ pub fn check_signatures(
         .collect();
     if signatures.is_empty() {
         return Ok(Vec::new());
+    }
+    // A Response signs at most itself and its assertion; refuse a flood of
+    // signatures before any of them costs a canonicalization and an RSA check.
+    if signatures.len() > MAX_SIGNATURES {
+        return refuse(
+            Rule::SignatureWrapping,
+            format!(
+                "{} signatures; at most {MAX_SIGNATURES} are read",
+                signatures.len()
+            ),
+        );
     }
     let ctx = keys.context();
     let udoc = bergshamra::xml::uppsala::parse(text)

@@ -331,3 +331,25 @@ fn an_attribute_pattern_picks_its_group() {
     .unwrap();
     assert_eq!(id.mail.as_deref(), Some("alice"));
 }
+
+#[test]
+fn a_realm_loads_its_files_relative_to_the_config_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("idp-metadata.xml"), idp_metadata(IDP)).unwrap();
+    std::fs::write(dir.path().join("sp-signing.crt"), data("sp-signing.crt")).unwrap();
+    std::fs::write(dir.path().join("sp-signing.key"), data("sp-signing.key")).unwrap();
+    let config = SamlRealmSettings::from_toml(&format!("{SETTINGS}{SIGNED}"))
+        .unwrap()
+        .validate("saml1")
+        .unwrap();
+    let realm = tessera_realms::saml::SamlRealm::load(config.clone(), dir.path()).unwrap();
+    assert!(realm.signing.is_some() && realm.decryption.is_none());
+    assert!(
+        !format!("{realm:?}").contains("PRIVATE"),
+        "Debug shows no key material"
+    );
+    std::fs::remove_file(dir.path().join("idp-metadata.xml")).unwrap();
+    let e = tessera_realms::saml::SamlRealm::load(config, dir.path()).unwrap_err();
+    assert_eq!(e.key, "idp.metadata.path");
+    assert!(e.to_string().contains("idp-metadata.xml"), "{e}");
+}

@@ -450,3 +450,15 @@ fn a_transient_nameid_gives_no_persistent_principal() {
         "the detail names the attributes received: {e}"
     );
 }
+
+#[test]
+fn a_flood_of_signatures_is_refused_before_verification() {
+    let fx = Fx::default();
+    let signed = response(&fx, &assertion(&fx, false), true);
+    let sig_start = signed.find("<ds:Signature").unwrap();
+    let sig_end = signed.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+    let sig = &signed[sig_start..sig_end];
+    let flood = signed.replacen(sig, &sig.repeat(10), 1);
+    let e = refused(&flood, Rule::SignatureWrapping);
+    assert!(e.detail.contains("10 signatures"), "{e}");
+}
