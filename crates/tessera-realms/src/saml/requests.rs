@@ -11,6 +11,7 @@ use super::redirect::{redirect_url, RedirectMessage};
 use super::response::{check_in_response_to, check_issuer, check_status};
 use super::settings::SignedMessage;
 use super::time::{format_instant, parse_instant};
+use super::verify::check_signatures;
 use super::xml::{self, escape, is, NS_ASSERTION, NS_PROTOCOL};
 
 /// A message id: `_` and 40 hex digits (an NCName cannot start with a
@@ -259,8 +260,9 @@ impl SamlRealm {
         })
     }
 
-    /// `saml/complete_logout`: the IdP's LogoutResponse (redirect query
-    /// string, signed), answering one of `ids`, with status Success.
+    /// `saml/complete_logout` with `query_string`: the IdP's LogoutResponse
+    /// over the redirect binding (query signature), answering one of `ids`,
+    /// with status Success.
     pub fn check_logout_response(
         &self,
         query_string: &str,
@@ -274,7 +276,39 @@ impl SamlRealm {
             );
         }
         message.verify(&self.trusted)?;
-        let doc = xml::parse(&message.xml)?;
+        self.logout_response_rules(&message.xml, ids)
+    }
+
+    /// `saml/complete_logout` with `content`: the IdP's LogoutResponse over
+    /// the POST binding (base64), whose XML signature must sign the
+    /// LogoutResponse itself.
+    pub fn check_logout_response_post(
+        &self,
+        content: &str,
+        ids: &[String],
+    ) -> Result<(), SamlError> {
+        let text = xml::decode_base64_text(content)?;
+        let doc = xml::parse(&text)?;
+        let root_at = doc.root_element().range().start;
+        let mut signed = false;
+        for sig in check_signatures(&text, &doc, &self.trusted)? {
+            sig.outcome?;
+            if sig.parent_at != root_at {
+                return refuse(
+                    Rule::SignatureWrapping,
+                    "a signature on an element that is not the LogoutResponse",
+                );
+            }
+            signed = true;
+        }
+        if !signed {
+            return refuse(Rule::Unsigned, "the LogoutResponse is not signed");
+        }
+        self.logout_response_rules(&text, ids)
+    }
+
+    fn logout_response_rules(&self, text: &str, ids: &[String]) -> Result<(), SamlError> {
+        let doc = xml::parse(text)?;
         let root = doc.root_element();
         if !is(root, NS_PROTOCOL, "LogoutResponse") {
             return refuse(
