@@ -462,3 +462,54 @@ fn a_flood_of_signatures_is_refused_before_verification() {
     let e = refused(&flood, Rule::SignatureWrapping);
     assert!(e.detail.contains("10 signatures"), "{e}");
 }
+
+#[test]
+fn an_assertion_encrypted_with_aes_gcm_under_rsa_oaep_is_accepted() {
+    let fx = Fx::default();
+    let inner = encrypted_with(
+        &assertion(&fx, true),
+        "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+        "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+    );
+    assert_eq!(
+        run(&response(&fx, &inner, false)).unwrap().principal,
+        "alice-persistent-id"
+    );
+}
+
+#[test]
+fn rsa_pkcs1_v1_5_key_transport_is_refused() {
+    // Legacy key transport (Bleichenbacher's oracle) is not built in.
+    let fx = Fx::default();
+    let inner = encrypted(&assertion(&fx, true)).replace(
+        "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+        "http://www.w3.org/2001/04/xmlenc#rsa-1_5",
+    );
+    refused(&response(&fx, &inner, false), Rule::Decryption);
+}
+
+#[test]
+fn an_assertion_encrypted_for_another_key_is_refused() {
+    // The realm decrypts with its signing pair: not the key it was encrypted for.
+    let fx = Fx::default();
+    let xml = response(&fx, &encrypted(&assertion(&fx, true)), false);
+    let config = tessera_realms::saml::SamlRealmSettings::from_toml(SETTINGS)
+        .unwrap()
+        .validate("saml1")
+        .unwrap();
+    let (cert, key) = (data("sp-signing.crt"), data("sp-signing.key"));
+    let other =
+        tessera_realms::saml::SamlRealm::new(config, &idp_metadata(IDP), None, Some((&cert, &key)))
+            .unwrap();
+    let ids = ids();
+    let e = process_response(
+        &other,
+        &b64(&xml),
+        Validation {
+            ids: &ids,
+            now_ms: now(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.rule, Rule::Decryption, "{e}");
+}

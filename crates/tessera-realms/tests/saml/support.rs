@@ -207,13 +207,24 @@ pub fn response(fx: &Fx, inner: &str, signed: bool) -> String {
 /// `assertion_xml` encrypted for the SP (AES-256-CBC under RSA-OAEP), as
 /// an `EncryptedAssertion` element.
 pub fn encrypted(assertion_xml: &str) -> String {
-    let template = r#"<saml:EncryptedAssertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" Type="http://www.w3.org/2001/04/xmlenc#Element"><xenc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes256-cbc"/><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><xenc:EncryptedKey><xenc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"/><xenc:CipherData><xenc:CipherValue></xenc:CipherValue></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue></xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion>"#;
+    encrypted_with(
+        assertion_xml,
+        "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+        "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+    )
+}
+
+/// `assertion_xml` encrypted with the data and key-transport algorithms given.
+pub fn encrypted_with(assertion_xml: &str, data_alg: &str, key_alg: &str) -> String {
+    let template = r#"<saml:EncryptedAssertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" Type="http://www.w3.org/2001/04/xmlenc#Element"><xenc:EncryptionMethod Algorithm="DATA_ALG"/><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><xenc:EncryptedKey><xenc:EncryptionMethod Algorithm="KEY_ALG"/><xenc:CipherData><xenc:CipherValue></xenc:CipherValue></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue></xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion>"#
+        .replace("DATA_ALG", data_alg)
+        .replace("KEY_ALG", key_alg);
     let cert =
         bergshamra::keys::loader::load_x509_cert_pem(data("sp-encryption.crt").as_bytes()).unwrap();
     let mut manager = KeysManager::new();
     manager.add_key(cert);
     let ctx = EncContext::new(manager);
-    bergshamra::encrypt(&ctx, template, assertion_xml.as_bytes()).unwrap()
+    bergshamra::encrypt(&ctx, &template, assertion_xml.as_bytes()).unwrap()
 }
 
 pub fn b64(xml: &str) -> String {
