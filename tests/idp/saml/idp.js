@@ -1,7 +1,9 @@
 // A small SAML identity provider on samlify, for Tessera's tests.
 //
-//   node idp.js <sp-metadata.xml> <idp.key> <idp.crt> <entity-id>
+//   node idp.js <sp-metadata.xml> <idp.key> <idp.crt> <entity-id> [encrypt]
 //
+// With `encrypt`, assertions are encrypted for the SP's encryption
+// certificate (from its metadata; AES-256-CBC under RSA-OAEP).
 // Listens on 127.0.0.1 on a free port and prints `listening on <port>`.
 //   GET  /metadata  the IdP's metadata (SSO and SLO endpoints on this port)
 //   GET  /sso       takes an AuthnRequest (HTTP-Redirect binding) and answers
@@ -14,7 +16,7 @@ const fs = require('fs');
 const express = require('express');
 const saml = require('samlify');
 
-const [spMetadataPath, keyPath, certPath, entityId] = process.argv.slice(2);
+const [spMetadataPath, keyPath, certPath, entityId, mode] = process.argv.slice(2);
 if (!entityId) {
   console.error('usage: node idp.js <sp-metadata.xml> <idp.key> <idp.crt> <entity-id>');
   process.exit(2);
@@ -109,6 +111,7 @@ const server = app.listen(0, '127.0.0.1', () => {
     privateKey: fs.readFileSync(keyPath, 'utf8'),
     signingCert: fs.readFileSync(certPath, 'utf8'),
     loginResponseTemplate: { context: template, attributes: [] },
+    isAssertionEncrypted: mode === 'encrypt',
     singleSignOnService: [{ Binding: saml.Constants.namespace.binding.redirect, Location: `${base}/sso` }],
     singleLogoutService: [{ Binding: saml.Constants.namespace.binding.redirect, Location: `${base}/slo` }],
   });

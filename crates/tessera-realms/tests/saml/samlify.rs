@@ -39,7 +39,7 @@ impl Drop for Idp {
 }
 
 /// Starts the IdP, or says why it cannot (`Err`).
-fn start_idp(sp_metadata: &std::path::Path) -> Result<Idp, String> {
+fn start_idp(sp_metadata: &std::path::Path, encrypt: bool) -> Result<Idp, String> {
     let dir = idp_dir();
     if !dir.join("node_modules/samlify").is_dir() {
         return Err(format!(
@@ -54,6 +54,7 @@ fn start_idp(sp_metadata: &std::path::Path) -> Result<Idp, String> {
         .arg(data_dir.join("idp.key"))
         .arg(data_dir.join("idp.crt"))
         .arg(ENTITY)
+        .args(encrypt.then_some("encrypt"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -101,33 +102,37 @@ fn input(html: &str, name: &str) -> String {
         .replace("&amp;", "&")
 }
 
-#[test]
-fn a_samlify_response_is_accepted_and_a_changed_byte_refused() {
+/// A login through the IdP: the realm (built from the IdP's own metadata),
+/// the `SAMLResponse` it posted, and the id of the request it answers; or
+/// `None` when the IdP cannot run here (and CI is not set).
+fn login(encrypt: bool) -> Option<(SamlRealm, String, String)> {
     let settings = SETTINGS.replace("https://idp.example.org/", ENTITY);
     let config = SamlRealmSettings::from_toml(&settings)
         .unwrap()
         .validate("saml1")
         .unwrap();
+    let (enc_cert, enc_key) = (data("sp-encryption.crt"), data("sp-encryption.key"));
+    let encryption = encrypt.then_some((enc_cert.as_str(), enc_key.as_str()));
     // The SP metadata the IdP is configured with is the one Tessera serves.
     let bootstrap = SamlRealm::new(
         config.clone(),
         &crate::support::idp_metadata(ENTITY),
         None,
-        None,
+        encryption,
     )
     .unwrap();
     let sp_metadata = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(sp_metadata.path(), bootstrap.sp_metadata()).unwrap();
 
-    let idp = match start_idp(sp_metadata.path()) {
+    let idp = match start_idp(sp_metadata.path(), encrypt) {
         Ok(idp) => idp,
         Err(why) => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "the samlify IdP is required under CI=true: {why}"
             );
-            eprintln!("SKIPPED a_samlify_response_is_accepted_and_a_changed_byte_refused: {why}");
-            return;
+            eprintln!("SKIPPED: the samlify IdP cannot run here: {why}");
+            return None;
         }
     };
     let http = reqwest::blocking::Client::new();
@@ -137,9 +142,9 @@ fn a_samlify_response_is_accepted_and_a_changed_byte_refused() {
         .unwrap()
         .text()
         .unwrap();
-    let realm = SamlRealm::new(config, &metadata, None, None).expect("samlify's metadata loads");
+    let realm =
+        SamlRealm::new(config, &metadata, None, encryption).expect("samlify's metadata loads");
     assert_eq!(realm.trusted.fingerprints().len(), 1);
-    let _ = data("idp.crt");
 
     // prepare → the IdP's login form → the auto-post form.
     let id = new_request_id();
@@ -166,8 +171,23 @@ fn a_samlify_response_is_accepted_and_a_changed_byte_refused() {
         .unwrap();
     assert!(posted.contains(r#"action="https://dashboard.example.org/api/security/saml/callback""#));
     assert_eq!(input(&posted, "RelayState"), "after-login");
-    let content = input(&posted, "SAMLResponse");
+    Some((realm, input(&posted, "SAMLResponse"), id))
+}
 
+fn decode(content: &str) -> String {
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(content)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_samlify_response_is_accepted_and_a_changed_byte_refused() {
+    let Some((realm, content, id)) = login(false) else {
+        return;
+    };
     let ids = vec![id.clone()];
     let identity = process_response(
         &realm,
@@ -185,12 +205,7 @@ fn a_samlify_response_is_accepted_and_a_changed_byte_refused() {
     assert!(identity.session_index.is_some());
 
     // One byte of the NameID changed: the signature no longer verifies.
-    let xml = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(&content)
-            .unwrap(),
-    )
-    .unwrap();
+    let xml = decode(&content);
     assert_eq!(xml.matches(">alice-persistent-id<").count(), 1, "{xml}");
     let tampered = xml.replace(">alice-persistent-id<", ">alicf-persistent-id<");
     let tampered = base64::engine::general_purpose::STANDARD.encode(tampered);
@@ -217,4 +232,41 @@ fn a_samlify_response_is_accepted_and_a_changed_byte_refused() {
     .unwrap_err();
     assert_eq!(e.rule, Rule::InResponseTo, "{e}");
     assert_eq!(e.unsolicited_in_response_to.as_deref(), Some(id.as_str()));
+}
+
+#[test]
+fn a_samlify_encrypted_assertion_is_decrypted_and_accepted() {
+    let Some((realm, content, id)) = login(true) else {
+        return;
+    };
+    let xml = decode(&content);
+    assert!(
+        xml.contains("EncryptedAssertion") && !xml.contains("alice-persistent-id"),
+        "{xml}"
+    );
+    let ids = vec![id];
+    let identity = process_response(
+        &realm,
+        &content,
+        Validation {
+            ids: &ids,
+            now_ms: now_ms(),
+        },
+    )
+    .expect("the encrypted samlify Response is accepted");
+    assert_eq!(identity.principal, "alice-persistent-id");
+
+    // Without the SP's key it cannot be read.
+    let mut keyless = realm.clone();
+    keyless.decryption = None;
+    let e = process_response(
+        &keyless,
+        &content,
+        Validation {
+            ids: &ids,
+            now_ms: now_ms(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.rule, Rule::Decryption, "{e}");
 }
