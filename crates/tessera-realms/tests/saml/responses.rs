@@ -513,3 +513,14 @@ fn an_assertion_encrypted_for_another_key_is_refused() {
     .unwrap_err();
     assert_eq!(e.rule, Rule::Decryption, "{e}");
 }
+
+#[test]
+fn a_comment_inside_the_nameid_does_not_truncate_it() {
+    // Exclusive c14n drops comments, so a comment inserted into a signed
+    // NameID keeps the signature valid; the value read must still be the
+    // whole signed text, never the part before the comment.
+    let fx = Fx::default();
+    let xml = response(&fx, &assertion(&fx, false), true)
+        .replace(">alice-persistent-id<", ">alice<!---->-persistent-id<");
+    assert_eq!(run(&xml).unwrap().principal, "alice-persistent-id");
+}
