@@ -217,6 +217,24 @@ pub fn check_signatures(
                         ),
                     );
                 }
+                // What was verified is what the rules read: both parsers must
+                // see the same text in the signed element.
+                let verified_text = reference
+                    .resolved_node
+                    .map(|n| udoc.text_content_deep(n))
+                    .unwrap_or_default();
+                let read_text: String = parent
+                    .into_iter()
+                    .flat_map(|p| p.descendants())
+                    .filter(|n| n.is_text())
+                    .map(|n| n.text().unwrap_or(""))
+                    .collect();
+                if verified_text != read_text {
+                    return refuse(
+                        Rule::SignatureWrapping,
+                        "the signature verifier and the reader see different text in the signed element",
+                    );
+                }
                 Ok(())
             }
         });

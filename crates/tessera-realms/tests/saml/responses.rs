@@ -524,3 +524,15 @@ fn a_comment_inside_the_nameid_does_not_truncate_it() {
         .replace(">alice-persistent-id<", ">alice<!---->-persistent-id<");
     assert_eq!(run(&xml).unwrap().principal, "alice-persistent-id");
 }
+
+#[test]
+fn character_references_and_cdata_read_as_the_signed_text() {
+    // The same text spelled differently: the signature still holds, and the
+    // verifier and the reader agree on what it says.
+    let fx = Fx::default();
+    let xml = response(&fx, &assertion(&fx, false), true).replace(
+        ">alice-persistent-id<",
+        ">alice&#45;persistent<![CDATA[-id]]><",
+    );
+    assert_eq!(run(&xml).unwrap().principal, "alice-persistent-id");
+}
