@@ -229,10 +229,15 @@ pub fn check_signatures(
                     .filter(|n| n.is_text())
                     .map(|n| n.text().unwrap_or(""))
                     .collect();
-                if verified_text != read_text {
+                let verified_attrs = reference
+                    .resolved_node
+                    .map(|n| uppsala_attributes(&udoc, n))
+                    .unwrap_or_default();
+                let read_attrs = parent.map(roxmltree_attributes).unwrap_or_default();
+                if verified_text != read_text || verified_attrs != read_attrs {
                     return refuse(
                         Rule::SignatureWrapping,
-                        "the signature verifier and the reader see different text in the signed element",
+                        "the signature verifier and the reader see different text or attributes in the signed element",
                     );
                 }
                 Ok(())
@@ -304,4 +309,37 @@ fn profile(sig: Node<'_, '_>) -> Result<(), SamlError> {
         );
     }
     Ok(())
+}
+
+/// Every element's local name and non-namespace attributes under `id`, in
+/// document order, as the signature verifier's parser sees them.
+fn uppsala_attributes(
+    doc: &bergshamra::xml::Document<'_>,
+    id: bergshamra::xml::NodeId,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![id];
+    while let Some(n) = stack.pop() {
+        if let Some(e) = doc.element(n) {
+            out.push(format!("<{}", e.name.local_name));
+            for a in &e.attributes {
+                out.push(format!("{}={}", a.name.local_name, a.value));
+            }
+            let children = doc.children(n);
+            stack.extend(children.into_iter().rev());
+        }
+    }
+    out
+}
+
+/// The same as the rules' parser sees it.
+fn roxmltree_attributes(node: Node<'_, '_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in node.descendants().filter(Node::is_element) {
+        out.push(format!("<{}", e.tag_name().name()));
+        for a in e.attributes() {
+            out.push(format!("{}={}", a.name(), a.value()));
+        }
+    }
+    out
 }
