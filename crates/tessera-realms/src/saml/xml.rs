@@ -1,0 +1,132 @@
+//! Hardened XML input and small helpers for reading and writing SAML.
+
+use base64::Engine;
+use roxmltree::{Document, Node, ParsingOptions};
+
+use super::error::{refuse, Rule, SamlError};
+
+/// SAML 2.0 protocol namespace.
+pub const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+/// SAML 2.0 assertion namespace.
+pub const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+/// SAML 2.0 metadata namespace.
+pub const NS_METADATA: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
+/// XML-DSig namespace.
+pub const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+/// XML Encryption namespace.
+pub const NS_XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
+
+/// The largest XML message accepted (after base64 decoding or inflating).
+pub const MAX_MESSAGE_BYTES: usize = 512 * 1024;
+/// The most nodes a message may have.
+const MAX_NODES: u32 = 20_000;
+
+/// Parses untrusted XML: no DTD (so no entity of any kind), bounded size and
+/// node count. roxmltree never resolves external resources.
+pub fn parse(text: &str) -> Result<Document<'_>, SamlError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return refuse(
+            Rule::Encoding,
+            format!("XML of {} bytes is too large", text.len()),
+        );
+    }
+    let options = ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: MAX_NODES,
+        ..ParsingOptions::default()
+    };
+    Document::parse_with_options(text, options).map_err(|e| match e {
+        roxmltree::Error::DtdDetected => {
+            SamlError::new(Rule::Doctype, "a DOCTYPE is not allowed in a SAML message")
+        }
+        other => SamlError::new(Rule::Xml, format!("not well-formed XML: {other}")),
+    })
+}
+
+/// Decodes base64 (whitespace stripped, as Elasticsearch does for `content`)
+/// into UTF-8 text within the size limit.
+pub fn decode_base64_text(content: &str) -> Result<String, SamlError> {
+    let compact: String = content.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.len() > MAX_MESSAGE_BYTES * 4 / 3 + 4 {
+        return refuse(Rule::Encoding, "the encoded message is too large");
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| SamlError::new(Rule::Encoding, format!("not base64: {e}")))?;
+    String::from_utf8(bytes).map_err(|_| SamlError::new(Rule::Encoding, "not UTF-8"))
+}
+
+/// Is `node` the element `{ns}local`?
+pub fn is(node: Node<'_, '_>, ns: &str, local: &str) -> bool {
+    node.is_element() && node.tag_name().name() == local && node.tag_name().namespace() == Some(ns)
+}
+
+/// The element children of `node` named `{ns}local`.
+pub fn children<'a, 'input: 'a>(
+    node: Node<'a, 'input>,
+    ns: &'a str,
+    local: &'a str,
+) -> impl Iterator<Item = Node<'a, 'input>> + 'a {
+    node.children().filter(move |c| is(*c, ns, local))
+}
+
+/// The single child `{ns}local` of `node`, if there is exactly one.
+pub fn only_child<'a, 'input>(
+    node: Node<'a, 'input>,
+    ns: &str,
+    local: &str,
+) -> Result<Option<Node<'a, 'input>>, SamlError> {
+    let mut found = node.children().filter(|c| is(*c, ns, local));
+    let first = found.next();
+    if found.next().is_some() {
+        return refuse(
+            Rule::Malformed,
+            format!("more than one <{local}> in <{}>", node.tag_name().name()),
+        );
+    }
+    Ok(first)
+}
+
+/// The text of an element, trimmed (SAML values are never whitespace-significant
+/// at their ends; entity ids and NameIDs compare exactly after trimming).
+pub fn text(node: Node<'_, '_>) -> String {
+    let mut s = String::new();
+    for d in node.descendants().filter(|d| d.is_text()) {
+        s.push_str(d.text().unwrap_or(""));
+    }
+    s.trim().to_owned()
+}
+
+/// Escapes text for an attribute value or element content.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_doctype_is_refused_before_any_entity_is_expanded() {
+        let bomb = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;">]>
+<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&lol2;</samlp:Response>"#;
+        assert_eq!(parse(bomb).unwrap_err().rule, Rule::Doctype);
+    }
+
+    #[test]
+    fn escaping_covers_markup() {
+        assert_eq!(escape(r#"a<b>&"c'"#), "a&lt;b&gt;&amp;&quot;c&apos;");
+    }
+}
