@@ -11,9 +11,11 @@ use tokio_postgres::IsolationLevel;
 
 use crate::db::{begin, Fail};
 
-/// Key of the advisory lock that serialises migrations between nodes
-/// ("tessera1" in ASCII).
-const MIGRATION_LOCK: i64 = 0x7465_7373_6572_6131;
+/// First key of the advisory lock that serialises migrations between nodes
+/// ("tess" in ASCII); the second is the schema's name hashed, so nodes of
+/// different schemas (tenants, tests) in one database never wait on each
+/// other.
+const MIGRATION_LOCK: i32 = 0x7465_7373;
 
 /// Migrations in order. A released migration never changes; a schema
 /// change is a new entry at the end.
@@ -184,8 +186,11 @@ pub(crate) async fn is_cockroach(client: &Client) -> Result<bool, Fail> {
 pub(crate) async fn migrate(client: &mut Client, take_lock: bool) -> Result<Vec<i64>, Fail> {
     let tx = begin(client, IsolationLevel::ReadCommitted).await?;
     if take_lock {
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+            &[&MIGRATION_LOCK],
+        )
+        .await?;
     }
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS tessera_schema_migrations (version INT PRIMARY KEY)",
