@@ -18,4 +18,4 @@ pub mod user;
 
 pub use authn::{Authentication, AuthenticationType, ClientRef, RealmRef};
 pub use time::Millis;
-pub use token::{TokenHash, TokenKind, TokenRecord};
+pub use token::{TokenKey, TokenKind, TokenRecord};

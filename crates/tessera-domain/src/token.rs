@@ -10,7 +10,7 @@
 //!   instead of one random page each;
 //! - `secret` (32 bytes, 256 bits) comes from the OS RNG.
 //!
-//! The store never holds a token string, only its [`TokenHash`]: the locator
+//! The store never holds a token string, only its [`TokenKey`]: the locator
 //! followed by the first 24 bytes of the string's SHA-256. Because the secret
 //! carries 256 bits of entropy an unsalted (truncated) hash is enough: there
 //! is nothing to guess. Strings minted by earlier versions (`tag || secret`,
@@ -86,8 +86,8 @@ impl TokenString {
         &self.0
     }
 
-    pub fn hash(&self) -> TokenHash {
-        TokenHash::of(self.expose())
+    pub fn hash(&self) -> TokenKey {
+        TokenKey::of(self.expose())
     }
 
     /// Whether this string has the shape of a token Tessera mints (or
@@ -99,9 +99,9 @@ impl TokenString {
 
     /// The stored form of this string if it is a well-formed `kind` token
     /// (one decoding for both questions).
-    pub fn hash_as(&self, kind: TokenKind) -> Option<TokenHash> {
+    pub fn hash_as(&self, kind: TokenKind) -> Option<TokenKey> {
         let shape = self.shape_as(kind)?;
-        Some(TokenHash::from_shape(self.expose(), Some(shape)))
+        Some(TokenKey::from_shape(self.expose(), Some(shape)))
     }
 
     fn shape_as(&self, kind: TokenKind) -> Option<Shape> {
@@ -158,13 +158,15 @@ pub fn decodes_as_base64(s: &str) -> bool {
             || URL_SAFE_NO_PAD.decode(s).is_ok())
 }
 
-/// The only form in which a token is stored: its locator followed by the
-/// first 24 bytes of its SHA-256 (for a string minted before locators, or
-/// any other string, the plain SHA-256). See the module's documentation.
+/// The key a token is stored and found under, and the only form in which
+/// it is stored: its locator followed by the first 24 bytes of its SHA-256
+/// (for a string minted before locators, or any other string, the plain
+/// SHA-256). Not a hash of the whole string, hence not called one. See
+/// the module's documentation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TokenHash(pub [u8; 32]);
+pub struct TokenKey(pub [u8; 32]);
 
-impl TokenHash {
+impl TokenKey {
     pub fn of(token: &str) -> Self {
         Self::from_shape(token, decode(token))
     }
@@ -179,12 +181,12 @@ impl TokenHash {
     }
 }
 
-impl std::fmt::Debug for TokenHash {
+impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A few bytes of the digest (not of the locator, which only tells
         // the time) are enough to correlate log lines and reveal nothing
         // about the token.
-        write!(f, "TokenHash(…{})", to_hex(&self.0[28..]))
+        write!(f, "TokenKey(…{})", to_hex(&self.0[28..]))
     }
 }
 
@@ -201,8 +203,8 @@ pub struct TokenPair {
 pub struct TokenRecord {
     /// Random identifier of this pair (hex).
     pub id: String,
-    pub access_hash: TokenHash,
-    pub refresh_hash: Option<TokenHash>,
+    pub access_hash: TokenKey,
+    pub refresh_hash: Option<TokenKey>,
     /// The chain of refreshes this pair belongs to, and its place in it.
     pub family_id: String,
     pub generation: u32,

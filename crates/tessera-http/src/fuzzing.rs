@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use serde_json::{Map, Value};
 use tessera_domain::privilege::RoleDescriptor;
 use tessera_domain::role_mapping::{RoleMapping, UserData};
-use tessera_domain::token::{self, TokenHash, TokenKind, TokenString};
+use tessera_domain::token::{self, TokenKey, TokenKind, TokenString};
 use tessera_domain::{api_key, oauth as domain_oauth, time};
 
 use crate::auth::{self, Presented};
@@ -35,7 +35,7 @@ fn text(data: &[u8]) -> String {
 }
 
 /// Token string decoding: `TokenString::hash_as` for both kinds,
-/// `is_well_formed`, `TokenHash::of` and `decodes_as_base64`.
+/// `is_well_formed`, `TokenKey::of` and `decodes_as_base64`.
 pub fn token_string(data: &[u8]) {
     let s = text(data);
     let token = TokenString::from_presented(&s);
@@ -46,7 +46,7 @@ pub fn token_string(data: &[u8]) {
         if let Some(hash) = hash {
             kinds += 1;
             // The stored form does not depend on which question found it.
-            assert!(hash == TokenHash::of(&s), "hash_as disagrees with of");
+            assert!(hash == TokenKey::of(&s), "hash_as disagrees with of");
             assert!(hash == token.hash());
             assert!(token::decodes_as_base64(&s), "a token that is not base64");
             assert!(

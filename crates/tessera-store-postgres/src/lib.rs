@@ -72,7 +72,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Client, GenericClient};
 use tessera_domain::oauth::OAuthClientRecord;
 use tessera_domain::user::UserRecord;
-use tessera_domain::{Millis, TokenHash, TokenRecord};
+use tessera_domain::{Millis, TokenKey, TokenRecord};
 use tessera_store::codec::{
     self, ApiKeyRow, OAuthClientRow, TokenRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS,
     TOKEN_COLUMNS, USER_COLUMNS,
@@ -436,7 +436,7 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
-    async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+    async fn find_by_access(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
         self.db
             .run(
                 "find_by_access",
@@ -449,7 +449,7 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+    async fn find_by_refresh(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
         self.db
             .run(
                 "find_by_refresh",
@@ -473,7 +473,7 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+    async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
         self.db
             .run(
                 "invalidate_access",
@@ -483,7 +483,7 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+    async fn invalidate_refresh(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
         self.db
             .run(
                 "invalidate_refresh",

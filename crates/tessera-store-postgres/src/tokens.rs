@@ -124,14 +124,14 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
 
     async fn lock_by_refresh(
         &mut self,
-        hash: &TokenHash,
+        hash: &TokenKey,
     ) -> Result<Option<(PgPair, TokenRecord)>, Fail> {
         let stmt = self.0.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
         let found = token_record(self.0.query_opt(&stmt, &[&hash.0.as_slice()]).await?)?;
         Ok(found.map(|r| (PgPair::of(&r), r)))
     }
 
-    async fn by_access(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, Fail> {
+    async fn by_access(&mut self, hash: &TokenKey) -> Result<Option<TokenRecord>, Fail> {
         let stmt = self.0.prepare_cached(&TOKEN_BY_ACCESS).await?;
         token_record(self.0.query_opt(&stmt, &[&hash.0.as_slice()]).await?)
     }
@@ -139,7 +139,7 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
     async fn invalidation_state(
         &mut self,
         half: Half,
-        hash: &TokenHash,
+        hash: &TokenKey,
     ) -> Result<Option<(bool, PgPair)>, Fail> {
         let stmt = self
             .0
@@ -256,7 +256,7 @@ pub(crate) async fn refresh_attempt(
 pub(crate) async fn invalidate_one(
     client: &mut Client,
     half: Half,
-    hash: &TokenHash,
+    hash: &TokenKey,
 ) -> Result<InvalidateOne, Fail> {
     let tx = begin(client, IsolationLevel::Serializable).await?;
     let outcome = engine::invalidate(&mut PgTx(&tx), half, hash).await?;

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tessera_domain::token::to_hex;
 use tessera_domain::user::UserRecord;
-use tessera_domain::{TokenHash, TokenRecord};
+use tessera_domain::{TokenKey, TokenRecord};
 use tessera_store::{ApiKeyRecord, RoleDescriptor, StoreError, StoreResult};
 
 /// Entries per table; a full table starts over (the working set of a busy
@@ -64,7 +64,7 @@ const LEASE_DONE: u8 = b'D';
 const LEASE_CONFIRMED: u8 = b'K';
 
 pub(crate) struct ReadCache {
-    pub tokens: Table<TokenHash, TokenRecord>,
+    pub tokens: Table<TokenKey, TokenRecord>,
     pub users: Table<String, UserRecord>,
     pub roles: Table<String, RoleDescriptor>,
     pub api_keys: Table<String, ApiKeyRecord>,

@@ -35,7 +35,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tessera_domain::oauth::OAuthClientRecord;
 use tessera_domain::token::Refreshed;
 use tessera_domain::user::UserRecord;
-use tessera_domain::{Millis, TokenHash, TokenRecord};
+use tessera_domain::{Millis, TokenKey, TokenRecord};
 use tessera_store::codec::{
     self, ApiKeyRow, OAuthClientRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS, USER_COLUMNS,
 };
@@ -470,7 +470,7 @@ impl Store for SqliteStore {
         Ok(stored)
     }
 
-    async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+    async fn find_by_access(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
         self.cached(
             |c| &c.tokens,
             *hash,
@@ -484,11 +484,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    fn find_by_access_now(&self, hash: &TokenHash) -> Option<TokenRecord> {
+    fn find_by_access_now(&self, hash: &TokenKey) -> Option<TokenRecord> {
         self.cache.as_ref()?.tokens.get(hash)
     }
 
-    async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+    async fn find_by_refresh(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
         let hash = *hash;
         self.read_store(move |c| Ok(pairs::find(c, pairs::Half::Refresh, &hash)?.map(|(_, r)| r)))
             .await
@@ -501,7 +501,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+    async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
         let hash = *hash;
         self.write(Affects::TOKENS, move |c| {
             engine::run_now(engine::invalidate(
@@ -513,7 +513,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne> {
+    async fn invalidate_refresh(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
         let hash = *hash;
         self.write(Affects::TOKENS, move |c| {
             engine::run_now(engine::invalidate(

@@ -37,7 +37,7 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 use tessera_domain::token::to_hex;
-use tessera_domain::{TokenHash, TokenRecord};
+use tessera_domain::{TokenKey, TokenRecord};
 use tessera_store::codec::TokenRow;
 use tessera_store::{StoreError, StoreResult};
 
@@ -207,7 +207,7 @@ fn pair_row(row: &Row<'_>) -> rusqlite::Result<(Located, TokenRow)> {
 pub fn find(
     conn: &Connection,
     half: Half,
-    hash: &TokenHash,
+    hash: &TokenKey,
 ) -> StoreResult<Option<(Located, TokenRecord)>> {
     let sql = format!("{SELECT_PAIR} WHERE {}", key_and_hash(half));
     let found = conn
@@ -416,7 +416,7 @@ pub fn revoke_family(conn: &Connection, family: i64) -> StoreResult<()> {
 pub fn invalidation_state(
     conn: &Connection,
     half: Half,
-    hash: &TokenHash,
+    hash: &TokenKey,
 ) -> StoreResult<Option<(bool, Located)>> {
     let sql = format!(
         "SELECT {}, p.seq, IFNULL(p.family_seq, p.seq), p.grant_id FROM token_pairs p WHERE {}",

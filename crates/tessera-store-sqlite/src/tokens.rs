@@ -23,19 +23,19 @@ impl TokenTx for WriterTx<'_> {
 
     async fn lock_by_refresh(
         &mut self,
-        hash: &TokenHash,
+        hash: &TokenKey,
     ) -> StoreResult<Option<(pairs::Located, TokenRecord)>> {
         pairs::find(self.0, pairs::Half::Refresh, hash)
     }
 
-    async fn by_access(&mut self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+    async fn by_access(&mut self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
         Ok(pairs::find(self.0, pairs::Half::Access, hash)?.map(|(_, r)| r))
     }
 
     async fn invalidation_state(
         &mut self,
         half: pairs::Half,
-        hash: &TokenHash,
+        hash: &TokenKey,
     ) -> StoreResult<Option<(bool, pairs::Located)>> {
         pairs::invalidation_state(self.0, half, hash)
     }

@@ -5,7 +5,7 @@ use tessera_domain::api_key::ApiKeyRecord;
 use tessera_domain::oauth::{AuthMethod, ClientMetadata, GrantType, OAuthClientRecord};
 use tessera_domain::token::Refreshed;
 use tessera_domain::user::UserRecord;
-use tessera_domain::{Authentication, ClientRef, TokenHash, TokenRecord};
+use tessera_domain::{Authentication, ClientRef, TokenKey, TokenRecord};
 
 use crate::{StoreError, StoreResult};
 
@@ -110,9 +110,9 @@ impl TokenRow {
     }
 }
 
-fn hash_from(bytes: &[u8]) -> StoreResult<TokenHash> {
+fn hash_from(bytes: &[u8]) -> StoreResult<TokenKey> {
     <[u8; 32]>::try_from(bytes)
-        .map(TokenHash)
+        .map(TokenKey)
         .map_err(|_| StoreError::Internal("stored token hash is not 32 bytes".into()))
 }
 

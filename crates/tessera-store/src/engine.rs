@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 
 use tessera_domain::refresh::{self, judge_replay, Decision, Denied, RefreshError};
 use tessera_domain::token::Refreshed;
-use tessera_domain::{Millis, TokenHash, TokenRecord};
+use tessera_domain::{Millis, TokenKey, TokenRecord};
 
 use crate::{
     InvalidateOne, Lineage, OneTime, RefreshGranted, RefreshOutcome, RefreshRequest, Requirement,
@@ -52,16 +52,16 @@ pub trait TokenTx {
     /// transaction ends.
     async fn lock_by_refresh(
         &mut self,
-        hash: &TokenHash,
+        hash: &TokenKey,
     ) -> Result<Option<(Self::Pair, TokenRecord)>, Self::Error>;
     /// The pair holding access token `hash`.
-    async fn by_access(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, Self::Error>;
+    async fn by_access(&mut self, hash: &TokenKey) -> Result<Option<TokenRecord>, Self::Error>;
     /// Whether the named half of the pair holding `hash` is invalidated,
     /// and the pair, locked against concurrent revocation.
     async fn invalidation_state(
         &mut self,
         half: Half,
-        hash: &TokenHash,
+        hash: &TokenKey,
     ) -> Result<Option<(bool, Self::Pair)>, Self::Error>;
     /// Records `proof` as used; `false` if it already was.
     async fn use_once(&mut self, proof: &OneTime) -> Result<bool, Self::Error>;
@@ -183,7 +183,7 @@ fn granted(
 pub async fn invalidate<T: TokenTx>(
     tx: &mut T,
     half: Half,
-    hash: &TokenHash,
+    hash: &TokenKey,
 ) -> Result<InvalidateOne, T::Error> {
     let Some((already, pair)) = tx.invalidation_state(half, hash).await? else {
         return Ok(InvalidateOne::NotFound);

@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use tessera_domain::refresh::Denied;
 use tessera_domain::token::TokenPair;
 use tessera_domain::user::UserRecord;
-use tessera_domain::{Authentication, Millis, TokenHash, TokenRecord};
+use tessera_domain::{Authentication, Millis, TokenKey, TokenRecord};
 
 pub use tessera_domain::api_key::ApiKeyRecord;
 pub use tessera_domain::oauth::OAuthClientRecord;
@@ -109,7 +109,7 @@ impl std::fmt::Debug for Requirement {
 pub struct Lineage {
     /// The access token the minting caller authenticated with. The new
     /// family becomes a child of that token's family, and dies with it.
-    pub parent: Option<TokenHash>,
+    pub parent: Option<TokenKey>,
     /// What must still hold of the sources when the token is stored.
     pub requires: Vec<Requirement>,
     /// A proof that may mint only once (a SAML assertion): recorded in the
@@ -303,27 +303,27 @@ pub trait Store: Send + Sync + 'static {
     /// the pair as a child of that family. Returns `false`, storing nothing,
     /// when a source was taken back. Returns after it is durably committed.
     async fn insert_derived(&self, record: &TokenRecord, lineage: &Lineage) -> StoreResult<bool>;
-    async fn find_by_access(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
+    async fn find_by_access(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>>;
     /// What [`Store::find_by_access`] would answer, when the store can tell
     /// from memory without waiting (a read cache that is current); `None`
     /// means "ask `find_by_access`", never "not found". It saves the
     /// authentication path an asynchronous call on a cache hit. Stores
     /// without a cache keep the default.
-    fn find_by_access_now(&self, _hash: &TokenHash) -> Option<TokenRecord> {
+    fn find_by_access_now(&self, _hash: &TokenKey) -> Option<TokenRecord> {
         None
     }
     /// The pair holding this refresh token (for introspection and
     /// revocation; refreshing goes through [`Store::refresh`]).
-    async fn find_by_refresh(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
+    async fn find_by_refresh(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>>;
     /// The atomic refresh (see the crate docs).
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome>;
     /// Invalidates the pair holding this access token and every other pair
     /// of its family, atomically with respect to refreshes of that family:
     /// once this has returned, no member authenticates or refreshes. The
     /// answer describes the named token's state before the call.
-    async fn invalidate_access(&self, hash: &TokenHash) -> StoreResult<InvalidateOne>;
+    async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne>;
     /// The same, naming a refresh token.
-    async fn invalidate_refresh(&self, hash: &TokenHash) -> StoreResult<InvalidateOne>;
+    async fn invalidate_refresh(&self, hash: &TokenKey) -> StoreResult<InvalidateOne>;
     /// Invalidates both halves of every active pair whose subject matches the
     /// given username and/or realm name (at least one is given). This
     /// includes a successor minted by a refresh racing this call: once it has
