@@ -24,8 +24,9 @@ struct Slot {
 
 struct Loaded {
     realm: Arc<SamlRealm>,
-    /// The metadata file's modification time when it was last read.
-    mtime: Option<SystemTime>,
+    /// The metadata file's modification time and length when it was last
+    /// read.
+    mtime: Option<(SystemTime, u64)>,
     checked_at: Millis,
 }
 
@@ -92,8 +93,9 @@ impl SamlRealms {
     }
 }
 
-fn modified(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+fn modified(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 impl Slot {

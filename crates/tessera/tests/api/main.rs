@@ -15,6 +15,7 @@ mod protocol;
 mod refresh_race;
 mod role_mappings;
 mod roles;
+mod saml;
 mod slow_clients;
 mod throttle;
 mod tokens;
