@@ -88,3 +88,91 @@ pub fn base_dir(config_file: Option<&Path>) -> PathBuf {
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_owned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_realms::testing as fx;
+
+    /// Resolves `[realms]` written as `toml` in a folder holding the test
+    /// IdP's metadata; the error text when it fails.
+    fn resolve_text(toml: &str) -> Result<SamlRealms, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("idp-metadata.xml"),
+            fx::idp_metadata(fx::IDP),
+        )
+        .unwrap();
+        let file: RealmsFile = toml::from_str(toml).map_err(|e| e.to_string())?;
+        resolve(file, dir.path()).map_err(|e| e.to_string())
+    }
+
+    fn saml1(settings: &str) -> String {
+        format!("[saml.saml1]\n{settings}")
+    }
+
+    #[test]
+    fn no_realms_is_the_native_realm_alone() {
+        assert!(resolve_text("").unwrap().is_empty());
+        assert!(resolve_text("[native.default_native]\norder = 0\n")
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_saml_realm_loads_relative_to_the_config_folder() {
+        let realms = resolve_text(&saml1(fx::SETTINGS)).unwrap();
+        let realm = realms.get("saml1", 0).unwrap();
+        assert_eq!(realm.idp.entity_id, fx::IDP);
+        assert!(realms.by_acs(fx::ACS, 0).is_some());
+    }
+
+    #[test]
+    fn problems_name_the_realm_and_the_setting() {
+        let cases = [
+            (
+                saml1(&fx::SETTINGS.replace("idp-metadata.xml", "missing.xml")),
+                "[idp.metadata.path] cannot read",
+            ),
+            (
+                saml1(&fx::SETTINGS.replace("idp.entity_id = \"https://idp.example.org/\"\n", "")),
+                "setting [idp.entity_id] is required",
+            ),
+            (
+                saml1(&fx::SETTINGS.replace(
+                    "idp.entity_id = \"https://idp.example.org/\"",
+                    "idp.entity_id = \"https://other.example.org/\"",
+                )),
+                "[idp.metadata.path]",
+            ),
+            (
+                saml1(&fx::SETTINGS.replace(
+                    "sp.acs = \"https://dashboard.example.org/api/security/saml/callback\"",
+                    "sp.acs = \"not a url\"",
+                )),
+                "setting [sp.acs]",
+            ),
+            (
+                format!(
+                    "{}\n[native.default_native]\norder = 2\n",
+                    saml1(fx::SETTINGS)
+                ),
+                "orders must be unique",
+            ),
+            (
+                "[native.ldap1]\norder = 1\n".to_owned(),
+                "the only native realm",
+            ),
+            (saml1("order = 1\nsurprise = 1\n"), "surprise"),
+        ];
+        for (toml, expected) in cases {
+            let e = resolve_text(&toml)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {toml}"));
+            assert!(e.contains(expected), "{e:?} should say {expected:?}");
+            if !toml.contains("ldap1") {
+                assert!(e.contains("realms.") || e.contains("saml1"), "{e}");
+            }
+        }
+    }
+}
