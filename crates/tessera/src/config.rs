@@ -286,18 +286,23 @@ impl Config {
             None => FileConfig::default(),
         };
         let base_dir = realms::base_dir(args.config.as_deref());
-        Self::resolve_with(args, file, &base_dir)
+        Self::resolve_with(args, file, Some(&base_dir))
     }
 
     /// Resolves the text of a config file with no flags: what `--config`
-    /// does once the file is read. For the config-file fuzz target.
+    /// does once the file is read, except that the realms' files are not
+    /// read. For the config-file fuzz target.
     #[doc(hidden)]
     pub fn from_toml_text(text: &str) -> anyhow::Result<Config> {
         let file = toml::from_str::<FileConfig>(text).context("invalid config file")?;
-        Self::resolve_with(ServeArgs::default(), file, Path::new("."))
+        Self::resolve_with(ServeArgs::default(), file, None)
     }
 
-    fn resolve_with(args: ServeArgs, file: FileConfig, base_dir: &Path) -> anyhow::Result<Config> {
+    fn resolve_with(
+        args: ServeArgs,
+        file: FileConfig,
+        base_dir: Option<&Path>,
+    ) -> anyhow::Result<Config> {
         let listen_text = args
             .listen
             .or(file.listen)
