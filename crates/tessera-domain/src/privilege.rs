@@ -289,6 +289,18 @@ mod tests {
         assert!(grants(["read_security"], Action::RoleMappingGet));
         assert!(!grants(["read_security"], Action::RoleMappingPut));
         assert!(grants(["manage_security"], Action::RoleMappingDelete));
+        for saml in [
+            Action::SamlPrepare,
+            Action::SamlAuthenticate,
+            Action::SamlLogout,
+            Action::SamlInvalidate,
+            Action::SamlCompleteLogout,
+            Action::SamlMetadata,
+        ] {
+            assert!(grants(["manage_saml"], saml), "{saml:?}");
+            assert!(grants(["manage_security"], saml), "{saml:?}");
+            assert!(!grants(["manage_token", "manage_oidc"], saml), "{saml:?}");
+        }
     }
 
     #[test]

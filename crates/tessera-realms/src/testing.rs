@@ -276,3 +276,21 @@ pub fn idp_logout_query(signer: Option<(&str, &str)>, issuer: &str, instant: &st
     );
     url.split_once('?').unwrap().1.to_owned()
 }
+
+/// A LogoutResponse from the IdP answering `in_response_to`, as posted
+/// (the XML; base64 it with [`b64`]), signed by the IdP when `signed`.
+pub fn idp_logout_response(in_response_to: &str, signed: bool) -> String {
+    let sig = if signed {
+        signature_template("_lr1", &data("idp.crt"))
+    } else {
+        String::new()
+    };
+    let xml = format!(
+        r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_lr1" Version="2.0" IssueInstant="2026-12-01T13:00:00Z" InResponseTo="{in_response_to}"><saml:Issuer>{IDP}</saml:Issuer>{sig}<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status></samlp:LogoutResponse>"#
+    );
+    if signed {
+        sign_with(&xml, &data("idp.key"))
+    } else {
+        xml
+    }
+}

@@ -393,3 +393,71 @@ fn a_broken_metadata_file_is_ignored_and_a_changed_one_reloaded() {
     s.srv.advance(6_000);
     assert_refused(&s.authenticate(&old_key));
 }
+
+#[test]
+fn complete_logout_checks_the_idps_logout_response() {
+    let s = Saml::start();
+    let post = |body: Value| {
+        s.srv
+            .post("/_security/saml/complete_logout")
+            .basic(DASHBOARD, DASHBOARD_PW)
+            .json(&body)
+            .send()
+    };
+    let signed = fx::b64(&fx::idp_logout_response("_logout1", true));
+    let r = post(json!({"realm": "saml1", "ids": ["_logout1"], "content": signed}));
+    r.assert_is(200, &json!({}));
+    let r = post(json!({"realm": "saml1", "ids": ["_other"], "content": signed}));
+    assert_eq!(r.status, 401, "{}", r.text);
+    let unsigned = fx::b64(&fx::idp_logout_response("_logout1", false));
+    let r = post(json!({"realm": "saml1", "ids": ["_logout1"], "content": unsigned}));
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = post(json!({"realm": "saml1", "ids": ["_logout1"]}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.body["error"]["type"], "action_request_validation_exception",
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn every_endpoint_refuses_unknown_fields_in_the_elasticsearch_shape() {
+    let s = Saml::start();
+    for path in [
+        "prepare",
+        "authenticate",
+        "logout",
+        "invalidate",
+        "complete_logout",
+    ] {
+        let r = s
+            .srv
+            .post(&format!("/_security/saml/{path}"))
+            .basic(DASHBOARD, DASHBOARD_PW)
+            .json(&json!({"realm": "saml1", "unexpected": true}))
+            .send();
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        assert!(r.body["error"]["type"].is_string(), "{path}: {}", r.text);
+        assert_eq!(r.body["status"], 400, "{path}: {}", r.text);
+    }
+}
+
+#[test]
+fn responses_are_counted_by_realm_and_result() {
+    let s = Saml::start();
+    let content = s.response(&s.fx());
+    assert_eq!(s.authenticate(&content).status, 200);
+    assert_eq!(s.authenticate(&content).status, 401);
+    let unsigned = {
+        let f = s.fx();
+        fx::b64(&fx::response(&f, &fx::assertion(&f, false), false))
+    };
+    assert_eq!(s.authenticate(&unsigned).status, 401);
+    let r = s.srv.get("/_tessera/metrics").admin().send();
+    assert_eq!(r.status, 200);
+    for result in ["success", "assertion_replayed", "unsigned"] {
+        let line = format!("tessera_saml_responses_total{{realm=\"saml1\",result=\"{result}\"}}");
+        assert!(r.text.contains(&line), "no {line} in\n{}", r.text);
+    }
+}
