@@ -33,7 +33,7 @@ struct Loaded {
 impl std::fmt::Debug for SamlRealms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.0.iter().map(|s| s.realm(0).config.clone()))
+            .entries(self.0.iter().map(|s| s.current().config.clone()))
             .finish()
     }
 }
@@ -99,6 +99,12 @@ fn modified(path: &std::path::Path) -> Option<(SystemTime, u64)> {
 }
 
 impl Slot {
+    /// The realm as it is now, without looking at its file.
+    fn current(&self) -> Arc<SamlRealm> {
+        let loaded = self.current.read().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(&loaded.realm)
+    }
+
     /// The realm, after looking at its metadata file if the last look is
     /// more than [`RELOAD_CHECK_MS`] old. A file that changed is loaded
     /// into a new realm; a broken one is logged and the old realm kept.
