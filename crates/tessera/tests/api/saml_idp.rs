@@ -1,5 +1,6 @@
 //! End to end with a real third-party IdP (samlify, `tests/idp/saml`):
-//! the test plays the dashboard and the browser against a real server.
+//! the test plays the dashboard and the browser against a real `tessera`
+//! process (the binary Cargo built) configured by its config file.
 //! prepare → the IdP's login form → its auto-post form → authenticate →
 //! `_authenticate`; the refresh race of elastic/elasticsearch#54289 on the
 //! SAML pair; logout. Skipped (and said so) where node or `npm ci` is
@@ -13,6 +14,8 @@ use tessera_realms::saml::{SamlRealm, SamlRealmSettings};
 use tessera_realms::testing::samlify::{input, start_or_skip, Idp, ENTITY};
 use tessera_realms::testing::{self as fx};
 
+use tessera_testkit::process::{tessera_command, Process};
+
 use crate::support::*;
 
 const DASHBOARD: &str = "dashboard";
@@ -20,7 +23,8 @@ const DASHBOARD_PW: &str = "dashboard-password";
 const TRIALS: usize = 5;
 
 struct Setup {
-    srv: TestServer,
+    srv: Api,
+    _node: Process,
     idp: Idp,
     http: reqwest::blocking::Client,
     _dir: tempfile::TempDir,
@@ -54,10 +58,16 @@ fn setup() -> Option<Setup> {
     std::fs::write(dir.path().join("idp-metadata.xml"), idp_metadata).unwrap();
     let config_path = dir.path().join("tessera.toml");
     std::fs::write(&config_path, format!("[realms.saml.saml1]\n{}", settings())).unwrap();
-    let srv = TestServer::start_with(Options {
-        config: Some(config_path),
-        ..Options::default()
-    });
+    let mut cmd = tessera_command(env!("CARGO_BIN_EXE_tessera").as_ref());
+    cmd.env("TESSERA_BOOTSTRAP_PASSWORD", ADMIN_PW);
+    let mut node = Process::serve(
+        "saml",
+        cmd,
+        None,
+        &["--config", config_path.to_str().unwrap()],
+    );
+    node.expect_ready();
+    let srv = Api::new(&node.base);
     srv.put_user(DASHBOARD, DASHBOARD_PW, &["kibana_system"]);
     let r = srv
         .put("/_security/role_mapping/saml_admins")
@@ -74,6 +84,7 @@ fn setup() -> Option<Setup> {
     assert_eq!(r.str("metadata"), sp_metadata);
     Some(Setup {
         srv,
+        _node: node,
         idp,
         http,
         _dir: dir,
