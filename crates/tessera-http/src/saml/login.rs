@@ -164,8 +164,9 @@ pub async fn authenticate(
 }
 
 /// Verifies the Response against each candidate realm in chain order
-/// (off the async threads: signatures and decryption are CPU work). The
-/// first refusal is what the log and the metric report.
+/// (off the async threads, in the bounded lane of password hashing:
+/// signatures and decryption are CPU work, and a flood of Responses must
+/// queue). The first refusal is what the log and the metric report.
 async fn verify(
     state: &AppState,
     realms: Vec<Arc<SamlRealm>>,
@@ -173,27 +174,28 @@ async fn verify(
     ids: Vec<String>,
 ) -> ApiResult<(Arc<SamlRealm>, SamlIdentity)> {
     let now = state.now();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut first: Option<(Arc<SamlRealm>, SamlError)> = None;
-        for realm in realms {
-            match process_response(
-                &realm,
-                &content,
-                Validation {
-                    ids: &ids,
-                    now_ms: now,
-                },
-            ) {
-                Ok(identity) => return Ok((realm, identity)),
-                Err(e) => {
-                    first.get_or_insert((realm, e));
+    let outcome = state
+        .hash_blocking(move || {
+            let mut first: Option<(Arc<SamlRealm>, SamlError)> = None;
+            for realm in realms {
+                match process_response(
+                    &realm,
+                    &content,
+                    Validation {
+                        ids: &ids,
+                        now_ms: now,
+                    },
+                ) {
+                    Ok(identity) => return Ok((realm, identity)),
+                    Err(e) => {
+                        first.get_or_insert((realm, e));
+                    }
                 }
             }
-        }
-        Err(first)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("SAML verification failed: {e}")))?;
+            Err(first)
+        })
+        .await
+        .ok_or_else(|| ApiError::internal("the SAML verification panicked"))?;
     match outcome {
         Ok(found) => Ok(found),
         Err(None) => Err(ApiError::bad_request(
