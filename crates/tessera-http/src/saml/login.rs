@@ -112,6 +112,9 @@ pub async fn authenticate(
 
     let subject = subject(&state, &realm, &identity).await?;
     let skew = millis(realm.config.allowed_clock_skew);
+    // The pair's authority is the assertion, not the dashboard's own
+    // credential (which only relays it): the pair is no child of the
+    // caller's token, and it may be stored once per assertion.
     let provenance = Provenance {
         lineage: Lineage {
             one_time: Some(OneTime {
