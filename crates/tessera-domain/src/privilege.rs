@@ -76,6 +76,12 @@ pub enum Action {
     RoleMappingPut,
     RoleMappingGet,
     RoleMappingDelete,
+    SamlPrepare,
+    SamlAuthenticate,
+    SamlLogout,
+    SamlInvalidate,
+    SamlCompleteLogout,
+    SamlMetadata,
 }
 
 impl Action {
@@ -102,6 +108,12 @@ impl Action {
             Action::RoleMappingPut => "cluster:admin/xpack/security/role_mapping/put",
             Action::RoleMappingGet => "cluster:admin/xpack/security/role_mapping/get",
             Action::RoleMappingDelete => "cluster:admin/xpack/security/role_mapping/delete",
+            Action::SamlPrepare => "cluster:admin/xpack/security/saml/prepare",
+            Action::SamlAuthenticate => "cluster:admin/xpack/security/saml/authenticate",
+            Action::SamlLogout => "cluster:admin/xpack/security/saml/logout",
+            Action::SamlInvalidate => "cluster:admin/xpack/security/saml/invalidate",
+            Action::SamlCompleteLogout => "cluster:admin/xpack/security/saml/complete_logout",
+            Action::SamlMetadata => "cluster:monitor/xpack/security/saml/metadata",
         }
     }
 
@@ -138,6 +150,12 @@ impl Action {
             Action::ApiKeyGet | Action::ApiKeyInvalidate => {
                 &["manage_api_key", "manage_security", "all"]
             }
+            Action::SamlPrepare
+            | Action::SamlAuthenticate
+            | Action::SamlLogout
+            | Action::SamlInvalidate
+            | Action::SamlCompleteLogout
+            | Action::SamlMetadata => &["manage_saml", "manage_security", "all"],
             // As in Elasticsearch, `manage` builds on `monitor`.
             Action::MetricsRead => &["monitor", "manage", "all"],
         }
@@ -271,6 +289,18 @@ mod tests {
         assert!(grants(["read_security"], Action::RoleMappingGet));
         assert!(!grants(["read_security"], Action::RoleMappingPut));
         assert!(grants(["manage_security"], Action::RoleMappingDelete));
+        for saml in [
+            Action::SamlPrepare,
+            Action::SamlAuthenticate,
+            Action::SamlLogout,
+            Action::SamlInvalidate,
+            Action::SamlCompleteLogout,
+            Action::SamlMetadata,
+        ] {
+            assert!(grants(["manage_saml"], saml), "{saml:?}");
+            assert!(grants(["manage_security"], saml), "{saml:?}");
+            assert!(!grants(["manage_token", "manage_oidc"], saml), "{saml:?}");
+        }
     }
 
     #[test]

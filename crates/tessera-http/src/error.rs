@@ -296,6 +296,13 @@ impl ApiError {
         self
     }
 
+    /// Adds a top-level field to the envelope (Elasticsearch's exception
+    /// metadata, such as `security.saml.unsolicited_in_response_to`).
+    pub fn with_metadata(mut self, key: &'static str, value: Value) -> Self {
+        self.0.metadata.push((key, value));
+        self
+    }
+
     /// What the log gets with this error (never the client).
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.0.detail = Some(detail.into());

@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod params;
 pub mod role_mappings;
 pub mod roles;
+pub mod saml;
 pub mod service;
 mod state;
 pub mod throttle;
@@ -113,6 +114,15 @@ pub fn router(state: AppState) -> Router {
             "/_security/api_key/{ids}/_clear_cache",
             post(api_keys::clear_cache),
         )
+        .route("/_security/saml/prepare", post(saml::prepare))
+        .route("/_security/saml/authenticate", post(saml::authenticate))
+        .route("/_security/saml/logout", post(saml::logout))
+        .route("/_security/saml/invalidate", post(saml::invalidate))
+        .route(
+            "/_security/saml/complete_logout",
+            post(saml::complete_logout),
+        )
+        .route("/_security/saml/metadata/{realm}", get(saml::metadata))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/revoke", post(oauth::revoke))
         .route("/oauth2/introspect", post(oauth::introspect))

@@ -222,6 +222,7 @@ async fn issue(
             scope: Some(scope),
             with_refresh,
             provenance,
+            metadata: None,
         },
     )
     .await?;

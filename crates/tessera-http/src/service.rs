@@ -17,6 +17,7 @@
 //! - reuse of a refresh token is logged as a security event and counted,
 //!   and the issue and refresh metrics move.
 
+use serde_json::{Map, Value};
 use tessera_domain::refresh::{Denied, RefreshError};
 use tessera_domain::token::{Fresh, TokenPair, TokenString};
 use tessera_domain::{Authentication, ClientRef, Millis, TokenRecord};
@@ -39,6 +40,9 @@ pub struct Mint<'a> {
     pub with_refresh: bool,
     /// What the caller's authority rests on.
     pub provenance: &'a Provenance,
+    /// What the realm keeps with the pair (a SAML session's NameID and
+    /// session index); never shown, inherited by successors.
+    pub metadata: Option<Map<String, Value>>,
 }
 
 /// A pair handed out, with what the responses say about it.
@@ -73,7 +77,8 @@ pub async fn issue(
         state.settings.access_ttl_ms(),
     );
     // A token never outlives the credential that minted it.
-    let record = record.capped(mint.provenance.not_after);
+    let mut record = record.capped(mint.provenance.not_after);
+    record.metadata = mint.metadata;
     let mut lineage = mint.provenance.lineage.clone();
     if let Some(client_id) = mint.oauth_client {
         lineage.requires.push(Requirement::OAuthClient {

@@ -12,6 +12,7 @@ use tessera_store::Store;
 use crate::clock;
 use crate::credentials::CredentialCache;
 use crate::low_priority;
+use crate::saml::SamlRealms;
 use crate::throttle::{Throttle, ThrottleSettings};
 
 /// The HTTP layer's settings (validated by the binary before they get here).
@@ -42,6 +43,8 @@ pub struct Settings {
     /// Password and client-secret guessing: the account lock, the source
     /// budget and the trusted proxies.
     pub throttle: ThrottleSettings,
+    /// The SAML realms of the realm chain (none: the native realm alone).
+    pub saml: SamlRealms,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             revoke_on_user_change: true,
             clock: clock::Clock::system(),
             throttle: ThrottleSettings::default(),
+            saml: SamlRealms::default(),
         }
     }
 }
@@ -194,5 +198,15 @@ impl Metrics {
             "replayed_in_window"
         };
         metrics::counter!("tessera_refresh_total", "outcome" => outcome).increment(1);
+    }
+
+    /// A SAML Response was accepted (`success`) or refused (the rule).
+    pub fn saml_response(&self, realm: &str, result: &'static str) {
+        metrics::counter!(
+            "tessera_saml_responses_total",
+            "realm" => realm.to_owned(),
+            "result" => result
+        )
+        .increment(1);
     }
 }

@@ -189,6 +189,7 @@ pub async fn get_token(
                     scope: None,
                     with_refresh: matches!(grant, Valid::Password(_)),
                     provenance: &provenance,
+                    metadata: None,
                 },
             )
             .await?

@@ -6,3 +6,6 @@ pub mod saml;
 
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;

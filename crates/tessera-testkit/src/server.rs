@@ -42,6 +42,8 @@ pub struct Options {
     pub issuer: Option<&'static str>,
     /// An address for the open metrics listener (`127.0.0.1:0`).
     pub metrics_listen: Option<&'static str>,
+    /// A config file (for what only the file configures: the realms).
+    pub config: Option<PathBuf>,
 }
 
 /// `pub fn name(self, value) -> Self` for each string setting.
@@ -154,6 +156,7 @@ impl TestServer {
             throttle: options.throttle.clone(),
             shutdown_timeout: Some("5s".into()),
             metrics_listen: options.metrics_listen.map(Into::into),
+            config: options.config.clone(),
             ..Default::default()
         })
         .expect("a valid test configuration");
@@ -190,6 +193,11 @@ impl TestServer {
     /// Moves the server's manual clock (see [`Options::manual_clock`]).
     pub fn advance(&self, ms: i64) {
         self.clock.advance(ms);
+    }
+
+    /// The server's current time (its manual clock, if it has one).
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -3,7 +3,7 @@
 //! start; an invalid value stops start-up with a message naming the setting.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tessera_domain::crypto::Secret;
 use tessera_domain::time::parse_time_value;
 
+pub mod realms;
 pub mod throttle;
 
 pub use throttle::ThrottleArgs;
@@ -128,6 +129,7 @@ struct FileConfig {
     source_failure_burst: Option<toml::Value>,
     source_failure_rate: Option<toml::Value>,
     trusted_proxies: Option<toml::Value>,
+    realms: Option<realms::RealmsFile>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -283,18 +285,24 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        Self::resolve_with(args, file)
+        let base_dir = realms::base_dir(args.config.as_deref());
+        Self::resolve_with(args, file, Some(&base_dir))
     }
 
     /// Resolves the text of a config file with no flags: what `--config`
-    /// does once the file is read. For the config-file fuzz target.
+    /// does once the file is read, except that the realms' files are not
+    /// read. For the config-file fuzz target.
     #[doc(hidden)]
     pub fn from_toml_text(text: &str) -> anyhow::Result<Config> {
         let file = toml::from_str::<FileConfig>(text).context("invalid config file")?;
-        Self::resolve_with(ServeArgs::default(), file)
+        Self::resolve_with(ServeArgs::default(), file, None)
     }
 
-    fn resolve_with(args: ServeArgs, file: FileConfig) -> anyhow::Result<Config> {
+    fn resolve_with(
+        args: ServeArgs,
+        file: FileConfig,
+        base_dir: Option<&Path>,
+    ) -> anyhow::Result<Config> {
         let listen_text = args
             .listen
             .or(file.listen)
@@ -463,6 +471,7 @@ impl Config {
             .or(file.issuer)
             .map(|text| validate_issuer(&text).map_err(|e| setting_error("issuer", e)))
             .transpose()?;
+        let saml = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
         Ok(Config {
             listen,
             data_dir,
@@ -477,6 +486,7 @@ impl Config {
                 revoke_on_user_change,
                 clock: tessera_http::clock::Clock::system(),
                 throttle,
+                saml,
             },
             cleanup_interval,
             cleanup_batch,

@@ -160,7 +160,10 @@ pub(crate) fn check_assertion(
         skew,
         &mut not_on_or_after,
     )?;
-    let in_response_to = data.attribute("InResponseTo").map(str::to_owned);
+    let in_response_to = data
+        .attribute("InResponseTo")
+        .filter(|irt| !irt.trim().is_empty())
+        .map(str::to_owned);
     if let Some(irt) = &in_response_to {
         check_in_response_to(irt, v.ids, "the assertion")?;
     }

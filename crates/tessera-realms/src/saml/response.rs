@@ -199,8 +199,10 @@ fn assertion_signature(
 
 /// `InResponseTo` must be one of the caller's ids; otherwise the refusal
 /// carries the id (Elasticsearch's `security.saml.unsolicited_in_response_to`).
+/// A blank one is no claim at all, as in Elasticsearch (`Strings.hasText`):
+/// some IdPs write `InResponseTo=""` into unsolicited Responses.
 pub(crate) fn check_in_response_to(irt: &str, ids: &[String], what: &str) -> Result<(), SamlError> {
-    if ids.iter().any(|id| id == irt) {
+    if irt.trim().is_empty() || ids.iter().any(|id| id == irt) {
         return Ok(());
     }
     let mut e = SamlError::new(

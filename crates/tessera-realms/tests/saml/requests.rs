@@ -354,22 +354,6 @@ fn a_realm_loads_its_files_relative_to_the_config_folder() {
     assert!(e.to_string().contains("idp-metadata.xml"), "{e}");
 }
 
-fn idp_logout_response(in_response_to: &str, signed: bool) -> String {
-    let sig = if signed {
-        signature_template("_lr1", &data("idp.crt"))
-    } else {
-        String::new()
-    };
-    let xml = format!(
-        r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_lr1" Version="2.0" IssueInstant="2026-12-01T13:00:00Z" InResponseTo="{in_response_to}"><saml:Issuer>{IDP}</saml:Issuer>{sig}<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status></samlp:LogoutResponse>"#
-    );
-    if signed {
-        sign_with(&xml, &data("idp.key"))
-    } else {
-        xml
-    }
-}
-
 #[test]
 fn complete_logout_accepts_a_signed_logout_response_for_one_of_the_ids() {
     let ids = vec!["_logout1".to_owned()];

@@ -536,3 +536,22 @@ fn character_references_and_cdata_read_as_the_signed_text() {
     );
     assert_eq!(run(&xml).unwrap().principal, "alice-persistent-id");
 }
+
+#[test]
+fn a_blank_in_response_to_is_unsolicited_as_in_elasticsearch() {
+    let fx = Fx {
+        in_response_to: Some(String::new()),
+        ..Fx::default()
+    };
+    let xml = response(&fx, &assertion(&fx, true), true);
+    let id = process_response(
+        &realm(),
+        &b64(&xml),
+        Validation {
+            ids: &[],
+            now_ms: now(),
+        },
+    )
+    .expect("a blank InResponseTo is no claim");
+    assert_eq!(id.in_response_to, None);
+}

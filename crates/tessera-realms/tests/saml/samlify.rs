@@ -7,99 +7,18 @@
 //! they are missing the test says so and passes, except under `CI=true`,
 //! where it fails.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use tessera_realms::saml::requests::new_request_id;
 use tessera_realms::saml::{process_response, Rule, SamlRealm, SamlRealmSettings, Validation};
+use tessera_realms::testing::samlify::{input, start_or_skip, ENTITY};
 
 use crate::support::{data, SETTINGS};
-
-const ENTITY: &str = "https://samlify.example/";
-
-fn idp_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/idp/saml")
-}
-
-/// The IdP process, killed when dropped.
-struct Idp {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the IdP, or says why it cannot (`Err`).
-fn start_idp(sp_metadata: &std::path::Path, encrypt: bool) -> Result<Idp, String> {
-    let dir = idp_dir();
-    if !dir.join("node_modules/samlify").is_dir() {
-        return Err(format!(
-            "{}/node_modules is missing: run `npm ci` there",
-            dir.display()
-        ));
-    }
-    let data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let mut child = Command::new("node")
-        .arg(dir.join("idp.js"))
-        .arg(sp_metadata)
-        .arg(data_dir.join("idp.key"))
-        .arg(data_dir.join("idp.crt"))
-        .arg(ENTITY)
-        .args(encrypt.then_some("encrypt"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot run node: {e}"))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(port) = line.strip_prefix("listening on ") {
-                let _ = tx.send(port.trim().to_owned());
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(port) => Ok(Idp {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err("the IdP did not print its port within 30 s".into())
-        }
-    }
-}
 
 fn now_ms() -> i64 {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     i64::try_from(d.as_millis()).unwrap()
-}
-
-/// The value of the hidden input `name` in an HTML form.
-fn input(html: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no input {name} in {html}"))
-        + marker.len();
-    let end = html[start..].find('"').unwrap() + start;
-    html[start..end]
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
 }
 
 /// A login through the IdP: the realm (built from the IdP's own metadata),
@@ -124,17 +43,7 @@ fn login(encrypt: bool) -> Option<(SamlRealm, String, String)> {
     let sp_metadata = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(sp_metadata.path(), bootstrap.sp_metadata()).unwrap();
 
-    let idp = match start_idp(sp_metadata.path(), encrypt) {
-        Ok(idp) => idp,
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "the samlify IdP is required under CI=true: {why}"
-            );
-            eprintln!("SKIPPED: the samlify IdP cannot run here: {why}");
-            return None;
-        }
-    };
+    let idp = start_or_skip(sp_metadata.path(), encrypt)?;
     let http = reqwest::blocking::Client::new();
     let metadata = http
         .get(format!("{}/metadata", idp.base))

@@ -15,6 +15,8 @@ mod protocol;
 mod refresh_race;
 mod role_mappings;
 mod roles;
+mod saml;
+mod saml_idp;
 mod slow_clients;
 mod throttle;
 mod tokens;

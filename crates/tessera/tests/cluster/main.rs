@@ -23,6 +23,8 @@
 //!   recovers by itself, and logs each failed request once.
 //! - `derived`: a chain of tokens minted across two nodes from an API key
 //!   dies on both nodes the moment the key's invalidation answers.
+//! - `saml`: one SAML Response presented to two nodes at once logs in
+//!   exactly once.
 
 mod support;
 
@@ -31,6 +33,7 @@ mod derived;
 mod multi_node;
 mod outage;
 mod restart;
+mod saml;
 
 fn main() {
     tessera_testkit::trials::run(tessera_testkit::postgres_trials![
@@ -40,5 +43,6 @@ fn main() {
         outage::database_outage_gives_quick_503s_and_the_node_recovers_by_itself,
         outage::each_request_an_outage_fails_is_logged_once_with_a_detail_its_answer_lacks,
         restart::rolling_restart_under_load_fails_no_request,
+        saml::a_response_replayed_on_two_nodes_at_once_logs_in_once,
     ]);
 }

@@ -1,0 +1,205 @@
+//! `POST /_security/saml/logout` (SP-initiated), `/invalidate`
+//! (IdP-initiated) and `/complete_logout`.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tessera_domain::privilege::Action;
+use tessera_domain::token::TokenString;
+use tessera_domain::TokenKind;
+use tessera_realms::saml::requests::{new_request_id, SessionNameId};
+use tessera_realms::saml::SamlError;
+use zeroize::Zeroizing;
+
+use super::{choose_realm, REALM_TYPE};
+use crate::auth::{self, Caller};
+use crate::body::JsonBody;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    token: Option<Zeroizing<String>>,
+    refresh_token: Option<Zeroizing<String>>,
+}
+
+/// A logout or logout answer the realm refused: a 401 in Elasticsearch's
+/// shape, the reason in the log.
+fn refused(action: Action, realm: &str, e: &SamlError) -> ApiError {
+    tracing::warn!(
+        target: "tessera::security",
+        event = "saml_logout_refused",
+        realm = %realm,
+        rule = e.rule.as_str(),
+        detail = %e.detail,
+        "SAML logout message refused"
+    );
+    ApiError::unauthenticated(format!(
+        "unable to authenticate user [<unauthenticated-saml-user>] for action [{}]",
+        action.name()
+    ))
+}
+
+fn text(m: &Map<String, Value>, key: &str) -> Option<String> {
+    m.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(req): JsonBody<LogoutRequest>,
+) -> ApiResult<Json<Value>> {
+    let Some(token) = req.token.filter(|t| !t.is_empty()) else {
+        return Err(ApiError::validation(&["token is missing".to_owned()]));
+    };
+    auth::require(&state, &caller, Action::SamlLogout).await?;
+    let access = TokenString::from_presented(&token);
+    let record = match access.hash_as(TokenKind::Access) {
+        Some(hash) => state.store.find_by_access(&hash).await?,
+        None => None,
+    };
+    let Some(record) =
+        record.filter(|r| !r.access_invalidated && r.access_expires_at > state.now())
+    else {
+        return Err(ApiError::token_expired());
+    };
+    if record.subject.authentication_realm.kind != REALM_TYPE {
+        return Err(ApiError::illegal_argument(format!(
+            "authentication realm [{}] is not a SAML realm",
+            record.subject.authentication_realm.name
+        )));
+    }
+    // As Elasticsearch: the refresh token first, then the access token.
+    if let Some(refresh) = req.refresh_token.filter(|t| !t.is_empty()) {
+        let refresh = TokenString::from_presented(&refresh);
+        state.store.invalidate_refresh(&refresh.hash()).await?;
+    }
+    state.store.invalidate_access(&access.hash()).await?;
+    let meta = record.metadata.unwrap_or_default();
+    let realm = state
+        .settings
+        .saml
+        .get(&record.subject.authentication_realm.name, state.now());
+    let prepared = match (realm, text(&meta, "saml_nameid_val")) {
+        (Some(realm), Some(value)) => realm.logout_request(
+            &new_request_id(),
+            state.now(),
+            &SessionNameId {
+                value,
+                format: text(&meta, "saml_nameid_fmt"),
+                qualifier: text(&meta, "saml_nameid_qual"),
+                sp_qualifier: text(&meta, "saml_nameid_sp_qual"),
+            },
+            text(&meta, "saml_session").as_deref(),
+        ),
+        _ => None,
+    };
+    Ok(Json(match prepared {
+        Some(p) => json!({ "id": p.id, "redirect": p.redirect }),
+        None => json!({ "id": null, "redirect": null }),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    query_string: Option<String>,
+    realm: Option<String>,
+    acs: Option<String>,
+}
+
+pub async fn invalidate(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(req): JsonBody<InvalidateRequest>,
+) -> ApiResult<Json<Value>> {
+    let Some(query) = req.query_string.filter(|q| !q.is_empty()) else {
+        return Err(ApiError::validation(
+            &["query_string is missing".to_owned()],
+        ));
+    };
+    auth::require(&state, &caller, Action::SamlInvalidate).await?;
+    let realm = choose_realm(
+        &state,
+        req.realm.as_deref(),
+        req.acs.as_deref(),
+        "SamlInvalidateSessionRequest",
+    )?;
+    let name = realm.config.name.clone();
+    let request = realm
+        .parse_logout_request(&query, state.now())
+        .map_err(|e| refused(Action::SamlInvalidate, &name, &e))?;
+    let invalidated = match &request.nameid {
+        Some(nameid) => {
+            state
+                .store
+                .invalidate_by_nameid(&name, &nameid.value, state.now())
+                .await?
+                .invalidated
+                // Elasticsearch counts pairs; the store counts halves
+                // (every SAML pair has a refresh token).
+                .div_ceil(2)
+        }
+        None => 0,
+    };
+    let redirect = realm.logout_response(
+        &new_request_id(),
+        state.now(),
+        &request.id,
+        request.relay_state.as_deref(),
+    );
+    Ok(Json(json!({
+        "realm": name,
+        "invalidated": invalidated,
+        "redirect": redirect,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteLogoutRequest {
+    realm: Option<String>,
+    ids: Option<Vec<String>>,
+    query_string: Option<String>,
+    content: Option<String>,
+}
+
+pub async fn complete_logout(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(req): JsonBody<CompleteLogoutRequest>,
+) -> ApiResult<Json<Value>> {
+    let mut problems = Vec::new();
+    if req.realm.as_deref().is_none_or(str::is_empty) {
+        problems.push("realm may not be empty".to_owned());
+    }
+    if req.ids.is_none() {
+        problems.push("ids may not be null".to_owned());
+    }
+    match (&req.query_string, &req.content) {
+        (None, None) => problems.push("query_string and content may not both be empty".to_owned()),
+        (Some(_), Some(_)) => {
+            problems.push("query_string and content may not both present".to_owned())
+        }
+        _ => {}
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(&problems));
+    }
+    auth::require(&state, &caller, Action::SamlCompleteLogout).await?;
+    let realm = choose_realm(
+        &state,
+        req.realm.as_deref(),
+        None,
+        "SamlCompleteLogoutRequest",
+    )?;
+    let ids = req.ids.unwrap_or_default();
+    let checked = match (req.query_string, req.content) {
+        (Some(query), _) => realm.check_logout_response(&query, &ids),
+        (None, content) => realm.check_logout_response_post(&content.unwrap_or_default(), &ids),
+    };
+    checked.map_err(|e| refused(Action::SamlCompleteLogout, &realm.config.name, &e))?;
+    Ok(Json(json!({})))
+}
