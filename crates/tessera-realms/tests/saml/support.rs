@@ -144,16 +144,19 @@ pub fn assertion(fx: &Fx, signed: bool) -> String {
     assertion_signed_by(fx, signed.then(|| (data("idp.key"), data("idp.crt"))))
 }
 
+/// ` name="value"` when there is a value, nothing otherwise.
+fn attribute(name: &str, value: Option<&str>) -> String {
+    value
+        .map(|v| format!(r#" {name}="{v}""#))
+        .unwrap_or_default()
+}
+
 pub fn assertion_signed_by(fx: &Fx, signer: Option<(String, String)>) -> String {
     let sig = signer
         .as_ref()
         .map(|(_, cert)| signature_template(&fx.assertion_id, cert))
         .unwrap_or_default();
-    let irt = fx
-        .in_response_to
-        .as_ref()
-        .map(|i| format!(r#" InResponseTo="{i}""#))
-        .unwrap_or_default();
+    let irt = attribute("InResponseTo", fx.in_response_to.as_deref());
     let xml = format!(
         r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" IssueInstant="2026-12-01T12:59:58Z" Version="2.0"><saml:Issuer>{issuer}</saml:Issuer>{sig}<saml:Subject><saml:NameID Format="{fmt}">{nameid}</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{cnoa}" Recipient="{recipient}"{irt}/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AuthnStatement AuthnInstant="2026-12-01T12:59:58Z" SessionIndex="{si}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement><saml:Attribute Name="groups"><saml:AttributeValue>admins</saml:AttributeValue><saml:AttributeValue>staff</saml:AttributeValue></saml:Attribute><saml:Attribute Name="mail" FriendlyName="email"><saml:AttributeValue>alice@example.org</saml:AttributeValue></saml:Attribute><saml:Attribute Name="urn:oid:2.5.4.3" FriendlyName="cn"><saml:AttributeValue>Alice Liddell</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>"#,
         id = fx.assertion_id,
@@ -176,16 +179,8 @@ pub fn assertion_signed_by(fx: &Fx, signer: Option<(String, String)>) -> String 
 /// A Response around `inner` (assertions, encrypted or not, already built),
 /// signed by the IdP when `signed`.
 pub fn response(fx: &Fx, inner: &str, signed: bool) -> String {
-    let dest = fx
-        .destination
-        .as_ref()
-        .map(|d| format!(r#" Destination="{d}""#))
-        .unwrap_or_default();
-    let irt = fx
-        .in_response_to
-        .as_ref()
-        .map(|i| format!(r#" InResponseTo="{i}""#))
-        .unwrap_or_default();
+    let dest = attribute("Destination", fx.destination.as_deref());
+    let irt = attribute("InResponseTo", fx.in_response_to.as_deref());
     let sig = if signed {
         signature_template(&fx.response_id, &data("idp.crt"))
     } else {
