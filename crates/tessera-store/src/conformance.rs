@@ -202,16 +202,8 @@ const T0: Millis = 1_700_000_000_000;
 
 pub fn subject(username: &str) -> Authentication {
     Authentication {
-        username: username.into(),
-        roles: vec!["superuser".into()],
         full_name: Some(format!("{username} full")),
-        email: None,
-        metadata: Default::default(),
-        enabled: true,
-        authentication_realm: NATIVE_REALM,
-        lookup_realm: NATIVE_REALM,
-        authentication_type: AuthenticationType::Realm,
-        api_key: None,
+        ..Authentication::of_realm(username, vec!["superuser".into()], NATIVE_REALM)
     }
 }
 
