@@ -334,7 +334,7 @@ impl Store for PostgresStore {
                     let stmt = c
                         .prepare_cached("SELECT name, descriptor FROM roles")
                         .await?;
-                    role_pairs(&c.query(&stmt, &[]).await?)
+                    named_documents(&c.query(&stmt, &[]).await?, codec::from_json)
                 }),
             )
             .await?;
@@ -355,7 +355,7 @@ impl Store for PostgresStore {
                     let stmt = c
                         .prepare_cached("SELECT name, descriptor FROM roles WHERE name = ANY($1)")
                         .await?;
-                    role_pairs(&c.query(&stmt, &[&names]).await?)
+                    named_documents(&c.query(&stmt, &[&names]).await?, codec::from_json)
                 }),
             )
             .await?;
