@@ -32,11 +32,7 @@ fn malformed_and_non_object_json() {
         b"{\"a\":1}}",
         b"nul",
     ] {
-        let r = srv
-            .post(TOKEN)
-            .admin()
-            .body("application/json", body.to_vec())
-            .send();
+        let r = srv.raw_token_request(body.to_vec());
         assert_parse_error(&r, "request body is not valid JSON");
     }
     for body in [
@@ -47,28 +43,15 @@ fn malformed_and_non_object_json() {
         "null",
         "true",
     ] {
-        let r = srv
-            .post(TOKEN)
-            .admin()
-            .body("application/json", body)
-            .send();
-        assert_es_error(
-            &r,
-            400,
-            "x_content_parse_exception",
-            "request body must be a JSON object",
-        );
-        let r = srv
-            .put("/_security/user/joe")
-            .admin()
-            .body("application/json", body)
-            .send();
-        assert_es_error(
-            &r,
-            400,
-            "x_content_parse_exception",
-            "request body must be a JSON object",
-        );
+        for (method, path) in [("POST", TOKEN), ("PUT", "/_security/user/joe")] {
+            let r = srv
+                .req(method.parse().unwrap(), path)
+                .admin()
+                .body("application/json", body)
+                .send();
+            let reason = "request body must be a JSON object";
+            assert_es_error(&r, 400, "x_content_parse_exception", reason);
+        }
     }
 }
 
@@ -155,14 +138,7 @@ fn wrong_types() {
 #[test]
 fn non_utf8_and_deeply_nested_bodies() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .body(
-            "application/json",
-            b"{\"grant_type\": \"\xff\xfe\"}".to_vec(),
-        )
-        .send();
+    let r = srv.raw_token_request(b"{\"grant_type\": \"\xff\xfe\"}".to_vec());
     assert_parse_error(&r, "request body is not valid UTF-8");
     let deep = format!(
         "{{\"metadata\": {}1{}}}",
@@ -205,11 +181,7 @@ fn body_over_the_configured_limit_is_413() {
 fn body_over_the_default_limit_is_413() {
     let srv = TestServer::start();
     let body = format!("{{\"grant_type\": \"{}\"}}", "x".repeat(1024 * 1024));
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .body("application/json", body)
-        .send();
+    let r = srv.raw_token_request(body);
     assert_es_error(
         &r,
         413,
@@ -304,14 +276,7 @@ fn non_utf8_path_segments_get_the_error_envelope() {
 #[test]
 fn duplicate_keys_are_rejected() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .body(
-            "application/json",
-            r#"{"grant_type":"client_credentials","grant_type":"password","username":"elastic","password":"elastic-bootstrap-pw"}"#,
-        )
-        .send();
+    let r = srv.raw_token_request(r#"{"grant_type":"client_credentials","grant_type":"password","username":"elastic","password":"elastic-bootstrap-pw"}"#);
     assert_parse_error(&r, "duplicate field `grant_type`");
 }
 
