@@ -162,16 +162,8 @@ mod tests {
 
     fn owner() -> Authentication {
         Authentication {
-            username: "svc".into(),
-            roles: vec!["r".into()],
             full_name: Some("Service".into()),
-            email: None,
-            metadata: Map::new(),
-            enabled: true,
-            authentication_realm: NATIVE_REALM,
-            lookup_realm: NATIVE_REALM,
-            authentication_type: AuthenticationType::Realm,
-            api_key: None,
+            ..Authentication::of_realm("svc", vec!["r".into()], NATIVE_REALM)
         }
     }
 

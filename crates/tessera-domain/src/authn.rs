@@ -59,6 +59,23 @@ pub struct Authentication {
 }
 
 impl Authentication {
+    /// `username` with `roles`, authenticated by `realm` itself (neither a
+    /// token nor an API key), enabled, with no name, email or metadata.
+    pub fn of_realm(username: impl Into<String>, roles: Vec<String>, realm: RealmRef) -> Self {
+        Self {
+            username: username.into(),
+            roles,
+            full_name: None,
+            email: None,
+            metadata: Map::new(),
+            enabled: true,
+            authentication_realm: realm.clone(),
+            lookup_realm: realm,
+            authentication_type: AuthenticationType::Realm,
+            api_key: None,
+        }
+    }
+
     /// The same identity as seen through a token minted for it.
     pub fn as_token(&self) -> Self {
         Self {

@@ -19,7 +19,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::authn::{Authentication, AuthenticationType, ClientRef, RealmRef};
+use crate::authn::{Authentication, ClientRef, RealmRef};
 use crate::crypto;
 use crate::time::Millis;
 
@@ -368,16 +368,8 @@ impl OAuthClientRecord {
     /// no roles.
     pub fn authentication(&self) -> Authentication {
         Authentication {
-            username: self.client_id.clone(),
-            roles: Vec::new(),
             full_name: self.metadata.client_name.clone(),
-            email: None,
-            metadata: Default::default(),
-            enabled: true,
-            authentication_realm: OAUTH_CLIENT_REALM,
-            lookup_realm: OAUTH_CLIENT_REALM,
-            authentication_type: AuthenticationType::Realm,
-            api_key: None,
+            ..Authentication::of_realm(self.client_id.clone(), Vec::new(), OAUTH_CLIENT_REALM)
         }
     }
 

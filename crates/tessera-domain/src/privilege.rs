@@ -256,11 +256,7 @@ pub fn grants<'a>(held: impl IntoIterator<Item = &'a str>, action: Action) -> bo
 /// Role names must be 1–507 printable ASCII characters without surrounding
 /// whitespace (Elasticsearch's rule).
 pub fn validate_role_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 507
-        && name.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && name.trim() == name;
-    if ok {
+    if crate::user::is_printable_basic_latin(name, 507) {
         Ok(())
     } else {
         Err(format!(

@@ -330,7 +330,7 @@ fn open_successor(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::{Authentication, AuthenticationType, NATIVE_REALM};
+    use crate::authn::{Authentication, NATIVE_REALM};
 
     const POLICY: RefreshPolicy = RefreshPolicy {
         access_ttl_ms: 1_200_000,
@@ -447,18 +447,7 @@ mod tests {
     }
 
     fn subject() -> Authentication {
-        Authentication {
-            username: "u".into(),
-            roles: vec!["superuser".into()],
-            full_name: None,
-            email: None,
-            metadata: Default::default(),
-            enabled: true,
-            authentication_realm: NATIVE_REALM,
-            lookup_realm: NATIVE_REALM,
-            authentication_type: AuthenticationType::Realm,
-            api_key: None,
-        }
+        Authentication::of_realm("u", vec!["superuser".into()], NATIVE_REALM)
     }
 
     fn issued(now: Millis) -> (TokenRecord, TokenPair) {

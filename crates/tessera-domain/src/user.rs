@@ -24,14 +24,19 @@ pub struct UserRecord {
     pub enabled: bool,
 }
 
+/// Elasticsearch's rule for user and role names: 1 to `max_len` printable
+/// Basic-Latin characters with no leading or trailing whitespace.
+pub(crate) fn is_printable_basic_latin(name: &str, max_len: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max_len
+        && name.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && name.trim() == name
+}
+
 /// Elasticsearch's username rule: 1–1024 printable Basic-Latin characters
 /// with no leading or trailing whitespace.
 pub fn validate_username(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 1024
-        && name.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && name.trim() == name;
-    if ok {
+    if is_printable_basic_latin(name, 1024) {
         Ok(())
     } else {
         Err(format!(

@@ -22,6 +22,7 @@
 //! [`ApiError`], rendered in [`Shape::OAuth`](crate::error::Shape).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -325,6 +326,20 @@ async fn lookup(
     Ok(record.map(|r| (r, kind)))
 }
 
+/// A revocation or introspection request: the authenticated requester and
+/// the `token` it presents.
+async fn token_request(
+    state: &AppState,
+    source: IpAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Requester, TokenString), ApiError> {
+    let form = Form::parse(headers, &read_body(state, body).await?)?;
+    let requester = authenticate_requester(state, source, headers, &form).await?;
+    let token = TokenString::from_presented(form.require("token")?);
+    Ok((requester, token))
+}
+
 /// `POST /oauth2/revoke` (RFC 7009). A token that matches nothing gets
 /// 200 (§2.2); a token issued to another client is refused with
 /// `unauthorized_client` and left alone (§2.1); otherwise the token's
@@ -335,9 +350,7 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Body,
 ) -> OAuthResult<Response> {
-    let form = Form::parse(&headers, &read_body(&state, body).await?)?;
-    let requester = authenticate_requester(&state, source, &headers, &form).await?;
-    let token = TokenString::from_presented(form.require("token")?);
+    let (requester, token) = token_request(&state, source, &headers, body).await?;
     let Some((record, kind)) = lookup(&state, &token).await? else {
         return Ok(StatusCode::OK.into_response());
     };
@@ -375,9 +388,7 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Body,
 ) -> OAuthResult<Response> {
-    let form = Form::parse(&headers, &read_body(&state, body).await?)?;
-    let requester = authenticate_requester(&state, source, &headers, &form).await?;
-    let token = TokenString::from_presented(form.require("token")?);
+    let (requester, token) = token_request(&state, source, &headers, body).await?;
     let now = state.now();
     let found = match lookup(&state, &token).await? {
         Some((record, kind)) if may_introspect(&state, &requester, &record).await? => {

@@ -76,10 +76,5 @@ pub async fn delete_role_mapping(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     auth::require(&state, &caller, Action::RoleMappingDelete).await?;
     let found = state.store.delete_role_mapping(&name).await?;
-    let status = if found {
-        StatusCode::OK
-    } else {
-        StatusCode::NOT_FOUND
-    };
-    Ok((status, Json(json!({ "found": found }))))
+    Ok(crate::users::delete_answer(found))
 }

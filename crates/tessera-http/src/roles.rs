@@ -104,10 +104,5 @@ pub async fn delete_role(
     }
     auth::require(&state, &caller, Action::RoleDelete).await?;
     let found = state.store.delete_role(&name).await?;
-    let status = if found {
-        StatusCode::OK
-    } else {
-        StatusCode::NOT_FOUND
-    };
-    Ok((status, Json(json!({ "found": found }))))
+    Ok(crate::users::delete_answer(found))
 }

@@ -166,6 +166,17 @@ pub async fn get_users(
     Ok(Json(Value::Object(out)))
 }
 
+/// A delete's answer: 200 with `{"found":true}`, or 404 with
+/// `{"found":false}`.
+pub(crate) fn delete_answer(found: bool) -> (StatusCode, Json<Value>) {
+    let status = if found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    (status, Json(json!({ "found": found })))
+}
+
 pub async fn delete_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -177,12 +188,7 @@ pub async fn delete_user(
         .delete_user(&username, state.settings.revoke_on_user_change)
         .await?;
     state.credentials.forget(&username);
-    let status = if found {
-        StatusCode::OK
-    } else {
-        StatusCode::NOT_FOUND
-    };
-    Ok((status, Json(json!({ "found": found }))))
+    Ok(delete_answer(found))
 }
 
 #[derive(Deserialize)]
@@ -245,18 +251,11 @@ async fn change_password_of(
     let hash = password_hash_from(&state, req.password, req.password_hash)
         .await?
         .expect("one of them is present");
-    if !state
+    let existed = state
         .store
         .set_password(&username, &hash, state.settings.revoke_on_user_change)
-        .await?
-    {
-        return Err(ApiError::not_found(
-            "resource_not_found_exception",
-            format!("user [{username}] does not exist"),
-        ));
-    }
-    state.credentials.forget(&username);
-    Ok(Json(json!({})))
+        .await?;
+    changed(&state, &username, existed)
 }
 
 pub async fn enable_user(
@@ -277,6 +276,19 @@ pub async fn disable_user(
     set_enabled(state, caller, username, false).await
 }
 
+/// The answer to a change of `username`'s account: `{}` once its cached
+/// credentials are forgotten, or 404 when there was no such user.
+fn changed(state: &AppState, username: &str, existed: bool) -> ApiResult<Json<Value>> {
+    if !existed {
+        return Err(ApiError::not_found(
+            "resource_not_found_exception",
+            format!("user [{username}] does not exist"),
+        ));
+    }
+    state.credentials.forget(username);
+    Ok(Json(json!({})))
+}
+
 async fn set_enabled(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -289,18 +301,11 @@ async fn set_enabled(
             "users may not update the enabled status of their own account",
         ));
     }
-    if !state
+    let existed = state
         .store
         .set_enabled(&username, enabled, state.settings.revoke_on_user_change)
-        .await?
-    {
-        return Err(ApiError::not_found(
-            "resource_not_found_exception",
-            format!("user [{username}] does not exist"),
-        ));
-    }
-    state.credentials.forget(&username);
-    Ok(Json(json!({})))
+        .await?;
+    changed(&state, &username, existed)
 }
 
 /// `/_security/user/_has_privileges` (and `…/{username}/_has_privileges`):

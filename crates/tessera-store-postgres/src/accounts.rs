@@ -107,14 +107,26 @@ pub(crate) async fn bootstrap_attempt(
 }
 
 pub(crate) async fn upsert_role(client: &Client, name: &str, body: &str) -> Result<bool, Fail> {
-    let update = client
-        .prepare_cached("UPDATE roles SET descriptor = $2 WHERE name = $1")
-        .await?;
-    let insert = client
-        .prepare_cached(
-            "INSERT INTO roles (name, descriptor) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .await?;
+    let statements = [
+        "UPDATE roles SET descriptor = $2 WHERE name = $1",
+        "INSERT INTO roles (name, descriptor) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    ];
+    upsert_document(client, statements, "role", name, body).await
+}
+
+/// Updates the document stored under `name` or, failing that, creates it,
+/// with `[update, insert]` (`$1` the name, `$2` the document); one
+/// statement each. Returns whether it created the document; `what` names
+/// it should it keep changing in between.
+pub(crate) async fn upsert_document(
+    client: &Client,
+    [update, insert]: [&str; 2],
+    what: &str,
+    name: &str,
+    body: &str,
+) -> Result<bool, Fail> {
+    let update = client.prepare_cached(update).await?;
+    let insert = client.prepare_cached(insert).await?;
     for _ in 0..UPSERT_ROUNDS {
         if client.execute(&update, &[&name, &body]).await? > 0 {
             return Ok(false);
@@ -123,15 +135,19 @@ pub(crate) async fn upsert_role(client: &Client, name: &str, body: &str) -> Resu
             return Ok(true);
         }
     }
-    Err(StoreError::Internal(format!("role {name} kept changing during an update")).into())
+    Err(StoreError::Internal(format!("{what} {name} kept changing during an update")).into())
 }
 
-pub(crate) fn role_pairs(rows: &[Row]) -> Result<Vec<(String, RoleDescriptor)>, Fail> {
+/// `(name, document)` rows, each document read by `decode`.
+pub(crate) fn named_documents<T>(
+    rows: &[Row],
+    decode: fn(&str) -> StoreResult<T>,
+) -> Result<Vec<(String, T)>, Fail> {
     rows.iter()
         .map(|row| {
             let name: String = row.try_get(0)?;
             let body: String = row.try_get(1)?;
-            Ok((name, codec::from_json(&body)?))
+            Ok((name, decode(&body)?))
         })
         .collect()
 }

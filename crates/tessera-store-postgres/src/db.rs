@@ -342,6 +342,32 @@ macro_rules! attempt {
     };
 }
 
+impl Db {
+    /// The row, if any, that `sql` (`$1` the `key`) selects, turned into
+    /// a record by `read`: a single read, safe to repeat.
+    pub(crate) async fn read_one<T>(
+        &self,
+        op: &'static str,
+        sql: &str,
+        key: &str,
+        read: fn(&tokio_postgres::Row) -> Result<T, Fail>,
+    ) -> StoreResult<Option<T>> {
+        self.run(
+            op,
+            Repeat::Safe,
+            attempt!(|c| {
+                let stmt = c.prepare_cached(sql).await?;
+                c.query_opt(&stmt, &[&key])
+                    .await?
+                    .as_ref()
+                    .map(read)
+                    .transpose()
+            }),
+        )
+        .await
+    }
+}
+
 /// Starts a transaction. A dead connection found here is reported as
 /// [`Fail::Stale`]: nothing has been sent that could have taken effect.
 pub(crate) async fn begin(

@@ -199,18 +199,7 @@ impl Store for PostgresStore {
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         self.db
-            .run(
-                "get_user",
-                Repeat::Safe,
-                attempt!(|c| {
-                    let stmt = c.prepare_cached(&USER_BY_NAME).await?;
-                    c.query_opt(&stmt, &[&username])
-                        .await?
-                        .as_ref()
-                        .map(user_record)
-                        .transpose()
-                }),
-            )
+            .read_one("get_user", &USER_BY_NAME, username, user_record)
             .await
     }
 
@@ -334,7 +323,7 @@ impl Store for PostgresStore {
                     let stmt = c
                         .prepare_cached("SELECT name, descriptor FROM roles")
                         .await?;
-                    role_pairs(&c.query(&stmt, &[]).await?)
+                    named_documents(&c.query(&stmt, &[]).await?, codec::from_json)
                 }),
             )
             .await?;
@@ -355,7 +344,7 @@ impl Store for PostgresStore {
                     let stmt = c
                         .prepare_cached("SELECT name, descriptor FROM roles WHERE name = ANY($1)")
                         .await?;
-                    role_pairs(&c.query(&stmt, &[&names]).await?)
+                    named_documents(&c.query(&stmt, &[&names]).await?, codec::from_json)
                 }),
             )
             .await?;
@@ -618,23 +607,9 @@ impl Store for PostgresStore {
     }
 
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1");
         self.db
-            .run(
-                "get_api_key",
-                Repeat::Safe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached(&format!(
-                            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
-                        ))
-                        .await?;
-                    c.query_opt(&stmt, &[&id])
-                        .await?
-                        .as_ref()
-                        .map(api_key_record)
-                        .transpose()
-                }),
-            )
+            .read_one("get_api_key", &sql, id, api_key_record)
             .await
     }
 
@@ -674,23 +649,9 @@ impl Store for PostgresStore {
     }
 
     async fn get_oauth_client(&self, client_id: &str) -> StoreResult<Option<OAuthClientRecord>> {
+        let sql = format!("SELECT {OAUTH_CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1");
         self.db
-            .run(
-                "get_oauth_client",
-                Repeat::Safe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached(&format!(
-                            "SELECT {OAUTH_CLIENT_COLUMNS} FROM oauth_clients WHERE client_id = $1"
-                        ))
-                        .await?;
-                    c.query_opt(&stmt, &[&client_id])
-                        .await?
-                        .as_ref()
-                        .map(oauth_client_record)
-                        .transpose()
-                }),
-            )
+            .read_one("get_oauth_client", &sql, client_id, oauth_client_record)
             .await
     }
 

@@ -3,39 +3,14 @@
 
 use super::*;
 
-fn decode(rows: &[Row]) -> Result<Vec<(String, RoleMapping)>, Fail> {
-    rows.iter()
-        .map(|row| {
-            let name: String = row.try_get(0)?;
-            let body: String = row.try_get(1)?;
-            Ok((name, codec::from_json(&body)?))
-        })
-        .collect()
-}
-
 /// Updates the mapping or, failing that, creates it; one statement each.
 /// Returns whether it created the mapping.
 async fn upsert(client: &Client, name: &str, body: &str) -> Result<bool, Fail> {
-    let update = client
-        .prepare_cached("UPDATE role_mappings SET mapping = $2 WHERE name = $1")
-        .await?;
-    let insert = client
-        .prepare_cached(
-            "INSERT INTO role_mappings (name, mapping) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .await?;
-    for _ in 0..UPSERT_ROUNDS {
-        if client.execute(&update, &[&name, &body]).await? > 0 {
-            return Ok(false);
-        }
-        if client.execute(&insert, &[&name, &body]).await? > 0 {
-            return Ok(true);
-        }
-    }
-    Err(StoreError::Internal(format!(
-        "role mapping {name} kept changing during an update"
-    ))
-    .into())
+    let statements = [
+        "UPDATE role_mappings SET mapping = $2 WHERE name = $1",
+        "INSERT INTO role_mappings (name, mapping) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    ];
+    upsert_document(client, statements, "role mapping", name, body).await
 }
 
 impl PostgresStore {
@@ -72,7 +47,7 @@ impl PostgresStore {
                             "SELECT name, mapping FROM role_mappings WHERE name = ANY($1)",
                         )
                         .await?;
-                    decode(&c.query(&stmt, &[&names]).await?)
+                    named_documents(&c.query(&stmt, &[&names]).await?, codec::from_json)
                 }),
             )
             .await?;
@@ -99,7 +74,7 @@ impl PostgresStore {
                     let stmt = c
                         .prepare_cached("SELECT name, mapping FROM role_mappings")
                         .await?;
-                    decode(&c.query(&stmt, &[]).await?)
+                    named_documents(&c.query(&stmt, &[]).await?, codec::from_json)
                 }),
             )
             .await?;

@@ -209,28 +209,34 @@ impl SqliteStore {
     }
 
     async fn read_roles(&self, names: &[String]) -> StoreResult<Vec<(String, RoleDescriptor)>> {
-        let names = names.to_vec();
-        let rows = self
-            .read(move |c| {
-                let mut stmt =
-                    c.prepare_cached("SELECT name, descriptor FROM roles WHERE name = ?1")?;
-                let mut out = Vec::new();
-                for n in &names {
-                    if let Some(row) = stmt
-                        .query_row([n], |r| {
-                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                        })
-                        .optional()?
-                    {
-                        out.push(row);
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
+        let sql = "SELECT name, descriptor FROM roles WHERE name = ?1";
+        let rows = self.read_named(sql, names.to_vec()).await?;
         rows.into_iter()
             .map(|(n, d)| Ok((n, codec::from_json(&d)?)))
             .collect()
+    }
+
+    /// The `(name, document)` row `sql` (`?1` the name) finds for each of
+    /// `names`, in their order; a name without a row is left out.
+    async fn read_named(
+        &self,
+        sql: &'static str,
+        names: Vec<String>,
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(sql)?;
+            let mut out = Vec::new();
+            for n in &names {
+                if let Some(row) = stmt
+                    .query_row([n], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                {
+                    out.push(row);
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 

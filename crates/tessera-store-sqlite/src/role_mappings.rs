@@ -53,23 +53,8 @@ impl SqliteStore {
         let mut names = names.to_vec();
         let mut seen = std::collections::HashSet::new();
         names.retain(|n| seen.insert(n.clone()));
-        let rows = self
-            .read(move |c| {
-                let mut stmt =
-                    c.prepare_cached("SELECT name, mapping FROM role_mappings WHERE name = ?1")?;
-                let mut out = Vec::new();
-                for n in &names {
-                    if let Some(row) = stmt
-                        .query_row([n], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?
-                    {
-                        out.push(row);
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        decode(rows)
+        let sql = "SELECT name, mapping FROM role_mappings WHERE name = ?1";
+        decode(self.read_named(sql, names).await?)
     }
 
     pub(crate) async fn all_role_mappings(&self) -> StoreResult<Vec<(String, RoleMapping)>> {

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use tessera_domain::authn::{Authentication, AuthenticationType, NATIVE_REALM};
 use tessera_domain::oauth::{self, AuthMethod, ClientMetadata, GrantType};
-use tessera_domain::refresh::{RefreshError, RefreshPolicy};
-use tessera_domain::token::{TokenPair, TokenString};
-use tessera_domain::{ClientRef, Millis, TokenRecord};
+use tessera_domain::refresh::{Denied, RefreshError, RefreshPolicy};
+use tessera_domain::token::{TokenKind, TokenPair, TokenString};
+use tessera_domain::{ClientRef, Millis, TokenKey, TokenRecord};
 
 use crate::{
     ApiKeyFilter, ApiKeyInvalidation, InvalidateCounts, InvalidateOne, NameMatch, RefreshGranted,
@@ -117,9 +117,28 @@ pub fn cases() -> Vec<Case> {
 
 pub type DynStore = Arc<dyn Store>;
 
-/// Reads the tests make again and again, asserting what they expect.
+/// Calls the tests make again and again, asserting what they expect.
 #[async_trait::async_trait]
 pub trait StoreExt: Store {
+    /// The stored record of the pair `token` is the `half` of, if any.
+    async fn find(&self, half: TokenKind, token: &TokenString) -> Option<TokenRecord> {
+        match half {
+            TokenKind::Access => self.find_by_access(&token.hash()).await,
+            TokenKind::Refresh => self.find_by_refresh(&token.hash()).await,
+        }
+        .expect("the lookup answers")
+    }
+
+    /// Invalidates the `half` of the pair `hash` belongs to, as a
+    /// revocation does.
+    async fn invalidate(&self, half: TokenKind, hash: &TokenKey) -> InvalidateOne {
+        match half {
+            TokenKind::Access => self.invalidate_access(hash).await,
+            TokenKind::Refresh => self.invalidate_refresh(hash).await,
+        }
+        .expect("the invalidation answers")
+    }
+
     /// The stored record of the pair whose access token is `access`; it
     /// must exist.
     async fn stored(&self, access: &TokenString) -> TokenRecord {
@@ -137,13 +156,17 @@ pub trait StoreExt: Store {
             .expect("the refresh is granted")
     }
 
-    /// Why the store refuses `request`; it must refuse.
-    async fn refusal(&self, request: RefreshRequest) -> RefreshError {
+    /// How the store refuses `request`; it must refuse.
+    async fn denied(&self, request: RefreshRequest) -> Denied {
         self.refresh(request)
             .await
             .expect("refresh answers")
             .expect_err("the refresh is refused")
-            .error
+    }
+
+    /// Why the store refuses `request`; it must refuse.
+    async fn refusal(&self, request: RefreshRequest) -> RefreshError {
+        self.denied(request).await.error
     }
 
     /// The ids of every OAuth client, in the store's order.
@@ -202,16 +225,8 @@ const T0: Millis = 1_700_000_000_000;
 
 pub fn subject(username: &str) -> Authentication {
     Authentication {
-        username: username.into(),
-        roles: vec!["superuser".into()],
         full_name: Some(format!("{username} full")),
-        email: None,
-        metadata: Default::default(),
-        enabled: true,
-        authentication_realm: NATIVE_REALM,
-        lookup_realm: NATIVE_REALM,
-        authentication_type: AuthenticationType::Realm,
-        api_key: None,
+        ..Authentication::of_realm(username, vec!["superuser".into()], NATIVE_REALM)
     }
 }
 
@@ -309,11 +324,7 @@ async fn assert_family_dead(store: &DynStore, pairs: &[&TokenPair], now: Millis)
             .unwrap();
         assert!(!rec.access_usable(now), "member {i}'s access token is dead");
         if let Some(rt) = &p.refresh {
-            let refused = store
-                .refresh(request(rt, &rec.client, now))
-                .await
-                .unwrap()
-                .unwrap_err();
+            let refused = store.denied(request(rt, &rec.client, now)).await;
             assert_eq!(
                 refused.error,
                 RefreshError::Invalidated,

@@ -116,6 +116,15 @@ impl Api {
         self.post(TOKEN).admin().json(&body).send()
     }
 
+    /// A token request whose body is sent as JSON byte for byte, however
+    /// malformed.
+    pub fn raw_token_request(&self, body: impl Into<Vec<u8>>) -> Resp {
+        self.post(TOKEN)
+            .admin()
+            .body("application/json", body)
+            .send()
+    }
+
     /// The role `name` as the admin reads it; asserts 200.
     pub fn role(&self, name: &str) -> Value {
         let r = self.get(&format!("/_security/role/{name}")).admin().send();

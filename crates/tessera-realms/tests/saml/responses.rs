@@ -1,7 +1,9 @@
 //! Responses through `process_response`: the positive cases, then one test
 //! per way of being refused, each naming the rule that must refuse it.
 
-use tessera_realms::saml::{process_response, Rule, SamlError, SamlIdentity, Validation};
+use tessera_realms::saml::{
+    process_response, Rule, SamlError, SamlIdentity, SamlRealm, Validation,
+};
 
 use crate::support::*;
 
@@ -12,6 +14,16 @@ fn ids() -> Vec<String> {
 fn run_at(xml: &str, now_ms: i64) -> Result<SamlIdentity, SamlError> {
     let ids = ids();
     process_response(&realm(), &b64(xml), Validation { ids: &ids, now_ms })
+}
+
+/// `realm`'s verdict now on `content` (base64) for a caller that sent `ids`.
+fn verdict(realm: &SamlRealm, content: &str, ids: &[String]) -> Result<SamlIdentity, SamlError> {
+    process_response(realm, content, Validation { ids, now_ms: now() })
+}
+
+/// The default Response, signed, around the default unsigned assertion.
+fn signed_response(fx: &Fx) -> String {
+    response(fx, &assertion(fx, false), true)
 }
 
 fn run(xml: &str) -> Result<SamlIdentity, SamlError> {
@@ -32,7 +44,7 @@ fn refused(xml: &str, rule: Rule) -> SamlError {
 #[test]
 fn a_signed_response_gives_the_identity() {
     let fx = Fx::default();
-    let id = run(&response(&fx, &assertion(&fx, false), true)).unwrap();
+    let id = run(&signed_response(&fx)).unwrap();
     assert_eq!(id.principal, "alice-persistent-id");
     assert_eq!(id.nameid.as_deref(), Some("alice-persistent-id"));
     assert_eq!(
@@ -87,37 +99,20 @@ fn an_idp_initiated_response_is_accepted_without_ids() {
         ..Fx::default()
     };
     let xml = response(&fx, &assertion(&fx, true), true);
-    let id = process_response(
-        &realm(),
-        &b64(&xml),
-        Validation {
-            ids: &[],
-            now_ms: now(),
-        },
-    )
-    .unwrap();
+    let id = verdict(&realm(), &b64(&xml), &[]).unwrap();
     assert_eq!(id.in_response_to, None);
 }
 
 #[test]
 fn whitespace_in_the_content_is_ignored() {
     let fx = Fx::default();
-    let encoded = b64(&response(&fx, &assertion(&fx, false), true));
+    let encoded = b64(&signed_response(&fx));
     let wrapped: String = encoded
         .as_bytes()
         .chunks(76)
         .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
         .collect();
-    let ids = ids();
-    process_response(
-        &realm(),
-        &wrapped,
-        Validation {
-            ids: &ids,
-            now_ms: now(),
-        },
-    )
-    .unwrap();
+    verdict(&realm(), &wrapped, &ids()).unwrap();
 }
 
 // ---- signatures ----
@@ -143,8 +138,7 @@ fn an_encrypted_unsigned_assertion_in_an_unsigned_response_is_refused() {
 #[test]
 fn a_changed_nameid_breaks_the_signature() {
     let fx = Fx::default();
-    let xml = response(&fx, &assertion(&fx, false), true)
-        .replace("alice-persistent-id", "admin-persistent-id");
+    let xml = signed_response(&fx).replace("alice-persistent-id", "admin-persistent-id");
     refused(&xml, Rule::Signature);
 }
 
@@ -160,7 +154,7 @@ fn a_signed_response_wrapped_in_an_unsigned_one_is_refused() {
     // XSW: the genuine signed Response moved into the Extensions of a forged
     // one whose own (unsigned) assertion would be consumed.
     let fx = Fx::default();
-    let genuine = response(&fx, &assertion(&fx, false), true);
+    let genuine = signed_response(&fx);
     let evil_fx = Fx {
         response_id: "_evil".into(),
         assertion_id: "_evil_assert".into(),
@@ -223,8 +217,7 @@ fn a_signature_over_the_response_with_another_id_reference_is_refused() {
     // The Response signature's reference rewritten to the assertion: no
     // longer the element it sits in.
     let fx = Fx::default();
-    let xml = response(&fx, &assertion(&fx, false), true)
-        .replace(r##"URI="#_resp1""##, r##"URI="#_assert1""##);
+    let xml = signed_response(&fx).replace(r##"URI="#_resp1""##, r##"URI="#_assert1""##);
     let e = run(&xml).unwrap_err();
     assert!(
         matches!(e.rule, Rule::SignatureWrapping | Rule::Signature),
@@ -250,7 +243,7 @@ fn a_wrong_assertion_issuer_is_refused() {
         assertion_issuer: "https://evil.example.org/".into(),
         ..Fx::default()
     };
-    refused(&response(&fx, &assertion(&fx, false), true), Rule::Issuer);
+    refused(&signed_response(&fx), Rule::Issuer);
 }
 
 #[test]
@@ -259,10 +252,7 @@ fn a_wrong_destination_is_refused() {
         destination: Some("https://dashboard.example.org/other".into()),
         ..Fx::default()
     };
-    refused(
-        &response(&fx, &assertion(&fx, false), true),
-        Rule::Destination,
-    );
+    refused(&signed_response(&fx), Rule::Destination);
 }
 
 #[test]
@@ -271,10 +261,7 @@ fn a_signed_response_without_destination_is_refused() {
         destination: None,
         ..Fx::default()
     };
-    refused(
-        &response(&fx, &assertion(&fx, false), true),
-        Rule::Destination,
-    );
+    refused(&signed_response(&fx), Rule::Destination);
 }
 
 #[test]
@@ -283,7 +270,7 @@ fn a_wrong_audience_is_refused() {
         audience: "https://dashboard.example.org".into(),
         ..Fx::default()
     };
-    refused(&response(&fx, &assertion(&fx, false), true), Rule::Audience);
+    refused(&signed_response(&fx), Rule::Audience);
 }
 
 #[test]
@@ -292,10 +279,7 @@ fn a_wrong_recipient_is_refused() {
         recipient: "http://dashboard.example.org/api/security/saml/callback".into(),
         ..Fx::default()
     };
-    refused(
-        &response(&fx, &assertion(&fx, false), true),
-        Rule::Recipient,
-    );
+    refused(&signed_response(&fx), Rule::Recipient);
 }
 
 #[test]
@@ -304,10 +288,7 @@ fn an_unknown_in_response_to_is_refused_and_named() {
         in_response_to: Some("_lost".into()),
         ..Fx::default()
     };
-    let e = refused(
-        &response(&fx, &assertion(&fx, false), true),
-        Rule::InResponseTo,
-    );
+    let e = refused(&signed_response(&fx), Rule::InResponseTo);
     assert_eq!(e.unsolicited_in_response_to.as_deref(), Some("_lost"));
 }
 
@@ -317,7 +298,7 @@ fn a_non_success_status_is_refused_with_its_codes() {
         status: "urn:oasis:names:tc:SAML:2.0:status:Requester".into(),
         ..Fx::default()
     };
-    let e = refused(&response(&fx, &assertion(&fx, false), true), Rule::Status);
+    let e = refused(&signed_response(&fx), Rule::Status);
     assert!(e.detail.contains("status:Requester"), "{e}");
 }
 
@@ -343,7 +324,7 @@ fn a_doctype_is_refused() {
     let fx = Fx::default();
     let xml = format!(
         "<?xml version=\"1.0\"?><!DOCTYPE samlp:Response>{}",
-        response(&fx, &assertion(&fx, false), true)
+        signed_response(&fx)
     );
     refused(&xml, Rule::Doctype);
 }
@@ -358,31 +339,13 @@ fn an_entity_bomb_is_refused() {
 fn an_encrypted_assertion_without_a_key_is_refused() {
     let fx = Fx::default();
     let xml = response(&fx, &encrypted(&assertion(&fx, true)), false);
-    let ids = ids();
-    let e = process_response(
-        &realm_with(SETTINGS, false),
-        &b64(&xml),
-        Validation {
-            ids: &ids,
-            now_ms: now(),
-        },
-    )
-    .unwrap_err();
+    let e = verdict(&realm_with(SETTINGS, false), &b64(&xml), &ids()).unwrap_err();
     assert_eq!(e.rule, Rule::Decryption, "{e}");
 }
 
 #[test]
 fn not_base64_is_refused() {
-    let ids = ids();
-    let e = process_response(
-        &realm(),
-        "%%%",
-        Validation {
-            ids: &ids,
-            now_ms: now(),
-        },
-    )
-    .unwrap_err();
+    let e = verdict(&realm(), "%%%", &ids()).unwrap_err();
     assert_eq!(e.rule, Rule::Encoding);
 }
 
@@ -397,8 +360,7 @@ fn another_root_is_refused() {
 // ---- time, at the skew boundaries (skew 3m; NotBefore 12:59, NotOnOrAfter 13:05) ----
 
 fn timed() -> String {
-    let fx = Fx::default();
-    response(&fx, &assertion(&fx, false), true)
+    signed_response(&Fx::default())
 }
 
 const MINUTE: i64 = 60_000;
@@ -432,7 +394,7 @@ fn an_expired_bearer_confirmation_is_refused() {
         confirmation_not_on_or_after: "2026-12-01T12:56:00Z".into(),
         ..Fx::default()
     };
-    refused(&response(&fx, &assertion(&fx, false), true), Rule::Expired);
+    refused(&signed_response(&fx), Rule::Expired);
 }
 
 #[test]
@@ -441,10 +403,7 @@ fn a_transient_nameid_gives_no_persistent_principal() {
         nameid_format: "urn:oasis:names:tc:SAML:2.0:nameid-format:transient".into(),
         ..Fx::default()
     };
-    let e = refused(
-        &response(&fx, &assertion(&fx, false), true),
-        Rule::Principal,
-    );
+    let e = refused(&signed_response(&fx), Rule::Principal);
     assert!(
         e.detail.contains("groups"),
         "the detail names the attributes received: {e}"
@@ -454,7 +413,7 @@ fn a_transient_nameid_gives_no_persistent_principal() {
 #[test]
 fn a_flood_of_signatures_is_refused_before_verification() {
     let fx = Fx::default();
-    let signed = response(&fx, &assertion(&fx, false), true);
+    let signed = signed_response(&fx);
     let sig_start = signed.find("<ds:Signature").unwrap();
     let sig_end = signed.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
     let sig = &signed[sig_start..sig_end];
@@ -498,19 +457,8 @@ fn an_assertion_encrypted_for_another_key_is_refused() {
         .validate("saml1")
         .unwrap();
     let (cert, key) = (data("sp-signing.crt"), data("sp-signing.key"));
-    let other =
-        tessera_realms::saml::SamlRealm::new(config, &idp_metadata(IDP), None, Some((&cert, &key)))
-            .unwrap();
-    let ids = ids();
-    let e = process_response(
-        &other,
-        &b64(&xml),
-        Validation {
-            ids: &ids,
-            now_ms: now(),
-        },
-    )
-    .unwrap_err();
+    let other = SamlRealm::new(config, &idp_metadata(IDP), None, Some((&cert, &key))).unwrap();
+    let e = verdict(&other, &b64(&xml), &ids()).unwrap_err();
     assert_eq!(e.rule, Rule::Decryption, "{e}");
 }
 
@@ -520,8 +468,7 @@ fn a_comment_inside_the_nameid_does_not_truncate_it() {
     // NameID keeps the signature valid; the value read must still be the
     // whole signed text, never the part before the comment.
     let fx = Fx::default();
-    let xml = response(&fx, &assertion(&fx, false), true)
-        .replace(">alice-persistent-id<", ">alice<!---->-persistent-id<");
+    let xml = signed_response(&fx).replace(">alice-persistent-id<", ">alice<!---->-persistent-id<");
     assert_eq!(run(&xml).unwrap().principal, "alice-persistent-id");
 }
 
@@ -530,7 +477,7 @@ fn character_references_and_cdata_read_as_the_signed_text() {
     // The same text spelled differently: the signature still holds, and the
     // verifier and the reader agree on what it says.
     let fx = Fx::default();
-    let xml = response(&fx, &assertion(&fx, false), true).replace(
+    let xml = signed_response(&fx).replace(
         ">alice-persistent-id<",
         ">alice&#45;persistent<![CDATA[-id]]><",
     );

@@ -9,12 +9,8 @@ pub async fn issue_and_find(store: DynStore) {
     assert!(store.tokens_ever_issued().await.unwrap());
     let found = store.stored(&pair.access).await;
     assert_eq!(found, record);
-    let missing = TokenString::mint(tessera_domain::TokenKind::Access, 0);
-    assert!(store
-        .find_by_access(&missing.hash())
-        .await
-        .unwrap()
-        .is_none());
+    let missing = TokenString::mint(TokenKind::Access, 0);
+    assert!(store.find(TokenKind::Access, &missing).await.is_none());
     assert_eq!(store.count_tokens().await.unwrap(), 1);
 
     // A pair without a refresh token (client_credentials).
@@ -65,11 +61,7 @@ pub async fn refresh_rules(store: DynStore) {
         s.access_hash
     });
     // reuse of the first refresh token after its window revokes the family
-    let late = store
-        .refresh(request(&rt, &me, T0 + 10 + 30_001))
-        .await
-        .unwrap()
-        .unwrap_err();
+    let late = store.denied(request(&rt, &me, T0 + 10 + 30_001)).await;
     assert!(matches!(
         late.error,
         RefreshError::RefreshedTooLongAgo { .. }
@@ -120,10 +112,8 @@ pub async fn families(store: DynStore) {
         .await;
     assert_eq!(replay.pair, g2);
     let reuse = store
-        .refresh(request(g0.refresh.as_ref().unwrap(), &me, T0 + 3))
-        .await
-        .unwrap()
-        .unwrap_err();
+        .denied(request(g0.refresh.as_ref().unwrap(), &me, T0 + 3))
+        .await;
     assert_eq!(reuse.error, RefreshError::AlreadyRefreshed);
     assert!(reuse.revoke_family);
     assert_family_dead(&store, &[&g0, &g1, &g2], T0 + 4).await;
@@ -148,10 +138,8 @@ pub async fn families(store: DynStore) {
         .await;
     assert_eq!(again.pair, h1);
     let late = store
-        .refresh(strict(h0.refresh.as_ref().unwrap(), T0 + 31_000))
-        .await
-        .unwrap()
-        .unwrap_err();
+        .denied(strict(h0.refresh.as_ref().unwrap(), T0 + 31_000))
+        .await;
     assert!(matches!(
         late.error,
         RefreshError::RefreshedTooLongAgo { .. }
@@ -184,47 +172,37 @@ pub async fn replay_of_invalidated_successor(store: DynStore) {
 }
 
 pub async fn invalidate_single(store: DynStore) {
+    use InvalidateOne::{AlreadyInvalidated, Invalidated, NotFound};
+    use TokenKind::{Access, Refresh};
     let (_, pair) = issue(&store, "u", T0).await;
     let access = pair.access.hash();
     let refresh = pair.refresh.unwrap().hash();
-    let unknown = TokenString::mint(tessera_domain::TokenKind::Access, 0).hash();
-    assert_eq!(
-        store.invalidate_access(&unknown).await.unwrap(),
-        InvalidateOne::NotFound
-    );
-    assert_eq!(
-        store.invalidate_refresh(&unknown).await.unwrap(),
-        InvalidateOne::NotFound
-    );
-    assert_eq!(
-        store.invalidate_access(&access).await.unwrap(),
-        InvalidateOne::Invalidated
-    );
-    assert_eq!(
-        store.invalidate_access(&access).await.unwrap(),
-        InvalidateOne::AlreadyInvalidated
-    );
+    let unknown = TokenString::mint(Access, 0).hash();
+    // In order: which half is revoked, by which token, and the answer.
+    let steps = [
+        (Access, &unknown, NotFound),
+        (Refresh, &unknown, NotFound),
+        (Access, &access, Invalidated),
+        (Access, &access, AlreadyInvalidated),
+    ];
+    for (i, (half, hash, answer)) in steps.into_iter().enumerate() {
+        assert_eq!(store.invalidate(half, hash).await, answer, "step {i}");
+    }
     let rec = store.find_by_access(&access).await.unwrap().unwrap();
     assert!(
         rec.access_invalidated && rec.refresh_invalidated,
         "invalidating one half is final for the pair"
     );
-    assert_eq!(
-        store.invalidate_refresh(&refresh).await.unwrap(),
-        InvalidateOne::AlreadyInvalidated
-    );
     let (_, other) = issue(&store, "u", T0).await;
-    assert_eq!(
-        store
-            .invalidate_refresh(&other.refresh.as_ref().unwrap().hash())
-            .await
-            .unwrap(),
-        InvalidateOne::Invalidated
-    );
-    assert_eq!(
-        store.invalidate_refresh(&refresh).await.unwrap(),
-        InvalidateOne::AlreadyInvalidated
-    );
+    let other = other.refresh.unwrap().hash();
+    let steps = [
+        (Refresh, &refresh, AlreadyInvalidated),
+        (Refresh, &other, Invalidated),
+        (Refresh, &refresh, AlreadyInvalidated),
+    ];
+    for (i, (half, hash, answer)) in steps.into_iter().enumerate() {
+        assert_eq!(store.invalidate(half, hash).await, answer, "step {i} after");
+    }
 }
 
 pub async fn invalidate_matching(store: DynStore) {
@@ -322,24 +300,16 @@ pub async fn token_scope_and_find_by_refresh(store: DynStore) {
             &by_access, record,
             "the scope round-trips, None and empty apart"
         );
-        let by_refresh = store
-            .find_by_refresh(&pair.refresh.as_ref().unwrap().hash())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&by_refresh, record);
+        let refresh = pair.refresh.as_ref().unwrap();
+        let by_refresh = store.find(TokenKind::Refresh, refresh).await;
+        assert_eq!(by_refresh.as_ref(), Some(record));
     }
-    let unknown = TokenString::mint(tessera_domain::TokenKind::Refresh, 0);
-    assert!(store
-        .find_by_refresh(&unknown.hash())
-        .await
-        .unwrap()
-        .is_none());
+    let unknown = TokenString::mint(TokenKind::Refresh, 0);
+    assert!(store.find(TokenKind::Refresh, &unknown).await.is_none());
     assert!(
         store
-            .find_by_refresh(&cases[0].1.access.hash())
+            .find(TokenKind::Refresh, &cases[0].1.access)
             .await
-            .unwrap()
             .is_none(),
         "an access token is not a refresh token"
     );

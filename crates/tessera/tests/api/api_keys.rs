@@ -300,22 +300,30 @@ fn invalidated_key_is_refused() {
 
 // ---- 3. api_key/10_basic.yml ----
 
-#[test]
-fn es_create_with_role_descriptors_and_authenticate() {
-    let srv = TestServer::start();
-    basic_setup(&srv);
-    let key = create_key(
-        &srv,
+/// After the basic setup, api_key/10_basic.yml's key for `USER`, its role
+/// descriptors' index privileges under `indices_field`.
+fn create_my_api_key(srv: &TestServer, indices_field: &str) -> Value {
+    basic_setup(srv);
+    let indices =
+        |names: &str, privilege: &str| json!([{ "names": [names], "privileges": [privilege] }]);
+    create_key(
+        srv,
         (USER, TEST_PW),
         json!({
             "name": "my-api-key",
             "expiration": "1d",
             "role_descriptors": {
-                "role-a": { "cluster": ["all"], "indices": [{ "names": ["index-a"], "privileges": ["read"] }] },
-                "role-b": { "cluster": ["manage"], "indices": [{ "names": ["index-b"], "privileges": ["all"] }] }
+                "role-a": { "cluster": ["all"], indices_field: indices("index-a", "read") },
+                "role-b": { "cluster": ["manage"], indices_field: indices("index-b", "all") }
             }
         }),
-    );
+    )
+}
+
+#[test]
+fn es_create_with_role_descriptors_and_authenticate() {
+    let srv = TestServer::start();
+    let key = create_my_api_key(&srv, "indices");
     assert!(key["expiration"].is_i64(), "{key}");
     let r = auth_apikey(&srv, &encoded_of(&key));
     assert_eq!(r.status, 200, "{}", r.text);
@@ -339,19 +347,7 @@ fn es_create_with_role_descriptors_and_authenticate() {
 #[test]
 fn es_create_with_role_descriptors_using_index_synonym() {
     let srv = TestServer::start();
-    basic_setup(&srv);
-    let key = create_key(
-        &srv,
-        (USER, TEST_PW),
-        json!({
-            "name": "my-api-key",
-            "expiration": "1d",
-            "role_descriptors": {
-                "role-a": { "cluster": ["all"], "index": [{ "names": ["index-a"], "privileges": ["read"] }] },
-                "role-b": { "cluster": ["manage"], "index": [{ "names": ["index-b"], "privileges": ["all"] }] }
-            }
-        }),
-    );
+    let key = create_my_api_key(&srv, "index");
     let r = auth_apikey(&srv, &encoded_of(&key));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["username"], USER);

@@ -6,8 +6,11 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// A 400 parse error whose reason mentions `needle`.
-fn assert_parse_error(r: &Resp, kind: &str, needle: &str) {
+/// A 400 parse error (`x_content_parse_exception`) whose reason mentions
+/// `needle`.
+#[track_caller]
+fn assert_parse_error(r: &Resp, needle: &str) {
+    let kind = "x_content_parse_exception";
     assert_es_error_matching(r, 400, kind, |m| m.contains(needle), needle);
 }
 
@@ -29,16 +32,8 @@ fn malformed_and_non_object_json() {
         b"{\"a\":1}}",
         b"nul",
     ] {
-        let r = srv
-            .post(TOKEN)
-            .admin()
-            .body("application/json", body.to_vec())
-            .send();
-        assert_parse_error(
-            &r,
-            "x_content_parse_exception",
-            "request body is not valid JSON",
-        );
+        let r = srv.raw_token_request(body.to_vec());
+        assert_parse_error(&r, "request body is not valid JSON");
     }
     for body in [
         "[]",
@@ -48,28 +43,15 @@ fn malformed_and_non_object_json() {
         "null",
         "true",
     ] {
-        let r = srv
-            .post(TOKEN)
-            .admin()
-            .body("application/json", body)
-            .send();
-        assert_es_error(
-            &r,
-            400,
-            "x_content_parse_exception",
-            "request body must be a JSON object",
-        );
-        let r = srv
-            .put("/_security/user/joe")
-            .admin()
-            .body("application/json", body)
-            .send();
-        assert_es_error(
-            &r,
-            400,
-            "x_content_parse_exception",
-            "request body must be a JSON object",
-        );
+        for (method, path) in [("POST", TOKEN), ("PUT", "/_security/user/joe")] {
+            let r = srv
+                .req(method.parse().unwrap(), path)
+                .admin()
+                .body("application/json", body)
+                .send();
+            let reason = "request body must be a JSON object";
+            assert_es_error(&r, 400, "x_content_parse_exception", reason);
+        }
     }
 }
 
@@ -77,24 +59,24 @@ fn malformed_and_non_object_json() {
 fn unknown_fields_are_rejected_by_name() {
     let srv = TestServer::start();
     let r = srv.token_request(json!({ "grant_type": "client_credentials", "grant_tipe": "x" }));
-    assert_parse_error(&r, "x_content_parse_exception", "grant_tipe");
+    assert_parse_error(&r, "grant_tipe");
     let r = srv.request_put_user(
         "joe",
         json!({ "password": TEST_PW, "roles": [], "superpowers": true }),
     );
-    assert_parse_error(&r, "x_content_parse_exception", "superpowers");
+    assert_parse_error(&r, "superpowers");
     let r = srv
         .delete(TOKEN)
         .admin()
         .json(&json!({ "username": "joe", "everything": true }))
         .send();
-    assert_parse_error(&r, "x_content_parse_exception", "everything");
+    assert_parse_error(&r, "everything");
     let r = srv
         .put("/_security/user/elastic/_password")
         .admin()
         .json(&json!({ "password": "whatever-pw", "old_password": "x" }))
         .send();
-    assert_parse_error(&r, "x_content_parse_exception", "old_password");
+    assert_parse_error(&r, "old_password");
     srv.assert_basic_ok(ADMIN, ADMIN_PW);
     srv.assert_missing("/_security/user/joe");
 }
@@ -127,54 +109,28 @@ fn missing_required_bodies() {
 #[test]
 fn wrong_types() {
     let srv = TestServer::start();
-    let r = srv.request_put_user("joe", json!({ "password": TEST_PW, "roles": "superuser" }));
-    assert_parse_error(
-        &r,
-        "x_content_parse_exception",
-        "failed to parse request body",
-    );
-    let r = srv.token_request(json!({ "grant_type": 5 }));
-    assert_parse_error(
-        &r,
-        "x_content_parse_exception",
-        "failed to parse request body",
-    );
-    let r = srv.token_request(
-        json!({ "grant_type": "password", "username": ["elastic"], "password": ADMIN_PW }),
-    );
-    assert_parse_error(
-        &r,
-        "x_content_parse_exception",
-        "failed to parse request body",
-    );
-    let r = srv.request_put_user(
-        "joe",
-        json!({ "password": TEST_PW, "roles": [], "enabled": "yes" }),
-    );
-    assert_parse_error(
-        &r,
-        "x_content_parse_exception",
-        "failed to parse request body",
-    );
-    let r = srv.request_put_user(
-        "joe",
-        json!({ "password": TEST_PW, "roles": [], "metadata": [1, 2] }),
-    );
-    assert_parse_error(
-        &r,
-        "x_content_parse_exception",
-        "failed to parse request body",
-    );
-    let r = srv
-        .delete(TOKEN)
-        .admin()
-        .json(&json!({ "token": 12345 }))
-        .send();
-    assert_parse_error(
-        &r,
-        "x_content_parse_exception",
-        "failed to parse request body",
-    );
+    let answers = [
+        srv.request_put_user("joe", json!({ "password": TEST_PW, "roles": "superuser" })),
+        srv.token_request(json!({ "grant_type": 5 })),
+        srv.token_request(
+            json!({ "grant_type": "password", "username": ["elastic"], "password": ADMIN_PW }),
+        ),
+        srv.request_put_user(
+            "joe",
+            json!({ "password": TEST_PW, "roles": [], "enabled": "yes" }),
+        ),
+        srv.request_put_user(
+            "joe",
+            json!({ "password": TEST_PW, "roles": [], "metadata": [1, 2] }),
+        ),
+        srv.delete(TOKEN)
+            .admin()
+            .json(&json!({ "token": 12345 }))
+            .send(),
+    ];
+    for r in &answers {
+        assert_parse_error(r, "failed to parse request body");
+    }
     let r = srv.get("/_security/user").admin().send();
     assert_eq!(keys(&r.body), [ADMIN], "{}", r.text);
 }
@@ -182,19 +138,8 @@ fn wrong_types() {
 #[test]
 fn non_utf8_and_deeply_nested_bodies() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .body(
-            "application/json",
-            b"{\"grant_type\": \"\xff\xfe\"}".to_vec(),
-        )
-        .send();
-    assert_parse_error(
-        &r,
-        "x_content_parse_exception",
-        "request body is not valid UTF-8",
-    );
+    let r = srv.raw_token_request(b"{\"grant_type\": \"\xff\xfe\"}".to_vec());
+    assert_parse_error(&r, "request body is not valid UTF-8");
     let deep = format!(
         "{{\"metadata\": {}1{}}}",
         "[".repeat(10_000),
@@ -205,11 +150,7 @@ fn non_utf8_and_deeply_nested_bodies() {
         .admin()
         .body("application/json", deep)
         .send();
-    assert_parse_error(
-        &r,
-        "x_content_parse_exception",
-        "request body is not valid JSON",
-    );
+    assert_parse_error(&r, "request body is not valid JSON");
     srv.assert_missing("/_security/user/joe");
 }
 
@@ -240,11 +181,7 @@ fn body_over_the_configured_limit_is_413() {
 fn body_over_the_default_limit_is_413() {
     let srv = TestServer::start();
     let body = format!("{{\"grant_type\": \"{}\"}}", "x".repeat(1024 * 1024));
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .body("application/json", body)
-        .send();
+    let r = srv.raw_token_request(body);
     assert_es_error(
         &r,
         413,
@@ -339,19 +276,8 @@ fn non_utf8_path_segments_get_the_error_envelope() {
 #[test]
 fn duplicate_keys_are_rejected() {
     let srv = TestServer::start();
-    let r = srv
-        .post(TOKEN)
-        .admin()
-        .body(
-            "application/json",
-            r#"{"grant_type":"client_credentials","grant_type":"password","username":"elastic","password":"elastic-bootstrap-pw"}"#,
-        )
-        .send();
-    assert_parse_error(
-        &r,
-        "x_content_parse_exception",
-        "duplicate field `grant_type`",
-    );
+    let r = srv.raw_token_request(r#"{"grant_type":"client_credentials","grant_type":"password","username":"elastic","password":"elastic-bootstrap-pw"}"#);
+    assert_parse_error(&r, "duplicate field `grant_type`");
 }
 
 /// Elasticsearch authenticates a REST request before its handler parses

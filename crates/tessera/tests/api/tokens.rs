@@ -350,49 +350,62 @@ fn unsupported_grant_types() {
     }
 }
 
+/// Each token request body refused with its OAuth `error` and description.
+#[track_caller]
+fn assert_token_requests_refused(srv: &TestServer, cases: Vec<(Value, &str, &str)>) {
+    for (body, error, description) in cases {
+        let r = srv.token_request(body);
+        assert_oauth_error(&r, error, description);
+    }
+}
+
 #[test]
 fn password_grant_validation() {
     let srv = TestServer::start();
-    let r = srv.token_request(json!({ "grant_type": "password", "password": ADMIN_PW }));
-    assert_oauth_error(
-        &r,
-        "invalid_request",
-        "Validation Failed: 1: username is missing;",
-    );
-    let r = srv.request_password_grant((ADMIN, ADMIN_PW), "elastic", "");
-    assert_oauth_error(
-        &r,
-        "invalid_request",
-        "Validation Failed: 1: password is missing;",
-    );
-    let r = srv.token_request(json!({ "grant_type": "password" }));
-    assert_oauth_error(
-        &r,
-        "invalid_request",
-        "Validation Failed: 1: username is missing;2: password is missing;",
-    );
-    let r = srv.token_request(json!({ "grant_type": "password", "username": "elastic", "password": ADMIN_PW, "refresh_token": "x" }));
-    assert_oauth_error(
-        &r,
-        "unsupported_grant_type",
-        "Validation Failed: 1: refresh_token is not supported with the password grant_type;",
+    assert_token_requests_refused(
+        &srv,
+        vec![
+            (
+                json!({ "grant_type": "password", "password": ADMIN_PW }),
+                "invalid_request",
+                "Validation Failed: 1: username is missing;",
+            ),
+            (
+                json!({ "grant_type": "password", "username": "elastic", "password": "" }),
+                "invalid_request",
+                "Validation Failed: 1: password is missing;",
+            ),
+            (
+                json!({ "grant_type": "password" }),
+                "invalid_request",
+                "Validation Failed: 1: username is missing;2: password is missing;",
+            ),
+            (
+                json!({ "grant_type": "password", "username": "elastic", "password": ADMIN_PW, "refresh_token": "x" }),
+                "unsupported_grant_type",
+                "Validation Failed: 1: refresh_token is not supported with the password grant_type;",
+            ),
+        ],
     );
 }
 
 #[test]
 fn client_credentials_and_refresh_grant_validation() {
     let srv = TestServer::start();
-    let r = srv.token_request(json!({ "grant_type": "client_credentials", "username": "elastic" }));
-    assert_oauth_error(
-        &r,
-        "unsupported_grant_type",
-        "Validation Failed: 1: username is not supported with the client_credentials grant_type;",
-    );
-    let r = srv.token_request(json!({ "grant_type": "refresh_token" }));
-    assert_oauth_error(
-        &r,
-        "invalid_request",
-        "Validation Failed: 1: refresh_token is missing;",
+    assert_token_requests_refused(
+        &srv,
+        vec![
+            (
+                json!({ "grant_type": "client_credentials", "username": "elastic" }),
+                "unsupported_grant_type",
+                "Validation Failed: 1: username is not supported with the client_credentials grant_type;",
+            ),
+            (
+                json!({ "grant_type": "refresh_token" }),
+                "invalid_request",
+                "Validation Failed: 1: refresh_token is missing;",
+            ),
+        ],
     );
 }
 

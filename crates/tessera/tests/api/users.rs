@@ -250,11 +250,24 @@ fn bcrypt_password_hash_works_for_login_and_change_password() {
         .json(&json!({ "password_hash": other }))
         .send();
     r.assert_is(200, &json!({}));
-    srv.assert_basic_refused("joe", "bcrypt-secret");
-    srv.assert_basic_ok("joe", "another-secret");
+    assert_password_moved(&srv, "joe", "bcrypt-secret", "another-secret");
 }
 
 // ---------------------------------------------------------------- passwords
+
+const CHANGE_PASSWORD_ACTION: &str = "cluster:admin/xpack/security/user/change_password";
+
+/// `req` sent with `password` as the new password.
+fn new_password(req: Req, password: &str) -> Resp {
+    req.json(&json!({ "password": password })).send()
+}
+
+/// `user` now authenticates with `new`, and no longer with `old`.
+#[track_caller]
+fn assert_password_moved(srv: &TestServer, user: &str, old: &str, new: &str) {
+    srv.assert_basic_refused(user, old);
+    srv.assert_basic_ok(user, new);
+}
 
 #[test]
 fn change_own_password_and_others_as_admin() {
@@ -266,37 +279,35 @@ fn change_own_password_and_others_as_admin() {
     srv.put_user("unprivileged_user", "s3krit-password", &["user"]);
     srv.put_user("joe", "s3krit-password", &["superuser"]);
     // Own password, without manage_security.
-    let r = srv
-        .put("/_security/user/_password")
-        .basic("unprivileged_user", "s3krit-password")
-        .json(&json!({ "password": "changed-password" }))
-        .send();
+    let r = new_password(
+        srv.put("/_security/user/_password")
+            .basic("unprivileged_user", "s3krit-password"),
+        "changed-password",
+    );
     r.assert_is(200, &json!({}));
-    srv.assert_basic_refused("unprivileged_user", "s3krit-password");
-    srv.assert_basic_ok("unprivileged_user", "changed-password");
+    assert_password_moved(
+        &srv,
+        "unprivileged_user",
+        "s3krit-password",
+        "changed-password",
+    );
     // Own password through the named route, with POST.
-    let r = srv
-        .post("/_security/user/unprivileged_user/_password")
-        .basic("unprivileged_user", "changed-password")
-        .json(&json!({ "password": "changed-again" }))
-        .send();
+    let r = new_password(
+        srv.post("/_security/user/unprivileged_user/_password")
+            .basic("unprivileged_user", "changed-password"),
+        "changed-again",
+    );
     r.assert_is(200, &json!({}));
     srv.assert_basic_ok("unprivileged_user", "changed-again");
     // Another's, as admin.
-    let r = srv
-        .put("/_security/user/joe/_password")
-        .admin()
-        .json(&json!({ "password": "new-joe-password" }))
-        .send();
+    let r = new_password(
+        srv.put("/_security/user/joe/_password").admin(),
+        "new-joe-password",
+    );
     r.assert_is(200, &json!({}));
-    srv.assert_basic_refused("joe", "s3krit-password");
-    srv.assert_basic_ok("joe", "new-joe-password");
+    assert_password_moved(&srv, "joe", "s3krit-password", "new-joe-password");
     // Too short; missing; unknown user.
-    let r = srv
-        .put("/_security/user/joe/_password")
-        .admin()
-        .json(&json!({ "password": "short" }))
-        .send();
+    let r = new_password(srv.put("/_security/user/joe/_password").admin(), "short");
     assert_es_error_containing(
         &r,
         400,
@@ -309,11 +320,10 @@ fn change_own_password_and_others_as_admin() {
         .json(&json!({}))
         .send();
     assert_error_type(&r, 400, "action_request_validation_exception");
-    let r = srv
-        .put("/_security/user/nobody/_password")
-        .admin()
-        .json(&json!({ "password": "whatever-pw" }))
-        .send();
+    let r = new_password(
+        srv.put("/_security/user/nobody/_password").admin(),
+        "whatever-pw",
+    );
     assert_error_type(&r, 404, "resource_not_found_exception");
     srv.assert_basic_ok("joe", "new-joe-password");
 }
@@ -329,43 +339,45 @@ fn es_change_password_10_basic() {
     srv.put_user("unprivileged_user", "s3krit-password", &["user"]);
 
     // 1. The admin changes joe's password.
-    let r = srv
-        .put("/_security/user/joe/_password")
-        .admin()
-        .json(&json!({ "password": "s3krit-password2" }))
-        .send();
+    let r = new_password(
+        srv.put("/_security/user/joe/_password").admin(),
+        "s3krit-password2",
+    );
     r.assert_is(200, &json!({}));
-    srv.assert_basic_refused("joe", "s3krit-password");
-    srv.assert_basic_ok("joe", "s3krit-password2");
+    assert_password_moved(&srv, "joe", "s3krit-password", "s3krit-password2");
 
     // 2. unprivileged_user changes their own.
-    let r = srv
-        .put("/_security/user/_password")
-        .basic("unprivileged_user", "s3krit-password")
-        .json(&json!({ "password": "s3krit-password2" }))
-        .send();
+    let r = new_password(
+        srv.put("/_security/user/_password")
+            .basic("unprivileged_user", "s3krit-password"),
+        "s3krit-password2",
+    );
     r.assert_is(200, &json!({}));
-    srv.assert_basic_refused("unprivileged_user", "s3krit-password");
-    srv.assert_basic_ok("unprivileged_user", "s3krit-password2");
+    assert_password_moved(
+        &srv,
+        "unprivileged_user",
+        "s3krit-password",
+        "s3krit-password2",
+    );
 
     // 3. ... but not another user's.
-    let r = srv
-        .put("/_security/user/anotheruser/_password")
-        .basic("unprivileged_user", "s3krit-password2")
-        .json(&json!({ "password": "s3krit-password3" }))
-        .send();
+    let r = new_password(
+        srv.put("/_security/user/anotheruser/_password")
+            .basic("unprivileged_user", "s3krit-password2"),
+        "s3krit-password3",
+    );
     assert_forbidden(
         &r,
-        "cluster:admin/xpack/security/user/change_password",
+        CHANGE_PASSWORD_ACTION,
         "unprivileged_user",
         "user",
         "manage_security,all",
     );
-    let r = srv
-        .put("/_security/user/joe/_password")
-        .basic("unprivileged_user", "s3krit-password2")
-        .json(&json!({ "password": "s3krit-password3" }))
-        .send();
+    let r = new_password(
+        srv.put("/_security/user/joe/_password")
+            .basic("unprivileged_user", "s3krit-password2"),
+        "s3krit-password3",
+    );
     assert_eq!(r.status, 403, "{}", r.text);
     srv.assert_basic_ok("joe", "s3krit-password2");
 }
@@ -389,27 +401,25 @@ fn es_change_password_11_token() {
     assert_eq!(r.body["expires_in"], 1200);
     assert!(r.body.get("scope").is_none(), "{}", r.text);
     let token = r.str("access_token");
-    let r = srv
-        .put("/_security/user/joe/_password")
-        .bearer(&token)
-        .json(&json!({ "password": "s3krit-password2" }))
-        .send();
+    let r = new_password(
+        srv.put("/_security/user/joe/_password").bearer(&token),
+        "s3krit-password2",
+    );
     assert_forbidden(
         &r,
-        "cluster:admin/xpack/security/user/change_password",
+        CHANGE_PASSWORD_ACTION,
         "token_joe",
         "token_admin",
         "manage_security,all",
     );
     // Not its own either, when authenticated with a token.
-    let r = srv
-        .put("/_security/user/_password")
-        .bearer(&token)
-        .json(&json!({ "password": "s3krit-password2" }))
-        .send();
+    let r = new_password(
+        srv.put("/_security/user/_password").bearer(&token),
+        "s3krit-password2",
+    );
     assert_forbidden(
         &r,
-        "cluster:admin/xpack/security/user/change_password",
+        CHANGE_PASSWORD_ACTION,
         "token_joe",
         "token_admin",
         "manage_security,all",
