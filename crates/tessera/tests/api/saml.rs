@@ -193,6 +193,89 @@ fn refused_responses_get_one_401_and_store_nothing() {
     );
     cases.push(("wrapped", fx::b64(&fx::response(&base, &wrapped, false))));
     cases.push(("not base64", "%%%".into()));
+    for (what, fx) in [
+        (
+            "wrong issuer",
+            Fx {
+                issuer: "https://evil.example.org/".into(),
+                assertion_issuer: "https://evil.example.org/".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "wrong recipient",
+            Fx {
+                recipient: "https://evil.example.org/acs".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "wrong destination",
+            Fx {
+                destination: Some("https://evil.example.org/acs".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "not yet valid",
+            Fx {
+                response_id: base.response_id.clone(),
+                assertion_id: base.assertion_id.clone(),
+                ..Fx::at(s.srv.now() + 10 * 60_000)
+            },
+        ),
+        (
+            "not a success",
+            Fx {
+                status: "urn:oasis:names:tc:SAML:2.0:status:Requester".into(),
+                ..base.clone()
+            },
+        ),
+    ] {
+        cases.push((what, signed(&fx)));
+    }
+    // Signed by a key the IdP's metadata does not hold, with its
+    // certificate in KeyInfo.
+    let attacker = Some((fx::data("attacker.key"), fx::data("attacker.crt")));
+    cases.push((
+        "attacker certificate",
+        fx::b64(&fx::response(
+            &base,
+            &fx::assertion_signed_by(&base, attacker),
+            false,
+        )),
+    ));
+    let second = Fx {
+        assertion_id: "_second".into(),
+        ..base.clone()
+    };
+    let two = format!(
+        "{}{}",
+        fx::assertion(&base, true),
+        fx::assertion(&second, true)
+    );
+    cases.push(("two assertions", fx::b64(&fx::response(&base, &two, true))));
+    cases.push(("entity bomb", {
+        let xml = fx::response(&base, &fx::assertion(&base, true), true);
+        let mut dtd = String::from("<!DOCTYPE x [<!ENTITY a0 \"lol\">");
+        for i in 1..10 {
+            let j = i - 1;
+            dtd.push_str(&format!(
+                "<!ENTITY a{i} \"&a{j};&a{j};&a{j};&a{j};&a{j};&a{j};\">"
+            ));
+        }
+        dtd.push_str("]>");
+        fx::b64(&format!("{dtd}{}", xml.replace(">alice", ">&a9;alice")))
+    }));
+    // The realm has no decryption key configured.
+    cases.push((
+        "encrypted without a key",
+        fx::b64(&fx::response(
+            &base,
+            &fx::encrypted(&fx::assertion(&base, true)),
+            true,
+        )),
+    ));
     let before = s.tokens_stored();
     for (what, content) in &cases {
         let r = s.authenticate(content);
@@ -210,6 +293,26 @@ fn refused_responses_get_one_401_and_store_nothing() {
     s.srv.advance(5 * 60_000 + 3 * 60_000 + 1_000);
     assert_refused(&s.authenticate(&late));
     assert_eq!(s.tokens_stored(), before);
+    // Each was refused by the rule it breaks (the metric's label).
+    let metrics = s.srv.get("/_tessera/metrics").admin().send().text;
+    for rule in [
+        "unsigned",
+        "audience",
+        "doctype",
+        "encoding",
+        "issuer",
+        "recipient",
+        "destination",
+        "not_yet_valid",
+        "status",
+        "signature",
+        "assertion_count",
+        "decryption",
+        "expired",
+    ] {
+        let line = format!("tessera_saml_responses_total{{realm=\"saml1\",result=\"{rule}\"}}");
+        assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    }
 }
 
 #[test]
