@@ -494,7 +494,7 @@ impl Store for PostgresStore {
                 Repeat::Unsafe,
                 attempt!(|c| {
                     let whose = Whose::User { username, realm };
-                    invalidate_matching_attempt(c, whose, now).await
+                    Ok(invalidate_matching_attempt(c, whose, now).await?.0)
                 }),
             )
             .await
@@ -504,15 +504,20 @@ impl Store for PostgresStore {
         &self,
         realm: &str,
         nameid: &str,
+        session: Option<&str>,
         now: Millis,
-    ) -> StoreResult<InvalidateCounts> {
+    ) -> StoreResult<u64> {
         self.db
             .run(
                 "invalidate_by_nameid",
                 Repeat::Unsafe,
                 attempt!(|c| {
-                    let whose = Whose::NameId { realm, nameid };
-                    invalidate_matching_attempt(c, whose, now).await
+                    let whose = Whose::NameId {
+                        realm,
+                        nameid,
+                        session,
+                    };
+                    Ok(invalidate_matching_attempt(c, whose, now).await?.1)
                 }),
             )
             .await

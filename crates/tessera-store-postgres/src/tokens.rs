@@ -272,7 +272,12 @@ pub(crate) enum Whose<'a> {
         realm: Option<&'a str>,
     },
     /// A SAML realm's NameID (`metadata.saml_nameid` of the subject).
-    NameId { realm: &'a str, nameid: &'a str },
+    /// … and the session (`saml_session` of the token metadata) when given.
+    NameId {
+        realm: &'a str,
+        nameid: &'a str,
+        session: Option<&'a str>,
+    },
 }
 
 /// One attempt at invalidating every active pair of a user and/or realm,
@@ -281,12 +286,16 @@ pub(crate) async fn invalidate_matching_attempt(
     client: &mut Client,
     whose: Whose<'_>,
     now: Millis,
-) -> Result<InvalidateCounts, Fail> {
+) -> Result<(InvalidateCounts, u64), Fail> {
     let mut filters = Vec::new();
     let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&now];
-    let (username, realm, nameid) = match &whose {
-        Whose::User { username, realm } => (username, realm, None),
-        Whose::NameId { realm, nameid } => (&None, &Some(*realm), Some(nameid)),
+    let (username, realm, nameid, session) = match &whose {
+        Whose::User { username, realm } => (username, realm, None, &None),
+        Whose::NameId {
+            realm,
+            nameid,
+            session,
+        } => (&None, &Some(*realm), Some(nameid), session),
     };
     if let Some(u) = username {
         params.push(u);
@@ -301,6 +310,13 @@ pub(crate) async fn invalidate_matching_attempt(
         // The expression and the predicate of `tokens_by_saml_nameid`.
         filters.push(format!(
             "subject::jsonb #>> '{{metadata,saml_nameid}}' = ${} AND subject LIKE '%\"saml_nameid\"%'",
+            params.len()
+        ));
+    }
+    if let Some(s) = session {
+        params.push(s);
+        filters.push(format!(
+            "token_metadata::jsonb ->> 'saml_session' = ${}",
             params.len()
         ));
     }
@@ -348,5 +364,5 @@ pub(crate) async fn invalidate_matching_attempt(
         lineage::revoke_children(&tx, &families).await?;
     }
     tx.commit().await?;
-    Ok(counts)
+    Ok((counts, rows.len() as u64))
 }

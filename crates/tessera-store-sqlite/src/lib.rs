@@ -552,15 +552,21 @@ impl Store for SqliteStore {
         &self,
         realm: &str,
         nameid: &str,
+        session: Option<&str>,
         now: Millis,
-    ) -> StoreResult<InvalidateCounts> {
+    ) -> StoreResult<u64> {
         let (realm, nameid) = (realm.to_owned(), nameid.to_owned());
+        let session = session.map(str::to_owned);
         self.write(Affects::TOKENS, move |c| {
             let whose = pairs::Whose::NameId {
                 realm: &realm,
                 nameid: &nameid,
+                session: session.as_deref(),
             };
-            invalidate_live(c, pairs::live_pairs(c, whose, now)?)
+            let live = pairs::live_pairs(c, whose, now)?;
+            let pairs = live.len() as u64;
+            invalidate_live(c, live)?;
+            Ok(pairs)
         })
         .await
     }

@@ -458,16 +458,21 @@ pub enum Whose<'a> {
         realm: Option<&'a str>,
     },
     /// A SAML realm's NameID (`metadata.saml_nameid` of the subject),
-    /// through the `grants_by_saml_nameid` expression index.
-    NameId { realm: &'a str, nameid: &'a str },
+    /// through the `grants_by_saml_nameid` expression index, and the
+    /// session (`saml_session` of the token metadata) when given.
+    NameId {
+        realm: &'a str,
+        nameid: &'a str,
+        session: Option<&'a str>,
+    },
 }
 
 /// Every live pair of the user, realm or NameID.
 pub fn live_pairs(conn: &Connection, whose: Whose<'_>, now: i64) -> StoreResult<Vec<LivePair>> {
-    let (sql, a, b) = live_pairs_query(whose);
+    let (sql, [a, b, c]) = live_pairs_query(whose);
     conn.prepare_cached(&sql)
         .and_then(|mut stmt| {
-            stmt.query_map(params![now, a, b], |r| {
+            stmt.query_map(params![now, a, b, c], |r| {
                 Ok(LivePair {
                     seq: r.get(0)?,
                     family: r.get(1)?,
@@ -482,7 +487,7 @@ pub fn live_pairs(conn: &Connection, whose: Whose<'_>, now: i64) -> StoreResult<
 }
 
 /// The statement of [`live_pairs`] and its parameters after `now`.
-pub(crate) fn live_pairs_query(whose: Whose<'_>) -> (String, Option<&'_ str>, Option<&'_ str>) {
+pub(crate) fn live_pairs_query(whose: Whose<'_>) -> (String, [Option<&'_ str>; 3]) {
     const LIVE: &str = "SELECT p.seq, IFNULL(p.family_seq, p.seq), p.refresh_hash IS NOT NULL,
                 p.refresh_invalidated, p.access_invalidated
            FROM grants g JOIN token_pairs p ON p.grant_id = g.id
@@ -491,16 +496,22 @@ pub(crate) fn live_pairs_query(whose: Whose<'_>) -> (String, Option<&'_ str>, Op
                   AND p.refresh_expires_at > ?1))";
     match whose {
         Whose::User { username, realm } => (
-            format!("{LIVE} AND (?2 IS NULL OR g.username = ?2) AND (?3 IS NULL OR g.realm = ?3)"),
-            username,
-            realm,
-        ),
-        Whose::NameId { realm, nameid } => (
             format!(
-                "{LIVE} AND g.realm = ?2 AND json_extract(g.subject, '$.metadata.saml_nameid') = ?3"
+                "{LIVE} AND (?2 IS NULL OR g.username = ?2) AND (?3 IS NULL OR g.realm = ?3)
+                   AND ?4 IS NULL"
             ),
-            Some(realm),
-            Some(nameid),
+            [username, realm, None],
+        ),
+        Whose::NameId {
+            realm,
+            nameid,
+            session,
+        } => (
+            format!(
+                "{LIVE} AND g.realm = ?2 AND json_extract(g.subject, '$.metadata.saml_nameid') = ?3
+                   AND (?4 IS NULL OR json_extract(g.token_metadata, '$.saml_session') = ?4)"
+            ),
+            [Some(realm), Some(nameid), session],
         ),
     }
 }

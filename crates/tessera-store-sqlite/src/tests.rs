@@ -312,14 +312,17 @@ fn logout_by_nameid_uses_its_index() {
     let path = dir.path().join("plan.sqlite");
     drop(SqliteStore::open(&path).unwrap());
     let conn = Connection::open(&path).unwrap();
-    let (sql, _, _) = pairs::live_pairs_query(pairs::Whose::NameId {
+    let (sql, _) = pairs::live_pairs_query(pairs::Whose::NameId {
         realm: "saml1",
         nameid: "n",
+        session: None,
     });
     let plan: Vec<String> = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
         .unwrap()
-        .query_map(params![0, "saml1", "n"], |r| r.get::<_, String>(3))
+        .query_map(params![0, "saml1", "n", None::<String>], |r| {
+            r.get::<_, String>(3)
+        })
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();

@@ -335,15 +335,19 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> StoreResult<InvalidateCounts>;
     /// Invalidates both halves of every active pair of realm `realm` whose
-    /// subject carries the SAML NameID `nameid` (`metadata.saml_nameid`),
-    /// and every family derived from them, as [`Store::invalidate_matching`]
-    /// does: SAML single logout. Found through an index, not a scan.
+    /// subject carries the SAML NameID `nameid` (`metadata.saml_nameid`)
+    /// and, when `session` is given, whose token metadata names that
+    /// session (`saml_session`), and every family derived from them, as
+    /// [`Store::invalidate_matching`] does: SAML single logout. Found
+    /// through an index, not a scan. Returns how many pairs it
+    /// invalidated (Elasticsearch's unit for this API).
     async fn invalidate_by_nameid(
         &self,
         realm: &str,
         nameid: &str,
+        session: Option<&str>,
         now: Millis,
-    ) -> StoreResult<InvalidateCounts>;
+    ) -> StoreResult<u64>;
     /// Whether any token was ever issued (Elasticsearch's "the tokens index exists").
     async fn tokens_ever_issued(&self) -> StoreResult<bool>;
     /// Deletes up to `limit` token records that can no longer be used or

@@ -133,14 +133,16 @@ pub async fn invalidate(
         .map_err(|e| refused(Action::SamlInvalidate, &name, &e))?;
     let invalidated = match &request.nameid {
         Some(nameid) => {
+            // The sessions of this NameID, or only the one the IdP names.
             state
                 .store
-                .invalidate_by_nameid(&name, &nameid.value, state.now())
+                .invalidate_by_nameid(
+                    &name,
+                    &nameid.value,
+                    request.session_index.as_deref(),
+                    state.now(),
+                )
                 .await?
-                .invalidated
-                // Elasticsearch counts pairs; the store counts halves
-                // (every SAML pair has a refresh token).
-                .div_ceil(2)
         }
         None => 0,
     };

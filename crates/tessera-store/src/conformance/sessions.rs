@@ -5,7 +5,7 @@ use tessera_domain::authn::RealmRef;
 use tessera_domain::{Authentication, TokenRecord};
 
 use super::{subject, DynStore, POLICY, T0};
-use crate::{InvalidateCounts, Lineage};
+use crate::Lineage;
 
 fn saml_user(username: &str, realm: &str, nameid: &str) -> Authentication {
     let realm = RealmRef {
@@ -25,11 +25,16 @@ fn saml_user(username: &str, realm: &str, nameid: &str) -> Authentication {
 }
 
 /// A pair for `who`, minted by the dashboard user `kibana` (the client),
-/// with the session's token metadata.
+/// with the token metadata of a session named after the user.
 async fn login(store: &DynStore, who: &Authentication) -> TokenRecord {
+    login_in(store, who, &who.username).await
+}
+
+/// A pair for `who` in the SAML session `session`.
+async fn login_in(store: &DynStore, who: &Authentication, session: &str) -> TokenRecord {
     let client = subject("kibana").client_ref();
     let (mut record, _) = TokenRecord::issue(who, client, true, T0, POLICY.access_ttl_ms);
-    record.metadata = Some(session_metadata(&who.username));
+    record.metadata = Some(session_metadata(session));
     store.insert_token(&record).await.unwrap();
     record
 }
@@ -88,48 +93,49 @@ async fn alive(store: &DynStore, record: &TokenRecord) -> bool {
 
 pub async fn logout_by_nameid(store: DynStore) {
     let ann = saml_user("ann", "saml1", "n-ann");
-    let ann_twice = [login(&store, &ann).await, login(&store, &ann).await];
+    let [first, second] = [
+        login_in(&store, &ann, "_s1").await,
+        login_in(&store, &ann, "_s2").await,
+    ];
     // The same NameID in another realm, another NameID with the same
     // username, and a native user of the same name stay.
     let elsewhere = login(&store, &saml_user("ann", "saml2", "n-ann")).await;
     let other = login(&store, &saml_user("ann", "saml1", "n-other")).await;
     let native = login(&store, &subject("ann")).await;
-    // A pair minted with one of ann's tokens (for the dashboard's own
-    // user) dies with it.
+    // A pair minted with ann's first session's token (for the dashboard's
+    // own user) dies with it.
     let kibana = subject("kibana");
     let (child, _) = TokenRecord::issue(&kibana, ann.client_ref(), true, T0, POLICY.access_ttl_ms);
     let lineage = Lineage {
-        parent: Some(ann_twice[0].access_hash),
+        parent: Some(first.access_hash),
         ..Default::default()
     };
     assert!(store.insert_derived(&child, &lineage).await.unwrap());
 
-    let counts = store
-        .invalidate_by_nameid("saml1", "n-ann", T0 + 1)
+    // The IdP names one session: only that one ends.
+    let ended = store
+        .invalidate_by_nameid("saml1", "n-ann", Some("_s1"), T0 + 1)
         .await
         .unwrap();
-    assert_eq!(
-        counts,
-        InvalidateCounts {
-            invalidated: 4,
-            previously_invalidated: 0
-        },
-        "both halves of both pairs"
-    );
-    for r in ann_twice.iter().chain([&child]) {
-        assert!(!alive(&store, r).await, "{} is dead", r.id);
-    }
+    assert_eq!(ended, 1, "one pair");
+    assert!(!alive(&store, &first).await);
+    assert!(!alive(&store, &child).await, "what it minted died with it");
+    assert!(alive(&store, &second).await, "the other session stays");
+    // Without a session, every session of the NameID ends.
+    let ended = store
+        .invalidate_by_nameid("saml1", "n-ann", None, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(ended, 1, "the one live pair left");
+    assert!(!alive(&store, &second).await);
     for r in [&elsewhere, &other, &native] {
         assert!(alive(&store, r).await, "{} lives", r.id);
     }
-    let again = store
-        .invalidate_by_nameid("saml1", "n-ann", T0 + 2)
-        .await
-        .unwrap();
-    assert_eq!(again, InvalidateCounts::default(), "nothing live is left");
-    let unknown = store
-        .invalidate_by_nameid("saml1", "nobody", T0 + 2)
-        .await
-        .unwrap();
-    assert_eq!(unknown, InvalidateCounts::default());
+    for (nameid, session) in [("n-ann", None), ("n-ann", Some("_s1")), ("nobody", None)] {
+        let ended = store
+            .invalidate_by_nameid("saml1", nameid, session, T0 + 2)
+            .await
+            .unwrap();
+        assert_eq!(ended, 0, "nothing live is left for {nameid} {session:?}");
+    }
 }
