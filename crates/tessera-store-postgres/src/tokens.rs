@@ -264,21 +264,7 @@ pub(crate) async fn invalidate_one(
     Ok(outcome)
 }
 
-/// Whose live pairs an invalidation is about.
-pub(crate) enum Whose<'a> {
-    /// A user and/or realm (at least one is given).
-    User {
-        username: Option<&'a str>,
-        realm: Option<&'a str>,
-    },
-    /// A SAML realm's NameID (`metadata.saml_nameid` of the subject).
-    /// … and the session (`saml_session` of the token metadata) when given.
-    NameId {
-        realm: &'a str,
-        nameid: &'a str,
-        session: Option<&'a str>,
-    },
-}
+pub(crate) use tessera_store::Whose;
 
 /// One attempt at invalidating every active pair of a user and/or realm,
 /// in a serializable transaction (see the crate docs for why).

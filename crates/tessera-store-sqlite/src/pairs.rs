@@ -449,23 +449,7 @@ pub struct LivePair {
     pub access_invalidated: bool,
 }
 
-/// Every live pair of the user and/or realm.
-/// Whose live pairs [`live_pairs`] finds.
-pub enum Whose<'a> {
-    /// A user and/or realm (at least one is given).
-    User {
-        username: Option<&'a str>,
-        realm: Option<&'a str>,
-    },
-    /// A SAML realm's NameID (`metadata.saml_nameid` of the subject),
-    /// through the `grants_by_saml_nameid` expression index, and the
-    /// session (`saml_session` of the token metadata) when given.
-    NameId {
-        realm: &'a str,
-        nameid: &'a str,
-        session: Option<&'a str>,
-    },
-}
+pub use tessera_store::Whose;
 
 /// Every live pair of the user, realm or NameID.
 pub fn live_pairs(conn: &Connection, whose: Whose<'_>, now: i64) -> StoreResult<Vec<LivePair>> {

@@ -145,6 +145,25 @@ impl Lineage {
     }
 }
 
+/// Whose live pairs an invalidation by subject is about (what
+/// [`Store::invalidate_matching`] and [`Store::invalidate_by_nameid`] are
+/// given), for the backends to turn into their queries.
+#[derive(Debug, Clone, Copy)]
+pub enum Whose<'a> {
+    /// A user and/or realm (at least one is given).
+    User {
+        username: Option<&'a str>,
+        realm: Option<&'a str>,
+    },
+    /// A SAML realm's NameID (`metadata.saml_nameid` of the subject), and
+    /// the session (`saml_session` of the token metadata) when given.
+    NameId {
+        realm: &'a str,
+        nameid: &'a str,
+        session: Option<&'a str>,
+    },
+}
+
 /// How an invalidation of one token went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidateOne {
