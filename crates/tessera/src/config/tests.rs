@@ -1,0 +1,219 @@
+//! The configuration's resolution and validation.
+
+use super::*;
+
+#[test]
+fn defaults_are_sane() {
+    let c = Config::resolve(ServeArgs::default()).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9200");
+    assert_eq!(c.http.access_token_ttl, Duration::from_secs(1200));
+    assert_eq!(c.http.refresh_window, Duration::from_secs(30));
+    assert_eq!(
+        c.store,
+        StoreLocation::Sqlite(PathBuf::from("./data/tessera.db"))
+    );
+    assert_eq!(c.connections.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.connections.idle_timeout, Duration::from_secs(75));
+    assert_eq!(c.connections.max_connections, 10_000);
+}
+
+#[test]
+fn invalid_values_name_the_setting() {
+    let cases: Vec<(ServeArgs, &str)> = vec![
+        (
+            ServeArgs {
+                access_token_ttl: Some("2h".into()),
+                ..Default::default()
+            },
+            "access_token_ttl",
+        ),
+        (
+            ServeArgs {
+                access_token_ttl: Some("500ms".into()),
+                ..Default::default()
+            },
+            "access_token_ttl",
+        ),
+        (
+            ServeArgs {
+                access_token_ttl: Some("soon".into()),
+                ..Default::default()
+            },
+            "access_token_ttl",
+        ),
+        (
+            ServeArgs {
+                listen: Some("nowhere".into()),
+                ..Default::default()
+            },
+            "listen",
+        ),
+        (
+            ServeArgs {
+                metrics_listen: Some("9300".into()),
+                ..Default::default()
+            },
+            "metrics_listen",
+        ),
+        (
+            ServeArgs {
+                metrics_listen: Some("127.0.0.1:9200".into()),
+                ..Default::default()
+            },
+            "metrics_listen",
+        ),
+        (
+            ServeArgs {
+                max_body_bytes: Some("-4".into()),
+                ..Default::default()
+            },
+            "max_body_bytes",
+        ),
+        (
+            ServeArgs {
+                store: Some("mysql://x".into()),
+                ..Default::default()
+            },
+            "store",
+        ),
+        (
+            ServeArgs {
+                store_pool_size: Some("0".into()),
+                ..Default::default()
+            },
+            "store_pool_size",
+        ),
+        (
+            ServeArgs {
+                refresh_reuse_revokes_family: Some("maybe".into()),
+                ..Default::default()
+            },
+            "refresh_reuse_revokes_family",
+        ),
+        (
+            ServeArgs {
+                header_read_timeout: Some("0s".into()),
+                ..Default::default()
+            },
+            "header_read_timeout",
+        ),
+        (
+            ServeArgs {
+                idle_timeout: Some("forever".into()),
+                ..Default::default()
+            },
+            "idle_timeout",
+        ),
+        (
+            ServeArgs {
+                max_connections: Some("0".into()),
+                ..Default::default()
+            },
+            "max_connections",
+        ),
+    ];
+    for (args, name) in cases {
+        let err = Config::resolve(args).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{name}`")), "{err}");
+    }
+}
+
+#[test]
+fn issuer_defaults_to_the_listen_address_and_is_validated() {
+    let c = Config::resolve(ServeArgs::default()).unwrap();
+    assert_eq!(c.issuer, None);
+    assert_eq!(c.http.issuer, "http://127.0.0.1:9200");
+    let c = Config::resolve(ServeArgs {
+        issuer: Some("https://auth.example.com/tessera/".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(c.http.issuer, "https://auth.example.com/tessera");
+    assert_eq!(
+        c.issuer.as_deref(),
+        Some("https://auth.example.com/tessera")
+    );
+    for bad in [
+        "auth.example.com",
+        "ftp://auth.example.com",
+        "https://",
+        "https://auth.example.com/?x=1",
+        "https://auth.example.com/#f",
+        "https://user@auth.example.com",
+        "https://auth example.com",
+    ] {
+        let err = Config::resolve(ServeArgs {
+            issuer: Some(bad.into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`issuer`"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn postgres_urls_select_postgres_and_passwords_stay_hidden() {
+    let c = Config::resolve(ServeArgs {
+        store: Some("postgres://u:pw@db:5432/tessera".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        c.store,
+        StoreLocation::Postgres { pool_size: 16, .. }
+    ));
+    assert!(
+        !format!("{c:?}").contains("pw@"),
+        "Debug hides the password"
+    );
+    assert_eq!(
+        redact_url("mysql://u:secret@h/db"),
+        "mysql://u:<hidden>@h/db"
+    );
+    let err = Config::resolve(ServeArgs {
+        store: Some("mysql://u:secret@h/db".into()),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[test]
+fn file_values_apply_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(
+        &path,
+        "access_token_ttl = \"5m\"\nlisten = \"127.0.0.1:1234\"\nmax_body_bytes = 2048\n\
+         max_connections = 50\nidle_timeout = \"5s\"\n\
+         trusted_proxies = [\"10.0.0.0/8\"]\nsource_failure_burst = 7\n\
+         metrics_listen = \"127.0.0.1:9300\"\n",
+    )
+    .unwrap();
+    let c = Config::resolve(ServeArgs {
+        config: Some(path.clone()),
+        listen: Some("127.0.0.1:4321".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(c.http.access_token_ttl, Duration::from_secs(300));
+    assert_eq!(c.listen.port(), 4321);
+    assert_eq!(c.http.max_body_bytes, 2048);
+    assert_eq!(c.connections.max_connections, 50);
+    assert_eq!(c.connections.idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.http.throttle.trusted_proxies.len(), 1);
+    assert_eq!(c.http.throttle.budget.burst, 7.0);
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:9300".parse().unwrap()));
+    std::fs::write(&path, "acces_token_ttl = \"5m\"\n").unwrap();
+    let err = format!(
+        "{:#}",
+        Config::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+    );
+    assert!(err.contains("acces_token_ttl"), "{err}");
+}

@@ -1,0 +1,97 @@
+//! The parsers every setting goes through: durations, whole numbers,
+//! booleans, and the one wording of a setting's error.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use tessera_domain::time::parse_time_value;
+
+pub(crate) fn setting_error(name: &str, problem: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "invalid setting `{name}` (flag --{}, environment TESSERA_{}): {problem}",
+        name.replace('_', "-"),
+        name.to_ascii_uppercase()
+    )
+}
+
+pub(crate) fn duration(
+    name: &str,
+    value: Option<String>,
+    default: &str,
+    min: Duration,
+    max: Duration,
+) -> anyhow::Result<Duration> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    let d = parse_time_value(&text).map_err(|e| setting_error(name, e))?;
+    if d < min || d > max {
+        return Err(setting_error(
+            name,
+            format!(
+                "must be between {} and {}, got [{text}]",
+                show(min),
+                show(max)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+pub(crate) fn show(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s if s >= 1 => format!("{s}s"),
+        _ => format!("{}ms", d.as_millis()),
+    }
+}
+
+pub(crate) fn integer<T: TryFrom<u64>>(
+    name: &str,
+    value: Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> anyhow::Result<T> {
+    let n = match value {
+        None => default,
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| setting_error(name, format!("expected a whole number, got [{text}]")))?,
+    };
+    if n < min || n > max {
+        return Err(setting_error(
+            name,
+            format!("must be between {min} and {max}, got {n}"),
+        ));
+    }
+    T::try_from(n).map_err(|_| setting_error(name, "out of range"))
+}
+
+/// A true/false setting: the flag or environment text if given, else the
+/// file's value, else `default`.
+pub(crate) fn boolean(
+    name: &str,
+    text: Option<String>,
+    file: Option<bool>,
+    default: bool,
+) -> anyhow::Result<bool> {
+    match text {
+        Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => bail!(setting_error(
+                name,
+                format!("expected true or false, got [{text}]")
+            )),
+        },
+        None => Ok(file.unwrap_or(default)),
+    }
+}
+
+pub(crate) fn toml_text(v: Option<toml::Value>) -> Option<String> {
+    v.map(|v| match v {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
