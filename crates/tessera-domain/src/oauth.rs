@@ -300,7 +300,13 @@ pub fn new_secret() -> (Zeroizing<String>, [u8; 32]) {
 
 /// Registers a client: a random id (128 bits) and secret (256 bits).
 pub fn mint_client(metadata: ClientMetadata, now: Millis) -> MintedClient {
-    let client_id = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<16>());
+    // Never starting with `-`, which command lines would take for a flag.
+    let client_id = loop {
+        let id = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<16>());
+        if !id.starts_with('-') {
+            break id;
+        }
+    };
     let (secret, secret_hash) = new_secret();
     MintedClient {
         record: OAuthClientRecord {

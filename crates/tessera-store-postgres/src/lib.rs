@@ -174,6 +174,22 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// The schema version recorded in the database (`None`: no Tessera
+    /// schema yet) and this build's, without applying anything.
+    pub async fn check_schema(config: PostgresConfig) -> StoreResult<(Option<i64>, i64)> {
+        let db = Db::new(&config)?;
+        let stored = db
+            .run(
+                "check schema",
+                Repeat::Safe,
+                attempt!(|c| schema::stored_version(c).await),
+            )
+            .await?;
+        Ok((stored, schema::SCHEMA_VERSION))
+    }
+}
+
 /// How often an upsert goes round when rows appear and vanish under it.
 pub(crate) const UPSERT_ROUNDS: usize = 5;
 

@@ -7,6 +7,7 @@
 //! included).
 
 use deadpool_postgres::Client;
+use tessera_store::StoreError;
 use tokio_postgres::IsolationLevel;
 
 use crate::db::{begin, Fail};
@@ -205,6 +206,7 @@ pub(crate) async fn migrate(client: &mut Client, take_lock: bool) -> Result<Vec<
         .iter()
         .map(|row| row.try_get(0))
         .collect::<Result<_, _>>()?;
+    refuse_newer(applied.iter().max().copied())?;
     let mut done = Vec::new();
     for (version, statements) in MIGRATIONS {
         if applied.contains(version) {
@@ -221,16 +223,44 @@ pub(crate) async fn migrate(client: &mut Client, take_lock: bool) -> Result<Vec<
         .await?;
         done.push(*version);
     }
-    if let Some(newest) = applied.iter().max() {
-        let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
-        if *newest > known {
-            tracing::warn!(
-                database = newest,
-                known,
-                "the database schema is newer than this build knows; continuing"
-            );
-        }
-    }
     tx.commit().await?;
     Ok(done)
+}
+
+/// The newest schema version this build applies.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Refuses a database whose schema is newer than this build's.
+pub(crate) fn refuse_newer(stored: Option<i64>) -> Result<(), Fail> {
+    match stored {
+        Some(v) if v > SCHEMA_VERSION => Err(StoreError::Unavailable(format!(
+            "the database schema is version {v}, newer than version {SCHEMA_VERSION} that this \
+             tessera ({}) knows: run the newer tessera, or restore a dump taken before the upgrade",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// The newest version recorded in the database (`None`: no Tessera schema
+/// yet). Changes nothing.
+pub(crate) async fn stored_version(client: &mut Client) -> Result<Option<i64>, Fail> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('tessera_schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    let exists: bool = row.try_get(0)?;
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_one(
+            "SELECT CAST(MAX(version) AS BIGINT) FROM tessera_schema_migrations",
+            &[],
+        )
+        .await?;
+    Ok(row.try_get::<_, Option<i64>>(0)?.or(Some(0)))
 }

@@ -16,6 +16,7 @@
 //! file also keeps a read cache for the authentication path that is never
 //! stale (see `cache`).
 
+mod backup;
 mod cache;
 mod files;
 mod lineage;
@@ -26,6 +27,9 @@ mod role_mappings;
 mod schema;
 mod tokens;
 mod writer;
+
+pub use backup::{backup, check_schema, restore, SchemaCheck};
+pub use schema::SCHEMA_VERSION;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -94,7 +98,13 @@ impl SqliteStore {
 
     fn open_writer(path: &Path) -> StoreResult<Connection> {
         files::make_private(path)?;
-        let conn = Connection::open(path).map_err(unavailable)?;
+        let conn = Connection::open(path).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot open {}: {e} (the user running tessera needs read and write \
+                 permission on the file and on its directory)",
+                path.display()
+            ))
+        })?;
         schema::prepare_writer(&conn)?;
         // From now on commits do not wait for the disk: the writer's syncer
         // thread fsyncs the WAL before any job is answered (see `writer`).

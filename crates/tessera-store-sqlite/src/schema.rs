@@ -1,7 +1,7 @@
 //! The schema and connection settings.
 
-use rusqlite::Connection;
-use tessera_store::StoreResult;
+use rusqlite::{Connection, OptionalExtension};
+use tessera_store::{StoreError, StoreResult};
 
 use crate::{internal, lineage, pairs, role_mappings};
 
@@ -55,6 +55,45 @@ CREATE TABLE IF NOT EXISTS oauth_clients (
 );
 ";
 
+/// The schema version this build writes, recorded as `meta.schema_version`.
+/// Files written before versions were recorded carry none: version 0.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The version recorded in the file: `None` for a file without Tessera's
+/// tables (new), `Some(0)` for one written before versions were recorded.
+pub(crate) fn stored_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_meta {
+        return Ok(None);
+    }
+    let version: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(Some(
+        version.and_then(|v| v.parse().ok()).unwrap_or_default(),
+    ))
+}
+
+/// Refuses a file whose schema is newer than this build's.
+pub(crate) fn refuse_newer(stored: Option<i64>) -> StoreResult<()> {
+    match stored {
+        Some(v) if v > SCHEMA_VERSION => Err(StoreError::Unavailable(format!(
+            "the store's schema is version {v}, newer than version {SCHEMA_VERSION} that this \
+             tessera ({}) knows: run the newer tessera, or restore a backup taken before the upgrade",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Settings for the one writing connection, and the schema.
 /// `synchronous = FULL` in WAL mode makes every commit durable before
 /// `COMMIT` returns.
@@ -78,13 +117,26 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
     // The schema, and the move of pairs stored by earlier versions, in one
     // transaction: a crash leaves the file as it was or fully upgraded.
     conn.execute_batch("BEGIN IMMEDIATE").map_err(internal)?;
-    let upgraded = conn
-        .execute_batch(SCHEMA)
-        .and_then(|()| conn.execute_batch(pairs::SCHEMA))
-        .and_then(|()| conn.execute_batch(role_mappings::SCHEMA))
+    let upgraded = stored_version(conn)
         .map_err(internal)
+        .and_then(refuse_newer)
+        .and_then(|()| conn.execute_batch(SCHEMA).map_err(internal))
+        .and_then(|()| {
+            conn.execute_batch(pairs::SCHEMA)
+                .and_then(|()| conn.execute_batch(role_mappings::SCHEMA))
+                .map_err(internal)
+        })
         .and_then(|()| lineage::upgrade(conn))
-        .and_then(|()| pairs::migrate_from_single_table(conn));
+        .and_then(|()| pairs::migrate_from_single_table(conn))
+        .and_then(|moved| {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [SCHEMA_VERSION.to_string()],
+            )
+            .map_err(internal)?;
+            Ok(moved)
+        });
     match upgraded {
         Ok(moved) => {
             conn.execute_batch("COMMIT").map_err(internal)?;

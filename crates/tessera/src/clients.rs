@@ -1,15 +1,15 @@
 //! `tessera client …`: OAuth client management straight on the configured
 //! store (the same `--data-dir`, `--store`, `--config` and `TESSERA_*`
 //! settings as `serve`), for bootstrapping before any administrator can
-//! call `/oauth2/register`. Every command prints JSON on stdout.
+//! call `/oauth2/register`. Every command prints JSON on stdout. Like the
+//! other store commands (see `admin`), it is safe while a server runs.
 
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use tessera_domain::oauth::{self, ClientMetadata, MetadataInput};
 
-use crate::config::{Config, ServeArgs};
-use crate::server;
+use crate::admin::StoreArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -18,46 +18,42 @@ pub enum ClientCommand {
         #[command(flatten)]
         metadata: MetadataArgs,
         #[command(flatten)]
-        store: ServeArgs,
+        store: StoreArgs,
     },
     /// List every client, oldest first (no secrets).
     List {
         #[command(flatten)]
-        store: ServeArgs,
+        store: StoreArgs,
     },
     /// Show one client (no secret).
     Show {
-        /// The client's id (it may start with `-`).
-        #[arg(allow_hyphen_values = true)]
+        /// The client's id.
         client_id: String,
         #[command(flatten)]
-        store: ServeArgs,
+        store: StoreArgs,
     },
     /// Change the given metadata of a client; the rest stays as it is.
     Update {
-        /// The client's id (it may start with `-`).
-        #[arg(allow_hyphen_values = true)]
+        /// The client's id.
         client_id: String,
         #[command(flatten)]
         metadata: MetadataArgs,
         #[command(flatten)]
-        store: ServeArgs,
+        store: StoreArgs,
     },
     /// Give a client a new secret (printed once); the old one stops working.
     RotateSecret {
-        /// The client's id (it may start with `-`).
-        #[arg(allow_hyphen_values = true)]
+        /// The client's id.
         client_id: String,
         #[command(flatten)]
-        store: ServeArgs,
+        store: StoreArgs,
     },
     /// Delete a client and invalidate every token issued to it.
     Delete {
-        /// The client's id (it may start with `-`).
-        #[arg(allow_hyphen_values = true)]
+        /// The client's id.
         client_id: String,
         #[command(flatten)]
-        store: ServeArgs,
+        store: StoreArgs,
     },
 }
 
@@ -100,8 +96,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<Value> {
         | ClientCommand::RotateSecret { store, .. }
         | ClientCommand::Delete { store, .. } => store.clone(),
     };
-    let config = Config::resolve(store_args)?;
-    let store = server::open_store(&config, false).await?;
+    let (_, store) = store_args.open().await?;
     Ok(match command {
         ClientCommand::Create { metadata: m, .. } => {
             let metadata = metadata(MetadataInput {

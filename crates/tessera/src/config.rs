@@ -11,12 +11,14 @@ use clap::Args;
 use serde::Deserialize;
 use tessera_domain::crypto::Secret;
 
+mod describe;
 pub mod realms;
 pub mod throttle;
 mod values;
 
 use values::{boolean, duration, integer, setting_error, toml_text};
 
+pub use describe::SERVE_HELP;
 pub use throttle::ThrottleArgs;
 
 /// Flags of `tessera serve`. Each can also be given as an environment
@@ -477,8 +479,13 @@ fn bootstrap_password(from_file: Option<Secret>) -> anyhow::Result<Option<Secret
         from_file
     };
     if let Some(p) = &password {
-        tessera_domain::user::validate_password(p.expose())
-            .map_err(|e| setting_error("bootstrap_password", e))?;
+        tessera_domain::user::validate_password(p.expose()).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting `bootstrap_password` (environment TESSERA_BOOTSTRAP_PASSWORD \
+                 or TESSERA_BOOTSTRAP_PASSWORD_FILE, or `bootstrap_password` in the config \
+                 file): {e}"
+            )
+        })?;
     }
     Ok(password)
 }

@@ -1,6 +1,7 @@
 //! The `tessera` binary's library half: configuration and the server, so
 //! that tests can start real nodes in-process.
 
+pub mod admin;
 pub mod clients;
 pub mod config;
 pub mod connections;

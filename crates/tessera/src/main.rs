@@ -1,4 +1,11 @@
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use tessera::admin::backup::{BackupArgs, MigrateArgs, RestoreArgs};
+use tessera::admin::roles::{RoleCommand, RoleMappingCommand};
+use tessera::admin::tokens::{ApiKeyCommand, TokenCommand};
+use tessera::admin::users::{Printed, UserCommand};
+use tessera::admin::{self};
 use tessera::clients::{self, ClientCommand};
 use tessera::config::{Config, ServeArgs};
 use tessera::server;
@@ -8,10 +15,22 @@ use tessera::server;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Tessera: an authentication token service that speaks the Elasticsearch
-/// security API.
+const EXAMPLES: &str = "\
+Examples:
+  tessera serve --data-dir /var/lib/tessera          # run the server
+  tessera check-config --config tessera.toml         # print the effective configuration
+  tessera user reset-password elastic                # a new password for the superuser
+  tessera backup /backups/tessera.db                 # a consistent copy while serving
+
+Every command reads the same settings: flags, TESSERA_* environment
+variables, then the --config file, then defaults. `tessera COMMAND --help`
+lists a command's flags. Documentation: README.md and docs/operations.md.";
+
+/// Tessera: an authentication token server that speaks the Elasticsearch
+/// security API (users, roles, tokens, API keys, role mappings, SAML) and
+/// OAuth 2.0, on an embedded SQLite store or on PostgreSQL.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, long_about = None, after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,12 +39,36 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
+    #[command(after_help = tessera::config::SERVE_HELP)]
     Serve(ServeArgs),
     /// Check the configuration and print it (secrets hidden), then exit.
     CheckConfig(ServeArgs),
     /// Manage OAuth 2.0 clients directly in the configured store.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage native users directly in the configured store.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage roles directly in the configured store.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Manage role mappings directly in the configured store.
+    #[command(subcommand)]
+    RoleMapping(RoleMappingCommand),
+    /// Invalidate tokens directly in the configured store.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List and invalidate API keys directly in the configured store.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Write a consistent copy of the embedded store to FILE, also while a
+    /// server runs on it.
+    Backup(BackupArgs),
+    /// Restore a backup into a new or empty data directory.
+    Restore(RestoreArgs),
+    /// Upgrade the store's schema, or with --check say whether it is
+    /// older, current or newer than this binary's.
+    Migrate(MigrateArgs),
 }
 
 fn init_logging() {
@@ -41,11 +84,16 @@ fn init_logging() {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    init_logging();
-    match cli.command {
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
+}
+
+/// Runs the command; returns the exit code for a success.
+async fn run(command: Command) -> anyhow::Result<u8> {
+    match command {
         Command::Serve(args) => {
             let config = Config::resolve(args)?;
             let running = server::start(config, server::shutdown_signal()).await?;
@@ -55,15 +103,40 @@ async fn main() -> anyhow::Result<()> {
         Command::CheckConfig(args) => {
             // Secrets (the bootstrap password) print as `<redacted>`.
             let config = Config::resolve(args)?;
+            config.warn_about_issuer();
             println!("{config:#?}");
         }
-        Command::Client(command) => {
-            let out = clients::run(command).await?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).expect("serialisable")
-            );
+        Command::Client(command) => print_json(&clients::run(command).await?),
+        Command::User(command) => match admin::users::run(command).await? {
+            Printed::Json(value) => print_json(&value),
+            Printed::Text(text) => println!("{text}"),
+        },
+        Command::Role(command) => print_json(&admin::roles::run_role(command).await?),
+        Command::RoleMapping(command) => print_json(&admin::roles::run_mapping(command).await?),
+        Command::Token(command) => print_json(&admin::tokens::run_token(command).await?),
+        Command::ApiKey(command) => print_json(&admin::tokens::run_api_key(command).await?),
+        Command::Backup(args) => print_json(&admin::backup::backup(args).await?),
+        Command::Restore(args) => print_json(&admin::backup::restore(args).await?),
+        Command::Migrate(args) => {
+            let (value, code) = admin::backup::migrate(args).await?;
+            print_json(&value);
+            return Ok(code);
         }
     }
-    Ok(())
+    Ok(0)
+}
+
+/// A user error prints one line, `error: …` with its causes joined, and
+/// exits 1; never a backtrace, whatever `RUST_BACKTRACE` says.
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli.command).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

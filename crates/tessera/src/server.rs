@@ -95,6 +95,10 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
 /// then list it and, were a file in it ever readable, read the store.
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => anyhow::bail!(
+            "the data directory {} is not a directory (--data-dir names a file?)",
+            crate::admin::absolute(dir).display()
+        ),
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
@@ -170,6 +174,14 @@ async fn bootstrap(store: &dyn Store, password: Option<&str>) -> anyhow::Result<
             revoke_tokens: false,
         })
         .await?;
+    if !created && !generated {
+        tracing::warn!(
+            "the bootstrap password (TESSERA_BOOTSTRAP_PASSWORD, TESSERA_BOOTSTRAP_PASSWORD_FILE \
+             or `bootstrap_password`) was ignored: it only creates `{BOOTSTRAP_USER}` in a store \
+             without users, and this store has users; change a password with \
+             `tessera user reset-password USER` instead"
+        );
+    }
     if created {
         if generated {
             // Printed once, to stderr only, never to the log.
@@ -184,9 +196,7 @@ async fn bootstrap(store: &dyn Store, password: Option<&str>) -> anyhow::Result<
 }
 
 fn generate_password() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(tessera_domain::crypto::random_bytes::<18>())
+    crate::admin::users::generate_password().expose().to_owned()
 }
 
 /// Removes expired tokens in bounded batches, forever.
@@ -226,6 +236,13 @@ pub async fn start(
     config: Config,
     stop_on: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        store = %config.store_description(),
+        data_dir = %crate::admin::absolute(&config.data_dir).display(),
+        "starting tessera"
+    );
+    config.warn_about_issuer();
     let store = open_store(&config, true).await?;
     bootstrap(
         store.as_ref(),

@@ -1,0 +1,97 @@
+//! Administration commands on the configured store (`tessera user …`,
+//! `role …`, `role-mapping …`, `token …`, `api-key …`, `backup`, `restore`,
+//! `migrate`), safe while a server runs on the same store: they go through
+//! the same [`Store`] methods as the HTTP API, and on the embedded store
+//! their revoking writes are announced to the serving process (see
+//! `tessera_store_sqlite`), whose read cache then drops what they revoked.
+//! Every command prints JSON on stdout unless it says otherwise.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::bail;
+use clap::Args;
+use tessera_store::Store;
+
+use crate::config::{Config, ServeArgs, StoreLocation};
+use crate::server;
+
+pub mod backup;
+pub mod roles;
+pub mod tokens;
+pub mod users;
+
+/// The settings a command that only opens the store needs: the same
+/// flags, variables and config file as `serve`, without the server's.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// TOML configuration file (as for `serve`).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded store [default: ./data].
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Store: `sqlite:PATH` (default: tessera.db in the data directory) or
+    /// a `postgres://user:password@host:port/db` URL.
+    #[arg(long, env = "TESSERA_STORE")]
+    pub store: Option<String>,
+    /// PostgreSQL: most connections [default: 16].
+    #[arg(long, env = "TESSERA_STORE_POOL_SIZE")]
+    pub store_pool_size: Option<String>,
+    /// PostgreSQL: limit on connecting, on one statement and on waiting for
+    /// a pooled connection [default: 5s].
+    #[arg(long, env = "TESSERA_STORE_TIMEOUT")]
+    pub store_timeout: Option<String>,
+    /// Create the embedded store if it does not exist (only `serve` creates
+    /// one otherwise, so that a command run in the wrong folder fails
+    /// instead of working on a new, empty store).
+    #[arg(long)]
+    pub create: bool,
+}
+
+impl StoreArgs {
+    /// The configuration these settings resolve to (the file's server
+    /// settings are checked as `serve` would, except the listen address,
+    /// which store commands do not use).
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        Config::resolve(ServeArgs {
+            config: self.config.clone(),
+            // Not used here: never refused here either.
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: self.data_dir.clone(),
+            store: self.store.clone(),
+            store_pool_size: self.store_pool_size.clone(),
+            store_timeout: self.store_timeout.clone(),
+            ..ServeArgs::default()
+        })
+    }
+
+    /// Resolves the configuration and opens the store as a guest (never
+    /// taking it from a running server). An embedded store that does not
+    /// exist is refused unless `--create`.
+    pub async fn open(&self) -> anyhow::Result<(Config, Arc<dyn Store>)> {
+        let config = self.resolve()?;
+        if let StoreLocation::Sqlite(path) = &config.store {
+            if !self.create && !path.exists() {
+                bail!(
+                    "no store at {}: give the data directory with --data-dir (or \
+                     TESSERA_DATA_DIR, or `data_dir` in --config), or pass --create to create \
+                     an empty store there",
+                    absolute(path).display()
+                );
+            }
+        }
+        let store = server::open_store(&config, false).await?;
+        Ok((config, store))
+    }
+}
+
+/// `path` made absolute against the working directory, for messages.
+pub fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// The current time from the system clock, as the server reads it.
+fn now() -> tessera_domain::Millis {
+    tessera_http::clock::Clock::system().now()
+}
