@@ -6,6 +6,10 @@ use std::time::Duration;
 /// rule that depends on "now" takes it as an argument.
 pub type Millis = i64;
 
+/// The one wording of a malformed duration, wherever one is parsed.
+pub const EXPECTED_DURATION: &str =
+    "expected a whole number followed by a unit: d, h, m, s, ms, micros or nanos (e.g. 30s, 20m)";
+
 /// Parses an Elasticsearch time value such as `20m`, `1d`, `500ms` or `30s`.
 ///
 /// Accepted units: `d`, `h`, `m`, `s`, `ms`, `micros`, `nanos`. A bare number
@@ -14,12 +18,10 @@ pub fn parse_time_value(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("failed to parse [{text}]: a unit is required (d, h, m, s, ms)"))?;
+        .ok_or_else(|| format!("failed to parse [{text}]: {EXPECTED_DURATION}"))?;
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
-        return Err(format!(
-            "failed to parse [{text}]: expected a number followed by a unit"
-        ));
+        return Err(format!("failed to parse [{text}]: {EXPECTED_DURATION}"));
     }
     let n: u64 = digits
         .parse()
@@ -32,11 +34,7 @@ pub fn parse_time_value(text: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(1),
         "micros" => Duration::from_micros(1),
         "nanos" => Duration::from_nanos(1),
-        _ => {
-            return Err(format!(
-            "failed to parse [{text}]: unknown unit [{unit}] (use d, h, m, s, ms, micros or nanos)"
-        ))
-        }
+        _ => return Err(format!("failed to parse [{text}]: {EXPECTED_DURATION}")),
     };
     u32::try_from(n)
         .ok()

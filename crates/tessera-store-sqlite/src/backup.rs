@@ -53,8 +53,10 @@ fn open_read_only(db: &Path) -> StoreResult<Connection> {
 /// build's. Changes nothing.
 pub fn check_schema(db: &Path) -> StoreResult<SchemaCheck> {
     let conn = open_read_only(db)?;
-    let stored = schema::stored_version(&conn)
-        .map_err(failed(format!("cannot read the schema of {}", db.display())))?;
+    let stored = schema::stored_version(&conn).map_err(failed(format!(
+        "cannot read the schema of {}",
+        db.display()
+    )))?;
     Ok(SchemaCheck {
         stored,
         current: SCHEMA_VERSION,
@@ -123,15 +125,15 @@ pub fn backup(db: &Path, dest: &Path, overwrite: bool) -> StoreResult<()> {
         }
     }
     let conn = open_read_only(db)?;
-    schema::refuse_newer(
-        schema::stored_version(&conn)
-            .map_err(failed(format!("cannot read the schema of {}", db.display())))?,
-    )?;
+    schema::refuse_newer(schema::stored_version(&conn).map_err(failed(format!(
+        "cannot read the schema of {}",
+        db.display()
+    )))?)?;
     let tmp = temporary(dest);
     create_private(&tmp)?;
-    let target = tmp.to_str().ok_or_else(|| {
-        StoreError::Unavailable(format!("{} is not valid UTF-8", dest.display()))
-    })?;
+    let target = tmp
+        .to_str()
+        .ok_or_else(|| StoreError::Unavailable(format!("{} is not valid UTF-8", dest.display())))?;
     if let Err(e) = conn.execute("VACUUM INTO ?1", [target]) {
         let _ = std::fs::remove_file(&tmp);
         return Err(StoreError::Unavailable(format!(

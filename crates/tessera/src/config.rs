@@ -114,8 +114,8 @@ struct FileConfig {
     store_timeout: Option<String>,
     access_token_ttl: Option<String>,
     refresh_window: Option<String>,
-    refresh_reuse_revokes_family: Option<bool>,
-    revoke_on_user_change: Option<bool>,
+    refresh_reuse_revokes_family: Option<toml::Value>,
+    revoke_on_user_change: Option<toml::Value>,
     max_body_bytes: Option<toml::Value>,
     request_timeout: Option<String>,
     cleanup_interval: Option<String>,
@@ -339,14 +339,16 @@ impl Config {
         )?;
         let refresh_reuse_revokes_family = boolean(
             "refresh_reuse_revokes_family",
-            args.refresh_reuse_revokes_family,
-            file.refresh_reuse_revokes_family,
+            args.refresh_reuse_revokes_family
+                .or(toml_text(file.refresh_reuse_revokes_family)),
+            None,
             true,
         )?;
         let revoke_on_user_change = boolean(
             "revoke_on_user_change",
-            args.revoke_on_user_change,
-            file.revoke_on_user_change,
+            args.revoke_on_user_change
+                .or(toml_text(file.revoke_on_user_change)),
+            None,
             true,
         )?;
         let throttle = throttle::resolve(

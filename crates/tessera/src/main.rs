@@ -30,7 +30,7 @@ lists a command's flags. Documentation: README.md and docs/operations.md.";
 /// security API (users, roles, tokens, API keys, role mappings, SAML) and
 /// OAuth 2.0, on an embedded SQLite store or on PostgreSQL.
 #[derive(Parser)]
-#[command(version, about, long_about = None, after_help = EXAMPLES)]
+#[command(version, long_about = None, after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

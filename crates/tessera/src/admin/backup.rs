@@ -92,6 +92,9 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<Value> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
+    if !args.file.is_file() {
+        bail!("no backup file at {}", absolute(&args.file).display());
+    }
     prepare_empty_dir(&dir)?;
     let (from, to) = (args.file.clone(), db.clone());
     tokio::task::spawn_blocking(move || tessera_store_sqlite::restore(&from, &to))
@@ -120,7 +123,9 @@ fn prepare_empty_dir(dir: &Path) -> anyhow::Result<()> {
             .create(dir)
             .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
             .with_context(|| format!("cannot create the data directory {}", dir.display())),
-        Err(e) => Err(e).with_context(|| format!("cannot use {} as the data directory", dir.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot use {} as the data directory", dir.display()))
+        }
     }
 }
 
@@ -138,9 +143,10 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<(Value, u8)> {
                 bail!("no store at {}", absolute(db).display());
             }
             let db = db.clone();
-            let check = tokio::task::spawn_blocking(move || tessera_store_sqlite::check_schema(&db))
-                .await
-                .map_err(|e| anyhow!("the check panicked: {e}"))??;
+            let check =
+                tokio::task::spawn_blocking(move || tessera_store_sqlite::check_schema(&db))
+                    .await
+                    .map_err(|e| anyhow!("the check panicked: {e}"))??;
             (check.stored, check.current)
         }
         StoreLocation::Postgres {

@@ -105,7 +105,9 @@ fn parse_role(name: &str, doc: Value) -> anyhow::Result<RoleDescriptor> {
 pub async fn run_role(command: RoleCommand) -> anyhow::Result<Value> {
     // Refused before the store is opened.
     let role = match &command {
-        RoleCommand::Put { name, document: d, .. } => Some(parse_role(name, document(d)?)?),
+        RoleCommand::Put {
+            name, document: d, ..
+        } => Some(parse_role(name, document(d)?)?),
         _ => None,
     };
     let (RoleCommand::Put { store, .. }
@@ -135,7 +137,9 @@ pub async fn run_role(command: RoleCommand) -> anyhow::Result<Value> {
 
 pub async fn run_mapping(command: RoleMappingCommand) -> anyhow::Result<Value> {
     let mapping = match &command {
-        RoleMappingCommand::Put { name, document: d, .. } => Some(
+        RoleMappingCommand::Put {
+            name, document: d, ..
+        } => Some(
             RoleMapping::parse(name, &document(d)?)
                 .map_err(|e| anyhow!("invalid role mapping: {e}"))?,
         ),

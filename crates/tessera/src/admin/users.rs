@@ -241,14 +241,9 @@ pub async fn run(command: UserCommand) -> anyhow::Result<Printed> {
                 return Ok(Printed::Text(secret.expose().to_owned()));
             }
         }
-        UserCommand::List { .. } => Value::Array(
-            store
-                .list_users()
-                .await?
-                .iter()
-                .map(user_json)
-                .collect(),
-        ),
+        UserCommand::List { .. } => {
+            Value::Array(store.list_users().await?.iter().map(user_json).collect())
+        }
         UserCommand::Show { username, .. } => user_json(
             &store
                 .get_user(&username)

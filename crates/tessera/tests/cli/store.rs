@@ -1,0 +1,183 @@
+//! Roles, role mappings and API keys from the CLI; which store a command
+//! opens; `--help`.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[test]
+fn roles_mappings_and_api_keys_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), Options::default());
+    let d = dir.path();
+
+    let role = r#"{"cluster":["monitor"],"indices":[{"names":["logs-*"],"privileges":["read"]}]}"#;
+    assert_eq!(
+        ok(d, &["role", "put", "viewer", role]),
+        json!({ "role": { "created": true } })
+    );
+    assert_eq!(
+        ok_with(d, &["role", "put", "viewer", "-"], Some(role)),
+        json!({ "role": { "created": false } })
+    );
+    let listed = ok(d, &["role", "list"]);
+    assert_eq!(listed["viewer"]["cluster"], json!(["monitor"]));
+    // The server sees it.
+    let r = server.get("/_security/role/viewer").admin().send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let e = fails(d, &["role", "put", "superuser", "{}"], None);
+    assert!(e.contains("reserved"), "{e}");
+    let e = fails(d, &["role", "put", "bad", r#"{"cluster":["nope"]}"#], None);
+    assert!(e.contains("unknown cluster privilege [nope]"), "{e}");
+    let e = fails(d, &["role", "put", "bad", "{"], None);
+    assert!(e.contains("not valid JSON"), "{e}");
+    assert_eq!(
+        ok(d, &["role", "delete", "viewer"]),
+        json!({ "found": true })
+    );
+    let e = fails(d, &["role", "delete", "viewer"], None);
+    assert!(e.contains("[viewer] does not exist"), "{e}");
+
+    let mapping = r#"{"roles":["viewer"],"enabled":true,"rules":{"field":{"username":"*"}}}"#;
+    assert_eq!(
+        ok(d, &["role-mapping", "put", "everyone", mapping]),
+        json!({ "role_mapping": { "created": true } })
+    );
+    assert_eq!(
+        ok(d, &["role-mapping", "list"])["everyone"]["roles"],
+        json!(["viewer"])
+    );
+    let r = server
+        .get("/_security/role_mapping/everyone")
+        .admin()
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let e = fails(
+        d,
+        &["role-mapping", "put", "broken", r#"{"roles":["x"]}"#],
+        None,
+    );
+    assert!(e.contains("invalid role mapping"), "{e}");
+    assert_eq!(
+        ok(d, &["role-mapping", "delete", "everyone"]),
+        json!({ "found": true })
+    );
+    fails(d, &["role-mapping", "delete", "everyone"], None);
+
+    // API keys: made over HTTP, listed and invalidated by the CLI; the
+    // running server refuses the key at once.
+    let r = server
+        .post("/_security/api_key")
+        .admin()
+        .json(&json!({ "name": "cli-key" }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (id, encoded) = (r.str("id"), r.str("encoded"));
+    let auth = |encoded: &str| {
+        server
+            .get(AUTHENTICATE)
+            .header("Authorization", &format!("ApiKey {encoded}"))
+            .send()
+            .status
+    };
+    assert_eq!(auth(&encoded), 200);
+    let keys = ok(d, &["api-key", "list", "--user", ADMIN]);
+    assert_eq!(keys["api_keys"][0]["id"], id.as_str());
+    assert_eq!(keys["api_keys"][0]["invalidated"], false);
+    assert!(!keys.to_string().contains(&encoded));
+    let e = fails(d, &["api-key", "invalidate"], None);
+    assert!(e.contains("at least one of --id"), "{e}");
+    let out = ok(d, &["api-key", "invalidate", "--id", &id]);
+    assert_eq!(out["invalidated_api_keys"], json!([id]));
+    assert_eq!(auth(&encoded), 401);
+    let active = ok(d, &["api-key", "list", "--active-only"]);
+    assert_eq!(active, json!({ "api_keys": [] }));
+}
+
+#[test]
+fn store_commands_never_create_a_store_by_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("elsewhere");
+    let e = fails(&missing, &["user", "list"], None);
+    assert!(e.contains("no store at") && e.contains("--create"), "{e}");
+    assert!(
+        e.contains(&missing.join("tessera.db").display().to_string()),
+        "{e}"
+    );
+    assert!(!missing.exists());
+    fails(&missing, &["client", "list"], None);
+    assert_eq!(ok(&missing, &["user", "list", "--create"]), json!([]));
+
+    // --data-dir naming a file.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let e = fails(&file, &["user", "list", "--create"], None);
+    assert!(e.contains("is not a directory"), "{e}");
+}
+
+fn help(args: &[&str]) -> String {
+    let out = run(
+        {
+            let mut cmd = tessera_testkit::process::tessera_command(Path::new(BIN));
+            cmd.args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd
+        },
+        None,
+    );
+    assert!(out.status.success(), "{args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn help_speaks_to_users() {
+    let top = help(&["--help"]);
+    assert!(
+        top.starts_with("Tessera: an authentication token server"),
+        "{top}"
+    );
+    assert!(top.contains("Examples:"), "{top}");
+    let serve = help(&["serve", "--help"]);
+    for needle in [
+        "TESSERA_BOOTSTRAP_PASSWORD ",
+        "TESSERA_BOOTSTRAP_PASSWORD_FILE",
+        "bootstrap_password",
+        "TESSERA_LOG",
+    ] {
+        assert!(serve.contains(needle), "{needle}: {serve}");
+    }
+    let client = help(&["client", "list", "--help"]);
+    assert!(
+        !client.contains("--listen") && !client.contains("--access-token-ttl"),
+        "{client}"
+    );
+    assert!(client.contains("--data-dir"), "{client}");
+    for command in [
+        &["user", "create", "--help"][..],
+        &["user", "reset-password", "--help"],
+        &["role", "put", "--help"],
+        &["role-mapping", "put", "--help"],
+        &["token", "invalidate", "--help"],
+        &["api-key", "invalidate", "--help"],
+        &["backup", "--help"],
+        &["migrate", "--help"],
+    ] {
+        let text = help(command);
+        assert!(text.contains("Examples:"), "{command:?}: {text}");
+    }
+}
+
+#[test]
+fn a_bad_setting_is_one_line_without_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tessera_in(
+        dir.path(),
+        &["check-config", "--access-token-ttl", "2x"],
+        None,
+    );
+    let e = one_error(&out, &["check-config"]);
+    assert!(e.contains("access_token_ttl"), "{e}");
+}
