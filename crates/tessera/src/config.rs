@@ -13,12 +13,14 @@ use tessera_domain::crypto::Secret;
 
 mod describe;
 pub mod realms;
+mod sources;
 pub mod throttle;
 mod values;
 
 use values::{boolean, duration, integer, setting_error, toml_text};
 
 pub use describe::SERVE_HELP;
+pub use sources::FileKeys;
 pub use throttle::ThrottleArgs;
 
 /// Flags of `tessera serve`. Each can also be given as an environment
@@ -184,23 +186,29 @@ pub struct Config {
     pub issuer: Option<String>,
     /// Where the metrics are also served, open, for a scraper.
     pub metrics_listen: Option<SocketAddr>,
+    /// The config file and the keys it set (for `check-config`).
+    pub file: FileKeys,
 }
 
 impl Config {
     /// Resolves flags, environment (both already merged by clap), the file
     /// and the defaults, and validates the result.
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
-        let file = match &args.config {
+        let (file, keys) = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the config file {}", path.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .with_context(|| format!("invalid config file {}", path.display()))?
+                let file = toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?;
+                (file, FileKeys::read(path, &text))
             }
-            None => FileConfig::default(),
+            None => (FileConfig::default(), FileKeys::default()),
         };
         let base_dir = realms::base_dir(args.config.as_deref());
-        Self::resolve_with(args, file, Some(&base_dir))
+        let _naming_sources = sources::resolving(&keys);
+        let mut config = Self::resolve_with(args, file, Some(&base_dir))?;
+        config.file = keys;
+        Ok(config)
     }
 
     /// Resolves the text of a config file with no flags: what `--config`
@@ -221,12 +229,7 @@ impl Config {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:9200".into());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            setting_error(
-                "listen",
-                format!("expected ADDRESS:PORT, got [{listen_text}]"),
-            )
-        })?;
+        let listen = values::address("listen", &listen_text)?;
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -366,12 +369,7 @@ impl Config {
             .metrics_listen
             .or(file.metrics_listen)
             .map(|text| {
-                let addr: SocketAddr = text.parse().map_err(|_| {
-                    setting_error(
-                        "metrics_listen",
-                        format!("expected ADDRESS:PORT, got [{text}]"),
-                    )
-                })?;
+                let addr = values::address("metrics_listen", &text)?;
                 if addr == listen && addr.port() != 0 {
                     return Err(setting_error(
                         "metrics_listen",
@@ -415,6 +413,7 @@ impl Config {
             bootstrap_password,
             issuer,
             metrics_listen,
+            file: FileKeys::default(),
         })
     }
 }

@@ -41,7 +41,8 @@ enum Command {
     /// Run the server.
     #[command(after_help = tessera::config::SERVE_HELP)]
     Serve(ServeArgs),
-    /// Check the configuration and print it (secrets hidden), then exit.
+    /// Check the configuration and print the effective settings as TOML,
+    /// each with its source (secrets hidden), then exit.
     CheckConfig(ServeArgs),
     /// Manage OAuth 2.0 clients directly in the configured store.
     #[command(subcommand)]
@@ -101,10 +102,10 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             tracing::info!("stopped");
         }
         Command::CheckConfig(args) => {
-            // Secrets (the bootstrap password) print as `<redacted>`.
+            // As TOML with each value's source; secrets as `<redacted>`.
             let config = Config::resolve(args)?;
             config.warn_about_issuer();
-            println!("{config:#?}");
+            print!("{}", config.to_toml());
         }
         Command::Client(command) => print_json(&clients::run(command).await?),
         Command::User(command) => match admin::users::run(command).await? {

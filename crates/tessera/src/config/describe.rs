@@ -2,7 +2,30 @@
 //! named in the start-up log, and the warnings given at start and by
 //! `check-config`.
 
+use std::time::Duration;
+
+use super::values::show;
 use super::{Config, StoreLocation};
+
+/// A TOML value for the effective configuration.
+enum Shown {
+    Text(String),
+    Number(String),
+    Bool(bool),
+    Absent,
+}
+
+fn text(s: impl Into<String>) -> Shown {
+    Shown::Text(s.into())
+}
+
+fn duration(d: Duration) -> Shown {
+    Shown::Text(show(d))
+}
+
+fn number(n: impl std::fmt::Display) -> Shown {
+    Shown::Number(n.to_string())
+}
 
 /// Printed after `tessera serve --help`'s flags.
 pub const SERVE_HELP: &str = "\
@@ -54,5 +77,131 @@ impl Config {
         if let Some(warning) = self.issuer_warning() {
             tracing::warn!("{warning}");
         }
+    }
+}
+
+impl Config {
+    /// The effective configuration as TOML that `--config` accepts, each
+    /// value followed by where it came from; secrets as `<redacted>`.
+    pub fn to_toml(&self) -> String {
+        let t = &self.http.throttle;
+        let (pool_size, store_timeout) = match &self.store {
+            StoreLocation::Postgres {
+                pool_size, timeout, ..
+            } => (number(pool_size), duration(*timeout)),
+            StoreLocation::Sqlite(_) => (Shown::Absent, Shown::Absent),
+        };
+        let store = match &self.store {
+            StoreLocation::Sqlite(path) => text(format!("sqlite:{}", path.display())),
+            StoreLocation::Postgres { url, .. } => text(super::redact_url(url)),
+        };
+        let delays: Vec<String> = t
+            .lock
+            .schedule
+            .iter()
+            .map(|ms| {
+                show(Duration::from_millis(
+                    u64::try_from(*ms).unwrap_or_default(),
+                ))
+            })
+            .collect();
+        let settings: Vec<(&str, Shown)> = vec![
+            ("listen", text(self.listen.to_string())),
+            ("data_dir", text(self.data_dir.display().to_string())),
+            ("store", store),
+            ("store_pool_size", pool_size),
+            ("store_timeout", store_timeout),
+            ("access_token_ttl", duration(self.http.access_token_ttl)),
+            ("refresh_window", duration(self.http.refresh_window)),
+            (
+                "refresh_reuse_revokes_family",
+                Shown::Bool(self.http.refresh_reuse_revokes_family),
+            ),
+            (
+                "revoke_on_user_change",
+                Shown::Bool(self.http.revoke_on_user_change),
+            ),
+            ("max_body_bytes", number(self.http.max_body_bytes)),
+            ("request_timeout", duration(self.http.request_timeout)),
+            ("cleanup_interval", duration(self.cleanup_interval)),
+            ("cleanup_batch", number(self.cleanup_batch)),
+            ("shutdown_timeout", duration(self.shutdown_timeout)),
+            (
+                "header_read_timeout",
+                duration(self.connections.header_read_timeout),
+            ),
+            ("idle_timeout", duration(self.connections.idle_timeout)),
+            ("max_connections", number(self.connections.max_connections)),
+            ("issuer", text(self.http.issuer.clone())),
+            (
+                "metrics_listen",
+                self.metrics_listen
+                    .map_or(Shown::Absent, |a| text(a.to_string())),
+            ),
+            ("lockout_threshold", number(t.lock.threshold)),
+            ("lockout_delays", text(delays.join(","))),
+            (
+                "lockout_reset_after",
+                duration(Duration::from_millis(
+                    u64::try_from(t.lock.reset_after).unwrap_or_default(),
+                )),
+            ),
+            ("source_failure_burst", number(t.budget.burst)),
+            ("source_failure_rate", number(t.budget.per_second)),
+            (
+                "trusted_proxies",
+                text(
+                    t.trusted_proxies
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            ),
+            (
+                "bootstrap_password",
+                self.bootstrap_password
+                    .as_ref()
+                    .map_or(Shown::Absent, |_| text("<redacted>")),
+            ),
+        ];
+        let mut out =
+            String::from("# The effective configuration; each value's source follows it.\n");
+        for (name, value) in settings {
+            let source = match name {
+                "bootstrap_password" => {
+                    bootstrap_source(&self.file, self.bootstrap_password.is_some())
+                }
+                "issuer" if self.issuer.is_none() => "default: http://<listen address>".into(),
+                _ => self.file.source(name).unwrap_or_else(|| "default".into()),
+            };
+            let value = match value {
+                Shown::Text(s) => toml::Value::String(s).to_string(),
+                Shown::Number(n) => n,
+                Shown::Bool(b) => b.to_string(),
+                Shown::Absent => {
+                    out.push_str(&format!("# {name} is not set ({source})\n"));
+                    continue;
+                }
+            };
+            out.push_str(&format!("{name} = {value}  # {source}\n"));
+        }
+        if self.file.keys.contains("realms") {
+            out.push_str("# [realms.*] tables: as in the config file (checked)\n");
+        }
+        out
+    }
+}
+
+fn bootstrap_source(file: &super::FileKeys, set: bool) -> String {
+    if std::env::var_os("TESSERA_BOOTSTRAP_PASSWORD").is_some() {
+        "environment variable TESSERA_BOOTSTRAP_PASSWORD".into()
+    } else if std::env::var_os("TESSERA_BOOTSTRAP_PASSWORD_FILE").is_some() {
+        "environment variable TESSERA_BOOTSTRAP_PASSWORD_FILE".into()
+    } else if set {
+        file.source("bootstrap_password")
+            .unwrap_or_else(|| "config file".into())
+    } else {
+        "generated at first start when the store has no users".into()
     }
 }

@@ -6,9 +6,14 @@ use std::time::Duration;
 use anyhow::bail;
 use tessera_domain::time::parse_time_value;
 
+/// A setting's error: names the setting, where this value came from (when
+/// known), and every way of setting it.
 pub(crate) fn setting_error(name: &str, problem: impl std::fmt::Display) -> anyhow::Error {
+    let from = super::sources::current_source(name)
+        .map(|s| format!("set by {s}; "))
+        .unwrap_or_default();
     anyhow::anyhow!(
-        "invalid setting `{name}` (flag --{}, environment TESSERA_{}): {problem}",
+        "invalid setting `{name}` ({from}flag --{}, environment TESSERA_{}, or `{name}` in the config file): {problem}",
         name.replace('_', "-"),
         name.to_ascii_uppercase()
     )
@@ -37,6 +42,9 @@ pub(crate) fn duration(
 }
 
 pub(crate) fn show(d: Duration) -> String {
+    if d.subsec_millis() != 0 {
+        return format!("{}ms", d.as_millis());
+    }
     match d.as_secs() {
         s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
         s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
@@ -93,5 +101,28 @@ pub(crate) fn toml_text(v: Option<toml::Value>) -> Option<String> {
     v.map(|v| match v {
         toml::Value::String(s) => s,
         other => other.to_string(),
+    })
+}
+
+/// An `ADDRESS:PORT` setting. `localhost:PORT` and `:PORT` both mean
+/// 127.0.0.1 (never every interface by accident: that takes an explicit
+/// `0.0.0.0:PORT` or `[::]:PORT`).
+pub(crate) fn address(name: &str, text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let trimmed = text.trim();
+    let port = trimmed
+        .strip_prefix("localhost:")
+        .or_else(|| trimmed.strip_prefix(':'));
+    let normalized = match port {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => trimmed.to_owned(),
+    };
+    normalized.parse().map_err(|_| {
+        setting_error(
+            name,
+            format!(
+                "expected ADDRESS:PORT (127.0.0.1:9200, 0.0.0.0:9200, [::1]:9200, \
+                 localhost:9200, or :9200 for 127.0.0.1), got [{text}]"
+            ),
+        )
     })
 }

@@ -101,16 +101,24 @@ fn guessing_limits_come_from_flags_environment_and_file_and_are_validated() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let compact: String = stdout.split_whitespace().collect();
+    // The effective configuration as TOML, each value with its source.
+    let file_source = format!("# config file {}", file.display());
     for expected in [
-        "threshold:3,",
-        "schedule:[2000,60000,]",
-        "burst:7.0,",
-        "per_second:10.0,",
-        "192.0.2.0/24",
+        "lockout_threshold = 3  # environment variable TESSERA_LOCKOUT_THRESHOLD".to_owned(),
+        format!("lockout_delays = \"2s,1m\"  {file_source}"),
+        "source_failure_burst = 7  # flag --source-failure-burst".into(),
+        "source_failure_rate = 10  # default".into(),
+        "trusted_proxies = \"192.0.2.0/24\"  # environment variable TESSERA_TRUSTED_PROXIES".into(),
+        "bootstrap_password = \"<redacted>\"  # environment variable TESSERA_BOOTSTRAP_PASSWORD"
+            .into(),
+        "access_token_ttl = \"20m\"  # default".into(),
     ] {
-        assert!(compact.contains(expected), "no {expected} in {stdout}");
+        assert!(
+            stdout.lines().any(|l| l == expected),
+            "no {expected} in {stdout}"
+        );
     }
+    assert!(!stdout.contains("--bootstrap-password"), "{stdout}");
     assert!(
         !stdout.contains("10.0.0.0/8"),
         "the environment wins over the file"

@@ -181,3 +181,99 @@ fn a_bad_setting_is_one_line_without_a_backtrace() {
     let e = one_error(&out, &["check-config"]);
     assert!(e.contains("access_token_ttl"), "{e}");
 }
+
+fn check_config(dir: &Path, args: &[&str], log: &str) -> std::process::Output {
+    let mut cmd = tessera_testkit::process::tessera_command(Path::new(BIN));
+    cmd.env("TESSERA_LOG", log)
+        .current_dir(dir)
+        .arg("check-config")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    run(cmd, None)
+}
+
+#[test]
+fn check_config_prints_toml_with_sources_and_names_the_file_of_a_bad_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tessera.toml");
+    std::fs::write(
+        &file,
+        "revoke_on_user_change = \"false\"\nmax_connections = \"500\"\nrefresh_reuse_revokes_family = false\n",
+    )
+    .unwrap();
+    let out = check_config(
+        dir.path(),
+        &["--config", file.to_str().unwrap(), "--listen", ":9300"],
+        "error",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let from_file = format!("# config file {}", file.display());
+    for expected in [
+        format!("revoke_on_user_change = false  {from_file}"),
+        format!("refresh_reuse_revokes_family = false  {from_file}"),
+        format!("max_connections = 500  {from_file}"),
+        "listen = \"127.0.0.1:9300\"  # flag --listen".into(),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == expected),
+            "no {expected} in {stdout}"
+        );
+    }
+    // The printed configuration is a configuration file.
+    let printed = dir.path().join("printed.toml");
+    std::fs::write(&printed, &stdout).unwrap();
+    let again = check_config(
+        dir.path(),
+        &["--config", printed.to_str().unwrap()],
+        "error",
+    );
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let out = check_config(dir.path(), &["--listen", "localhost:9301"], "error");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"127.0.0.1:9301\""));
+
+    // The wildcard address warns about the issuer it makes.
+    let out = check_config(dir.path(), &["--listen", "0.0.0.0:9302"], "warn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http://0.0.0.0:9302"), "{stderr}");
+
+    // A bad value names the file that set it.
+    std::fs::write(&file, "access_token_ttl = \"2x\"\n").unwrap();
+    let out = check_config(dir.path(), &["--config", file.to_str().unwrap()], "error");
+    let e = one_error(&out, &["check-config"]);
+    assert!(
+        e.contains(&format!("set by config file {}", file.display()))
+            && e.contains("access_token_ttl"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_ignored_bootstrap_password_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(TestServer::start_in(dir.path(), Options::default()));
+    let mut cmd = tessera_testkit::process::tessera_command(Path::new(BIN));
+    cmd.env("TESSERA_BOOTSTRAP_PASSWORD", "another-password");
+    let mut node = tessera_testkit::process::Process::serve("tessera", cmd, Some(dir.path()), &[]);
+    node.wait_listening().expect("the node listens");
+    let lines = node.lines();
+    let ignored: Vec<&String> = lines.iter().filter(|l| l.contains("was ignored")).collect();
+    assert_eq!(ignored.len(), 1, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("starting tessera") && l.contains("tessera.db")),
+        "{lines:?}"
+    );
+    node.terminate(std::time::Duration::from_secs(10));
+}
