@@ -41,6 +41,11 @@ fn main() {
             migration_3_upgrades_a_version_2_database,
         ),
         needs_postgres_async(
+            "a_newer_schema_is_reported_and_refused",
+            2,
+            a_newer_schema_is_reported_and_refused,
+        ),
+        needs_postgres_async(
             "concurrent_bootstraps_create_one_user",
             4,
             concurrent_bootstraps_create_one_user,
@@ -199,6 +204,44 @@ async fn migration_3_upgrades_a_version_2_database(base: String) {
     let versions = migrations(&admin, &format!("{schema}.tessera_schema_migrations")).await;
     assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
     conformance::assert_upgraded_for_oauth(&store, &subject, &old, &old_pair).await;
+}
+
+/// `check_schema` tells an empty, a current and a newer database apart,
+/// changing nothing; connecting to a newer one fails naming both versions.
+async fn a_newer_schema_is_reported_and_refused(base: String) {
+    let admin = connect_admin(&base).await;
+    let test_schema = TestDb::schema(&base);
+    let (schema, url) = (&test_schema.name, test_schema.url.clone());
+    let (empty, current) = PostgresStore::check_schema(PostgresConfig::new(url.clone()))
+        .await
+        .unwrap();
+    assert_eq!(empty, None);
+    drop(connect(&url).await);
+    let (stored, _) = PostgresStore::check_schema(PostgresConfig::new(url.clone()))
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(current));
+    let newer = current + 1;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO {schema}.tessera_schema_migrations (version) VALUES ({newer})"
+        ))
+        .await
+        .unwrap();
+    let (stored, _) = PostgresStore::check_schema(PostgresConfig::new(url.clone()))
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(newer));
+    let refused = PostgresStore::connect(PostgresConfig::new(url.clone())).await;
+    let message = match refused {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a newer schema was accepted"),
+    };
+    assert!(
+        message.contains(&format!("version {newer}"))
+            && message.contains(&format!("version {current}")),
+        "{message}"
+    );
 }
 
 /// Nodes bootstrapping at once (each with its own pool) create exactly one user.

@@ -73,3 +73,12 @@ pub(crate) fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     narrow(path)?;
     Ok(file)
 }
+
+/// Why SQLite could not open `db`, naming the file and what it needs.
+pub(crate) fn cannot_open(db: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!(
+        "cannot open {}: {e} (the user running tessera needs read and write \
+         permission on the file and on its directory)",
+        db.display()
+    ))
+}

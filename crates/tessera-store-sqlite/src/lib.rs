@@ -27,9 +27,7 @@ mod role_mappings;
 mod schema;
 mod tokens;
 mod writer;
-
-pub use backup::{backup, check_schema, restore, SchemaCheck};
-pub use schema::SCHEMA_VERSION;
+pub use {backup::*, schema::SCHEMA_VERSION};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -98,13 +96,7 @@ impl SqliteStore {
 
     fn open_writer(path: &Path) -> StoreResult<Connection> {
         files::make_private(path)?;
-        let conn = Connection::open(path).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot open {}: {e} (the user running tessera needs read and write \
-                 permission on the file and on its directory)",
-                path.display()
-            ))
-        })?;
+        let conn = Connection::open(path).map_err(|e| files::cannot_open(path, e))?;
         schema::prepare_writer(&conn)?;
         // From now on commits do not wait for the disk: the writer's syncer
         // thread fsyncs the WAL before any job is answered (see `writer`).
@@ -252,10 +244,6 @@ impl SqliteStore {
 
 fn internal(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(e.to_string())
-}
-
-fn unavailable(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 #[async_trait]

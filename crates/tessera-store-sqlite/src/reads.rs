@@ -87,3 +87,7 @@ impl ReadPool {
         }
     }
 }
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
