@@ -42,8 +42,9 @@ pub enum TokenCommand {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct KeyFilterArgs {
-    /// The key's id (repeat or separate with commas).
-    #[arg(long = "id", value_delimiter = ',')]
+    /// The key's id (repeat or separate with commas; an id may start
+    /// with `-`).
+    #[arg(long = "id", value_delimiter = ',', allow_hyphen_values = true)]
     pub ids: Vec<String>,
     /// The key's name; `prefix*` matches by prefix.
     #[arg(long)]

@@ -92,6 +92,11 @@ fn roles_mappings_and_api_keys_from_the_cli() {
     let out = ok(d, &["api-key", "invalidate", "--id", &id]);
     assert_eq!(out["invalidated_api_keys"], json!([id]));
     assert_eq!(auth(&encoded), 401);
+    // Key ids are base64url: one may start with `-`.
+    assert_eq!(
+        ok(d, &["api-key", "list", "--id", "-no-such-key"]),
+        json!({ "api_keys": [] })
+    );
     let active = ok(d, &["api-key", "list", "--active-only"]);
     assert_eq!(active, json!({ "api_keys": [] }));
 }
