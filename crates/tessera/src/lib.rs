@@ -7,3 +7,4 @@ pub mod connections;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod server;
+pub mod tls;
