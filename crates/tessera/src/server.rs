@@ -117,7 +117,12 @@ async fn connect_postgres(config: PostgresConfig, wait: Duration) -> anyhow::Res
             }
             Err(e) => {
                 return Err(e).with_context(|| {
-                    format!("cannot open the PostgreSQL store at {target} (waited up to {wait:?})")
+                    let waited = if wait.is_zero() {
+                        "0s".into()
+                    } else {
+                        format!("{wait:?}")
+                    };
+                    format!("cannot open the PostgreSQL store at {target} (store_wait: {waited})")
                 })
             }
         }

@@ -103,7 +103,7 @@ pub async fn ready(store: DynStore) {
     store.ready().await.unwrap();
     store.ready().await.unwrap();
     assert!(store.list_users().await.unwrap().is_empty());
-    store.put_user(user("joe", None)).await.unwrap();
+    store.put_user(user("joe", Some("h1"))).await.unwrap();
     store.ready().await.unwrap();
     assert_eq!(store.list_users().await.unwrap().len(), 1);
 }
