@@ -397,3 +397,48 @@ fn the_certificate_is_reloaded_when_its_files_change_and_a_bad_pair_is_refused()
     assert_eq!(get(&mut fresh, "/_tessera/live").0, 200);
     assert_eq!(get(&mut old, "/_tessera/live").0, 200);
 }
+
+/// The real binary reloads its pair on SIGHUP: new connections get the
+/// new certificate once it says so.
+#[test]
+fn sighup_reloads_the_certificate_of_the_binary() {
+    use tessera_testkit::process::{without_tessera_env, Process};
+    let pki = Pki::new();
+    let client = pki.client();
+    let (a, b) = (pki.leaf(1), pki.leaf(2));
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &a.cert_pem).unwrap();
+    std::fs::write(&key, &a.key_pem).unwrap();
+    let mut cmd = without_tessera_env(std::process::Command::new(env!("CARGO_BIN_EXE_tessera")));
+    cmd.env("TESSERA_LOG", "info")
+        .env("TESSERA_TLS_CERT", &cert)
+        .env("TESSERA_TLS_KEY", &key)
+        .env(
+            "TESSERA_BOOTSTRAP_PASSWORD",
+            tessera_testkit::server::ADMIN_PW,
+        );
+    let mut node = Process::serve("tessera", cmd, None, &[]);
+    node.wait_listening()
+        .unwrap_or_else(|log| panic!("tessera did not start:\n{log}"));
+    let addr: SocketAddr = node.base.trim_start_matches("http://").parse().unwrap();
+    assert_eq!(served_cert(&connect(addr, &client).unwrap()), a.der);
+
+    replace(&key, &b.key_pem);
+    replace(&cert, &b.cert_pem);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    node.expect_output("the reload on SIGHUP", |lines| {
+        lines.iter().any(|l| l.contains("SIGHUP: reloading"))
+            && lines
+                .iter()
+                .any(|l| l.contains("reloaded the TLS certificate"))
+    });
+    let mut fresh = connect(addr, &client).unwrap();
+    assert_eq!(served_cert(&fresh), b.der);
+    assert_eq!(get(&mut fresh, "/_tessera/ready").0, 200);
+    node.terminate(Duration::from_secs(20));
+}
