@@ -240,14 +240,6 @@ impl SqliteStore {
     }
 }
 
-fn internal(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
-}
-
-fn unavailable(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -256,24 +248,11 @@ impl Store for SqliteStore {
         self.write_uncached(|_| Ok(())).await
     }
 
-    /// A real write (a row of the meta table), committed and synced like
-    /// any other: an empty transaction would succeed on a read-only file.
+    /// A real write ([`schema::ready_probe`]): an empty transaction
+    /// would succeed on a read-only file.
     async fn ready(&self) -> StoreResult<()> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
-            .await?;
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        self.write_uncached(move |c| {
-            c.prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .and_then(|mut stmt| stmt.execute([at.to_string()]))
-            .map(drop)
-            .map_err(unavailable)
-        })
-        .await
+        self.ping().await?;
+        self.write_uncached(schema::ready_probe).await
     }
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
