@@ -399,7 +399,8 @@ fn the_certificate_is_reloaded_when_its_files_change_and_a_bad_pair_is_refused()
 }
 
 /// The real binary reloads its pair on SIGHUP: new connections get the
-/// new certificate once it says so.
+/// new certificate once it says so. It warns about a key file others can
+/// read.
 #[test]
 fn sighup_reloads_the_certificate_of_the_binary() {
     use tessera_testkit::process::{without_tessera_env, Process};
@@ -418,9 +419,18 @@ fn sighup_reloads_the_certificate_of_the_binary() {
             "TESSERA_BOOTSTRAP_PASSWORD",
             tessera_testkit::server::ADMIN_PW,
         );
+    // A key open to others is warned about (at each load).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut node = Process::serve("tessera", cmd, None, &[]);
     node.wait_listening()
         .unwrap_or_else(|log| panic!("tessera did not start:\n{log}"));
+    assert!(
+        node.log()
+            .contains("the TLS private key is accessible to its group or to others"),
+        "{}",
+        node.log()
+    );
     let addr: SocketAddr = node.base.trim_start_matches("http://").parse().unwrap();
     assert_eq!(served_cert(&connect(addr, &client).unwrap()), a.der);
 
