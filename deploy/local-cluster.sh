@@ -17,13 +17,21 @@
 # Settings (environment): TESSERA_BOOTSTRAP_PASSWORD; TESSERA_CLUSTER_STATE
 # (where pids, logs and configuration go; default
 # ${TMPDIR:-/tmp}/tessera-local-cluster); TESSERA_CLUSTER_PORT (the
-# balancer's port, default 9200; nodes use the next three).
+# balancer's port, default 9200; nodes use the next three). `start` records
+# the port in the state folder, so `status` and `stop` need not be told it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${TESSERA_CLUSTER_STATE:-${TMPDIR:-/tmp}/tessera-local-cluster}
 PASSWORD=${TESSERA_BOOTSTRAP_PASSWORD:-changeme}
-LB_PORT=${TESSERA_CLUSTER_PORT:-9200}
+# The port given, else the one the running cluster was started with.
+if [[ -n ${TESSERA_CLUSTER_PORT:-} ]]; then
+    LB_PORT=$TESSERA_CLUSTER_PORT
+elif [[ ${1:-start} != start && -f $STATE/port ]]; then
+    LB_PORT=$(cat "$STATE/port")
+else
+    LB_PORT=9200
+fi
 NODES=3
 # The PostgreSQL cluster is this script's own, recorded in its state folder.
 export TESSERA_PG_STATE=$STATE/postgres.state
@@ -136,6 +144,7 @@ start() {
     local haproxy
     haproxy=$(ensure_haproxy)
     mkdir -p "$STATE"
+    echo "$LB_PORT" >"$STATE/port"
 
     log "starting PostgreSQL"
     local exports

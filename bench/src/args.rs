@@ -25,7 +25,8 @@ pub struct RunArgs {
     /// Rounds of the 256-way refresh storm [default: 20, smoke: 3].
     #[arg(long, value_name = "N")]
     pub storm_rounds: Option<usize>,
-    /// Where to write the JSON report [default: bench/results/latest.json].
+    /// Where to write the JSON report [default: bench/results/latest.json;
+    /// with --smoke: target/bench-smoke.json, or under $CARGO_TARGET_DIR].
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
     /// Also measure at scale: 1,000 vs 1,000,000 stored tokens, memory, disk (ignored with --smoke).

@@ -38,11 +38,10 @@ impl Prelude {
             warmup: secs(settings.warmup_s),
             duration: secs(settings.duration_s),
         };
-        let json_path = args.json.clone().unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("results")
-                .join("latest.json")
-        });
+        let json_path = args
+            .json
+            .clone()
+            .unwrap_or_else(|| default_json_path(args.smoke));
         let bin = process::tessera_binary(!args.no_build)?;
         let machine = Machine::detect();
         let load_before = report::load_average();
@@ -123,4 +122,18 @@ async fn warn_if_busy() {
 
 fn secs(v: f64) -> Duration {
     Duration::from_secs_f64(v.max(0.0))
+}
+
+/// Where the report goes without `--json`: a full run replaces the
+/// committed `bench/results/latest.json`; a smoke run, whose figures mean
+/// nothing, writes under the build's target folder instead.
+fn default_json_path(smoke: bool) -> std::path::PathBuf {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !smoke {
+        return bench.join("results").join("latest.json");
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| bench.join("..").join("target"))
+        .join("bench-smoke.json")
 }

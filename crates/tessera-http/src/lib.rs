@@ -163,15 +163,16 @@ async fn authenticate(Caller(who): Caller) -> Json<Authentication> {
     Json(who)
 }
 
-/// Ready only when the store answers a read and a write. Why not is
-/// logged by the request wrapper, like every server error's detail.
+/// Ready only when the store answers a read and can take a write (a
+/// read-only database is not ready). Why not is logged by the request
+/// wrapper, like every server error's detail.
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
+    match state.store.ready().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Extension(Detail(format!("readiness check failed: {e}"))),
-            Json(json!({ "status": "unavailable", "reason": "the token store is not answering" })),
+            Json(json!({ "status": "unavailable", "reason": "the token store is not answering or cannot take writes" })),
         )
             .into_response(),
     }

@@ -113,11 +113,20 @@ fn is_connection_lost(e: &tokio_postgres::Error) -> bool {
 
 /// A description of an error for logs and [`StoreError`] details. For
 /// database errors it keeps the SQLSTATE and the message and leaves out
-/// DETAIL, which can quote row values.
+/// DETAIL, which can quote row values. Other errors carry their causes
+/// ("error connecting to server: Connection refused (os error 111)").
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        }
     }
 }
 

@@ -213,6 +213,31 @@ impl Store for PostgresStore {
             .await
     }
 
+    /// Whether the session is read-only: a standby in recovery reports
+    /// `transaction_read_only = on`, and so does a database or role set to
+    /// `default_transaction_read_only`.
+    async fn ready(&self) -> StoreResult<()> {
+        let read_only = self
+            .db
+            .run(
+                "ready",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let row = c
+                        .query_one("SELECT current_setting('transaction_read_only')", &[])
+                        .await?;
+                    Ok(row.try_get::<_, String>(0)? == "on")
+                }),
+            )
+            .await?;
+        if read_only {
+            return Err(StoreError::Unavailable(
+                "the database is read-only (a standby, or default_transaction_read_only)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         self.db
             .read_one("get_user", &USER_BY_NAME, username, user_record)

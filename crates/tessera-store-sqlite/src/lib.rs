@@ -242,16 +242,19 @@ impl SqliteStore {
     }
 }
 
-fn internal(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
             .await?;
         self.write_uncached(|_| Ok(())).await
+    }
+
+    /// A real write ([`schema::ready_probe`]): an empty transaction
+    /// would succeed on a read-only file.
+    async fn ready(&self) -> StoreResult<()> {
+        self.ping().await?;
+        self.write_uncached(schema::ready_probe).await
     }
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {

@@ -2,6 +2,14 @@
 
 use super::*;
 
+pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+pub(crate) fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
 pub(crate) fn oauth_client_row(row: &Row<'_>) -> rusqlite::Result<OAuthClientRow> {
     Ok(OAuthClientRow {
         client_id: row.get(0)?,

@@ -158,3 +158,18 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
 pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
 }
+
+/// The write `Store::ready` makes, committed and synced like any other:
+/// one row of `meta`, so that a read-only file or disk fails it.
+pub(crate) fn ready_probe(c: &Connection) -> StoreResult<()> {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    c.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .and_then(|mut stmt| stmt.execute([at.to_string()]))
+    .map(drop)
+    .map_err(crate::unavailable)
+}

@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests! { $($how)*;
             accounts::users,
             accounts::bootstrap,
+            accounts::ready,
             accounts::roles,
             tokens::issue_and_find,
             tokens::refresh_rules,

@@ -251,6 +251,15 @@ pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store can serve reads and writes.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Succeeds when the store can take writes now, not only answer: what
+    /// `/_tessera/ready` reports. A read-only database (a PostgreSQL
+    /// standby or read-only session, a read-only SQLite file or disk) is
+    /// [`StoreError::Unavailable`]. The default is [`Store::ping`]; a
+    /// backend whose `ping` cannot see a read-only database overrides it.
+    async fn ready(&self) -> StoreResult<()> {
+        self.ping().await
+    }
+
     // ---- users ----
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// All users, sorted by name.

@@ -15,6 +15,7 @@ mod describe;
 pub mod realms;
 mod sources;
 pub mod throttle;
+pub mod tls;
 mod values;
 
 use values::{boolean, duration, integer, setting_error, toml_text};
@@ -22,6 +23,7 @@ use values::{boolean, duration, integer, setting_error, toml_text};
 pub use describe::SERVE_HELP;
 pub use sources::FileKeys;
 pub use throttle::ThrottleArgs;
+pub use tls::{TlsArgs, TlsFiles};
 
 /// Flags of `tessera serve`. Each can also be given as an environment
 /// variable or in the config file (same name, snake_case).
@@ -47,6 +49,10 @@ pub struct ServeArgs {
     /// a pooled connection [default: 5s].
     #[arg(long, env = "TESSERA_STORE_TIMEOUT")]
     pub store_timeout: Option<String>,
+    /// PostgreSQL: how long a starting node waits for the database to
+    /// answer, retrying with backoff, before giving up [default: 60s].
+    #[arg(long, env = "TESSERA_STORE_WAIT")]
+    pub store_wait: Option<String>,
     /// Access token lifetime, 1s to 1h [default: 20m].
     #[arg(long, env = "TESSERA_ACCESS_TOKEN_TTL")]
     pub access_token_ttl: Option<String>,
@@ -92,9 +98,12 @@ pub struct ServeArgs {
     pub max_connections: Option<String>,
     /// OAuth issuer identifier (RFC 8414): an http(s) URL without query or
     /// fragment, under which the /oauth2 endpoints are reached
-    /// [default: http://<listen address>].
+    /// [default: http://<listen address>, https:// with TLS].
     #[arg(long, env = "TESSERA_ISSUER")]
     pub issuer: Option<String>,
+    /// HTTPS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Password and client-secret guessing.
     #[command(flatten)]
     pub throttle: ThrottleArgs,
@@ -114,6 +123,7 @@ struct FileConfig {
     store: Option<String>,
     store_pool_size: Option<toml::Value>,
     store_timeout: Option<String>,
+    store_wait: Option<String>,
     access_token_ttl: Option<String>,
     refresh_window: Option<String>,
     refresh_reuse_revokes_family: Option<toml::Value>,
@@ -128,6 +138,8 @@ struct FileConfig {
     max_connections: Option<toml::Value>,
     issuer: Option<String>,
     metrics_listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     bootstrap_password: Option<Secret>,
     lockout_threshold: Option<toml::Value>,
     lockout_delays: Option<toml::Value>,
@@ -145,6 +157,8 @@ pub enum StoreLocation {
         url: String,
         pool_size: usize,
         timeout: Duration,
+        /// How long a starting node waits for the database.
+        wait: Duration,
     },
 }
 
@@ -157,11 +171,13 @@ impl std::fmt::Debug for StoreLocation {
                 url,
                 pool_size,
                 timeout,
+                wait,
             } => f
                 .debug_struct("Postgres")
                 .field("url", &redact_url(url))
                 .field("pool_size", pool_size)
                 .field("timeout", timeout)
+                .field("wait", wait)
                 .finish(),
         }
     }
@@ -188,6 +204,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The config file and the keys it set (for `check-config`).
     pub file: FileKeys,
+    /// HTTPS on the API port (the metrics listener stays plain HTTP).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Config {
@@ -248,6 +266,13 @@ impl Config {
             Duration::from_millis(100),
             Duration::from_secs(600),
         )?;
+        let store_wait = duration(
+            "store_wait",
+            args.store_wait.or(file.store_wait),
+            "60s",
+            Duration::from_millis(0),
+            Duration::from_secs(3600),
+        )?;
         let store = match args.store.or(file.store) {
             None => StoreLocation::Sqlite(data_dir.join("tessera.db")),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -255,6 +280,7 @@ impl Config {
                     url,
                     pool_size,
                     timeout: store_timeout,
+                    wait: store_wait,
                 }
             }
             Some(url) => match url.strip_prefix("sqlite:") {
@@ -385,6 +411,14 @@ impl Config {
             .or(file.issuer)
             .map(|text| validate_issuer(&text).map_err(|e| setting_error("issuer", e)))
             .transpose()?;
+        let tls = tls::resolve(
+            args.tls,
+            tls::TlsFile {
+                tls_cert: file.tls_cert,
+                tls_key: file.tls_key,
+            },
+            base_dir,
+        )?;
         let saml = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
         Ok(Config {
             listen,
@@ -396,7 +430,9 @@ impl Config {
                 refresh_reuse_revokes_family,
                 max_body_bytes,
                 request_timeout,
-                issuer: issuer.clone().unwrap_or_else(|| default_issuer(listen)),
+                issuer: issuer
+                    .clone()
+                    .unwrap_or_else(|| default_issuer(listen, tls.is_some())),
                 revoke_on_user_change,
                 clock: tessera_http::clock::Clock::system(),
                 throttle,
@@ -414,13 +450,16 @@ impl Config {
             issuer,
             metrics_listen,
             file: FileKeys::default(),
+            tls,
         })
     }
 }
 
-/// The issuer when none is configured: the address the server listens on.
-pub fn default_issuer(listen: SocketAddr) -> String {
-    format!("http://{listen}")
+/// The issuer when none is configured: the address the server listens
+/// on, under the scheme it speaks.
+pub fn default_issuer(listen: SocketAddr, https: bool) -> String {
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{listen}")
 }
 
 /// RFC 8414 §2: an `http(s)` URL with a host and no query or fragment.

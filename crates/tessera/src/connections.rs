@@ -386,59 +386,99 @@ async fn watchdog(shared: &Shared, limits: Limits) -> Closed {
 
 /// Serves one connection until it ends, is closed by its watchdog, or
 /// `stop` turns true (then a busy connection finishes its request first).
+/// With `tls`, the handshake comes first, under the header-read budget: a
+/// client that handshakes too slowly is closed like one that sends its
+/// head too slowly.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     registration: Registration,
     router: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let shared = Arc::clone(&registration.shared);
-    let io = TokioIo::new(Watched {
+    let watched = Watched {
         stream,
         shared: Arc::clone(&shared),
-    });
+    };
     let service = Tracked {
         inner: TowerToHyperService::new(router),
         shared: Arc::clone(&shared),
         peer: ConnectInfo(peer),
     };
-    {
-        let mut conn = pin!(http1::Builder::new()
-            .header_read_timeout(None)
-            .max_header_size(MAX_HEAD_BYTES)
-            .serve_connection(io, service));
-        let mut draining = false;
-        loop {
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
+    match tls {
+        None => drive(TokioIo::new(watched), service, &shared, limits, stop).await,
+        Some(config) => {
+            let handshake = tokio_rustls::TlsAcceptor::from(config).accept(watched);
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        // Scanners, plain HTTP, old clients: not our error.
+                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                        metrics::counter!("tessera_tls_handshake_failures_total").increment(1);
+                        return;
                     }
-                    break;
-                }
+                },
                 why = watchdog(&shared, limits) => {
-                    tracing::debug!(reason = why.label(), "closing a connection");
-                    metrics::counter!("tessera_connections_closed_total", "reason" => why.label())
-                        .increment(1);
-                    break;
+                    closed(why);
+                    return;
                 }
-                _ = stop.wait_for(|s| *s), if !draining => {
-                    // A connection still reading a head (or idle) has no
-                    // request in flight: it closes now, not when its
-                    // header timeout ends. A busy one finishes its request.
-                    if shared.load().0 != BUSY {
-                        break;
-                    }
-                    conn.as_mut().graceful_shutdown();
-                    draining = true;
-                }
-            }
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            drive(TokioIo::new(stream), service, &shared, limits, stop).await;
         }
     }
     // The socket is closed: the slot is free.
     drop(registration);
+}
+
+fn closed(why: Closed) {
+    tracing::debug!(reason = why.label(), "closing a connection");
+    metrics::counter!("tessera_connections_closed_total", "reason" => why.label()).increment(1);
+}
+
+/// Runs hyper on the connection until it ends or must close.
+async fn drive<I>(
+    io: I,
+    service: Tracked,
+    shared: &Shared,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let mut conn = pin!(http1::Builder::new()
+        .header_read_timeout(None)
+        .max_header_size(MAX_HEAD_BYTES)
+        .serve_connection(io, service));
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            why = watchdog(shared, limits) => {
+                closed(why);
+                break;
+            }
+            _ = stop.wait_for(|s| *s), if !draining => {
+                // A connection still reading a head (or idle) has no
+                // request in flight: it closes now, not when its
+                // header timeout ends. A busy one finishes its request.
+                if shared.load().0 != BUSY {
+                    break;
+                }
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+        }
+    }
 }
 
 /// Whether an accept error concerns only the one connection (the next
@@ -471,12 +511,14 @@ const ROOM_RECHECK: Duration = Duration::from_millis(50);
 
 /// Accepts and serves connections until `stop` turns true, then lets
 /// in-flight requests finish. Returns once every connection has closed or
-/// `grace` has passed since the stop.
+/// `grace` has passed since the stop. With `tls`, every connection speaks
+/// HTTPS with the configuration current when it was accepted.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     registry: Arc<Registry>,
+    tls: Option<Arc<crate::tls::Tls>>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -521,6 +563,7 @@ pub async fn serve(
                     registration,
                     router.clone(),
                     limits,
+                    tls.as_ref().map(|t| t.current()),
                     stop.clone(),
                 ));
             }

@@ -8,3 +8,4 @@ pub mod connections;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod server;
+pub mod tls;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -12,7 +13,7 @@ use tessera_domain::crypto::Secret;
 use tessera_domain::privilege::SUPERUSER_ROLE;
 use tessera_domain::user;
 use tessera_http::{AppState, MetricsRender};
-use tessera_store::{Store, UserUpsert};
+use tessera_store::{Store, StoreError, UserUpsert};
 use tessera_store_postgres::{PostgresConfig, PostgresStore};
 use tessera_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, StoreLocation};
 use crate::connections;
+use crate::tls::Tls;
 
 /// The superuser created on first start.
 pub const BOOTSTRAP_USER: &str = "elastic";
@@ -75,18 +77,69 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
             url,
             pool_size,
             timeout,
+            wait,
         } => {
-            let store = PostgresStore::connect(PostgresConfig {
+            let config = PostgresConfig {
                 url: url.clone(),
                 pool_size: *pool_size,
                 connect_timeout: *timeout,
                 statement_timeout: *timeout,
                 acquire_timeout: *timeout,
-            })
-            .await
-            .context("cannot open the PostgreSQL store")?;
+            };
+            let store = connect_postgres(config, *wait).await?;
             Ok(Arc::new(store))
         }
+    }
+}
+
+/// Connects to PostgreSQL, waiting up to `wait` (with backoff and a log
+/// line per attempt) while the database cannot be reached: nodes started
+/// with their database need not be started after it. Errors name the host
+/// and port, never the password.
+async fn connect_postgres(config: PostgresConfig, wait: Duration) -> anyhow::Result<PostgresStore> {
+    let target = postgres_target(&config.url);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut backoff = Duration::from_millis(250);
+    for attempt in 1.. {
+        match PostgresStore::connect(config.clone()).await {
+            Ok(store) => return Ok(store),
+            Err(StoreError::Unavailable(cause)) if tokio::time::Instant::now() < deadline => {
+                let pause = backoff.min(deadline - tokio::time::Instant::now());
+                tracing::warn!(
+                    store = %target,
+                    attempt,
+                    retry_in_ms = pause.as_millis() as u64,
+                    cause,
+                    "the PostgreSQL store cannot be reached yet; waiting for it (store_wait)"
+                );
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    let waited = if wait.is_zero() {
+                        "0s".into()
+                    } else {
+                        format!("{wait:?}")
+                    };
+                    format!("cannot open the PostgreSQL store at {target} (store_wait: {waited})")
+                })
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// `host:port` of a PostgreSQL URL, for messages: never its user or
+/// password.
+fn postgres_target(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port {
+        "" => "localhost:5432".to_owned(),
+        h if h.ends_with(']') || !h.contains(':') => format!("{h}:5432"),
+        h => h.to_owned(),
     }
 }
 
@@ -232,6 +285,11 @@ fn spawn_cleanup(store: Arc<dyn Store>, config: &Config, mut stop: watch::Receiv
 
 /// Opens the store, bootstraps it, binds and serves until `stop_on`
 /// resolves (or [`Running::shutdown`] is called).
+///
+/// The order matters: the certificate is checked and the port bound before
+/// the store is opened, so that a wrong key or a taken port fails before
+/// anything is created (a generated `elastic` password is never printed by
+/// a node that then fails to start).
 pub async fn start(
     config: Config,
     stop_on: impl Future<Output = ()> + Send + 'static,
@@ -243,20 +301,22 @@ pub async fn start(
         "starting tessera"
     );
     config.warn_about_issuer();
+    crate::tls::install_provider();
+    let tls = config.tls.clone().map(Tls::load).transpose()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
     let store = open_store(&config, true).await?;
     bootstrap(
         store.as_ref(),
         config.bootstrap_password.as_ref().map(Secret::expose),
     )
     .await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let mut settings = config.http.clone();
     if config.issuer.is_none() {
         // The address actually bound (the port may have been 0).
-        settings.issuer = crate::config::default_issuer(addr);
+        settings.issuer = crate::config::default_issuer(addr, tls.is_some());
     }
     let render: Option<MetricsRender> =
         metrics_handle().map(|h| Arc::new(move || h.render()) as MetricsRender);
@@ -273,6 +333,9 @@ pub async fn start(
         (None, _) => None,
     };
     spawn_cleanup(Arc::clone(&store), &config, stop_rx.clone());
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(stop_rx.clone());
+    }
     {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -293,10 +356,15 @@ pub async fn start(
     }
     let registry = connections::Registry::new(cap);
     let task = tokio::spawn(async move {
-        connections::serve(listener, app, limits, registry, stop_rx, grace).await;
+        connections::serve(listener, app, limits, registry, tls, stop_rx, grace).await;
         Ok(())
     });
-    tracing::info!(%addr, "tessera is listening");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(%addr, scheme, "tessera is listening");
     Ok(Running {
         addr,
         metrics_addr,
@@ -351,5 +419,23 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_target;
+
+    #[test]
+    fn the_postgres_target_names_host_and_port_never_the_password() {
+        for (url, want) in [
+            ("postgres://u:secret@db.example:6432/t", "db.example:6432"),
+            ("postgresql://u@db/t?sslmode=disable", "db:5432"),
+            ("postgres://u:p@[::1]:7/t", "[::1]:7"),
+            ("postgres://[::1]/t", "[::1]:5432"),
+            ("postgres:///t", "localhost:5432"),
+        ] {
+            assert_eq!(postgres_target(url), want, "{url}");
+        }
     }
 }

@@ -96,3 +96,14 @@ pub async fn roles(store: DynStore) {
     assert!(!store.delete_role("r").await.unwrap());
     assert!(store.get_roles(&["r".into()]).await.unwrap().is_empty());
 }
+
+/// A writable store is ready, again and again, and the check leaves
+/// nothing a caller can see.
+pub async fn ready(store: DynStore) {
+    store.ready().await.unwrap();
+    store.ready().await.unwrap();
+    assert!(store.list_users().await.unwrap().is_empty());
+    store.put_user(user("joe", Some("h1"))).await.unwrap();
+    store.ready().await.unwrap();
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+}

@@ -153,6 +153,7 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<(Value, u8)> {
             url,
             pool_size,
             timeout,
+            ..
         } => PostgresStore::check_schema(PostgresConfig {
             url: url.clone(),
             pool_size: *pool_size,

@@ -85,11 +85,14 @@ impl Config {
     /// value followed by where it came from; secrets as `<redacted>`.
     pub fn to_toml(&self) -> String {
         let t = &self.http.throttle;
-        let (pool_size, store_timeout) = match &self.store {
+        let (pool_size, store_timeout, store_wait) = match &self.store {
             StoreLocation::Postgres {
-                pool_size, timeout, ..
-            } => (number(pool_size), duration(*timeout)),
-            StoreLocation::Sqlite(_) => (Shown::Absent, Shown::Absent),
+                pool_size,
+                timeout,
+                wait,
+                ..
+            } => (number(pool_size), duration(*timeout), duration(*wait)),
+            StoreLocation::Sqlite(_) => (Shown::Absent, Shown::Absent, Shown::Absent),
         };
         let store = match &self.store {
             StoreLocation::Sqlite(path) => text(format!("sqlite:{}", path.display())),
@@ -111,6 +114,7 @@ impl Config {
             ("store", store),
             ("store_pool_size", pool_size),
             ("store_timeout", store_timeout),
+            ("store_wait", store_wait),
             ("access_token_ttl", duration(self.http.access_token_ttl)),
             ("refresh_window", duration(self.http.refresh_window)),
             (
@@ -137,6 +141,18 @@ impl Config {
                 "metrics_listen",
                 self.metrics_listen
                     .map_or(Shown::Absent, |a| text(a.to_string())),
+            ),
+            (
+                "tls_cert",
+                self.tls
+                    .as_ref()
+                    .map_or(Shown::Absent, |f| text(f.cert.display().to_string())),
+            ),
+            (
+                "tls_key",
+                self.tls
+                    .as_ref()
+                    .map_or(Shown::Absent, |f| text(f.key.display().to_string())),
             ),
             ("lockout_threshold", number(t.lock.threshold)),
             ("lockout_delays", text(delays.join(","))),

@@ -217,3 +217,60 @@ fn file_values_apply_and_flags_win() {
     );
     assert!(err.contains("acces_token_ttl"), "{err}");
 }
+
+#[test]
+fn tls_needs_both_files_and_makes_the_default_issuer_https() {
+    let c = Config::resolve(ServeArgs::default()).unwrap();
+    assert_eq!(c.tls, None);
+    let err = Config::resolve(ServeArgs {
+        tls: TlsArgs {
+            tls_cert: Some("cert.pem".into()),
+            tls_key: None,
+        },
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`tls_key`"), "{err}");
+    let c = Config::resolve(ServeArgs {
+        tls: TlsArgs {
+            tls_cert: Some("/etc/t/cert.pem".into()),
+            tls_key: Some("/etc/t/key.pem".into()),
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(c.http.issuer, "https://127.0.0.1:9200");
+    // In the file, paths are relative to the file's folder.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, "tls_cert = \"c.pem\"\ntls_key = \"/k.pem\"\n").unwrap();
+    let c = Config::resolve(ServeArgs {
+        config: Some(path),
+        ..Default::default()
+    })
+    .unwrap();
+    let files = c.tls.unwrap();
+    assert_eq!(files.cert, dir.path().join("c.pem"));
+    assert_eq!(files.key, PathBuf::from("/k.pem"));
+}
+
+#[test]
+fn store_wait_is_a_bounded_duration() {
+    let c = Config::resolve(ServeArgs {
+        store: Some("postgres://u@db/t".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        c.store,
+        StoreLocation::Postgres { wait, .. } if wait == Duration::from_secs(60)
+    ));
+    let err = Config::resolve(ServeArgs {
+        store_wait: Some("2h".into()),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`store_wait`"), "{err}");
+}

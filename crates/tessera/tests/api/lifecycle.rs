@@ -111,3 +111,29 @@ fn expired_purgeable_tokens_are_removed_by_the_cleanup_task() {
     srv.assert_bearer_ok(&r.str("access_token"), ADMIN);
     assert_eq!(count_tokens(&db), 2);
 }
+
+/// A taken port fails the start before anything is created: no data
+/// directory, no store, so no generated `elastic` password is printed and
+/// lost.
+#[test]
+fn a_taken_port_fails_before_the_store_is_created() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = tessera::config::Config::resolve(tessera::config::ServeArgs {
+        listen: Some(taken.local_addr().unwrap().to_string()),
+        data_dir: Some(data.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = runtime
+        .block_on(tessera::server::start(config, std::future::pending()))
+        .err()
+        .expect("the port is taken");
+    assert!(format!("{err:#}").contains("cannot listen on"), "{err:#}");
+    assert!(!data.exists(), "the data directory was created");
+}

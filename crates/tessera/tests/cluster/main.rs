@@ -23,6 +23,8 @@
 //!   recovers by itself, and logs each failed request once.
 //! - `derived`: a chain of tokens minted across two nodes from an API key
 //!   dies on both nodes the moment the key's invalidation answers.
+//! - `startup`: a node started before its database waits for it (up to
+//!   `store_wait`), and a database that turns read-only makes it unready.
 //! - `saml`: one SAML Response presented to two nodes at once logs in
 //!   exactly once.
 
@@ -34,6 +36,7 @@ mod multi_node;
 mod outage;
 mod restart;
 mod saml;
+mod startup;
 
 fn main() {
     tessera_testkit::trials::run(tessera_testkit::postgres_trials![
@@ -44,5 +47,8 @@ fn main() {
         outage::each_request_an_outage_fails_is_logged_once_with_a_detail_its_answer_lacks,
         restart::rolling_restart_under_load_fails_no_request,
         saml::a_response_replayed_on_two_nodes_at_once_logs_in_once,
+        startup::a_node_started_before_its_database_waits_for_it,
+        startup::a_node_gives_up_after_store_wait_and_names_the_database,
+        startup::a_read_only_database_makes_the_node_unready,
     ]);
 }

@@ -48,7 +48,7 @@ pub fn start_nodes(specs: &[(&str, &str)], extra: &[&str]) -> Vec<Node> {
 
 /// The binary with the bootstrap password, logging at `warn` (or
 /// `CLUSTER_TEST_NODE_LOG`) plus the line saying where it listens.
-fn node_command() -> Command {
+pub fn node_command() -> Command {
     let mut cmd = tessera_testkit::process::tessera_command(env!("CARGO_BIN_EXE_tessera").as_ref());
     cmd.env("TESSERA_BOOTSTRAP_PASSWORD", ADMIN_PW)
         .env(
