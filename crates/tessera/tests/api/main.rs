@@ -11,6 +11,7 @@ mod derived;
 mod exposure;
 mod hostile;
 mod lifecycle;
+mod openapi;
 mod protocol;
 mod refresh_race;
 mod role_mappings;
