@@ -6,7 +6,7 @@
 # the server. Fails on any 5xx, any status code or body the document does
 # not describe.
 #
-#   bash .ci/schemathesis.sh            # SCHEMATHESIS_EXAMPLES per operation (default 40)
+#   bash .ci/schemathesis.sh            # SCHEMATHESIS_EXAMPLES per operation (default 25)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -30,6 +30,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 admin_pw="schemathesis-bootstrap-$RANDOM$RANDOM"
+fuzzer="fuzzer-$RANDOM$RANDOM"
 fuzzer_pw="schemathesis-fuzzer-$RANDOM$RANDOM"
 server=""
 cleanup() {
@@ -44,9 +45,10 @@ trap cleanup EXIT
 # The fuzzer sends wrong passwords and unknown clients by design: no
 # throttling, so that its own requests are never answered 429.
 TESSERA_BOOTSTRAP_PASSWORD="$admin_pw" \
-TESSERA_LOCKOUT_THRESHOLD=1000000000 \
-TESSERA_SOURCE_FAILURE_BURST=1000000000 \
-TESSERA_SOURCE_FAILURE_RATE=1000000000 \
+TESSERA_LOCKOUT_THRESHOLD=1000 \
+TESSERA_LOCKOUT_DELAYS=1ms \
+TESSERA_SOURCE_FAILURE_BURST=10000000 \
+TESSERA_SOURCE_FAILURE_RATE=1000000 \
 TESSERA_LOG=warn \
     "$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 server=$!
@@ -58,27 +60,31 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "$base/_tessera/ready" >/dev/null
 
-# A superuser of its own, so that whatever the fuzzer does to `elastic`
-# (delete it, disable it, change its password) cannot lock it out.
-curl -fsS -u "elastic:$admin_pw" -X PUT "$base/_security/user/schemathesis" \
+# A superuser of its own, with a name the fuzzer cannot guess, so that
+# whatever it does to a user by name (delete, disable, change the password;
+# `elastic` or the word "schemathesis", which it tries as a value) cannot
+# lock it out.
+curl -fsS -u "elastic:$admin_pw" -X PUT "$base/_security/user/$fuzzer" \
     -H 'Content-Type: application/json' \
     -d "{\"password\":\"$fuzzer_pw\",\"roles\":[\"superuser\"]}" >/dev/null
-curl -fsS -u "schemathesis:$fuzzer_pw" "$base/_tessera/openapi.json" -o "$work/openapi.json"
+curl -fsS -u "$fuzzer:$fuzzer_pw" "$base/_tessera/openapi.json" -o "$work/openapi.json"
 
 # Excluded: changing the caller's own password (it would lock the fuzzer
 # out mid-run). Every other operation, destructive ones included, runs.
 status=0
-"$venv/bin/schemathesis" run "$work/openapi.json" \
+"$venv/bin/schemathesis" --config-file .ci/schemathesis/schemathesis.toml --no-color \
+    run "$work/openapi.json" \
     --url "$base" \
-    --auth "schemathesis:$fuzzer_pw" \
+    --auth "$fuzzer:$fuzzer_pw" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance \
     --exclude-path /_security/user/_password \
-    --max-examples "${SCHEMATHESIS_EXAMPLES:-40}" \
+    --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
     --phases examples,coverage,fuzzing \
     --workers 2 \
     --seed "${SCHEMATHESIS_SEED:-1}" \
-    --no-color \
-    --report junit --report-dir target/schemathesis-report \
+    --generation-with-security-parameters false \
+    --report junit,har --report-dir target/schemathesis-report \
+    "$@" \
     || status=$?
 if [ "$status" -ne 0 ]; then
     echo "== server log"

@@ -250,7 +250,7 @@ const GET_PARAMS: &[&str] = &[
     ),
     responses(
         (status = 200, description = "The keys found.", body = crate::openapi::schemas::ApiKeys),
-        (status = 404, description = "No key matched.", body = crate::openapi::schemas::EsError),
+        (status = 404, description = "No key matched: `{\"api_keys\":[]}`.", body = crate::openapi::schemas::ApiKeys),
         crate::openapi::schemas::EsErrors,
     )
 )]

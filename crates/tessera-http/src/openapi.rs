@@ -3,7 +3,8 @@
 //! [`routes`] is the one route table: each entry registers a handler on
 //! the router *and* its `#[utoipa::path]` operation in the document
 //! (`utoipa_axum::routes!`), so a route cannot be served undocumented nor
-//! documented unserved (`every_route_is_documented` in `tests` proves it).
+//! documented unserved (the `openapi` tests of `crates/tessera/tests/api`
+//! prove it).
 //! One `routes!` per path: utoipa-axum registers every handler of one call
 //! on every path of that call.
 //!
@@ -11,8 +12,6 @@
 //! at `GET /_tessera/openapi.json` to any authenticated caller.
 
 pub mod schemas;
-#[cfg(test)]
-mod tests;
 
 use std::sync::LazyLock;
 
