@@ -6,10 +6,14 @@
 # the server. Fails on any 5xx, any status code or body the document does
 # not describe.
 #
-#   bash .ci/schemathesis.sh            # SCHEMATHESIS_EXAMPLES per operation (default 25)
+#   bash .ci/schemathesis.sh            # SCHEMATHESIS_EXAMPLES per operation (default 50)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+
+if ! command -v curl >/dev/null 2>&1; then
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl ca-certificates
+fi
 
 venv=target/schemathesis-venv
 requirements=.ci/schemathesis/requirements.txt
@@ -78,7 +82,7 @@ status=0
     --auth "$fuzzer:$fuzzer_pw" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance \
     --exclude-path /_security/user/_password \
-    --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
+    --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" \
     --phases examples,coverage,fuzzing \
     --workers 2 \
     --seed "${SCHEMATHESIS_SEED:-1}" \
