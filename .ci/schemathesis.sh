@@ -6,7 +6,7 @@
 # the server. Fails on any 5xx, any status code or body the document does
 # not describe.
 #
-#   bash .ci/schemathesis.sh            # SCHEMATHESIS_EXAMPLES per operation (default 50)
+#   bash .ci/schemathesis.sh            # SCHEMATHESIS_EXAMPLES per operation (default 100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -82,7 +82,7 @@ status=0
     --auth "$fuzzer:$fuzzer_pw" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance \
     --exclude-path /_security/user/_password \
-    --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" \
+    --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" \
     --phases examples,coverage,fuzzing \
     --workers 2 \
     --seed "${SCHEMATHESIS_SEED:-1}" \
