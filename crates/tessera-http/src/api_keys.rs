@@ -21,12 +21,17 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// An API key to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateApiKeyRequest)]
 pub struct CreateRequest {
     name: Option<String>,
+    /// A lifetime in Elasticsearch's time units (`1d`, `12h`).
     expiration: Option<String>,
+    #[schema(value_type = Option<Object>)]
     role_descriptors: Option<BTreeMap<String, RoleDescriptor>>,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
 }
 
@@ -55,6 +60,16 @@ impl CreateRequest {
     }
 }
 
+#[utoipa::path(
+    method(put, post),
+    path = "/_security/api_key",
+    tag = crate::openapi::SECURITY,
+    request_body = CreateRequest,
+    responses(
+        (status = 200, description = "The new key.", body = crate::openapi::schemas::CreatedApiKey),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Minter(caller, provenance): Minter,
@@ -220,6 +235,25 @@ const GET_PARAMS: &[&str] = &[
     "active_only",
 ];
 
+#[utoipa::path(
+    get,
+    path = "/_security/api_key",
+    tag = crate::openapi::SECURITY,
+    params(
+        ("id" = Option<String>, Query, description = "An API key's id."),
+        ("name" = Option<String>, Query, description = "An API key's name (wildcards allowed)."),
+        ("username" = Option<String>, Query, description = "The owner's name."),
+        ("realm_name" = Option<String>, Query, description = "The owner's realm."),
+        ("owner" = Option<bool>, Query, description = "Only the caller's own keys."),
+        ("with_limited_by" = Option<bool>, Query, description = "Include the owner's role descriptors."),
+        ("active_only" = Option<bool>, Query, description = "Leave out invalidated and expired keys."),
+    ),
+    responses(
+        (status = 200, description = "The keys found.", body = crate::openapi::schemas::ApiKeys),
+        (status = 404, description = "No key matched: `{\"api_keys\":[]}`.", body = crate::openapi::schemas::ApiKeys),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -262,8 +296,10 @@ pub async fn get(
     Ok((status, Json(json!({ "api_keys": keys }))))
 }
 
-#[derive(Deserialize)]
+/// Which API keys to invalidate.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = InvalidateApiKeyRequest)]
 pub struct InvalidateRequest {
     ids: Option<Vec<String>>,
     id: Option<String>,
@@ -319,6 +355,16 @@ impl InvalidateRequest {
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/_security/api_key",
+    tag = crate::openapi::SECURITY,
+    request_body = InvalidateRequest,
+    responses(
+        (status = 200, description = "What was invalidated.", body = crate::openapi::schemas::InvalidatedApiKeys),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn invalidate(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -346,6 +392,16 @@ pub async fn invalidate(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/_security/api_key/{ids}/_clear_cache",
+    tag = crate::openapi::SECURITY,
+    params(("ids" = String, Path, description = "API key ids, comma-separated, or `*`.")),
+    responses(
+        (status = 200, description = "Tessera keeps no API-key cache: a one-node answer.", body = crate::openapi::schemas::ClearedCache),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn clear_cache(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -17,6 +17,7 @@ pub mod fuzzing;
 mod low_priority;
 mod middleware;
 pub mod oauth;
+pub mod openapi;
 pub mod params;
 pub mod role_mappings;
 pub mod roles;
@@ -33,9 +34,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::{any, get, post, put};
+use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde_json::json;
+use serde_json::{json, Value};
 use tessera_domain::privilege::Action;
 use tessera_domain::Authentication;
 
@@ -43,113 +44,13 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, Detail};
 pub use crate::state::{AppState, Inner, Metrics, MetricsRender, Settings};
 
+/// The API: the routes of [`openapi::routes`] (each documented), with
+/// Elasticsearch's answers to an unknown path or method, behind the
+/// request wrapper.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/_security/oauth2/token",
-            post(tokens::get_token).delete(tokens::invalidate_token),
-        )
-        .route("/_security/_authenticate", get(authenticate))
-        .route("/_security/user", get(users::get_users))
-        // Not implemented yet; routed so that it is not taken for a user
-        // named `_has_privileges`.
-        .route(
-            "/_security/user/_has_privileges",
-            any(users::has_privileges),
-        )
-        .route(
-            "/_security/user/{username}/_has_privileges",
-            any(users::has_privileges),
-        )
-        .route(
-            "/_security/user/_password",
-            put(users::change_own_password).post(users::change_own_password),
-        )
-        .route(
-            "/_security/user/{username}",
-            put(users::put_user)
-                .post(users::put_user)
-                .get(users::get_users)
-                .delete(users::delete_user),
-        )
-        .route(
-            "/_security/user/{username}/_password",
-            put(users::change_password).post(users::change_password),
-        )
-        .route(
-            "/_security/user/{username}/_enable",
-            put(users::enable_user).post(users::enable_user),
-        )
-        .route(
-            "/_security/user/{username}/_disable",
-            put(users::disable_user).post(users::disable_user),
-        )
-        .route("/_security/role", get(roles::get_roles))
-        .route(
-            "/_security/role/{name}",
-            put(roles::put_role)
-                .post(roles::put_role)
-                .get(roles::get_roles)
-                .delete(roles::delete_role),
-        )
-        .route(
-            "/_security/role_mapping",
-            get(role_mappings::get_role_mappings),
-        )
-        .route(
-            "/_security/role_mapping/{name}",
-            put(role_mappings::put_role_mapping)
-                .post(role_mappings::put_role_mapping)
-                .get(role_mappings::get_role_mappings)
-                .delete(role_mappings::delete_role_mapping),
-        )
-        .route(
-            "/_security/api_key",
-            put(api_keys::create)
-                .post(api_keys::create)
-                .get(api_keys::get)
-                .delete(api_keys::invalidate),
-        )
-        .route(
-            "/_security/api_key/{ids}/_clear_cache",
-            post(api_keys::clear_cache),
-        )
-        .route("/_security/saml/prepare", post(saml::prepare))
-        .route("/_security/saml/authenticate", post(saml::authenticate))
-        .route("/_security/saml/logout", post(saml::logout))
-        .route("/_security/saml/invalidate", post(saml::invalidate))
-        .route(
-            "/_security/saml/complete_logout",
-            post(saml::complete_logout),
-        )
-        .route("/_security/saml/metadata/{realm}", get(saml::metadata))
-        .route("/oauth2/token", post(oauth::token))
-        .route("/oauth2/revoke", post(oauth::revoke))
-        .route("/oauth2/introspect", post(oauth::introspect))
-        .route(
-            "/oauth2/register",
-            post(oauth::register).get(oauth::list_clients),
-        )
-        .route(
-            "/oauth2/register/{client_id}",
-            get(oauth::get_client)
-                .put(oauth::update_client)
-                .delete(oauth::delete_client),
-        )
-        .route(
-            "/oauth2/register/{client_id}/_rotate_secret",
-            post(oauth::rotate_secret),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(oauth::server_metadata),
-        )
-        .route("/_tessera/ready", get(ready))
-        .route(
-            "/_tessera/live",
-            get(|| async { Json(json!({ "status": "live" })) }),
-        )
-        .route("/_tessera/metrics", get(render_metrics))
+    openapi::build();
+    let (routes, _) = openapi::routes().split_for_parts();
+    routes
         .fallback(middleware::no_route)
         .method_not_allowed_fallback(middleware::wrong_method)
         .layer(axum::middleware::from_fn_with_state(
@@ -159,6 +60,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Who the caller is.
+#[utoipa::path(
+    get,
+    path = "/_security/_authenticate",
+    tag = openapi::SECURITY,
+    responses(
+        (status = 200, description = "The caller's user, roles and realms.",
+         body = openapi::schemas::Authentication),
+        openapi::schemas::EsErrors,
+    )
+)]
 async fn authenticate(Caller(who): Caller) -> Json<Authentication> {
     Json(who)
 }
@@ -166,6 +78,18 @@ async fn authenticate(Caller(who): Caller) -> Json<Authentication> {
 /// Ready only when the store answers a read and can take a write (a
 /// read-only database is not ready). Why not is logged by the request
 /// wrapper, like every server error's detail.
+#[utoipa::path(
+    get,
+    path = "/_tessera/ready",
+    tag = openapi::TESSERA,
+    security(()),
+    responses(
+        (status = 200, description = "The store answers reads and writes.",
+         body = openapi::schemas::Probe),
+        (status = 503, description = "The store is not answering.",
+         body = openapi::schemas::Probe),
+    )
+)]
 async fn ready(State(state): State<AppState>) -> Response {
     match state.store.ready().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
@@ -178,8 +102,32 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The process answers.
+#[utoipa::path(
+    get,
+    path = "/_tessera/live",
+    tag = openapi::TESSERA,
+    security(()),
+    responses((status = 200, description = "Always.", body = openapi::schemas::Probe))
+)]
+async fn live() -> Json<Value> {
+    Json(json!({ "status": "live" }))
+}
+
 /// `GET /_tessera/metrics` on the API port: for callers holding the
 /// `monitor` cluster privilege (or `manage`, `all`).
+#[utoipa::path(
+    get,
+    path = "/_tessera/metrics",
+    tag = openapi::TESSERA,
+    responses(
+        (status = 200, description = "Prometheus text exposition format.",
+         content_type = "text/plain", body = String),
+        (status = 404, description = "Metrics are not enabled.",
+         content_type = "text/plain", body = String),
+        openapi::schemas::EsErrors,
+    )
+)]
 async fn render_metrics(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -134,6 +134,17 @@ impl Form {
 // ---------------------------------------------------------------------
 
 /// `POST /oauth2/token` (RFC 6749 §4.3, §4.4, §6).
+#[utoipa::path(
+    post,
+    path = "/oauth2/token",
+    tag = crate::openapi::OAUTH,
+    security(("oauth2_client" = [])),
+    request_body(content = crate::openapi::schemas::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A new token (RFC 6749 §5.1).", body = crate::openapi::schemas::OAuthToken),
+        crate::openapi::schemas::OAuthErrors,
+    )
+)]
 pub async fn token(
     State(state): State<AppState>,
     ClientIp(source): ClientIp,
@@ -344,6 +355,17 @@ async fn token_request(
 /// 200 (§2.2); a token issued to another client is refused with
 /// `unauthorized_client` and left alone (§2.1); otherwise the token's
 /// whole family is invalidated, as invalidation always is here.
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    tag = crate::openapi::OAUTH,
+    security(("oauth2_client" = [])),
+    request_body(content = crate::openapi::schemas::TokenQueryForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke (RFC 7009 §2.2)."),
+        crate::openapi::schemas::OAuthErrors,
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     ClientIp(source): ClientIp,
@@ -382,6 +404,18 @@ fn seconds(ms: Millis) -> i64 {
 /// first refresh. Only a caller allowed to see the token (see
 /// [`may_introspect`]) is told so; every other caller gets
 /// `{"active":false}` (§4), as for a token that matches nothing.
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    tag = crate::openapi::OAUTH,
+    security(("oauth2_client" = [])),
+    // A native user holding `manage_token` may introspect too.
+    request_body(content = crate::openapi::schemas::TokenQueryForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token's state (RFC 7662 §2.2).", body = crate::openapi::schemas::Introspection),
+        crate::openapi::schemas::OAuthErrors,
+    )
+)]
 pub async fn introspect(
     State(state): State<AppState>,
     ClientIp(source): ClientIp,
@@ -525,6 +559,16 @@ async fn require_admin(state: &AppState, admin: &Authentication) -> Result<(), A
 
 /// `POST /oauth2/register` (RFC 7591 §3): 201 with the new client's id,
 /// its secret (shown only here and on rotation) and its metadata.
+#[utoipa::path(
+    post,
+    path = "/oauth2/register",
+    tag = crate::openapi::OAUTH,
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered: the metadata and the secret (RFC 7591 §3.2.1).", body = crate::openapi::schemas::ClientRegistration),
+        crate::openapi::schemas::RegistrationErrors,
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     Caller(admin): Caller,
@@ -555,6 +599,15 @@ pub async fn register(
 }
 
 /// `GET /oauth2/register`: every client, oldest first (no secrets).
+#[utoipa::path(
+    get,
+    path = "/oauth2/register",
+    tag = crate::openapi::OAUTH,
+    responses(
+        (status = 200, description = "Every registered client.", body = crate::openapi::schemas::ClientList),
+        crate::openapi::schemas::RegistrationErrors,
+    )
+)]
 pub async fn list_clients(
     State(state): State<AppState>,
     Caller(admin): Caller,
@@ -571,6 +624,16 @@ pub async fn list_clients(
 }
 
 /// `GET /oauth2/register/{client_id}`: the client's metadata (no secret).
+#[utoipa::path(
+    get,
+    path = "/oauth2/register/{client_id}",
+    tag = crate::openapi::OAUTH,
+    params(("client_id" = String, Path, description = "A registered client's id.")),
+    responses(
+        (status = 200, description = "The client's metadata.", body = crate::openapi::schemas::ClientRegistration),
+        crate::openapi::schemas::RegistrationErrors,
+    )
+)]
 pub async fn get_client(
     State(state): State<AppState>,
     Caller(admin): Caller,
@@ -585,6 +648,17 @@ pub async fn get_client(
 
 /// `PUT /oauth2/register/{client_id}`: replaces the metadata as a whole
 /// (RFC 7592 §2.2: omitted fields take their defaults); the secret stays.
+#[utoipa::path(
+    put,
+    path = "/oauth2/register/{client_id}",
+    tag = crate::openapi::OAUTH,
+    params(("client_id" = String, Path, description = "A registered client's id.")),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The client's new metadata.", body = crate::openapi::schemas::ClientRegistration),
+        crate::openapi::schemas::RegistrationErrors,
+    )
+)]
 pub async fn update_client(
     State(state): State<AppState>,
     Caller(admin): Caller,
@@ -620,6 +694,16 @@ pub async fn update_client(
 /// `POST /oauth2/register/{client_id}/_rotate_secret`: a new secret,
 /// shown once; the old one stops working at once. Tokens already issued
 /// stay valid.
+#[utoipa::path(
+    post,
+    path = "/oauth2/register/{client_id}/_rotate_secret",
+    tag = crate::openapi::OAUTH,
+    params(("client_id" = String, Path, description = "A registered client's id.")),
+    responses(
+        (status = 200, description = "The client with its new secret.", body = crate::openapi::schemas::ClientRegistration),
+        crate::openapi::schemas::RegistrationErrors,
+    )
+)]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Caller(admin): Caller,
@@ -652,6 +736,16 @@ pub async fn rotate_secret(
 
 /// `DELETE /oauth2/register/{client_id}`: 204; every token issued to the
 /// client is invalidated with it (RFC 7592 §2.3).
+#[utoipa::path(
+    delete,
+    path = "/oauth2/register/{client_id}",
+    tag = crate::openapi::OAUTH,
+    params(("client_id" = String, Path, description = "A registered client's id.")),
+    responses(
+        (status = 204, description = "Deleted, with every pair issued to it."),
+        crate::openapi::schemas::RegistrationErrors,
+    )
+)]
 pub async fn delete_client(
     State(state): State<AppState>,
     Caller(admin): Caller,
@@ -677,6 +771,13 @@ pub async fn delete_client(
 
 /// RFC 8414 metadata: only what is true. There is no authorization
 /// endpoint, so no response types.
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = crate::openapi::OAUTH,
+    security(()),
+    responses((status = 200, description = "RFC 8414 metadata.", body = crate::openapi::schemas::ServerMetadata))
+)]
 pub async fn server_metadata(State(state): State<AppState>) -> Json<Value> {
     let issuer = &state.settings.issuer;
     let methods: Vec<&str> = AuthMethod::ALL.iter().map(|m| m.as_str()).collect();

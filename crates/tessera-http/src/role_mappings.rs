@@ -25,6 +25,17 @@ pub(crate) fn refused(e: MappingError) -> ApiError {
 }
 
 /// `PUT|POST /_security/role_mapping/{name}`: `{"role_mapping":{"created":bool}}`.
+#[utoipa::path(
+    method(put, post),
+    path = "/_security/role_mapping/{name}",
+    tag = crate::openapi::SECURITY,
+    params(("name" = String, Path, description = "A role mapping's name.")),
+    request_body = Object,
+    responses(
+        (status = 200, description = "Created or updated.", body = crate::openapi::schemas::RoleMappingCreated),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn put_role_mapping(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -39,6 +50,15 @@ pub async fn put_role_mapping(
 
 /// `GET /_security/role_mapping[/{n1,n2}]`: the mappings by name; 404 with
 /// `{}` when names were given and none exists.
+#[utoipa::path(
+    get,
+    path = "/_security/role_mapping",
+    tag = crate::openapi::SECURITY,
+    responses(
+        (status = 200, description = "Every role mapping, by name.", body = crate::openapi::schemas::ByName),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn get_role_mappings(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -69,6 +89,38 @@ pub async fn get_role_mappings(
 
 /// `DELETE /_security/role_mapping/{name}`: `{"found":true}`, or 404 with
 /// `{"found":false}`.
+/// `GET /_security/role_mapping/{name}`: [`get_role_mappings`] of the
+/// names given.
+#[utoipa::path(
+    get,
+    path = "/_security/role_mapping/{name}",
+    tag = crate::openapi::SECURITY,
+    params(("name" = String, Path, description = "One or more mapping names, comma-separated.")),
+    responses(
+        (status = 200, description = "The mappings named (comma-separated), by name.", body = crate::openapi::schemas::ByName),
+        (status = 404, description = "None of them exists.", body = crate::openapi::schemas::Empty),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
+pub async fn get_role_mapping(
+    state: State<AppState>,
+    caller: Caller,
+    names: PathParam,
+) -> ApiResult<Json<Value>> {
+    get_role_mappings(state, caller, Some(names)).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/_security/role_mapping/{name}",
+    tag = crate::openapi::SECURITY,
+    params(("name" = String, Path, description = "A role mapping's name.")),
+    responses(
+        (status = 200, description = "Deleted.", body = crate::openapi::schemas::Found),
+        (status = 404, description = "No such mapping.", body = crate::openapi::schemas::Found),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn delete_role_mapping(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -29,6 +29,17 @@ pub(crate) fn check_cluster_privileges(role: &RoleDescriptor) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(
+    method(put, post),
+    path = "/_security/role/{name}",
+    tag = crate::openapi::SECURITY,
+    params(("name" = String, Path, description = "A role's name.")),
+    request_body = Object,
+    responses(
+        (status = 200, description = "Created or updated.", body = crate::openapi::schemas::RoleCreated),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn put_role(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -53,6 +64,15 @@ fn role_json(role: &RoleDescriptor) -> Value {
     v
 }
 
+#[utoipa::path(
+    get,
+    path = "/_security/role",
+    tag = crate::openapi::SECURITY,
+    responses(
+        (status = 200, description = "Every role (built-in ones included), by name.", body = crate::openapi::schemas::ByName),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn get_roles(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -94,6 +114,37 @@ pub async fn get_roles(
     Ok(Json(Value::Object(out)))
 }
 
+/// `GET /_security/role/{name}`: [`get_roles`] of the names given.
+#[utoipa::path(
+    get,
+    path = "/_security/role/{name}",
+    tag = crate::openapi::SECURITY,
+    params(("name" = String, Path, description = "One or more role names, comma-separated.")),
+    responses(
+        (status = 200, description = "The roles named (comma-separated), by name.", body = crate::openapi::schemas::ByName),
+        (status = 404, description = "None of them exists.", body = crate::openapi::schemas::Empty),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
+pub async fn get_role(
+    state: State<AppState>,
+    caller: Caller,
+    names: PathParam,
+) -> ApiResult<Json<Value>> {
+    get_roles(state, caller, Some(names)).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/_security/role/{name}",
+    tag = crate::openapi::SECURITY,
+    params(("name" = String, Path, description = "A role's name.")),
+    responses(
+        (status = 200, description = "Deleted.", body = crate::openapi::schemas::Found),
+        (status = 404, description = "No such role.", body = crate::openapi::schemas::Found),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn delete_role(
     State(state): State<AppState>,
     Caller(caller): Caller,

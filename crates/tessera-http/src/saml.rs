@@ -7,8 +7,8 @@
 //! Response is the same 401; its reason goes to the log only, and no SAML
 //! message, token or answer is ever logged.
 
-mod login;
-mod logout;
+pub(crate) mod login;
+pub(crate) mod logout;
 mod realms;
 
 use std::sync::Arc;
@@ -60,6 +60,16 @@ pub(crate) fn choose_realm(
 }
 
 /// `GET /_security/saml/metadata/{realm}`: the SP metadata to give the IdP.
+#[utoipa::path(
+    get,
+    path = "/_security/saml/metadata/{realm}",
+    tag = crate::openapi::SECURITY,
+    params(("realm" = String, Path, description = "A SAML realm's name.")),
+    responses(
+        (status = 200, description = "The realm's SP metadata.", body = crate::openapi::schemas::SamlMetadata),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn metadata(
     State(state): State<AppState>,
     Caller(caller): Caller,

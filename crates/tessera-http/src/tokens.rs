@@ -21,14 +21,19 @@ use crate::throttle::ClientIp;
 /// The grant types Elasticsearch knows, in its message order.
 const GRANT_TYPES: &str = "[password, _kerberos, refresh_token, client_credentials]";
 
-#[derive(Deserialize)]
+/// A token request: a grant and what it needs.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    /// `password`, `_kerberos`, `refresh_token` or `client_credentials`.
     grant_type: Option<String>,
     username: Option<String>,
+    #[schema(value_type = Option<String>)]
     password: Option<Zeroizing<String>>,
+    #[schema(value_type = Option<String>)]
     kerberos_ticket: Option<Zeroizing<String>>,
     scope: Option<String>,
+    #[schema(value_type = Option<String>)]
     refresh_token: Option<Zeroizing<String>>,
 }
 
@@ -133,6 +138,16 @@ impl TokenRequest {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/_security/oauth2/token",
+    tag = crate::openapi::SECURITY,
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "A new token pair.", body = crate::openapi::schemas::TokenPair),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn get_token(
     State(state): State<AppState>,
     ClientIp(source): ClientIp,
@@ -232,10 +247,14 @@ pub async fn get_token(
     Ok(Json(Value::Object(body)))
 }
 
-#[derive(Deserialize)]
+/// Which tokens to invalidate: one token, or a user's or realm's.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = InvalidateTokenRequest)]
 pub struct InvalidateRequest {
+    #[schema(value_type = Option<String>)]
     token: Option<Zeroizing<String>>,
+    #[schema(value_type = Option<String>)]
     refresh_token: Option<Zeroizing<String>>,
     realm_name: Option<String>,
     username: Option<String>,
@@ -306,6 +325,17 @@ fn counts(invalidated: u64, previously: u64) -> Value {
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/_security/oauth2/token",
+    tag = crate::openapi::SECURITY,
+    request_body = InvalidateRequest,
+    responses(
+        (status = 200, description = "What was invalidated.", body = crate::openapi::schemas::InvalidatedTokens),
+        (status = 404, description = "Nothing matched.", body = crate::openapi::schemas::InvalidatedTokens),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn invalidate_token(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -17,15 +17,18 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// A user to create or replace.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutUserRequest {
     username: Option<String>,
+    #[schema(value_type = Option<String>)]
     password: Option<Zeroizing<String>>,
     password_hash: Option<String>,
     roles: Option<Vec<String>>,
     full_name: Option<String>,
     email: Option<String>,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
     enabled: Option<bool>,
 }
@@ -102,6 +105,17 @@ impl PutUserRequest {
     }
 }
 
+#[utoipa::path(
+    method(put, post),
+    path = "/_security/user/{username}",
+    tag = crate::openapi::SECURITY,
+    params(("username" = String, Path, description = "A user's name.")),
+    request_body = PutUserRequest,
+    responses(
+        (status = 200, description = "Created or updated.", body = crate::openapi::schemas::Created),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn put_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -139,6 +153,15 @@ fn user_json(u: &UserRecord) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/_security/user",
+    tag = crate::openapi::SECURITY,
+    responses(
+        (status = 200, description = "Every user, by name.", body = crate::openapi::schemas::ByName),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn get_users(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -177,6 +200,37 @@ pub(crate) fn delete_answer(found: bool) -> (StatusCode, Json<Value>) {
     (status, Json(json!({ "found": found })))
 }
 
+/// `GET /_security/user/{username}`: [`get_users`] of the names given.
+#[utoipa::path(
+    get,
+    path = "/_security/user/{username}",
+    tag = crate::openapi::SECURITY,
+    params(("username" = String, Path, description = "One or more user names, comma-separated.")),
+    responses(
+        (status = 200, description = "The users named (comma-separated), by name.", body = crate::openapi::schemas::ByName),
+        (status = 404, description = "None of them exists.", body = crate::openapi::schemas::Empty),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
+pub async fn get_user(
+    state: State<AppState>,
+    caller: Caller,
+    names: PathParam,
+) -> ApiResult<Json<Value>> {
+    get_users(state, caller, Some(names)).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/_security/user/{username}",
+    tag = crate::openapi::SECURITY,
+    params(("username" = String, Path, description = "A user's name.")),
+    responses(
+        (status = 200, description = "Deleted.", body = crate::openapi::schemas::Found),
+        (status = 404, description = "No such user.", body = crate::openapi::schemas::Found),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn delete_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -191,9 +245,11 @@ pub async fn delete_user(
     Ok(delete_answer(found))
 }
 
-#[derive(Deserialize)]
+/// A new password, or its hash.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[schema(value_type = Option<String>)]
     password: Option<Zeroizing<String>>,
     password_hash: Option<String>,
 }
@@ -216,6 +272,16 @@ impl ChangePasswordRequest {
     }
 }
 
+#[utoipa::path(
+    method(put, post),
+    path = "/_security/user/_password",
+    tag = crate::openapi::SECURITY,
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "Changed.", body = crate::openapi::schemas::Empty),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn change_own_password(
     state: State<AppState>,
     caller: Caller,
@@ -224,6 +290,18 @@ pub async fn change_own_password(
     change_password_of(state, caller, None, body).await
 }
 
+#[utoipa::path(
+    method(put, post),
+    path = "/_security/user/{username}/_password",
+    tag = crate::openapi::SECURITY,
+    params(("username" = String, Path, description = "A user's name.")),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "Changed.", body = crate::openapi::schemas::Empty),
+        (status = 404, description = "No such user.", body = crate::openapi::schemas::EsError),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn change_password(
     state: State<AppState>,
     caller: Caller,
@@ -258,6 +336,17 @@ async fn change_password_of(
     changed(&state, &username, existed)
 }
 
+#[utoipa::path(
+    method(put, post),
+    path = "/_security/user/{username}/_enable",
+    tag = crate::openapi::SECURITY,
+    params(("username" = String, Path, description = "A user's name.")),
+    responses(
+        (status = 200, description = "Enabled.", body = crate::openapi::schemas::Empty),
+        (status = 404, description = "No such user.", body = crate::openapi::schemas::EsError),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn enable_user(
     state: State<AppState>,
     caller: Caller,
@@ -267,6 +356,17 @@ pub async fn enable_user(
     set_enabled(state, caller, username, true).await
 }
 
+#[utoipa::path(
+    method(put, post),
+    path = "/_security/user/{username}/_disable",
+    tag = crate::openapi::SECURITY,
+    params(("username" = String, Path, description = "A user's name.")),
+    responses(
+        (status = 200, description = "Disabled.", body = crate::openapi::schemas::Empty),
+        (status = 404, description = "No such user.", body = crate::openapi::schemas::EsError),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn disable_user(
     state: State<AppState>,
     caller: Caller,
@@ -311,8 +411,32 @@ async fn set_enabled(
 /// `/_security/user/_has_privileges` (and `…/{username}/_has_privileges`):
 /// not implemented. A clear 400 for an authenticated caller, rather than a
 /// lookup of a user named `_has_privileges`.
+#[utoipa::path(
+    method(get, post, put, delete, patch, options, trace),
+    path = "/_security/user/_has_privileges",
+    tag = crate::openapi::SECURITY,
+    responses(
+        (status = 400, description = "Not implemented by Tessera.", body = crate::openapi::schemas::EsError),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn has_privileges(Caller(_caller): Caller) -> ApiError {
     ApiError::illegal_argument(
         "the has privileges API (/_security/user/_has_privileges) is not implemented by Tessera",
     )
+}
+
+/// `/_security/user/{username}/_has_privileges`: as [`has_privileges`].
+#[utoipa::path(
+    method(get, post, put, delete, patch, options, trace),
+    path = "/_security/user/{username}/_has_privileges",
+    tag = crate::openapi::SECURITY,
+    params(("username" = String, Path, description = "A user's name.")),
+    responses(
+        (status = 400, description = "Not implemented by Tessera.", body = crate::openapi::schemas::EsError),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
+pub async fn has_privileges_of(caller: Caller) -> ApiError {
+    has_privileges(caller).await
 }

@@ -24,14 +24,26 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::{self, Mint, SourceRevoked};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// Which realm (or ACS) to prepare an AuthnRequest for.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SamlPrepareRequest)]
 pub struct PrepareRequest {
     realm: Option<String>,
     acs: Option<String>,
     relay_state: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/_security/saml/prepare",
+    tag = crate::openapi::SECURITY,
+    request_body = PrepareRequest,
+    responses(
+        (status = 200, description = "The AuthnRequest to send the user to.", body = crate::openapi::schemas::SamlRedirect),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn prepare(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -61,8 +73,9 @@ pub async fn prepare(
 }
 
 /// The body of a login. No `Debug`: the content is never logged.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SamlAuthenticateRequest)]
 pub struct AuthenticateRequest {
     content: Option<String>,
     ids: Option<Vec<String>>,
@@ -81,6 +94,16 @@ fn refused(unsolicited: Option<String>) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/_security/saml/authenticate",
+    tag = crate::openapi::SECURITY,
+    request_body = AuthenticateRequest,
+    responses(
+        (status = 200, description = "A token pair for the asserted user.", body = Object),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn authenticate(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -18,10 +18,14 @@ use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// The tokens of the SAML session to end.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SamlLogoutRequest)]
 pub struct LogoutRequest {
+    #[schema(value_type = Option<String>)]
     token: Option<Zeroizing<String>>,
+    #[schema(value_type = Option<String>)]
     refresh_token: Option<Zeroizing<String>>,
 }
 
@@ -46,6 +50,16 @@ fn text(m: &Map<String, Value>, key: &str) -> Option<String> {
     m.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
+#[utoipa::path(
+    post,
+    path = "/_security/saml/logout",
+    tag = crate::openapi::SECURITY,
+    request_body = LogoutRequest,
+    responses(
+        (status = 200, description = "The LogoutRequest to send the user to, if any.", body = crate::openapi::schemas::SamlRedirect),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -102,14 +116,26 @@ pub async fn logout(
     }))
 }
 
-#[derive(Deserialize)]
+/// An IdP-initiated LogoutRequest.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SamlInvalidateRequest)]
 pub struct InvalidateRequest {
     query_string: Option<String>,
     realm: Option<String>,
     acs: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/_security/saml/invalidate",
+    tag = crate::openapi::SECURITY,
+    request_body = InvalidateRequest,
+    responses(
+        (status = 200, description = "What the IdP-initiated logout invalidated.", body = Object),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn invalidate(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -159,8 +185,10 @@ pub async fn invalidate(
     })))
 }
 
-#[derive(Deserialize)]
+/// The IdP's LogoutResponse.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SamlCompleteLogoutRequest)]
 pub struct CompleteLogoutRequest {
     realm: Option<String>,
     ids: Option<Vec<String>>,
@@ -168,6 +196,16 @@ pub struct CompleteLogoutRequest {
     content: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/_security/saml/complete_logout",
+    tag = crate::openapi::SECURITY,
+    request_body = CompleteLogoutRequest,
+    responses(
+        (status = 200, description = "The logout is complete.", body = crate::openapi::schemas::Empty),
+        crate::openapi::schemas::EsErrors,
+    )
+)]
 pub async fn complete_logout(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -11,6 +11,7 @@ mod derived;
 mod exposure;
 mod hostile;
 mod lifecycle;
+mod openapi;
 mod protocol;
 mod readiness;
 mod refresh_race;
