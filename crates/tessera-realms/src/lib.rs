@@ -3,6 +3,7 @@
 //! someone is; it never touches the store and never mints a token.
 
 pub mod jose;
+pub mod jwt;
 pub mod saml;
 
 #[doc(hidden)]

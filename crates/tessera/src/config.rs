@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Deserialize;
 use tessera_domain::crypto::Secret;
 
+mod jwt;
 pub mod realms;
 pub mod throttle;
 mod values;
@@ -383,7 +384,7 @@ impl Config {
             .or(file.issuer)
             .map(|text| validate_issuer(&text).map_err(|e| setting_error("issuer", e)))
             .transpose()?;
-        let saml = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
+        let (saml, jwt) = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
         Ok(Config {
             listen,
             data_dir,
@@ -399,6 +400,7 @@ impl Config {
                 clock: tessera_http::clock::Clock::system(),
                 throttle,
                 saml,
+                jwt,
             },
             cleanup_interval,
             cleanup_batch,

@@ -10,6 +10,7 @@ mod binary;
 mod derived;
 mod exposure;
 mod hostile;
+mod jwt;
 mod lifecycle;
 mod protocol;
 mod refresh_race;
