@@ -8,3 +8,6 @@ pub mod user;
 
 pub use settings::{ClientAuthentication, JwtRealmConfig, JwtRealmSettings, TokenType};
 pub use user::{JwtUser, METADATA_PREFIX};
+
+#[cfg(test)]
+mod tests;
