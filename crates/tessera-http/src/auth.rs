@@ -131,6 +131,11 @@ pub async fn authenticate_with_provenance(
             provenance.add_login(state, &who.username, &password_hash);
             Ok((who, provenance))
         }
+        Presented::Bearer(token)
+            if !state.settings.jwt.is_empty() && tessera_realms::jose::looks_like_jwt(token) =>
+        {
+            crate::jwt::authenticate(state, headers, token).await
+        }
         Presented::Bearer(token) => {
             let record = authenticate_bearer(state, token).await?;
             if uri.path() != SCOPE_EXEMPT_PATH

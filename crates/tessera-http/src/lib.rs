@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod jwt;
 mod low_priority;
 mod middleware;
 pub mod oauth;

@@ -45,6 +45,7 @@ pub async fn put_role_mapping(
     let mapping = RoleMapping::parse(&name, &body).map_err(refused)?;
     auth::require(&state, &caller, Action::RoleMappingPut).await?;
     let created = state.store.put_role_mapping(&name, &mapping).await?;
+    state.settings.jwt.clear_cache();
     Ok(Json(json!({ "role_mapping": { "created": created } })))
 }
 
@@ -128,5 +129,6 @@ pub async fn delete_role_mapping(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     auth::require(&state, &caller, Action::RoleMappingDelete).await?;
     let found = state.store.delete_role_mapping(&name).await?;
+    state.settings.jwt.clear_cache();
     Ok(crate::users::delete_answer(found))
 }

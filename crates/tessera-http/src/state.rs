@@ -11,6 +11,7 @@ use tessera_store::Store;
 
 use crate::clock;
 use crate::credentials::CredentialCache;
+use crate::jwt::JwtRealms;
 use crate::low_priority;
 use crate::saml::SamlRealms;
 use crate::throttle::{Throttle, ThrottleSettings};
@@ -45,6 +46,8 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     /// The SAML realms of the realm chain (none: the native realm alone).
     pub saml: SamlRealms,
+    /// The JWT realms of the realm chain (none: bearer JWTs are refused).
+    pub jwt: JwtRealms,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             clock: clock::Clock::system(),
             throttle: ThrottleSettings::default(),
             saml: SamlRealms::default(),
+            jwt: JwtRealms::default(),
         }
     }
 }
@@ -198,6 +202,18 @@ impl Metrics {
             "replayed_in_window"
         };
         metrics::counter!("tessera_refresh_total", "outcome" => outcome).increment(1);
+    }
+
+    /// An external realm authenticated a credential (`success`) or refused
+    /// it (the rule: a bounded label). One count per realm tried.
+    pub fn realm_authentication(&self, realm: &str, kind: &'static str, outcome: &'static str) {
+        metrics::counter!(
+            "tessera_realm_authentications_total",
+            "realm" => realm.to_owned(),
+            "type" => kind,
+            "outcome" => outcome
+        )
+        .increment(1);
     }
 
     /// A SAML Response was accepted (`success`) or refused (the rule).

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tessera_domain::crypto::Secret;
 
 mod describe;
+mod jwt;
 pub mod realms;
 mod sources;
 pub mod throttle;
@@ -419,7 +420,7 @@ impl Config {
             },
             base_dir,
         )?;
-        let saml = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
+        let (saml, jwt) = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
         Ok(Config {
             listen,
             data_dir,
@@ -437,6 +438,7 @@ impl Config {
                 clock: tessera_http::clock::Clock::system(),
                 throttle,
                 saml,
+                jwt,
             },
             cleanup_interval,
             cleanup_batch,

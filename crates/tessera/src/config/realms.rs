@@ -1,12 +1,14 @@
 //! The realm chain of the config file: `[realms.saml.<name>]` tables with
 //! Elasticsearch's setting names as keys, and the native realm
-//! `[realms.native.default_native]`, on whether configured or not.
+//! `[realms.native.default_native]`, on whether configured or not; the JWT
+//! realms `[realms.jwt.<name>]` are loaded by [`super::jwt`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use serde::Deserialize;
+use tessera_http::jwt::JwtRealms;
 use tessera_http::saml::SamlRealms;
 use tessera_realms::saml::{SamlRealm, SamlRealmSettings};
 
@@ -21,6 +23,8 @@ pub struct RealmsFile {
     saml: BTreeMap<String, toml::Value>,
     #[serde(default)]
     native: BTreeMap<String, NativeRealmFile>,
+    #[serde(default)]
+    jwt: BTreeMap<String, toml::Value>,
 }
 
 /// `[realms.native.default_native]`: its place in the chain. The native
@@ -32,7 +36,11 @@ struct NativeRealmFile {
     order: Option<i64>,
 }
 
-fn realm_error(kind: &str, name: &str, problem: impl std::fmt::Display) -> anyhow::Error {
+pub(super) fn realm_error(
+    kind: &str,
+    name: &str,
+    problem: impl std::fmt::Display,
+) -> anyhow::Error {
     anyhow::anyhow!("invalid realm `realms.{kind}.{name}`: {problem}")
 }
 
@@ -41,7 +49,10 @@ fn realm_error(kind: &str, name: &str, problem: impl std::fmt::Display) -> anyho
 /// parsed, entity ids present, URLs well formed; each problem names the
 /// realm and the setting. Without `base_dir` the settings are checked and
 /// no file is read (the config-file fuzz target), and no realm results.
-pub fn resolve(file: RealmsFile, base_dir: Option<&Path>) -> anyhow::Result<SamlRealms> {
+pub fn resolve(
+    file: RealmsFile,
+    base_dir: Option<&Path>,
+) -> anyhow::Result<(SamlRealms, JwtRealms)> {
     let mut orders: BTreeMap<i64, String> = BTreeMap::new();
     for (name, native) in &file.native {
         if name != NATIVE_REALM {
@@ -82,7 +93,8 @@ pub fn resolve(file: RealmsFile, base_dir: Option<&Path>) -> anyhow::Result<Saml
         let realm = SamlRealm::load(config, base_dir).map_err(|e| realm_error("saml", &name, e))?;
         loaded.push((realm, base_dir.to_owned()));
     }
-    Ok(SamlRealms::new(loaded))
+    let jwt = super::jwt::resolve(file.jwt, &mut orders, base_dir)?;
+    Ok((SamlRealms::new(loaded), jwt))
 }
 
 /// The folder a config file's relative paths are resolved against.
@@ -101,6 +113,10 @@ mod tests {
     /// Resolves `[realms]` written as `toml` in a folder holding the test
     /// IdP's metadata; the error text when it fails.
     fn resolve_text(toml: &str) -> Result<SamlRealms, String> {
+        resolve_both(toml).map(|(saml, _)| saml)
+    }
+
+    fn resolve_both(toml: &str) -> Result<(SamlRealms, JwtRealms), String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("idp-metadata.xml"),

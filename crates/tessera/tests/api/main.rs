@@ -10,6 +10,7 @@ mod binary;
 mod derived;
 mod exposure;
 mod hostile;
+mod jwt;
 mod lifecycle;
 mod openapi;
 mod protocol;

@@ -1,0 +1,326 @@
+//! The JWT realms: `Authorization: Bearer <jwt>` from another issuer, as
+//! Elasticsearch's JWT realm takes it. A bearer credential shaped like a
+//! JWT (three dot-separated base64url segments, which Tessera's own tokens
+//! never are) is tried against each JWT realm in chain order; the token
+//! rules are [`tessera_realms::jose`], the user's roles come from the role
+//! mappings. Results are cached ([`cache`]), never past the token's `exp`.
+
+mod cache;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+use tessera_domain::authn::{AuthenticationType, RealmRef};
+use tessera_domain::role_mapping::UserData;
+use tessera_domain::{crypto, Authentication, Millis};
+use tessera_realms::jose::{self, HmacKey, JoseError, JwksSource, Keys, Policy};
+use tessera_realms::jwt::{ClientAuthentication, JwtRealmConfig, JwtUser};
+use tessera_store::Lineage;
+
+use crate::auth::Provenance;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub use cache::JwtCache;
+
+/// The realm type shown in `authentication_realm`.
+pub const REALM_TYPE: &str = "jwt";
+/// The header carrying the client's shared secret.
+pub const CLIENT_AUTHENTICATION_HEADER: &str = "es-client-authentication";
+
+/// One configured JWT realm, with its keys and secrets loaded.
+pub struct JwtRealm {
+    pub config: JwtRealmConfig,
+    policy: Policy,
+    jwks: Option<JwksSource>,
+    hmac: Option<HmacKey>,
+    /// SHA-256 of the client shared secret (type `shared_secret`).
+    shared_secret: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for JwtRealm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtRealm")
+            .field("name", &self.config.name)
+            .field("jwks", &self.jwks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtRealm {
+    /// A realm of checked settings with its secrets (read by the caller
+    /// from the environment or the files the settings name) and its key
+    /// source (built by the caller: a file is read at once).
+    pub fn new(
+        config: JwtRealmConfig,
+        jwks: Option<JwksSource>,
+        hmac: Option<HmacKey>,
+        shared_secret: Option<&[u8]>,
+    ) -> Self {
+        let policy = Policy {
+            issuer: config.allowed_issuer.clone(),
+            audiences: config.allowed_audiences.clone(),
+            algorithms: config.algorithms.clone(),
+            skew_secs: config.allowed_clock_skew.as_secs(),
+            subjects: config.allowed_subjects.clone(),
+        };
+        Self {
+            config,
+            policy,
+            jwks,
+            hmac,
+            shared_secret: shared_secret.map(|s| Sha256::digest(s).into()),
+        }
+    }
+
+    fn realm_ref(&self) -> RealmRef {
+        RealmRef {
+            name: Cow::Owned(self.config.name.clone()),
+            kind: Cow::Borrowed(REALM_TYPE),
+        }
+    }
+
+    /// Whether the presented `ES-Client-Authentication` secret is the
+    /// realm's (compared in constant time, on hashes).
+    fn client_authenticated(&self, presented: Option<&[u8]>) -> bool {
+        match self.config.client_authentication {
+            ClientAuthentication::None => true,
+            ClientAuthentication::SharedSecret => match (&self.shared_secret, presented) {
+                (Some(expected), Some(p)) => {
+                    let digest: [u8; 32] = Sha256::digest(p).into();
+                    crypto::ct_eq(expected, &digest)
+                }
+                _ => false,
+            },
+        }
+    }
+
+    fn check(&self, token: &str, now_secs: u64) -> Result<jose::Claims, JoseError> {
+        let set = self.jwks.as_ref().map(JwksSource::current);
+        let keys = Keys {
+            jwks: set.as_deref(),
+            hmac: self.hmac.as_ref(),
+        };
+        jose::validate(token, &keys, &self.policy, now_secs)
+    }
+
+    /// Validates `token` at `now`; when the key id is unknown or the
+    /// signature fails, the key set is re-read once (rate-limited) and the
+    /// token tried again.
+    async fn validate(&self, token: &str, now: Millis) -> Result<jose::Claims, JoseError> {
+        let now_secs = u64::try_from(now / 1000).unwrap_or(0);
+        if let Some(source) = &self.jwks {
+            if let Err(e) = source.reload_if_changed().await {
+                tracing::warn!(realm = %self.config.name, error = %e, "JWT realm: the changed JWKS cannot be used; keeping the previous keys");
+            }
+        }
+        let first = self.check(token, now_secs);
+        let (Err(e), Some(source)) = (&first, &self.jwks) else {
+            return first;
+        };
+        if !e.warrants_refresh() {
+            return first;
+        }
+        match source.refresh(u64::try_from(now).unwrap_or(0)).await {
+            Ok(true) => self.check(token, now_secs),
+            Ok(false) => first,
+            Err(fetch) => {
+                tracing::warn!(realm = %self.config.name, error = %fetch, "JWT realm: the JWKS cannot be re-read");
+                first
+            }
+        }
+    }
+}
+
+/// The JWT realms of the realm chain, in `order`, and their shared result
+/// cache. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct JwtRealms(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    realms: Vec<JwtRealm>,
+    cache: JwtCache,
+}
+
+impl std::fmt::Debug for JwtRealms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.realms.iter()).finish()
+    }
+}
+
+impl JwtRealms {
+    pub fn new(mut realms: Vec<JwtRealm>) -> Self {
+        realms.sort_by_key(|r| r.config.order);
+        let size = realms
+            .iter()
+            .map(|r| r.config.cache_size)
+            .max()
+            .unwrap_or(0);
+        Self(Arc::new(Inner {
+            realms,
+            cache: JwtCache::new(size),
+        }))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.realms.is_empty()
+    }
+
+    /// Forgets every cached result (role mappings changed).
+    pub fn clear_cache(&self) {
+        self.0.cache.clear();
+    }
+}
+
+/// The `ES-Client-Authentication: SharedSecret <secret>` value, if any.
+fn presented_secret(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(CLIENT_AUTHENTICATION_HEADER)?.to_str().ok()?;
+    let (scheme, secret) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("SharedSecret")
+        .then(|| secret.trim().as_bytes())
+        .filter(|s| !s.is_empty())
+}
+
+/// The 401 every refusal gets: what failed goes to the log only.
+fn refused() -> ApiError {
+    ApiError::unauthenticated(
+        "unable to authenticate with provided credentials and anonymous access is not allowed for this request",
+    )
+}
+
+/// Authenticates a JWT bearer credential against the JWT realms.
+///
+/// What it mints is capped by the token's `exp` and cannot outlive it
+/// (`borrowed`: the caller's authority ends with the token).
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+) -> ApiResult<(Authentication, Provenance)> {
+    let realms = &state.settings.jwt;
+    let secret = presented_secret(headers);
+    let key = cache_key(token, secret);
+    let now = state.now();
+    if let Some((who, not_after)) = realms.0.cache.get(&key, now) {
+        let realm = who.authentication_realm.name.clone();
+        state
+            .metrics
+            .realm_authentication(&realm, REALM_TYPE, "success");
+        return Ok((who, provenance(not_after)));
+    }
+    let mut first: Option<(&str, &'static str, String)> = None;
+    for realm in &realms.0.realms {
+        let name = realm.config.name.as_str();
+        if !realm.client_authenticated(secret) {
+            state
+                .metrics
+                .realm_authentication(name, REALM_TYPE, "client_authentication");
+            first.get_or_insert((
+                name,
+                "client_authentication",
+                "missing or wrong ES-Client-Authentication shared secret".into(),
+            ));
+            continue;
+        }
+        let claims = match realm.validate(token, now).await {
+            Ok(claims) => claims,
+            Err(e) => {
+                state
+                    .metrics
+                    .realm_authentication(name, REALM_TYPE, e.label());
+                first.get_or_insert((name, e.label(), e.detail));
+                continue;
+            }
+        };
+        let user = match JwtUser::from_claims(&realm.config, &claims) {
+            Ok(user) => user,
+            Err(e) => {
+                state
+                    .metrics
+                    .realm_authentication(name, REALM_TYPE, "missing_principal");
+                first.get_or_insert((name, "missing_principal", e.0));
+                continue;
+            }
+        };
+        let who = authentication(state, realm, &user).await?;
+        let not_after = i64::try_from(user.exp.saturating_mul(1000)).unwrap_or(Millis::MAX);
+        let ttl = Millis::try_from(realm.config.cache_ttl.as_millis()).unwrap_or(Millis::MAX);
+        realms.0.cache.insert(
+            key,
+            who.clone(),
+            not_after,
+            now.saturating_add(ttl).min(not_after),
+            now,
+        );
+        state
+            .metrics
+            .realm_authentication(name, REALM_TYPE, "success");
+        return Ok((who, provenance(not_after)));
+    }
+    if let Some((realm, rule, detail)) = first {
+        tracing::warn!(
+            target: "tessera::security",
+            event = "jwt_refused",
+            realm = %realm,
+            rule,
+            detail = %detail,
+            "JWT refused"
+        );
+    }
+    Err(refused())
+}
+
+fn provenance(not_after: Millis) -> Provenance {
+    Provenance {
+        lineage: Lineage::default(),
+        not_after: Some(not_after),
+        borrowed: true,
+    }
+}
+
+/// The cache key: SHA-256 of the token and the presented shared secret, so
+/// that neither is kept and a wrong secret never finds a right one's entry.
+fn cache_key(token: &str, secret: Option<&[u8]>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(token.as_bytes());
+    h.update([0]);
+    h.update(secret.unwrap_or_default());
+    h.finalize().into()
+}
+
+/// The user as `_authenticate` shows it: roles from the role mappings.
+async fn authentication(
+    state: &AppState,
+    realm: &JwtRealm,
+    user: &JwtUser,
+) -> ApiResult<Authentication> {
+    let data = UserData {
+        username: user.principal.clone(),
+        dn: user.dn.clone(),
+        groups: user.groups.clone(),
+        realm_name: realm.config.name.clone(),
+        metadata: user.metadata.clone(),
+    };
+    let roles = tessera_store::role_mappings::resolve_roles(state.store.as_ref(), &data).await?;
+    Ok(Authentication {
+        username: data.username,
+        roles,
+        full_name: user.name.clone(),
+        email: user.mail.clone(),
+        metadata: data.metadata,
+        enabled: true,
+        authentication_realm: realm.realm_ref(),
+        lookup_realm: realm.realm_ref(),
+        authentication_type: AuthenticationType::Realm,
+        api_key: None,
+    })
+}
+
+/// The shortest time between two JWKS re-reads caused by failed
+/// validations, per realm.
+pub const JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
