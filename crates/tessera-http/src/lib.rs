@@ -17,6 +17,7 @@ pub mod fuzzing;
 mod low_priority;
 mod middleware;
 pub mod oauth;
+pub mod oidc;
 pub mod params;
 pub mod role_mappings;
 pub mod roles;
@@ -114,6 +115,9 @@ pub fn router(state: AppState) -> Router {
             "/_security/api_key/{ids}/_clear_cache",
             post(api_keys::clear_cache),
         )
+        .route("/_security/oidc/prepare", post(oidc::prepare))
+        .route("/_security/oidc/authenticate", post(oidc::authenticate))
+        .route("/_security/oidc/logout", post(oidc::logout))
         .route("/_security/saml/prepare", post(saml::prepare))
         .route("/_security/saml/authenticate", post(saml::authenticate))
         .route("/_security/saml/logout", post(saml::logout))

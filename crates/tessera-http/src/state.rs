@@ -12,6 +12,7 @@ use tessera_store::Store;
 use crate::clock;
 use crate::credentials::CredentialCache;
 use crate::low_priority;
+use crate::oidc::OidcRealms;
 use crate::saml::SamlRealms;
 use crate::throttle::{Throttle, ThrottleSettings};
 
@@ -45,6 +46,8 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     /// The SAML realms of the realm chain (none: the native realm alone).
     pub saml: SamlRealms,
+    /// The OpenID Connect realms of the realm chain.
+    pub oidc: OidcRealms,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             clock: clock::Clock::system(),
             throttle: ThrottleSettings::default(),
             saml: SamlRealms::default(),
+            oidc: OidcRealms::default(),
         }
     }
 }
@@ -208,5 +212,21 @@ impl Metrics {
             "result" => result
         )
         .increment(1);
+    }
+
+    /// An OpenID Connect login was accepted (`success`) or refused (the
+    /// rule). `realm` is a configured realm's name: the labels are bounded.
+    pub fn oidc_login(&self, realm: &str, result: &'static str) {
+        metrics::counter!(
+            "tessera_oidc_logins_total",
+            "realm" => realm.to_owned(),
+            "result" => result
+        )
+        .increment(1);
+    }
+
+    /// An OpenID Connect logout ended a pair's family.
+    pub fn oidc_logout(&self, realm: &str) {
+        metrics::counter!("tessera_oidc_logouts_total", "realm" => realm.to_owned()).increment(1);
     }
 }

@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Deserialize;
 use tessera_domain::crypto::Secret;
 
+mod oidc;
 pub mod realms;
 pub mod throttle;
 mod values;
@@ -383,7 +384,7 @@ impl Config {
             .or(file.issuer)
             .map(|text| validate_issuer(&text).map_err(|e| setting_error("issuer", e)))
             .transpose()?;
-        let saml = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
+        let realms = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
         Ok(Config {
             listen,
             data_dir,
@@ -398,7 +399,8 @@ impl Config {
                 revoke_on_user_change,
                 clock: tessera_http::clock::Clock::system(),
                 throttle,
-                saml,
+                saml: realms.saml,
+                oidc: realms.oidc,
             },
             cleanup_interval,
             cleanup_batch,
