@@ -11,6 +11,8 @@ mod derived;
 mod exposure;
 mod hostile;
 mod lifecycle;
+mod oidc;
+mod oidc_provider;
 mod protocol;
 mod refresh_race;
 mod role_mappings;
