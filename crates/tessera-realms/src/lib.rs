@@ -1,7 +1,8 @@
-//! Protocol work of external realms (SAML, OpenID Connect): parse, verify and validate what an
+//! Protocol work of external realms (SAML, JWT, OpenID Connect): parse, verify and validate what an
 //! identity provider sends, and build what is sent to it. A realm proves who
 //! someone is; it never touches the store and never mints a token.
 
+pub mod jose;
 pub mod oidc;
 pub mod saml;
 

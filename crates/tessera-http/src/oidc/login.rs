@@ -73,7 +73,7 @@ pub async fn prepare(
             )
         })?,
     };
-    let endpoints = realm.endpoints(state.now()).await.map_err(|e| {
+    let provider = realm.provider(state.now()).await.map_err(|e| {
         tracing::warn!(
             realm = %realm.config.name,
             reason = %e.detail,
@@ -92,7 +92,7 @@ pub async fn prepare(
     let nonce = given(&req.nonce).map_or_else(random_value, str::to_owned);
     let redirect = authorization_url(
         &realm.config,
-        &endpoints.authorization,
+        &provider.endpoints.authorization,
         &st,
         &nonce,
         given(&req.login_hint),
@@ -222,7 +222,7 @@ async fn login(
     expected_state: &str,
     nonce: &str,
 ) -> Result<(OidcIdentity, String, i64), OidcError> {
-    let endpoints = realm.endpoints(state.now()).await?;
+    let provider = realm.provider(state.now()).await?;
     let code = callback_code(
         &realm.config,
         callback,
@@ -231,19 +231,19 @@ async fn login(
     )?;
     let tokens = realm
         .back
-        .exchange_code(&realm.config, &endpoints.token, &code)
+        .exchange_code(&realm.config, &provider.endpoints.token, &code)
         .await?;
     let validated = super::id_token::validate(
-        state,
         realm,
-        &endpoints,
+        &provider.jwks,
         &tokens.id_token,
         nonce,
         &tokens.access_token,
+        state.now(),
     )
     .await?;
     let mut claims = validated.claims;
-    if let Some(userinfo) = &endpoints.userinfo {
+    if let Some(userinfo) = &provider.endpoints.userinfo {
         let info = realm.back.userinfo(userinfo, &tokens.access_token).await?;
         merge_userinfo(&mut claims, info)?;
     }

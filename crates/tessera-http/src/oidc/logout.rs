@@ -64,8 +64,8 @@ pub async fn logout(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let redirect = match (state.settings.oidc.get(&realm_name), hint) {
-        (Some(realm), Some(hint)) => match realm.endpoints(state.now()).await {
-            Ok(endpoints) => endpoints.end_session.as_deref().map(|endpoint| {
+        (Some(realm), Some(hint)) => match realm.provider(state.now()).await {
+            Ok(provider) => provider.endpoints.end_session.as_deref().map(|endpoint| {
                 end_session_url(
                     endpoint,
                     &hint,

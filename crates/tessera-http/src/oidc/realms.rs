@@ -13,9 +13,11 @@ use std::sync::{Arc, RwLock};
 
 use tessera_domain::time::millis;
 use tessera_domain::Millis;
+use tessera_realms::jose::JwksSource;
 use tessera_realms::oidc::{OidcError, OidcRealmConfig, ProviderEndpoints, Rule};
 
 use super::backchannel::{BackChannel, DISCOVERY_RETRY};
+use super::id_token::jwks_source;
 
 /// The OpenID Connect realms of the realm chain. Cheap to clone.
 #[derive(Clone, Default)]
@@ -27,11 +29,28 @@ pub struct OidcRealm {
     /// The config file's folder, against which a JWKS file path resolves.
     pub base_dir: PathBuf,
     pub back: BackChannel,
-    provider: RwLock<Provider>,
+    provider: RwLock<State>,
 }
 
-enum Provider {
-    Ready(Arc<ProviderEndpoints>),
+/// A realm's provider as a login uses it: its endpoints and its keys.
+pub struct Provider {
+    pub endpoints: ProviderEndpoints,
+    pub jwks: Arc<JwksSource>,
+}
+
+impl Provider {
+    fn new(endpoints: ProviderEndpoints, base_dir: &std::path::Path) -> Result<Provider, String> {
+        let jwks =
+            jwks_source(&endpoints.jwks, base_dir).map_err(|e| format!("[op.jwkset_path] {e}"))?;
+        Ok(Provider {
+            endpoints,
+            jwks: Arc::new(jwks),
+        })
+    }
+}
+
+enum State {
+    Ready(Arc<Provider>),
     /// Not discovered yet: why, and when to try again.
     Unavailable {
         reason: String,
@@ -56,13 +75,17 @@ impl OidcRealms {
         for (config, base_dir) in configs {
             let back = BackChannel::new(&config.http)?;
             let provider = if config.needs_discovery() {
-                Provider::Unavailable {
+                State::Unavailable {
                     reason: "the provider's discovery document was not fetched yet".into(),
                     retry_at: Millis::MIN,
                 }
             } else {
+                // Configured endpoints; a JWKS file is read now, so that a
+                // missing or broken one stops the start.
                 let endpoints = ProviderEndpoints::resolve(&config, None)?;
-                Provider::Ready(Arc::new(endpoints))
+                let provider = Provider::new(endpoints, &base_dir)
+                    .map_err(|e| format!("realm [{}]: {e}", config.name))?;
+                State::Ready(Arc::new(provider))
             };
             realms.push(Arc::new(OidcRealm {
                 config,
@@ -108,7 +131,7 @@ impl OidcRealms {
     /// on a later login.
     pub async fn discover_all(&self, now: Millis) {
         for realm in self.0.iter() {
-            if let Err(e) = realm.endpoints(now).await {
+            if let Err(e) = realm.provider(now).await {
                 tracing::warn!(
                     realm = %realm.config.name,
                     reason = %e.detail,
@@ -120,31 +143,32 @@ impl OidcRealms {
 }
 
 impl OidcRealm {
-    /// The provider's endpoints, discovering them if needed and due.
-    pub async fn endpoints(&self, now: Millis) -> Result<Arc<ProviderEndpoints>, OidcError> {
+    /// The provider's endpoints and keys, discovering them if needed and due.
+    pub async fn provider(&self, now: Millis) -> Result<Arc<Provider>, OidcError> {
         {
-            let provider = self.provider.write().unwrap_or_else(|e| e.into_inner());
+            let provider = self.provider.read().unwrap_or_else(|e| e.into_inner());
             match &*provider {
-                Provider::Ready(e) => return Ok(Arc::clone(e)),
-                Provider::Unavailable { reason, retry_at } if now < *retry_at => {
+                State::Ready(p) => return Ok(Arc::clone(p)),
+                State::Unavailable { reason, retry_at } if now < *retry_at => {
                     return Err(OidcError::new(Rule::Unavailable, reason.clone()))
                 }
-                Provider::Unavailable { .. } => {}
+                State::Unavailable { .. } => {}
             }
         }
         // Claim the attempt, so that concurrent logins do not all ask.
         self.set_unavailable("discovery in progress".into(), now);
         let result = match self.back.discover(&self.config.issuer).await {
-            Ok(d) => ProviderEndpoints::resolve(&self.config, Some(&d)),
+            Ok(d) => ProviderEndpoints::resolve(&self.config, Some(&d))
+                .and_then(|endpoints| Provider::new(endpoints, &self.base_dir)),
             Err(e) => Err(e),
         };
         match result {
-            Ok(endpoints) => {
+            Ok(provider) => {
                 tracing::info!(realm = %self.config.name, "OpenID Connect realm: provider discovered");
-                let endpoints = Arc::new(endpoints);
+                let provider = Arc::new(provider);
                 *self.provider.write().unwrap_or_else(|e| e.into_inner()) =
-                    Provider::Ready(Arc::clone(&endpoints));
-                Ok(endpoints)
+                    State::Ready(Arc::clone(&provider));
+                Ok(provider)
             }
             Err(reason) => {
                 let reason = format!("discovery failed: {reason}");
@@ -155,7 +179,7 @@ impl OidcRealm {
     }
 
     fn set_unavailable(&self, reason: String, now: Millis) {
-        *self.provider.write().unwrap_or_else(|e| e.into_inner()) = Provider::Unavailable {
+        *self.provider.write().unwrap_or_else(|e| e.into_inner()) = State::Unavailable {
             reason,
             retry_at: now.saturating_add(millis(DISCOVERY_RETRY)),
         };

@@ -446,8 +446,9 @@ pub fn secret_env_var(realm: &str) -> String {
     format!("TESSERA_REALMS_OIDC_{name}_RP_CLIENT_SECRET")
 }
 
-/// A provider URL: `https://`, or `http://` on a loopback host only
-/// (`127.0.0.0/8`, `[::1]`, `localhost`), for local providers and tests.
+/// A provider URL: `https://`, or `http://` on a loopback address only
+/// (`127.0.0.0/8`, `[::1]`: literal addresses, as the JWKS source has
+/// them, so no name lookup decides), for local providers and tests.
 pub fn check_provider_url(text: &str) -> Result<(), String> {
     let url = url::Url::parse(text).map_err(|e| format!("[{text}] is not a URL: {e}"))?;
     let Some(host) = url.host() else {
@@ -467,7 +468,7 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Ipv4(ip) => ip.is_loopback(),
         url::Host::Ipv6(ip) => ip.is_loopback(),
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Domain(_) => false,
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::routing::{get, post};
 use axum::Json;
 use serde_json::{json, Value};
+use tessera_realms::testing::jwt::{self, TestKey};
 use tessera_realms::testing::oidc as fx;
 
 use crate::support::*;
@@ -80,7 +81,12 @@ struct Stub {
     srv: TestServer,
     answers: Shared,
     issuer: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// The provider's signing key, published in its JWKS file.
+fn key1() -> TestKey {
+    TestKey::rsa(1, "k1")
 }
 
 impl Stub {
@@ -89,7 +95,7 @@ impl Stub {
         let addr = start_stub(Arc::clone(&answers));
         let issuer = format!("http://{addr}");
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("jwks.json"), fx::jwks(fx::KID).to_string()).unwrap();
+        std::fs::write(dir.path().join("jwks.json"), jwt::jwks(&[&key1()])).unwrap();
         std::fs::write(dir.path().join("secret.txt"), "stub-secret\n").unwrap();
         let config = dir.path().join("tessera.toml");
         std::fs::write(
@@ -122,11 +128,11 @@ claims.groups = "groups"
             srv,
             answers,
             issuer,
-            _dir: dir,
+            dir,
         };
         let claims = stub.claims();
         stub.answer(
-            &fx::id_token(&claims),
+            &key1().sign(&claims),
             json!({"sub": "alice", "groups": ["staff"]}),
         );
         stub
@@ -219,51 +225,66 @@ fn refused_logins_get_one_401_store_nothing_and_are_counted_by_rule() {
     };
     let now = s.now_s();
     let info = json!({"sub": "alice"});
+    let sign = |c: &Value| key1().sign(c);
     let cases: Vec<(&str, String, Value, &str)> = vec![
         (
             "nonce",
-            fx::id_token(&with(json!({"nonce": "another"}))),
+            sign(&with(json!({"nonce": "another"}))),
             info.clone(),
             "nonce",
         ),
         (
             "issuer",
-            fx::id_token(&with(json!({"iss": "https://evil.example"}))),
+            sign(&with(json!({"iss": "https://evil.example"}))),
             info.clone(),
             "id_token",
         ),
         (
             "audience",
-            fx::id_token(&with(json!({"aud": "someone-else"}))),
+            sign(&with(json!({"aud": "someone-else"}))),
+            info.clone(),
+            "id_token",
+        ),
+        (
+            "azp of another client",
+            sign(&with(json!({"aud": [CLIENT_ID, "x"], "azp": "x"}))),
             info.clone(),
             "id_token",
         ),
         (
             "expired",
-            fx::id_token(&with(json!({"iat": now - 600, "exp": now - 61}))),
+            sign(&with(json!({"iat": now - 600, "exp": now - 61}))),
             info.clone(),
             "id_token",
         ),
         (
             "issued in the future",
-            fx::id_token(&with(json!({"iat": now + 120, "exp": now + 400}))),
+            sign(&with(json!({"iat": now + 120, "exp": now + 400}))),
             info.clone(),
             "id_token",
         ),
-        ("alg none", fx::unsigned(&base), info.clone(), "id_token"),
         (
-            "foreign key",
-            fx::sign_with(
-                &json!({"alg": "RS256", "kid": fx::KID}),
-                &base,
-                "attacker.key",
-            ),
+            "wrong at_hash",
+            sign(&with(json!({"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}))),
+            info.clone(),
+            "id_token",
+        ),
+        ("alg none", jwt::unsigned(&base), info.clone(), "id_token"),
+        (
+            "HS256 with the RSA public key",
+            jwt::sign_hs256(jwt::rsa_1_public_pem().as_bytes(), &base),
+            info.clone(),
+            "id_token",
+        ),
+        (
+            "another key under the known kid",
+            TestKey::rsa(2, "k1").sign(&base),
             info.clone(),
             "id_token",
         ),
         (
             "userinfo of another subject",
-            fx::id_token(&base),
+            sign(&base),
             json!({"sub": "mallory"}),
             "userinfo",
         ),
@@ -281,7 +302,7 @@ fn refused_logins_get_one_401_store_nothing_and_are_counted_by_rule() {
     for (case, token) in [
         (
             "not Bearer",
-            json!({"token_type": "mac", "access_token": "a", "id_token": fx::id_token(&base)}),
+            json!({"token_type": "mac", "access_token": "a", "id_token": key1().sign(&base)}),
         ),
         (
             "no ID token",
@@ -294,6 +315,21 @@ fn refused_logins_get_one_401_store_nothing_and_are_counted_by_rule() {
         let _ = case;
     }
     assert_eq!(s.tokens_stored(), stored);
+}
+
+#[test]
+fn a_key_rotation_is_followed_once_the_jwks_names_the_new_key() {
+    let s = Stub::start();
+    let key2 = TestKey::rsa(2, "k2");
+    s.answer(&key2.sign(&s.claims()), json!({"sub": "alice"}));
+    // Unknown key id: the JWKS is read again, still without it: refused.
+    assert_refused(&s.authenticate("c1"));
+    // The provider publishes its new key; the next login reads it.
+    std::fs::write(s.dir.path().join("jwks.json"), jwt::jwks(&[&key1(), &key2])).unwrap();
+    s.srv.advance(11_000);
+    s.answer(&key2.sign(&s.claims()), json!({"sub": "alice"}));
+    let r = s.authenticate("c2");
+    assert_eq!(r.status, 200, "{}", r.text);
 }
 
 #[test]
