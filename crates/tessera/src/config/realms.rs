@@ -136,7 +136,7 @@ pub fn resolve_with_env(
     }
     Ok(Realms {
         saml: SamlRealms::new(loaded),
-        oidc: OidcRealms::new(oidc).map_err(|e| anyhow::anyhow!("OpenID Connect realms: {e}"))?,
+        oidc: OidcRealms::new(oidc).map_err(|e| anyhow::anyhow!("invalid OpenID Connect {e}"))?,
     })
 }
 
@@ -168,6 +168,8 @@ mod tests {
         .unwrap();
         let file: RealmsFile = toml::from_str(toml).map_err(|e| e.to_string())?;
         std::fs::write(dir.path().join("secret.txt"), "from-a-file\n").unwrap();
+        let key = fx::jwt::TestKey::rsa(1, "k1");
+        std::fs::write(dir.path().join("jwks.json"), fx::jwt::jwks(&[&key])).unwrap();
         let env = |name: &str| {
             (name == "TESSERA_REALMS_OIDC_OIDC_ENV_RP_CLIENT_SECRET").then(|| "from-env".to_owned())
         };
