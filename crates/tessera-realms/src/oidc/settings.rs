@@ -590,12 +590,12 @@ claims.principal = "sub"
             "http://127.0.0.1:8080/x",
             "http://127.1.2.3/",
             "http://[::1]:9/",
-            "http://localhost:3000/",
         ] {
             assert!(check_provider_url(ok).is_ok(), "{ok}");
         }
         for bad in [
             "http://op.example.org/",
+            "http://localhost:3000/",
             "http://10.0.0.1/",
             "http://[::2]/",
             "ftp://127.0.0.1/",
