@@ -82,6 +82,9 @@ pub enum Action {
     SamlInvalidate,
     SamlCompleteLogout,
     SamlMetadata,
+    OidcPrepare,
+    OidcAuthenticate,
+    OidcLogout,
 }
 
 impl Action {
@@ -114,6 +117,9 @@ impl Action {
             Action::SamlInvalidate => "cluster:admin/xpack/security/saml/invalidate",
             Action::SamlCompleteLogout => "cluster:admin/xpack/security/saml/complete_logout",
             Action::SamlMetadata => "cluster:monitor/xpack/security/saml/metadata",
+            Action::OidcPrepare => "cluster:admin/xpack/security/oidc/prepare",
+            Action::OidcAuthenticate => "cluster:admin/xpack/security/oidc/authenticate",
+            Action::OidcLogout => "cluster:admin/xpack/security/oidc/logout",
         }
     }
 
@@ -125,10 +131,15 @@ impl Action {
                 &["manage_token", "manage_security", "all"]
             }
             // A dashboard refreshes and invalidates the tokens of its SAML
-            // logins with `manage_saml` alone, as in Elasticsearch.
-            Action::TokenRefresh | Action::TokenInvalidate => {
-                &["manage_saml", "manage_token", "manage_security", "all"]
-            }
+            // and OpenID Connect logins with `manage_saml` or `manage_oidc`
+            // alone, as in Elasticsearch.
+            Action::TokenRefresh | Action::TokenInvalidate => &[
+                "manage_saml",
+                "manage_oidc",
+                "manage_token",
+                "manage_security",
+                "all",
+            ],
             Action::UserGet | Action::RoleGet | Action::RoleMappingGet => {
                 &["read_security", "manage_security", "all"]
             }
@@ -156,6 +167,9 @@ impl Action {
             | Action::SamlInvalidate
             | Action::SamlCompleteLogout
             | Action::SamlMetadata => &["manage_saml", "manage_security", "all"],
+            Action::OidcPrepare | Action::OidcAuthenticate | Action::OidcLogout => {
+                &["manage_oidc", "manage_security", "all"]
+            }
             // As in Elasticsearch, `manage` builds on `monitor`.
             Action::MetricsRead => &["monitor", "manage", "all"],
         }
@@ -281,7 +295,9 @@ mod tests {
         assert!(grants(["manage_saml"], Action::TokenRefresh));
         assert!(grants(["manage_saml"], Action::TokenInvalidate));
         assert!(!grants(["manage_saml"], Action::TokenCreate));
-        assert!(!grants(["manage_oidc"], Action::TokenRefresh));
+        assert!(grants(["manage_oidc"], Action::TokenRefresh));
+        assert!(grants(["manage_oidc"], Action::TokenInvalidate));
+        assert!(!grants(["manage_oidc"], Action::TokenCreate));
         assert!(grants(["read_security"], Action::RoleMappingGet));
         assert!(!grants(["read_security"], Action::RoleMappingPut));
         assert!(grants(["manage_security"], Action::RoleMappingDelete));
@@ -296,6 +312,15 @@ mod tests {
             assert!(grants(["manage_saml"], saml), "{saml:?}");
             assert!(grants(["manage_security"], saml), "{saml:?}");
             assert!(!grants(["manage_token", "manage_oidc"], saml), "{saml:?}");
+        }
+        for oidc in [
+            Action::OidcPrepare,
+            Action::OidcAuthenticate,
+            Action::OidcLogout,
+        ] {
+            assert!(grants(["manage_oidc"], oidc), "{oidc:?}");
+            assert!(grants(["manage_security"], oidc), "{oidc:?}");
+            assert!(!grants(["manage_token", "manage_saml"], oidc), "{oidc:?}");
         }
     }
 

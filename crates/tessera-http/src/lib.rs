@@ -18,6 +18,7 @@ pub mod jwt;
 mod low_priority;
 mod middleware;
 pub mod oauth;
+pub mod oidc;
 pub mod openapi;
 pub mod params;
 pub mod role_mappings;

@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::state::AppState;
-use crate::{api_keys, oauth, role_mappings, roles, saml, tokens, users};
+use crate::{api_keys, oauth, oidc, role_mappings, roles, saml, tokens, users};
 
 /// The tags operations are grouped by.
 pub const SECURITY: &str = "Elasticsearch security API";
@@ -133,6 +133,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
             api_keys::invalidate
         ))
         .routes(routes!(api_keys::clear_cache))
+        .routes(routes!(oidc::login::prepare))
+        .routes(routes!(oidc::login::authenticate))
+        .routes(routes!(oidc::logout::logout))
         .routes(routes!(saml::login::prepare))
         .routes(routes!(saml::login::authenticate))
         .routes(routes!(saml::logout::logout))

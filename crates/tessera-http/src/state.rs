@@ -13,6 +13,7 @@ use crate::clock;
 use crate::credentials::CredentialCache;
 use crate::jwt::JwtRealms;
 use crate::low_priority;
+use crate::oidc::OidcRealms;
 use crate::saml::SamlRealms;
 use crate::throttle::{Throttle, ThrottleSettings};
 
@@ -48,6 +49,8 @@ pub struct Settings {
     pub saml: SamlRealms,
     /// The JWT realms of the realm chain (none: bearer JWTs are refused).
     pub jwt: JwtRealms,
+    /// The OpenID Connect realms of the realm chain.
+    pub oidc: OidcRealms,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             throttle: ThrottleSettings::default(),
             saml: SamlRealms::default(),
             jwt: JwtRealms::default(),
+            oidc: OidcRealms::default(),
         }
     }
 }
@@ -224,5 +228,21 @@ impl Metrics {
             "result" => result
         )
         .increment(1);
+    }
+
+    /// An OpenID Connect login was accepted (`success`) or refused (the
+    /// rule). `realm` is a configured realm's name: the labels are bounded.
+    pub fn oidc_login(&self, realm: &str, result: &'static str) {
+        metrics::counter!(
+            "tessera_oidc_logins_total",
+            "realm" => realm.to_owned(),
+            "result" => result
+        )
+        .increment(1);
+    }
+
+    /// An OpenID Connect logout ended a pair's family.
+    pub fn oidc_logout(&self, realm: &str) {
+        metrics::counter!("tessera_oidc_logouts_total", "realm" => realm.to_owned()).increment(1);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod jose;
 pub mod jwt;
+pub mod oidc;
 pub mod saml;
 
 #[doc(hidden)]

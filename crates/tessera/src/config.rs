@@ -13,6 +13,7 @@ use tessera_domain::crypto::Secret;
 
 mod describe;
 mod jwt;
+mod oidc;
 pub mod realms;
 mod sources;
 pub mod throttle;
@@ -420,7 +421,7 @@ impl Config {
             },
             base_dir,
         )?;
-        let (saml, jwt) = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
+        let realms = realms::resolve(file.realms.unwrap_or_default(), base_dir)?;
         Ok(Config {
             listen,
             data_dir,
@@ -437,8 +438,9 @@ impl Config {
                 revoke_on_user_change,
                 clock: tessera_http::clock::Clock::system(),
                 throttle,
-                saml,
-                jwt,
+                saml: realms.saml,
+                oidc: realms.oidc,
+                jwt: realms.jwt,
             },
             cleanup_interval,
             cleanup_batch,

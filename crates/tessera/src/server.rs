@@ -320,6 +320,13 @@ pub async fn start(
     }
     let render: Option<MetricsRender> =
         metrics_handle().map(|h| Arc::new(move || h.render()) as MetricsRender);
+    // OpenID providers to discover: in the background, so that a provider
+    // that is down delays nothing (its realm refuses logins meanwhile).
+    {
+        let oidc = settings.oidc.clone();
+        let now = settings.clock.now();
+        tokio::spawn(async move { oidc.discover_all(now).await });
+    }
     let state = AppState::new(Arc::clone(&store), settings, render.clone());
     let app = tessera_http::router(state);
 

@@ -149,7 +149,7 @@ mod tests {
         std::fs::write(dir.path().join("secret.txt"), "s3cret\n").unwrap();
         let file: RealmsFile = toml::from_str(toml).map_err(|e| e.to_string())?;
         resolve(file, Some(dir.path()))
-            .map(|(_, jwt)| !jwt.is_empty())
+            .map(|r| !r.jwt.is_empty())
             .map_err(|e| e.to_string())
     }
 

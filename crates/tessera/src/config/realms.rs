@@ -1,7 +1,8 @@
-//! The realm chain of the config file: `[realms.saml.<name>]` tables with
-//! Elasticsearch's setting names as keys, and the native realm
-//! `[realms.native.default_native]`, on whether configured or not; the JWT
-//! realms `[realms.jwt.<name>]` are loaded by [`super::jwt`].
+//! The realm chain of the config file: `[realms.saml.<name>]` and
+//! `[realms.oidc.<name>]` tables with Elasticsearch's setting names as
+//! keys, and the native realm `[realms.native.default_native]`, on
+//! whether configured or not; the JWT realms `[realms.jwt.<name>]` are
+//! loaded by [`super::jwt`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use serde::Deserialize;
 use tessera_http::jwt::JwtRealms;
+use tessera_http::oidc::OidcRealms;
 use tessera_http::saml::SamlRealms;
 use tessera_realms::saml::{SamlRealm, SamlRealmSettings};
 
@@ -21,6 +23,8 @@ pub const NATIVE_REALM: &str = "default_native";
 pub struct RealmsFile {
     #[serde(default)]
     saml: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    oidc: BTreeMap<String, toml::Value>,
     #[serde(default)]
     native: BTreeMap<String, NativeRealmFile>,
     #[serde(default)]
@@ -44,15 +48,30 @@ pub(super) fn realm_error(
     anyhow::anyhow!("invalid realm `realms.{kind}.{name}`: {problem}")
 }
 
+/// The external realms of the chain.
+#[derive(Debug, Default)]
+pub struct Realms {
+    pub saml: SamlRealms,
+    pub oidc: OidcRealms,
+    pub jwt: JwtRealms,
+}
+
 /// Checks the chain and loads every SAML realm's files (paths relative to
 /// `base_dir`, the config file's folder): files readable, metadata
 /// parsed, entity ids present, URLs well formed; each problem names the
-/// realm and the setting. Without `base_dir` the settings are checked and
-/// no file is read (the config-file fuzz target), and no realm results.
-pub fn resolve(
+/// realm and the setting. OpenID Connect realms get their client secrets
+/// from the environment (`env`) or their secret files. Without `base_dir`
+/// the settings are checked and no file is read (the config-file fuzz
+/// target), and no realm results.
+pub fn resolve(file: RealmsFile, base_dir: Option<&Path>) -> anyhow::Result<Realms> {
+    resolve_with_env(file, base_dir, &|name| std::env::var(name).ok())
+}
+
+pub fn resolve_with_env(
     file: RealmsFile,
     base_dir: Option<&Path>,
-) -> anyhow::Result<(SamlRealms, JwtRealms)> {
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Realms> {
     let mut orders: BTreeMap<i64, String> = BTreeMap::new();
     for (name, native) in &file.native {
         if name != NATIVE_REALM {
@@ -93,8 +112,43 @@ pub fn resolve(
         let realm = SamlRealm::load(config, base_dir).map_err(|e| realm_error("saml", &name, e))?;
         loaded.push((realm, base_dir.to_owned()));
     }
+    let mut oidc = Vec::new();
+    for (name, table) in file.oidc {
+        if name.is_empty() || name.starts_with('_') || name == NATIVE_REALM {
+            bail!(realm_error("oidc", &name, "this realm name is reserved"));
+        }
+        if orders
+            .values()
+            .any(|other| other == &format!("saml.{name}"))
+        {
+            bail!(realm_error(
+                "oidc",
+                &name,
+                "a SAML realm has this name; realm names must be unique"
+            ));
+        }
+        let config = super::oidc::realm(&name, table, base_dir, env)
+            .map_err(|e| realm_error("oidc", &name, e))?;
+        if let Some(other) = orders.insert(config.order, format!("oidc.{name}")) {
+            bail!(realm_error(
+                "oidc",
+                &name,
+                format!(
+                    "setting [order] {} is also the order of realm `realms.{other}`; orders must be unique",
+                    config.order
+                )
+            ));
+        }
+        if let Some(base_dir) = base_dir {
+            oidc.push((config, base_dir.to_owned()));
+        }
+    }
     let jwt = super::jwt::resolve(file.jwt, &mut orders, base_dir)?;
-    Ok((SamlRealms::new(loaded), jwt))
+    Ok(Realms {
+        saml: SamlRealms::new(loaded),
+        oidc: OidcRealms::new(oidc).map_err(|e| anyhow::anyhow!("invalid OpenID Connect {e}"))?,
+        jwt,
+    })
 }
 
 /// The folder a config file's relative paths are resolved against.
@@ -113,10 +167,10 @@ mod tests {
     /// Resolves `[realms]` written as `toml` in a folder holding the test
     /// IdP's metadata; the error text when it fails.
     fn resolve_text(toml: &str) -> Result<SamlRealms, String> {
-        resolve_both(toml).map(|(saml, _)| saml)
+        resolve_all(toml).map(|r| r.saml)
     }
 
-    fn resolve_both(toml: &str) -> Result<(SamlRealms, JwtRealms), String> {
+    fn resolve_all(toml: &str) -> Result<Realms, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("idp-metadata.xml"),
@@ -124,7 +178,94 @@ mod tests {
         )
         .unwrap();
         let file: RealmsFile = toml::from_str(toml).map_err(|e| e.to_string())?;
-        resolve(file, Some(dir.path())).map_err(|e| e.to_string())
+        std::fs::write(dir.path().join("secret.txt"), "from-a-file\n").unwrap();
+        let key = fx::jwt::TestKey::rsa(1, "k1");
+        std::fs::write(dir.path().join("jwks.json"), fx::jwt::jwks(&[&key])).unwrap();
+        let env = |name: &str| {
+            (name == "TESSERA_REALMS_OIDC_OIDC_ENV_RP_CLIENT_SECRET").then(|| "from-env".to_owned())
+        };
+        resolve_with_env(file, Some(dir.path()), &env).map_err(|e| format!("{e:#}"))
+    }
+
+    const OIDC: &str = r#"
+order = 5
+op.issuer = "https://op.example.org"
+op.authorization_endpoint = "https://op.example.org/auth"
+op.token_endpoint = "https://op.example.org/token"
+op.jwkset_path = "jwks.json"
+rp.client_id = "dashboard"
+rp.redirect_uri = "https://dashboard.example.org/cb"
+rp.response_type = "code"
+claims.principal = "sub"
+"#;
+
+    #[test]
+    fn an_oidc_realm_takes_its_secret_from_the_environment_or_a_file() {
+        let realms = resolve_all(&format!(
+            "[oidc.oidc_env]\n{OIDC}\n[oidc.oidc_file]\n{}rp.client_secret_file = \"secret.txt\"\n",
+            OIDC.replace("order = 5", "order = 6")
+        ))
+        .unwrap();
+        let secret = |name: &str| {
+            realms
+                .oidc
+                .get(name)
+                .unwrap()
+                .config
+                .client_secret
+                .as_ref()
+                .unwrap()
+                .expose()
+                .to_owned()
+        };
+        assert_eq!(secret("oidc_env"), "from-env");
+        assert_eq!(secret("oidc_file"), "from-a-file");
+        let debug = format!("{:?}", realms.oidc);
+        assert!(!debug.contains("from-"), "{debug}");
+    }
+
+    #[test]
+    fn oidc_problems_name_the_realm_and_the_setting() {
+        let cases = [
+            (
+                format!("[oidc.oidc1]\n{OIDC}"),
+                "TESSERA_REALMS_OIDC_OIDC1_RP_CLIENT_SECRET",
+            ),
+            (
+                format!("[oidc.oidc1]\n{OIDC}rp.client_secret = \"x\"\n"),
+                "must not be written in the config file",
+            ),
+            (
+                format!("[oidc.oidc1]\n{OIDC}rp.client_secret_file = \"missing\"\n"),
+                "cannot read",
+            ),
+            (
+                format!("[oidc.oidc_env]\n{OIDC}rp.client_secret_file = \"secret.txt\"\n"),
+                "given twice",
+            ),
+            (
+                format!(
+                    "[oidc.oidc_env]\n{OIDC}\n{}",
+                    saml1(&fx::SETTINGS.replace("order = 2", "order = 5"))
+                ),
+                "orders must be unique",
+            ),
+            (
+                format!(
+                    "[oidc.saml1]\n{}\n{}",
+                    OIDC.replace("order = 5", "order = 9"),
+                    saml1(fx::SETTINGS)
+                ),
+                "names must be unique",
+            ),
+        ];
+        for (toml, expected) in cases {
+            let e = resolve_all(&toml)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {toml}"));
+            assert!(e.contains(expected), "{e:?} should say {expected:?}");
+            assert!(e.contains("realms.oidc."), "{e}");
+        }
     }
 
     fn saml1(settings: &str) -> String {

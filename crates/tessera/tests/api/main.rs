@@ -12,6 +12,8 @@ mod exposure;
 mod hostile;
 mod jwt;
 mod lifecycle;
+mod oidc;
+mod oidc_provider;
 mod openapi;
 mod protocol;
 mod readiness;

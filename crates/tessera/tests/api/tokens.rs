@@ -160,7 +160,7 @@ fn caller_without_manage_token_cannot_create_tokens() {
         "cluster:admin/xpack/security/token/invalidate",
         "watcher",
         "monitor_only",
-        "manage_saml,manage_token,manage_security,all",
+        "manage_saml,manage_oidc,manage_token,manage_security,all",
     );
 }
 
