@@ -7,6 +7,7 @@
 //! wrapper logs every server error once.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod clock;
@@ -18,6 +19,7 @@ mod low_priority;
 mod middleware;
 pub mod oauth;
 pub mod params;
+pub mod request_context;
 pub mod role_mappings;
 pub mod roles;
 pub mod saml;

@@ -9,6 +9,7 @@ use tessera_domain::time::millis;
 use tessera_domain::Millis;
 use tessera_store::Store;
 
+use crate::audit::Audit;
 use crate::clock;
 use crate::credentials::CredentialCache;
 use crate::low_priority;
@@ -45,6 +46,10 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     /// The SAML realms of the realm chain (none: the native realm alone).
     pub saml: SamlRealms,
+    /// The audit log (off by default).
+    pub audit: Audit,
+    /// One `tessera::access` log line per request (off by default).
+    pub access_log: bool,
 }
 
 impl Default for Settings {
@@ -60,6 +65,8 @@ impl Default for Settings {
             clock: clock::Clock::system(),
             throttle: ThrottleSettings::default(),
             saml: SamlRealms::default(),
+            audit: Audit::default(),
+            access_log: false,
         }
     }
 }
@@ -90,6 +97,8 @@ pub struct Inner {
     pub credentials: CredentialCache,
     pub metrics: Metrics,
     pub throttle: Throttle,
+    /// The audit log (see [`crate::audit`]).
+    pub audit: Audit,
     /// Bounds concurrent password hashing (see [`AppState::hash_blocking`]).
     hashing: tokio::sync::Semaphore,
     /// The narrower lane for verifications from sources or for accounts
@@ -114,7 +123,9 @@ impl AppState {
         render_metrics: Option<MetricsRender>,
     ) -> Self {
         let throttle = Throttle::new(settings.throttle.clone());
+        let audit = settings.audit.clone();
         Self(Arc::new(Inner {
+            audit,
             store,
             settings,
             credentials: CredentialCache::default(),

@@ -11,12 +11,14 @@ use clap::Args;
 use serde::Deserialize;
 use tessera_domain::crypto::Secret;
 
+pub mod observability;
 pub mod realms;
 pub mod throttle;
 mod values;
 
 use values::{boolean, duration, integer, setting_error, toml_text};
 
+pub use observability::ObservabilityArgs;
 pub use throttle::ThrottleArgs;
 
 /// Flags of `tessera serve`. Each can also be given as an environment
@@ -99,6 +101,9 @@ pub struct ServeArgs {
     /// on the API port the metrics need the `monitor` privilege].
     #[arg(long, env = "TESSERA_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Logs, access log and audit log.
+    #[command(flatten)]
+    pub observability: ObservabilityArgs,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -132,6 +137,11 @@ struct FileConfig {
     source_failure_rate: Option<toml::Value>,
     trusted_proxies: Option<toml::Value>,
     realms: Option<realms::RealmsFile>,
+    log_format: Option<String>,
+    access_log: Option<bool>,
+    audit_log: Option<String>,
+    audit_include: Option<Vec<String>>,
+    audit_exclude: Option<Vec<String>>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -182,6 +192,8 @@ pub struct Config {
     pub issuer: Option<String>,
     /// Where the metrics are also served, open, for a scraper.
     pub metrics_listen: Option<SocketAddr>,
+    /// The log format, the access log and the audit log.
+    pub observability: observability::Observability,
 }
 
 impl Config {
@@ -347,6 +359,16 @@ impl Config {
             file.revoke_on_user_change,
             true,
         )?;
+        let observability = observability::resolve(
+            args.observability,
+            observability::ObservabilityFile {
+                log_format: file.log_format,
+                access_log: file.access_log,
+                audit_log: file.audit_log,
+                audit_include: file.audit_include,
+                audit_exclude: file.audit_exclude,
+            },
+        )?;
         let throttle = throttle::resolve(
             args.throttle,
             throttle::ThrottleFile {
@@ -399,6 +421,8 @@ impl Config {
                 clock: tessera_http::clock::Clock::system(),
                 throttle,
                 saml,
+                audit: tessera_http::audit::Audit::default(),
+                access_log: observability.access_log,
             },
             cleanup_interval,
             cleanup_batch,
@@ -411,6 +435,7 @@ impl Config {
             bootstrap_password,
             issuer,
             metrics_listen,
+            observability,
         })
     }
 }

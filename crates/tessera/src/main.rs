@@ -1,7 +1,8 @@
 use clap::{Parser, Subcommand};
 use tessera::clients::{self, ClientCommand};
-use tessera::config::{Config, ServeArgs};
-use tessera::server;
+use tessera::config::observability::{self, LogFormat};
+use tessera::config::{Config, ObservabilityArgs, ServeArgs};
+use tessera::{logging, server};
 
 /// mimalloc for the server: fewer cycles per allocation than glibc's
 /// malloc and no per-thread arena growth under the blocking pool.
@@ -28,24 +29,41 @@ enum Command {
     Client(ClientCommand),
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: logs that go to a file or a journal stay
-    // plain text (and formatting every request's span costs less).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .init();
+/// The log format before the configuration is resolved, so that every
+/// line, start-up included, is in it.
+fn early_log_format(command: &Command) -> LogFormat {
+    match command {
+        Command::Serve(args) | Command::CheckConfig(args) => {
+            observability::early_log_format(&args.observability, args.config.as_deref())
+        }
+        Command::Client(_) => {
+            let args = ObservabilityArgs {
+                log_format: std::env::var("TESSERA_LOG_FORMAT").ok(),
+                ..Default::default()
+            };
+            observability::early_log_format(&args, None)
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
-    match cli.command {
+    let format = early_log_format(&cli.command);
+    logging::init(format);
+    match run(cli.command).await {
+        // In JSON the error is a log line too, and the exit status says it
+        // failed; in text anyhow prints it.
+        Err(e) if format == LogFormat::Json => {
+            tracing::error!(error = format!("{e:#}"), "tessera failed");
+            std::process::exit(1);
+        }
+        result => result,
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => {
             let config = Config::resolve(args)?;
             let running = server::start(config, server::shutdown_signal()).await?;

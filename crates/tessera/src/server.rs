@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tessera_domain::crypto::Secret;
 use tessera_domain::privilege::SUPERUSER_ROLE;
 use tessera_domain::user;
+use tessera_http::audit::Audit;
 use tessera_http::{AppState, MetricsRender};
 use tessera_store::{Store, UserUpsert};
 use tessera_store_postgres::{PostgresConfig, PostgresStore};
@@ -32,6 +33,7 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
+    audit: Audit,
 }
 
 impl Running {
@@ -39,12 +41,16 @@ impl Running {
     /// the shutdown timeout) and waits for the server to end.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        self.task.await.context("the server task failed")?
+        self.wait().await
     }
 
     /// Waits until the server ends by itself (after `stop_on` fired).
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await.context("the server task failed")?
+        let served = self.task.await.context("the server task failed");
+        // What the last requests audited is on disk before the node ends.
+        let audit = self.audit;
+        let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        served?
     }
 }
 
@@ -237,6 +243,8 @@ pub async fn start(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let mut settings = config.http.clone();
+    settings.audit = crate::audit::open(&config)?;
+    let audit = settings.audit.clone();
     if config.issuer.is_none() {
         // The address actually bound (the port may have been 0).
         settings.issuer = crate::config::default_issuer(addr);
@@ -285,6 +293,7 @@ pub async fn start(
         metrics_addr,
         stop,
         task,
+        audit,
     })
 }
 
