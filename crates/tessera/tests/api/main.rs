@@ -5,6 +5,7 @@
 mod support;
 
 mod api_keys;
+mod audit;
 mod authenticate;
 mod binary;
 mod derived;
