@@ -311,10 +311,15 @@ pub async fn check_password(
     source: IpAddr,
 ) -> ApiResult<Option<(Authentication, String)>> {
     let checked = check_native_password(state, creds, source).await;
-    if let Ok(None) = checked {
-        state
-            .audit
-            .realm_authentication_failed(&NATIVE_REALM, &creds.username);
+    match &checked {
+        Ok(Some(_)) => state.metrics.native_authentication(true),
+        Ok(None) => {
+            state.metrics.native_authentication(false);
+            state
+                .audit
+                .realm_authentication_failed(&NATIVE_REALM, &creds.username);
+        }
+        Err(_) => {}
     }
     checked
 }

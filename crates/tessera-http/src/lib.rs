@@ -25,6 +25,7 @@ pub mod roles;
 pub mod saml;
 pub mod service;
 mod state;
+pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
 pub mod users;

@@ -194,12 +194,15 @@ impl Metrics {
         metrics::counter!("tessera_tokens_issued_total").increment(1);
     }
 
-    /// A refresh token was presented again outside what is allowed.
+    /// A refresh token was presented again outside what is allowed (and
+    /// its family revoked, or not).
     pub fn reuse_detected(&self, family_revoked: bool) {
-        metrics::counter!("tessera_refresh_reuse_detected_total").increment(1);
-        if family_revoked {
-            metrics::counter!("tessera_family_revoked_total").increment(1);
-        }
+        let outcome = if family_revoked {
+            "family_revoked"
+        } else {
+            "reuse_detected"
+        };
+        metrics::counter!("tessera_refresh_total", "outcome" => outcome).increment(1);
     }
 
     pub fn refresh(&self, rotated: bool) {

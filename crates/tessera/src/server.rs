@@ -7,11 +7,12 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_domain::crypto::Secret;
 use tessera_domain::privilege::SUPERUSER_ROLE;
 use tessera_domain::user;
 use tessera_http::audit::Audit;
+use tessera_http::telemetry;
 use tessera_http::{AppState, MetricsRender};
 use tessera_store::{Store, UserUpsert};
 use tessera_store_postgres::{PostgresConfig, PostgresStore};
@@ -135,11 +136,18 @@ fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    telemetry::SECONDS_BUCKETS,
+                )
+                .ok()?
+                .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            telemetry::describe();
             // Histogram samples pile up in the recorder until they are
-            // folded into their summaries: by a scrape, or by this upkeep.
+            // folded into their buckets: by a scrape, or by this upkeep.
             // Without it a server nobody scrapes grows without bound.
             let upkeep = handle.clone();
             std::thread::Builder::new()
@@ -249,8 +257,13 @@ pub async fn start(
         // The address actually bound (the port may have been 0).
         settings.issuer = crate::config::default_issuer(addr);
     }
-    let render: Option<MetricsRender> =
-        metrics_handle().map(|h| Arc::new(move || h.render()) as MetricsRender);
+    let render: Option<MetricsRender> = metrics_handle().map(|h| {
+        let store = Arc::clone(&store);
+        Arc::new(move || {
+            telemetry::record_pool(store.as_ref());
+            h.render()
+        }) as MetricsRender
+    });
     let state = AppState::new(Arc::clone(&store), settings, render.clone());
     let app = tessera_http::router(state);
 

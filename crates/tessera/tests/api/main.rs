@@ -12,6 +12,7 @@ mod derived;
 mod exposure;
 mod hostile;
 mod lifecycle;
+mod observability;
 mod protocol;
 mod refresh_race;
 mod role_mappings;
