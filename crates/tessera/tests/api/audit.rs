@@ -318,14 +318,28 @@ fn no_secret_reaches_the_audit_log_or_the_log() {
     let audit_text = std::fs::read_to_string(&audit).unwrap();
     assert!(audit_text.contains("\"create_apikey\""), "{audit_text}");
     let log = node.log();
-    assert!(
-        log.contains("\"tessera::access\""),
-        "the access log is on: {log}"
+    // Every log line is one JSON object, and the access log says who did
+    // what.
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|l| {
+            l["target"] == "tessera::access"
+                && l["fields"]["route"] == AUTHENTICATE
+                && l["fields"]["user"] == "carol"
+        })
+        .unwrap_or_else(|| panic!("no access line for carol's _authenticate: {log}"));
+    assert_eq!(access["fields"]["status"], 200, "{access}");
+    assert_eq!(access["fields"]["method"], "GET", "{access}");
+    assert!(access["fields"]["duration_ms"].is_number(), "{access}");
+    assert_eq!(
+        access["request_id"].as_str().map(str::len),
+        Some(22),
+        "{access}"
     );
-    // ...and every log line is one JSON object.
-    for line in log.lines() {
-        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-    }
     for secret in &secrets {
         assert!(
             !audit_text.contains(secret.as_str()),

@@ -141,3 +141,36 @@ fn metrics_follow_prometheus_conventions_and_match_the_docs() {
         );
     }
 }
+
+/// A line logged while a request is handled ends with its id: here the
+/// failed login the `tessera::security` log records.
+#[test]
+fn log_lines_of_a_request_carry_its_id() {
+    let mut cmd = tessera_testkit::process::without_tessera_env(std::process::Command::new(env!(
+        "CARGO_BIN_EXE_tessera"
+    )));
+    cmd.env("TESSERA_LOG", "info")
+        .env("TESSERA_BOOTSTRAP_PASSWORD", ADMIN_PW);
+    let mut node = tessera_testkit::process::Process::serve("ids", cmd, None, &[]);
+    node.expect_ready();
+    let api = Api::new(&node.base);
+    let r = api
+        .get(AUTHENTICATE)
+        .basic(ADMIN, "not-the-password")
+        .header("X-Request-Id", "trace-me-1")
+        .send();
+    assert_eq!(r.status, 401);
+    let lines = node
+        .wait_for_output(std::time::Duration::from_secs(10), |lines| {
+            lines.iter().any(|l| l.contains("authentication failed"))
+        })
+        .unwrap_or_else(|log| panic!("no failed-login line: {log}"));
+    let line = lines
+        .iter()
+        .find(|l| l.contains("authentication failed"))
+        .unwrap();
+    assert!(
+        line.contains("tessera::security") && line.ends_with("request_id=trace-me-1"),
+        "{line}"
+    );
+}
