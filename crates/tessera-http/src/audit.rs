@@ -17,15 +17,15 @@
 //! ([`ConfigChange`]) so that a request body cannot be copied in whole.
 //!
 //! Lines go through a bounded queue to one writer thread, which writes
-//! them buffered and flushes as soon as the queue is empty (so within a
-//! second of the event), and at shutdown ([`Audit::close`]). When the
+//! them buffered and flushes 200 ms after the oldest unflushed line (so
+//! within a second of the event), and at shutdown ([`Audit::close`]). When the
 //! queue is full the request waits for room: an audit line is never
 //! dropped (the wait is counted in `tessera_audit_queue_full_total`).
 
 use std::io::Write;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use tessera_domain::authn::{AuthenticationType, RealmRef};
@@ -69,6 +69,9 @@ pub const EVENT_ACTIONS: &[&str] = &[
 
 /// How many lines may wait for the writer before requests wait for it.
 const QUEUE: usize = 65_536;
+
+/// How long a written line may wait in the writer's buffer.
+const FLUSH_AFTER: Duration = Duration::from_millis(200);
 
 /// Which event actions are written.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -308,40 +311,36 @@ fn origin_fields(e: &mut Map<String, Value>, rest: bool) {
     });
 }
 
-/// The writer thread: writes lines as they come, flushes whenever the
-/// queue is empty, and once every sender is gone.
+/// The writer thread: writes lines as they come into its buffer, and
+/// flushes the buffer [`FLUSH_AFTER`] after the oldest line it holds was
+/// written (so a line is on disk within a second of its event, with one
+/// write for many lines under load), on [`Audit::close`], and once every
+/// sender is gone.
 fn write_lines(lines: Receiver<Message>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let mut dirty = false;
+    let mut oldest: Option<Instant> = None;
     loop {
-        let message = if dirty {
-            match lines.try_recv() {
-                Ok(m) => m,
-                Err(_) => {
-                    flush(&mut out);
-                    dirty = false;
-                    continue;
-                }
-            }
-        } else {
-            match lines.recv_timeout(Duration::from_secs(1)) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        };
-        match message {
-            Message::Line(line) => {
+        let wait = oldest.map_or(Duration::from_secs(1), |t| {
+            FLUSH_AFTER.saturating_sub(t.elapsed())
+        });
+        match lines.recv_timeout(wait) {
+            Ok(Message::Line(line)) => {
                 if let Err(e) = writeln!(out, "{line}") {
                     tracing::error!(error = %e, "cannot write the audit log");
                 }
-                dirty = true;
+                oldest.get_or_insert_with(Instant::now);
             }
-            Message::Flush(ack) => {
+            Ok(Message::Flush(ack)) => {
                 flush(&mut out);
-                dirty = false;
+                oldest = None;
                 let _ = ack.send(());
             }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER) {
+            flush(&mut out);
+            oldest = None;
         }
     }
     flush(&mut out);
