@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// Seed the scale measurements through the store's `insert_token` (slow) instead of bulk transactions.
     #[arg(long)]
     pub seed_via_store: bool,
+    /// Run the server with its audit log on, written to a file in the work
+    /// directory (every authentication and privilege check audited), to
+    /// compare with a run without.
+    #[arg(long)]
+    pub audit_log: bool,
     /// Keep the temporary data directories and server logs, and print where.
     #[arg(long)]
     pub keep_data: bool,

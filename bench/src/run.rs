@@ -56,7 +56,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         grants,
         storm,
         main_memory,
-    } = tessera_scenarios(&prelude, work.path(), args.store.as_deref(), &mut findings).await?;
+    } = tessera_scenarios(
+        &prelude,
+        work.path(),
+        args.store.as_deref(),
+        args.audit_log,
+        &mut findings,
+    )
+    .await?;
 
     // Tessera stopped: pgbench on the same PostgreSQL server, then the peer
     // and the scale measurements, each with a server of its own.
@@ -117,9 +124,19 @@ async fn tessera_scenarios(
     prelude: &Prelude,
     work: &Path,
     store: Option<&str>,
+    audit_log: bool,
     findings: &mut Findings,
 ) -> anyhow::Result<Measured> {
-    let mut tessera = Tessera::start(&prelude.bin, work, store).await?;
+    let audit_file = work.join("audit.json").display().to_string();
+    let flags: &[&str] = if audit_log {
+        findings
+            .notes
+            .push(format!("the server's audit log is on ({audit_file})"));
+        &["--audit-log", &audit_file]
+    } else {
+        &[]
+    };
+    let mut tessera = Tessera::start(&prelude.bin, work, store, flags).await?;
     let pool = BearerPool::mint(&mut tessera, prelude.settings.connections).await?;
     let authn = authentication(&mut tessera, &pool, work, prelude.load).await?;
     findings.rows.extend(authn.rows());

@@ -38,15 +38,18 @@ pub(super) struct Tessera {
 
 impl Tessera {
     /// Starts the server on a fresh data directory in `work` (or on
-    /// `store`), waits until it is ready and creates `bench_user`.
+    /// `store`) with `flags`, waits until it is ready and creates
+    /// `bench_user`.
     pub(super) async fn start(
         bin: &Path,
         work: &Path,
         store: Option<&str>,
+        flags: &[&str],
     ) -> anyhow::Result<Self> {
         let data_dir = work.join("data");
         std::fs::create_dir_all(&data_dir)?;
-        let mut server = ChildServer::tessera(bin, &data_dir, store, work.join("tessera.log"))?;
+        let mut server =
+            ChildServer::tessera_with(bin, &data_dir, store, work.join("tessera.log"), flags)?;
         server
             .wait_ready(READY_PATH, Duration::from_secs(60))
             .await?;

@@ -15,6 +15,7 @@ use tessera_domain::time::{millis, parse_time_value};
 use tessera_domain::Authentication;
 use tessera_store::{ApiKeyFilter, NameMatch};
 
+use crate::audit::ConfigChange;
 use crate::auth::{self, Caller, Minter};
 use crate::body::{reserved_metadata_key, JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
@@ -105,6 +106,11 @@ pub async fn create(
         now,
     );
     state.store.insert_api_key(&minted.record).await?;
+    state.audit.config_change(ConfigChange::create_apikey(
+        &minted.record.id,
+        &minted.record.name,
+        minted.record.expires_at,
+    ));
     let mut body = Map::new();
     body.insert("id".into(), minted.record.id.clone().into());
     body.insert("name".into(), minted.record.name.clone().into());
@@ -177,11 +183,14 @@ async fn require_scope(
     scope: &Scope,
 ) -> ApiResult<()> {
     if auth::holds(state, caller, action).await? {
+        state.audit.access_granted(caller, action);
         return Ok(());
     }
     if scope.own && auth::holds(state, caller, Action::ApiKeyManageOwn).await? {
+        state.audit.access_granted(caller, Action::ApiKeyManageOwn);
         return Ok(());
     }
+    state.audit.access_denied(caller, action);
     Err(ApiError::forbidden(action, &caller.username, &caller.roles))
 }
 
@@ -385,6 +394,9 @@ pub async fn invalidate(
         .store
         .invalidate_api_keys(&scope.filter, state.now())
         .await?;
+    state
+        .audit
+        .config_change(ConfigChange::invalidate_apikeys(&outcome.invalidated));
     Ok(Json(json!({
         "invalidated_api_keys": outcome.invalidated,
         "previously_invalidated_api_keys": outcome.previously_invalidated,

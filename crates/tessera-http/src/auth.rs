@@ -114,7 +114,47 @@ pub async fn authenticate(
 }
 
 /// [`authenticate`], also saying what the caller's authority rests on.
+/// The outcome goes to the audit log, and the user's name to the
+/// request's context (for the access log).
 pub async fn authenticate_with_provenance(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    source: IpAddr,
+) -> ApiResult<(Authentication, Provenance)> {
+    let result = authenticate_presented(state, headers, uri, source).await;
+    match &result {
+        Ok((who, _)) => {
+            if state.settings.access_log {
+                crate::request_context::with_current(|c| c.set_user(&who.username));
+            }
+            state.audit.authentication_success(who);
+        }
+        Err(_) if state.audit.enabled() => audit_failure(state, headers),
+        Err(_) => {}
+    }
+    result
+}
+
+/// The audit event of a request that did not authenticate, by what its
+/// `Authorization` header presented (never the secret part of it).
+fn audit_failure(state: &AppState, headers: &HeaderMap) {
+    let audit = &state.audit;
+    match headers.get(header::AUTHORIZATION).map(parse_authorization) {
+        None | Some(Ok(Presented::Other)) => audit.anonymous_access_denied(),
+        Some(Err(_)) => audit.tampered_request(),
+        Some(Ok(Presented::Basic(creds))) => {
+            audit.authentication_failed(Some(&creds.username), None);
+        }
+        Some(Ok(Presented::Bearer(_))) => audit.authentication_failed(None, None),
+        Some(Ok(Presented::ApiKey(encoded))) => {
+            let id = tessera_domain::api_key::decode_credentials(encoded).map(|(id, _)| id);
+            audit.authentication_failed(None, id.as_deref());
+        }
+    }
+}
+
+async fn authenticate_presented(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
@@ -271,6 +311,25 @@ pub async fn verify_password(
 /// a dummy hash of the same parameters, so that every refusal costs what a
 /// wrong password costs.
 pub async fn check_password(
+    state: &AppState,
+    creds: &PasswordCredentials,
+    source: IpAddr,
+) -> ApiResult<Option<(Authentication, String)>> {
+    let checked = check_native_password(state, creds, source).await;
+    match &checked {
+        Ok(Some(_)) => state.metrics.native_authentication(true),
+        Ok(None) => {
+            state.metrics.native_authentication(false);
+            state
+                .audit
+                .realm_authentication_failed(&NATIVE_REALM, &creds.username);
+        }
+        Err(_) => {}
+    }
+    checked
+}
+
+async fn check_native_password(
     state: &AppState,
     creds: &PasswordCredentials,
     source: IpAddr,
@@ -441,8 +500,10 @@ async fn owner_enabled(state: &AppState, key: &ApiKeyRecord) -> ApiResult<bool> 
 /// Refuses with Elasticsearch's 403 unless `auth`'s roles grant `action`.
 pub async fn require(state: &AppState, auth: &Authentication, action: Action) -> ApiResult<()> {
     if holds(state, auth, action).await? {
+        state.audit.access_granted(auth, action);
         Ok(())
     } else {
+        state.audit.access_denied(auth, action);
         Err(ApiError::forbidden(action, &auth.username, &auth.roles))
     }
 }

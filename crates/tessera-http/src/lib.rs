@@ -7,6 +7,7 @@
 //! wrapper logs every server error once.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod clock;
@@ -21,11 +22,13 @@ pub mod oauth;
 pub mod oidc;
 pub mod openapi;
 pub mod params;
+pub mod request_context;
 pub mod role_mappings;
 pub mod roles;
 pub mod saml;
 pub mod service;
 mod state;
+pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
 pub mod users;

@@ -1,9 +1,9 @@
-//! What wraps every request: the declared body size, a deadline,
-//! Elasticsearch's response headers, metrics by matched route, and the
-//! 404/405 answers.
+//! What wraps every request: its id and context, the declared body size,
+//! a deadline, Elasticsearch's response headers, metrics by matched route,
+//! the access log, and the 404/405 answers.
 
 use std::collections::HashMap;
-use std::sync::{OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -15,6 +15,7 @@ use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 use crate::error::{ApiError, Detail, Shape};
+use crate::request_context::{self, RequestContext};
 use crate::state::AppState;
 
 const COMPATIBLE_MEDIA_TYPE: &str = "application/vnd.elasticsearch+json;compatible-with=8";
@@ -34,13 +35,16 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
     // At the default level the span is not created: formatting and
     // registering it cost about a fifth of the CPU of a cached
     // `_authenticate`. Server errors are logged below with both instead.
+    // The request id is not a span field either: the log formatter adds it
+    // to every line written inside the request, from its context.
+    let ctx = Arc::new(RequestContext::of(&req, state.audit.enabled()));
     let span = tracing::debug_span!("request", %method, %route);
     let mut response =
         if let Some(too_large) = declared_too_large(&req, state.settings.max_body_bytes) {
             too_large
         } else {
             let handled = tokio::time::timeout(state.settings.request_timeout, next.run(req));
-            match handled.instrument(span).await {
+            match request_context::scope(Arc::clone(&ctx), handled.instrument(span)).await {
                 Ok(r) => r,
                 Err(_) => ApiError::es(
                     StatusCode::REQUEST_TIMEOUT,
@@ -52,6 +56,7 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
         };
 
     let headers = response.headers_mut();
+    headers.insert(ctx.header, ctx.id.clone());
     headers.insert(
         "x-elastic-product",
         HeaderValue::from_static("Elasticsearch"),
@@ -77,6 +82,7 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
             tracing::error!(
                 %method,
                 route,
+                request_id = ctx.id_str(),
                 status = status.as_u16(),
                 detail,
                 "request answered with a server error"
@@ -85,6 +91,7 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
             tracing::warn!(
                 %method,
                 route,
+                request_id = ctx.id_str(),
                 status = status.as_u16(),
                 detail,
                 "request answered with a server error"
@@ -92,9 +99,22 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
         }
     }
 
+    let elapsed = started.elapsed();
     let handles = route_metrics(route, &method, status);
     handles.requests.increment(1);
-    handles.duration.record(started.elapsed().as_secs_f64());
+    handles.duration.record(elapsed.as_secs_f64());
+    if state.settings.access_log {
+        tracing::info!(
+            target: "tessera::access",
+            request_id = ctx.id_str(),
+            %method,
+            route,
+            status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            user = ctx.user().as_deref(),
+            "request"
+        );
+    }
     response
 }
 

@@ -45,6 +45,7 @@ mod error;
 
 use error::no_store_json;
 
+use crate::audit::ConfigChange;
 use crate::auth::{self, Caller, PasswordCredentials};
 use crate::error::{ApiError, OAuthResult, Shape};
 use crate::params::PathParam;
@@ -171,15 +172,9 @@ pub async fn token(
         GrantType::ClientCredentials => {
             let scope = grant_scope(&client, requested_scope)?;
             let provenance = auth::Provenance::default();
-            issue(
-                &state,
-                &client.authentication(),
-                &client,
-                scope,
-                false,
-                &provenance,
-            )
-            .await?
+            let subject = client.authentication();
+            state.audit.access_granted(&subject, Action::TokenCreate);
+            issue(&state, &subject, &client, scope, false, &provenance).await?
         }
         GrantType::Password => {
             let username = form.require("username")?;
@@ -198,10 +193,14 @@ pub async fn token(
             let with_refresh = client.allows_grant(GrantType::RefreshToken);
             let mut login = auth::Provenance::default();
             login.add_login(&state, &user.username, &hash);
+            state.audit.access_granted(&user, Action::TokenCreate);
             issue(&state, &user, &client, scope, with_refresh, &login).await?
         }
         GrantType::RefreshToken => {
             let presented = form.require("refresh_token")?;
+            state
+                .audit
+                .access_granted(&client.authentication(), Action::TokenRefresh);
             refresh(&state, &client, presented, requested_scope).await?
         }
     };
@@ -585,6 +584,10 @@ pub async fn register(
     let metadata = metadata_from(&map)?;
     let minted = oauth::mint_client(metadata, state.now());
     state.store.put_oauth_client(&minted.record).await?;
+    state.audit.config_change(ConfigChange::create_oauth_client(
+        &minted.record.client_id,
+        minted.record.metadata.client_name.as_deref(),
+    ));
     tracing::info!(
         target: "tessera::security",
         event = "oauth_client_registered",
@@ -688,6 +691,10 @@ pub async fn update_client(
         state.store.delete_oauth_client(&client_id).await?;
         return Err(ApiError::client_not_found(&client_id).into());
     }
+    state.audit.config_change(ConfigChange::change_oauth_client(
+        &client_id,
+        client.metadata.client_name.as_deref(),
+    ));
     Ok(Json(client.registration_json(None)).into_response())
 }
 
@@ -721,6 +728,9 @@ pub async fn rotate_secret(
     let Some(client) = state.store.get_oauth_client(&client_id).await? else {
         return Err(ApiError::client_not_found(&client_id).into());
     };
+    state
+        .audit
+        .config_change(ConfigChange::change_oauth_client_secret(&client_id));
     tracing::info!(
         target: "tessera::security",
         event = "oauth_client_secret_rotated",
@@ -755,6 +765,9 @@ pub async fn delete_client(
     if !state.store.delete_oauth_client(&client_id).await? {
         return Err(ApiError::client_not_found(&client_id).into());
     }
+    state
+        .audit
+        .config_change(ConfigChange::delete_oauth_client(&client_id));
     tracing::info!(
         target: "tessera::security",
         event = "oauth_client_deleted",

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use tessera_domain::privilege::Action;
 use tessera_domain::role_mapping::{MappingError, RoleMapping};
 
+use crate::audit::ConfigChange;
 use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -46,6 +47,11 @@ pub async fn put_role_mapping(
     auth::require(&state, &caller, Action::RoleMappingPut).await?;
     let created = state.store.put_role_mapping(&name, &mapping).await?;
     state.settings.jwt.clear_cache();
+    state.audit.config_change(ConfigChange::put_role_mapping(
+        &name,
+        &mapping.roles,
+        mapping.enabled,
+    ));
     Ok(Json(json!({ "role_mapping": { "created": created } })))
 }
 
@@ -130,5 +136,10 @@ pub async fn delete_role_mapping(
     auth::require(&state, &caller, Action::RoleMappingDelete).await?;
     let found = state.store.delete_role_mapping(&name).await?;
     state.settings.jwt.clear_cache();
+    if found {
+        state
+            .audit
+            .config_change(ConfigChange::delete_role_mapping(&name));
+    }
     Ok(crate::users::delete_answer(found))
 }

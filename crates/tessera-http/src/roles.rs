@@ -8,6 +8,7 @@ use tessera_domain::privilege::{
     self, built_in_role, Action, RoleDescriptor, BUILT_IN_ROLES, KNOWN_CLUSTER_PRIVILEGES,
 };
 
+use crate::audit::ConfigChange;
 use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -52,7 +53,12 @@ pub async fn put_role(
         return Err(reserved(&name));
     }
     auth::require(&state, &caller, Action::RolePut).await?;
-    let created = state.store.put_role(&name, &role.normalized()).await?;
+    let role = role.normalized();
+    let created = state.store.put_role(&name, &role).await?;
+    state.audit.config_change(ConfigChange::put_role(
+        &name,
+        serde_json::to_value(&role).unwrap_or_default(),
+    ));
     Ok(Json(json!({ "role": { "created": created } })))
 }
 
@@ -155,5 +161,8 @@ pub async fn delete_role(
     }
     auth::require(&state, &caller, Action::RoleDelete).await?;
     let found = state.store.delete_role(&name).await?;
+    if found {
+        state.audit.config_change(ConfigChange::delete_role(&name));
+    }
     Ok(crate::users::delete_answer(found))
 }

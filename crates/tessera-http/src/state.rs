@@ -9,6 +9,7 @@ use tessera_domain::time::millis;
 use tessera_domain::Millis;
 use tessera_store::Store;
 
+use crate::audit::Audit;
 use crate::clock;
 use crate::credentials::CredentialCache;
 use crate::jwt::JwtRealms;
@@ -51,6 +52,10 @@ pub struct Settings {
     pub jwt: JwtRealms,
     /// The OpenID Connect realms of the realm chain.
     pub oidc: OidcRealms,
+    /// The audit log (off by default).
+    pub audit: Audit,
+    /// One `tessera::access` log line per request (off by default).
+    pub access_log: bool,
 }
 
 impl Default for Settings {
@@ -68,6 +73,8 @@ impl Default for Settings {
             saml: SamlRealms::default(),
             jwt: JwtRealms::default(),
             oidc: OidcRealms::default(),
+            audit: Audit::default(),
+            access_log: false,
         }
     }
 }
@@ -98,6 +105,8 @@ pub struct Inner {
     pub credentials: CredentialCache,
     pub metrics: Metrics,
     pub throttle: Throttle,
+    /// The audit log (see [`crate::audit`]).
+    pub audit: Audit,
     /// Bounds concurrent password hashing (see [`AppState::hash_blocking`]).
     hashing: tokio::sync::Semaphore,
     /// The narrower lane for verifications from sources or for accounts
@@ -122,7 +131,9 @@ impl AppState {
         render_metrics: Option<MetricsRender>,
     ) -> Self {
         let throttle = Throttle::new(settings.throttle.clone());
+        let audit = settings.audit.clone();
         Self(Arc::new(Inner {
+            audit,
             store,
             settings,
             credentials: CredentialCache::default(),
@@ -191,12 +202,15 @@ impl Metrics {
         metrics::counter!("tessera_tokens_issued_total").increment(1);
     }
 
-    /// A refresh token was presented again outside what is allowed.
+    /// A refresh token was presented again outside what is allowed (and
+    /// its family revoked, or not).
     pub fn reuse_detected(&self, family_revoked: bool) {
-        metrics::counter!("tessera_refresh_reuse_detected_total").increment(1);
-        if family_revoked {
-            metrics::counter!("tessera_family_revoked_total").increment(1);
-        }
+        let outcome = if family_revoked {
+            "family_revoked"
+        } else {
+            "reuse_detected"
+        };
+        metrics::counter!("tessera_refresh_total", "outcome" => outcome).increment(1);
     }
 
     pub fn refresh(&self, rotated: bool) {
@@ -208,19 +222,8 @@ impl Metrics {
         metrics::counter!("tessera_refresh_total", "outcome" => outcome).increment(1);
     }
 
-    /// An external realm authenticated a credential (`success`) or refused
-    /// it (the rule: a bounded label). One count per realm tried.
-    pub fn realm_authentication(&self, realm: &str, kind: &'static str, outcome: &'static str) {
-        metrics::counter!(
-            "tessera_realm_authentications_total",
-            "realm" => realm.to_owned(),
-            "type" => kind,
-            "outcome" => outcome
-        )
-        .increment(1);
-    }
-
-    /// A SAML Response was accepted (`success`) or refused (the rule).
+    /// A SAML Response was accepted (`success`) or refused (the rule),
+    /// also counted in the per-realm authentications.
     pub fn saml_response(&self, realm: &str, result: &'static str) {
         metrics::counter!(
             "tessera_saml_responses_total",
@@ -228,6 +231,7 @@ impl Metrics {
             "result" => result
         )
         .increment(1);
+        self.realm_authentication(realm, "saml", success_or_failure(result));
     }
 
     /// An OpenID Connect login was accepted (`success`) or refused (the
@@ -239,10 +243,20 @@ impl Metrics {
             "result" => result
         )
         .increment(1);
+        self.realm_authentication(realm, "oidc", success_or_failure(result));
     }
 
     /// An OpenID Connect logout ended a pair's family.
     pub fn oidc_logout(&self, realm: &str) {
         metrics::counter!("tessera_oidc_logouts_total", "realm" => realm.to_owned()).increment(1);
+    }
+}
+
+/// The per-realm outcome of a realm's detailed result.
+fn success_or_failure(result: &str) -> &'static str {
+    if result == "success" {
+        "success"
+    } else {
+        "failure"
     }
 }

@@ -11,6 +11,7 @@ use tessera_domain::user::{self, UserRecord};
 use tessera_store::UserUpsert;
 use zeroize::Zeroizing;
 
+use crate::audit::ConfigChange;
 use crate::auth::{self, Caller};
 use crate::body::{reserved_metadata_key, JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
@@ -125,19 +126,22 @@ pub async fn put_user(
     req.validate(&username)?;
     auth::require(&state, &caller, Action::UserPut).await?;
     let password_hash = password_hash_from(&state, req.password, req.password_hash).await?;
+    let (roles, enabled) = (req.roles.unwrap_or_default(), req.enabled.unwrap_or(true));
+    let change = ConfigChange::put_user(&username, enabled, &roles, password_hash.is_some());
     let created = state
         .store
         .put_user(UserUpsert {
             username: username.clone(),
             password_hash,
-            roles: req.roles.unwrap_or_default(),
+            roles,
             full_name: req.full_name,
             email: req.email,
             metadata: req.metadata.unwrap_or_default(),
-            enabled: req.enabled.unwrap_or(true),
+            enabled,
             revoke_tokens: state.settings.revoke_on_user_change,
         })
         .await?;
+    state.audit.config_change(change);
     state.credentials.forget(&username);
     Ok(Json(json!({ "created": created })))
 }
@@ -241,6 +245,11 @@ pub async fn delete_user(
         .store
         .delete_user(&username, state.settings.revoke_on_user_change)
         .await?;
+    if found {
+        state
+            .audit
+            .config_change(ConfigChange::delete_user(&username));
+    }
     state.credentials.forget(&username);
     Ok(delete_answer(found))
 }
@@ -333,6 +342,11 @@ async fn change_password_of(
         .store
         .set_password(&username, &hash, state.settings.revoke_on_user_change)
         .await?;
+    if existed {
+        state
+            .audit
+            .config_change(ConfigChange::change_password(&username));
+    }
     changed(&state, &username, existed)
 }
 
@@ -405,6 +419,11 @@ async fn set_enabled(
         .store
         .set_enabled(&username, enabled, state.settings.revoke_on_user_change)
         .await?;
+    if existed {
+        state
+            .audit
+            .config_change(ConfigChange::set_enabled(&username, enabled));
+    }
     changed(&state, &username, existed)
 }
 

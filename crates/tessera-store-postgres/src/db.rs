@@ -169,6 +169,17 @@ pub(crate) struct Db {
 }
 
 impl Db {
+    /// The pool's state, for the metrics.
+    pub(crate) fn pool_status(&self) -> tessera_store::PoolStatus {
+        let s = self.pool.status();
+        tessera_store::PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+        }
+    }
+
     pub(crate) fn new(config: &PostgresConfig) -> StoreResult<Self> {
         let mut pg: tokio_postgres::Config = config
             .url

@@ -200,6 +200,10 @@ fn count(row: &Row) -> Result<u64, Fail> {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn pool_status(&self) -> Option<tessera_store::PoolStatus> {
+        Some(self.db.pool_status())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.db
             .run(

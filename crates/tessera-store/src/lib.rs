@@ -246,6 +246,19 @@ pub struct ApiKeyInvalidation {
 /// purged.
 pub const API_KEY_RETENTION_MS: Millis = 7 * 24 * 3_600_000;
 
+/// A connection pool's state (see [`Store::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The most connections the pool opens.
+    pub max_size: usize,
+    /// The connections open now.
+    pub size: usize,
+    /// The open connections idle now.
+    pub idle: usize,
+    /// The callers waiting for a connection.
+    pub waiting: usize,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store can serve reads and writes.
@@ -338,6 +351,11 @@ pub trait Store: Send + Sync + 'static {
     /// authentication path an asynchronous call on a cache hit. Stores
     /// without a cache keep the default.
     fn find_by_access_now(&self, _hash: &TokenKey) -> Option<TokenRecord> {
+        None
+    }
+    /// The connection pool's state, for the metrics; `None` for a store
+    /// without a pool of connections.
+    fn pool_status(&self) -> Option<PoolStatus> {
         None
     }
     /// The pair holding this refresh token (for introspection and

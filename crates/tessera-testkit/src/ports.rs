@@ -18,8 +18,13 @@ pub fn address_in_log<S: AsRef<str>>(lines: &[S], marker: &str) -> Option<Socket
         .iter()
         .map(AsRef::as_ref)
         .filter(|line| line.contains(marker))
-        .find_map(|line| line.split("addr=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
+        .find_map(|line| {
+            // Text (`addr=…`) or JSON (`"addr":"…"`) log lines.
+            line.split("addr=")
+                .nth(1)
+                .or_else(|| line.split("\"addr\":").nth(1))
+        })
+        .and_then(|rest| rest.split([' ', ',', '}']).next())
         .and_then(|addr| addr.trim_matches('"').parse().ok())
 }
 
@@ -38,6 +43,13 @@ mod tests {
             Some("127.0.0.1:40123".parse().unwrap())
         );
         assert_eq!(address_in_log(&lines[..1], "tessera is listening"), None);
+        let json = [
+            r#"{"level":"INFO","message":"tessera is listening","fields":{"addr":"127.0.0.1:40124"}}"#,
+        ];
+        assert_eq!(
+            address_in_log(&json, "tessera is listening"),
+            Some("127.0.0.1:40124".parse().unwrap())
+        );
         let held = listen_local();
         assert_ne!(held.local_addr().unwrap().port(), 0);
     }

@@ -44,6 +44,11 @@ pub struct Options {
     pub metrics_listen: Option<&'static str>,
     /// A config file (for what only the file configures: the realms).
     pub config: Option<PathBuf>,
+    /// Where the audit log is written.
+    pub audit_log: Option<PathBuf>,
+    pub audit_include: Option<&'static str>,
+    pub audit_exclude: Option<&'static str>,
+    pub access_log: Option<&'static str>,
 }
 
 /// `pub fn name(self, value) -> Self` for each string setting.
@@ -77,7 +82,18 @@ impl Options {
         revoke_on_user_change,
         issuer,
         metrics_listen,
+        audit_include,
+        audit_exclude,
+        access_log,
     );
+
+    /// The audit log, written to `path`.
+    pub fn audit_log(self, path: &Path) -> Self {
+        Self {
+            audit_log: Some(path.to_owned()),
+            ..self
+        }
+    }
 
     /// Time stands still until [`TestServer::advance`] moves it.
     pub fn manual_clock(self) -> Self {
@@ -157,6 +173,13 @@ impl TestServer {
             shutdown_timeout: Some("5s".into()),
             metrics_listen: options.metrics_listen.map(Into::into),
             config: options.config.clone(),
+            observability: tessera::config::ObservabilityArgs {
+                audit_log: options.audit_log.as_ref().map(|p| p.display().to_string()),
+                audit_include: options.audit_include.map(Into::into),
+                audit_exclude: options.audit_exclude.map(Into::into),
+                access_log: options.access_log.map(Into::into),
+                log_format: None,
+            },
             ..Default::default()
         })
         .expect("a valid test configuration");

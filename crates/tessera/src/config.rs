@@ -13,6 +13,7 @@ use tessera_domain::crypto::Secret;
 
 mod describe;
 mod jwt;
+pub mod observability;
 mod oidc;
 pub mod realms;
 mod sources;
@@ -23,6 +24,7 @@ mod values;
 use values::{boolean, duration, integer, setting_error, toml_text};
 
 pub use describe::SERVE_HELP;
+pub use observability::ObservabilityArgs;
 pub use sources::FileKeys;
 pub use throttle::ThrottleArgs;
 pub use tls::{TlsArgs, TlsFiles};
@@ -114,6 +116,9 @@ pub struct ServeArgs {
     /// on the API port the metrics need the `monitor` privilege].
     #[arg(long, env = "TESSERA_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Logs, access log and audit log.
+    #[command(flatten)]
+    pub observability: ObservabilityArgs,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -150,6 +155,11 @@ struct FileConfig {
     source_failure_rate: Option<toml::Value>,
     trusted_proxies: Option<toml::Value>,
     realms: Option<realms::RealmsFile>,
+    log_format: Option<String>,
+    access_log: Option<toml::Value>,
+    audit_log: Option<String>,
+    audit_include: Option<Vec<String>>,
+    audit_exclude: Option<Vec<String>>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -208,6 +218,8 @@ pub struct Config {
     pub file: FileKeys,
     /// HTTPS on the API port (the metrics listener stays plain HTTP).
     pub tls: Option<TlsFiles>,
+    /// The log format, the access log and the audit log.
+    pub observability: observability::Observability,
 }
 
 impl Config {
@@ -382,6 +394,16 @@ impl Config {
             None,
             true,
         )?;
+        let observability = observability::resolve(
+            args.observability,
+            observability::ObservabilityFile {
+                log_format: file.log_format,
+                access_log: toml_text(file.access_log),
+                audit_log: file.audit_log,
+                audit_include: file.audit_include,
+                audit_exclude: file.audit_exclude,
+            },
+        )?;
         let throttle = throttle::resolve(
             args.throttle,
             throttle::ThrottleFile {
@@ -441,6 +463,8 @@ impl Config {
                 saml: realms.saml,
                 oidc: realms.oidc,
                 jwt: realms.jwt,
+                audit: tessera_http::audit::Audit::default(),
+                access_log: observability.access_log,
             },
             cleanup_interval,
             cleanup_batch,
@@ -455,6 +479,7 @@ impl Config {
             metrics_listen,
             file: FileKeys::default(),
             tls,
+            observability,
         })
     }
 }

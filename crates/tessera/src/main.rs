@@ -7,8 +7,9 @@ use tessera::admin::tokens::{ApiKeyCommand, TokenCommand};
 use tessera::admin::users::{Printed, UserCommand};
 use tessera::admin::{self};
 use tessera::clients::{self, ClientCommand};
-use tessera::config::{Config, ServeArgs};
-use tessera::server;
+use tessera::config::observability::{self, LogFormat};
+use tessera::config::{Config, ObservabilityArgs, ServeArgs};
+use tessera::{logging, server};
 
 /// mimalloc for the server: fewer cycles per allocation than glibc's
 /// malloc and no per-thread arena growth under the blocking pool.
@@ -72,17 +73,21 @@ enum Command {
     Migrate(MigrateArgs),
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: logs that go to a file or a journal stay
-    // plain text (and formatting every request's span costs less).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .init();
+/// The log format before the configuration is resolved, so that every
+/// line, start-up included, is in it.
+fn early_log_format(command: &Command) -> LogFormat {
+    match command {
+        Command::Serve(args) | Command::CheckConfig(args) => {
+            observability::early_log_format(&args.observability, args.config.as_deref())
+        }
+        _ => {
+            let args = ObservabilityArgs {
+                log_format: std::env::var("TESSERA_LOG_FORMAT").ok(),
+                ..Default::default()
+            };
+            observability::early_log_format(&args, None)
+        }
+    }
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -132,9 +137,15 @@ async fn run(command: Command) -> anyhow::Result<u8> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let format = early_log_format(&cli.command);
+    logging::init(format);
     match run(cli.command).await {
         Ok(code) => ExitCode::from(code),
+        // In JSON the error is a log line too.
+        Err(e) if format == LogFormat::Json => {
+            tracing::error!(error = format!("{e:#}"), "tessera failed");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -8,10 +8,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_domain::crypto::Secret;
 use tessera_domain::privilege::SUPERUSER_ROLE;
 use tessera_domain::user;
+use tessera_http::audit::Audit;
+use tessera_http::telemetry;
 use tessera_http::{AppState, MetricsRender};
 use tessera_store::{Store, StoreError, UserUpsert};
 use tessera_store_postgres::{PostgresConfig, PostgresStore};
@@ -34,6 +36,7 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
+    audit: Audit,
 }
 
 impl Running {
@@ -41,12 +44,16 @@ impl Running {
     /// the shutdown timeout) and waits for the server to end.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        self.task.await.context("the server task failed")?
+        self.wait().await
     }
 
     /// Waits until the server ends by itself (after `stop_on` fired).
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await.context("the server task failed")?
+        let served = self.task.await.context("the server task failed");
+        // What the last requests audited is on disk before the node ends.
+        let audit = self.audit;
+        let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        served?
     }
 }
 
@@ -186,11 +193,18 @@ fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    telemetry::SECONDS_BUCKETS,
+                )
+                .ok()?
+                .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            telemetry::describe();
             // Histogram samples pile up in the recorder until they are
-            // folded into their summaries: by a scrape, or by this upkeep.
+            // folded into their buckets: by a scrape, or by this upkeep.
             // Without it a server nobody scrapes grows without bound.
             let upkeep = handle.clone();
             std::thread::Builder::new()
@@ -303,6 +317,8 @@ pub async fn start(
     config.warn_about_issuer();
     crate::tls::install_provider();
     let tls = config.tls.clone().map(Tls::load).transpose()?;
+    // The audit log's file too is checked before anything is created.
+    let audit_log = crate::audit::open(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -314,12 +330,19 @@ pub async fn start(
     )
     .await?;
     let mut settings = config.http.clone();
+    settings.audit = audit_log;
+    let audit = settings.audit.clone();
     if config.issuer.is_none() {
         // The address actually bound (the port may have been 0).
         settings.issuer = crate::config::default_issuer(addr, tls.is_some());
     }
-    let render: Option<MetricsRender> =
-        metrics_handle().map(|h| Arc::new(move || h.render()) as MetricsRender);
+    let render: Option<MetricsRender> = metrics_handle().map(|h| {
+        let store = Arc::clone(&store);
+        Arc::new(move || {
+            telemetry::record_pool(store.as_ref());
+            h.render()
+        }) as MetricsRender
+    });
     // OpenID providers to discover: in the background, so that a provider
     // that is down delays nothing (its realm refuses logins meanwhile).
     {
@@ -377,6 +400,7 @@ pub async fn start(
         metrics_addr,
         stop,
         task,
+        audit,
     })
 }
 

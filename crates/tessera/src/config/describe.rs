@@ -12,6 +12,7 @@ enum Shown {
     Text(String),
     Number(String),
     Bool(bool),
+    List(Vec<String>),
     Absent,
 }
 
@@ -154,6 +155,40 @@ impl Config {
                     .as_ref()
                     .map_or(Shown::Absent, |f| text(f.key.display().to_string())),
             ),
+            (
+                "log_format",
+                text(match self.observability.log_format {
+                    super::observability::LogFormat::Text => "text",
+                    super::observability::LogFormat::Json => "json",
+                }),
+            ),
+            ("access_log", Shown::Bool(self.observability.access_log)),
+            (
+                "audit_log",
+                match &self.observability.audit_log {
+                    None => Shown::Absent,
+                    Some(super::observability::AuditTarget::Stdout) => text("-"),
+                    Some(super::observability::AuditTarget::File(p)) => {
+                        text(p.display().to_string())
+                    }
+                },
+            ),
+            (
+                "audit_include",
+                self.observability
+                    .audit_filter
+                    .include
+                    .as_ref()
+                    .map_or(Shown::Absent, |l| Shown::List(l.clone())),
+            ),
+            (
+                "audit_exclude",
+                if self.observability.audit_filter.exclude.is_empty() {
+                    Shown::Absent
+                } else {
+                    Shown::List(self.observability.audit_filter.exclude.clone())
+                },
+            ),
             ("lockout_threshold", number(t.lock.threshold)),
             ("lockout_delays", text(delays.join(","))),
             (
@@ -195,6 +230,10 @@ impl Config {
                 Shown::Text(s) => toml::Value::String(s).to_string(),
                 Shown::Number(n) => n,
                 Shown::Bool(b) => b.to_string(),
+                Shown::List(items) => {
+                    toml::Value::Array(items.into_iter().map(toml::Value::String).collect())
+                        .to_string()
+                }
                 Shown::Absent => {
                     out.push_str(&format!("# {name} is not set ({source})\n"));
                     continue;

@@ -5,6 +5,7 @@
 mod support;
 
 mod api_keys;
+mod audit;
 mod authenticate;
 mod binary;
 mod derived;
@@ -12,6 +13,7 @@ mod exposure;
 mod hostile;
 mod jwt;
 mod lifecycle;
+mod observability;
 mod oidc;
 mod oidc_provider;
 mod openapi;
