@@ -210,6 +210,15 @@ impl Audit {
         self.access("access_denied", who, action);
     }
 
+    /// A token that authenticated but whose OAuth scope does not reach the
+    /// administrative API (RFC 6750 `insufficient_scope`): denied before
+    /// any action is chosen, so the event names the REST request.
+    pub fn access_denied_by_scope(&self, who: &Authentication) {
+        self.rest("access_denied", |e| {
+            user_fields(e, who);
+        });
+    }
+
     /// A change of the security configuration, once it is stored.
     pub fn config_change(&self, change: ConfigChange) {
         let Some(sink) = self.wants(change.action) else {

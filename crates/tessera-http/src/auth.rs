@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
@@ -130,7 +130,11 @@ pub async fn authenticate_with_provenance(
             }
             state.audit.authentication_success(who);
         }
-        Err(_) if state.audit.enabled() => audit_failure(state, headers),
+        // A scope refusal (403) authenticated first: it is audited where
+        // it is decided, as access denied.
+        Err(e) if state.audit.enabled() && e.status() != StatusCode::FORBIDDEN => {
+            audit_failure(state, headers)
+        }
         Err(_) => {}
     }
     result
@@ -181,6 +185,7 @@ async fn authenticate_presented(
             if uri.path() != SCOPE_EXEMPT_PATH
                 && !oauth::scope_allows_admin(record.scope.as_deref())
             {
+                state.audit.access_denied_by_scope(&record.subject);
                 return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
             }
             // What this token mints is its family's child, and ends no

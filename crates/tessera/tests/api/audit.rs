@@ -206,6 +206,24 @@ fn every_event_kind_is_written_in_elasticsearchs_format() {
             e["event.action"] == "access_granted" && e["action"] == name.as_str()
         });
     }
+
+    // A token whose OAuth scope does not reach the administrative API
+    // authenticated, and was denied: access_denied, not a failed login.
+    let client = srv.client_for(&["client_credentials"], "read");
+    let t = srv.grant(
+        &client,
+        &[("grant_type", "client_credentials"), ("scope", "read")],
+    );
+    let r = srv
+        .get("/_security/user")
+        .bearer(t["access_token"].as_str().unwrap())
+        .header("X-Request-Id", "scope-denied")
+        .send();
+    assert_eq!(r.status, 403, "{}", r.text);
+    let e = wait_event(&path, |e| e["request.id"] == "scope-denied");
+    assert_eq!(e["event.action"], "access_denied", "{e}");
+    assert_eq!(e["event.type"], "rest", "{e}");
+    assert!(e["user.name"].is_string(), "{e}");
     srv.stop();
 }
 
