@@ -30,6 +30,12 @@ fn dropping_a_store_joins_its_threads() {
         }
         .unwrap();
         runtime.block_on(store.ping()).unwrap();
+        // A thread names itself once it runs (Linux): on a loaded machine
+        // that may come a moment after the store is open.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while threads_named("tessera-sqlite") < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert!(
             threads_named("tessera-sqlite") >= 3,
             "writer, syncer, checkpointer"
