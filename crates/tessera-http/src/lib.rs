@@ -22,6 +22,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod openapi;
 pub mod params;
+mod realm_logout;
 pub mod request_context;
 pub mod role_mappings;
 pub mod roles;

@@ -6,6 +6,7 @@ pub mod jose;
 pub mod jwt;
 pub mod oidc;
 pub mod saml;
+pub mod settings;
 
 #[doc(hidden)]
 pub mod fuzzing;

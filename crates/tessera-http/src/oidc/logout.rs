@@ -6,15 +6,14 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_domain::privilege::Action;
-use tessera_domain::token::TokenString;
-use tessera_domain::TokenKind;
 use tessera_realms::oidc::flow::{end_session_url, random_value};
 use zeroize::Zeroizing;
 
 use super::{ID_TOKEN_HINT, REALM_TYPE};
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::body::JsonBody;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::realm_logout::end_pair;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -42,33 +41,17 @@ pub async fn logout(
     Caller(caller): Caller,
     JsonBody(req): JsonBody<LogoutRequest>,
 ) -> ApiResult<Json<Value>> {
-    let Some(token) = req.token.filter(|t| !t.is_empty()) else {
-        return Err(ApiError::validation(&["token is missing".to_owned()]));
-    };
-    auth::require(&state, &caller, Action::OidcLogout).await?;
-    let access = TokenString::from_presented(&token);
-    let record = match access.hash_as(TokenKind::Access) {
-        Some(hash) => state.store.find_by_access(&hash).await?,
-        None => None,
-    };
-    let Some(record) =
-        record.filter(|r| !r.access_invalidated && r.access_expires_at > state.now())
-    else {
-        return Err(ApiError::token_expired());
-    };
+    let record = end_pair(
+        &state,
+        &caller,
+        Action::OidcLogout,
+        req.token,
+        req.refresh_token,
+        REALM_TYPE,
+        |realm| format!("Authentication realm [{realm}] is not an OpenID Connect realm"),
+    )
+    .await?;
     let realm_name = record.subject.authentication_realm.name.to_string();
-    if record.subject.authentication_realm.kind != REALM_TYPE {
-        return Err(ApiError::illegal_argument(format!(
-            "Authentication realm [{realm_name}] is not an OpenID Connect realm"
-        )));
-    }
-    // As Elasticsearch: the refresh token first, then the access token;
-    // either ends the whole family.
-    if let Some(refresh) = req.refresh_token.filter(|t| !t.is_empty()) {
-        let refresh = TokenString::from_presented(&refresh);
-        state.store.invalidate_refresh(&refresh.hash()).await?;
-    }
-    state.store.invalidate_access(&access.hash()).await?;
     state.metrics.oidc_logout(&realm_name);
     let hint = record
         .metadata

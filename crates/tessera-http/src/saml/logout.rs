@@ -6,8 +6,6 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::privilege::Action;
-use tessera_domain::token::TokenString;
-use tessera_domain::TokenKind;
 use tessera_realms::saml::requests::{new_request_id, SessionNameId};
 use tessera_realms::saml::SamlError;
 use zeroize::Zeroizing;
@@ -65,32 +63,16 @@ pub async fn logout(
     Caller(caller): Caller,
     JsonBody(req): JsonBody<LogoutRequest>,
 ) -> ApiResult<Json<Value>> {
-    let Some(token) = req.token.filter(|t| !t.is_empty()) else {
-        return Err(ApiError::validation(&["token is missing".to_owned()]));
-    };
-    auth::require(&state, &caller, Action::SamlLogout).await?;
-    let access = TokenString::from_presented(&token);
-    let record = match access.hash_as(TokenKind::Access) {
-        Some(hash) => state.store.find_by_access(&hash).await?,
-        None => None,
-    };
-    let Some(record) =
-        record.filter(|r| !r.access_invalidated && r.access_expires_at > state.now())
-    else {
-        return Err(ApiError::token_expired());
-    };
-    if record.subject.authentication_realm.kind != REALM_TYPE {
-        return Err(ApiError::illegal_argument(format!(
-            "authentication realm [{}] is not a SAML realm",
-            record.subject.authentication_realm.name
-        )));
-    }
-    // As Elasticsearch: the refresh token first, then the access token.
-    if let Some(refresh) = req.refresh_token.filter(|t| !t.is_empty()) {
-        let refresh = TokenString::from_presented(&refresh);
-        state.store.invalidate_refresh(&refresh.hash()).await?;
-    }
-    state.store.invalidate_access(&access.hash()).await?;
+    let record = crate::realm_logout::end_pair(
+        &state,
+        &caller,
+        Action::SamlLogout,
+        req.token,
+        req.refresh_token,
+        REALM_TYPE,
+        |realm| format!("authentication realm [{realm}] is not a SAML realm"),
+    )
+    .await?;
     let meta = record.metadata.unwrap_or_default();
     let realm = state
         .settings

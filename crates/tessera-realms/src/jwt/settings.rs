@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::jose::{Algorithm, JwksLocation};
-use crate::saml::SettingsError;
+pub use crate::settings::ClaimSettings;
+use crate::settings::{Checker, SettingsError};
 
 /// Elasticsearch's default `allowed_clock_skew`.
 pub const DEFAULT_SKEW: Duration = Duration::from_secs(60);
@@ -48,16 +49,6 @@ pub struct JwtRealmSettings {
     pub client_authentication: ClientAuthSettings,
     #[serde(default)]
     pub jwt: JwtCacheTable,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimSettings {
-    pub principal: Option<String>,
-    pub groups: Option<String>,
-    pub name: Option<String>,
-    pub mail: Option<String>,
-    pub dn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -172,14 +163,9 @@ fn is_hmac(a: Algorithm) -> bool {
 impl JwtRealmSettings {
     /// Checks every setting once; the first problem is reported by key.
     pub fn validate(&self, realm: &str) -> Result<JwtRealmConfig, SettingsError> {
-        let err = |key: &str, message: String| SettingsError {
-            realm: realm.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        let order = self
-            .order
-            .ok_or_else(|| err("order", "is required".into()))?;
+        let c = Checker { realm };
+        let err = |key: &str, message: String| c.err(key, message);
+        let order = c.order(self.order)?;
         let token_type = match self.token_type.as_deref() {
             None | Some("id_token") => TokenType::IdToken,
             Some("access_token") => TokenType::AccessToken,
@@ -271,14 +257,7 @@ impl JwtRealmSettings {
         };
         let principal_claim =
             non_empty("claims.principal", &self.claims.principal)?.unwrap_or_else(|| "sub".into());
-        let allowed_clock_skew = match &self.allowed_clock_skew {
-            None => DEFAULT_SKEW,
-            Some(t) => tessera_domain::time::parse_time_value(t)
-                .map_err(|m| err("allowed_clock_skew", m))?,
-        };
-        if allowed_clock_skew > Duration::from_secs(3_600) {
-            return Err(err("allowed_clock_skew", "must be at most 1h".into()));
-        }
+        let allowed_clock_skew = c.clock_skew(&self.allowed_clock_skew, DEFAULT_SKEW)?;
         let client_authentication = match self.client_authentication.kind.as_deref() {
             None | Some("shared_secret") => ClientAuthentication::SharedSecret,
             Some("none") => ClientAuthentication::None,
@@ -306,12 +285,7 @@ impl JwtRealmSettings {
                 "is only used with client_authentication.type = shared_secret".into(),
             ));
         }
-        let cache_ttl = match &self.jwt.cache.ttl {
-            None => DEFAULT_CACHE_TTL,
-            Some(t) => {
-                tessera_domain::time::parse_time_value(t).map_err(|m| err("jwt.cache.ttl", m))?
-            }
-        };
+        let cache_ttl = c.duration("jwt.cache.ttl", &self.jwt.cache.ttl, DEFAULT_CACHE_TTL)?;
         Ok(JwtRealmConfig {
             name: realm.to_owned(),
             order,

@@ -14,10 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-pub use crate::saml::SettingsError;
-
-/// The claim patterns a realm may set (`claim_patterns.<claim>`).
-pub const CLAIMS: [&str; 5] = ["principal", "groups", "name", "mail", "dn"];
+use crate::settings::{check_url, Checker};
+pub use crate::settings::{ClaimSettings, SettingsError, PROPERTIES as CLAIMS};
 
 /// A realm's table as written in the config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -62,16 +60,6 @@ pub struct RpSettings {
     pub requested_scopes: Option<Vec<String>>,
     pub signature_algorithm: Option<String>,
     pub post_logout_redirect_uri: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimSettings {
-    pub principal: Option<String>,
-    pub groups: Option<String>,
-    pub name: Option<String>,
-    pub mail: Option<String>,
-    pub dn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -180,23 +168,14 @@ impl OidcRealmConfig {
 impl OidcRealmSettings {
     /// Parses a realm's table from TOML text (the body of `[realms.oidc.<name>]`).
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        crate::settings::from_toml(text)
     }
 
     /// Checks every setting once; the first problem is reported by key.
     /// The client secret is not set here (see [`OidcRealmConfig::client_secret`]).
     pub fn validate(&self, realm: &str) -> Result<OidcRealmConfig, SettingsError> {
-        let err = |key: &str, message: String| SettingsError {
-            realm: realm.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        let required = |key: &str, v: &Option<String>| -> Result<String, SettingsError> {
-            match v.as_deref().map(str::trim) {
-                Some(s) if !s.is_empty() => Ok(s.to_owned()),
-                _ => Err(err(key, "is required".into())),
-            }
-        };
+        let c = Checker { realm };
+        let err = |key: &str, message: String| c.err(key, message);
         let provider_url =
             |key: &str, v: &Option<String>| -> Result<Option<String>, SettingsError> {
                 match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -207,10 +186,8 @@ impl OidcRealmSettings {
                     None => Ok(None),
                 }
             };
-        let order = self
-            .order
-            .ok_or_else(|| err("order", "is required".into()))?;
-        let issuer = required("op.issuer", &self.op.issuer)?;
+        let order = c.order(self.order)?;
+        let issuer = c.required("op.issuer", &self.op.issuer)?;
         let jwks = match self.op.jwkset_path.as_deref().map(str::trim) {
             Some(p) if p.contains("://") => {
                 check_provider_url(p).map_err(|m| err("op.jwkset_path", m))?;
@@ -241,7 +218,7 @@ impl OidcRealmSettings {
                 )
             })?;
         }
-        let client_id = required("rp.client_id", &self.rp.client_id)?;
+        let client_id = c.required("rp.client_id", &self.rp.client_id)?;
         if self.rp.client_secret.is_some() {
             return Err(err(
                 "rp.client_secret",
@@ -267,8 +244,8 @@ impl OidcRealmSettings {
                 ))
             }
         };
-        let redirect_uri = required("rp.redirect_uri", &self.rp.redirect_uri)?;
-        crate::saml::settings::check_url(&redirect_uri).map_err(|m| err("rp.redirect_uri", m))?;
+        let redirect_uri = c.required("rp.redirect_uri", &self.rp.redirect_uri)?;
+        check_url(&redirect_uri).map_err(|m| err("rp.redirect_uri", m))?;
         match self.rp.response_type.as_deref().map(str::trim) {
             Some("code") => {}
             None | Some("") => return Err(err("rp.response_type", "is required (code)".into())),
@@ -307,34 +284,12 @@ impl OidcRealmSettings {
                 ))
             }
         }
-        let post_logout_redirect_uri = match &self.rp.post_logout_redirect_uri {
-            Some(u) => {
-                crate::saml::settings::check_url(u)
-                    .map_err(|m| err("rp.post_logout_redirect_uri", m))?;
-                Some(u.clone())
-            }
-            None => None,
-        };
+        let post_logout_redirect_uri = c.optional_url(
+            "rp.post_logout_redirect_uri",
+            &self.rp.post_logout_redirect_uri,
+        )?;
 
-        let mut patterns = BTreeMap::new();
-        for (claim, pattern) in &self.claim_patterns {
-            let key = format!("claim_patterns.{claim}");
-            if !CLAIMS.contains(&claim.as_str()) {
-                return Err(err(
-                    &key,
-                    "is not a known claim setting (principal, groups, name, mail, dn)".into(),
-                ));
-            }
-            let re = regex::Regex::new(pattern)
-                .map_err(|e| err(&key, format!("is not a valid pattern: {e}")))?;
-            if re.captures_len() != 2 {
-                return Err(err(
-                    &key,
-                    format!("[{pattern}] must have exactly one capture group"),
-                ));
-            }
-            patterns.insert(claim.clone(), re);
-        }
+        let patterns = c.patterns("claim_patterns", "claim setting", &self.claim_patterns)?;
         let rule = |which: &str, v: &Option<String>| -> Result<Option<ClaimRule>, SettingsError> {
             match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
                 Some(claim) => Ok(Some(ClaimRule {
@@ -355,18 +310,8 @@ impl OidcRealmSettings {
         let mail = rule("mail", &self.claims.mail)?;
         let dn = rule("dn", &self.claims.dn)?;
 
-        let duration = |key: &str, v: &Option<String>, default: Duration| match v {
-            None => Ok(default),
-            Some(text) => tessera_domain::time::parse_time_value(text).map_err(|m| err(key, m)),
-        };
-        let allowed_clock_skew = duration(
-            "allowed_clock_skew",
-            &self.allowed_clock_skew,
-            Duration::from_secs(60),
-        )?;
-        if allowed_clock_skew > Duration::from_secs(3_600) {
-            return Err(err("allowed_clock_skew", "must be at most 1h".into()));
-        }
+        let duration = |key: &str, v: &Option<String>, default| c.duration(key, v, default);
+        let allowed_clock_skew = c.clock_skew(&self.allowed_clock_skew, Duration::from_secs(60))?;
         let five = Duration::from_secs(5);
         let connect_timeout = duration("http.connect_timeout", &self.http.connect_timeout, five)?;
         let read_timeout = match (

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::settings::{check_url, SettingsError};
+use crate::settings::{Checker, ClaimSettings};
+
 /// The default NameID format Elasticsearch requests.
 pub const NAMEID_TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
 /// The persistent NameID format.
@@ -69,15 +72,8 @@ pub struct SpSettings {
     pub logout: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttributeSettings {
-    pub principal: Option<String>,
-    pub groups: Option<String>,
-    pub name: Option<String>,
-    pub mail: Option<String>,
-    pub dn: Option<String>,
-}
+/// `attributes.*`: the attribute (or `nameid`) each user property comes from.
+pub type AttributeSettings = ClaimSettings;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,77 +166,30 @@ impl SamlRealmConfig {
     }
 }
 
-/// A setting that is missing or wrong: the full key and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("realm [{realm}]: setting [{key}] {message}")]
-pub struct SettingsError {
-    pub realm: String,
-    pub key: String,
-    pub message: String,
-}
-
 impl SamlRealmSettings {
     /// Parses a realm's table from TOML text (the body of `[realms.saml.<name>]`).
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        crate::settings::from_toml(text)
     }
 
     /// Checks every setting once; the first problem is reported by key.
     pub fn validate(&self, realm: &str) -> Result<SamlRealmConfig, SettingsError> {
-        let err = |key: &str, message: String| SettingsError {
-            realm: realm.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        let required = |key: &str, v: &Option<String>| -> Result<String, SettingsError> {
-            match v.as_deref().map(str::trim) {
-                Some(s) if !s.is_empty() => Ok(s.to_owned()),
-                _ => Err(err(key, "is required".into())),
-            }
-        };
-        let order = self
-            .order
-            .ok_or_else(|| err("order", "is required".into()))?;
-        let metadata_path = required("idp.metadata.path", &self.idp.metadata.path)?;
+        let c = Checker { realm };
+        let err = |key: &str, message: String| c.err(key, message);
+        let order = c.order(self.order)?;
+        let metadata_path = c.required("idp.metadata.path", &self.idp.metadata.path)?;
         if metadata_path.contains("://") {
             return Err(err(
                 "idp.metadata.path",
                 format!("[{metadata_path}] must be a file path (metadata URLs are not supported)"),
             ));
         }
-        let idp_entity_id = required("idp.entity_id", &self.idp.entity_id)?;
-        let sp_entity_id = required("sp.entity_id", &self.sp.entity_id)?;
-        let sp_acs = required("sp.acs", &self.sp.acs)?;
+        let idp_entity_id = c.required("idp.entity_id", &self.idp.entity_id)?;
+        let sp_entity_id = c.required("sp.entity_id", &self.sp.entity_id)?;
+        let sp_acs = c.required("sp.acs", &self.sp.acs)?;
         check_url(&sp_acs).map_err(|m| err("sp.acs", m))?;
-        let sp_logout = match &self.sp.logout {
-            Some(u) => {
-                check_url(u).map_err(|m| err("sp.logout", m))?;
-                Some(u.clone())
-            }
-            None => None,
-        };
-        let mut patterns = BTreeMap::new();
-        for (attr, pattern) in &self.attribute_patterns {
-            let key = format!("attribute_patterns.{attr}");
-            if !matches!(
-                attr.as_str(),
-                "principal" | "groups" | "name" | "mail" | "dn"
-            ) {
-                return Err(err(
-                    &key,
-                    "is not a known attribute (principal, groups, name, mail, dn)".into(),
-                ));
-            }
-            let re = regex::Regex::new(pattern)
-                .map_err(|e| err(&key, format!("is not a valid pattern: {e}")))?;
-            if re.captures_len() != 2 {
-                return Err(err(
-                    &key,
-                    format!("[{pattern}] must have exactly one capture group"),
-                ));
-            }
-            patterns.insert(attr.clone(), re);
-        }
+        let sp_logout = c.optional_url("sp.logout", &self.sp.logout)?;
+        let patterns = c.patterns("attribute_patterns", "attribute", &self.attribute_patterns)?;
         for key in self.attribute_delimiters.keys() {
             if key != "groups" {
                 return Err(err(
@@ -336,14 +285,8 @@ impl SamlRealmSettings {
                 }
             }
         }
-        let allowed_clock_skew = match &self.allowed_clock_skew {
-            None => Duration::from_secs(180),
-            Some(text) => tessera_domain::time::parse_time_value(text)
-                .map_err(|m| err("allowed_clock_skew", m))?,
-        };
-        if allowed_clock_skew > Duration::from_secs(3_600) {
-            return Err(err("allowed_clock_skew", "must be at most 1h".into()));
-        }
+        let allowed_clock_skew =
+            c.clock_skew(&self.allowed_clock_skew, Duration::from_secs(180))?;
         let nameid_format = self
             .nameid_format
             .clone()
@@ -375,13 +318,4 @@ impl SamlRealmSettings {
             allowed_clock_skew,
         })
     }
-}
-
-/// An absolute `http`/`https` URL with a host.
-pub fn check_url(text: &str) -> Result<(), String> {
-    let url = url::Url::parse(text).map_err(|e| format!("[{text}] is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("[{text}] must be an http or https URL with a host"));
-    }
-    Ok(())
 }
