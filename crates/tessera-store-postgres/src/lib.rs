@@ -591,6 +591,28 @@ impl Store for PostgresStore {
         Ok(issued)
     }
 
+    async fn cluster_uuid(&self, fresh: &str) -> StoreResult<String> {
+        self.db
+            .run(
+                "cluster_uuid",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let insert = c
+                        .prepare_cached(
+                            "INSERT INTO meta (key, value) VALUES ('cluster_uuid', $1)
+                         ON CONFLICT (key) DO NOTHING",
+                        )
+                        .await?;
+                    c.execute(&insert, &[&fresh]).await?;
+                    let select = c
+                        .prepare_cached("SELECT value FROM meta WHERE key = 'cluster_uuid'")
+                        .await?;
+                    Ok(c.query_one(&select, &[]).await?.get::<_, String>(0))
+                }),
+            )
+            .await
+    }
+
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
         self.db
             .run("purge_expired", Repeat::Unsafe, attempt!(|c| {

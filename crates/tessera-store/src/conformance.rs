@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             accounts::users,
             accounts::bootstrap,
             accounts::ready,
+            accounts::cluster_uuid_is_kept,
             accounts::roles,
             tokens::issue_and_find,
             tokens::refresh_rules,

@@ -396,6 +396,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     /// Whether any token was ever issued (Elasticsearch's "the tokens index exists").
     async fn tokens_ever_issued(&self) -> StoreResult<bool>;
+    /// The store's cluster UUID (`GET /`): `fresh` is kept the first time
+    /// this is called; every later call, from any node, answers the kept one.
+    async fn cluster_uuid(&self, fresh: &str) -> StoreResult<String>;
     /// Deletes up to `limit` token records that can no longer be used or
     /// replayed at `now`, up to `limit` API keys that have been expired
     /// or invalidated for longer than [`API_KEY_RETENTION_MS`], and up to

@@ -13,6 +13,7 @@ mod exposure;
 mod hostile;
 mod jwt;
 mod lifecycle;
+mod node;
 mod observability;
 mod oidc;
 mod oidc_provider;
