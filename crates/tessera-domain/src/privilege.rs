@@ -299,9 +299,11 @@ pub fn grants<'a>(held: impl IntoIterator<Item = &'a str>, action: Action) -> bo
 }
 
 /// Role names must be 1–507 printable ASCII characters without surrounding
-/// whitespace (Elasticsearch's rule).
+/// whitespace (Elasticsearch's rule); names starting with `_` are reserved.
 pub fn validate_role_name(name: &str) -> Result<(), String> {
-    if crate::user::is_printable_basic_latin(name, 507) {
+    if name.starts_with('_') {
+        Err(format!("Role [{name}] is reserved and may not be used."))
+    } else if crate::user::is_printable_basic_latin(name, 507) {
         Ok(())
     } else {
         Err(format!(
