@@ -508,22 +508,17 @@ impl Store for PostgresStore {
     }
 
     async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
-        self.db
-            .run(
-                "invalidate_access",
-                Repeat::Unsafe,
-                attempt!(|c| invalidate_one(c, Half::Access, hash).await),
-            )
+        self.invalidate_named("invalidate_access", Half::Access, hash, true)
             .await
     }
 
     async fn invalidate_refresh(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
-        self.db
-            .run(
-                "invalidate_refresh",
-                Repeat::Unsafe,
-                attempt!(|c| invalidate_one(c, Half::Refresh, hash).await),
-            )
+        self.invalidate_named("invalidate_refresh", Half::Refresh, hash, true)
+            .await
+    }
+
+    async fn invalidate_token(&self, half: Half, hash: &TokenKey) -> StoreResult<InvalidateOne> {
+        self.invalidate_named("invalidate_token", half, hash, false)
             .await
     }
 

@@ -507,27 +507,20 @@ impl Store for SqliteStore {
     }
 
     async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
-        let hash = *hash;
-        self.write(Affects::TOKENS, move |c| {
-            engine::run_now(engine::invalidate(
-                &mut WriterTx(c),
-                pairs::Half::Access,
-                &hash,
-            ))?
-        })
-        .await
+        self.invalidate_named(pairs::Half::Access, hash, true).await
     }
 
     async fn invalidate_refresh(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
-        let hash = *hash;
-        self.write(Affects::TOKENS, move |c| {
-            engine::run_now(engine::invalidate(
-                &mut WriterTx(c),
-                pairs::Half::Refresh,
-                &hash,
-            ))?
-        })
-        .await
+        self.invalidate_named(pairs::Half::Refresh, hash, true)
+            .await
+    }
+
+    async fn invalidate_token(
+        &self,
+        half: pairs::Half,
+        hash: &TokenKey,
+    ) -> StoreResult<InvalidateOne> {
+        self.invalidate_named(half, hash, false).await
     }
 
     async fn invalidate_matching(

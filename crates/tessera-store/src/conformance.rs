@@ -56,6 +56,7 @@ macro_rules! conformance_tests {
             tokens::refresh_rules,
             tokens::replay_of_invalidated_successor,
             tokens::invalidate_single,
+            tokens::invalidate_token_alone,
             tokens::invalidate_matching,
             tokens::purge,
             tokens::families,

@@ -370,6 +370,13 @@ pub trait Store: Send + Sync + 'static {
     async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne>;
     /// The same, naming a refresh token.
     async fn invalidate_refresh(&self, hash: &TokenKey) -> StoreResult<InvalidateOne>;
+    /// Invalidates the named token alone (Elasticsearch's invalidation): the
+    /// other half of its pair and the rest of its family stay as they are.
+    async fn invalidate_token(
+        &self,
+        half: engine::Half,
+        hash: &TokenKey,
+    ) -> StoreResult<InvalidateOne>;
     /// Invalidates both halves of every active pair whose subject matches the
     /// given username and/or realm name (at least one is given). This
     /// includes a successor minted by a refresh racing this call: once it has

@@ -28,5 +28,6 @@ mod saml_idp;
 mod slow_clients;
 mod throttle;
 mod tls;
+mod token_invalidation;
 mod tokens;
 mod users;
