@@ -57,14 +57,14 @@ fn by_user_invalidation_is_unchanged_by_the_mode() {
 
 #[test]
 fn an_unknown_mode_is_refused() {
-    let err = tessera::config::Config::resolve(tessera::config::ServeArgs {
+    let Err(err) = tessera::config::Config::resolve(tessera::config::ServeArgs {
         compat: tessera::config::CompatArgs {
             token_invalidation: Some("pair".into()),
             ..Default::default()
         },
         ..Default::default()
-    })
-    .err()
-    .expect("refused");
+    }) else {
+        panic!("an unknown token_invalidation is refused");
+    };
     assert!(err.to_string().contains("token_invalidation"), "{err:#}");
 }
