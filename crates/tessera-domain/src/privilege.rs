@@ -26,6 +26,34 @@ pub fn built_in_role(name: &str) -> Option<RoleDescriptor> {
 /// The cluster privileges Tessera knows. Names Elasticsearch accepts but that
 /// guard nothing here (`monitor`, …) are still accepted in role
 /// definitions so that roles copied from a cluster load unchanged.
+/// Elasticsearch 8's index privilege names, listed by
+/// `GET /_security/privilege/_builtin`; Tessera keeps them verbatim in role
+/// descriptors.
+pub const INDEX_PRIVILEGES: &[&str] = &[
+    "all",
+    "auto_configure",
+    "create",
+    "create_doc",
+    "create_index",
+    "cross_cluster_replication",
+    "cross_cluster_replication_internal",
+    "delete",
+    "delete_index",
+    "index",
+    "maintenance",
+    "manage",
+    "manage_data_stream_lifecycle",
+    "manage_follow_index",
+    "manage_ilm",
+    "manage_leader_index",
+    "monitor",
+    "none",
+    "read",
+    "read_cross_cluster",
+    "view_index_metadata",
+    "write",
+];
+
 pub const KNOWN_CLUSTER_PRIVILEGES: &[&str] = &[
     "all",
     "cancel_task",
@@ -57,6 +85,7 @@ pub enum Action {
     UserSetEnabled,
     RolePut,
     RoleGet,
+    BuiltinPrivilegesGet,
     RoleDelete,
     ApiKeyCreate,
     ApiKeyGet,
@@ -100,6 +129,7 @@ impl Action {
             Action::UserSetEnabled => "cluster:admin/xpack/security/user/set_enabled",
             Action::RolePut => "cluster:admin/xpack/security/role/put",
             Action::RoleGet => "cluster:admin/xpack/security/role/get",
+            Action::BuiltinPrivilegesGet => "cluster:admin/xpack/security/privilege/builtin/get",
             Action::RoleDelete => "cluster:admin/xpack/security/role/delete",
             Action::ApiKeyCreate => "cluster:admin/xpack/security/api_key/create",
             Action::ApiKeyGet => "cluster:admin/xpack/security/api_key/get",
@@ -140,9 +170,10 @@ impl Action {
                 "manage_security",
                 "all",
             ],
-            Action::UserGet | Action::RoleGet | Action::RoleMappingGet => {
-                &["read_security", "manage_security", "all"]
-            }
+            Action::UserGet
+            | Action::RoleGet
+            | Action::RoleMappingGet
+            | Action::BuiltinPrivilegesGet => &["read_security", "manage_security", "all"],
             Action::RoleMappingPut
             | Action::RoleMappingDelete
             | Action::UserPut
@@ -268,9 +299,11 @@ pub fn grants<'a>(held: impl IntoIterator<Item = &'a str>, action: Action) -> bo
 }
 
 /// Role names must be 1–507 printable ASCII characters without surrounding
-/// whitespace (Elasticsearch's rule).
+/// whitespace (Elasticsearch's rule); names starting with `_` are reserved.
 pub fn validate_role_name(name: &str) -> Result<(), String> {
-    if crate::user::is_printable_basic_latin(name, 507) {
+    if name.starts_with('_') {
+        Err(format!("Role [{name}] is reserved and may not be used."))
+    } else if crate::user::is_printable_basic_latin(name, 507) {
         Ok(())
     } else {
         Err(format!(

@@ -35,8 +35,14 @@ pub(crate) fn is_printable_basic_latin(name: &str, max_len: usize) -> bool {
 
 /// Elasticsearch's username rule: 1–1024 printable Basic-Latin characters
 /// with no leading or trailing whitespace.
+/// Names starting with `_` are reserved (internal names, and API paths
+/// such as `/_security/user/_has_privileges` are never user names).
 pub fn validate_username(name: &str) -> Result<(), String> {
-    if is_printable_basic_latin(name, 1024) {
+    if name.starts_with('_') {
+        Err(format!(
+            "Username [{name}] is reserved and may not be used."
+        ))
+    } else if is_printable_basic_latin(name, 1024) {
         Ok(())
     } else {
         Err(format!(
@@ -164,6 +170,8 @@ mod tests {
         assert!(validate_username("").is_err());
         assert!(validate_username("jö").is_err());
         assert!(validate_username(&"a".repeat(1025)).is_err());
+        assert!(validate_username("_has_privileges").is_err());
+        assert!(validate_username("a_b").is_ok());
         assert!(validate_password("12345").is_err());
         assert!(validate_password("123456").is_ok());
     }

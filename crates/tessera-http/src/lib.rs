@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod jwt;
 mod low_priority;
 mod middleware;
+pub mod node;
 pub mod oauth;
 pub mod oidc;
 pub mod openapi;
@@ -48,7 +49,7 @@ use tessera_domain::Authentication;
 
 use crate::auth::Caller;
 use crate::error::{ApiResult, Detail};
-pub use crate::state::{AppState, Inner, Metrics, MetricsRender, Settings};
+pub use crate::state::{AppState, Inner, Metrics, MetricsRender, Settings, TokenInvalidation};
 
 /// The API: the routes of [`openapi::routes`] (each documented), with
 /// Elasticsearch's answers to an unknown path or method, behind the

@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::state::AppState;
-use crate::{api_keys, oauth, oidc, role_mappings, roles, saml, tokens, users};
+use crate::{api_keys, node, oauth, oidc, role_mappings, roles, saml, tokens, users};
 
 /// The tags operations are grouped by.
 pub const SECURITY: &str = "Elasticsearch security API";
@@ -103,6 +103,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(Document::openapi())
         .routes(routes!(tokens::get_token, tokens::invalidate_token))
         .routes(routes!(crate::authenticate))
+        .routes(routes!(node::root))
+        .routes(routes!(node::builtin_privileges))
         .routes(routes!(users::get_users))
         .routes(routes!(users::has_privileges))
         .routes(routes!(users::has_privileges_of))

@@ -56,6 +56,22 @@ pub struct Settings {
     pub audit: Audit,
     /// One `tessera::access` log line per request (off by default).
     pub access_log: bool,
+    /// The node's name in `GET /`.
+    pub node_name: String,
+    /// The cluster's name in `GET /`.
+    pub cluster_name: String,
+    /// What `DELETE /_security/oauth2/token` invalidates.
+    pub token_invalidation: TokenInvalidation,
+}
+
+/// What invalidating one token by value takes with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenInvalidation {
+    /// The token's whole family (its pair and every refresh of it).
+    #[default]
+    Family,
+    /// The named token alone, as Elasticsearch does.
+    Token,
 }
 
 impl Default for Settings {
@@ -75,6 +91,9 @@ impl Default for Settings {
             oidc: OidcRealms::default(),
             audit: Audit::default(),
             access_log: false,
+            node_name: "tessera".into(),
+            cluster_name: "tessera".into(),
+            token_invalidation: TokenInvalidation::Family,
         }
     }
 }
@@ -115,6 +134,8 @@ pub struct Inner {
     /// Where suspect verifications run: threads at the lowest priority.
     low_priority: low_priority::LowPriority,
     pub(crate) render_metrics: Option<MetricsRender>,
+    /// The store's cluster UUID, once read.
+    cluster_uuid: tokio::sync::OnceCell<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -143,7 +164,22 @@ impl AppState {
             suspect_hashing: tokio::sync::Semaphore::new(suspect_slots()),
             low_priority: low_priority::LowPriority::new(suspect_slots()),
             render_metrics,
+            cluster_uuid: tokio::sync::OnceCell::new(),
         }))
+    }
+
+    /// The store's cluster UUID, kept by the store the first time any node
+    /// asks (22 URL-safe base64 characters, as Elasticsearch's).
+    pub async fn cluster_uuid(&self) -> Result<&str, tessera_store::StoreError> {
+        self.cluster_uuid
+            .get_or_try_init(|| async {
+                use base64::Engine as _;
+                let fresh: [u8; 16] = rand::random();
+                let fresh = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fresh);
+                self.store.cluster_uuid(&fresh).await
+            })
+            .await
+            .map(String::as_str)
     }
 
     /// Runs CPU-heavy password hashing or verification on a blocking thread,

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use tessera_domain::privilege::Action;
 use tessera_domain::token::{self, TokenString};
 use tessera_domain::Authentication;
+use tessera_store::engine::Half;
 use tessera_store::InvalidateOne;
 use zeroize::Zeroizing;
 
@@ -15,7 +16,7 @@ use crate::auth::{self, Caller, Minter, PasswordCredentials};
 use crate::body::JsonBody;
 use crate::error::{validation_text, ApiError, ApiResult};
 use crate::service::{self, Granted, Mint, Refresh, SourceRevoked};
-use crate::state::AppState;
+use crate::state::{AppState, TokenInvalidation};
 use crate::throttle::ClientIp;
 
 /// The grant types Elasticsearch knows, in its message order.
@@ -369,10 +370,15 @@ pub async fn invalidate_token(
         ));
     }
     let hash = token.hash();
-    let outcome = if is_access {
-        state.store.invalidate_access(&hash).await?
+    let half = if is_access {
+        Half::Access
     } else {
-        state.store.invalidate_refresh(&hash).await?
+        Half::Refresh
+    };
+    let outcome = match (state.settings.token_invalidation, half) {
+        (TokenInvalidation::Token, half) => state.store.invalidate_token(half, &hash).await?,
+        (TokenInvalidation::Family, Half::Access) => state.store.invalidate_access(&hash).await?,
+        (TokenInvalidation::Family, Half::Refresh) => state.store.invalidate_refresh(&hash).await?,
     };
     match outcome {
         InvalidateOne::NotFound => Err(not_found()),

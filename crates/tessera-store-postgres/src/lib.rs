@@ -508,22 +508,17 @@ impl Store for PostgresStore {
     }
 
     async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
-        self.db
-            .run(
-                "invalidate_access",
-                Repeat::Unsafe,
-                attempt!(|c| invalidate_one(c, Half::Access, hash).await),
-            )
+        self.invalidate_named("invalidate_access", Half::Access, hash, true)
             .await
     }
 
     async fn invalidate_refresh(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
-        self.db
-            .run(
-                "invalidate_refresh",
-                Repeat::Unsafe,
-                attempt!(|c| invalidate_one(c, Half::Refresh, hash).await),
-            )
+        self.invalidate_named("invalidate_refresh", Half::Refresh, hash, true)
+            .await
+    }
+
+    async fn invalidate_token(&self, half: Half, hash: &TokenKey) -> StoreResult<InvalidateOne> {
+        self.invalidate_named("invalidate_token", half, hash, false)
             .await
     }
 
@@ -589,6 +584,28 @@ impl Store for PostgresStore {
             self.issued_marked.store(true, Ordering::Release);
         }
         Ok(issued)
+    }
+
+    async fn cluster_uuid(&self, fresh: &str) -> StoreResult<String> {
+        self.db
+            .run(
+                "cluster_uuid",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let insert = c
+                        .prepare_cached(
+                            "INSERT INTO meta (key, value) VALUES ('cluster_uuid', $1)
+                         ON CONFLICT (key) DO NOTHING",
+                        )
+                        .await?;
+                    c.execute(&insert, &[&fresh]).await?;
+                    let select = c
+                        .prepare_cached("SELECT value FROM meta WHERE key = 'cluster_uuid'")
+                        .await?;
+                    Ok(c.query_one(&select, &[]).await?.get::<_, String>(0))
+                }),
+            )
+            .await
     }
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {

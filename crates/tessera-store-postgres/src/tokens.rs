@@ -234,6 +234,18 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
     async fn revoke_family(&mut self, pair: &PgPair) -> Result<(), Fail> {
         lineage::revoke_tree(self.0, std::slice::from_ref(&pair.family)).await
     }
+
+    async fn invalidate_half(&mut self, pair: &PgPair, half: Half) -> Result<(), Fail> {
+        let stmt = self
+            .0
+            .prepare_cached(match half {
+                Half::Access => "UPDATE tokens SET access_invalidated = TRUE WHERE id = $1",
+                Half::Refresh => "UPDATE tokens SET refresh_invalidated = TRUE WHERE id = $1",
+            })
+            .await?;
+        self.0.execute(&stmt, &[&pair.id]).await?;
+        Ok(())
+    }
 }
 
 /// One attempt at a refresh, in a serializable transaction (see the crate
@@ -257,11 +269,36 @@ pub(crate) async fn invalidate_one(
     client: &mut Client,
     half: Half,
     hash: &TokenKey,
+    family: bool,
 ) -> Result<InvalidateOne, Fail> {
     let tx = begin(client, IsolationLevel::Serializable).await?;
-    let outcome = engine::invalidate(&mut PgTx(&tx), half, hash).await?;
+    let outcome = if family {
+        engine::invalidate(&mut PgTx(&tx), half, hash).await?
+    } else {
+        engine::invalidate_token(&mut PgTx(&tx), half, hash).await?
+    };
     tx.commit().await?;
     Ok(outcome)
+}
+
+impl PostgresStore {
+    /// Invalidates the token `hash` names: with its family (`family`), or
+    /// alone (Elasticsearch's invalidation).
+    pub(crate) async fn invalidate_named(
+        &self,
+        op: &'static str,
+        half: Half,
+        hash: &TokenKey,
+        family: bool,
+    ) -> StoreResult<InvalidateOne> {
+        self.db
+            .run(
+                op,
+                Repeat::Unsafe,
+                attempt!(|c| invalidate_one(c, half, hash, family).await),
+            )
+            .await
+    }
 }
 
 pub(crate) use tessera_store::Whose;

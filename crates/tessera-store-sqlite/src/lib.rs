@@ -30,6 +30,7 @@ mod writer;
 pub use {backup::*, schema::SCHEMA_VERSION};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -61,7 +62,7 @@ pub struct SqliteStore {
     _checkpointer: Checkpointer,
     readers: Arc<ReadPool>,
     /// Known to be true once a token was issued (the marker never goes away).
-    tokens_issued: std::sync::atomic::AtomicBool,
+    tokens_issued: AtomicBool,
     /// How far the writer's commits are on disk; reads wait for what they saw.
     durability: Arc<Durability>,
     /// The read cache of the serving process (see `cache`); `None` elsewhere.
@@ -120,7 +121,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             _checkpointer: checkpointer,
-            tokens_issued: std::sync::atomic::AtomicBool::new(false),
+            tokens_issued: AtomicBool::new(false),
             readers: Arc::new(ReadPool {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
@@ -454,9 +455,7 @@ impl Store for SqliteStore {
         let (record, lineage) = (record.clone(), lineage.clone());
         // The marker is written with the first token only; it is never
         // removed, so once this store knows it is there it skips the write.
-        let mark = !self
-            .tokens_issued
-            .load(std::sync::atomic::Ordering::Acquire);
+        let mark = !self.tokens_issued.load(Ordering::Acquire);
         let stored = self
             .write_uncached(move |c| {
                 // On the one writer, the sources cannot change between
@@ -471,8 +470,7 @@ impl Store for SqliteStore {
             })
             .await?;
         if stored {
-            self.tokens_issued
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.tokens_issued.store(true, Ordering::Release);
         }
         Ok(stored)
     }
@@ -509,27 +507,20 @@ impl Store for SqliteStore {
     }
 
     async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
-        let hash = *hash;
-        self.write(Affects::TOKENS, move |c| {
-            engine::run_now(engine::invalidate(
-                &mut WriterTx(c),
-                pairs::Half::Access,
-                &hash,
-            ))?
-        })
-        .await
+        self.invalidate_named(pairs::Half::Access, hash, true).await
     }
 
     async fn invalidate_refresh(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
-        let hash = *hash;
-        self.write(Affects::TOKENS, move |c| {
-            engine::run_now(engine::invalidate(
-                &mut WriterTx(c),
-                pairs::Half::Refresh,
-                &hash,
-            ))?
-        })
-        .await
+        self.invalidate_named(pairs::Half::Refresh, hash, true)
+            .await
+    }
+
+    async fn invalidate_token(
+        &self,
+        half: pairs::Half,
+        hash: &TokenKey,
+    ) -> StoreResult<InvalidateOne> {
+        self.invalidate_named(half, hash, false).await
     }
 
     async fn invalidate_matching(
@@ -573,10 +564,7 @@ impl Store for SqliteStore {
     }
 
     async fn tokens_ever_issued(&self) -> StoreResult<bool> {
-        if self
-            .tokens_issued
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        if self.tokens_issued.load(Ordering::Acquire) {
             return Ok(true);
         }
         let issued = self
@@ -589,10 +577,15 @@ impl Store for SqliteStore {
             })
             .await?;
         if issued {
-            self.tokens_issued
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.tokens_issued.store(true, Ordering::Release);
         }
         Ok(issued)
+    }
+
+    async fn cluster_uuid(&self, fresh: &str) -> StoreResult<String> {
+        let fresh = fresh.to_owned();
+        self.write_uncached(move |c| schema::cluster_uuid(c, &fresh))
+            .await
     }
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {

@@ -173,3 +173,18 @@ pub(crate) fn ready_probe(c: &Connection) -> StoreResult<()> {
     .map(drop)
     .map_err(crate::unavailable)
 }
+
+/// Keeps `fresh` as the cluster UUID unless one is kept already; answers
+/// the kept one.
+pub(crate) fn cluster_uuid(c: &Connection, fresh: &str) -> StoreResult<String> {
+    c.prepare_cached("INSERT OR IGNORE INTO meta (key, value) VALUES ('cluster_uuid', ?1)")
+        .and_then(|mut stmt| stmt.execute([fresh]))
+        .and_then(|_| {
+            c.query_row(
+                "SELECT value FROM meta WHERE key = 'cluster_uuid'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .map_err(crate::unavailable)
+}

@@ -81,6 +81,46 @@ impl TokenTx for WriterTx<'_> {
     async fn revoke_family(&mut self, pair: &pairs::Located) -> StoreResult<()> {
         pairs::revoke_family(self.0, pair.family)
     }
+
+    async fn invalidate_half(
+        &mut self,
+        pair: &pairs::Located,
+        half: pairs::Half,
+    ) -> StoreResult<()> {
+        let sql = match half {
+            pairs::Half::Access => "UPDATE token_pairs SET access_invalidated = 1 WHERE seq = ?1",
+            pairs::Half::Refresh => "UPDATE token_pairs SET refresh_invalidated = 1 WHERE seq = ?1",
+        };
+        self.0
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute([pair.seq]))
+            .map(drop)
+            .map_err(internal)
+    }
+}
+
+impl SqliteStore {
+    /// Invalidates the token `hash` names: with its family (`family`), or
+    /// alone.
+    pub(crate) async fn invalidate_named(
+        &self,
+        half: pairs::Half,
+        hash: &TokenKey,
+        family: bool,
+    ) -> StoreResult<InvalidateOne> {
+        let hash = *hash;
+        self.write(Affects::TOKENS, move |c| {
+            let tx = &mut WriterTx(c);
+            engine::run_now(async {
+                if family {
+                    engine::invalidate(tx, half, &hash).await
+                } else {
+                    engine::invalidate_token(tx, half, &hash).await
+                }
+            })?
+        })
+        .await
+    }
 }
 
 /// Invalidates the `live` pairs and every family they minted, counting as

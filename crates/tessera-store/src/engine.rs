@@ -89,6 +89,8 @@ pub trait TokenTx {
     /// Invalidates both halves of every pair of `pair`'s family and of
     /// every family derived from it, however deep.
     async fn revoke_family(&mut self, pair: &Self::Pair) -> Result<(), Self::Error>;
+    /// Invalidates the named half of `pair` alone.
+    async fn invalidate_half(&mut self, pair: &Self::Pair, half: Half) -> Result<(), Self::Error>;
 }
 
 /// Stores a new family's first pair if every source of its authority
@@ -194,6 +196,24 @@ pub async fn invalidate<T: TokenTx>(
     } else {
         InvalidateOne::Invalidated
     })
+}
+
+/// Invalidates the named token alone, as Elasticsearch does: the other half
+/// of its pair, the rest of its family and the families derived from it
+/// are left as they are. The answer is as [`invalidate`]'s.
+pub async fn invalidate_token<T: TokenTx>(
+    tx: &mut T,
+    half: Half,
+    hash: &TokenKey,
+) -> Result<InvalidateOne, T::Error> {
+    let Some((already, pair)) = tx.invalidation_state(half, hash).await? else {
+        return Ok(InvalidateOne::NotFound);
+    };
+    if already {
+        return Ok(InvalidateOne::AlreadyInvalidated);
+    }
+    tx.invalidate_half(&pair, half).await?;
+    Ok(InvalidateOne::Invalidated)
 }
 
 /// Runs a transaction future that never waits (every step is a call on a

@@ -370,6 +370,13 @@ pub trait Store: Send + Sync + 'static {
     async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne>;
     /// The same, naming a refresh token.
     async fn invalidate_refresh(&self, hash: &TokenKey) -> StoreResult<InvalidateOne>;
+    /// Invalidates the named token alone (Elasticsearch's invalidation): the
+    /// other half of its pair and the rest of its family stay as they are.
+    async fn invalidate_token(
+        &self,
+        half: engine::Half,
+        hash: &TokenKey,
+    ) -> StoreResult<InvalidateOne>;
     /// Invalidates both halves of every active pair whose subject matches the
     /// given username and/or realm name (at least one is given). This
     /// includes a successor minted by a refresh racing this call: once it has
@@ -396,6 +403,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     /// Whether any token was ever issued (Elasticsearch's "the tokens index exists").
     async fn tokens_ever_issued(&self) -> StoreResult<bool>;
+    /// The store's cluster UUID (`GET /`): `fresh` is kept the first time
+    /// this is called; every later call, from any node, answers the kept one.
+    async fn cluster_uuid(&self, fresh: &str) -> StoreResult<String>;
     /// Deletes up to `limit` token records that can no longer be used or
     /// replayed at `now`, up to `limit` API keys that have been expired
     /// or invalidated for longer than [`API_KEY_RETENTION_MS`], and up to

@@ -49,6 +49,10 @@ pub struct Options {
     pub audit_include: Option<&'static str>,
     pub audit_exclude: Option<&'static str>,
     pub access_log: Option<&'static str>,
+    pub node_name: Option<&'static str>,
+    pub cluster_name: Option<&'static str>,
+    /// `"token"`: Elasticsearch's invalidation (the named token alone).
+    pub token_invalidation: Option<&'static str>,
 }
 
 /// `pub fn name(self, value) -> Self` for each string setting.
@@ -85,6 +89,9 @@ impl Options {
         audit_include,
         audit_exclude,
         access_log,
+        node_name,
+        cluster_name,
+        token_invalidation,
     );
 
     /// The audit log, written to `path`.
@@ -179,6 +186,11 @@ impl TestServer {
                 audit_exclude: options.audit_exclude.map(Into::into),
                 access_log: options.access_log.map(Into::into),
                 log_format: None,
+            },
+            compat: tessera::config::CompatArgs {
+                node_name: options.node_name.map(Into::into),
+                cluster_name: options.cluster_name.map(Into::into),
+                token_invalidation: options.token_invalidation.map(Into::into),
             },
             ..Default::default()
         })

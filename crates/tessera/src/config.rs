@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Deserialize;
 use tessera_domain::crypto::Secret;
 
+pub mod compat;
 mod describe;
 mod jwt;
 pub mod observability;
@@ -23,6 +24,7 @@ mod values;
 
 use values::{boolean, duration, integer, setting_error, toml_text};
 
+pub use compat::CompatArgs;
 pub use describe::SERVE_HELP;
 pub use observability::ObservabilityArgs;
 pub use sources::FileKeys;
@@ -119,6 +121,9 @@ pub struct ServeArgs {
     /// Logs, access log and audit log.
     #[command(flatten)]
     pub observability: ObservabilityArgs,
+    /// Elasticsearch compatibility.
+    #[command(flatten)]
+    pub compat: CompatArgs,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -135,6 +140,9 @@ struct FileConfig {
     refresh_window: Option<String>,
     refresh_reuse_revokes_family: Option<toml::Value>,
     revoke_on_user_change: Option<toml::Value>,
+    node_name: Option<String>,
+    cluster_name: Option<String>,
+    token_invalidation: Option<toml::Value>,
     max_body_bytes: Option<toml::Value>,
     request_timeout: Option<String>,
     cleanup_interval: Option<String>,
@@ -394,6 +402,14 @@ impl Config {
             None,
             true,
         )?;
+        let compat = compat::resolve(
+            args.compat,
+            compat::CompatFile {
+                node_name: file.node_name,
+                cluster_name: file.cluster_name,
+                token_invalidation: file.token_invalidation,
+            },
+        )?;
         let observability = observability::resolve(
             args.observability,
             observability::ObservabilityFile {
@@ -465,6 +481,9 @@ impl Config {
                 jwt: realms.jwt,
                 audit: tessera_http::audit::Audit::default(),
                 access_log: observability.access_log,
+                node_name: compat.node_name,
+                cluster_name: compat.cluster_name,
+                token_invalidation: compat.token_invalidation,
             },
             cleanup_interval,
             cleanup_batch,

@@ -45,6 +45,7 @@ pub fn request_name(action: Action) -> &'static str {
         Action::UserSetEnabled => "SetEnabledRequest",
         Action::RolePut => "PutRoleRequest",
         Action::RoleGet => "GetRolesRequest",
+        Action::BuiltinPrivilegesGet => "GetBuiltinPrivilegesRequest",
         Action::RoleDelete => "DeleteRoleRequest",
         Action::ApiKeyCreate => "CreateApiKeyRequest",
         Action::ApiKeyGet => "GetApiKeyRequest",

@@ -107,3 +107,13 @@ pub async fn ready(store: DynStore) {
     store.ready().await.unwrap();
     assert_eq!(store.list_users().await.unwrap().len(), 1);
 }
+
+pub async fn cluster_uuid_is_kept(store: DynStore) {
+    let first = store.cluster_uuid("uuid-one").await.unwrap();
+    assert_eq!(first, "uuid-one", "the first candidate is kept");
+    assert_eq!(
+        store.cluster_uuid("uuid-two").await.unwrap(),
+        "uuid-one",
+        "later candidates are ignored"
+    );
+}

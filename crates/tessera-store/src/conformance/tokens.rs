@@ -339,3 +339,38 @@ pub async fn token_scope_and_find_by_refresh(store: DynStore) {
     let spent = store.find_by_refresh(&rt.hash()).await.unwrap().unwrap();
     assert!(spent.refreshed.is_some() && !spent.refresh_unused(T0 + 2));
 }
+
+/// Elasticsearch's invalidation: the named half alone, nothing else of
+/// the pair or its family.
+pub async fn invalidate_token_alone(store: DynStore) {
+    use crate::engine::Half;
+    use InvalidateOne::{AlreadyInvalidated, Invalidated, NotFound};
+    let (_, pair) = issue(&store, "u", T0).await;
+    let access = pair.access.hash();
+    let refresh = pair.refresh.unwrap().hash();
+    let unknown = TokenString::mint(TokenKind::Access, 0).hash();
+    let alone = |half, hash| {
+        let store = Arc::clone(&store);
+        async move { store.invalidate_token(half, &hash).await.unwrap() }
+    };
+    assert_eq!(alone(Half::Access, unknown).await, NotFound);
+    assert_eq!(alone(Half::Access, access).await, Invalidated);
+    assert_eq!(alone(Half::Access, access).await, AlreadyInvalidated);
+    let rec = store.find_by_access(&access).await.unwrap().unwrap();
+    assert!(rec.access_invalidated, "the access token is invalidated");
+    assert!(!rec.refresh_invalidated, "its refresh token is not");
+
+    let (_, other) = issue(&store, "u", T0).await;
+    let other_access = other.access.hash();
+    let other_refresh = other.refresh.unwrap().hash();
+    assert_eq!(alone(Half::Refresh, other_refresh).await, Invalidated);
+    let rec = store.find_by_access(&other_access).await.unwrap().unwrap();
+    assert!(rec.refresh_invalidated && !rec.access_invalidated);
+    // The family-wide invalidation still takes the rest.
+    assert_eq!(
+        store.invalidate_refresh(&refresh).await.unwrap(),
+        Invalidated
+    );
+    let rec = store.find_by_access(&access).await.unwrap().unwrap();
+    assert!(rec.access_invalidated && rec.refresh_invalidated);
+}

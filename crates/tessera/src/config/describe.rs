@@ -126,6 +126,18 @@ impl Config {
                 "revoke_on_user_change",
                 Shown::Bool(self.http.revoke_on_user_change),
             ),
+            ("node_name", text(self.http.node_name.clone())),
+            ("cluster_name", text(self.http.cluster_name.clone())),
+            (
+                "token_invalidation",
+                text(
+                    match self.http.token_invalidation {
+                        tessera_http::TokenInvalidation::Family => "family",
+                        tessera_http::TokenInvalidation::Token => "token",
+                    }
+                    .to_owned(),
+                ),
+            ),
             ("max_body_bytes", number(self.http.max_body_bytes)),
             ("request_timeout", duration(self.http.request_timeout)),
             ("cleanup_interval", duration(self.cleanup_interval)),

@@ -107,12 +107,13 @@ fn unknown_route_is_404_in_the_error_envelope() {
         "resource_not_found_exception",
         "no handler found for uri [/_security/nothing_here] and method [GET]",
     );
-    let r = srv.get("/").send();
+    // `/` is the root API (`node.rs`); other unknown paths stay 404.
+    let r = srv.get("/_nothing").send();
     assert_es_error(
         &r,
         404,
         "resource_not_found_exception",
-        "no handler found for uri [/] and method [GET]",
+        "no handler found for uri [/_nothing] and method [GET]",
     );
     let r = srv
         .post("/_xpack/security/oauth2/tokens")

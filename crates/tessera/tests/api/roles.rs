@@ -197,3 +197,29 @@ fn es_roles_20_get_missing() {
         assert_eq!((r.status, &r.body), (404, &json!({})), "{path}: {}", r.text);
     }
 }
+
+/// Names starting with `_` are reserved, for users and roles alike, so an
+/// API path such as `/_security/user/_has_privileges` is never a name.
+#[test]
+fn names_starting_with_an_underscore_are_refused() {
+    let srv = TestServer::start();
+    let r = srv.request_put_user("_joe", json!({ "password": TEST_PW, "roles": [] }));
+    assert_es_error(
+        &r,
+        400,
+        "action_request_validation_exception",
+        "Validation Failed: 1: Username [_joe] is reserved and may not be used.;",
+    );
+    srv.assert_missing("/_security/user/_joe");
+    let r = srv.request_put_role("_admins", json!({ "cluster": ["all"] }));
+    assert_es_error(
+        &r,
+        400,
+        "action_request_validation_exception",
+        "Validation Failed: 1: Role [_admins] is reserved and may not be used.;",
+    );
+    srv.assert_missing("/_security/role/_admins");
+    // An underscore elsewhere is an ordinary character.
+    srv.put_user("joe_smith", TEST_PW, &[]);
+    srv.put_role("ops_team", json!({ "cluster": ["monitor"] }));
+}
