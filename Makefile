@@ -1,4 +1,16 @@
 # `make test` is the project's test command (README quick start, .ci/run).
+# It installs the test identity providers' npm packages from their
+# lockfiles when they are missing (without npm their tests report
+# themselves skipped), then runs the workspace's tests with a throw-away
+# PostgreSQL.
+IDPS := tests/idp/saml tests/idp/oidc
+
 .PHONY: test
 test:
+	@for d in $(IDPS); do \
+		if [ ! -d $$d/node_modules ]; then \
+			(cd $$d && npm ci --no-audit --no-fund) \
+				|| echo "make: npm ci failed in $$d; its tests will report themselves skipped" >&2; \
+		fi; \
+	done
 	bash .ci/with-postgres.sh cargo test --workspace
