@@ -92,7 +92,25 @@ fn check_body_client_id(form: &Form, id: &str) -> Result<(), ApiError> {
 /// and the client's registered method. Unknown clients and wrong secrets
 /// get the same answer; so does a client soft-locked after repeated wrong
 /// secrets, without a check. A source past its failure budget gets 429.
+/// [`check`], audited: the client's authentication succeeded or failed
+/// (the client id claimed, never the secret).
 fn verify(
+    state: &AppState,
+    source: IpAddr,
+    id: &str,
+    found: Option<OAuthClientRecord>,
+    secret: &str,
+    method: AuthMethod,
+) -> Result<OAuthClientRecord, ApiError> {
+    let result = check(state, source, id, found, secret, method);
+    match &result {
+        Ok(client) => state.audit.authentication_success(&client.authentication()),
+        Err(_) => state.audit.authentication_failed(Some(id), None),
+    }
+    result
+}
+
+fn check(
     state: &AppState,
     source: IpAddr,
     id: &str,

@@ -224,6 +224,32 @@ fn every_event_kind_is_written_in_elasticsearchs_format() {
     assert_eq!(e["event.action"], "access_denied", "{e}");
     assert_eq!(e["event.type"], "rest", "{e}");
     assert!(e["user.name"].is_string(), "{e}");
+
+    // OAuth client authentication is audited too: a wrong secret fails
+    // naming the client id it claimed, the right one succeeds.
+    let bad = client.with_secret("not-the-secret");
+    let r = srv
+        .post("/oauth2/token")
+        .client(&bad)
+        .header("X-Request-Id", "client-bad")
+        .form(&[("grant_type", "client_credentials")])
+        .send();
+    assert_eq!(r.status, 401, "{}", r.text);
+    let e = wait_event(&path, |e| e["request.id"] == "client-bad");
+    assert_eq!(e["event.action"], "authentication_failed", "{e}");
+    assert_eq!(e["user.name"], client.id.as_str(), "{e}");
+    let r = srv
+        .post("/oauth2/token")
+        .client(&client)
+        .header("X-Request-Id", "client-good")
+        .form(&[("grant_type", "client_credentials")])
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let e = wait_event(&path, |e| {
+        e["request.id"] == "client-good" && e["event.action"] == "authentication_success"
+    });
+    assert_eq!(e["user.name"], client.id.as_str(), "{e}");
+    assert_eq!(e["user.realm"], "_oauth2_client", "{e}");
     srv.stop();
 }
 
