@@ -21,12 +21,11 @@
 //! administrative API. The handlers return [`OAuthResult`]: the one
 //! [`ApiError`], rendered in [`Shape::OAuth`](crate::error::Shape).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -42,8 +41,11 @@ use zeroize::Zeroizing;
 
 mod client_auth;
 mod error;
+mod form;
 
 use error::no_store_json;
+pub(crate) use form::Form;
+use form::{media_type, read_body};
 
 use crate::audit::ConfigChange;
 use crate::auth::{self, Caller, PasswordCredentials};
@@ -58,77 +60,6 @@ pub(crate) use client_auth::{presented, Presented};
 /// The challenge sent with a 401 `invalid_client` when the client tried
 /// HTTP Basic.
 pub const BASIC_CHALLENGE: &str = "Basic realm=\"tessera\"";
-
-const FORM_MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
-
-// ---------------------------------------------------------------------
-// Request bodies
-// ---------------------------------------------------------------------
-
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
-    let limit = state.settings.max_body_bytes;
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit))
-}
-
-/// The media type of the request body, lower-cased, without parameters.
-fn media_type(headers: &HeaderMap) -> Option<String> {
-    headers.get(header::CONTENT_TYPE).map(|v| {
-        v.to_str()
-            .unwrap_or("<not ASCII>")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    })
-}
-
-/// The parameters of an `application/x-www-form-urlencoded` body.
-pub(crate) struct Form(HashMap<String, Zeroizing<String>>);
-
-impl Form {
-    /// RFC 6749 §3.1/§3.2: parameters without a value count as omitted,
-    /// and none may appear twice.
-    pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Form, ApiError> {
-        match media_type(headers).as_deref() {
-            Some(FORM_MEDIA_TYPE) => {}
-            Some(other) => {
-                return Err(ApiError::invalid_request(format!(
-                    "Content-Type [{other}] is not supported; send {FORM_MEDIA_TYPE}"
-                )))
-            }
-            None => {
-                return Err(ApiError::invalid_request(format!(
-                    "the request needs Content-Type {FORM_MEDIA_TYPE}"
-                )))
-            }
-        }
-        let mut params = HashMap::new();
-        for (name, value) in form_urlencoded::parse(body) {
-            if value.is_empty() {
-                continue;
-            }
-            let value = Zeroizing::new(value.into_owned());
-            if params.insert(name.to_string(), value).is_some() {
-                return Err(ApiError::invalid_request(format!(
-                    "parameter [{name}] is included more than once"
-                )));
-            }
-        }
-        Ok(Form(params))
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|v| v.as_str())
-    }
-
-    fn require(&self, name: &str) -> Result<&str, ApiError> {
-        self.get(name)
-            .ok_or_else(|| ApiError::invalid_request(format!("missing parameter [{name}]")))
-    }
-}
 
 // ---------------------------------------------------------------------
 // POST /oauth2/token
