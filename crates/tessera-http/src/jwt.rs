@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
-use tessera_domain::authn::{AuthenticationType, RealmRef};
+use tessera_domain::authn::RealmRef;
 use tessera_domain::role_mapping::UserData;
 use tessera_domain::{crypto, Authentication, Millis};
 use tessera_realms::jose::{self, HmacKey, JoseError, JwksSource, Keys, Policy};
@@ -306,19 +306,14 @@ async fn authentication(
         realm_name: realm.config.name.clone(),
         metadata: user.metadata.clone(),
     };
-    let roles = tessera_store::role_mappings::resolve_roles(state.store.as_ref(), &data).await?;
-    Ok(Authentication {
-        username: data.username,
-        roles,
-        full_name: user.name.clone(),
-        email: user.mail.clone(),
-        metadata: data.metadata,
-        enabled: true,
-        authentication_realm: realm.realm_ref(),
-        lookup_realm: realm.realm_ref(),
-        authentication_type: AuthenticationType::Realm,
-        api_key: None,
-    })
+    crate::role_mappings::mapped_user(
+        state,
+        data,
+        realm.realm_ref(),
+        user.name.clone(),
+        user.mail.clone(),
+    )
+    .await
 }
 
 /// The shortest time between two JWKS re-reads caused by failed

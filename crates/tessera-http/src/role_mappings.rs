@@ -1,14 +1,16 @@
 //! Role mappings: `/_security/role_mapping[/{name}]`, in Elasticsearch's
 //! shapes. The document and its rules are the domain's
 //! (`tessera_domain::role_mapping`); realms resolve a user's roles with
-//! `tessera_store::role_mappings::resolve_roles`.
+//! `tessera_store::role_mappings::resolve_roles`, through [`mapped_user`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
+use tessera_domain::authn::RealmRef;
 use tessera_domain::privilege::Action;
-use tessera_domain::role_mapping::{MappingError, RoleMapping};
+use tessera_domain::role_mapping::{MappingError, RoleMapping, UserData};
+use tessera_domain::{Authentication, AuthenticationType};
 
 use crate::audit::ConfigChange;
 use crate::auth::{self, Caller};
@@ -16,6 +18,31 @@ use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::params::PathParam;
 use crate::state::AppState;
+
+/// The user an external realm (SAML, OpenID Connect, JWT) authenticated,
+/// as `_authenticate` shows it: the roles of the mappings that match
+/// `user`, the realm as both authentication and lookup realm.
+pub async fn mapped_user(
+    state: &AppState,
+    user: UserData,
+    realm: RealmRef,
+    full_name: Option<String>,
+    email: Option<String>,
+) -> ApiResult<Authentication> {
+    let roles = tessera_store::role_mappings::resolve_roles(state.store.as_ref(), &user).await?;
+    Ok(Authentication {
+        username: user.username,
+        roles,
+        full_name,
+        email,
+        metadata: user.metadata,
+        enabled: true,
+        authentication_realm: realm.clone(),
+        lookup_realm: realm,
+        authentication_type: AuthenticationType::Realm,
+        api_key: None,
+    })
+}
 
 /// A refused mapping, as the Elasticsearch exception it corresponds to.
 pub(crate) fn refused(e: MappingError) -> ApiError {

@@ -11,7 +11,7 @@ use tessera_domain::authn::RealmRef;
 use tessera_domain::privilege::Action;
 use tessera_domain::role_mapping::UserData;
 use tessera_domain::time::millis;
-use tessera_domain::{Authentication, AuthenticationType};
+use tessera_domain::Authentication;
 use tessera_realms::oidc::claims::{identity, merge_userinfo};
 use tessera_realms::oidc::flow::{authorization_url, callback_code, random_value};
 use tessera_realms::oidc::{OidcError, OidcIdentity, Rule};
@@ -290,21 +290,10 @@ async fn subject(
         realm_name: realm.config.name.clone(),
         metadata: id.metadata.clone(),
     };
-    let roles = tessera_store::role_mappings::resolve_roles(state.store.as_ref(), &user).await?;
     let realm_ref = RealmRef {
         name: Cow::Owned(realm.config.name.clone()),
         kind: Cow::Borrowed(REALM_TYPE),
     };
-    Ok(Authentication {
-        username: user.username,
-        roles,
-        full_name: id.name.clone(),
-        email: id.mail.clone(),
-        metadata: user.metadata,
-        enabled: true,
-        authentication_realm: realm_ref.clone(),
-        lookup_realm: realm_ref,
-        authentication_type: AuthenticationType::Realm,
-        api_key: None,
-    })
+    crate::role_mappings::mapped_user(state, user, realm_ref, id.name.clone(), id.mail.clone())
+        .await
 }
