@@ -23,6 +23,9 @@
 //!   recovers by itself, and logs each failed request once.
 //! - `derived`: a chain of tokens minted across two nodes from an API key
 //!   dies on both nodes the moment the key's invalidation answers.
+//! - `failover`: the primary (with a synchronous standby) is killed under
+//!   load and the standby promoted: nothing acknowledged is lost, no
+//!   family forks, and the nodes follow the new primary by themselves.
 //! - `startup`: a node started before its database waits for it (up to
 //!   `store_wait`), and a database that turns read-only makes it unready.
 //! - `saml`: one SAML Response presented to two nodes at once logs in
@@ -32,6 +35,7 @@ mod support;
 
 mod crash;
 mod derived;
+mod failover;
 mod multi_node;
 mod outage;
 mod restart;
@@ -42,6 +46,7 @@ fn main() {
     tessera_testkit::trials::run(tessera_testkit::postgres_trials![
         crash::killing_a_node_mid_stream_loses_nothing_and_never_rotates_twice,
         derived::an_invalidated_key_kills_its_chain_on_every_node,
+        failover::a_killed_primary_fails_over_to_its_synchronous_standby_and_loses_nothing,
         multi_node::refresh_races_across_nodes_agree_and_hold_everywhere_at_once,
         outage::database_outage_gives_quick_503s_and_the_node_recovers_by_itself,
         outage::each_request_an_outage_fails_is_logged_once_with_a_detail_its_answer_lacks,
