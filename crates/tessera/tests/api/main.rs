@@ -23,6 +23,7 @@ mod readiness;
 mod refresh_race;
 mod role_mappings;
 mod roles;
+mod run_as;
 mod saml;
 mod saml_idp;
 mod slow_clients;
