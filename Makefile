@@ -2,7 +2,9 @@
 # It installs the test identity providers' npm packages from their
 # lockfiles when they are missing (without npm their tests report
 # themselves skipped), then runs the workspace's tests with a throw-away
-# PostgreSQL.
+# PostgreSQL, and the API, OAuth and cluster test binaries a second time
+# with every server in Elasticsearch's invalidation mode
+# (`token_invalidation = "token"`, through TESSERA_TEST_TOKEN_INVALIDATION).
 IDPS := tests/idp/saml tests/idp/oidc
 
 .PHONY: test
@@ -13,4 +15,7 @@ test:
 				|| echo "make: npm ci failed in $$d; its tests will report themselves skipped" >&2; \
 		fi; \
 	done
-	bash .ci/with-postgres.sh cargo test --workspace
+	bash .ci/with-postgres.sh sh -c '\
+		cargo test --workspace && \
+		echo "== the API, OAuth and cluster tests again, token_invalidation = token" && \
+		TESSERA_TEST_TOKEN_INVALIDATION=token cargo test -p tessera --test api --test oauth --test cluster'
