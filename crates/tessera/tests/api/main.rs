@@ -19,6 +19,7 @@ mod oidc;
 mod oidc_provider;
 mod openapi;
 mod protocol;
+mod python_client;
 mod readiness;
 mod refresh_race;
 mod role_mappings;
