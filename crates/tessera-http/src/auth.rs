@@ -11,6 +11,7 @@ use base64::Engine;
 use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
 use tessera_domain::oauth::{self, ADMIN_SCOPE};
 use tessera_domain::privilege::{self, Action, SUPERUSER_ROLE};
+use tessera_domain::run_as::RunBy;
 use tessera_domain::token::{TokenKind, TokenString};
 use tessera_domain::user::{self, UserRecord};
 use tessera_domain::{Authentication, Millis, TokenRecord};
@@ -18,6 +19,7 @@ use tessera_store::{ApiKeyRecord, Lineage, Requirement};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
+use crate::run_as;
 use crate::state::AppState;
 use crate::throttle::{ClientIp, Outcome, Realm};
 
@@ -69,6 +71,9 @@ pub struct Provenance {
     /// credential that would outlive it (an API key, which belongs to its
     /// owner and outlives the session that created it).
     pub borrowed: bool,
+    /// The caller who runs this request as another user (the header
+    /// `es-security-runas-user`, or a token minted while running as).
+    pub run_by: Option<RunBy>,
 }
 
 impl Provenance {
@@ -122,9 +127,18 @@ pub async fn authenticate_with_provenance(
     uri: &Uri,
     source: IpAddr,
 ) -> ApiResult<(Authentication, Provenance)> {
-    let result = authenticate_presented(state, headers, uri, source).await;
+    let mut result = authenticate_presented(state, headers, uri, source).await;
+    if let Some(value) = headers.get(&run_as::HEADER) {
+        result = match result {
+            Ok((who, provenance)) => run_as(state, uri, value, who, provenance).await,
+            refused => refused,
+        };
+    }
     match &result {
-        Ok((who, _)) => {
+        Ok((who, provenance)) => {
+            if let Some(run_by) = &provenance.run_by {
+                crate::request_context::with_current(|c| c.set_run_by(run_by.clone()));
+            }
             if state.settings.access_log {
                 crate::request_context::with_current(|c| c.set_user(&who.username));
             }
@@ -138,6 +152,43 @@ pub async fn authenticate_with_provenance(
         Err(_) => {}
     }
     result
+}
+
+/// The request as the user the run-as header names (see
+/// [`crate::run_as`]): the target's roles, the caller's realm and
+/// authentication type, the caller recorded as `run_by`. A caller that
+/// already runs as someone (a token minted while running as) keeps its
+/// identity: the header is ignored, as Elasticsearch does.
+async fn run_as(
+    state: &AppState,
+    uri: &Uri,
+    value: &HeaderValue,
+    who: Authentication,
+    mut provenance: Provenance,
+) -> ApiResult<(Authentication, Provenance)> {
+    if provenance.run_by.is_some() {
+        tracing::info!(
+            user = %who.username,
+            "ignoring the run-as header: a token minted while running as cannot run as another user"
+        );
+        return Ok((who, provenance));
+    }
+    let target = run_as::target(state, uri, value, &who).await?;
+    let mut effective = realm_authentication(target);
+    effective.authentication_realm = who.authentication_realm.clone();
+    effective.authentication_type = who.authentication_type;
+    if state.settings.revoke_on_user_change {
+        // What the request mints for the target ends with the target.
+        provenance.lineage.requires.push(Requirement::User {
+            username: effective.username.clone(),
+            password_hash: None,
+        });
+    }
+    provenance.run_by = Some(RunBy {
+        username: who.username,
+        realm: who.authentication_realm,
+    });
+    Ok((effective, provenance))
 }
 
 /// The audit event of a request that did not authenticate, by what its
@@ -203,6 +254,7 @@ async fn authenticate_presented(
                 borrowed: record.not_after.is_some()
                     || record.client.api_key_id.is_some()
                     || record.subject.api_key.is_some(),
+                run_by: record.metadata.as_ref().and_then(RunBy::of_token_metadata),
             };
             Ok((record.subject, provenance))
         }
@@ -223,6 +275,7 @@ async fn authenticate_presented(
                 },
                 not_after: key.expires_at,
                 borrowed: true,
+                run_by: None,
             };
             Ok((key.authentication(), provenance))
         }

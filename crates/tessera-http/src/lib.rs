@@ -27,6 +27,7 @@ mod realm_logout;
 pub mod request_context;
 pub mod role_mappings;
 pub mod roles;
+pub mod run_as;
 pub mod saml;
 pub mod service;
 mod state;

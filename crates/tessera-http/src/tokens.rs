@@ -205,7 +205,15 @@ pub async fn get_token(
                     scope: None,
                     with_refresh: matches!(grant, Valid::Password(_)),
                     provenance: &provenance,
-                    metadata: None,
+                    // A token of a caller that runs as another user keeps
+                    // who ran it: it cannot run as anyone else.
+                    metadata: match grant {
+                        Valid::ClientCredentials => provenance
+                            .run_by
+                            .as_ref()
+                            .map(tessera_domain::run_as::RunBy::token_metadata),
+                        _ => None,
+                    },
                 },
             )
             .await?

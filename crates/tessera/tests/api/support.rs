@@ -6,7 +6,9 @@ use std::path::Path;
 
 pub use tessera_testkit::es::*;
 pub use tessera_testkit::http::{basic_header, client, keys, Api, Req, Resp};
-pub use tessera_testkit::server::{source_budget, Options, TestServer, ADMIN, ADMIN_PW};
+pub use tessera_testkit::server::{
+    source_budget, token_mode, Options, TestServer, ADMIN, ADMIN_PW,
+};
 pub use tessera_testkit::threads::join_all;
 
 /// The password Elasticsearch's YAML tests use for their users.
