@@ -25,7 +25,11 @@ pub(super) fn run(search: &Search, docs: Vec<Doc>, now: Millis) -> Page {
         search
             .sort
             .iter()
-            .map(|s| first(&d.body, &s.field.path).cloned().unwrap_or(Value::Null))
+            .map(|s| {
+                first(&d.body, &s.field.path)
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            })
             .collect()
     };
     // A stable sort: ties keep the default order.
@@ -37,7 +41,9 @@ pub(super) fn run(search: &Search, docs: Vec<Doc>, now: Millis) -> Page {
             let k = keys(&d);
             (d.body, k)
         })
-        .filter(|(_, k)| after.is_none_or(|a| compare_keys(&search.sort, k, a) == Ordering::Greater))
+        .filter(|(_, k)| {
+            after.is_none_or(|a| compare_keys(&search.sort, k, a) == Ordering::Greater)
+        })
         .skip(search.from)
         .take(search.size)
         .map(|(body, k)| (body, Some(k)))
@@ -161,7 +167,9 @@ fn matches(query: &Query, doc: &Doc, now: Millis) -> bool {
             field,
             value,
             case_insensitive,
-        } => any(doc, field, |v| equals(v, value, field.kind, *case_insensitive)),
+        } => any(doc, field, |v| {
+            equals(v, value, field.kind, *case_insensitive)
+        }),
         Query::Terms { field, values } => any(doc, field, |v| {
             values.iter().any(|a| equals(v, a, field.kind, false))
         }),
@@ -190,7 +198,9 @@ fn matches(query: &Query, doc: &Doc, now: Millis) -> bool {
             }
         }),
         Query::Range { field, bounds } => any(doc, field, |v| {
-            bounds.iter().all(|(bound, limit)| in_range(v, *bound, limit, field.kind, now))
+            bounds
+                .iter()
+                .all(|(bound, limit)| in_range(v, *bound, limit, field.kind, now))
         }),
         Query::Exists { field } => !values(&doc.body, &field.path).is_empty(),
         Query::Ids(ids) => ids.contains(&doc.id),

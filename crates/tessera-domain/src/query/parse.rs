@@ -42,7 +42,11 @@ pub fn parse(body: &Value, fields: &Fields, request: &str) -> Result<Search, Que
     let body = match body {
         Value::Null => &empty,
         Value::Object(m) => m,
-        _ => return Err(QueryError::parsing(format!("[{request}] expected an object"))),
+        _ => {
+            return Err(QueryError::parsing(format!(
+                "[{request}] expected an object"
+            )))
+        }
     };
     if let Some(unknown) = body
         .keys()
@@ -253,11 +257,9 @@ pub(super) fn query(value: &Value, fields: &Fields) -> Result<Query, QueryError>
     let (name, body) = match (entries.next(), entries.next()) {
         (Some(one), None) => one,
         (None, _) => return Ok(Query::MatchAll),
-        (Some((first, _)), Some((second, _))) => {
-            return Err(QueryError::parsing(format!(
-                "[{first}] malformed query, expected [END_OBJECT] but found [FIELD_NAME] ([{second}])"
-            )))
-        }
+        (Some((first, _)), Some((second, _))) => return Err(QueryError::parsing(format!(
+            "[{first}] malformed query, expected [END_OBJECT] but found [FIELD_NAME] ([{second}])"
+        ))),
     };
     match name.as_str() {
         "match_all" => {
@@ -339,23 +341,22 @@ pub(super) fn query(value: &Value, fields: &Fields) -> Result<Query, QueryError>
             let spec = object(spec, name)?;
             let mut bounds = Vec::new();
             for (k, v) in spec {
-                let bound = match k.as_str() {
-                    "gt" => Bound::Gt,
-                    "gte" | "from" => Bound::Gte,
-                    "lt" => Bound::Lt,
-                    "lte" | "to" => Bound::Lte,
-                    "relation" => {
-                        return Err(QueryError::illegal(
+                let bound =
+                    match k.as_str() {
+                        "gt" => Bound::Gt,
+                        "gte" | "from" => Bound::Gte,
+                        "lt" => Bound::Lt,
+                        "lte" | "to" => Bound::Lte,
+                        "relation" => return Err(QueryError::illegal(
                             "range query with relation is not currently supported in this context",
-                        ))
-                    }
-                    "boost" | "_name" | "format" => continue,
-                    other => {
-                        return Err(QueryError::parsing(format!(
-                            "[range] query does not support [{other}]"
-                        )))
-                    }
-                };
+                        )),
+                        "boost" | "_name" | "format" => continue,
+                        other => {
+                            return Err(QueryError::parsing(format!(
+                                "[range] query does not support [{other}]"
+                            )))
+                        }
+                    };
                 if !v.is_null() {
                     bounds.push((bound, v.clone()));
                 }
@@ -377,9 +378,7 @@ pub(super) fn query(value: &Value, fields: &Fields) -> Result<Query, QueryError>
             let values = match b.get("values") {
                 None => Vec::new(),
                 Some(Value::Array(v)) => v.iter().map(text).collect(),
-                Some(_) => {
-                    return Err(QueryError::parsing("[ids] query values must be an array"))
-                }
+                Some(_) => return Err(QueryError::parsing("[ids] query values must be an array")),
             };
             Ok(Query::Ids(values))
         }
@@ -418,11 +417,7 @@ fn sort(value: &Value, fields: &Fields) -> Result<Sort, QueryError> {
     let order = match order.map(str::to_ascii_lowercase).as_deref() {
         None | Some("asc") => Order::Asc,
         Some("desc") => Order::Desc,
-        Some(other) => {
-            return Err(QueryError::illegal(format!(
-                "Unknown SortOrder [{other}]"
-            )))
-        }
+        Some(other) => return Err(QueryError::illegal(format!("Unknown SortOrder [{other}]"))),
     };
     Ok(Sort {
         field: target(name, fields, true)?,

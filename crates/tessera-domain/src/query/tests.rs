@@ -50,30 +50,63 @@ fn the_table_of_queries_selects_what_elasticsearch_would() {
             json!({"query": {"term": {"name": {"value": "ALPHA", "case_insensitive": true}}}}),
             &["k1"],
         ),
-        (json!({"query": {"terms": {"username": ["bob", "zed"]}}}), &["k2"]),
+        (
+            json!({"query": {"terms": {"username": ["bob", "zed"]}}}),
+            &["k2"],
+        ),
         (json!({"query": {"prefix": {"name": "Alpha"}}}), &["k3"]),
         (
             json!({"query": {"prefix": {"name": {"value": "alpha", "case_insensitive": true}}}}),
             &["k1", "k3"],
         ),
         (json!({"query": {"wildcard": {"name": "*ta"}}}), &["k2"]),
-        (json!({"query": {"wildcard": {"name": {"value": "?lpha*"}}}}), &["k1", "k3"]),
+        (
+            json!({"query": {"wildcard": {"name": {"value": "?lpha*"}}}}),
+            &["k1", "k3"],
+        ),
         (json!({"query": {"term": {"invalidated": true}}}), &["k2"]),
-        (json!({"query": {"term": {"invalidated": "false"}}}), &["k1", "k3"]),
-        (json!({"query": {"range": {"creation": {"gte": 2_000}}}}), &["k2", "k3"]),
-        (json!({"query": {"range": {"creation": {"gt": 2_000, "lte": 3_000}}}}), &["k3"]),
+        (
+            json!({"query": {"term": {"invalidated": "false"}}}),
+            &["k1", "k3"],
+        ),
+        (
+            json!({"query": {"range": {"creation": {"gte": 2_000}}}}),
+            &["k2", "k3"],
+        ),
+        (
+            json!({"query": {"range": {"creation": {"gt": 2_000, "lte": 3_000}}}}),
+            &["k3"],
+        ),
         (
             json!({"query": {"range": {"creation": {"lt": "1970-01-01T00:00:02Z"}}}}),
             &["k1"],
         ),
-        (json!({"query": {"range": {"expiration": {"lt": "now"}}}}), &["k1", "k3"]),
-        (json!({"query": {"exists": {"field": "expiration"}}}), &["k1", "k3"]),
-        (json!({"query": {"exists": {"field": "invalidation"}}}), &["k2"]),
+        (
+            json!({"query": {"range": {"expiration": {"lt": "now"}}}}),
+            &["k1", "k3"],
+        ),
+        (
+            json!({"query": {"exists": {"field": "expiration"}}}),
+            &["k1", "k3"],
+        ),
+        (
+            json!({"query": {"exists": {"field": "invalidation"}}}),
+            &["k2"],
+        ),
         (json!({"query": {"ids": {"values": ["k3", "k9"]}}}), &["k3"]),
-        (json!({"query": {"term": {"metadata.env": "prod"}}}), &["k1"]),
-        (json!({"query": {"term": {"metadata.team.name": "blue"}}}), &["k1"]),
+        (
+            json!({"query": {"term": {"metadata.env": "prod"}}}),
+            &["k1"],
+        ),
+        (
+            json!({"query": {"term": {"metadata.team.name": "blue"}}}),
+            &["k1"],
+        ),
         (json!({"query": {"term": {"metadata.tags": "b"}}}), &["k1"]),
-        (json!({"query": {"exists": {"field": "metadata.env"}}}), &["k1", "k2"]),
+        (
+            json!({"query": {"exists": {"field": "metadata.env"}}}),
+            &["k1", "k2"],
+        ),
         (json!({"query": {"term": {"realm_name": "saml1"}}}), &["k3"]),
         (
             json!({"query": {"bool": {"must": [{"term": {"username": "ann"}}],
@@ -101,11 +134,26 @@ fn the_table_of_queries_selects_what_elasticsearch_would() {
             &["k1"],
         ),
         (json!({"sort": "creation"}), &["k1", "k2", "k3"]),
-        (json!({"sort": [{"creation": {"order": "desc"}}]}), &["k3", "k2", "k1"]),
-        (json!({"sort": [{"expiration": "asc"}]}), &["k3", "k1", "k2"]),
-        (json!({"sort": [{"expiration": "desc"}]}), &["k1", "k3", "k2"]),
-        (json!({"sort": ["username", {"name": "desc"}]}), &["k1", "k3", "k2"]),
-        (json!({"sort": "creation", "search_after": [1_000]}), &["k2", "k3"]),
+        (
+            json!({"sort": [{"creation": {"order": "desc"}}]}),
+            &["k3", "k2", "k1"],
+        ),
+        (
+            json!({"sort": [{"expiration": "asc"}]}),
+            &["k3", "k1", "k2"],
+        ),
+        (
+            json!({"sort": [{"expiration": "desc"}]}),
+            &["k1", "k3", "k2"],
+        ),
+        (
+            json!({"sort": ["username", {"name": "desc"}]}),
+            &["k1", "k3", "k2"],
+        ),
+        (
+            json!({"sort": "creation", "search_after": [1_000]}),
+            &["k2", "k3"],
+        ),
         (json!({"sort": "creation", "from": 1, "size": 1}), &["k2"]),
         (json!({"size": 0}), &[]),
     ];
@@ -128,7 +176,9 @@ fn totals_count_every_match_and_sorted_hits_carry_their_sort_values() {
     assert_eq!(page.total, 3);
     assert_eq!(page.hits.len(), 1);
     assert_eq!(page.hits[0].1, Some(vec![json!(3_000)]));
-    let unsorted = parse(&json!({}), &API_KEY_FIELDS, "r").unwrap().run(keys(), 0);
+    let unsorted = parse(&json!({}), &API_KEY_FIELDS, "r")
+        .unwrap()
+        .run(keys(), 0);
     assert!(unsorted.hits.iter().all(|(_, s)| s.is_none()));
 }
 
@@ -194,7 +244,12 @@ fn refusals_use_elasticsearchs_words() {
     assert!(too_big.reason.starts_with("Result window is too large"));
     let e = parse(&json!({"sort": "email"}), &USER_FIELDS, "r").unwrap_err();
     assert_eq!(e.reason, "sorting is not supported for field [email]");
-    assert!(parse(&json!({"sort": "username", "search_after": []}), &USER_FIELDS, "r").is_err());
+    assert!(parse(
+        &json!({"sort": "username", "search_after": []}),
+        &USER_FIELDS,
+        "r"
+    )
+    .is_err());
 }
 
 #[test]
@@ -219,12 +274,26 @@ fn users_are_queried_by_their_fields() {
             .map(|(d, _)| d["username"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(run(json!({"query": {"term": {"roles": "viewer"}}})), ["ann", "bob"]);
-    assert_eq!(run(json!({"query": {"wildcard": {"roles": "ad*"}}})), ["ann"]);
+    assert_eq!(
+        run(json!({"query": {"term": {"roles": "viewer"}}})),
+        ["ann", "bob"]
+    );
+    assert_eq!(
+        run(json!({"query": {"wildcard": {"roles": "ad*"}}})),
+        ["ann"]
+    );
     assert_eq!(run(json!({"query": {"term": {"enabled": false}}})), ["bob"]);
-    assert_eq!(run(json!({"query": {"exists": {"field": "email"}}})), ["ann"]);
+    assert_eq!(
+        run(json!({"query": {"exists": {"field": "email"}}})),
+        ["ann"]
+    );
     assert_eq!(run(json!({"sort": [{"username": "desc"}]})), ["bob", "ann"]);
-    let e = parse(&json!({"query": {"term": {"metadata.x": 1}}}), &USER_FIELDS, "r").unwrap_err();
+    let e = parse(
+        &json!({"query": {"term": {"metadata.x": 1}}}),
+        &USER_FIELDS,
+        "r",
+    )
+    .unwrap_err();
     assert_eq!(
         e.reason,
         "Field [metadata.x] is not allowed for querying or aggregation"
@@ -241,8 +310,14 @@ fn wildcards_and_dates() {
     assert_eq!(parse_date("1700000000000"), Some(1_700_000_000_000));
     assert_eq!(parse_date("1970-01-02"), Some(86_400_000));
     assert_eq!(parse_date("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
-    assert_eq!(parse_date("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500));
-    assert_eq!(parse_date("2023-11-15T00:13:20+02:00"), Some(1_700_000_000_000));
+    assert_eq!(
+        parse_date("2023-11-14T22:13:20.5Z"),
+        Some(1_700_000_000_500)
+    );
+    assert_eq!(
+        parse_date("2023-11-15T00:13:20+02:00"),
+        Some(1_700_000_000_000)
+    );
     assert_eq!(parse_date("2023-13-01"), None);
     assert_eq!(parse_date("yesterday"), None);
 }
