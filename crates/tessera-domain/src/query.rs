@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::time::Millis;
 
+pub use eval::wildcard;
 pub use parse::parse;
 
 /// The largest `from + size` (Elasticsearch's `index.max_result_window`).

@@ -230,7 +230,7 @@ fn in_range(stored: &Value, bound: Bound, limit: &Value, kind: Kind, now: Millis
 }
 
 /// `*` (any run) and `?` (one character) matching.
-pub(super) fn wildcard(pattern: &str, text: &str) -> bool {
+pub fn wildcard(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);

@@ -257,9 +257,11 @@ pub(super) fn query(value: &Value, fields: &Fields) -> Result<Query, QueryError>
     let (name, body) = match (entries.next(), entries.next()) {
         (Some(one), None) => one,
         (None, _) => return Ok(Query::MatchAll),
-        (Some((first, _)), Some((second, _))) => return Err(QueryError::parsing(format!(
+        (Some((first, _)), Some((second, _))) => {
+            return Err(QueryError::parsing(format!(
             "[{first}] malformed query, expected [END_OBJECT] but found [FIELD_NAME] ([{second}])"
-        ))),
+        )))
+        }
     };
     match name.as_str() {
         "match_all" => {
