@@ -63,15 +63,14 @@ impl GrantRequest {
             }
         };
         let mut errors = Vec::new();
-        for (field, is_set) in fields {
-            if required.contains(&field) && !is_set {
-                errors.push(format!("[{field}] is required"));
-            }
-            if unsupported.contains(&field) && is_set {
-                errors.push(format!(
-                    "[{field}] is not supported for grant_type [{grant}]"
-                ));
-            }
+        let is_set = |name: &str| fields.iter().any(|(f, set)| *f == name && *set);
+        for field in required.iter().filter(|f| !is_set(f)) {
+            errors.push(format!("[{field}] is required"));
+        }
+        for field in unsupported.iter().filter(|f| is_set(f)) {
+            errors.push(format!(
+                "[{field}] is not supported for grant_type [{grant}]"
+            ));
         }
         if !errors.is_empty() {
             return Err(ApiError::validation(&errors));
