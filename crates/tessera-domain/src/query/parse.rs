@@ -196,7 +196,7 @@ fn leaf_value(body: &Value, what: &str) -> Result<(Value, bool), QueryError> {
             let value = m
                 .get("value")
                 .cloned()
-                .ok_or_else(|| QueryError::illegal(format!("value cannot be null")))?;
+                .ok_or_else(|| QueryError::illegal("value cannot be null"))?;
             let ci = m
                 .get("case_insensitive")
                 .and_then(Value::as_bool)

@@ -151,7 +151,7 @@ pub async fn update_races_invalidation(store: DynStore) {
         let invalidate =
             tokio::spawn(async move { s2.invalidate_api_keys(&filter, T0 + 100).await.unwrap() });
         let (updated, invalidated) = (update.await.unwrap(), invalidate.await.unwrap());
-        assert_eq!(invalidated.invalidated, [k.id.clone()]);
+        assert_eq!(invalidated.invalidated, std::slice::from_ref(&k.id));
         let stored = store.get_api_key(&k.id).await.unwrap().unwrap();
         assert!(
             stored.invalidated_at.is_some(),
