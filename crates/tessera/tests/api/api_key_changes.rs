@@ -206,7 +206,7 @@ fn owners_update_their_keys_and_the_change_applies_at_once() {
         key["id"].as_str().unwrap(),
         key["encoded"].as_str().unwrap(),
     );
-    // The key can create keys until its descriptors say otherwise.
+    // A key never creates keys, whatever its descriptors.
     let made = srv
         .post("/_security/api_key")
         .header("authorization", &apikey(encoded))
