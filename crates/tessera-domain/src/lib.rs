@@ -9,6 +9,7 @@ pub mod authn;
 pub mod crypto;
 pub mod oauth;
 pub mod privilege;
+pub mod query;
 pub mod refresh;
 pub mod role_mapping;
 pub mod run_as;

@@ -93,6 +93,18 @@ pub enum Action {
     /// Managing one's own API keys only (`manage_own_api_key`); the handler
     /// decides whether a request is limited to the caller's keys.
     ApiKeyManageOwn,
+    /// Creating a key for another user (`/_security/api_key/grant`).
+    ApiKeyGrant,
+    /// Updating one's own keys (`PUT /_security/api_key/{id}`).
+    ApiKeyUpdate,
+    /// Updating several of one's own keys (`_bulk_update`).
+    ApiKeyBulkUpdate,
+    /// Querying keys (`/_security/_query/api_key`): every key with
+    /// `read_security` or `manage_api_key`, one's own with
+    /// `manage_own_api_key` (the handler narrows).
+    ApiKeyQuery,
+    /// Querying native users (`/_security/_query/user`).
+    UserQuery,
     /// Registering, reading, updating and deleting OAuth clients
     /// (`/oauth2/register`). Tessera's own action; Elasticsearch has none.
     OAuthClientManage,
@@ -135,6 +147,11 @@ impl Action {
             Action::ApiKeyGet => "cluster:admin/xpack/security/api_key/get",
             Action::ApiKeyInvalidate => "cluster:admin/xpack/security/api_key/invalidate",
             Action::ApiKeyManageOwn => "cluster:admin/xpack/security/api_key/*",
+            Action::ApiKeyGrant => "cluster:admin/xpack/security/api_key/grant",
+            Action::ApiKeyUpdate => "cluster:admin/xpack/security/api_key/update",
+            Action::ApiKeyBulkUpdate => "cluster:admin/xpack/security/api_key/bulk_update",
+            Action::ApiKeyQuery => "cluster:admin/xpack/security/api_key/query",
+            Action::UserQuery => "cluster:admin/xpack/security/user/query",
             Action::OAuthClientManage => "cluster:admin/tessera/oauth2/client",
             Action::TokenIntrospect => "cluster:admin/tessera/oauth2/introspect",
             Action::MetricsRead => "cluster:monitor/tessera/metrics",
@@ -183,7 +200,13 @@ impl Action {
             | Action::RolePut
             | Action::RoleDelete
             | Action::OAuthClientManage => &["manage_security", "all"],
-            Action::ApiKeyCreate | Action::ApiKeyManageOwn => &[
+            Action::ApiKeyGrant => &["grant_api_key", "manage_api_key", "manage_security", "all"],
+            Action::UserQuery => &["read_security", "manage_security", "all"],
+            Action::ApiKeyQuery => &["read_security", "manage_api_key", "manage_security", "all"],
+            Action::ApiKeyCreate
+            | Action::ApiKeyManageOwn
+            | Action::ApiKeyUpdate
+            | Action::ApiKeyBulkUpdate => &[
                 "manage_own_api_key",
                 "manage_api_key",
                 "manage_security",

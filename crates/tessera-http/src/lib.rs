@@ -6,6 +6,8 @@
 //! envelope, or RFC 6749's flat shape on `/oauth2/*`), and the request
 //! wrapper logs every server error once.
 
+pub mod api_key_grant;
+pub mod api_key_update;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod openapi;
 pub mod params;
+pub mod queries;
 mod realm_logout;
 pub mod request_context;
 pub mod role_mappings;

@@ -28,7 +28,10 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::state::AppState;
-use crate::{api_keys, node, oauth, oidc, role_mappings, roles, saml, tokens, users};
+use crate::{
+    api_key_grant, api_key_update, api_keys, node, oauth, oidc, queries, role_mappings, roles,
+    saml, tokens, users,
+};
 
 /// The tags operations are grouped by.
 pub const SECURITY: &str = "Elasticsearch security API";
@@ -135,6 +138,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
             api_keys::invalidate
         ))
         .routes(routes!(api_keys::clear_cache))
+        .routes(routes!(api_key_grant::grant))
+        .routes(routes!(api_key_update::update))
+        .routes(routes!(api_key_update::bulk_update))
+        .routes(routes!(queries::query_api_keys))
+        .routes(routes!(queries::query_users))
         .routes(routes!(oidc::login::prepare))
         .routes(routes!(oidc::login::authenticate))
         .routes(routes!(oidc::logout::logout))

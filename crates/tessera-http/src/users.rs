@@ -146,7 +146,7 @@ pub async fn put_user(
     Ok(Json(json!({ "created": created })))
 }
 
-fn user_json(u: &UserRecord) -> Value {
+pub(crate) fn user_json(u: &UserRecord) -> Value {
     json!({
         "username": u.username,
         "roles": u.roles,

@@ -57,6 +57,7 @@
 #[macro_use]
 mod db;
 mod accounts;
+mod api_key_updates;
 mod keys;
 mod lineage;
 mod role_mappings;

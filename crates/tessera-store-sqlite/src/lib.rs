@@ -16,6 +16,7 @@
 //! file also keeps a read cache for the authentication path that is never
 //! stale (see `cache`).
 
+mod api_key_updates;
 mod backup;
 mod cache;
 mod files;

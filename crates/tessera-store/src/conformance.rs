@@ -24,6 +24,7 @@ use crate::{
 };
 
 pub mod accounts;
+pub mod api_key_updates;
 pub mod api_keys;
 pub mod clients;
 pub mod lineage;
@@ -62,6 +63,8 @@ macro_rules! conformance_tests {
             tokens::families,
             tokens::token_scope_and_find_by_refresh,
             api_keys::api_keys,
+            api_key_updates::api_key_updates,
+            api_key_updates::update_races_invalidation,
             clients::oauth_clients,
             races::concurrent_refreshes_agree,
             races::refresh_races_invalidate_refresh,

@@ -26,6 +26,7 @@
 //!    while its source is being taken back is either revoked with it or
 //!    never stored.
 
+pub mod api_key_updates;
 pub mod codec;
 pub mod conformance;
 pub mod engine;
@@ -260,7 +261,7 @@ pub struct PoolStatus {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: api_key_updates::ApiKeyUpdateStore + Send + Sync + 'static {
     /// Succeeds when the store can serve reads and writes.
     async fn ping(&self) -> StoreResult<()>;
 

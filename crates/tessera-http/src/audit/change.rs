@@ -102,6 +102,11 @@ impl ConfigChange {
         )
     }
 
+    /// Keys whose descriptors, metadata or expiration an update changed.
+    pub fn change_apikeys(ids: &[String]) -> Self {
+        change("change_apikeys", "change", "apikeys", json!({ "ids": ids }))
+    }
+
     pub fn invalidate_apikeys(ids: &[String]) -> Self {
         change(
             "invalidate_apikeys",

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod api_key_changes;
 mod api_keys;
 mod audit;
 mod authenticate;
@@ -20,6 +21,7 @@ mod oidc_provider;
 mod openapi;
 mod protocol;
 mod python_client;
+mod queries;
 mod readiness;
 mod refresh_race;
 mod role_mappings;
