@@ -11,6 +11,7 @@ pub mod oauth;
 pub mod privilege;
 pub mod refresh;
 pub mod role_mapping;
+pub mod service_account;
 pub mod throttle;
 pub mod time;
 pub mod token;
