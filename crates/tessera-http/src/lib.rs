@@ -29,6 +29,7 @@ pub mod role_mappings;
 pub mod roles;
 pub mod saml;
 pub mod service;
+pub mod service_accounts;
 mod state;
 pub mod telemetry;
 pub mod throttle;

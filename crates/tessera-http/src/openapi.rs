@@ -28,7 +28,9 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::state::AppState;
-use crate::{api_keys, node, oauth, oidc, role_mappings, roles, saml, tokens, users};
+use crate::{
+    api_keys, node, oauth, oidc, role_mappings, roles, saml, service_accounts, tokens, users,
+};
 
 /// The tags operations are grouped by.
 pub const SECURITY: &str = "Elasticsearch security API";
@@ -135,6 +137,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
             api_keys::invalidate
         ))
         .routes(routes!(api_keys::clear_cache))
+        .routes(routes!(service_accounts::get_all))
+        .routes(routes!(service_accounts::get_namespace))
+        .routes(routes!(service_accounts::get_one))
+        .routes(routes!(service_accounts::create_generated))
+        .routes(routes!(
+            service_accounts::create_named,
+            service_accounts::delete
+        ))
+        .routes(routes!(service_accounts::credentials))
         .routes(routes!(oidc::login::prepare))
         .routes(routes!(oidc::login::authenticate))
         .routes(routes!(oidc::logout::logout))
