@@ -25,6 +25,7 @@ mod role_mappings;
 mod roles;
 mod saml;
 mod saml_idp;
+mod service_accounts;
 mod slow_clients;
 mod throttle;
 mod tls;
