@@ -251,10 +251,7 @@ mod tests {
         let kibana = find("elastic/kibana").unwrap();
         let minted = mint(kibana, "t-1", 5);
         let value = minted.value.expose();
-        assert!(
-            value.starts_with("AAEAAWVsYXN0aWMva2liYW5hL3Qt"),
-            "{value}"
-        );
+        assert!(value.starts_with("AAEAAWVsYXN0aWMva2liYW5hL3Qt"), "{value}");
         let presented = parse(value).unwrap();
         assert_eq!(presented.account, "elastic/kibana");
         assert_eq!(presented.name, "t-1");
