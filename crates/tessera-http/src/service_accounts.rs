@@ -18,6 +18,7 @@ use tessera_domain::service_account::{self, PresentedServiceToken, ServiceAccoun
 use tessera_domain::Authentication;
 use utoipa::ToSchema;
 
+use crate::audit::ConfigChange;
 use crate::auth::{self, Caller, Provenance};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -237,6 +238,9 @@ async fn create(
             ),
         ));
     }
+    state
+        .audit
+        .config_change(ConfigChange::service_token(true, account.principal, &name));
     Ok(Json(json!({
         "created": true,
         "token": { "name": name, "value": minted.value.expose() },
@@ -333,6 +337,12 @@ pub async fn delete(
         }
         None => false,
     };
+    if found {
+        let principal = params.principal();
+        state
+            .audit
+            .config_change(ConfigChange::service_token(false, &principal, name));
+    }
     Ok(crate::users::delete_answer(found))
 }
 

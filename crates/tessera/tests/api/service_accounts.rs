@@ -402,3 +402,92 @@ fn fleet_server_creates_api_keys_with_its_token() {
         "action [cluster:admin/xpack/security/token/create] is unauthorized for service account [elastic/fleet-server], this action is granted by the cluster privileges [manage_token,manage_security,all]",
     );
 }
+
+/// The audit lines written so far that match `want`, waiting (at most two
+/// seconds: the writer flushes within one) until there is one.
+fn audit_event(
+    path: &std::path::Path,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let found = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+            .find(|e| want(e));
+        if let Some(e) = found {
+            return e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such event in:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_audit_log_names_the_service_account_realm_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.json");
+    let srv = TestServer::start_with(Options::default().audit_log(&path));
+    let token = create(&srv, "audited");
+    let e = audit_event(&path, |e| e["event.action"] == "create_service_token");
+    assert_eq!(
+        e["create"],
+        json!({"service_token": {"namespace": "elastic", "service": "kibana", "name": "audited"}}),
+        "{e}"
+    );
+
+    let r = srv
+        .get(AUTHENTICATE)
+        .bearer(&token)
+        .header("X-Request-Id", "svc-good")
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let e = audit_event(&path, |e| {
+        e["request.id"] == "svc-good" && e["event.action"] == "authentication_success"
+    });
+    assert_eq!(e["user.name"], "elastic/kibana", "{e}");
+    assert_eq!(e["user.realm"], "_service_account", "{e}");
+
+    srv.delete(&format!("{KIBANA_TOKENS}/audited"))
+        .admin()
+        .send()
+        .assert_is(200, &json!({"found": true}));
+    audit_event(&path, |e| e["event.action"] == "delete_service_token");
+    let r = srv
+        .get(AUTHENTICATE)
+        .bearer(&token)
+        .header("X-Request-Id", "svc-gone")
+        .send();
+    assert_eq!(r.status, 401, "{}", r.text);
+    let e = audit_event(&path, |e| {
+        e["request.id"] == "svc-gone" && e["event.action"] == "realm_authentication_failed"
+    });
+    assert_eq!(
+        (&e["user.name"], &e["realm"]),
+        (&json!("elastic/kibana"), &json!("_service_account")),
+        "{e}"
+    );
+    let e = audit_event(&path, |e| {
+        e["request.id"] == "svc-gone" && e["event.action"] == "authentication_failed"
+    });
+    assert_eq!(e["user.name"], "elastic/kibana", "{e}");
+
+    srv.stop();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let secret = token_secret(&token);
+    assert!(!text.contains(&token) && !text.contains(&secret), "{text}");
+}
+
+/// The secret part of a service token's value.
+fn token_secret(value: &str) -> String {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(value)
+        .expect("base64");
+    let text = String::from_utf8(raw[4..].to_vec()).expect("UTF-8");
+    text.split_once(':').expect("name:secret").1.to_owned()
+}
