@@ -62,6 +62,7 @@ pub fn mint(owner: &Authentication, new: NewKey, now: Millis) -> MintedKey {
         secret_hash: crypto::sha256(secret.as_bytes()),
         owner: Authentication {
             authentication_type: AuthenticationType::Realm,
+            token: None,
             api_key: None,
             ..owner.clone()
         },

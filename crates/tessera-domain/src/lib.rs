@@ -13,6 +13,7 @@ pub mod query;
 pub mod refresh;
 pub mod role_mapping;
 pub mod run_as;
+pub mod service_account;
 pub mod throttle;
 pub mod time;
 pub mod token;

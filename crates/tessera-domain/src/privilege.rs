@@ -65,6 +65,7 @@ pub const KNOWN_CLUSTER_PRIVILEGES: &[&str] = &[
     "manage_own_api_key",
     "manage_saml",
     "manage_security",
+    "manage_service_account",
     "manage_token",
     "monitor",
     "none",
@@ -126,6 +127,10 @@ pub enum Action {
     OidcPrepare,
     OidcAuthenticate,
     OidcLogout,
+    ServiceAccountGet,
+    ServiceTokenCreate,
+    ServiceTokenDelete,
+    ServiceCredentialsGet,
 }
 
 impl Action {
@@ -167,6 +172,16 @@ impl Action {
             Action::OidcPrepare => "cluster:admin/xpack/security/oidc/prepare",
             Action::OidcAuthenticate => "cluster:admin/xpack/security/oidc/authenticate",
             Action::OidcLogout => "cluster:admin/xpack/security/oidc/logout",
+            Action::ServiceAccountGet => "cluster:admin/xpack/security/service_account/get",
+            Action::ServiceTokenCreate => {
+                "cluster:admin/xpack/security/service_account/token/create"
+            }
+            Action::ServiceTokenDelete => {
+                "cluster:admin/xpack/security/service_account/token/delete"
+            }
+            Action::ServiceCredentialsGet => {
+                "cluster:admin/xpack/security/service_account/credential/get"
+            }
         }
     }
 
@@ -223,6 +238,18 @@ impl Action {
             | Action::SamlMetadata => &["manage_saml", "manage_security", "all"],
             Action::OidcPrepare | Action::OidcAuthenticate | Action::OidcLogout => {
                 &["manage_oidc", "manage_security", "all"]
+            }
+            // Reading service accounts and their credentials is also
+            // `read_security`'s; tokens are made and deleted only with
+            // `manage_service_account` or above.
+            Action::ServiceAccountGet | Action::ServiceCredentialsGet => &[
+                "manage_service_account",
+                "read_security",
+                "manage_security",
+                "all",
+            ],
+            Action::ServiceTokenCreate | Action::ServiceTokenDelete => {
+                &["manage_service_account", "manage_security", "all"]
             }
             // As in Elasticsearch, `manage` builds on `monitor`.
             Action::MetricsRead => &["monitor", "manage", "all"],

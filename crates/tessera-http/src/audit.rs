@@ -67,6 +67,8 @@ pub const EVENT_ACTIONS: &[&str] = &[
     "change_oauth_client",
     "change_oauth_client_secret",
     "delete_oauth_client",
+    "create_service_token",
+    "delete_service_token",
 ];
 
 /// How many lines may wait for the writer before requests wait for it.

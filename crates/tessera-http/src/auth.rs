@@ -12,6 +12,7 @@ use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
 use tessera_domain::oauth::{self, ADMIN_SCOPE};
 use tessera_domain::privilege::{self, Action, SUPERUSER_ROLE};
 use tessera_domain::run_as::RunBy;
+use tessera_domain::service_account;
 use tessera_domain::token::{TokenKind, TokenString};
 use tessera_domain::user::{self, UserRecord};
 use tessera_domain::{Authentication, Millis, TokenRecord};
@@ -201,7 +202,10 @@ fn audit_failure(state: &AppState, headers: &HeaderMap) {
         Some(Ok(Presented::Basic(creds))) => {
             audit.authentication_failed(Some(&creds.username), None);
         }
-        Some(Ok(Presented::Bearer(_))) => audit.authentication_failed(None, None),
+        Some(Ok(Presented::Bearer(token))) => {
+            let account = service_account::parse(token).map(|p| p.account);
+            audit.authentication_failed(account.as_deref(), None);
+        }
         Some(Ok(Presented::ApiKey(encoded))) => {
             let id = tessera_domain::api_key::decode_credentials(encoded).map(|(id, _)| id);
             audit.authentication_failed(None, id.as_deref());
@@ -225,6 +229,15 @@ async fn authenticate_presented(
             let mut provenance = Provenance::default();
             provenance.add_login(state, &who.username, &password_hash);
             Ok((who, provenance))
+        }
+        // Recognised by its prefix before anything is decoded or read.
+        Presented::Bearer(token) if service_account::looks_like_service_token(token) => {
+            match service_account::parse(token) {
+                Some(presented) => crate::service_accounts::authenticate(state, presented).await,
+                None => Err(ApiError::unsuccessful_credentials(
+                    "oauth2 token: invalid token",
+                )),
+            }
         }
         Presented::Bearer(token)
             if !state.settings.jwt.is_empty() && tessera_realms::jose::looks_like_jwt(token) =>
@@ -500,6 +513,7 @@ pub fn realm_authentication(user: UserRecord) -> Authentication {
         authentication_realm: NATIVE_REALM,
         lookup_realm: NATIVE_REALM,
         authentication_type: AuthenticationType::Realm,
+        token: None,
         api_key: None,
     }
 }
@@ -562,23 +576,37 @@ pub async fn require(state: &AppState, auth: &Authentication, action: Action) ->
         Ok(())
     } else {
         state.audit.access_denied(auth, action);
-        Err(ApiError::forbidden(action, &auth.username, &auth.roles))
+        match service_account::of_authentication(auth) {
+            Some(account) => Err(crate::service_accounts::forbidden(
+                action,
+                account.principal,
+            )),
+            None => Err(ApiError::forbidden(action, &auth.username, &auth.roles)),
+        }
     }
 }
 
 /// Whether `auth` may perform `action`. For an API key that is the
 /// intersection of what the key's own descriptors and its owner's roles
-/// grant.
+/// grant; for a service account, what its built-in descriptor grants.
 pub async fn holds(state: &AppState, auth: &Authentication, action: Action) -> ApiResult<bool> {
     match &auth.api_key {
-        None => roles_grant(state, &auth.roles, action).await,
+        None => subject_grants(state, auth, action).await,
         Some(key_ref) => {
             let Some(key) = state.store.get_api_key(&key_ref.id).await? else {
                 return Ok(false);
             };
             Ok(key.own_descriptors_grant(action)
-                && roles_grant(state, &key.owner.roles, action).await?)
+                && subject_grants(state, &key.owner, action).await?)
         }
+    }
+}
+
+/// What a user's roles, or a service account's descriptor, grant.
+async fn subject_grants(state: &AppState, who: &Authentication, action: Action) -> ApiResult<bool> {
+    match service_account::of_authentication(who) {
+        Some(account) => Ok(privilege::grants(account.cluster.iter().copied(), action)),
+        None => roles_grant(state, &who.roles, action).await,
     }
 }
 

@@ -33,6 +33,7 @@ pub mod roles;
 pub mod run_as;
 pub mod saml;
 pub mod service;
+pub mod service_accounts;
 mod state;
 pub mod telemetry;
 pub mod throttle;

@@ -30,7 +30,7 @@ use crate::auth::Caller;
 use crate::state::AppState;
 use crate::{
     api_key_grant, api_key_update, api_keys, node, oauth, oidc, queries, role_mappings, roles,
-    saml, tokens, users,
+    saml, service_accounts, tokens, users,
 };
 
 /// The tags operations are grouped by.
@@ -143,6 +143,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_key_update::bulk_update))
         .routes(routes!(queries::query_api_keys))
         .routes(routes!(queries::query_users))
+        .routes(routes!(service_accounts::get_all))
+        .routes(routes!(service_accounts::get_namespace))
+        .routes(routes!(service_accounts::get_one))
+        .routes(routes!(service_accounts::create_generated))
+        .routes(routes!(
+            service_accounts::create_named,
+            service_accounts::delete
+        ))
+        .routes(routes!(service_accounts::credentials))
         .routes(routes!(oidc::login::prepare))
         .routes(routes!(oidc::login::authenticate))
         .routes(routes!(oidc::logout::logout))

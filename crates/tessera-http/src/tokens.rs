@@ -193,6 +193,12 @@ pub async fn get_token(
                 .await?;
                 provenance.add_login(&state, &subject.username, &hash);
                 subject
+            } else if tessera_domain::service_account::of_authentication(&caller).is_some() {
+                // A token for the account itself would outlive the
+                // deletion of the service token that minted it.
+                return Err(ApiError::illegal_argument(
+                    "OAuth2 token creation is not supported for service accounts",
+                ));
             } else {
                 caller.clone()
             };

@@ -62,6 +62,7 @@ mod keys;
 mod lineage;
 mod role_mappings;
 mod schema;
+mod service_tokens;
 mod tokens;
 
 use std::fmt;

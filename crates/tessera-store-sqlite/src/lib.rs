@@ -26,6 +26,7 @@ mod reads;
 mod records;
 mod role_mappings;
 mod schema;
+mod service_tokens;
 mod tokens;
 mod writer;
 pub use {backup::*, schema::SCHEMA_VERSION};

@@ -7,7 +7,7 @@
 //! `api_keys`, `clients`), the concurrency cases with real tasks on a
 //! multi-threaded runtime (`races`), derived credentials (`lineage`),
 //! one-time login proofs (`one_time`), SAML logout by NameID (`sessions`)
-//! and role mappings (`role_mappings`).
+//! role mappings (`role_mappings`) and service tokens (`service_tokens`).
 
 use std::sync::Arc;
 
@@ -31,6 +31,7 @@ pub mod lineage;
 pub mod one_time;
 pub mod races;
 pub mod role_mappings;
+pub mod service_tokens;
 pub mod sessions;
 pub mod tokens;
 
@@ -84,6 +85,8 @@ macro_rules! conformance_tests {
             sessions::token_metadata_is_kept,
             role_mappings::role_mapping_crud,
             role_mappings::role_mappings_resolve_roles,
+            service_tokens::service_token_crud,
+            service_tokens::service_token_creation_races,
         }
     };
     (@tests $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

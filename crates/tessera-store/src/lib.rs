@@ -31,6 +31,7 @@ pub mod codec;
 pub mod conformance;
 pub mod engine;
 pub mod role_mappings;
+pub mod service_tokens;
 
 use async_trait::async_trait;
 use tessera_domain::refresh::Denied;
@@ -38,6 +39,7 @@ use tessera_domain::token::TokenPair;
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Authentication, Millis, TokenKey, TokenRecord};
 
+pub use service_tokens::{ServiceTokenRecord, ServiceTokenStore};
 pub use tessera_domain::api_key::ApiKeyRecord;
 pub use tessera_domain::oauth::OAuthClientRecord;
 pub use tessera_domain::privilege::RoleDescriptor;
@@ -261,7 +263,9 @@ pub struct PoolStatus {
 }
 
 #[async_trait]
-pub trait Store: api_key_updates::ApiKeyUpdateStore + Send + Sync + 'static {
+pub trait Store:
+    api_key_updates::ApiKeyUpdateStore + ServiceTokenStore + Send + Sync + 'static
+{
     /// Succeeds when the store can serve reads and writes.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -1,5 +1,6 @@
 //! Administration commands on the configured store (`tessera user …`,
-//! `role …`, `role-mapping …`, `token …`, `api-key …`, `backup`, `restore`,
+//! `role …`, `role-mapping …`, `token …`, `api-key …`, `service-token …`,
+//! `backup`, `restore`,
 //! `migrate`), safe while a server runs on the same store: they go through
 //! the same [`Store`] methods as the HTTP API, and on the embedded store
 //! their revoking writes are announced to the serving process (see
@@ -18,6 +19,7 @@ use crate::server;
 
 pub mod backup;
 pub mod roles;
+pub mod service_tokens;
 pub mod tokens;
 pub mod users;
 

@@ -153,4 +153,16 @@ impl ConfigChange {
             json!({ "client_id": client_id }),
         )
     }
+
+    /// A service token created or deleted (`principal` is
+    /// `namespace/service`; never the token's value).
+    pub fn service_token(created: bool, principal: &str, name: &str) -> Self {
+        let (namespace, service) = principal.split_once('/').unwrap_or((principal, ""));
+        let body = json!({ "namespace": namespace, "service": service, "name": name });
+        if created {
+            change("create_service_token", "create", "service_token", body)
+        } else {
+            change("delete_service_token", "delete", "service_token", body)
+        }
+    }
 }

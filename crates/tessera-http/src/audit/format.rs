@@ -70,6 +70,10 @@ pub fn request_name(action: Action) -> &'static str {
         Action::OidcPrepare => "OpenIdConnectPrepareAuthenticationRequest",
         Action::OidcAuthenticate => "OpenIdConnectAuthenticateRequest",
         Action::OidcLogout => "OpenIdConnectLogoutRequest",
+        Action::ServiceAccountGet => "GetServiceAccountRequest",
+        Action::ServiceTokenCreate => "CreateServiceAccountTokenRequest",
+        Action::ServiceTokenDelete => "DeleteServiceAccountTokenRequest",
+        Action::ServiceCredentialsGet => "GetServiceAccountCredentialsRequest",
     }
 }
 

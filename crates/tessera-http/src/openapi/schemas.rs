@@ -166,6 +166,9 @@ pub struct Authentication {
     pub roles: Vec<String>,
     pub full_name: Option<String>,
     pub email: Option<String>,
+    /// Only for a service account: the service token used (`name`, `type`).
+    #[schema(value_type = Option<Object>)]
+    pub token: Option<Value>,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub enabled: bool,

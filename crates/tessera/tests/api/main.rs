@@ -29,6 +29,7 @@ mod roles;
 mod run_as;
 mod saml;
 mod saml_idp;
+mod service_accounts;
 mod slow_clients;
 mod throttle;
 mod tls;

@@ -30,6 +30,8 @@
 //!   `store_wait`), and a database that turns read-only makes it unready.
 //! - `saml`: one SAML Response presented to two nodes at once logs in
 //!   exactly once.
+//! - `service_tokens`: a service token deleted through one node is refused
+//!   on every node at once.
 
 mod support;
 
@@ -40,6 +42,7 @@ mod multi_node;
 mod outage;
 mod restart;
 mod saml;
+mod service_tokens;
 mod startup;
 
 fn main() {
@@ -52,6 +55,7 @@ fn main() {
         outage::each_request_an_outage_fails_is_logged_once_with_a_detail_its_answer_lacks,
         restart::rolling_restart_under_load_fails_no_request,
         saml::a_response_replayed_on_two_nodes_at_once_logs_in_once,
+        service_tokens::a_deleted_service_token_is_refused_on_every_node_at_once,
         startup::a_node_started_before_its_database_waits_for_it,
         startup::a_node_gives_up_after_store_wait_and_names_the_database,
         startup::a_read_only_database_makes_the_node_unready,
