@@ -59,6 +59,7 @@ mod db;
 mod accounts;
 mod keys;
 mod lineage;
+mod privileges;
 mod role_mappings;
 mod schema;
 mod tokens;

@@ -166,6 +166,18 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE tokens DROP CONSTRAINT IF EXISTS tokens_refresh_hash_key",
         ],
     ),
+    (
+        8,
+        &[
+            // Application privileges (`privileges.rs`).
+            "CREATE TABLE IF NOT EXISTS application_privileges (
+            application TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            privilege   TEXT NOT NULL,
+            PRIMARY KEY (application, name)
+        )",
+        ],
+    ),
 ];
 
 /// Whether the server is CockroachDB, whose releases before transaction

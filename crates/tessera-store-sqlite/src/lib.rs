@@ -21,6 +21,7 @@ mod cache;
 mod files;
 mod lineage;
 mod pairs;
+mod privileges;
 mod reads;
 mod records;
 mod role_mappings;

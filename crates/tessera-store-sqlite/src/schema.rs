@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension};
 use tessera_store::{StoreError, StoreResult};
 
-use crate::{internal, lineage, pairs, role_mappings};
+use crate::{internal, lineage, pairs, privileges, role_mappings};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -124,6 +124,7 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
         .and_then(|()| {
             conn.execute_batch(pairs::SCHEMA)
                 .and_then(|()| conn.execute_batch(role_mappings::SCHEMA))
+                .and_then(|()| conn.execute_batch(privileges::SCHEMA))
                 .map_err(internal)
         })
         .and_then(|()| lineage::upgrade(conn))

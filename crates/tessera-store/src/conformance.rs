@@ -6,8 +6,9 @@
 //! exercise every operation and error of [`Store`] (`accounts`, `tokens`,
 //! `api_keys`, `clients`), the concurrency cases with real tasks on a
 //! multi-threaded runtime (`races`), derived credentials (`lineage`),
-//! one-time login proofs (`one_time`), SAML logout by NameID (`sessions`)
-//! and role mappings (`role_mappings`).
+//! one-time login proofs (`one_time`), SAML logout by NameID (`sessions`),
+//! role mappings (`role_mappings`) and application privileges
+//! (`privileges`).
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub mod api_keys;
 pub mod clients;
 pub mod lineage;
 pub mod one_time;
+pub mod privileges;
 pub mod races;
 pub mod role_mappings;
 pub mod sessions;
@@ -81,6 +83,7 @@ macro_rules! conformance_tests {
             sessions::token_metadata_is_kept,
             role_mappings::role_mapping_crud,
             role_mappings::role_mappings_resolve_roles,
+            privileges::application_privileges,
         }
     };
     (@tests $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

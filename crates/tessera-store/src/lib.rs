@@ -29,6 +29,7 @@
 pub mod codec;
 pub mod conformance;
 pub mod engine;
+pub mod privileges;
 pub mod role_mappings;
 
 use async_trait::async_trait;
@@ -37,6 +38,7 @@ use tessera_domain::token::TokenPair;
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Authentication, Millis, TokenKey, TokenRecord};
 
+pub use privileges::PrivilegeStore;
 pub use tessera_domain::api_key::ApiKeyRecord;
 pub use tessera_domain::oauth::OAuthClientRecord;
 pub use tessera_domain::privilege::RoleDescriptor;
@@ -260,7 +262,7 @@ pub struct PoolStatus {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: PrivilegeStore + Send + Sync + 'static {
     /// Succeeds when the store can serve reads and writes.
     async fn ping(&self) -> StoreResult<()>;
 
