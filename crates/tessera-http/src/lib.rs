@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod has_privileges;
 pub mod jwt;
 mod low_priority;
 mod middleware;
@@ -23,6 +24,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod openapi;
 pub mod params;
+pub mod privileges;
 mod realm_logout;
 pub mod request_context;
 pub mod role_mappings;

@@ -287,13 +287,16 @@ pub struct CheckResult {
 }
 
 impl PrivilegesCheck {
-    /// The first problem of the request, in Elasticsearch's words.
+    /// The request's validation failure, in Elasticsearch's words (a
+    /// request validation failure, where [`Self::problem`]'s are illegal
+    /// arguments).
+    pub fn invalid(&self) -> Option<String> {
+        (self.cluster.is_empty() && self.index.is_empty() && self.application.is_empty())
+            .then(|| "must specify at least one privilege".to_owned())
+    }
+
+    /// The first illegal argument of the request, in Elasticsearch's words.
     pub fn problem(&self) -> Option<String> {
-        if self.cluster.is_empty() && self.index.is_empty() && self.application.is_empty() {
-            return Some(
-                "must specify at least one privilege (cluster, index or application)".into(),
-            );
-        }
         if let Some(p) = self
             .cluster
             .iter()

@@ -18,6 +18,7 @@ mod observability;
 mod oidc;
 mod oidc_provider;
 mod openapi;
+mod privileges;
 mod protocol;
 mod readiness;
 mod refresh_race;
