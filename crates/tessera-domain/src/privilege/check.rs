@@ -75,6 +75,29 @@ impl RoleDescriptor {
             .collect()
     }
 
+    /// What Elasticsearch refuses in a role's `applications`: names that
+    /// are not application names or patterns, privileges and actions with
+    /// whitespace; an entry without Elasticsearch's shape.
+    pub fn application_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for entry in &self.applications {
+            let Some(e) = ApplicationResourcePrivileges::from_value(entry) else {
+                problems.push(format!(
+                    "an application privilege entry must have [application], [privileges] and [resources]: {entry}"
+                ));
+                continue;
+            };
+            problems
+                .extend(super::application::validate_application_name(&e.application, true).err());
+            problems.extend(
+                e.privileges
+                    .iter()
+                    .filter_map(|p| super::application::validate_privilege_or_action(p).err()),
+            );
+        }
+        problems
+    }
+
     /// The `applications` entries that have Elasticsearch's shape.
     pub fn application_entries(&self) -> Vec<ApplicationResourcePrivileges> {
         self.applications

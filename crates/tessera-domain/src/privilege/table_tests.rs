@@ -258,3 +258,21 @@ fn user_privileges_are_the_union() {
         })
     );
 }
+
+#[test]
+fn roles_with_bad_application_entries_are_refused() {
+    let good = role(json!({"applications": [
+        {"application": "kibana-*", "privileges": ["read", "data:read/*"], "resources": ["*"]},
+        {"application": "*", "privileges": ["*"], "resources": ["*"]},
+    ]}));
+    assert!(good.application_problems().is_empty());
+    let bad = role(json!({"applications": [
+        {"application": "000", "privileges": ["all"], "resources": ["*"]},
+        {"application": "myapp", "privileges": ["in valid"], "resources": ["*"]},
+        {"application": "myapp"},
+    ]}));
+    let problems = bad.application_problems();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].contains("An application name prefix must match the pattern"));
+    assert!(problems[1].contains("privilege names and actions must match the pattern"));
+}

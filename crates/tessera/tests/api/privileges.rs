@@ -657,3 +657,23 @@ fn builtin_privileges_list_the_new_cluster_privileges() {
         assert!(cluster.contains(&json!(p)), "{p}: {}", r.text);
     }
 }
+
+#[test]
+fn roles_with_bad_application_entries_are_refused() {
+    let srv = TestServer::start();
+    let r = srv.request_put_role(
+        "apps",
+        json!({"applications": [{"application": "000", "privileges": ["all"], "resources": ["*"]}]}),
+    );
+    assert_es_error(
+        &r,
+        400,
+        "action_request_validation_exception",
+        "Validation Failed: 1: An application name prefix must match the pattern ^[a-z][A-Za-z0-9]*$ (found '000');",
+    );
+    let r = srv.request_put_role(
+        "apps",
+        json!({"applications": [{"application": "kibana-*", "privileges": ["read"], "resources": ["*"]}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}
