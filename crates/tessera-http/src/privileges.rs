@@ -15,6 +15,7 @@ use tessera_domain::privilege::patterns::Pattern;
 use tessera_domain::privilege::{Action, ApplicationPrivilege};
 use tessera_domain::Authentication;
 
+use crate::audit::ConfigChange;
 use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -164,6 +165,15 @@ pub async fn put_privileges(
     applications.dedup();
     require_for(&state, &caller, Action::PrivilegePut, &applications).await?;
     let created = state.store.put_application_privileges(&privileges).await?;
+    state
+        .audit
+        .config_change(ConfigChange::put_privileges(privileges.iter().map(|p| {
+            (
+                p.application.as_str(),
+                p.name.as_str(),
+                p.actions.as_slice(),
+            )
+        })));
     let mut out = Map::new();
     for (p, created) in privileges.iter().zip(created) {
         let app = out
@@ -309,6 +319,11 @@ pub async fn delete_privileges(
         .store
         .delete_application_privileges(&application, &names)
         .await?;
+    if !deleted.is_empty() {
+        state
+            .audit
+            .config_change(ConfigChange::delete_privileges(&application, &deleted));
+    }
     let mut found = Map::new();
     for n in &names {
         found.insert(n.clone(), json!({ "found": deleted.contains(n) }));

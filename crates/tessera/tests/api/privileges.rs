@@ -677,3 +677,51 @@ fn roles_with_bad_application_entries_are_refused() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+#[test]
+fn privilege_changes_are_audited_without_their_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.json");
+    let srv = TestServer::start_with(Options::default().audit_log(&path));
+    put_privileges(&srv, &myapp());
+    let r = srv
+        .delete(&format!("{PRIVILEGE}/myapp/read,nope"))
+        .admin()
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let event = |action: &str| -> Value {
+        // The writer flushes within a second; ask until then.
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(e) = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|e| e["event.action"] == action)
+            {
+                return e;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!(
+            "no {action} event in {}",
+            std::fs::read_to_string(&path).unwrap_or_default()
+        );
+    };
+    let put = event("put_privileges");
+    assert_eq!(put["event.type"], "security_config_change", "{put}");
+    let list = put["put"]["privileges"].as_array().expect("a list");
+    assert_eq!(list.len(), 3, "{put}");
+    assert!(list.contains(
+        &json!({"application": "myapp", "name": "read", "actions": ["data:read/*", "action:login"]})
+    ));
+    assert!(
+        !put.to_string().contains("Read access"),
+        "no metadata: {put}"
+    );
+    let delete = event("delete_privileges");
+    assert_eq!(
+        delete["delete"]["privileges"],
+        json!({"application": "myapp", "privileges": ["read"]}),
+        "{delete}"
+    );
+}
