@@ -216,8 +216,9 @@ pub async fn get_all_privileges(
 }
 
 /// The privileges of the applications `apps` names (comma-separated,
-/// trailing wildcards) with one of `names` (all when `None`); 404 `{}`
-/// when there is none.
+/// trailing wildcards) with one of `names` (all when `None`). As in
+/// Elasticsearch, finding none is a 404 `{}` only when names were asked
+/// for, and `{}` otherwise.
 async fn get_some(
     state: &AppState,
     caller: &Authentication,
@@ -236,7 +237,7 @@ async fn get_some(
         .filter(|p| patterns.iter().any(|a| a.covers(&p.application)))
         .filter(|p| names.as_ref().is_none_or(|n| n.contains(&p.name)))
         .collect();
-    if found.is_empty() {
+    if found.is_empty() && names.is_some() {
         return Err(ApiError::body(StatusCode::NOT_FOUND, json!({})));
     }
     Ok(Json(by_application(found)))
@@ -250,8 +251,7 @@ async fn get_some(
     tag = crate::openapi::SECURITY,
     params(("application" = String, Path, description = "Application names, comma-separated; a trailing `*` is a wildcard.")),
     responses(
-        (status = 200, description = "By application, then name.", body = crate::openapi::schemas::ByName),
-        (status = 404, description = "None found.", body = crate::openapi::schemas::Empty),
+        (status = 200, description = "By application, then name (`{}` when there is none).", body = crate::openapi::schemas::ByName),
         crate::openapi::schemas::EsErrors,
     )
 )]
