@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod has_privileges;
 pub mod jwt;
 mod low_priority;
 mod middleware;
@@ -25,6 +26,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod openapi;
 pub mod params;
+pub mod privileges;
 pub mod queries;
 mod realm_logout;
 pub mod request_context;

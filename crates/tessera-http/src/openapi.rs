@@ -29,8 +29,8 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::state::AppState;
 use crate::{
-    api_key_grant, api_key_update, api_keys, node, oauth, oidc, queries, role_mappings, roles,
-    saml, service_accounts, tokens, users,
+    api_key_grant, api_key_update, api_keys, has_privileges, node, oauth, oidc, privileges,
+    queries, role_mappings, roles, saml, service_accounts, tokens, users,
 };
 
 /// The tags operations are grouped by.
@@ -108,9 +108,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::authenticate))
         .routes(routes!(node::root))
         .routes(routes!(node::builtin_privileges))
+        .routes(routes!(
+            privileges::put_privileges,
+            privileges::get_all_privileges
+        ))
+        .routes(routes!(privileges::get_application))
+        .routes(routes!(
+            privileges::get_named,
+            privileges::delete_privileges
+        ))
         .routes(routes!(users::get_users))
-        .routes(routes!(users::has_privileges))
-        .routes(routes!(users::has_privileges_of))
+        .routes(routes!(has_privileges::has_privileges))
+        .routes(routes!(has_privileges::has_privileges_of))
+        .routes(routes!(has_privileges::user_privileges_of_caller))
         .routes(routes!(users::change_own_password))
         .routes(routes!(
             users::put_user,

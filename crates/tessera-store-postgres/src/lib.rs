@@ -60,6 +60,7 @@ mod accounts;
 mod api_key_updates;
 mod keys;
 mod lineage;
+mod privileges;
 mod role_mappings;
 mod schema;
 mod service_tokens;

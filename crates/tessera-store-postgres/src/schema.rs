@@ -179,6 +179,18 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         )",
         ],
     ),
+    (
+        9,
+        &[
+            // Application privileges (`privileges.rs`).
+            "CREATE TABLE IF NOT EXISTS application_privileges (
+            application TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            privilege   TEXT NOT NULL,
+            PRIMARY KEY (application, name)
+        )",
+        ],
+    ),
 ];
 
 /// Whether the server is CockroachDB, whose releases before transaction

@@ -22,6 +22,7 @@ mod cache;
 mod files;
 mod lineage;
 mod pairs;
+mod privileges;
 mod reads;
 mod records;
 mod role_mappings;

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension};
 use tessera_store::{StoreError, StoreResult};
 
-use crate::{internal, lineage, pairs, role_mappings, service_tokens};
+use crate::{internal, lineage, pairs, privileges, role_mappings, service_tokens};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -125,6 +125,7 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
             conn.execute_batch(pairs::SCHEMA)
                 .and_then(|()| conn.execute_batch(role_mappings::SCHEMA))
                 .and_then(|()| conn.execute_batch(service_tokens::SCHEMA))
+                .and_then(|()| conn.execute_batch(privileges::SCHEMA))
                 .map_err(internal)
         })
         .and_then(|()| lineage::upgrade(conn))

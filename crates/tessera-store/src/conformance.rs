@@ -6,8 +6,9 @@
 //! exercise every operation and error of [`Store`] (`accounts`, `tokens`,
 //! `api_keys`, `clients`), the concurrency cases with real tasks on a
 //! multi-threaded runtime (`races`), derived credentials (`lineage`),
-//! one-time login proofs (`one_time`), SAML logout by NameID (`sessions`)
-//! role mappings (`role_mappings`) and service tokens (`service_tokens`).
+//! one-time login proofs (`one_time`), SAML logout by NameID (`sessions`),
+//! role mappings (`role_mappings`), service tokens (`service_tokens`) and
+//! application privileges (`privileges`).
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub mod api_keys;
 pub mod clients;
 pub mod lineage;
 pub mod one_time;
+pub mod privileges;
 pub mod races;
 pub mod role_mappings;
 pub mod service_tokens;
@@ -87,6 +89,7 @@ macro_rules! conformance_tests {
             role_mappings::role_mappings_resolve_roles,
             service_tokens::service_token_crud,
             service_tokens::service_token_creation_races,
+            privileges::application_privileges,
         }
     };
     (@tests $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

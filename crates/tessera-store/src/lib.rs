@@ -30,6 +30,7 @@ pub mod api_key_updates;
 pub mod codec;
 pub mod conformance;
 pub mod engine;
+pub mod privileges;
 pub mod role_mappings;
 pub mod service_tokens;
 
@@ -39,6 +40,7 @@ use tessera_domain::token::TokenPair;
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Authentication, Millis, TokenKey, TokenRecord};
 
+pub use privileges::PrivilegeStore;
 pub use service_tokens::{ServiceTokenRecord, ServiceTokenStore};
 pub use tessera_domain::api_key::ApiKeyRecord;
 pub use tessera_domain::oauth::OAuthClientRecord;
@@ -264,7 +266,7 @@ pub struct PoolStatus {
 
 #[async_trait]
 pub trait Store:
-    api_key_updates::ApiKeyUpdateStore + ServiceTokenStore + Send + Sync + 'static
+    api_key_updates::ApiKeyUpdateStore + PrivilegeStore + ServiceTokenStore + Send + Sync + 'static
 {
     /// Succeeds when the store can serve reads and writes.
     async fn ping(&self) -> StoreResult<()>;

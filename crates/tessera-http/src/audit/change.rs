@@ -84,6 +84,29 @@ impl ConfigChange {
         )
     }
 
+    /// Application privileges put: their applications, names and actions
+    /// (not their metadata).
+    pub fn put_privileges<'a>(
+        privileges: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
+    ) -> Self {
+        let list: Vec<Value> = privileges
+            .into_iter()
+            .map(|(application, name, actions)| {
+                json!({ "application": application, "name": name, "actions": actions })
+            })
+            .collect();
+        change("put_privileges", "put", "privileges", Value::Array(list))
+    }
+
+    pub fn delete_privileges(application: &str, names: &[String]) -> Self {
+        change(
+            "delete_privileges",
+            "delete",
+            "privileges",
+            json!({ "application": application, "privileges": names }),
+        )
+    }
+
     pub fn delete_role_mapping(name: &str) -> Self {
         change(
             "delete_role_mapping",

@@ -19,6 +19,7 @@ mod observability;
 mod oidc;
 mod oidc_provider;
 mod openapi;
+mod privileges;
 mod protocol;
 mod python_client;
 mod queries;
