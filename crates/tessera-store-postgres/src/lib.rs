@@ -58,6 +58,7 @@
 mod db;
 mod accounts;
 mod api_key_updates;
+mod cache;
 mod keys;
 mod lineage;
 mod privileges;
@@ -80,6 +81,8 @@ use tessera_store::codec::{
     self, ApiKeyRow, OAuthClientRow, TokenRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS,
     TOKEN_COLUMNS, USER_COLUMNS,
 };
+
+pub use cache::DEFAULT_CACHE_TTL;
 use tessera_store::engine::{self, Half};
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne, Lineage,
@@ -107,6 +110,10 @@ pub struct PostgresConfig {
     pub statement_timeout: Duration,
     /// Limit on waiting for a free pooled connection.
     pub acquire_timeout: Duration,
+    /// `T`: how long this node serves what authentication read, and how
+    /// long after its commit a write that takes something back waits before
+    /// it answers (`cache.rs`). Zero turns both off.
+    pub cache_ttl: Duration,
 }
 
 impl PostgresConfig {
@@ -118,6 +125,7 @@ impl PostgresConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(5),
+            cache_ttl: DEFAULT_CACHE_TTL,
         }
     }
 }
@@ -131,6 +139,7 @@ impl fmt::Debug for PostgresConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("cache_ttl", &self.cache_ttl)
             .finish()
     }
 }
@@ -140,6 +149,8 @@ pub struct PostgresStore {
     /// Set once this store knows the `tokens_issued` marker is in `meta`
     /// (it is never removed), so later inserts skip writing it.
     issued_marked: AtomicBool,
+    /// What authentication reads, for at most `cache_ttl`.
+    cache: cache::ReadCache,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -152,6 +163,7 @@ impl PostgresStore {
     /// Opens a pool, checks that the database answers and applies any
     /// missing migrations.
     pub async fn connect(config: PostgresConfig) -> StoreResult<PostgresStore> {
+        let cache = cache::ReadCache::new(config.cache_ttl);
         let db = Db::new(&config)?;
         let cockroach = db
             .run(
@@ -173,6 +185,7 @@ impl PostgresStore {
         Ok(Self {
             db,
             issued_marked: AtomicBool::new(false),
+            cache,
         })
     }
 }
@@ -204,7 +217,12 @@ fn count(row: &Row) -> Result<u64, Fail> {
 #[async_trait]
 impl Store for PostgresStore {
     fn pool_status(&self) -> Option<tessera_store::PoolStatus> {
-        Some(self.db.pool_status())
+        let (cache_hits, cache_misses) = self.cache.counts();
+        Some(tessera_store::PoolStatus {
+            cache_hits,
+            cache_misses,
+            ..self.db.pool_status()
+        })
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -246,9 +264,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        self.db
-            .read_one("get_user", &USER_BY_NAME, username, user_record)
-            .await
+        self.cached_user(username).await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
@@ -344,7 +360,7 @@ impl Store for PostgresStore {
         self.db
             .run(
                 "bootstrap_user",
-                Repeat::Unsafe,
+                Repeat::Adds,
                 attempt!(|c| bootstrap_attempt(c, user).await),
             )
             .await
@@ -380,27 +396,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_roles(&self, names: &[String]) -> StoreResult<Vec<(String, RoleDescriptor)>> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let found = self
-            .db
-            .run(
-                "get_roles",
-                Repeat::Safe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached("SELECT name, descriptor FROM roles WHERE name = ANY($1)")
-                        .await?;
-                    named_documents(&c.query(&stmt, &[&names]).await?, codec::from_json)
-                }),
-            )
-            .await?;
-        // In the order asked for, like the other backends.
-        Ok(names
-            .iter()
-            .filter_map(|n| found.iter().find(|(name, _)| name == n).cloned())
-            .collect())
+        self.cached_roles(names).await
     }
 
     async fn delete_role(&self, name: &str) -> StoreResult<bool> {
@@ -440,7 +436,7 @@ impl Store for PostgresStore {
             .db
             .run(
                 "insert_token",
-                Repeat::Unsafe,
+                Repeat::Adds,
                 attempt!(|c| {
                     if !mark && lineage.is_empty() {
                         return engine::issue(&mut PgTx(&*c), record, lineage).await;
@@ -474,16 +470,11 @@ impl Store for PostgresStore {
     }
 
     async fn find_by_access(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
-        self.db
-            .run(
-                "find_by_access",
-                Repeat::Safe,
-                attempt!(|c| {
-                    let stmt = c.prepare_cached(&TOKEN_BY_ACCESS).await?;
-                    token_record(c.query_opt(&stmt, &[&hash.0.as_slice()]).await?)
-                }),
-            )
-            .await
+        self.cached_token(hash).await
+    }
+
+    fn find_by_access_now(&self, hash: &TokenKey) -> Option<TokenRecord> {
+        self.token_now(hash)
     }
 
     async fn find_by_refresh(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
@@ -501,13 +492,21 @@ impl Store for PostgresStore {
 
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
         let request = &request;
-        self.db
+        let outcome = self
+            .db
             .run(
                 "refresh",
-                Repeat::Unsafe,
+                Repeat::Adds,
                 attempt!(|c| refresh_attempt(c, request).await),
             )
-            .await
+            .await;
+        self.forget_refreshed(&request.refresh_token.hash());
+        // A rotation takes nothing back (the presented access token stays
+        // usable until it expires); reuse that revoked the family does.
+        if matches!(&outcome, Ok(Err(denied)) if denied.revoke_family) || outcome.is_err() {
+            self.db.grace.after_commit().await;
+        }
+        outcome
     }
 
     async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
@@ -646,7 +645,7 @@ impl Store for PostgresStore {
         self.db
             .run(
                 "insert_api_key",
-                Repeat::Unsafe,
+                Repeat::Adds,
                 attempt!(|c| {
                     let stmt = c
                         .prepare_cached(&format!(
@@ -677,10 +676,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1");
-        self.db
-            .read_one("get_api_key", &sql, id, api_key_record)
-            .await
+        self.cached_api_key(id).await
     }
 
     async fn find_api_keys(&self, filter: &ApiKeyFilter) -> StoreResult<Vec<ApiKeyRecord>> {

@@ -262,6 +262,12 @@ pub struct PoolStatus {
     pub idle: usize,
     /// The callers waiting for a connection.
     pub waiting: usize,
+    /// Authentication reads answered from the node's read cache, and those
+    /// that went to the database (PostgreSQL: `cluster_cache_ttl`).
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Writes that waited the revocation grace before answering.
+    pub grace_waits: u64,
 }
 
 #[async_trait]

@@ -28,6 +28,9 @@
 //!   family forks, and the nodes follow the new primary by themselves.
 //! - `startup`: a node started before its database waits for it (up to
 //!   `store_wait`), and a database that turns read-only makes it unready.
+//! - `cache`: credentials hot in every node's read cache are refused on
+//!   every node once the call that revoked them answers, and every such
+//!   call waits `cluster_cache_ttl` after its commit.
 //! - `saml`: one SAML Response presented to two nodes at once logs in
 //!   exactly once.
 //! - `service_tokens`: a service token deleted through one node is refused
@@ -35,6 +38,7 @@
 
 mod support;
 
+mod cache;
 mod crash;
 mod derived;
 mod failover;
@@ -47,6 +51,8 @@ mod startup;
 
 fn main() {
     tessera_testkit::trials::run(tessera_testkit::postgres_trials![
+        cache::hot_credentials_die_on_every_node_once_the_revoking_call_answers,
+        cache::every_revoking_call_waits_the_grace_and_adding_calls_do_not,
         crash::killing_a_node_mid_stream_loses_nothing_and_never_rotates_twice,
         derived::an_invalidated_key_kills_its_chain_on_every_node,
         failover::a_killed_primary_fails_over_to_its_synchronous_standby_and_loses_nothing,
