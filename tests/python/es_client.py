@@ -237,9 +237,9 @@ def get_user_privileges():
 @optional("PUT", "/_security/privilege")
 def put_privileges():
     r = es.security.put_privileges(
-        privileges={"py_app": {"read": {"actions": ["data:read/*"]}}}
+        privileges={"pyapp": {"read": {"actions": ["data:read/*"]}}}
     )
-    assert r["py_app"]["read"]["created"] is True, r
+    assert r["pyapp"]["read"]["created"] is True, r
 
 
 @optional("PUT", "/_security/service/elastic/fleet-server/credential/token/py-token")
