@@ -26,6 +26,7 @@
 //!    while its source is being taken back is either revoked with it or
 //!    never stored.
 
+pub mod cleanup;
 pub mod codec;
 pub mod conformance;
 pub mod engine;
