@@ -27,6 +27,9 @@
 //!   `store_wait`), and a database that turns read-only makes it unready.
 //! - `saml`: one SAML Response presented to two nodes at once logs in
 //!   exactly once.
+//! - `user_races`: invalidation by user racing refreshes of the user's
+//!   families leaves none of them alive, and the races cost fewer than one
+//!   rolled-back transaction per hundred refreshes.
 
 mod support;
 
@@ -37,6 +40,7 @@ mod outage;
 mod restart;
 mod saml;
 mod startup;
+mod user_races;
 
 fn main() {
     tessera_testkit::trials::run(tessera_testkit::postgres_trials![
@@ -50,5 +54,6 @@ fn main() {
         startup::a_node_started_before_its_database_waits_for_it,
         startup::a_node_gives_up_after_store_wait_and_names_the_database,
         startup::a_read_only_database_makes_the_node_unready,
+        user_races::invalidation_by_user_races_refreshes_of_its_families_on_three_nodes,
     ]);
 }
