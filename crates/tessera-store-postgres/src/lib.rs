@@ -19,20 +19,16 @@
 //!
 //! Row locks alone would not do for a refresh racing an invalidation: an
 //! `UPDATE ... WHERE username = $1` that waits on the row a refresh holds
-//! re-checks only the rows its snapshot already had, so the successor
-//! that refresh inserts would never be seen. So every invalidation locks
-//! the live rows it will invalidate in `id` order (`SELECT ... ORDER BY id
-//! FOR UPDATE`), invalidates them, and looks again, until a look finds
-//! none (`lineage::revoke_tree`, `tokens::invalidate_matching_attempt`).
-//! Taking the lock waits for every refresh in flight on those rows; the
-//! next look is a new statement and sees the successors they committed.
-//! A refresh that comes after finds its row locked or invalidated. So the
-//! outcome is one of the two serial orders: refresh first (the successor
-//! is invalidated too) or invalidation first (the refresh is refused).
-//! Issuance with source checks, user, API key and client changes stay
-//! `SERIALIZABLE` (they are rare); a refresh that commits after such a
-//! transaction's snapshot has changed a row the transaction then locks or
-//! updates, so PostgreSQL aborts it with SQLSTATE 40001 and it runs again.
+//! re-checks only the rows its snapshot already had, and would miss the
+//! successor. So every invalidation locks the live rows it revokes in `id`
+//! order (`FOR UPDATE`), invalidates them and looks again until a look
+//! finds none (`lineage::revoke_tree`, `tokens::invalidate_matching_attempt`):
+//! the lock waits for each refresh in flight, and the next look, a new
+//! statement, sees its successor. The outcome is one of the two serial
+//! orders. Issuance with source checks and user, API key and client
+//! changes stay `SERIALIZABLE` (they are rare): a refresh that committed
+//! after such a transaction's snapshot changed a row it then locks, so
+//! PostgreSQL aborts it with SQLSTATE 40001 and it runs again.
 //!
 //! Every operation runs in a retry loop: serialization failures (40001) and
 //! deadlocks (40P01, possible only between two invalidations whose second
