@@ -123,12 +123,25 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
     type Pair = PgPair;
     type Error = Fail;
 
+    /// A pair already refreshed is never rotated again (a repeat replays
+    /// its successor or is refused), and only an invalidation can still
+    /// change it, which locks the rows it changes: so it is returned
+    /// unlocked, and the repeats of a storm read in parallel instead of
+    /// queueing on the row. Any other pair is locked (`FOR UPDATE`), and
+    /// read again once the lock is held.
     async fn lock_by_refresh(
         &mut self,
         hash: &TokenKey,
     ) -> Result<Option<(PgPair, TokenRecord)>, Fail> {
+        let key = hash.0.as_slice();
+        let read = self.0.prepare_cached(&TOKEN_BY_REFRESH).await?;
+        match token_record(self.0.query_opt(&read, &[&key]).await?)? {
+            None => return Ok(None),
+            Some(r) if r.refreshed.is_some() => return Ok(Some((PgPair::of(&r), r))),
+            Some(_) => {}
+        }
         let stmt = self.0.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
-        let found = token_record(self.0.query_opt(&stmt, &[&hash.0.as_slice()]).await?)?;
+        let found = token_record(self.0.query_opt(&stmt, &[&key]).await?)?;
         Ok(found.map(|r| (PgPair::of(&r), r)))
     }
 

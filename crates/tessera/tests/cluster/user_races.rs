@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use reqwest::Method;
 use serde_json::json;
@@ -166,44 +166,4 @@ pub fn invalidation_by_user_races_refreshes_of_its_families_on_three_nodes(pg: &
         per_100 < 1.0,
         "{rollbacks} rollbacks and {deadlocks} deadlocks for {refreshes} refreshes"
     );
-}
-
-/// `(xact_rollback, deadlocks)` of the database `url` names.
-fn transaction_stats(url: &str) -> (i64, i64) {
-    let url = url.to_owned();
-    thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
-            let client = tessera_testkit::postgres::connect_admin(&url).await;
-            let row = client
-                .query_one(
-                    "SELECT xact_rollback, deadlocks FROM pg_stat_database
-                      WHERE datname = current_database()",
-                    &[],
-                )
-                .await
-                .expect("pg_stat_database");
-            (row.get(0), row.get(1))
-        })
-    })
-    .join()
-    .expect("the statistics thread")
-}
-
-/// [`transaction_stats`] once the ended sessions' reports have arrived:
-/// two readings in a row agree (at most five seconds).
-fn settled_transaction_stats(url: &str) -> (i64, i64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut last = transaction_stats(url);
-    loop {
-        thread::sleep(Duration::from_millis(500));
-        let now = transaction_stats(url);
-        if now == last || Instant::now() > deadline {
-            return now;
-        }
-        last = now;
-    }
 }
