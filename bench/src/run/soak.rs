@@ -248,3 +248,59 @@ fn shown(v: Option<u64>) -> String {
 fn mb(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1_048_576.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTINGS: SoakSettings = SoakSettings {
+        secs: 120.0,
+        ttl_s: 10,
+        cleanup_interval_s: 5,
+        every_s: 5,
+    };
+
+    /// Samples every 5 s at 1,000 creations a second, with `rows(t)` rows
+    /// and `db(t)` bytes.
+    fn run(rows: impl Fn(f64) -> u64, db: impl Fn(f64) -> u64) -> Vec<Sample> {
+        (1..=24)
+            .map(|i| {
+                let at_s = 5.0 * f64::from(i);
+                Sample {
+                    at_s,
+                    rate: 1_000.0,
+                    rows: Some(rows(at_s)),
+                    db_bytes: Some(db(at_s)),
+                    wal_bytes: None,
+                    rss_kb: None,
+                    p99_ms: 1.0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_live_set_that_tracks_the_load_passes() {
+        let steady = run(|_| 13_000, |_| 4 << 20);
+        assert!(judge(&steady, &SETTINGS, 0));
+    }
+
+    #[test]
+    fn rows_that_keep_growing_fail() {
+        // The purge removing less than expires: rows grow with time.
+        let growing = run(|t| (t * 600.0) as u64, |_| 4 << 20);
+        assert!(!judge(&growing, &SETTINGS, 0));
+    }
+
+    #[test]
+    fn a_file_that_keeps_growing_fails() {
+        let growing = run(|_| 13_000, |t| (t * 1_000_000.0) as u64);
+        assert!(!judge(&growing, &SETTINGS, 0));
+    }
+
+    #[test]
+    fn failed_requests_fail() {
+        let steady = run(|_| 13_000, |_| 4 << 20);
+        assert!(!judge(&steady, &SETTINGS, 3));
+    }
+}
