@@ -196,6 +196,9 @@ stop() {
     log "stopped"
 }
 
+# Sourced (by .ci/pg-replication.sh): the functions only.
+return 0 2>/dev/null || true
+
 case ${1:-} in
 start) start ;;
 stop) stop ;;

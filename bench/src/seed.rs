@@ -46,6 +46,7 @@ fn elastic() -> Authentication {
         authentication_realm: NATIVE_REALM,
         lookup_realm: NATIVE_REALM,
         authentication_type: AuthenticationType::Realm,
+        token: None,
         api_key: None,
     }
 }

@@ -62,6 +62,7 @@ pub fn mint(owner: &Authentication, new: NewKey, now: Millis) -> MintedKey {
         secret_hash: crypto::sha256(secret.as_bytes()),
         owner: Authentication {
             authentication_type: AuthenticationType::Realm,
+            token: None,
             api_key: None,
             ..owner.clone()
         },
@@ -140,6 +141,67 @@ impl ApiKeyRecord {
     }
 }
 
+/// A change to an existing key by its owner (update and bulk update):
+/// what is given replaces what is stored; `owner` is the owner as they
+/// authenticate now, whose roles the key is limited by from then on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyUpdate {
+    pub role_descriptors: Option<BTreeMap<String, RoleDescriptor>>,
+    pub metadata: Option<Map<String, Value>>,
+    pub expires_at: Option<Millis>,
+    pub owner: Authentication,
+}
+
+/// Why a key cannot be updated (Elasticsearch's wording takes the id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateRefusal {
+    Invalidated,
+    Expired,
+}
+
+impl UpdateRefusal {
+    pub fn reason(self, id: &str) -> String {
+        match self {
+            UpdateRefusal::Invalidated => format!("cannot update invalidated API key [{id}]"),
+            UpdateRefusal::Expired => format!("cannot update expired API key [{id}]"),
+        }
+    }
+}
+
+impl ApiKeyRecord {
+    /// The key as `change` leaves it at `now`: `Ok(None)` when nothing
+    /// would change (a noop), refused when the key is invalidated or
+    /// expired.
+    pub fn updated(
+        &self,
+        change: &KeyUpdate,
+        now: Millis,
+    ) -> Result<Option<ApiKeyRecord>, UpdateRefusal> {
+        if self.invalidated_at.is_some() {
+            return Err(UpdateRefusal::Invalidated);
+        }
+        if self.expires_at.is_some_and(|exp| now >= exp) {
+            return Err(UpdateRefusal::Expired);
+        }
+        let mut next = self.clone();
+        if let Some(rd) = &change.role_descriptors {
+            next.role_descriptors = rd.clone();
+        }
+        if let Some(md) = &change.metadata {
+            next.metadata = md.clone();
+        }
+        if let Some(exp) = change.expires_at {
+            next.expires_at = Some(exp);
+        }
+        next.owner = Authentication {
+            authentication_type: AuthenticationType::Realm,
+            api_key: None,
+            ..change.owner.clone()
+        };
+        Ok((next != *self).then_some(next))
+    }
+}
+
 /// Elasticsearch's name rules for API keys.
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
@@ -211,6 +273,39 @@ mod tests {
         ] {
             assert!(decode_credentials(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn updates_replace_what_is_given_and_refuse_dead_keys() {
+        let key = mint(&owner(), new_key(Some(1_000)), 0).record;
+        let same = KeyUpdate {
+            role_descriptors: None,
+            metadata: None,
+            expires_at: None,
+            owner: key.owner.clone(),
+        };
+        assert_eq!(key.updated(&same, 10), Ok(None));
+        let mut metadata = Map::new();
+        metadata.insert("env".into(), "prod".into());
+        let change = KeyUpdate {
+            metadata: Some(metadata.clone()),
+            expires_at: Some(2_000),
+            ..same.clone()
+        };
+        let next = key.updated(&change, 10).unwrap().unwrap();
+        assert_eq!((next.metadata, next.expires_at), (metadata, Some(2_000)));
+        assert_eq!(next.secret_hash, key.secret_hash);
+        let mut roles_changed = same.clone();
+        roles_changed.owner.roles = vec!["other".into()];
+        assert!(key.updated(&roles_changed, 10).unwrap().is_some());
+        assert_eq!(key.updated(&same, 1_000), Err(UpdateRefusal::Expired));
+        let mut gone = key.clone();
+        gone.invalidated_at = Some(5);
+        assert_eq!(gone.updated(&same, 10), Err(UpdateRefusal::Invalidated));
+        assert_eq!(
+            UpdateRefusal::Invalidated.reason("k"),
+            "cannot update invalidated API key [k]"
+        );
     }
 
     #[test]

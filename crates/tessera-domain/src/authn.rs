@@ -34,6 +34,15 @@ pub enum AuthenticationType {
     ApiKey,
 }
 
+/// The service token a service-account authentication used
+/// (`_authenticate`'s `token`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRef {
     pub id: String,
@@ -49,6 +58,9 @@ pub struct Authentication {
     pub roles: Vec<String>,
     pub full_name: Option<String>,
     pub email: Option<String>,
+    /// Only for service accounts: the service token used.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub token: Option<Box<TokenRef>>,
     pub metadata: Map<String, Value>,
     pub enabled: bool,
     pub authentication_realm: RealmRef,
@@ -67,6 +79,7 @@ impl Authentication {
             roles,
             full_name: None,
             email: None,
+            token: None,
             metadata: Map::new(),
             enabled: true,
             authentication_realm: realm.clone(),

@@ -503,6 +503,7 @@ mod tests {
             authentication_realm: crate::authn::NATIVE_REALM,
             lookup_realm: crate::authn::NATIVE_REALM,
             authentication_type: crate::authn::AuthenticationType::Realm,
+            token: None,
             api_key: None,
         };
         let (record, _) = TokenRecord::issue(&s, s.client_ref(), true, NOW, 60_000);

@@ -77,15 +77,6 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> ApiResult<Json<Value>> {
     let lifetime = req.validate()?;
-    let name = req.name.unwrap_or_default();
-    let now = state.now();
-    let expires_at = lifetime.map(|d| now.saturating_add(millis(d)));
-    let role_descriptors: BTreeMap<String, RoleDescriptor> = req
-        .role_descriptors
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, d)| (name, d.normalized()))
-        .collect();
     auth::require(&state, &caller, Action::ApiKeyCreate).await?;
     // A key outlives the session that created it (it belongs to its
     // owner), so a caller whose authority is borrowed from an API key or
@@ -95,12 +86,26 @@ pub async fn create(
             "an API key, or a token minted by an API key or by another token, cannot create API keys; authenticate as a user",
         ));
     }
+    store_new_key(&state, &caller, req, lifetime).await
+}
+
+/// Mints a key of `owner` from a validated request, stores it and answers
+/// as create API key does (create and grant).
+pub(crate) async fn store_new_key(
+    state: &AppState,
+    owner: &Authentication,
+    req: CreateRequest,
+    lifetime: Option<Duration>,
+) -> ApiResult<Json<Value>> {
+    let name = req.name.unwrap_or_default();
+    let now = state.now();
+    let expires_at = lifetime.map(|d| now.saturating_add(millis(d)));
     let minted = api_key::mint(
-        &caller,
+        owner,
         NewKey {
             name,
             expires_at,
-            role_descriptors,
+            role_descriptors: normalized(req.role_descriptors.unwrap_or_default()),
             metadata: req.metadata.unwrap_or_default(),
         },
         now,
@@ -122,6 +127,16 @@ pub async fn create(
     Ok(Json(Value::Object(body)))
 }
 
+/// Role descriptors as stored.
+pub(crate) fn normalized(
+    descriptors: BTreeMap<String, RoleDescriptor>,
+) -> BTreeMap<String, RoleDescriptor> {
+    descriptors
+        .into_iter()
+        .map(|(name, d)| (name, d.normalized()))
+        .collect()
+}
+
 /// Who a get or invalidate request is about, before the privilege check.
 struct Scope {
     filter: ApiKeyFilter,
@@ -129,7 +144,7 @@ struct Scope {
     own: bool,
 }
 
-fn owner_of(caller: &Authentication) -> (String, String) {
+pub(crate) fn owner_of(caller: &Authentication) -> (String, String) {
     // An API key acts for its owner's keys.
     let realm = if caller.authentication_type == AuthenticationType::ApiKey {
         tessera_domain::authn::NATIVE_REALM.name.to_string()
@@ -194,7 +209,7 @@ async fn require_scope(
     Err(ApiError::forbidden(action, &caller.username, &caller.roles))
 }
 
-fn key_json(k: &ApiKeyRecord) -> Value {
+pub(crate) fn key_json(k: &ApiKeyRecord) -> Value {
     let mut v = Map::new();
     v.insert("id".into(), k.id.clone().into());
     v.insert("name".into(), k.name.clone().into());

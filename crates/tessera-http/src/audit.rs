@@ -49,6 +49,8 @@ pub const EVENT_ACTIONS: &[&str] = &[
     "anonymous_access_denied",
     "access_granted",
     "access_denied",
+    "run_as_granted",
+    "run_as_denied",
     "tampered_request",
     "put_user",
     "delete_user",
@@ -65,6 +67,8 @@ pub const EVENT_ACTIONS: &[&str] = &[
     "change_oauth_client",
     "change_oauth_client_secret",
     "delete_oauth_client",
+    "create_service_token",
+    "delete_service_token",
 ];
 
 /// How many lines may wait for the writer before requests wait for it.
@@ -210,6 +214,49 @@ impl Audit {
         self.access("access_denied", who, action);
     }
 
+    /// `who` may run the request as `target` (the run-as header).
+    pub fn run_as_granted(&self, who: &Authentication, target: &str, action: &str) {
+        self.run_as("run_as_granted", who, target, true, action);
+    }
+
+    /// `who` may not run the request as `target`, or `target` is no user.
+    pub fn run_as_denied(&self, who: &Authentication, target: &str, action: &str) {
+        self.run_as("run_as_denied", who, target, false, action);
+    }
+
+    /// Elasticsearch's run-as events: the caller as `user.*`, the target
+    /// as `user.run_as.*` (its realm only when it was found).
+    fn run_as(
+        &self,
+        event: &'static str,
+        who: &Authentication,
+        target: &str,
+        found: bool,
+        action: &str,
+    ) {
+        let Some(sink) = self.wants(event) else {
+            return;
+        };
+        let mut e = sink.header("transport", event);
+        e.insert("user.name".into(), who.username.as_str().into());
+        e.insert(
+            "user.realm".into(),
+            who.authentication_realm.name.as_ref().into(),
+        );
+        e.insert("user.run_as.name".into(), target.into());
+        if found {
+            e.insert(
+                "user.run_as.realm".into(),
+                tessera_domain::authn::NATIVE_REALM.name.as_ref().into(),
+            );
+        }
+        e.insert("user.roles".into(), who.roles.clone().into());
+        authentication_fields(&mut e, who);
+        origin_fields(&mut e, false);
+        e.insert("action".into(), action.into());
+        sink.send(e);
+    }
+
     /// A token that authenticated but whose OAuth scope does not reach the
     /// administrative API (RFC 6750 `insufficient_scope`): denied before
     /// any action is chosen, so the event names the REST request.
@@ -284,13 +331,29 @@ impl Sink {
     }
 }
 
+/// The user of an event; when the request runs as another user, the
+/// target with its own realm, and the caller as `user.run_by.*`.
 fn user_fields(e: &mut Map<String, Value>, who: &Authentication) {
     e.insert("user.name".into(), who.username.as_str().into());
-    e.insert(
-        "user.realm".into(),
-        who.authentication_realm.name.as_ref().into(),
-    );
+    let run_by = request_context::with_current(|c| c.run_by().cloned()).flatten();
+    let realm = match &run_by {
+        Some(_) => &who.lookup_realm,
+        None => &who.authentication_realm,
+    };
+    e.insert("user.realm".into(), realm.name.as_ref().into());
+    if let Some(run_by) = run_by {
+        e.insert("user.run_by.name".into(), run_by.username.into());
+        e.insert(
+            "user.run_by.realm".into(),
+            run_by.realm.name.as_ref().into(),
+        );
+    }
     e.insert("user.roles".into(), who.roles.clone().into());
+    authentication_fields(e, who);
+}
+
+/// `authentication.type` and the API key of an event's user.
+fn authentication_fields(e: &mut Map<String, Value>, who: &Authentication) {
     let kind = match who.authentication_type {
         AuthenticationType::Realm => "REALM",
         AuthenticationType::Token => "TOKEN",

@@ -11,6 +11,8 @@ use base64::Engine;
 use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
 use tessera_domain::oauth::{self, ADMIN_SCOPE};
 use tessera_domain::privilege::{self, Action, SUPERUSER_ROLE};
+use tessera_domain::run_as::RunBy;
+use tessera_domain::service_account;
 use tessera_domain::token::{TokenKind, TokenString};
 use tessera_domain::user::{self, UserRecord};
 use tessera_domain::{Authentication, Millis, TokenRecord};
@@ -18,6 +20,7 @@ use tessera_store::{ApiKeyRecord, Lineage, Requirement};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
+use crate::run_as;
 use crate::state::AppState;
 use crate::throttle::{ClientIp, Outcome, Realm};
 
@@ -69,6 +72,9 @@ pub struct Provenance {
     /// credential that would outlive it (an API key, which belongs to its
     /// owner and outlives the session that created it).
     pub borrowed: bool,
+    /// The caller who runs this request as another user (the header
+    /// `es-security-runas-user`, or a token minted while running as).
+    pub run_by: Option<RunBy>,
 }
 
 impl Provenance {
@@ -122,9 +128,18 @@ pub async fn authenticate_with_provenance(
     uri: &Uri,
     source: IpAddr,
 ) -> ApiResult<(Authentication, Provenance)> {
-    let result = authenticate_presented(state, headers, uri, source).await;
+    let mut result = authenticate_presented(state, headers, uri, source).await;
+    if let Some(value) = headers.get(&run_as::HEADER) {
+        result = match result {
+            Ok((who, provenance)) => run_as(state, uri, value, who, provenance).await,
+            refused => refused,
+        };
+    }
     match &result {
-        Ok((who, _)) => {
+        Ok((who, provenance)) => {
+            if let Some(run_by) = &provenance.run_by {
+                crate::request_context::with_current(|c| c.set_run_by(run_by.clone()));
+            }
             if state.settings.access_log {
                 crate::request_context::with_current(|c| c.set_user(&who.username));
             }
@@ -140,6 +155,43 @@ pub async fn authenticate_with_provenance(
     result
 }
 
+/// The request as the user the run-as header names (see
+/// [`crate::run_as`]): the target's roles, the caller's realm and
+/// authentication type, the caller recorded as `run_by`. A caller that
+/// already runs as someone (a token minted while running as) keeps its
+/// identity: the header is ignored, as Elasticsearch does.
+async fn run_as(
+    state: &AppState,
+    uri: &Uri,
+    value: &HeaderValue,
+    who: Authentication,
+    mut provenance: Provenance,
+) -> ApiResult<(Authentication, Provenance)> {
+    if provenance.run_by.is_some() {
+        tracing::info!(
+            user = %who.username,
+            "ignoring the run-as header: a token minted while running as cannot run as another user"
+        );
+        return Ok((who, provenance));
+    }
+    let target = run_as::target(state, uri, value, &who).await?;
+    let mut effective = realm_authentication(target);
+    effective.authentication_realm = who.authentication_realm.clone();
+    effective.authentication_type = who.authentication_type;
+    if state.settings.revoke_on_user_change {
+        // What the request mints for the target ends with the target.
+        provenance.lineage.requires.push(Requirement::User {
+            username: effective.username.clone(),
+            password_hash: None,
+        });
+    }
+    provenance.run_by = Some(RunBy {
+        username: who.username,
+        realm: who.authentication_realm,
+    });
+    Ok((effective, provenance))
+}
+
 /// The audit event of a request that did not authenticate, by what its
 /// `Authorization` header presented (never the secret part of it).
 fn audit_failure(state: &AppState, headers: &HeaderMap) {
@@ -150,7 +202,10 @@ fn audit_failure(state: &AppState, headers: &HeaderMap) {
         Some(Ok(Presented::Basic(creds))) => {
             audit.authentication_failed(Some(&creds.username), None);
         }
-        Some(Ok(Presented::Bearer(_))) => audit.authentication_failed(None, None),
+        Some(Ok(Presented::Bearer(token))) => {
+            let account = service_account::parse(token).map(|p| p.account);
+            audit.authentication_failed(account.as_deref(), None);
+        }
         Some(Ok(Presented::ApiKey(encoded))) => {
             let id = tessera_domain::api_key::decode_credentials(encoded).map(|(id, _)| id);
             audit.authentication_failed(None, id.as_deref());
@@ -174,6 +229,15 @@ async fn authenticate_presented(
             let mut provenance = Provenance::default();
             provenance.add_login(state, &who.username, &password_hash);
             Ok((who, provenance))
+        }
+        // Recognised by its prefix before anything is decoded or read.
+        Presented::Bearer(token) if service_account::looks_like_service_token(token) => {
+            match service_account::parse(token) {
+                Some(presented) => crate::service_accounts::authenticate(state, presented).await,
+                None => Err(ApiError::unsuccessful_credentials(
+                    "oauth2 token: invalid token",
+                )),
+            }
         }
         Presented::Bearer(token)
             if !state.settings.jwt.is_empty() && tessera_realms::jose::looks_like_jwt(token) =>
@@ -203,6 +267,7 @@ async fn authenticate_presented(
                 borrowed: record.not_after.is_some()
                     || record.client.api_key_id.is_some()
                     || record.subject.api_key.is_some(),
+                run_by: record.metadata.as_ref().and_then(RunBy::of_token_metadata),
             };
             Ok((record.subject, provenance))
         }
@@ -223,6 +288,7 @@ async fn authenticate_presented(
                 },
                 not_after: key.expires_at,
                 borrowed: true,
+                run_by: None,
             };
             Ok((key.authentication(), provenance))
         }
@@ -447,6 +513,7 @@ pub fn realm_authentication(user: UserRecord) -> Authentication {
         authentication_realm: NATIVE_REALM,
         lookup_realm: NATIVE_REALM,
         authentication_type: AuthenticationType::Realm,
+        token: None,
         api_key: None,
     }
 }
@@ -509,23 +576,37 @@ pub async fn require(state: &AppState, auth: &Authentication, action: Action) ->
         Ok(())
     } else {
         state.audit.access_denied(auth, action);
-        Err(ApiError::forbidden(action, &auth.username, &auth.roles))
+        match service_account::of_authentication(auth) {
+            Some(account) => Err(crate::service_accounts::forbidden(
+                action,
+                account.principal,
+            )),
+            None => Err(ApiError::forbidden(action, &auth.username, &auth.roles)),
+        }
     }
 }
 
 /// Whether `auth` may perform `action`. For an API key that is the
 /// intersection of what the key's own descriptors and its owner's roles
-/// grant.
+/// grant; for a service account, what its built-in descriptor grants.
 pub async fn holds(state: &AppState, auth: &Authentication, action: Action) -> ApiResult<bool> {
     match &auth.api_key {
-        None => roles_grant(state, &auth.roles, action).await,
+        None => subject_grants(state, auth, action).await,
         Some(key_ref) => {
             let Some(key) = state.store.get_api_key(&key_ref.id).await? else {
                 return Ok(false);
             };
             Ok(key.own_descriptors_grant(action)
-                && roles_grant(state, &key.owner.roles, action).await?)
+                && subject_grants(state, &key.owner, action).await?)
         }
+    }
+}
+
+/// What a user's roles, or a service account's descriptor, grant.
+async fn subject_grants(state: &AppState, who: &Authentication, action: Action) -> ApiResult<bool> {
+    match service_account::of_authentication(who) {
+        Some(account) => Ok(privilege::grants(account.cluster.iter().copied(), action)),
+        None => roles_grant(state, &who.roles, action).await,
     }
 }
 

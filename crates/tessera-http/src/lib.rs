@@ -6,6 +6,8 @@
 //! envelope, or RFC 6749's flat shape on `/oauth2/*`), and the request
 //! wrapper logs every server error once.
 
+pub mod api_key_grant;
+pub mod api_key_update;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
@@ -15,6 +17,7 @@ pub mod credentials;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod has_privileges;
 pub mod jwt;
 mod low_priority;
 mod middleware;
@@ -23,12 +26,16 @@ pub mod oauth;
 pub mod oidc;
 pub mod openapi;
 pub mod params;
+pub mod privileges;
+pub mod queries;
 mod realm_logout;
 pub mod request_context;
 pub mod role_mappings;
 pub mod roles;
+pub mod run_as;
 pub mod saml;
 pub mod service;
+pub mod service_accounts;
 mod state;
 pub mod telemetry;
 pub mod throttle;

@@ -28,7 +28,10 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::state::AppState;
-use crate::{api_keys, node, oauth, oidc, role_mappings, roles, saml, tokens, users};
+use crate::{
+    api_key_grant, api_key_update, api_keys, has_privileges, node, oauth, oidc, privileges,
+    queries, role_mappings, roles, saml, service_accounts, tokens, users,
+};
 
 /// The tags operations are grouped by.
 pub const SECURITY: &str = "Elasticsearch security API";
@@ -105,9 +108,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::authenticate))
         .routes(routes!(node::root))
         .routes(routes!(node::builtin_privileges))
+        .routes(routes!(
+            privileges::put_privileges,
+            privileges::get_all_privileges
+        ))
+        .routes(routes!(privileges::get_application))
+        .routes(routes!(
+            privileges::get_named,
+            privileges::delete_privileges
+        ))
         .routes(routes!(users::get_users))
-        .routes(routes!(users::has_privileges))
-        .routes(routes!(users::has_privileges_of))
+        .routes(routes!(has_privileges::has_privileges))
+        .routes(routes!(has_privileges::has_privileges_of))
+        .routes(routes!(has_privileges::user_privileges_of_caller))
         .routes(routes!(users::change_own_password))
         .routes(routes!(
             users::put_user,
@@ -135,6 +148,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
             api_keys::invalidate
         ))
         .routes(routes!(api_keys::clear_cache))
+        .routes(routes!(api_key_grant::grant))
+        .routes(routes!(api_key_update::update))
+        .routes(routes!(api_key_update::bulk_update))
+        .routes(routes!(queries::query_api_keys))
+        .routes(routes!(queries::query_users))
+        .routes(routes!(service_accounts::get_all))
+        .routes(routes!(service_accounts::get_namespace))
+        .routes(routes!(service_accounts::get_one))
+        .routes(routes!(service_accounts::create_generated))
+        .routes(routes!(
+            service_accounts::create_named,
+            service_accounts::delete
+        ))
+        .routes(routes!(service_accounts::credentials))
         .routes(routes!(oidc::login::prepare))
         .routes(routes!(oidc::login::authenticate))
         .routes(routes!(oidc::logout::logout))

@@ -13,6 +13,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use tessera_domain::run_as::RunBy;
 
 /// The longest request id taken from a caller; a longer one is replaced.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -33,6 +34,9 @@ pub struct RequestContext {
     pub origin: Option<SocketAddr>,
     /// The authenticated user's name, once known (for the access log).
     user: Mutex<Option<String>>,
+    /// The caller, when the request runs as another user (for the audit
+    /// log's `user.run_by.*`).
+    run_by: OnceLock<RunBy>,
 }
 
 impl RequestContext {
@@ -54,6 +58,7 @@ impl RequestContext {
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0),
             user: Mutex::new(None),
+            run_by: OnceLock::new(),
         }
     }
 
@@ -64,6 +69,15 @@ impl RequestContext {
 
     pub fn set_user(&self, name: &str) {
         *self.user.lock().unwrap_or_else(PoisonError::into_inner) = Some(name.to_owned());
+    }
+
+    /// Records who runs the request as another user (once).
+    pub fn set_run_by(&self, run_by: RunBy) {
+        let _ = self.run_by.set(run_by);
+    }
+
+    pub fn run_by(&self) -> Option<&RunBy> {
+        self.run_by.get()
     }
 
     pub fn user(&self) -> Option<String> {

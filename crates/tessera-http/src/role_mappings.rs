@@ -40,6 +40,7 @@ pub async fn mapped_user(
         authentication_realm: realm.clone(),
         lookup_realm: realm,
         authentication_type: AuthenticationType::Realm,
+        token: None,
         api_key: None,
     })
 }

@@ -48,6 +48,10 @@ pub async fn put_role(
     JsonBody(role): JsonBody<RoleDescriptor>,
 ) -> ApiResult<Json<Value>> {
     privilege::validate_role_name(&name).map_err(|m| ApiError::validation(&[m]))?;
+    let problems = role.application_problems();
+    if !problems.is_empty() {
+        return Err(ApiError::validation(&problems));
+    }
     check_cluster_privileges(&role)?;
     if built_in_role(&name).is_some() {
         return Err(reserved(&name));

@@ -52,6 +52,8 @@ pub const CATALOG: &[MetricInfo] = &[
     m("tessera_store_pool_max_connections", Kind::Gauge, "PostgreSQL store: the most connections the pool opens."),
     m("tessera_store_pool_connections", Kind::Gauge, "PostgreSQL store: connections open, by state (idle, in_use)."),
     m("tessera_store_pool_waiting", Kind::Gauge, "PostgreSQL store: requests waiting for a connection."),
+    m("tessera_store_cache_lookups_total", Kind::Counter, "PostgreSQL store: authentication reads by result (hit: answered from the node's cache, miss: read from the database)."),
+    m("tessera_store_grace_waits_total", Kind::Counter, "PostgreSQL store: writes that waited cluster_cache_ttl after their commit before answering."),
 ];
 
 /// Buckets of the `_seconds` histograms: 0.5 ms to 10 s.
@@ -107,6 +109,11 @@ pub fn record_pool(store: &dyn Store) {
         metrics::gauge!("tessera_store_pool_connections", "state" => "idle").set(s.idle as f64);
         metrics::gauge!("tessera_store_pool_connections", "state" => "in_use").set(in_use as f64);
         metrics::gauge!("tessera_store_pool_waiting").set(s.waiting as f64);
+        metrics::counter!("tessera_store_cache_lookups_total", "result" => "hit")
+            .absolute(s.cache_hits);
+        metrics::counter!("tessera_store_cache_lookups_total", "result" => "miss")
+            .absolute(s.cache_misses);
+        metrics::counter!("tessera_store_grace_waits_total").absolute(s.grace_waits);
     }
 }
 

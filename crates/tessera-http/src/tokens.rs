@@ -193,6 +193,12 @@ pub async fn get_token(
                 .await?;
                 provenance.add_login(&state, &subject.username, &hash);
                 subject
+            } else if tessera_domain::service_account::of_authentication(&caller).is_some() {
+                // A token for the account itself would outlive the
+                // deletion of the service token that minted it.
+                return Err(ApiError::illegal_argument(
+                    "OAuth2 token creation is not supported for service accounts",
+                ));
             } else {
                 caller.clone()
             };
@@ -205,7 +211,15 @@ pub async fn get_token(
                     scope: None,
                     with_refresh: matches!(grant, Valid::Password(_)),
                     provenance: &provenance,
-                    metadata: None,
+                    // A token of a caller that runs as another user keeps
+                    // who ran it: it cannot run as anyone else.
+                    metadata: match grant {
+                        Valid::ClientCredentials => provenance
+                            .run_by
+                            .as_ref()
+                            .map(tessera_domain::run_as::RunBy::token_metadata),
+                        _ => None,
+                    },
                 },
             )
             .await?

@@ -146,7 +146,7 @@ pub async fn put_user(
     Ok(Json(json!({ "created": created })))
 }
 
-fn user_json(u: &UserRecord) -> Value {
+pub(crate) fn user_json(u: &UserRecord) -> Value {
     json!({
         "username": u.username,
         "roles": u.roles,
@@ -425,37 +425,4 @@ async fn set_enabled(
             .config_change(ConfigChange::set_enabled(&username, enabled));
     }
     changed(&state, &username, existed)
-}
-
-/// `/_security/user/_has_privileges` (and `…/{username}/_has_privileges`):
-/// not implemented. A clear 400 for an authenticated caller, rather than a
-/// lookup of a user named `_has_privileges`.
-#[utoipa::path(
-    method(get, post, put, delete, patch, options, trace),
-    path = "/_security/user/_has_privileges",
-    tag = crate::openapi::SECURITY,
-    responses(
-        (status = 400, description = "Not implemented by Tessera.", body = crate::openapi::schemas::EsError),
-        crate::openapi::schemas::EsErrors,
-    )
-)]
-pub async fn has_privileges(Caller(_caller): Caller) -> ApiError {
-    ApiError::illegal_argument(
-        "the has privileges API (/_security/user/_has_privileges) is not implemented by Tessera",
-    )
-}
-
-/// `/_security/user/{username}/_has_privileges`: as [`has_privileges`].
-#[utoipa::path(
-    method(get, post, put, delete, patch, options, trace),
-    path = "/_security/user/{username}/_has_privileges",
-    tag = crate::openapi::SECURITY,
-    params(("username" = String, Path, description = "A user's name.")),
-    responses(
-        (status = 400, description = "Not implemented by Tessera.", body = crate::openapi::schemas::EsError),
-        crate::openapi::schemas::EsErrors,
-    )
-)]
-pub async fn has_privileges_of(caller: Caller) -> ApiError {
-    has_privileges(caller).await
 }

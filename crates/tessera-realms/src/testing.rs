@@ -8,6 +8,7 @@ use crate::saml::keys::{certificate_der, SigningKey};
 use crate::saml::redirect::redirect_url;
 use crate::saml::{time::parse_instant, SamlRealm, SamlRealmSettings};
 pub mod jwt;
+pub mod node;
 pub mod oidc;
 pub mod oidc_provider;
 pub mod samlify;

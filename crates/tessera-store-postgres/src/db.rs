@@ -10,6 +10,7 @@ use deadpool_postgres::{
 use tessera_store::{StoreError, StoreResult};
 use tokio_postgres::{IsolationLevel, NoTls};
 
+use crate::cache::Grace;
 use crate::PostgresConfig;
 
 /// How many times one operation is tried when the database reports a
@@ -47,12 +48,21 @@ impl From<StoreError> for Fail {
 }
 
 /// Whether an operation may simply run again after its connection died
-/// under it. Reads may; a write may not, because its statement might have
+/// under it, and whether it answers only after the revocation grace. Reads
+/// may run again; a write may not, because its statement might have
 /// committed before the connection was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Repeat {
+    /// A read.
     Safe,
+    /// A write that may change or remove a row some node has cached (every
+    /// write, unless it is one of [`Repeat::Adds`]): it answers only after
+    /// the grace (`cache::Grace`), so no node still serves what it took back.
     Unsafe,
+    /// A write that only adds rows or removes what can no longer be used,
+    /// or whose caller waits the grace itself when it took something back
+    /// (`Store::refresh`).
+    Adds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +176,8 @@ pub(crate) struct Db {
     /// stops answering (a network partition that the server's own
     /// statement_timeout cannot see) is given up on.
     attempt_timeout: Duration,
+    /// The wait of every [`Repeat::Unsafe`] write after its commit.
+    pub(crate) grace: Grace,
 }
 
 impl Db {
@@ -177,6 +189,9 @@ impl Db {
             size: s.size,
             idle: s.available,
             waiting: s.waiting,
+            cache_hits: 0,
+            cache_misses: 0,
+            grace_waits: self.grace.waits(),
         }
     }
 
@@ -222,6 +237,7 @@ impl Db {
                 .statement_timeout
                 .saturating_mul(2)
                 .max(Duration::from_secs(1)),
+            grace: Grace::new(config.cache_ttl),
         })
     }
 
@@ -234,7 +250,28 @@ impl Db {
     /// database, so it runs again from the start with backoff; because it
     /// re-reads everything it decides on, repeating it can never apply a
     /// change twice.
+    ///
+    /// A [`Repeat::Unsafe`] write answers, whatever its outcome, only after
+    /// the grace: this is the one place revoking writes wait, so a new one
+    /// cannot forget to.
     pub(crate) async fn run<T, F, Fut>(
+        &self,
+        op: &'static str,
+        repeat: Repeat,
+        f: F,
+    ) -> StoreResult<T>
+    where
+        F: FnMut(Lease) -> Fut,
+        Fut: Future<Output = (Lease, Result<T, Fail>)>,
+    {
+        let outcome = self.attempts(op, repeat, f).await;
+        if repeat == Repeat::Unsafe {
+            self.grace.after_commit().await;
+        }
+        outcome
+    }
+
+    async fn attempts<T, F, Fut>(
         &self,
         op: &'static str,
         repeat: Repeat,

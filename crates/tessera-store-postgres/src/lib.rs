@@ -61,10 +61,14 @@
 #[macro_use]
 mod db;
 mod accounts;
+mod api_key_updates;
+mod cache;
 mod keys;
 mod lineage;
+mod privileges;
 mod role_mappings;
 mod schema;
+mod service_tokens;
 mod tokens;
 
 use std::fmt;
@@ -81,6 +85,8 @@ use tessera_store::codec::{
     self, ApiKeyRow, OAuthClientRow, TokenRow, UserRow, API_KEY_COLUMNS, OAUTH_CLIENT_COLUMNS,
     TOKEN_COLUMNS, USER_COLUMNS,
 };
+
+pub use cache::DEFAULT_CACHE_TTL;
 use tessera_store::engine::{self, Half};
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne, Lineage,
@@ -108,6 +114,10 @@ pub struct PostgresConfig {
     pub statement_timeout: Duration,
     /// Limit on waiting for a free pooled connection.
     pub acquire_timeout: Duration,
+    /// `T`: how long this node serves what authentication read, and how
+    /// long after its commit a write that takes something back waits before
+    /// it answers (`cache.rs`). Zero turns both off.
+    pub cache_ttl: Duration,
 }
 
 impl PostgresConfig {
@@ -119,6 +129,7 @@ impl PostgresConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(5),
+            cache_ttl: DEFAULT_CACHE_TTL,
         }
     }
 }
@@ -132,6 +143,7 @@ impl fmt::Debug for PostgresConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("cache_ttl", &self.cache_ttl)
             .finish()
     }
 }
@@ -141,6 +153,8 @@ pub struct PostgresStore {
     /// Set once this store knows the `tokens_issued` marker is in `meta`
     /// (it is never removed), so later inserts skip writing it.
     issued_marked: AtomicBool,
+    /// What authentication reads, for at most `cache_ttl`.
+    cache: cache::ReadCache,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -153,6 +167,7 @@ impl PostgresStore {
     /// Opens a pool, checks that the database answers and applies any
     /// missing migrations.
     pub async fn connect(config: PostgresConfig) -> StoreResult<PostgresStore> {
+        let cache = cache::ReadCache::new(config.cache_ttl);
         let db = Db::new(&config)?;
         let cockroach = db
             .run(
@@ -174,6 +189,7 @@ impl PostgresStore {
         Ok(Self {
             db,
             issued_marked: AtomicBool::new(false),
+            cache,
         })
     }
 }
@@ -205,7 +221,12 @@ fn count(row: &Row) -> Result<u64, Fail> {
 #[async_trait]
 impl Store for PostgresStore {
     fn pool_status(&self) -> Option<tessera_store::PoolStatus> {
-        Some(self.db.pool_status())
+        let (cache_hits, cache_misses) = self.cache.counts();
+        Some(tessera_store::PoolStatus {
+            cache_hits,
+            cache_misses,
+            ..self.db.pool_status()
+        })
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -247,9 +268,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        self.db
-            .read_one("get_user", &USER_BY_NAME, username, user_record)
-            .await
+        self.cached_user(username).await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
@@ -345,7 +364,7 @@ impl Store for PostgresStore {
         self.db
             .run(
                 "bootstrap_user",
-                Repeat::Unsafe,
+                Repeat::Adds,
                 attempt!(|c| bootstrap_attempt(c, user).await),
             )
             .await
@@ -381,27 +400,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_roles(&self, names: &[String]) -> StoreResult<Vec<(String, RoleDescriptor)>> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let found = self
-            .db
-            .run(
-                "get_roles",
-                Repeat::Safe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached("SELECT name, descriptor FROM roles WHERE name = ANY($1)")
-                        .await?;
-                    named_documents(&c.query(&stmt, &[&names]).await?, codec::from_json)
-                }),
-            )
-            .await?;
-        // In the order asked for, like the other backends.
-        Ok(names
-            .iter()
-            .filter_map(|n| found.iter().find(|(name, _)| name == n).cloned())
-            .collect())
+        self.cached_roles(names).await
     }
 
     async fn delete_role(&self, name: &str) -> StoreResult<bool> {
@@ -441,7 +440,7 @@ impl Store for PostgresStore {
             .db
             .run(
                 "insert_token",
-                Repeat::Unsafe,
+                Repeat::Adds,
                 attempt!(|c| {
                     if !mark && lineage.is_empty() {
                         return engine::issue(&mut PgTx(&*c), record, lineage).await;
@@ -475,16 +474,11 @@ impl Store for PostgresStore {
     }
 
     async fn find_by_access(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
-        self.db
-            .run(
-                "find_by_access",
-                Repeat::Safe,
-                attempt!(|c| {
-                    let stmt = c.prepare_cached(&TOKEN_BY_ACCESS).await?;
-                    token_record(c.query_opt(&stmt, &[&hash.0.as_slice()]).await?)
-                }),
-            )
-            .await
+        self.cached_token(hash).await
+    }
+
+    fn find_by_access_now(&self, hash: &TokenKey) -> Option<TokenRecord> {
+        self.token_now(hash)
     }
 
     async fn find_by_refresh(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
@@ -502,13 +496,21 @@ impl Store for PostgresStore {
 
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
         let request = &request;
-        self.db
+        let outcome = self
+            .db
             .run(
                 "refresh",
-                Repeat::Unsafe,
+                Repeat::Adds,
                 attempt!(|c| refresh_attempt(c, request).await),
             )
-            .await
+            .await;
+        self.forget_refreshed(&request.refresh_token.hash());
+        // A rotation takes nothing back (the presented access token stays
+        // usable until it expires); reuse that revoked the family does.
+        if matches!(&outcome, Ok(Err(denied)) if denied.revoke_family) || outcome.is_err() {
+            self.db.grace.after_commit().await;
+        }
+        outcome
     }
 
     async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {
@@ -647,7 +649,7 @@ impl Store for PostgresStore {
         self.db
             .run(
                 "insert_api_key",
-                Repeat::Unsafe,
+                Repeat::Adds,
                 attempt!(|c| {
                     let stmt = c
                         .prepare_cached(&format!(
@@ -678,10 +680,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1");
-        self.db
-            .read_one("get_api_key", &sql, id, api_key_record)
-            .await
+        self.cached_api_key(id).await
     }
 
     async fn find_api_keys(&self, filter: &ApiKeyFilter) -> StoreResult<Vec<ApiKeyRecord>> {

@@ -166,6 +166,31 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE tokens DROP CONSTRAINT IF EXISTS tokens_refresh_hash_key",
         ],
     ),
+    (
+        8,
+        &[
+            // Service tokens (`service_tokens.rs`).
+            "CREATE TABLE IF NOT EXISTS service_tokens (
+            account     TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            secret_hash BYTEA NOT NULL,
+            created_at  BIGINT NOT NULL,
+            PRIMARY KEY (account, name)
+        )",
+        ],
+    ),
+    (
+        9,
+        &[
+            // Application privileges (`privileges.rs`).
+            "CREATE TABLE IF NOT EXISTS application_privileges (
+            application TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            privilege   TEXT NOT NULL,
+            PRIMARY KEY (application, name)
+        )",
+        ],
+    ),
 ];
 
 /// Whether the server is CockroachDB, whose releases before transaction

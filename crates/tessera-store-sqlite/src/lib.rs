@@ -16,15 +16,18 @@
 //! file also keeps a read cache for the authentication path that is never
 //! stale (see `cache`).
 
+mod api_key_updates;
 mod backup;
 mod cache;
 mod files;
 mod lineage;
 mod pairs;
+mod privileges;
 mod reads;
 mod records;
 mod role_mappings;
 mod schema;
+mod service_tokens;
 mod tokens;
 mod writer;
 pub use {backup::*, schema::SCHEMA_VERSION};

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension};
 use tessera_store::{StoreError, StoreResult};
 
-use crate::{internal, lineage, pairs, role_mappings};
+use crate::{internal, lineage, pairs, privileges, role_mappings, service_tokens};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -124,6 +124,8 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
         .and_then(|()| {
             conn.execute_batch(pairs::SCHEMA)
                 .and_then(|()| conn.execute_batch(role_mappings::SCHEMA))
+                .and_then(|()| conn.execute_batch(service_tokens::SCHEMA))
+                .and_then(|()| conn.execute_batch(privileges::SCHEMA))
                 .map_err(internal)
         })
         .and_then(|()| lineage::upgrade(conn))

@@ -7,7 +7,9 @@
 //! `api_keys`, `clients`), the concurrency cases with real tasks on a
 //! multi-threaded runtime (`races`), derived credentials (`lineage`),
 //! one-time login proofs (`one_time`), SAML logout by NameID (`sessions`),
-//! role mappings (`role_mappings`) and the purge's passes (`cleanup`).
+//! role mappings (`role_mappings`), service tokens (`service_tokens`),
+//! application privileges (`privileges`) and the purge's passes
+//! (`cleanup`).
 
 use std::sync::Arc;
 
@@ -24,13 +26,16 @@ use crate::{
 };
 
 pub mod accounts;
+pub mod api_key_updates;
 pub mod api_keys;
 pub mod cleanup;
 pub mod clients;
 pub mod lineage;
 pub mod one_time;
+pub mod privileges;
 pub mod races;
 pub mod role_mappings;
+pub mod service_tokens;
 pub mod sessions;
 pub mod tokens;
 
@@ -64,6 +69,8 @@ macro_rules! conformance_tests {
             tokens::families,
             tokens::token_scope_and_find_by_refresh,
             api_keys::api_keys,
+            api_key_updates::api_key_updates,
+            api_key_updates::update_races_invalidation,
             clients::oauth_clients,
             races::concurrent_refreshes_agree,
             races::refresh_races_invalidate_refresh,
@@ -83,6 +90,9 @@ macro_rules! conformance_tests {
             sessions::token_metadata_is_kept,
             role_mappings::role_mapping_crud,
             role_mappings::role_mappings_resolve_roles,
+            service_tokens::service_token_crud,
+            service_tokens::service_token_creation_races,
+            privileges::application_privileges,
         }
     };
     (@tests $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

@@ -26,11 +26,14 @@
 //!    while its source is being taken back is either revoked with it or
 //!    never stored.
 
+pub mod api_key_updates;
 pub mod cleanup;
 pub mod codec;
 pub mod conformance;
 pub mod engine;
+pub mod privileges;
 pub mod role_mappings;
+pub mod service_tokens;
 
 use async_trait::async_trait;
 use tessera_domain::refresh::Denied;
@@ -38,6 +41,8 @@ use tessera_domain::token::TokenPair;
 use tessera_domain::user::UserRecord;
 use tessera_domain::{Authentication, Millis, TokenKey, TokenRecord};
 
+pub use privileges::PrivilegeStore;
+pub use service_tokens::{ServiceTokenRecord, ServiceTokenStore};
 pub use tessera_domain::api_key::ApiKeyRecord;
 pub use tessera_domain::oauth::OAuthClientRecord;
 pub use tessera_domain::privilege::RoleDescriptor;
@@ -258,10 +263,18 @@ pub struct PoolStatus {
     pub idle: usize,
     /// The callers waiting for a connection.
     pub waiting: usize,
+    /// Authentication reads answered from the node's read cache, and those
+    /// that went to the database (PostgreSQL: `cluster_cache_ttl`).
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Writes that waited the revocation grace before answering.
+    pub grace_waits: u64,
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    api_key_updates::ApiKeyUpdateStore + PrivilegeStore + ServiceTokenStore + Send + Sync + 'static
+{
     /// Succeeds when the store can serve reads and writes.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -20,12 +20,18 @@ pub fn tessera_command(bin: &Path) -> Command {
     without_tessera_env(Command::new(bin))
 }
 
-/// `cmd` with every `TESSERA_*` variable of the test's environment removed.
+/// `cmd` with every `TESSERA_*` variable of the test's environment removed,
+/// except that the run's invalidation mode
+/// ([`crate::server::TOKEN_INVALIDATION_ENV`]) becomes the process's
+/// `TESSERA_TOKEN_INVALIDATION`.
 pub fn without_tessera_env(mut cmd: Command) -> Command {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("TESSERA_") {
             cmd.env_remove(key);
         }
+    }
+    if let Some(mode) = crate::server::token_invalidation_from_env() {
+        cmd.env("TESSERA_TOKEN_INVALIDATION", mode);
     }
     cmd.stdin(Stdio::null());
     cmd

@@ -134,7 +134,25 @@ pub fn source_budget(burst: &str) -> ThrottleArgs {
     }
 }
 
-impl Options {}
+/// The variable that runs a whole test binary in one invalidation mode
+/// (`make test` runs the API tests again with `token`): the
+/// `token_invalidation` of every server and process a test starts without
+/// naming one.
+pub const TOKEN_INVALIDATION_ENV: &str = "TESSERA_TEST_TOKEN_INVALIDATION";
+
+/// The mode [`TOKEN_INVALIDATION_ENV`] names, if it is set.
+pub fn token_invalidation_from_env() -> Option<String> {
+    std::env::var(TOKEN_INVALIDATION_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the servers of this run invalidate the named token alone
+/// (`token_invalidation = "token"`), for tests whose expectations depend
+/// on the mode.
+pub fn token_mode() -> bool {
+    token_invalidation_from_env().as_deref() == Some("token")
+}
 
 pub struct TestServer {
     runtime: Option<tokio::runtime::Runtime>,
@@ -190,7 +208,10 @@ impl TestServer {
             compat: tessera::config::CompatArgs {
                 node_name: options.node_name.map(Into::into),
                 cluster_name: options.cluster_name.map(Into::into),
-                token_invalidation: options.token_invalidation.map(Into::into),
+                token_invalidation: options
+                    .token_invalidation
+                    .map(Into::into)
+                    .or_else(token_invalidation_from_env),
             },
             ..Default::default()
         })

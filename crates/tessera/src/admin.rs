@@ -1,5 +1,6 @@
 //! Administration commands on the configured store (`tessera user …`,
-//! `role …`, `role-mapping …`, `token …`, `api-key …`, `backup`, `restore`,
+//! `role …`, `role-mapping …`, `token …`, `api-key …`, `service-token …`,
+//! `backup`, `restore`,
 //! `migrate`), safe while a server runs on the same store: they go through
 //! the same [`Store`] methods as the HTTP API, and on the embedded store
 //! their revoking writes are announced to the serving process (see
@@ -18,6 +19,7 @@ use crate::server;
 
 pub mod backup;
 pub mod roles;
+pub mod service_tokens;
 pub mod tokens;
 pub mod users;
 
@@ -42,6 +44,10 @@ pub struct StoreArgs {
     /// a pooled connection [default: 5s].
     #[arg(long, env = "TESSERA_STORE_TIMEOUT")]
     pub store_timeout: Option<String>,
+    /// PostgreSQL: the servers' `cluster_cache_ttl`, which every change
+    /// that takes something back waits after its commit [default: 250ms].
+    #[arg(long, env = "TESSERA_CLUSTER_CACHE_TTL")]
+    pub cluster_cache_ttl: Option<String>,
     /// Create the embedded store if it does not exist (only `serve` creates
     /// one otherwise, so that a command run in the wrong folder fails
     /// instead of working on a new, empty store).
@@ -62,6 +68,7 @@ impl StoreArgs {
             store: self.store.clone(),
             store_pool_size: self.store_pool_size.clone(),
             store_timeout: self.store_timeout.clone(),
+            cluster_cache_ttl: self.cluster_cache_ttl.clone(),
             ..ServeArgs::default()
         })
     }

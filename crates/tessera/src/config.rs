@@ -59,6 +59,12 @@ pub struct ServeArgs {
     /// answer, retrying with backoff, before giving up [default: 60s].
     #[arg(long, env = "TESSERA_STORE_WAIT")]
     pub store_wait: Option<String>,
+    /// PostgreSQL: how long a node serves what authentication read from
+    /// memory, and how long after its commit every call that takes
+    /// something back waits before answering; 0s turns both off
+    /// [default: 250ms].
+    #[arg(long, env = "TESSERA_CLUSTER_CACHE_TTL")]
+    pub cluster_cache_ttl: Option<String>,
     /// Access token lifetime, 1s to 1h [default: 20m].
     #[arg(long, env = "TESSERA_ACCESS_TOKEN_TTL")]
     pub access_token_ttl: Option<String>,
@@ -136,6 +142,7 @@ struct FileConfig {
     store_pool_size: Option<toml::Value>,
     store_timeout: Option<String>,
     store_wait: Option<String>,
+    cluster_cache_ttl: Option<String>,
     access_token_ttl: Option<String>,
     refresh_window: Option<String>,
     refresh_reuse_revokes_family: Option<toml::Value>,
@@ -179,6 +186,8 @@ pub enum StoreLocation {
         timeout: Duration,
         /// How long a starting node waits for the database.
         wait: Duration,
+        /// `cluster_cache_ttl` (`PostgresConfig::cache_ttl`).
+        cache_ttl: Duration,
     },
 }
 
@@ -192,12 +201,14 @@ impl std::fmt::Debug for StoreLocation {
                 pool_size,
                 timeout,
                 wait,
+                cache_ttl,
             } => f
                 .debug_struct("Postgres")
                 .field("url", &redact_url(url))
                 .field("pool_size", pool_size)
                 .field("timeout", timeout)
                 .field("wait", wait)
+                .field("cache_ttl", cache_ttl)
                 .finish(),
         }
     }
@@ -295,6 +306,13 @@ impl Config {
             Duration::from_millis(0),
             Duration::from_secs(3600),
         )?;
+        let cache_ttl = duration(
+            "cluster_cache_ttl",
+            args.cluster_cache_ttl.or(file.cluster_cache_ttl),
+            "250ms",
+            Duration::ZERO,
+            Duration::from_secs(10),
+        )?;
         let store = match args.store.or(file.store) {
             None => StoreLocation::Sqlite(data_dir.join("tessera.db")),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -303,6 +321,7 @@ impl Config {
                     pool_size,
                     timeout: store_timeout,
                     wait: store_wait,
+                    cache_ttl,
                 }
             }
             Some(url) => match url.strip_prefix("sqlite:") {

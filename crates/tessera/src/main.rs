@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tessera::admin::backup::{BackupArgs, MigrateArgs, RestoreArgs};
 use tessera::admin::roles::{RoleCommand, RoleMappingCommand};
+use tessera::admin::service_tokens::ServiceTokenCommand;
 use tessera::admin::tokens::{ApiKeyCommand, TokenCommand};
 use tessera::admin::users::{Printed, UserCommand};
 use tessera::admin::{self};
@@ -63,6 +64,10 @@ enum Command {
     /// List and invalidate API keys directly in the configured store.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Create, list and delete service account tokens directly in the
+    /// configured store.
+    #[command(subcommand)]
+    ServiceToken(ServiceTokenCommand),
     /// Write a consistent copy of the embedded store to FILE, also while a
     /// server runs on it.
     Backup(BackupArgs),
@@ -121,6 +126,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::RoleMapping(command) => print_json(&admin::roles::run_mapping(command).await?),
         Command::Token(command) => print_json(&admin::tokens::run_token(command).await?),
         Command::ApiKey(command) => print_json(&admin::tokens::run_api_key(command).await?),
+        Command::ServiceToken(command) => print_json(&admin::service_tokens::run(command).await?),
         Command::Backup(args) => print_json(&admin::backup::backup(args).await?),
         Command::Restore(args) => print_json(&admin::backup::restore(args).await?),
         Command::Migrate(args) => {

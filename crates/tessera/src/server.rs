@@ -85,6 +85,7 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
             pool_size,
             timeout,
             wait,
+            cache_ttl,
         } => {
             let config = PostgresConfig {
                 url: url.clone(),
@@ -92,6 +93,7 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
                 connect_timeout: *timeout,
                 statement_timeout: *timeout,
                 acquire_timeout: *timeout,
+                cache_ttl: *cache_ttl,
             };
             let store = connect_postgres(config, *wait).await?;
             Ok(Arc::new(store))

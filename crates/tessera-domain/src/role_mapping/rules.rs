@@ -199,7 +199,7 @@ fn check_length(s: &str) -> Result<(), MappingError> {
     Ok(())
 }
 
-fn build(source: &str) -> Result<Regex, regex::Error> {
+pub(crate) fn build(source: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(source)
         .dot_matches_new_line(true)
         .size_limit(PATTERN_SIZE_LIMIT)

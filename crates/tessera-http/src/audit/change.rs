@@ -84,6 +84,29 @@ impl ConfigChange {
         )
     }
 
+    /// Application privileges put: their applications, names and actions
+    /// (not their metadata).
+    pub fn put_privileges<'a>(
+        privileges: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
+    ) -> Self {
+        let list: Vec<Value> = privileges
+            .into_iter()
+            .map(|(application, name, actions)| {
+                json!({ "application": application, "name": name, "actions": actions })
+            })
+            .collect();
+        change("put_privileges", "put", "privileges", Value::Array(list))
+    }
+
+    pub fn delete_privileges(application: &str, names: &[String]) -> Self {
+        change(
+            "delete_privileges",
+            "delete",
+            "privileges",
+            json!({ "application": application, "privileges": names }),
+        )
+    }
+
     pub fn delete_role_mapping(name: &str) -> Self {
         change(
             "delete_role_mapping",
@@ -100,6 +123,11 @@ impl ConfigChange {
             "apikey",
             json!({ "id": id, "name": name, "expiration": expiration }),
         )
+    }
+
+    /// Keys whose descriptors, metadata or expiration an update changed.
+    pub fn change_apikeys(ids: &[String]) -> Self {
+        change("change_apikeys", "change", "apikeys", json!({ "ids": ids }))
     }
 
     pub fn invalidate_apikeys(ids: &[String]) -> Self {
@@ -147,5 +175,17 @@ impl ConfigChange {
             "oauth_client",
             json!({ "client_id": client_id }),
         )
+    }
+
+    /// A service token created or deleted (`principal` is
+    /// `namespace/service`; never the token's value).
+    pub fn service_token(created: bool, principal: &str, name: &str) -> Self {
+        let (namespace, service) = principal.split_once('/').unwrap_or((principal, ""));
+        let body = json!({ "namespace": namespace, "service": service, "name": name });
+        if created {
+            change("create_service_token", "create", "service_token", body)
+        } else {
+            change("delete_service_token", "delete", "service_token", body)
+        }
     }
 }

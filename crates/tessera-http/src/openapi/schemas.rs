@@ -166,6 +166,9 @@ pub struct Authentication {
     pub roles: Vec<String>,
     pub full_name: Option<String>,
     pub email: Option<String>,
+    /// Only for a service account: the service token used (`name`, `type`).
+    #[schema(value_type = Option<Object>)]
+    pub token: Option<Value>,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub enabled: bool,
@@ -222,6 +225,45 @@ pub struct CreatedApiKey {
 pub struct ApiKeys {
     #[schema(value_type = Vec<Object>)]
     pub api_keys: Vec<Value>,
+}
+
+/// What an update of one API key did.
+#[derive(ToSchema)]
+pub struct UpdatedApiKey {
+    /// `false` when the key already was as asked.
+    pub updated: bool,
+}
+
+/// What a bulk update of API keys did.
+#[derive(ToSchema)]
+pub struct BulkUpdatedApiKeys {
+    pub updated: Vec<String>,
+    pub noops: Vec<String>,
+    /// `{count, details: {id: {type, reason}}}`, when some keys could not
+    /// be updated.
+    #[schema(value_type = Option<Object>)]
+    pub errors: Option<Value>,
+}
+
+/// A page of API keys found by a query.
+#[derive(ToSchema)]
+pub struct QueriedApiKeys {
+    /// How many keys matched in all.
+    pub total: u64,
+    /// How many are on this page.
+    pub count: u64,
+    /// The keys, each with `_sort` when the query is sorted.
+    #[schema(value_type = Vec<Object>)]
+    pub api_keys: Vec<Value>,
+}
+
+/// A page of users found by a query.
+#[derive(ToSchema)]
+pub struct QueriedUsers {
+    pub total: u64,
+    pub count: u64,
+    #[schema(value_type = Vec<Object>)]
+    pub users: Vec<Value>,
 }
 
 /// What an invalidation of API keys did.

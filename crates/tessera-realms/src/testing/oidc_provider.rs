@@ -3,28 +3,20 @@
 //! end-to-end tests. Needs `node` and `npm ci` in `tests/idp/oidc`;
 //! [`start_or_skip`] says when it cannot run (and fails under `CI=true`).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use super::node::{self, unescape, Launch, NodeServer};
+
 pub fn op_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/idp/oidc")
+    node::idp_dir("oidc")
 }
 
 /// The provider process, killed when dropped.
 pub struct Op {
-    child: Child,
+    _server: NodeServer,
     /// The issuer, `http://127.0.0.1:<port>`; its endpoints are under it.
     pub issuer: String,
-}
-
-impl Drop for Op {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The one client the provider knows.
@@ -35,63 +27,41 @@ pub struct Client<'a> {
     pub post_logout_redirect_uri: &'a str,
 }
 
-/// Starts the provider, or says why it cannot (`Err`).
-pub fn start_op(client: &Client<'_>) -> Result<Op, String> {
-    let dir = op_dir();
-    if !dir.join("node_modules/oidc-provider").is_dir() {
-        return Err(format!(
-            "{}/node_modules is missing: run `npm ci` there",
-            dir.display()
-        ));
-    }
-    let mut child = Command::new("node")
-        .arg(dir.join("op.mjs"))
-        .args([
+fn launch<'a>(client: &Client<'_>) -> Launch<'a> {
+    Launch {
+        what: "the oidc-provider OP",
+        dir: "oidc",
+        package: "oidc-provider",
+        script: "op.mjs",
+        args: [
             client.id,
             client.secret,
             client.redirect_uri,
             client.post_logout_redirect_uri,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run node: {e}"))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(port) = line.strip_prefix("listening on ") {
-                let _ = tx.send(port.trim().to_owned());
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(port) => Ok(Op {
-            child,
-            issuer: format!("http://127.0.0.1:{port}"),
-        }),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err("the provider did not print its port within 60 s".into())
-        }
+        ]
+        .map(Into::into)
+        .to_vec(),
+        show_stderr: false,
+        wait: Duration::from_secs(60),
     }
+}
+
+fn op(server: NodeServer) -> Op {
+    Op {
+        issuer: server.base.clone(),
+        _server: server,
+    }
+}
+
+/// Starts the provider, or says why it cannot (`Err`).
+pub fn start_op(client: &Client<'_>) -> Result<Op, String> {
+    node::start(launch(client)).map(op)
 }
 
 /// The provider, or `None` (with the reason printed) when it cannot run
 /// here; under `CI=true` that is a failure.
 pub fn start_or_skip(client: &Client<'_>) -> Option<Op> {
-    match start_op(client) {
-        Ok(op) => Some(op),
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "the oidc-provider OP is required under CI=true: {why}"
-            );
-            eprintln!("SKIPPED: the oidc-provider OP cannot run here: {why}");
-            None
-        }
-    }
+    node::start_or_skip(launch(client)).map(op)
 }
 
 /// The `action` of the first form of an HTML page and its inputs
@@ -123,13 +93,4 @@ pub fn form(html: &str) -> (String, Vec<(String, String)>) {
         }
     }
     (action, inputs)
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&#39;", "'")
-        .replace("&#x2F;", "/")
-        .replace("&amp;", "&")
 }

@@ -3,90 +3,53 @@
 //! in `tests/idp/saml`; [`start_or_skip`] says when it cannot run (and
 //! fails under `CI=true`).
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use super::node::{self, Launch, NodeServer};
 
 /// The IdP's entity id.
 pub const ENTITY: &str = "https://samlify.example/";
 
 pub fn idp_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/idp/saml")
+    node::idp_dir("saml")
 }
 
-/// The IdP process, killed when dropped.
-pub struct Idp {
-    child: Child,
-    /// `http://127.0.0.1:<port>`.
-    pub base: String,
-}
+/// The IdP process (`base` is `http://127.0.0.1:<port>`), killed when
+/// dropped.
+pub type Idp = NodeServer;
 
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+fn launch(sp_metadata: &Path, encrypt: bool) -> Launch<'static> {
+    let data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut args = vec![
+        sp_metadata.into(),
+        data_dir.join("idp.key").into(),
+        data_dir.join("idp.crt").into(),
+        ENTITY.into(),
+    ];
+    if encrypt {
+        args.push("encrypt".into());
+    }
+    Launch {
+        what: "the samlify IdP",
+        dir: "saml",
+        package: "samlify",
+        script: "idp.js",
+        args,
+        show_stderr: true,
+        wait: Duration::from_secs(30),
     }
 }
 
 /// Starts the IdP, or says why it cannot (`Err`).
-pub fn start_idp(sp_metadata: &std::path::Path, encrypt: bool) -> Result<Idp, String> {
-    let dir = idp_dir();
-    if !dir.join("node_modules/samlify").is_dir() {
-        return Err(format!(
-            "{}/node_modules is missing: run `npm ci` there",
-            dir.display()
-        ));
-    }
-    let data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let mut child = Command::new("node")
-        .arg(dir.join("idp.js"))
-        .arg(sp_metadata)
-        .arg(data_dir.join("idp.key"))
-        .arg(data_dir.join("idp.crt"))
-        .arg(ENTITY)
-        .args(encrypt.then_some("encrypt"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot run node: {e}"))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(port) = line.strip_prefix("listening on ") {
-                let _ = tx.send(port.trim().to_owned());
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(port) => Ok(Idp {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err("the IdP did not print its port within 30 s".into())
-        }
-    }
+pub fn start_idp(sp_metadata: &Path, encrypt: bool) -> Result<Idp, String> {
+    node::start(launch(sp_metadata, encrypt))
 }
 
 /// The IdP, or `None` (with the reason printed) when it cannot run here;
 /// under `CI=true` that is a failure.
-pub fn start_or_skip(sp_metadata: &std::path::Path, encrypt: bool) -> Option<Idp> {
-    match start_idp(sp_metadata, encrypt) {
-        Ok(idp) => Some(idp),
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "the samlify IdP is required under CI=true: {why}"
-            );
-            eprintln!("SKIPPED: the samlify IdP cannot run here: {why}");
-            None
-        }
-    }
+pub fn start_or_skip(sp_metadata: &Path, encrypt: bool) -> Option<Idp> {
+    node::start_or_skip(launch(sp_metadata, encrypt))
 }
 
 /// The value of the hidden input `name` in an HTML form.
@@ -97,10 +60,5 @@ pub fn input(html: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no input {name} in {html}"))
         + marker.len();
     let end = html[start..].find('"').unwrap() + start;
-    html[start..end]
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
+    node::unescape(&html[start..end])
 }

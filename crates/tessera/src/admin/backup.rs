@@ -160,6 +160,7 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<(Value, u8)> {
             connect_timeout: *timeout,
             statement_timeout: *timeout,
             acquire_timeout: *timeout,
+            cache_ttl: std::time::Duration::ZERO,
         })
         .await
         .context("cannot check the PostgreSQL store")?,

@@ -86,14 +86,22 @@ impl Config {
     /// value followed by where it came from; secrets as `<redacted>`.
     pub fn to_toml(&self) -> String {
         let t = &self.http.throttle;
-        let (pool_size, store_timeout, store_wait) = match &self.store {
+        let (pool_size, store_timeout, store_wait, cache_ttl) = match &self.store {
             StoreLocation::Postgres {
                 pool_size,
                 timeout,
                 wait,
+                cache_ttl,
                 ..
-            } => (number(pool_size), duration(*timeout), duration(*wait)),
-            StoreLocation::Sqlite(_) => (Shown::Absent, Shown::Absent, Shown::Absent),
+            } => (
+                number(pool_size),
+                duration(*timeout),
+                duration(*wait),
+                duration(*cache_ttl),
+            ),
+            StoreLocation::Sqlite(_) => {
+                (Shown::Absent, Shown::Absent, Shown::Absent, Shown::Absent)
+            }
         };
         let store = match &self.store {
             StoreLocation::Sqlite(path) => text(format!("sqlite:{}", path.display())),
@@ -116,6 +124,7 @@ impl Config {
             ("store_pool_size", pool_size),
             ("store_timeout", store_timeout),
             ("store_wait", store_wait),
+            ("cluster_cache_ttl", cache_ttl),
             ("access_token_ttl", duration(self.http.access_token_ttl)),
             ("refresh_window", duration(self.http.refresh_window)),
             (

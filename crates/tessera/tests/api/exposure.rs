@@ -2,7 +2,6 @@
 //! API port; open only on the separate `metrics_listen` address), and
 //! endpoints Tessera does not implement (a clear 4xx, never a lookup).
 
-use reqwest::Method;
 use serde_json::json;
 
 use crate::support::*;
@@ -81,32 +80,4 @@ fn metrics_listen_serves_the_metrics_alone_and_open() {
         client.get(format!("http://{at}{METRICS}")).send().is_err(),
         "the metrics listener stops with the server"
     );
-}
-
-#[test]
-fn has_privileges_is_refused_clearly_not_taken_for_a_user() {
-    let srv = TestServer::start();
-    for (method, path) in [
-        (Method::GET, "/_security/user/_has_privileges"),
-        (Method::POST, "/_security/user/_has_privileges"),
-        (Method::GET, "/_security/user/elastic/_has_privileges"),
-        (Method::PUT, "/_security/user/_has_privileges"),
-    ] {
-        let r = srv
-            .req(method.clone(), path)
-            .admin()
-            .json(&json!({ "cluster": ["monitor"] }))
-            .send();
-        assert_es_error(
-            &r,
-            400,
-            "illegal_argument_exception",
-            "the has privileges API (/_security/user/_has_privileges) is not implemented by Tessera",
-        );
-        let r = srv.req(method.clone(), path).send();
-        assert_eq!(r.status, 401, "{method} {path} unauthenticated: {}", r.text);
-    }
-    // No user named `_has_privileges` was created.
-    let r = srv.get("/_security/user").admin().send();
-    assert!(r.body.get("_has_privileges").is_none(), "{}", r.text);
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod api_key_changes;
 mod api_keys;
 mod audit;
 mod authenticate;
@@ -18,13 +19,18 @@ mod observability;
 mod oidc;
 mod oidc_provider;
 mod openapi;
+mod privileges;
 mod protocol;
+mod python_client;
+mod queries;
 mod readiness;
 mod refresh_race;
 mod role_mappings;
 mod roles;
+mod run_as;
 mod saml;
 mod saml_idp;
+mod service_accounts;
 mod slow_clients;
 mod throttle;
 mod tls;

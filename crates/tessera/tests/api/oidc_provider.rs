@@ -7,10 +7,8 @@
 //! said so) where node or `npm ci` is missing, except under `CI=true`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Barrier};
-use std::thread;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tessera_realms::testing::oidc_provider::{form, start_or_skip, Client, Op};
 use tessera_testkit::process::{tessera_command, Process};
 
@@ -254,34 +252,13 @@ fn an_oidc_provider_login_refreshes_as_one_and_logs_out() {
     // Sixteen refreshes of one refresh token at the same instant: one new
     // pair, which authenticates at once.
     let refresh = login.str("refresh_token");
-    let barrier = Arc::new(Barrier::new(REFRESHERS));
-    let handles: Vec<_> = (0..REFRESHERS)
-        .map(|_| {
-            let (barrier, base, refresh) = (
-                Arc::clone(&barrier),
-                s.srv.base_url().to_owned(),
-                refresh.clone(),
-            );
-            thread::spawn(move || {
-                let client = client();
-                barrier.wait();
-                let r = Req::new(&client, &base, reqwest::Method::POST, TOKEN)
-                    .basic(DASHBOARD, DASHBOARD_PW)
-                    .json(&json!({"grant_type": "refresh_token", "refresh_token": refresh}))
-                    .send();
-                let access = r.body["access_token"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let a = Req::new(&client, &base, reqwest::Method::GET, AUTHENTICATE)
-                    .bearer(&access)
-                    .send();
-                (r.status, r.body, a.status)
-            })
-        })
-        .collect();
-    let seen: Vec<(u16, Value, u16)> = join_all(handles, "a refreshing dashboard");
-    for (status, body, auth) in &seen {
+    let seen = refresh_race(
+        s.srv.base_url(),
+        (DASHBOARD, DASHBOARD_PW),
+        &refresh,
+        REFRESHERS,
+    );
+    for (status, body, auth, _) in &seen {
         assert_eq!((*status, *auth), (200, 200), "{body}");
         assert_eq!(body["access_token"], seen[0].1["access_token"]);
         assert_eq!(body["refresh_token"], seen[0].1["refresh_token"]);

@@ -6,10 +6,7 @@
 //! SAML pair; logout. Skipped (and said so) where node or `npm ci` is
 //! missing, except under `CI=true`.
 
-use std::sync::{Arc, Barrier};
-use std::thread;
-
-use serde_json::{json, Value};
+use serde_json::json;
 use tessera_realms::saml::{SamlRealm, SamlRealmSettings};
 use tessera_realms::testing::samlify::{input, start_or_skip, Idp, ENTITY};
 use tessera_realms::testing::{self as fx};
@@ -137,34 +134,8 @@ impl Setup {
 
 /// Two refreshes of `refresh` by the dashboard at the same instant, each
 /// followed at once by `_authenticate` with what it got.
-fn race(s: &Setup, refresh: &str) -> Vec<(u16, Value, u16, Value)> {
-    let barrier = Arc::new(Barrier::new(2));
-    let handles: Vec<_> = (0..2)
-        .map(|_| {
-            let (barrier, base, refresh) = (
-                Arc::clone(&barrier),
-                s.srv.base_url().to_owned(),
-                refresh.to_owned(),
-            );
-            thread::spawn(move || {
-                let client = client();
-                barrier.wait();
-                let r = Req::new(&client, &base, reqwest::Method::POST, TOKEN)
-                    .basic(DASHBOARD, DASHBOARD_PW)
-                    .json(&json!({"grant_type": "refresh_token", "refresh_token": refresh}))
-                    .send();
-                let access = r.body["access_token"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let a = Req::new(&client, &base, reqwest::Method::GET, AUTHENTICATE)
-                    .bearer(&access)
-                    .send();
-                (r.status, r.body, a.status, a.body)
-            })
-        })
-        .collect();
-    join_all(handles, "a refreshing dashboard")
+fn race(s: &Setup, refresh: &str) -> Vec<RefreshSeen> {
+    refresh_race(s.srv.base_url(), (DASHBOARD, DASHBOARD_PW), refresh, 2)
 }
 
 #[test]

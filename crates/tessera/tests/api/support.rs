@@ -6,7 +6,9 @@ use std::path::Path;
 
 pub use tessera_testkit::es::*;
 pub use tessera_testkit::http::{basic_header, client, keys, Api, Req, Resp};
-pub use tessera_testkit::server::{source_budget, Options, TestServer, ADMIN, ADMIN_PW};
+pub use tessera_testkit::server::{
+    source_budget, token_mode, Options, TestServer, ADMIN, ADMIN_PW,
+};
 pub use tessera_testkit::threads::join_all;
 
 /// The password Elasticsearch's YAML tests use for their users.
@@ -21,4 +23,49 @@ pub fn open_db_read_only(path: &Path) -> rusqlite::Connection {
 pub fn count_tokens(db: &rusqlite::Connection) -> i64 {
     db.query_row("SELECT COUNT(*) FROM token_pairs", [], |r| r.get(0))
         .expect("counting tokens")
+}
+
+/// What one refresher saw: the refresh's status and body, then the status
+/// and body of `_authenticate` with the access token it got.
+pub type RefreshSeen = (u16, serde_json::Value, u16, serde_json::Value);
+
+/// `n` refreshes of `refresh` by the client `(user, password)` released at
+/// the same instant on their own threads, each followed at once by
+/// `_authenticate` with what it got: a dashboard refreshing one login.
+pub fn refresh_race(
+    base: &str,
+    (user, password): (&str, &str),
+    refresh: &str,
+    n: usize,
+) -> Vec<RefreshSeen> {
+    use std::sync::{Arc, Barrier};
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            let (base, user, password, refresh) = (
+                base.to_owned(),
+                user.to_owned(),
+                password.to_owned(),
+                refresh.to_owned(),
+            );
+            std::thread::spawn(move || {
+                let client = client();
+                barrier.wait();
+                let r = Req::new(&client, &base, reqwest::Method::POST, TOKEN)
+                    .basic(&user, &password)
+                    .json(&serde_json::json!({"grant_type": "refresh_token", "refresh_token": refresh}))
+                    .send();
+                let access = r.body["access_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let a = Req::new(&client, &base, reqwest::Method::GET, AUTHENTICATE)
+                    .bearer(&access)
+                    .send();
+                (r.status, r.body, a.status, a.body)
+            })
+        })
+        .collect();
+    join_all(handles, "a refreshing dashboard")
 }

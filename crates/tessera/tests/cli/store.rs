@@ -15,17 +15,17 @@ fn roles_mappings_and_api_keys_from_the_cli() {
 
     let role = r#"{"cluster":["monitor"],"indices":[{"names":["logs-*"],"privileges":["read"]}]}"#;
     assert_eq!(
-        ok(d, &["role", "put", "viewer", role]),
+        ok(d, &["role", "put", "log_reader", role]),
         json!({ "role": { "created": true } })
     );
     assert_eq!(
-        ok_with(d, &["role", "put", "viewer", "-"], Some(role)),
+        ok_with(d, &["role", "put", "log_reader", "-"], Some(role)),
         json!({ "role": { "created": false } })
     );
     let listed = ok(d, &["role", "list"]);
-    assert_eq!(listed["viewer"]["cluster"], json!(["monitor"]));
+    assert_eq!(listed["log_reader"]["cluster"], json!(["monitor"]));
     // The server sees it.
-    let r = server.get("/_security/role/viewer").admin().send();
+    let r = server.get("/_security/role/log_reader").admin().send();
     assert_eq!(r.status, 200, "{}", r.text);
     let e = fails(d, &["role", "put", "superuser", "{}"], None);
     assert!(e.contains("reserved"), "{e}");
@@ -34,20 +34,20 @@ fn roles_mappings_and_api_keys_from_the_cli() {
     let e = fails(d, &["role", "put", "bad", "{"], None);
     assert!(e.contains("not valid JSON"), "{e}");
     assert_eq!(
-        ok(d, &["role", "delete", "viewer"]),
+        ok(d, &["role", "delete", "log_reader"]),
         json!({ "found": true })
     );
-    let e = fails(d, &["role", "delete", "viewer"], None);
-    assert!(e.contains("[viewer] does not exist"), "{e}");
+    let e = fails(d, &["role", "delete", "log_reader"], None);
+    assert!(e.contains("[log_reader] does not exist"), "{e}");
 
-    let mapping = r#"{"roles":["viewer"],"enabled":true,"rules":{"field":{"username":"*"}}}"#;
+    let mapping = r#"{"roles":["log_reader"],"enabled":true,"rules":{"field":{"username":"*"}}}"#;
     assert_eq!(
         ok(d, &["role-mapping", "put", "everyone", mapping]),
         json!({ "role_mapping": { "created": true } })
     );
     assert_eq!(
         ok(d, &["role-mapping", "list"])["everyone"]["roles"],
-        json!(["viewer"])
+        json!(["log_reader"])
     );
     let r = server
         .get("/_security/role_mapping/everyone")

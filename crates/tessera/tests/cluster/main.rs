@@ -23,34 +23,49 @@
 //!   recovers by itself, and logs each failed request once.
 //! - `derived`: a chain of tokens minted across two nodes from an API key
 //!   dies on both nodes the moment the key's invalidation answers.
+//! - `failover`: the primary (with a synchronous standby) is killed under
+//!   load and the standby promoted: nothing acknowledged is lost, no
+//!   family forks, and the nodes follow the new primary by themselves.
 //! - `startup`: a node started before its database waits for it (up to
 //!   `store_wait`), and a database that turns read-only makes it unready.
+//! - `cache`: credentials hot in every node's read cache are refused on
+//!   every node once the call that revoked them answers, and every such
+//!   call waits `cluster_cache_ttl` after its commit.
 //! - `saml`: one SAML Response presented to two nodes at once logs in
 //!   exactly once.
 //! - `user_races`: invalidation by user racing refreshes of the user's
 //!   families leaves none of them alive, and the races cost fewer than one
 //!   rolled-back transaction per hundred refreshes.
+//! - `service_tokens`: a service token deleted through one node is refused
+//!   on every node at once.
 
 mod support;
 
+mod cache;
 mod crash;
 mod derived;
+mod failover;
 mod multi_node;
 mod outage;
 mod restart;
 mod saml;
+mod service_tokens;
 mod startup;
 mod user_races;
 
 fn main() {
     tessera_testkit::trials::run(tessera_testkit::postgres_trials![
+        cache::hot_credentials_die_on_every_node_once_the_revoking_call_answers,
+        cache::every_revoking_call_waits_the_grace_and_adding_calls_do_not,
         crash::killing_a_node_mid_stream_loses_nothing_and_never_rotates_twice,
         derived::an_invalidated_key_kills_its_chain_on_every_node,
+        failover::a_killed_primary_fails_over_to_its_synchronous_standby_and_loses_nothing,
         multi_node::refresh_races_across_nodes_agree_and_hold_everywhere_at_once,
         outage::database_outage_gives_quick_503s_and_the_node_recovers_by_itself,
         outage::each_request_an_outage_fails_is_logged_once_with_a_detail_its_answer_lacks,
         restart::rolling_restart_under_load_fails_no_request,
         saml::a_response_replayed_on_two_nodes_at_once_logs_in_once,
+        service_tokens::a_deleted_service_token_is_refused_on_every_node_at_once,
         startup::a_node_started_before_its_database_waits_for_it,
         startup::a_node_gives_up_after_store_wait_and_names_the_database,
         startup::a_read_only_database_makes_the_node_unready,

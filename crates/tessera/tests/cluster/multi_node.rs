@@ -158,8 +158,9 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
 
     // Invalidation through one node holds on the others at once. Every
     // token of a refresh family goes with any of its members (the
-    // original pair included); the trials alternate between naming the
-    // new access token and the new refresh token.
+    // original pair included; with `token_invalidation = "token"`, the
+    // named token alone); the trials alternate between naming the new
+    // access token and the new refresh token.
     for (k, trial) in (0..TRIALS).step_by(INVALIDATE_EVERY).enumerate() {
         let (original, new) = (&originals[trial], &successors[trial]);
         let by = trial % NODES;
@@ -173,6 +174,20 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
         let r = arrived("invalidate", http.invalidate(&bases[by], &body));
         assert_eq!(r.status, 200, "trial {trial}: {body}: {}", r.text);
         assert_eq!(r.body["invalidated_tokens"], 1, "trial {trial}: {}", r.text);
+        if tessera_testkit::server::token_mode() {
+            // `token_invalidation = "token"`: the named token alone, refused
+            // by every other node at once.
+            for &n in &others {
+                let refused = if k % 2 == 0 {
+                    arrived("bearer", http.authenticate_bearer(&bases[n], &new.access)).status
+                        == 401
+                } else {
+                    arrived("refresh", http.refresh(&bases[n], &new.refresh)).status == 400
+                };
+                assert!(refused, "trial {trial}: node{n} still honours {body}");
+            }
+            continue;
+        }
         for &n in &others {
             for (which, access) in [("new", &new.access), ("original", &original.access)] {
                 let a = arrived("bearer", http.authenticate_bearer(&bases[n], access));

@@ -195,14 +195,27 @@ impl Http {
     /// A POST of an `application/x-www-form-urlencoded` body (`form` is
     /// sent as it is), as the `/oauth2/*` endpoints take it.
     pub fn post_form(&self, base: &str, path: &str, form: &str) -> reqwest::Result<Resp> {
+        self.post_form_as(base, path, Auth::None, form)
+    }
+
+    /// [`Http::post_form`] with credentials (Basic only).
+    pub fn post_form_as(
+        &self,
+        base: &str,
+        path: &str,
+        auth: Auth<'_>,
+        form: &str,
+    ) -> reqwest::Result<Resp> {
         let started = Instant::now();
-        let response = self
+        let mut rb = self
             .client
             .post(format!("{base}{path}"))
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form.to_owned())
-            .send()?;
-        read(started, response)
+            .body(form.to_owned());
+        if let Auth::Basic(user, password) = auth {
+            rb = rb.basic_auth(user, Some(password));
+        }
+        read(started, rb.send()?)
     }
 
     pub fn get(&self, base: &str, path: &str) -> reqwest::Result<Resp> {

@@ -1,31 +1,24 @@
 //! Cluster privileges, the actions they grant, and role descriptors.
+//!
+//! `implied.rs`: what a privilege name includes; `patterns.rs`: index,
+//! application and resource name patterns; `application.rs`: application
+//! privileges and their name rules; `check.rs`: the evaluation of a
+//! caller's roles (`_has_privileges`, `_privileges`); `builtin.rs`: the
+//! built-in roles.
+
+pub mod application;
+mod builtin;
+pub mod check;
+pub mod implied;
+pub mod patterns;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The role every installation has: everything is allowed.
-pub const SUPERUSER_ROLE: &str = "superuser";
+pub use application::ApplicationPrivilege;
+pub use builtin::{built_in_role, BUILT_IN_ROLES, KIBANA_SYSTEM_ROLE, SUPERUSER_ROLE};
+pub use check::{Permissions, PrivilegesCheck};
 
-/// The built-in role of a dashboard's service user (Kibana's
-/// `kibana_system`): SAML and OIDC logins, tokens, monitoring.
-pub const KIBANA_SYSTEM_ROLE: &str = "kibana_system";
-
-/// The built-in roles, in the order `GET /_security/role` lists them. They
-/// are defined here, never stored, and the role API refuses to change them.
-pub const BUILT_IN_ROLES: &[&str] = &[SUPERUSER_ROLE, KIBANA_SYSTEM_ROLE];
-
-/// The descriptor of a built-in role.
-pub fn built_in_role(name: &str) -> Option<RoleDescriptor> {
-    match name {
-        SUPERUSER_ROLE => Some(RoleDescriptor::superuser()),
-        KIBANA_SYSTEM_ROLE => Some(RoleDescriptor::kibana_system()),
-        _ => None,
-    }
-}
-
-/// The cluster privileges Tessera knows. Names Elasticsearch accepts but that
-/// guard nothing here (`monitor`, …) are still accepted in role
-/// definitions so that roles copied from a cluster load unchanged.
 /// Elasticsearch 8's index privilege names, listed by
 /// `GET /_security/privilege/_builtin`; Tessera keeps them verbatim in role
 /// descriptors.
@@ -54,21 +47,55 @@ pub const INDEX_PRIVILEGES: &[&str] = &[
     "write",
 ];
 
+/// The cluster privileges Tessera knows. Names Elasticsearch accepts but that
+/// guard nothing here (`monitor`, `manage_ilm`, …) are still accepted in
+/// role definitions so that roles copied from a cluster load unchanged,
+/// and `_has_privileges` answers for them.
 pub const KNOWN_CLUSTER_PRIVILEGES: &[&str] = &[
     "all",
     "cancel_task",
     "create_snapshot",
+    "delegate_pki",
     "grant_api_key",
     "manage",
     "manage_api_key",
+    "manage_ccr",
+    "manage_enrich",
+    "manage_ilm",
+    "manage_index_templates",
+    "manage_inference",
+    "manage_ingest_pipelines",
+    "manage_ml",
     "manage_oidc",
     "manage_own_api_key",
+    "manage_pipeline",
+    "manage_rollup",
     "manage_saml",
     "manage_security",
+    "manage_service_account",
+    "manage_slm",
     "manage_token",
+    "manage_transform",
+    "manage_user_profile",
+    "manage_watcher",
     "monitor",
+    "monitor_connector",
+    "monitor_enrich",
+    "monitor_inference",
+    "monitor_ml",
+    "monitor_rollup",
+    "monitor_snapshot",
+    "monitor_text_structure",
+    "monitor_transform",
+    "monitor_watcher",
     "none",
+    "read_ccr",
+    "read_ilm",
+    "read_pipeline",
     "read_security",
+    "read_slm",
+    "transport_client",
+    "write_fleet_secrets",
 ];
 
 /// An action guarded by a cluster privilege. The names are Elasticsearch's
@@ -86,6 +113,11 @@ pub enum Action {
     RolePut,
     RoleGet,
     BuiltinPrivilegesGet,
+    PrivilegePut,
+    PrivilegeGet,
+    PrivilegeDelete,
+    /// Checking another user's privileges (`/_security/user/{name}/_has_privileges`).
+    HasPrivilegesOfOther,
     RoleDelete,
     ApiKeyCreate,
     ApiKeyGet,
@@ -93,6 +125,18 @@ pub enum Action {
     /// Managing one's own API keys only (`manage_own_api_key`); the handler
     /// decides whether a request is limited to the caller's keys.
     ApiKeyManageOwn,
+    /// Creating a key for another user (`/_security/api_key/grant`).
+    ApiKeyGrant,
+    /// Updating one's own keys (`PUT /_security/api_key/{id}`).
+    ApiKeyUpdate,
+    /// Updating several of one's own keys (`_bulk_update`).
+    ApiKeyBulkUpdate,
+    /// Querying keys (`/_security/_query/api_key`): every key with
+    /// `read_security` or `manage_api_key`, one's own with
+    /// `manage_own_api_key` (the handler narrows).
+    ApiKeyQuery,
+    /// Querying native users (`/_security/_query/user`).
+    UserQuery,
     /// Registering, reading, updating and deleting OAuth clients
     /// (`/oauth2/register`). Tessera's own action; Elasticsearch has none.
     OAuthClientManage,
@@ -114,6 +158,10 @@ pub enum Action {
     OidcPrepare,
     OidcAuthenticate,
     OidcLogout,
+    ServiceAccountGet,
+    ServiceTokenCreate,
+    ServiceTokenDelete,
+    ServiceCredentialsGet,
 }
 
 impl Action {
@@ -130,11 +178,20 @@ impl Action {
             Action::RolePut => "cluster:admin/xpack/security/role/put",
             Action::RoleGet => "cluster:admin/xpack/security/role/get",
             Action::BuiltinPrivilegesGet => "cluster:admin/xpack/security/privilege/builtin/get",
+            Action::PrivilegePut => "cluster:admin/xpack/security/privilege/put",
+            Action::PrivilegeGet => "cluster:admin/xpack/security/privilege/get",
+            Action::PrivilegeDelete => "cluster:admin/xpack/security/privilege/delete",
+            Action::HasPrivilegesOfOther => "cluster:admin/xpack/security/user/has_privileges",
             Action::RoleDelete => "cluster:admin/xpack/security/role/delete",
             Action::ApiKeyCreate => "cluster:admin/xpack/security/api_key/create",
             Action::ApiKeyGet => "cluster:admin/xpack/security/api_key/get",
             Action::ApiKeyInvalidate => "cluster:admin/xpack/security/api_key/invalidate",
             Action::ApiKeyManageOwn => "cluster:admin/xpack/security/api_key/*",
+            Action::ApiKeyGrant => "cluster:admin/xpack/security/api_key/grant",
+            Action::ApiKeyUpdate => "cluster:admin/xpack/security/api_key/update",
+            Action::ApiKeyBulkUpdate => "cluster:admin/xpack/security/api_key/bulk_update",
+            Action::ApiKeyQuery => "cluster:admin/xpack/security/api_key/query",
+            Action::UserQuery => "cluster:admin/xpack/security/user/query",
             Action::OAuthClientManage => "cluster:admin/tessera/oauth2/client",
             Action::TokenIntrospect => "cluster:admin/tessera/oauth2/introspect",
             Action::MetricsRead => "cluster:monitor/tessera/metrics",
@@ -150,6 +207,16 @@ impl Action {
             Action::OidcPrepare => "cluster:admin/xpack/security/oidc/prepare",
             Action::OidcAuthenticate => "cluster:admin/xpack/security/oidc/authenticate",
             Action::OidcLogout => "cluster:admin/xpack/security/oidc/logout",
+            Action::ServiceAccountGet => "cluster:admin/xpack/security/service_account/get",
+            Action::ServiceTokenCreate => {
+                "cluster:admin/xpack/security/service_account/token/create"
+            }
+            Action::ServiceTokenDelete => {
+                "cluster:admin/xpack/security/service_account/token/delete"
+            }
+            Action::ServiceCredentialsGet => {
+                "cluster:admin/xpack/security/service_account/credential/get"
+            }
         }
     }
 
@@ -173,7 +240,8 @@ impl Action {
             Action::UserGet
             | Action::RoleGet
             | Action::RoleMappingGet
-            | Action::BuiltinPrivilegesGet => &["read_security", "manage_security", "all"],
+            | Action::BuiltinPrivilegesGet
+            | Action::PrivilegeGet => &["read_security", "manage_security", "all"],
             Action::RoleMappingPut
             | Action::RoleMappingDelete
             | Action::UserPut
@@ -182,8 +250,17 @@ impl Action {
             | Action::UserSetEnabled
             | Action::RolePut
             | Action::RoleDelete
+            | Action::PrivilegePut
+            | Action::PrivilegeDelete
+            | Action::HasPrivilegesOfOther
             | Action::OAuthClientManage => &["manage_security", "all"],
-            Action::ApiKeyCreate | Action::ApiKeyManageOwn => &[
+            Action::ApiKeyGrant => &["grant_api_key", "manage_api_key", "manage_security", "all"],
+            Action::UserQuery => &["read_security", "manage_security", "all"],
+            Action::ApiKeyQuery => &["read_security", "manage_api_key", "manage_security", "all"],
+            Action::ApiKeyCreate
+            | Action::ApiKeyManageOwn
+            | Action::ApiKeyUpdate
+            | Action::ApiKeyBulkUpdate => &[
                 "manage_own_api_key",
                 "manage_api_key",
                 "manage_security",
@@ -200,6 +277,18 @@ impl Action {
             | Action::SamlMetadata => &["manage_saml", "manage_security", "all"],
             Action::OidcPrepare | Action::OidcAuthenticate | Action::OidcLogout => {
                 &["manage_oidc", "manage_security", "all"]
+            }
+            // Reading service accounts and their credentials is also
+            // `read_security`'s; tokens are made and deleted only with
+            // `manage_service_account` or above.
+            Action::ServiceAccountGet | Action::ServiceCredentialsGet => &[
+                "manage_service_account",
+                "read_security",
+                "manage_security",
+                "all",
+            ],
+            Action::ServiceTokenCreate | Action::ServiceTokenDelete => {
+                &["manage_service_account", "manage_security", "all"]
             }
             // As in Elasticsearch, `manage` builds on `monitor`.
             Action::MetricsRead => &["monitor", "manage", "all"],
@@ -232,44 +321,6 @@ pub struct RoleDescriptor {
 }
 
 impl RoleDescriptor {
-    pub fn superuser() -> Self {
-        let mut metadata = Map::new();
-        metadata.insert("_reserved".into(), Value::Bool(true));
-        Self {
-            cluster: vec!["all".into()],
-            indices: vec![
-                serde_json::json!({"names": ["*"], "privileges": ["all"], "allow_restricted_indices": true}),
-            ],
-            applications: vec![
-                serde_json::json!({"application": "*", "privileges": ["*"], "resources": ["*"]}),
-            ],
-            run_as: vec!["*".into()],
-            metadata,
-            global: None,
-            remote_indices: None,
-            description: None,
-        }
-    }
-
-    /// The cluster privileges of `kibana_system` that Tessera knows (the
-    /// rest of Elasticsearch's definition guards nothing here).
-    pub fn kibana_system() -> Self {
-        let mut metadata = Map::new();
-        metadata.insert("_reserved".into(), Value::Bool(true));
-        Self {
-            cluster: ["monitor", "manage_token", "manage_saml", "manage_oidc"]
-                .map(String::from)
-                .to_vec(),
-            indices: Vec::new(),
-            applications: Vec::new(),
-            run_as: Vec::new(),
-            metadata,
-            global: None,
-            remote_indices: None,
-            description: None,
-        }
-    }
-
     /// Elasticsearch accepts `"names": "one-pattern"` in index privileges and
     /// always answers with a list; store it the way it is answered.
     pub fn normalized(mut self) -> Self {
@@ -283,19 +334,24 @@ impl RoleDescriptor {
         self
     }
 
-    /// The first cluster privilege that is not one Tessera knows, if any.
+    /// The first cluster privilege that is neither one Tessera knows nor
+    /// a pattern over cluster actions (`cluster:monitor/*`), if any.
     pub fn unknown_cluster_privilege(&self) -> Option<&str> {
         self.cluster
             .iter()
             .map(String::as_str)
-            .find(|p| !KNOWN_CLUSTER_PRIVILEGES.contains(p))
+            .find(|p| !KNOWN_CLUSTER_PRIVILEGES.contains(p) && !p.starts_with("cluster:"))
     }
 }
 
 /// Whether any of the held cluster privileges grants `action`.
 pub fn grants<'a>(held: impl IntoIterator<Item = &'a str>, action: Action) -> bool {
     let wanted = action.granted_by();
-    held.into_iter().any(|p| wanted.contains(&p))
+    held.into_iter().any(|p| {
+        wanted.contains(&p)
+            || (implied::is_action(p)
+                && patterns::glob_covers(p.as_bytes(), action.name().as_bytes()))
+    })
 }
 
 /// Role names must be 1–507 printable ASCII characters without surrounding
@@ -367,6 +423,11 @@ mod tests {
         assert!(grants(held(), Action::MetricsRead));
         assert!(!grants(held(), Action::UserPut));
         assert!(!grants(held(), Action::RoleMappingPut));
+        assert!(
+            grants(held(), Action::BuiltinPrivilegesGet),
+            "by its action name"
+        );
+        assert!(!grants(held(), Action::PrivilegePut));
         assert_eq!(built_in_role("other"), None);
     }
 
@@ -380,3 +441,6 @@ mod tests {
         assert_eq!(d.unknown_cluster_privilege(), Some("manage_tokn"));
     }
 }
+
+#[cfg(test)]
+mod table_tests;

@@ -1,0 +1,121 @@
+//! Service tokens on PostgreSQL (migration 8): one row per token, keyed by
+//! account and name, with the SHA-256 of the secret. Every authentication
+//! reads its row, so a deletion is seen by every node once it has
+//! committed.
+
+use async_trait::async_trait;
+use tessera_store::{ServiceTokenRecord, ServiceTokenStore, StoreError, StoreResult};
+
+use crate::db::Repeat;
+use crate::PostgresStore;
+
+fn hash_of(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Internal("a service token hash is not 32 bytes".into()))
+}
+
+#[async_trait]
+impl ServiceTokenStore for PostgresStore {
+    async fn create_service_token(&self, token: &ServiceTokenRecord) -> StoreResult<bool> {
+        let hash = token.secret_hash.as_slice();
+        self.db
+            .run(
+                "create_service_token",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached(
+                            "INSERT INTO service_tokens (account, name, secret_hash, created_at)
+                             VALUES ($1, $2, $3, $4) ON CONFLICT (account, name) DO NOTHING",
+                        )
+                        .await?;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                        [&token.account, &token.name, &hash, &token.created_at];
+                    Ok(c.execute(&stmt, &params).await? == 1)
+                }),
+            )
+            .await
+    }
+
+    async fn list_service_tokens(&self, account: &str) -> StoreResult<Vec<ServiceTokenRecord>> {
+        let rows = self
+            .db
+            .run(
+                "list_service_tokens",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached(
+                            "SELECT name, secret_hash, created_at FROM service_tokens
+                             WHERE account = $1",
+                        )
+                        .await?;
+                    let mut out = Vec::new();
+                    for row in c.query(&stmt, &[&account]).await? {
+                        let name: String = row.try_get(0)?;
+                        let hash: Vec<u8> = row.try_get(1)?;
+                        let created_at: i64 = row.try_get(2)?;
+                        out.push((name, hash, created_at));
+                    }
+                    Ok(out)
+                }),
+            )
+            .await?;
+        let mut tokens = rows
+            .into_iter()
+            .map(|(name, hash, created_at)| {
+                Ok(ServiceTokenRecord {
+                    account: account.to_owned(),
+                    name,
+                    secret_hash: hash_of(hash)?,
+                    created_at,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Sorted here rather than by the database's collation, so both
+        // backends order names alike.
+        tokens.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(tokens)
+    }
+
+    async fn delete_service_token(&self, account: &str, name: &str) -> StoreResult<bool> {
+        self.db
+            .run(
+                "delete_service_token",
+                Repeat::Unsafe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached(
+                            "DELETE FROM service_tokens WHERE account = $1 AND name = $2",
+                        )
+                        .await?;
+                    Ok(c.execute(&stmt, &[&account, &name]).await? > 0)
+                }),
+            )
+            .await
+    }
+
+    async fn find_service_token(&self, account: &str, name: &str) -> StoreResult<Option<[u8; 32]>> {
+        let found: Option<Vec<u8>> = self
+            .db
+            .run(
+                "find_service_token",
+                Repeat::Safe,
+                attempt!(|c| {
+                    let stmt = c
+                        .prepare_cached(
+                            "SELECT secret_hash FROM service_tokens
+                             WHERE account = $1 AND name = $2",
+                        )
+                        .await?;
+                    match c.query_opt(&stmt, &[&account, &name]).await? {
+                        Some(row) => Ok(Some(row.try_get(0)?)),
+                        None => Ok(None),
+                    }
+                }),
+            )
+            .await?;
+        found.map(hash_of).transpose()
+    }
+}

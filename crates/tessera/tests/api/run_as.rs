@@ -1,0 +1,376 @@
+//! Run-as: `es-security-runas-user` (Elasticsearch's "submitting requests
+//! on behalf of other users"), on a real node: the privilege, its patterns,
+//! refusals that do not tell whether a user exists, the `_authenticate`
+//! shape for each kind of caller, what is minted while running as, and the
+//! audit lines.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const RUN_AS: &str = "es-security-runas-user";
+const RUNNER: &str = "runner";
+const TARGET: &str = "target_user";
+const AUTHENTICATE_ACTION: &str = "cluster:admin/xpack/security/user/authenticate";
+
+/// `runner` may run as what `run_as` covers (and create tokens and its own
+/// keys); `target_user` manages security; `other_user` and a disabled
+/// `disabled_user` exist too.
+fn setup(run_as: &[&str]) -> TestServer {
+    setup_with(Options::default(), run_as)
+}
+
+fn setup_with(options: Options, run_as: &[&str]) -> TestServer {
+    let srv = TestServer::start_with(options);
+    srv.put_role(
+        "runner_role",
+        json!({ "cluster": ["manage_token", "manage_own_api_key"], "run_as": run_as }),
+    );
+    srv.put_user(RUNNER, TEST_PW, &["runner_role"]);
+    srv.put_role("target_role", json!({ "cluster": ["manage_security"] }));
+    srv.create_user(
+        TARGET,
+        json!({ "password": TEST_PW, "roles": ["target_role"], "full_name": "Target User" }),
+    );
+    srv.put_user("other_user", TEST_PW, &[]);
+    srv.create_user(
+        "disabled_user",
+        json!({ "password": TEST_PW, "roles": ["target_role"], "enabled": false }),
+    );
+    srv
+}
+
+fn authenticate_as(srv: &TestServer, target: &str) -> Resp {
+    srv.get(AUTHENTICATE)
+        .basic(RUNNER, TEST_PW)
+        .header(RUN_AS, target)
+        .send()
+}
+
+fn run_as_denied(action: &str, user: &str, roles: &str, target: &str) -> String {
+    format!(
+        "action [{action}] is unauthorized for {user} with effective roles [{roles}], because {user} is unauthorized to run as [{target}]"
+    )
+}
+
+fn assert_run_as_denied(r: &Resp, target: &str) {
+    assert_es_error(
+        r,
+        403,
+        "security_exception",
+        &run_as_denied(
+            AUTHENTICATE_ACTION,
+            &format!("user [{RUNNER}]"),
+            "runner_role",
+            target,
+        ),
+    );
+}
+
+/// `_authenticate` of `target_user` run as by a caller of `realm` and
+/// `kind`.
+fn target_authentication(realm: (&str, &str), kind: &str) -> Value {
+    json!({
+        "username": TARGET,
+        "roles": ["target_role"],
+        "full_name": "Target User",
+        "email": null,
+        "metadata": {},
+        "enabled": true,
+        "authentication_realm": { "name": realm.0, "type": realm.1 },
+        "lookup_realm": { "name": "default_native", "type": "native" },
+        "authentication_type": kind,
+    })
+}
+
+const NATIVE: (&str, &str) = ("default_native", "native");
+
+#[test]
+fn a_granted_run_as_is_the_target_with_its_roles() {
+    let srv = setup(&[TARGET]);
+    authenticate_as(&srv, TARGET).assert_is(200, &target_authentication(NATIVE, "realm"));
+    // The target's roles decide: it manages security, the runner does not.
+    let users = |run_as: Option<&str>| {
+        let req = srv.get("/_security/user").basic(RUNNER, TEST_PW);
+        match run_as {
+            Some(t) => req.header(RUN_AS, t),
+            None => req,
+        }
+        .send()
+    };
+    assert_eq!(users(Some(TARGET)).status, 200);
+    assert_eq!(users(None).status, 403);
+    // The superuser may run as anyone.
+    let r = srv.get(AUTHENTICATE).admin().header(RUN_AS, TARGET).send();
+    assert_eq!(r.body["username"], TARGET, "{}", r.text);
+}
+
+#[test]
+fn a_target_outside_the_run_as_list_is_refused_with_elasticsearchs_words() {
+    let srv = setup(&[TARGET]);
+    assert_run_as_denied(&authenticate_as(&srv, "other_user"), "other_user");
+    // The action named is the request's.
+    let r = srv
+        .get("/_security/user")
+        .basic(RUNNER, TEST_PW)
+        .header(RUN_AS, "other_user")
+        .send();
+    assert_es_error(
+        &r,
+        403,
+        "security_exception",
+        &run_as_denied(
+            "cluster:admin/xpack/security/user/get",
+            "user [runner]",
+            "runner_role",
+            "other_user",
+        ),
+    );
+    // A user without any run_as privilege.
+    let r = srv
+        .get(AUTHENTICATE)
+        .basic("other_user", TEST_PW)
+        .header(RUN_AS, TARGET)
+        .send();
+    assert_es_error(
+        &r,
+        403,
+        "security_exception",
+        &run_as_denied(AUTHENTICATE_ACTION, "user [other_user]", "", TARGET),
+    );
+}
+
+#[test]
+fn run_as_patterns_are_wildcards_or_regular_expressions() {
+    let srv = setup(&["target_*", "/oth.r_user/"]);
+    assert_eq!(authenticate_as(&srv, TARGET).body["username"], TARGET);
+    assert_eq!(
+        authenticate_as(&srv, "other_user").body["username"],
+        "other_user"
+    );
+    assert_run_as_denied(&authenticate_as(&srv, "elastic"), "elastic");
+    let srv = setup(&["?arget_user"]);
+    assert_eq!(authenticate_as(&srv, TARGET).body["username"], TARGET);
+}
+
+#[test]
+fn an_unknown_target_is_refused_like_a_forbidden_one() {
+    // Allowed by the pattern or not, a user that does not exist gets the
+    // same 403: no 404, nothing that tells it apart.
+    let srv = setup(&["*"]);
+    assert_run_as_denied(&authenticate_as(&srv, "nobody"), "nobody");
+    let srv = setup(&[TARGET]);
+    assert_run_as_denied(&authenticate_as(&srv, "nobody"), "nobody");
+}
+
+#[test]
+fn a_disabled_target_fails_authentication_only_for_who_may_run_as_it() {
+    let srv = setup(&["*"]);
+    assert_unauthenticated(
+        &authenticate_as(&srv, "disabled_user"),
+        "unable to authenticate user [runner] for REST request [/_security/_authenticate]",
+    );
+    // Without the privilege it is refused like any other name.
+    let srv = setup(&[TARGET]);
+    assert_run_as_denied(&authenticate_as(&srv, "disabled_user"), "disabled_user");
+}
+
+#[test]
+fn an_empty_header_fails_authentication() {
+    let srv = setup(&["*"]);
+    assert_unauthenticated(
+        &authenticate_as(&srv, ""),
+        "unable to authenticate user [runner] for REST request [/_security/_authenticate]",
+    );
+}
+
+#[test]
+fn tokens_and_api_keys_run_as_with_their_own_authentication_type() {
+    let srv = setup(&[TARGET]);
+    let t = srv.password_grant(RUNNER, TEST_PW);
+    let r = srv
+        .get(AUTHENTICATE)
+        .bearer(&t.access)
+        .header(RUN_AS, TARGET)
+        .send();
+    r.assert_is(200, &target_authentication(NATIVE, "token"));
+
+    let key = srv
+        .post("/_security/api_key")
+        .basic(RUNNER, TEST_PW)
+        .json(&json!({ "name": "runner-key" }))
+        .send();
+    assert_eq!(key.status, 200, "{}", key.text);
+    let encoded = key.str("encoded");
+    let r = srv
+        .get(AUTHENTICATE)
+        .header("authorization", &format!("ApiKey {encoded}"))
+        .header(RUN_AS, TARGET)
+        .send();
+    // No `api_key` object: the effective user is the target, not the key.
+    r.assert_is(
+        200,
+        &target_authentication(("_es_api_key", "_es_api_key"), "api_key"),
+    );
+    // A key whose own descriptors do not reach the target may not.
+    let limited = srv
+        .post("/_security/api_key")
+        .basic(RUNNER, TEST_PW)
+        .json(&json!({ "name": "limited", "role_descriptors": { "r": { "run_as": ["other_user"] } } }))
+        .send();
+    assert_eq!(limited.status, 200, "{}", limited.text);
+    let r = srv
+        .get(AUTHENTICATE)
+        .header(
+            "authorization",
+            &format!("ApiKey {}", limited.str("encoded")),
+        )
+        .header(RUN_AS, TARGET)
+        .send();
+    assert_es_error(
+        &r,
+        403,
+        "security_exception",
+        &run_as_denied(
+            AUTHENTICATE_ACTION,
+            &format!("API key id [{}] of user [{RUNNER}]", limited.str("id")),
+            "",
+            TARGET,
+        ),
+    );
+}
+
+#[test]
+fn what_is_minted_while_running_as_belongs_to_the_target() {
+    let srv = setup(&[TARGET, "other_user"]);
+    // client_credentials: a token of the run-as authentication.
+    let r = srv
+        .post(TOKEN)
+        .basic(RUNNER, TEST_PW)
+        .header(RUN_AS, TARGET)
+        .json(&json!({ "grant_type": "client_credentials" }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.str("access_token");
+    srv.auth_bearer(&token)
+        .assert_is(200, &target_authentication(NATIVE, "token"));
+    // It cannot run as anyone else: the header is ignored, as
+    // Elasticsearch ignores it for an authentication that already runs as.
+    let r = srv
+        .get(AUTHENTICATE)
+        .bearer(&token)
+        .header(RUN_AS, "other_user")
+        .send();
+    assert_eq!(r.body["username"], TARGET, "{}", r.text);
+
+    // An API key created while running as is the target's.
+    let r = srv
+        .post("/_security/api_key")
+        .basic(RUNNER, TEST_PW)
+        .header(RUN_AS, TARGET)
+        .json(&json!({ "name": "made-for-target" }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.str("id");
+    let r = srv
+        .get(&format!("/_security/api_key?id={id}"))
+        .admin()
+        .send();
+    assert_eq!(r.body["api_keys"][0]["username"], TARGET, "{}", r.text);
+    assert_eq!(
+        r.body["api_keys"][0]["realm"], "default_native",
+        "{}",
+        r.text
+    );
+}
+
+/// The audit lines written so far, each parsed.
+fn audit_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Waits (at most two seconds: the writer flushes within one) until an
+/// event matching `want` is in the file.
+fn wait_event(path: &Path, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Some(e) = audit_lines(path).into_iter().find(|e| want(e)) {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such audit event within 2s; the log holds:\n{}",
+            std::fs::read_to_string(path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_as_is_audited_in_elasticsearchs_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.json");
+    let srv = setup_with(Options::default().audit_log(&path), &[TARGET]);
+    let r = srv
+        .get("/_security/user")
+        .basic(RUNNER, TEST_PW)
+        .header(RUN_AS, TARGET)
+        .header("x-opaque-id", "run-as-1")
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let granted = wait_event(&path, |e| {
+        e["event.action"] == "run_as_granted" && e["request.id"] == "run-as-1"
+    });
+    assert_eq!(granted["event.type"], "transport");
+    assert_eq!(granted["user.name"], RUNNER);
+    assert_eq!(granted["user.realm"], "default_native");
+    assert_eq!(granted["user.roles"], json!(["runner_role"]));
+    assert_eq!(granted["user.run_as.name"], TARGET);
+    assert_eq!(granted["user.run_as.realm"], "default_native");
+    assert_eq!(granted["action"], "cluster:admin/xpack/security/user/get");
+    // What follows is the target's, run by the runner.
+    let access = wait_event(&path, |e| {
+        e["event.action"] == "access_granted" && e["request.id"] == "run-as-1"
+    });
+    assert_eq!(access["user.name"], TARGET);
+    assert_eq!(access["user.realm"], "default_native");
+    assert_eq!(access["user.roles"], json!(["target_role"]));
+    assert_eq!(access["user.run_by.name"], RUNNER);
+    assert_eq!(access["user.run_by.realm"], "default_native");
+    let success = wait_event(&path, |e| {
+        e["event.action"] == "authentication_success" && e["request.id"] == "run-as-1"
+    });
+    assert_eq!(success["user.name"], TARGET);
+    assert_eq!(success["user.run_by.name"], RUNNER);
+
+    let r = srv
+        .get(AUTHENTICATE)
+        .basic(RUNNER, TEST_PW)
+        .header(RUN_AS, "nobody")
+        .header("x-opaque-id", "run-as-2")
+        .send();
+    assert_eq!(r.status, 403);
+    let denied = wait_event(&path, |e| {
+        e["event.action"] == "run_as_denied" && e["request.id"] == "run-as-2"
+    });
+    assert_eq!(denied["user.name"], RUNNER);
+    assert_eq!(denied["user.run_as.name"], "nobody");
+    assert!(denied.get("user.run_as.realm").is_none(), "{denied}");
+    assert_eq!(denied["action"], AUTHENTICATE_ACTION);
+    // A request without the header carries no run-as field.
+    srv.get(AUTHENTICATE)
+        .basic(RUNNER, TEST_PW)
+        .header("x-opaque-id", "plain")
+        .send();
+    let plain = wait_event(&path, |e| {
+        e["event.action"] == "authentication_success" && e["request.id"] == "plain"
+    });
+    assert!(plain.get("user.run_by.name").is_none(), "{plain}");
+}
