@@ -52,6 +52,20 @@ pub struct RunArgs {
     /// Do not run `cargo build -p tessera` first when launched by `cargo run`.
     #[arg(long)]
     pub no_build: bool,
+    /// Instead of the scenarios: SECS of sustained client_credentials
+    /// creation with short-lived tokens, sampling rows, size on disk and
+    /// RSS; fails if the stored set stops tracking rate × lifetime.
+    #[arg(long, value_name = "SECS")]
+    pub soak: Option<f64>,
+    /// The soak's access-token lifetime in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub soak_ttl: u64,
+    /// The soak server's cleanup interval in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub soak_cleanup_interval: u64,
+    /// Seconds between the soak's samples.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub soak_every: u64,
 }
 
 #[derive(Args, Debug, Clone)]

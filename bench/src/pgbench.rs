@@ -214,7 +214,7 @@ async fn run_pgbench(target: &str, report: &mut PgbenchReport, work: &Path) -> R
 }
 
 /// Runs one SQL command with psql; its unaligned, tuples-only output.
-fn psql(url: &str, sql: &str) -> Result<String, String> {
+pub(crate) fn psql(url: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
         .args([
             "-X",

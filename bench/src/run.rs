@@ -6,7 +6,7 @@
 //! ([`authn`]), token creation, refresh and invalidation ([`grants`]), the
 //! refresh storm ([`storm`]), pgbench and the peer ([`compare`]), the scale
 //! measurements ([`scale`]), the targets ([`targets`]) and the console and
-//! JSON report ([`summary`]). This module only puts them in order; none of
+//! JSON report ([`summary`]); `--soak` runs [`soak`] alone. This module only puts them in order; none of
 //! them imports it.
 
 mod authn;
@@ -15,6 +15,7 @@ mod fixture;
 mod grants;
 mod prelude;
 mod scale;
+mod soak;
 mod storm;
 mod summary;
 mod targets;
@@ -48,6 +49,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
             eprintln!("==> NOTE: the tessera binary rejects the store URL, so it cannot be benchmarked; skipped.\n    {why}");
             return Ok(true);
         }
+    }
+    if let Some(secs) = args.soak {
+        let settings = soak::SoakSettings {
+            secs,
+            ttl_s: args.soak_ttl.max(1),
+            cleanup_interval_s: args.soak_cleanup_interval.max(1),
+            every_s: args.soak_every.max(1),
+        };
+        let good = soak::soak(&prelude, work.path(), args.store.as_deref(), &settings).await?;
+        if args.keep_data {
+            eprintln!("==> kept {}", work.keep().display());
+        }
+        return Ok(good);
     }
 
     let Measured {

@@ -7,28 +7,32 @@
 //!
 //! # Concurrency
 //!
-//! [`Store::refresh`] and [`Store::invalidate_matching`] run as
-//! `SERIALIZABLE` transactions. A refresh locks the presented record with
-//! `SELECT ... FOR UPDATE`, runs the domain's decision on it and, when it
-//! rotates, inserts the successor and marks the old record in the same
-//! transaction. Racing refreshes of one token queue on the row lock; the
-//! ones that wait are aborted with a serialization failure once the first
-//! commits, run again, read the refreshed record and replay its successor.
+//! [`Store::refresh`] and the invalidations by token, user, realm or
+//! NameID run under `READ COMMITTED` with row locks, so that conflicting
+//! transactions wait for each other instead of aborting. A refresh locks
+//! the presented record with `SELECT ... FOR UPDATE`, runs the domain's
+//! decision on it and, when it rotates, inserts the successor and marks
+//! the old record in the same transaction. Racing refreshes of one token
+//! queue on the row lock; each one that waited then reads the refreshed
+//! record (a new statement sees what committed before it) and replays its
+//! successor.
 //!
-//! The reason for `SERIALIZABLE` rather than row locks alone is the race
-//! between a refresh and an invalidation by user or realm. Under `READ
-//! COMMITTED`, an `UPDATE ... WHERE username = $1` that waits on the row a
-//! refresh holds re-checks only the rows its snapshot already had, so the
-//! successor that refresh inserts is never seen and stays valid. With both
-//! transactions serializable the outcome must equal one of the two serial
-//! orders: refresh first (the invalidation then sees and invalidates the
-//! successor) or invalidation first (the refresh then finds the token
-//! invalidated and refuses). PostgreSQL enforces that by aborting one of
-//! the two with SQLSTATE 40001, and CockroachDB and YugabyteDB provide the
-//! same level.
+//! Row locks alone would not do for a refresh racing an invalidation: an
+//! `UPDATE ... WHERE username = $1` that waits on the row a refresh holds
+//! re-checks only the rows its snapshot already had, and would miss the
+//! successor. So every invalidation locks the live rows it revokes in `id`
+//! order (`FOR UPDATE`), invalidates them and looks again until a look
+//! finds none (`lineage::revoke_tree`, `tokens::invalidate_matching_attempt`):
+//! the lock waits for each refresh in flight, and the next look, a new
+//! statement, sees its successor. The outcome is one of the two serial
+//! orders. Issuance with source checks and user, API key and client
+//! changes stay `SERIALIZABLE` (they are rare): a refresh that committed
+//! after such a transaction's snapshot changed a row it then locks, so
+//! PostgreSQL aborts it with SQLSTATE 40001 and it runs again.
 //!
 //! Every operation runs in a retry loop: serialization failures (40001) and
-//! deadlocks (40P01) roll the whole transaction back, so it is run again
+//! deadlocks (40P01, possible only between two invalidations whose second
+//! looks cross) roll the whole transaction back, so it is run again
 //! from the start, up to ten times with jittered exponential backoff. Each
 //! attempt re-reads what it decides on, so a retried refresh can never
 //! rotate twice. [`Store::bootstrap_user`] is serializable too, so nodes

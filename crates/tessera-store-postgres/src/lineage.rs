@@ -6,11 +6,13 @@
 //! `parent_family` (the family of the token whose caller minted it),
 //! `api_key_id` (the API key that minted it or that it stands for) and
 //! `client_username` (the client's username when it is not the subject's).
-//! Every statement here runs inside a `SERIALIZABLE` transaction: a token
-//! stored while its source is being revoked either is seen by the
-//! revoking transaction (and revoked) or sees the revocation (and is not
-//! stored); PostgreSQL aborts one of the two otherwise, and the store runs
-//! it again.
+//! Source checks run inside a `SERIALIZABLE` transaction: a token stored
+//! while its source is being revoked either is seen by the revoking
+//! transaction (and revoked) or sees the revocation (and is not stored);
+//! PostgreSQL aborts one of the two otherwise, and the store runs it
+//! again. Revocations of families lock the pairs they revoke in a fixed
+//! order and look again until nothing is left ([`revoke_tree`]), which
+//! holds under `READ COMMITTED` too.
 
 use deadpool_postgres::GenericClient;
 use tessera_domain::authn::{API_KEY_REALM, NATIVE_REALM};
@@ -81,22 +83,52 @@ pub(crate) async fn holds(
 
 /// Invalidates every pair of the given families and of every family
 /// derived from them, however deep.
+///
+/// Under `READ COMMITTED` (refresh and invalidation) the live pairs of the
+/// tree are locked in `id` order, then invalidated, and the tree is looked
+/// at again, until a look finds nothing live. A refresh holds the row of
+/// the pair it refreshes until it commits, so the lock waits for every
+/// refresh in flight in the tree; the next look, a new statement, sees the
+/// successors they committed. A family derived meanwhile locked its
+/// parent pair the same way (`engine::issue`), so it too is seen. Under
+/// `SERIALIZABLE` (the other revocations) the second look finds nothing;
+/// a refresh that committed after the transaction's snapshot changed a
+/// row the lock then touches, and PostgreSQL aborts the transaction for
+/// the store to run again.
 pub(crate) async fn revoke_tree(c: &impl GenericClient, families: &[String]) -> Result<(), Fail> {
     if families.is_empty() {
         return Ok(());
     }
-    let stmt = c
-        .prepare_cached(&format!(
+    let lock = c
+        .prepare_cached(
             "WITH RECURSIVE tree(family) AS (
                  SELECT unnest($1::text[])
                  UNION
                  SELECT t.family_id FROM tokens t JOIN tree ON t.parent_family = tree.family
              )
-             UPDATE tokens SET {INVALIDATE_SET} WHERE family_id IN (SELECT family FROM tree)"
+             SELECT id FROM tokens
+              WHERE family_id IN (SELECT family FROM tree)
+                AND NOT (access_invalidated AND (refresh_hash IS NULL OR refresh_invalidated))
+              ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    let invalidate = c
+        .prepare_cached(&format!(
+            "UPDATE tokens SET {INVALIDATE_SET} WHERE id = ANY($1)"
         ))
         .await?;
-    c.execute(&stmt, &[&families]).await?;
-    Ok(())
+    loop {
+        let ids: Vec<String> = c
+            .query(&lock, &[&families])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        c.execute(&invalidate, &[&ids]).await?;
+    }
 }
 
 async fn families(

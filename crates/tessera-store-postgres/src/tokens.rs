@@ -114,20 +114,34 @@ impl PgPair {
 }
 
 /// A connection (or an open transaction) as the engine's [`TokenTx`].
-/// The transactions that need it run `SERIALIZABLE`; the row locks taken
-/// here make concurrent writers of the same pair wait instead of abort.
+/// Refresh and invalidation run it `READ COMMITTED`, issuance with source
+/// checks `SERIALIZABLE`; the row locks taken here make concurrent writers
+/// of the same pair wait instead of abort.
 pub(crate) struct PgTx<'c, C>(pub(crate) &'c C);
 
 impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
     type Pair = PgPair;
     type Error = Fail;
 
+    /// A pair already refreshed is never rotated again (a repeat replays
+    /// its successor or is refused), and only an invalidation can still
+    /// change it, which locks the rows it changes: so it is returned
+    /// unlocked, and the repeats of a storm read in parallel instead of
+    /// queueing on the row. Any other pair is locked (`FOR UPDATE`), and
+    /// read again once the lock is held.
     async fn lock_by_refresh(
         &mut self,
         hash: &TokenKey,
     ) -> Result<Option<(PgPair, TokenRecord)>, Fail> {
+        let key = hash.0.as_slice();
+        let read = self.0.prepare_cached(&TOKEN_BY_REFRESH).await?;
+        match token_record(self.0.query_opt(&read, &[&key]).await?)? {
+            None => return Ok(None),
+            Some(r) if r.refreshed.is_some() => return Ok(Some((PgPair::of(&r), r))),
+            Some(_) => {}
+        }
         let stmt = self.0.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
-        let found = token_record(self.0.query_opt(&stmt, &[&hash.0.as_slice()]).await?)?;
+        let found = token_record(self.0.query_opt(&stmt, &[&key]).await?)?;
         Ok(found.map(|r| (PgPair::of(&r), r)))
     }
 
@@ -248,30 +262,36 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
     }
 }
 
-/// One attempt at a refresh, in a serializable transaction (see the crate
-/// docs). Rejections and replays commit too: under `SERIALIZABLE`, what a
-/// transaction read is only known to be consistent once it has committed.
+/// One attempt at a refresh, under `READ COMMITTED`: `engine::refresh`
+/// locks the row of the presented refresh token (`FOR UPDATE`, so a racing
+/// refresh or invalidation of the same pair waits, then reads what it
+/// committed), decides, and inserts the successor and marks the row in
+/// the same transaction. Invalidations lock every live row of the family
+/// ([`lineage::revoke_tree`]), so they wait for this one and then see its
+/// successor. Conflicts wait instead of aborting.
 pub(crate) async fn refresh_attempt(
     client: &mut Client,
     req: &RefreshRequest,
 ) -> Result<RefreshOutcome, Fail> {
-    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let tx = begin(client, IsolationLevel::ReadCommitted).await?;
     let outcome = engine::refresh(&mut PgTx(&tx), req).await?;
     tx.commit().await?;
     Ok(outcome)
 }
 
 /// One attempt at invalidating the pair holding a token and the rest of its
-/// family. Serializable, like a refresh, so that the two are linearizable:
-/// a successor minted by a refresh racing this call is either seen and
-/// invalidated here, or the refresh is retried and finds its token dead.
+/// family, under `READ COMMITTED`: the named row is locked, then the
+/// family's live rows, in `id` order, until none is left
+/// ([`lineage::revoke_tree`]); a successor minted by a refresh racing this
+/// call is therefore either seen and invalidated here, or the refresh
+/// waited for this commit and finds its token dead.
 pub(crate) async fn invalidate_one(
     client: &mut Client,
     half: Half,
     hash: &TokenKey,
     family: bool,
 ) -> Result<InvalidateOne, Fail> {
-    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let tx = begin(client, IsolationLevel::ReadCommitted).await?;
     let outcome = if family {
         engine::invalidate(&mut PgTx(&tx), half, hash).await?
     } else {
@@ -304,7 +324,10 @@ impl PostgresStore {
 pub(crate) use tessera_store::Whose;
 
 /// One attempt at invalidating every active pair of a user and/or realm,
-/// in a serializable transaction (see the crate docs for why).
+/// under `READ COMMITTED`: the matching live rows are locked in `id` order
+/// and invalidated, then looked for again until none is left, so the
+/// successor of a refresh that held one of them when the lock came is
+/// found by the next look (as in [`lineage::revoke_tree`]).
 pub(crate) async fn invalidate_matching_attempt(
     client: &mut Client,
     whose: Whose<'_>,
@@ -356,36 +379,41 @@ pub(crate) async fn invalidate_matching_attempt(
          ORDER BY id FOR UPDATE",
         filters.join(" AND ")
     );
-    let tx = begin(client, IsolationLevel::Serializable).await?;
+    let tx = begin(client, IsolationLevel::ReadCommitted).await?;
     let stmt = tx.prepare_cached(&select).await?;
-    let rows = tx.query(&stmt, &params).await?;
     let mut counts = InvalidateCounts::default();
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut families = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id: String = row.try_get(0)?;
-        codec::count_invalidation(
-            &mut counts,
-            row.try_get(1)?,
-            row.try_get(2)?,
-            row.try_get(3)?,
-        );
-        ids.push(id);
-        families.push(row.try_get::<_, String>(4)?);
-    }
-    if !ids.is_empty() {
-        let stmt = tx
+    let mut found = 0;
+    let mut families = Vec::new();
+    loop {
+        let rows = tx.query(&stmt, &params).await?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get(0)?;
+            codec::count_invalidation(
+                &mut counts,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            );
+            ids.push(id);
+            families.push(row.try_get::<_, String>(4)?);
+        }
+        found += rows.len() as u64;
+        let update = tx
             .prepare_cached(
                 "UPDATE tokens SET access_invalidated = TRUE, refresh_invalidated = (refresh_hash IS NOT NULL)
                  WHERE id = ANY($1)",
             )
             .await?;
-        tx.execute(&stmt, &[&ids]).await?;
-        // Whatever those pairs minted dies with them.
-        families.sort();
-        families.dedup();
-        lineage::revoke_children(&tx, &families).await?;
+        tx.execute(&update, &[&ids]).await?;
     }
+    // Whatever those pairs minted dies with them.
+    families.sort();
+    families.dedup();
+    lineage::revoke_children(&tx, &families).await?;
     tx.commit().await?;
-    Ok((counts, rows.len() as u64))
+    Ok((counts, found))
 }

@@ -512,11 +512,14 @@ pub fn invalidate_pair(conn: &Connection, seq: i64) -> StoreResult<()> {
 /// Deletes up to `limit` pairs purgeable at `now`, then grants no pair
 /// refers to any more. Returns how many pairs it deleted.
 pub fn purge(conn: &Connection, now: i64, limit: u32) -> StoreResult<usize> {
-    let doomed: Vec<i64> = conn
-        .prepare_cached("SELECT seq FROM token_pairs WHERE purge_after <= ?1 LIMIT ?2")
-        .and_then(|mut stmt| stmt.query_map(params![now, limit], |r| r.get(0))?.collect())
+    let doomed: Vec<(i64, i64)> = conn
+        .prepare_cached("SELECT seq, grant_id FROM token_pairs WHERE purge_after <= ?1 LIMIT ?2")
+        .and_then(|mut stmt| {
+            stmt.query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
         .map_err(internal)?;
-    for seq in &doomed {
+    for (seq, _) in &doomed {
         for sql in [
             "DELETE FROM refreshes WHERE seq = ?1",
             "DELETE FROM token_pairs WHERE seq = ?1",
@@ -526,16 +529,20 @@ pub fn purge(conn: &Connection, now: i64, limit: u32) -> StoreResult<usize> {
                 .map_err(internal)?;
         }
     }
-    let pairs = doomed.len();
-    if pairs > 0 {
-        conn.execute(
-            "DELETE FROM grants WHERE id IN (SELECT g.id FROM grants g
-               WHERE NOT EXISTS (SELECT 1 FROM token_pairs p WHERE p.grant_id = g.id) LIMIT ?1)",
-            [limit],
+    // Only the grants these pairs used can have become unused: each is
+    // looked up through `token_pairs_by_grant`, never by a scan of all.
+    let mut grants: Vec<i64> = doomed.iter().map(|&(_, grant)| grant).collect();
+    grants.sort_unstable();
+    grants.dedup();
+    for grant in grants {
+        conn.prepare_cached(
+            "DELETE FROM grants WHERE id = ?1
+               AND NOT EXISTS (SELECT 1 FROM token_pairs WHERE grant_id = ?1)",
         )
+        .and_then(|mut stmt| stmt.execute([grant]))
         .map_err(internal)?;
     }
-    Ok(pairs)
+    Ok(doomed.len())
 }
 
 pub fn count(conn: &Connection) -> rusqlite::Result<i64> {

@@ -7,8 +7,9 @@
 //! `api_keys`, `clients`), the concurrency cases with real tasks on a
 //! multi-threaded runtime (`races`), derived credentials (`lineage`),
 //! one-time login proofs (`one_time`), SAML logout by NameID (`sessions`),
-//! role mappings (`role_mappings`), service tokens (`service_tokens`) and
-//! application privileges (`privileges`).
+//! role mappings (`role_mappings`), service tokens (`service_tokens`),
+//! application privileges (`privileges`) and the purge's passes
+//! (`cleanup`).
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use crate::{
 pub mod accounts;
 pub mod api_key_updates;
 pub mod api_keys;
+pub mod cleanup;
 pub mod clients;
 pub mod lineage;
 pub mod one_time;
@@ -63,6 +65,7 @@ macro_rules! conformance_tests {
             tokens::invalidate_token_alone,
             tokens::invalidate_matching,
             tokens::purge,
+            cleanup::a_backlog_is_purged_in_one_pass,
             tokens::families,
             tokens::token_scope_and_find_by_refresh,
             api_keys::api_keys,

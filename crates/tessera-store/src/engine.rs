@@ -49,7 +49,9 @@ pub trait TokenTx {
     type Error: From<StoreError>;
 
     /// The pair holding refresh token `hash`, locked for update until the
-    /// transaction ends.
+    /// transaction ends. A backend may leave a pair that is already
+    /// refreshed unlocked: it is never rotated again, and whatever
+    /// revokes it locks it.
     async fn lock_by_refresh(
         &mut self,
         hash: &TokenKey,

@@ -27,6 +27,7 @@
 //!    never stored.
 
 pub mod api_key_updates;
+pub mod cleanup;
 pub mod codec;
 pub mod conformance;
 pub mod engine;

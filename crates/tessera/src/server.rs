@@ -268,7 +268,10 @@ fn generate_password() -> String {
     crate::admin::users::generate_password().expose().to_owned()
 }
 
-/// Removes expired tokens in bounded batches, forever.
+/// Removes expired records forever: every `cleanup_interval`, one pass
+/// that purges everything expired by then in batches of `cleanup_batch`
+/// (`tessera_store::cleanup::purge_backlog`), so the store keeps pace with
+/// expiry at any creation rate.
 fn spawn_cleanup(store: Arc<dyn Store>, config: &Config, mut stop: watch::Receiver<bool>) {
     let (interval, batch) = (config.cleanup_interval, config.cleanup_batch);
     let clock = config.http.clock.clone();
@@ -280,20 +283,21 @@ fn spawn_cleanup(store: Arc<dyn Store>, config: &Config, mut stop: watch::Receiv
                 _ = ticker.tick() => {}
                 _ = stop.changed() => return,
             }
-            // A few batches per tick at most, so cleanup never hogs the writer.
-            for _ in 0..10 {
-                match store.purge_expired(clock.now(), batch).await {
-                    Ok(n) => {
-                        metrics::counter!("tessera_tokens_purged_total").increment(n);
-                        if n < u64::from(batch) {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "expired-token cleanup failed; will retry");
-                        break;
-                    }
+            let stopping = stop.clone();
+            let pass = tessera_store::cleanup::purge_backlog(
+                store.as_ref(),
+                clock.now(),
+                batch,
+                move || *stopping.borrow(),
+                |n| metrics::counter!("tessera_tokens_purged_total").increment(n),
+            )
+            .await;
+            match pass {
+                Ok(pass) if pass.batches > 1 => {
+                    tracing::debug!(purged = pass.purged, batches = pass.batches, "cleanup pass");
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "expired-token cleanup failed; will retry"),
             }
         }
     });

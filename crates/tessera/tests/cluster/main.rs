@@ -33,6 +33,9 @@
 //!   call waits `cluster_cache_ttl` after its commit.
 //! - `saml`: one SAML Response presented to two nodes at once logs in
 //!   exactly once.
+//! - `user_races`: invalidation by user racing refreshes of the user's
+//!   families leaves none of them alive, and the races cost fewer than one
+//!   rolled-back transaction per hundred refreshes.
 //! - `service_tokens`: a service token deleted through one node is refused
 //!   on every node at once.
 
@@ -48,6 +51,7 @@ mod restart;
 mod saml;
 mod service_tokens;
 mod startup;
+mod user_races;
 
 fn main() {
     tessera_testkit::trials::run(tessera_testkit::postgres_trials![
@@ -65,5 +69,6 @@ fn main() {
         startup::a_node_started_before_its_database_waits_for_it,
         startup::a_node_gives_up_after_store_wait_and_names_the_database,
         startup::a_read_only_database_makes_the_node_unready,
+        user_races::invalidation_by_user_races_refreshes_of_its_families_on_three_nodes,
     ]);
 }

@@ -300,3 +300,45 @@ impl Http {
 pub fn arrived(what: &str, r: reqwest::Result<Resp>) -> Resp {
     r.unwrap_or_else(|e| panic!("{what}: the request failed: {e}"))
 }
+
+// ---- PostgreSQL's statistics ----
+
+/// `(xact_rollback, deadlocks)` of the database `url` names.
+pub fn transaction_stats(url: &str) -> (i64, i64) {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let client = tessera_testkit::postgres::connect_admin(&url).await;
+            let row = client
+                .query_one(
+                    "SELECT xact_rollback, deadlocks FROM pg_stat_database
+                      WHERE datname = current_database()",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_database");
+            (row.get(0), row.get(1))
+        })
+    })
+    .join()
+    .expect("the statistics thread")
+}
+
+/// [`transaction_stats`] once the ended sessions' reports have arrived:
+/// two readings in a row agree (at most five seconds).
+pub fn settled_transaction_stats(url: &str) -> (i64, i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = transaction_stats(url);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = transaction_stats(url);
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
