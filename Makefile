@@ -2,11 +2,10 @@
 # It installs the test identity providers' npm packages from their
 # lockfiles when they are missing (without npm their tests report
 # themselves skipped), then runs the workspace's tests with a throw-away
-# PostgreSQL, and the API and OAuth test binaries a second time with every
-# server in Elasticsearch's invalidation mode (`token_invalidation =
-# "token"`, through TESSERA_TEST_TOKEN_INVALIDATION; about as long as their
-# first run). The cluster tests take the same variable (and check each
-# mode's answers) but are not run twice: they take minutes.
+# PostgreSQL, and the test binaries that start servers (API, OAuth, CLI,
+# cluster) a second time with every server in Elasticsearch's invalidation
+# mode (`token_invalidation = "token"`, through
+# TESSERA_TEST_TOKEN_INVALIDATION; about as long as their first run).
 IDPS := tests/idp/saml tests/idp/oidc
 
 .PHONY: test
@@ -19,5 +18,5 @@ test:
 	done
 	bash .ci/with-postgres.sh sh -c '\
 		cargo test --workspace && \
-		echo "== the API and OAuth tests again, token_invalidation = token" && \
-		TESSERA_TEST_TOKEN_INVALIDATION=token cargo test -p tessera --test api --test oauth'
+		echo "== the tests that start servers again, token_invalidation = token" && \
+		TESSERA_TEST_TOKEN_INVALIDATION=token cargo test -p tessera --test api --test oauth --test cli --test cluster'
