@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -115,6 +115,27 @@ fn rand_bytes() -> [u8; 2] {
     [n as u8, (n >> 8) as u8]
 }
 
+/// What all clients have seen so far, for the test to wait on.
+#[derive(Default)]
+struct Progress {
+    stop: AtomicBool,
+    /// Requests answered 200.
+    acknowledged: AtomicUsize,
+    /// Requests answered 503.
+    refused: AtomicUsize,
+}
+
+impl Progress {
+    /// Waits (polling) until `counter` reaches `at_least`.
+    fn wait(&self, what: &str, counter: &AtomicUsize, at_least: usize) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while counter.load(Ordering::Relaxed) < at_least {
+            assert!(Instant::now() < deadline, "waited in vain for {what}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// What one client saw acknowledged.
 #[derive(Default)]
 struct Seen {
@@ -133,13 +154,13 @@ struct Seen {
 /// One client: a chain of refreshes over the nodes in turn, a new chain
 /// after each invalidation; a failed request is tried again (the same
 /// refresh token) until it is answered.
-fn client(bases: Arc<Vec<String>>, id: usize, stop: Arc<AtomicBool>) -> Seen {
+fn client(bases: Arc<Vec<String>>, id: usize, progress: Arc<Progress>) -> Seen {
     let http = Http::with_timeout(NO_HANG);
     let mut seen = Seen::default();
     let mut turn = id;
     let mut current: Option<Pair> = None;
     let mut steps = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while !progress.stop.load(Ordering::Relaxed) {
         turn += 1;
         let base = &bases[turn % bases.len()];
         let started = Instant::now();
@@ -159,6 +180,7 @@ fn client(bases: Arc<Vec<String>>, id: usize, stop: Arc<AtomicBool>) -> Seen {
         };
         if r.status != 200 {
             *seen.refused.entry(r.status).or_default() += 1;
+            progress.refused.fetch_add(1, Ordering::Relaxed);
             assert!(
                 r.status == 503,
                 "client {id}: unexpected ({}) {}",
@@ -169,6 +191,7 @@ fn client(bases: Arc<Vec<String>>, id: usize, stop: Arc<AtomicBool>) -> Seen {
             continue;
         }
         steps += 1;
+        progress.acknowledged.fetch_add(1, Ordering::Relaxed);
         current = match current.take() {
             None => Some(Pair::from(&r)),
             Some(pair) if r.body.get("invalidated_tokens").is_some() => {
@@ -210,26 +233,33 @@ pub fn a_killed_primary_fails_over_to_its_synchronous_standby_and_loses_nothing(
         &["--store-timeout", STORE_TIMEOUT, "--store-wait", "30s"],
     );
     let bases = Arc::new(nodes.iter().map(|n| n.base.clone()).collect::<Vec<_>>());
-    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
-            let (bases, stop) = (Arc::clone(&bases), Arc::clone(&stop));
-            thread::spawn(move || client(bases, id, stop))
+            let (bases, progress) = (Arc::clone(&bases), Arc::clone(&progress));
+            thread::spawn(move || client(bases, id, progress))
         })
         .collect();
 
-    // Load, then the primary dies; a little later the standby is promoted.
-    // These pauses shape the load; no outcome depends on their length.
-    thread::sleep(Duration::from_secs(3));
+    // Load, then the primary dies; once the nodes have answered 503 for
+    // want of a primary, the standby is promoted; the load goes on until
+    // the nodes have acknowledged more work on the new primary.
+    let (acknowledged, refused) = (&progress.acknowledged, &progress.refused);
+    progress.wait("load before the failure", acknowledged, 20 * CLIENTS);
     replication.run("kill-primary");
-    thread::sleep(Duration::from_secs(2));
+    progress.wait("a 503 without a primary", refused, CLIENTS);
     replication.run("promote");
     let http = Http::new();
     for base in bases.iter() {
         wait_serving(&http, base);
     }
-    thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::Relaxed);
+    let promoted_at = acknowledged.load(Ordering::Relaxed);
+    progress.wait(
+        "load on the new primary",
+        acknowledged,
+        promoted_at + 20 * CLIENTS,
+    );
+    progress.stop.store(true, Ordering::Relaxed);
     let seen: Vec<Seen> = join_all(clients, "a client");
 
     let refused: usize = seen.iter().flat_map(|s| s.refused.values()).sum();
