@@ -53,6 +53,7 @@ pub const CATALOG: &[MetricInfo] = &[
     m("tessera_store_pool_connections", Kind::Gauge, "PostgreSQL store: connections open, by state (idle, in_use)."),
     m("tessera_store_pool_waiting", Kind::Gauge, "PostgreSQL store: requests waiting for a connection."),
     m("tessera_store_cache_lookups_total", Kind::Counter, "PostgreSQL store: authentication reads by result (hit: answered from the node's cache, miss: read from the database)."),
+    m("tessera_store_cache_extended_hits_total", Kind::Counter, "PostgreSQL store: cache hits served past cluster_cache_ttl because no write that takes something back had committed since the entry was read (the revocation epoch)."),
     m("tessera_store_grace_waits_total", Kind::Counter, "PostgreSQL store: writes that waited cluster_cache_ttl after their commit before answering."),
 ];
 
@@ -113,6 +114,8 @@ pub fn record_pool(store: &dyn Store) {
             .absolute(s.cache_hits);
         metrics::counter!("tessera_store_cache_lookups_total", "result" => "miss")
             .absolute(s.cache_misses);
+        metrics::counter!("tessera_store_cache_extended_hits_total")
+            .absolute(s.cache_extended_hits);
         metrics::counter!("tessera_store_grace_waits_total").absolute(s.grace_waits);
     }
 }

@@ -106,7 +106,11 @@ pub(crate) async fn bootstrap_attempt(
     Ok(inserted > 0)
 }
 
-pub(crate) async fn upsert_role(client: &Client, name: &str, body: &str) -> Result<bool, Fail> {
+pub(crate) async fn upsert_role(
+    client: &impl GenericClient,
+    name: &str,
+    body: &str,
+) -> Result<bool, Fail> {
     let statements = [
         "UPDATE roles SET descriptor = $2 WHERE name = $1",
         "INSERT INTO roles (name, descriptor) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
@@ -119,7 +123,7 @@ pub(crate) async fn upsert_role(client: &Client, name: &str, body: &str) -> Resu
 /// statement each. Returns whether it created the document; `what` names
 /// it should it keep changing in between.
 pub(crate) async fn upsert_document(
-    client: &Client,
+    client: &impl GenericClient,
     [update, insert]: [&str; 2],
     what: &str,
     name: &str,
@@ -168,9 +172,8 @@ impl PostgresStore {
         params.extend(value);
         let params = &params;
         self.db
-            .run(
+            .revoking(
                 op,
-                Repeat::Unsafe,
                 attempt!(|c| {
                     let level = if revoke {
                         IsolationLevel::Serializable
@@ -183,8 +186,7 @@ impl PostgresStore {
                     if existed && revoke {
                         lineage::revoke_user(&tx, username).await?;
                     }
-                    tx.commit().await?;
-                    Ok(existed)
+                    commit_bumped(tx, existed).await
                 }),
             )
             .await

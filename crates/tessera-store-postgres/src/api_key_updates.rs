@@ -15,7 +15,7 @@ async fn update_attempt(
     ids: &[String],
     change: &KeyUpdate,
     now: Millis,
-) -> Result<Vec<(String, KeyUpdated)>, Fail> {
+) -> Result<Bumped<Vec<(String, KeyUpdated)>>, Fail> {
     let tx = begin(c, IsolationLevel::Serializable).await?;
     let found = select_api_keys(&tx, &owner.filter(ids)).await?;
     let stmt = tx
@@ -44,8 +44,7 @@ async fn update_attempt(
         }
         outcome.push((id.clone(), what));
     }
-    tx.commit().await?;
-    Ok(outcome)
+    commit_bumped(tx, outcome).await
 }
 
 #[async_trait]
@@ -59,9 +58,8 @@ impl ApiKeyUpdateStore for PostgresStore {
     ) -> StoreResult<Vec<(String, KeyUpdated)>> {
         let ids = &api_key_updates::distinct(ids);
         self.db
-            .run(
+            .revoking(
                 "update_api_keys",
-                Repeat::Unsafe,
                 attempt!(|c| update_attempt(c, owner, ids, change, now).await),
             )
             .await

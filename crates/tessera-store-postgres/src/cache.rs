@@ -3,7 +3,7 @@
 //!
 //! Many nodes share one database and nothing tells a node that another one
 //! changed a row (no LISTEN/NOTIFY, which CockroachDB and YugabyteDB lack
-//! anyway). So the rule is one of time, with two halves:
+//! anyway). So the rules are of time and of one shared counter:
 //!
 //! - **An entry lives at most `T`** (`cluster_cache_ttl`), counted on this
 //!   node's monotonic clock from the moment *before* the read that filled
@@ -13,19 +13,26 @@
 //!   user, role or key is asked of the database every time, so anything
 //!   created on another node is seen at once.
 //! - **Every write that may take something back answers only `T` after its
-//!   commit** ([`Grace`], applied by [`crate::db::Db::run`] to every
-//!   [`Repeat::Unsafe`](crate::db::Repeat) operation, and by
-//!   `Store::refresh` when it revoked a family on reuse). A stale entry on
-//!   any node was filled by a read that started before that commit, so it
-//!   has expired by the time the caller hears "done". Writes that only add
-//!   rows (a new pair, a new API key, the first user) are `Repeat::Adds`
-//!   and answer at once.
+//!   commit** ([`Grace`], applied by [`crate::db::Db::revoking`] to every
+//!   such write, and by `Store::refresh` when it revoked a family on
+//!   reuse). A stale entry on any node was filled by a read that started
+//!   before that commit, so it has expired by the time the caller hears
+//!   "done". Writes that only add rows (a new pair, a new API key, the
+//!   first user, a service token) are `Repeat::Adds` and answer at once.
+//! - **An entry may outlive `T` while nothing is taken back**: each
+//!   revoking write also adds to the revocation epoch in its transaction,
+//!   and an entry older than `T` is still served while this node's newest
+//!   poll of the epoch, sent less than `T` ago, reads the same epoch as
+//!   the entry's read did (`epoch.rs` argues why that is safe). So hot
+//!   entries are read from the database once, not once every `T`, until
+//!   anything is taken back anywhere.
 //! - A refresh that rotates takes nothing back (the presented access token
-//!   stays usable until it expires), so it answers at once; the node that
-//!   ran it drops the refreshed pair from its own cache, so that its own
-//!   later reads show the pair as refreshed. Another node may show it
-//!   unrefreshed for up to `T`, which no answer depends on (authentication
-//!   and introspection look only at the access token's own state).
+//!   stays usable until it expires), so it answers at once and does not
+//!   move the epoch; the node that ran it drops the refreshed pair from its
+//!   own cache, so that its own later reads show the pair as refreshed.
+//!   Another node may show it unrefreshed for as long as it keeps the
+//!   entry, which no answer depends on (authentication and introspection
+//!   look only at the access token's own state).
 //!
 //! Entries are checked against `T` when read, on each node's own clock; two
 //! clocks' rates differ by parts per million, so the grace adds 1% and a
@@ -34,7 +41,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tessera_domain::user::UserRecord;
@@ -42,7 +49,8 @@ use tessera_domain::{TokenKey, TokenRecord};
 use tessera_store::{ApiKeyRecord, RoleDescriptor, StoreResult};
 
 use crate::accounts::{named_documents, user_record, USER_BY_NAME};
-use crate::db::Repeat;
+use crate::db::{Db, Repeat};
+use crate::epoch::{spawn_poller, Latest, Poller};
 use crate::keys::api_key_record;
 use crate::tokens::{token_record, TOKEN_BY_ACCESS};
 use crate::PostgresStore;
@@ -90,15 +98,43 @@ impl Grace {
     }
 }
 
-/// One kind of cached row: each entry with the instant its read began,
-/// and other keys it may be dropped by (a pair's refresh hash).
+/// One kind of cached row: each entry with the instant its read began and
+/// its epoch tag, and other keys it may be dropped by (a pair's refresh
+/// hash).
 struct Table<K, V> {
     inner: RwLock<Inner<K, V>>,
 }
 
 struct Inner<K, V> {
-    entries: HashMap<K, (Instant, V)>,
+    entries: HashMap<K, Entry<V>>,
     aliases: HashMap<K, K>,
+}
+
+struct Entry<V> {
+    read_at: Instant,
+    tag: Option<i64>,
+    value: V,
+}
+
+/// What an entry must satisfy to be served now: be younger than `ttl`,
+/// or carry the epoch `current` (see `epoch.rs`).
+#[derive(Clone, Copy)]
+struct Fresh {
+    ttl: Duration,
+    current: Option<i64>,
+}
+
+impl Fresh {
+    /// `None`: not to be served; `Some(true)`: served by the epoch only.
+    fn judge<V>(&self, entry: &Entry<V>) -> Option<bool> {
+        if entry.read_at.elapsed() < self.ttl {
+            Some(false)
+        } else if entry.tag.is_some() && entry.tag == self.current {
+            Some(true)
+        } else {
+            None
+        }
+    }
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Table<K, V> {
@@ -111,26 +147,29 @@ impl<K: Eq + Hash + Clone, V: Clone> Table<K, V> {
         }
     }
 
-    fn get<Q>(&self, key: &Q, ttl: Duration) -> Option<V>
+    /// The entry, if it may be served, and whether only its epoch let it.
+    fn get<Q>(&self, key: &Q, fresh: Fresh) -> Option<(V, bool)>
     where
         K: std::borrow::Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        let (read_at, value) = inner.entries.get(key)?;
-        (read_at.elapsed() < ttl).then(|| value.clone())
+        let entry = inner.entries.get(key)?;
+        fresh
+            .judge(entry)
+            .map(|extended| (entry.value.clone(), extended))
     }
 
-    /// Remembers what a read begun at `read_at` found, unless it is already
-    /// too old to serve; `alias` is another key [`Table::forget`] knows it by.
-    fn put(&self, read_at: Instant, ttl: Duration, key: K, alias: Option<K>, value: V) {
-        if read_at.elapsed() >= ttl {
+    /// Remembers what a read begun at `read_at`, tagged `tag`, found;
+    /// `alias` is another key [`Table::forget`] knows it by.
+    fn put(&self, fresh: Fresh, entry: Entry<V>, key: K, alias: Option<K>) {
+        if fresh.judge(&entry).is_none() {
             return;
         }
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         let Inner { entries, aliases } = &mut *inner;
         if entries.len() >= TABLE_CAPACITY {
-            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            entries.retain(|_, e| fresh.judge(e).is_some());
             if entries.len() >= TABLE_CAPACITY {
                 entries.clear();
             }
@@ -138,12 +177,12 @@ impl<K: Eq + Hash + Clone, V: Clone> Table<K, V> {
         }
         // A later read's answer is never replaced by an earlier one's.
         match entries.get(&key) {
-            Some((at, _)) if *at > read_at => {}
+            Some(e) if e.read_at > entry.read_at => {}
             _ => {
                 if let Some(alias) = alias {
                     aliases.insert(alias, key.clone());
                 }
-                entries.insert(key, (read_at, value));
+                entries.insert(key, entry);
             }
         }
     }
@@ -164,8 +203,18 @@ pub(crate) struct ReadCache {
     users: Table<String, UserRecord>,
     roles: Table<String, RoleDescriptor>,
     api_keys: Table<String, ApiKeyRecord>,
+    /// The newest epoch this node read, and the task reading it.
+    latest: Arc<Latest>,
+    poller: Mutex<Option<Poller>>,
     hits: AtomicU64,
+    extended: AtomicU64,
     misses: AtomicU64,
+}
+
+/// A read about to be sent: when, and the epoch its entries are tagged with.
+struct Ticket {
+    read_at: Instant,
+    tag: Option<i64>,
 }
 
 impl ReadCache {
@@ -176,8 +225,21 @@ impl ReadCache {
             users: Table::new(),
             roles: Table::new(),
             api_keys: Table::new(),
+            latest: Arc::default(),
+            poller: Mutex::new(None),
             hits: AtomicU64::new(0),
+            extended: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts polling the revocation epoch, so that entries may outlive
+    /// `T` while nothing is taken back (once the schema has `cache_epoch`).
+    pub(crate) fn watch_epoch(&self, db: &Db) {
+        if self.enabled() {
+            let (pool, timeout) = db.pool();
+            let poller = spawn_poller(pool, Arc::clone(&self.latest), self.ttl, timeout);
+            *self.poller.lock().unwrap_or_else(PoisonError::into_inner) = Some(poller);
         }
     }
 
@@ -185,20 +247,59 @@ impl ReadCache {
         !self.ttl.is_zero()
     }
 
-    fn count<V>(&self, found: Option<V>) -> Option<V> {
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+    fn fresh(&self) -> Fresh {
+        Fresh {
+            ttl: self.ttl,
+            current: self.latest.current(self.ttl),
+        }
     }
 
-    /// Lookups answered from memory and lookups that went to the database.
-    pub(crate) fn counts(&self) -> (u64, u64) {
+    fn ticket(&self) -> Ticket {
+        // The tag first: the poll it comes from completed before the read.
+        let tag = self.latest.tag();
+        Ticket {
+            read_at: Instant::now(),
+            tag,
+        }
+    }
+
+    fn keep<K: Eq + Hash + Clone, V: Clone>(
+        &self,
+        table: &Table<K, V>,
+        ticket: &Ticket,
+        key: K,
+        alias: Option<K>,
+        value: V,
+    ) {
+        let entry = Entry {
+            read_at: ticket.read_at,
+            tag: ticket.tag,
+            value,
+        };
+        table.put(self.fresh(), entry, key, alias);
+    }
+
+    /// Counts a lookup: a hit (and whether only the epoch allowed it), or
+    /// a miss.
+    fn count<V>(&self, found: Option<(V, bool)>) -> Option<V> {
+        let counter = match &found {
+            Some((_, false)) => &self.hits,
+            Some((_, true)) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                &self.extended
+            }
+            None => &self.misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found.map(|(value, _)| value)
+    }
+
+    /// Lookups answered from memory (of which, by the epoch alone past
+    /// `T`), and lookups that went to the database.
+    pub(crate) fn counts(&self) -> (u64, u64, u64) {
         (
             self.hits.load(Ordering::Relaxed),
+            self.extended.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),
         )
     }
@@ -212,14 +313,14 @@ impl PostgresStore {
         if !cache.enabled() {
             return None;
         }
-        cache.count(cache.tokens.get(hash, cache.ttl))
+        cache.count(cache.tokens.get(hash, cache.fresh()))
     }
 
     pub(crate) async fn cached_token(&self, hash: &TokenKey) -> StoreResult<Option<TokenRecord>> {
         if let Some(hit) = self.token_now(hash) {
             return Ok(Some(hit));
         }
-        let read_at = Instant::now();
+        let ticket = self.cache.ticket();
         let found = self
             .db
             .run(
@@ -232,11 +333,9 @@ impl PostgresStore {
             )
             .await?;
         if let (true, Some(record)) = (self.cache.enabled(), &found) {
-            let cache = &self.cache;
             let alias = record.refresh_hash;
-            cache
-                .tokens
-                .put(read_at, cache.ttl, *hash, alias, record.clone());
+            let cache = &self.cache;
+            cache.keep(&cache.tokens, &ticket, *hash, alias, record.clone());
         }
         Ok(found)
     }
@@ -252,19 +351,23 @@ impl PostgresStore {
     pub(crate) async fn cached_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         let cache = &self.cache;
         if cache.enabled() {
-            if let Some(hit) = cache.count(cache.users.get(username, cache.ttl)) {
+            if let Some(hit) = cache.count(cache.users.get(username, cache.fresh())) {
                 return Ok(Some(hit));
             }
         }
-        let read_at = Instant::now();
+        let ticket = cache.ticket();
         let found = self
             .db
             .read_one("get_user", &USER_BY_NAME, username, user_record)
             .await?;
         if let (true, Some(user)) = (cache.enabled(), &found) {
-            cache
-                .users
-                .put(read_at, cache.ttl, username.to_owned(), None, user.clone());
+            cache.keep(
+                &cache.users,
+                &ticket,
+                username.to_owned(),
+                None,
+                user.clone(),
+            );
         }
         Ok(found)
     }
@@ -272,11 +375,11 @@ impl PostgresStore {
     pub(crate) async fn cached_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let cache = &self.cache;
         if cache.enabled() {
-            if let Some(hit) = cache.count(cache.api_keys.get(id, cache.ttl)) {
+            if let Some(hit) = cache.count(cache.api_keys.get(id, cache.fresh())) {
                 return Ok(Some(hit));
             }
         }
-        let read_at = Instant::now();
+        let ticket = cache.ticket();
         let sql = format!(
             "SELECT {} FROM api_keys WHERE id = $1",
             tessera_store::codec::API_KEY_COLUMNS
@@ -286,9 +389,7 @@ impl PostgresStore {
             .read_one("get_api_key", &sql, id, api_key_record)
             .await?;
         if let (true, Some(key)) = (cache.enabled(), &found) {
-            cache
-                .api_keys
-                .put(read_at, cache.ttl, id.to_owned(), None, key.clone());
+            cache.keep(&cache.api_keys, &ticket, id.to_owned(), None, key.clone());
         }
         Ok(found)
     }
@@ -305,15 +406,21 @@ impl PostgresStore {
         }
         let cache = &self.cache;
         if cache.enabled() {
+            let fresh = cache.fresh();
+            let mut extended = false;
             let hits: Option<Vec<_>> = names
                 .iter()
-                .map(|n| cache.roles.get(n, cache.ttl).map(|d| (n.clone(), d)))
+                .map(|n| {
+                    let (role, by_epoch) = cache.roles.get(n, fresh)?;
+                    extended |= by_epoch;
+                    Some((n.clone(), role))
+                })
                 .collect();
-            if let Some(hits) = cache.count(hits) {
+            if let Some(hits) = cache.count(hits.map(|h| (h, extended))) {
                 return Ok(hits);
             }
         }
-        let read_at = Instant::now();
+        let ticket = cache.ticket();
         let found = self
             .db
             .run(
@@ -332,9 +439,7 @@ impl PostgresStore {
             .await?;
         if cache.enabled() {
             for (name, role) in &found {
-                cache
-                    .roles
-                    .put(read_at, cache.ttl, name.clone(), None, role.clone());
+                cache.keep(&cache.roles, &ticket, name.clone(), None, role.clone());
             }
         }
         // In the order asked for, like the other backends.
@@ -349,29 +454,86 @@ impl PostgresStore {
 mod tests {
     use super::*;
 
+    fn entry(read_at: Instant, tag: Option<i64>, value: u32) -> Entry<u32> {
+        Entry {
+            read_at,
+            tag,
+            value,
+        }
+    }
+
+    fn young(ttl: Duration) -> Fresh {
+        Fresh { ttl, current: None }
+    }
+
     #[test]
     fn an_entry_is_served_only_younger_than_the_ttl_counted_from_its_read() {
         let ttl = Duration::from_secs(3600);
         let table: Table<String, u32> = Table::new();
         let now = Instant::now();
-        table.put(now, ttl, "a".into(), Some("alias".into()), 1);
-        assert_eq!(table.get("a", ttl), Some(1));
+        table.put(
+            young(ttl),
+            entry(now, None, 1),
+            "a".into(),
+            Some("alias".into()),
+        );
+        assert_eq!(table.get("a", young(ttl)), Some((1, false)));
         // The same entry is too old for a shorter limit.
-        assert_eq!(table.get("a", Duration::ZERO), None);
+        assert_eq!(table.get("a", young(Duration::ZERO)), None);
         // A read that began before the cached one never replaces it.
         let earlier = now.checked_sub(Duration::from_millis(5)).unwrap_or(now);
-        table.put(earlier, ttl, "a".into(), None, 0);
+        table.put(young(ttl), entry(earlier, None, 0), "a".into(), None);
         if earlier < now {
-            assert_eq!(table.get("a", ttl), Some(1));
+            assert_eq!(table.get("a", young(ttl)), Some((1, false)));
         }
         table.forget(&"alias".to_owned());
-        assert_eq!(table.get("a", ttl), None);
+        assert_eq!(table.get("a", young(ttl)), None);
         // A read that began longer than the ttl ago is not kept.
         let old = now.checked_sub(Duration::from_secs(7200));
         if let Some(old) = old {
-            table.put(old, ttl, "b".into(), None, 2);
-            assert_eq!(table.get("b", ttl), None);
+            table.put(young(ttl), entry(old, None, 2), "b".into(), None);
+            assert_eq!(table.get("b", young(ttl)), None);
         }
+    }
+
+    #[test]
+    fn an_old_entry_is_served_only_while_a_recent_poll_reads_its_tag() {
+        let table: Table<String, u32> = Table::new();
+        let expired = Duration::ZERO;
+        let at = |current| Fresh {
+            ttl: expired,
+            current,
+        };
+        table.put(
+            at(Some(7)),
+            entry(Instant::now(), Some(7), 1),
+            "a".into(),
+            None,
+        );
+        assert_eq!(table.get("a", at(Some(7))), Some((1, true)));
+        // Something was taken back since: the epoch moved on.
+        assert_eq!(table.get("a", at(Some(8))), None);
+        // No recent poll: only the plain rule, which it fails.
+        assert_eq!(table.get("a", at(None)), None);
+        // An entry read before any poll has no tag, so no poll serves it.
+        table.put(
+            young(Duration::from_secs(60)),
+            entry(Instant::now(), None, 2),
+            "b".into(),
+            None,
+        );
+        assert_eq!(table.get("b", at(Some(7))), None);
+        assert_eq!(table.get("b", at(None)), None);
+    }
+
+    #[test]
+    fn only_a_poll_sent_within_the_ttl_is_current() {
+        let latest = Latest::default();
+        assert_eq!(latest.tag(), None);
+        latest.record_for_test(Instant::now(), 3);
+        assert_eq!(latest.tag(), Some(3));
+        assert_eq!(latest.current(Duration::from_secs(60)), Some(3));
+        assert_eq!(latest.current(Duration::ZERO), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tessera_store::{StoreError, StoreResult};
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use crate::cache::Grace;
+use crate::epoch::Bumped;
 use crate::PostgresConfig;
 
 /// How many times one operation is tried when the database reports a
@@ -48,17 +49,13 @@ impl From<StoreError> for Fail {
 }
 
 /// Whether an operation may simply run again after its connection died
-/// under it, and whether it answers only after the revocation grace. Reads
-/// may run again; a write may not, because its statement might have
-/// committed before the connection was lost.
+/// under it. Reads may run again; a write may not, because its statement
+/// might have committed before the connection was lost. A write that may
+/// take something back is neither: it goes through [`Db::revoking`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Repeat {
     /// A read.
     Safe,
-    /// A write that may change or remove a row some node has cached (every
-    /// write, unless it is one of [`Repeat::Adds`]): it answers only after
-    /// the grace (`cache::Grace`), so no node still serves what it took back.
-    Unsafe,
     /// A write that only adds rows or removes what can no longer be used,
     /// or whose caller waits the grace itself when it took something back
     /// (`Store::refresh`).
@@ -176,7 +173,7 @@ pub(crate) struct Db {
     /// stops answering (a network partition that the server's own
     /// statement_timeout cannot see) is given up on.
     attempt_timeout: Duration,
-    /// The wait of every [`Repeat::Unsafe`] write after its commit.
+    /// The wait of every [`Db::revoking`] write after its commit.
     pub(crate) grace: Grace,
 }
 
@@ -191,6 +188,7 @@ impl Db {
             waiting: s.waiting,
             cache_hits: 0,
             cache_misses: 0,
+            cache_extended_hits: 0,
             grace_waits: self.grace.waits(),
         }
     }
@@ -251,9 +249,6 @@ impl Db {
     /// re-reads everything it decides on, repeating it can never apply a
     /// change twice.
     ///
-    /// A [`Repeat::Unsafe`] write answers, whatever its outcome, only after
-    /// the grace: this is the one place revoking writes wait, so a new one
-    /// cannot forget to.
     pub(crate) async fn run<T, F, Fut>(
         &self,
         op: &'static str,
@@ -264,17 +259,35 @@ impl Db {
         F: FnMut(Lease) -> Fut,
         Fut: Future<Output = (Lease, Result<T, Fail>)>,
     {
-        let outcome = self.attempts(op, repeat, f).await;
-        if repeat == Repeat::Unsafe {
-            self.grace.after_commit().await;
-        }
-        outcome
+        self.attempts(op, repeat == Repeat::Safe, f).await
+    }
+
+    /// Runs a write that may change or remove a row some node has cached,
+    /// like [`Db::run`]. Each attempt must add to the revocation epoch in
+    /// its transaction ([`crate::epoch::bump`], the only way to make its
+    /// answer), and the write answers, whatever its outcome, only after
+    /// the grace: this is the one place revoking writes wait, so a new one
+    /// cannot forget to.
+    pub(crate) async fn revoking<T, F, Fut>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        F: FnMut(Lease) -> Fut,
+        Fut: Future<Output = (Lease, Result<Bumped<T>, Fail>)>,
+    {
+        let outcome = self.attempts(op, false, f).await;
+        self.grace.after_commit().await;
+        outcome.map(Bumped::into_inner)
+    }
+
+    /// A clone of the pool and the limit on one attempt (for the epoch
+    /// poller).
+    pub(crate) fn pool(&self) -> (Pool, Duration) {
+        (self.pool.clone(), self.attempt_timeout)
     }
 
     async fn attempts<T, F, Fut>(
         &self,
         op: &'static str,
-        repeat: Repeat,
+        safe_to_retry: bool,
         mut f: F,
     ) -> StoreResult<T>
     where
@@ -305,7 +318,7 @@ impl Db {
                     lease.release();
                     return Err(e);
                 }
-                Err(Fail::Db(e)) => (e, repeat == Repeat::Safe),
+                Err(Fail::Db(e)) => (e, safe_to_retry),
                 Err(Fail::Stale(e)) => (e, true),
             };
             match classify(&e) {

@@ -60,15 +60,14 @@ pub(crate) async fn invalidate_api_keys_attempt(
     c: &mut Client,
     filter: &ApiKeyFilter,
     now: Millis,
-) -> Result<ApiKeyInvalidation, Fail> {
+) -> Result<Bumped<ApiKeyInvalidation>, Fail> {
     // Serializable, so that a token minted from a key while it is being
     // invalidated is either revoked here or refused (see `lineage`).
     let tx = begin(c, IsolationLevel::Serializable).await?;
     let keys = select_api_keys(&tx, filter).await?;
     let ids: Vec<String> = keys.into_iter().map(|k| k.id).collect();
     if ids.is_empty() {
-        tx.commit().await?;
-        return Ok(ApiKeyInvalidation::default());
+        return commit_bumped(tx, ApiKeyInvalidation::default()).await;
     }
     let stmt = tx
         .prepare_cached(
@@ -84,13 +83,13 @@ pub(crate) async fn invalidate_api_keys_attempt(
     // Every token the keys minted or stand for dies with them (again, for
     // a key invalidated before: idempotent).
     lineage::revoke_api_keys(&tx, &ids).await?;
-    tx.commit().await?;
     let (invalidated, previously_invalidated) =
         ids.into_iter().partition(|id| changed.contains(id));
-    Ok(ApiKeyInvalidation {
+    let outcome = ApiKeyInvalidation {
         invalidated,
         previously_invalidated,
-    })
+    };
+    commit_bumped(tx, outcome).await
 }
 
 pub(crate) fn oauth_client_record(row: &Row) -> Result<OAuthClientRecord, Fail> {
@@ -109,7 +108,10 @@ pub(crate) fn oauth_client_record(row: &Row) -> Result<OAuthClientRecord, Fail> 
 /// Updates an existing client's metadata (never its secret hash or
 /// creation time) or, failing that, creates it; one statement each, as for
 /// users, so the SQL stays portable. Returns whether it created the client.
-pub(crate) async fn upsert_oauth_client(c: &Client, r: &OAuthClientRow) -> Result<bool, Fail> {
+pub(crate) async fn upsert_oauth_client(
+    c: &impl GenericClient,
+    r: &OAuthClientRow,
+) -> Result<bool, Fail> {
     let update = c
         .prepare_cached(
             "UPDATE oauth_clients SET client_name = $2, grant_types = $3, scope = $4,
@@ -162,16 +164,14 @@ pub(crate) async fn delete_oauth_client_attempt(
     client: &mut Client,
     client_id: &str,
     client_column: &str,
-) -> Result<bool, Fail> {
+) -> Result<Bumped<bool>, Fail> {
     let tx = begin(client, IsolationLevel::Serializable).await?;
     let stmt = tx
         .prepare_cached("DELETE FROM oauth_clients WHERE client_id = $1")
         .await?;
     if tx.execute(&stmt, &[&client_id]).await? == 0 {
-        tx.commit().await?;
-        return Ok(false);
+        return commit_bumped(tx, false).await;
     }
     lineage::revoke_client(&tx, client_column).await?;
-    tx.commit().await?;
-    Ok(true)
+    commit_bumped(tx, true).await
 }

@@ -63,6 +63,7 @@ mod db;
 mod accounts;
 mod api_key_updates;
 mod cache;
+mod epoch;
 mod keys;
 mod lineage;
 mod privileges;
@@ -97,6 +98,7 @@ use tokio_postgres::{IsolationLevel, Row};
 
 use accounts::*;
 use db::{begin, Db, Fail, Repeat};
+use epoch::{commit_bumped, Bumped};
 use keys::*;
 use tokens::*;
 
@@ -186,6 +188,7 @@ impl PostgresStore {
         if !applied.is_empty() {
             tracing::info!(?applied, "applied schema migrations");
         }
+        cache.watch_epoch(&db);
         Ok(Self {
             db,
             issued_marked: AtomicBool::new(false),
@@ -221,9 +224,10 @@ fn count(row: &Row) -> Result<u64, Fail> {
 #[async_trait]
 impl Store for PostgresStore {
     fn pool_status(&self) -> Option<tessera_store::PoolStatus> {
-        let (cache_hits, cache_misses) = self.cache.counts();
+        let (cache_hits, cache_extended_hits, cache_misses) = self.cache.counts();
         Some(tessera_store::PoolStatus {
             cache_hits,
+            cache_extended_hits,
             cache_misses,
             ..self.db.pool_status()
         })
@@ -297,20 +301,20 @@ impl Store for PostgresStore {
         let user = &user;
         let revoke = user.revoke_tokens && (user.password_hash.is_some() || !user.enabled);
         self.db
-            .run(
+            .revoking(
                 "put_user",
-                Repeat::Unsafe,
                 attempt!(|c| {
-                    if !revoke {
-                        return upsert_user(&*c, user).await;
-                    }
-                    let tx = begin(c, IsolationLevel::Serializable).await?;
+                    let level = if revoke {
+                        IsolationLevel::Serializable
+                    } else {
+                        IsolationLevel::ReadCommitted
+                    };
+                    let tx = begin(c, level).await?;
                     let created = upsert_user(&tx, user).await?;
-                    if !created {
+                    if revoke && !created {
                         lineage::revoke_user(&tx, &user.username).await?;
                     }
-                    tx.commit().await?;
-                    Ok(created)
+                    commit_bumped(tx, created).await
                 }),
             )
             .await
@@ -373,10 +377,13 @@ impl Store for PostgresStore {
     async fn put_role(&self, name: &str, role: &RoleDescriptor) -> StoreResult<bool> {
         let body = &codec::to_json(role)?;
         self.db
-            .run(
+            .revoking(
                 "put_role",
-                Repeat::Unsafe,
-                attempt!(|c| upsert_role(c, name, body).await),
+                attempt!(|c| {
+                    let tx = begin(c, IsolationLevel::ReadCommitted).await?;
+                    let created = upsert_role(&tx, name, body).await?;
+                    commit_bumped(tx, created).await
+                }),
             )
             .await
     }
@@ -404,18 +411,8 @@ impl Store for PostgresStore {
     }
 
     async fn delete_role(&self, name: &str) -> StoreResult<bool> {
-        self.db
-            .run(
-                "delete_role",
-                Repeat::Unsafe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached("DELETE FROM roles WHERE name = $1")
-                        .await?;
-                    Ok(c.execute(&stmt, &[&name]).await? > 0)
-                }),
-            )
-            .await
+        let sql = "DELETE FROM roles WHERE name = $1";
+        Ok(self.revoking_execute("delete_role", sql, &[&name]).await? > 0)
     }
 
     async fn put_role_mapping(&self, name: &str, mapping: &RoleMapping) -> StoreResult<bool> {
@@ -535,12 +532,13 @@ impl Store for PostgresStore {
         now: Millis,
     ) -> StoreResult<InvalidateCounts> {
         self.db
-            .run(
+            .revoking(
                 "invalidate_matching",
-                Repeat::Unsafe,
                 attempt!(|c| {
                     let whose = Whose::User { username, realm };
-                    Ok(invalidate_matching_attempt(c, whose, now).await?.0)
+                    Ok(invalidate_matching_attempt(c, whose, now)
+                        .await?
+                        .map(|o| o.0))
                 }),
             )
             .await
@@ -554,16 +552,17 @@ impl Store for PostgresStore {
         now: Millis,
     ) -> StoreResult<u64> {
         self.db
-            .run(
+            .revoking(
                 "invalidate_by_nameid",
-                Repeat::Unsafe,
                 attempt!(|c| {
                     let whose = Whose::NameId {
                         realm,
                         nameid,
                         session,
                     };
-                    Ok(invalidate_matching_attempt(c, whose, now).await?.1)
+                    Ok(invalidate_matching_attempt(c, whose, now)
+                        .await?
+                        .map(|o| o.1))
                 }),
             )
             .await
@@ -615,31 +614,34 @@ impl Store for PostgresStore {
     }
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
+        // Nothing purged can still be used, but a node's cache would go on
+        // showing it, so the purge is a revoking write like the others.
         self.db
-            .run("purge_expired", Repeat::Unsafe, attempt!(|c| {
-                let stmt = c
+            .revoking("purge_expired", attempt!(|c| {
+                let tx = begin(c, IsolationLevel::ReadCommitted).await?;
+                let stmt = tx
                     .prepare_cached(
                         "DELETE FROM tokens WHERE id IN
                            (SELECT id FROM tokens WHERE purge_after <= $1 ORDER BY purge_after LIMIT $2)",
                     )
                     .await?;
-                let tokens = c.execute(&stmt, &[&now, &i64::from(limit)]).await?;
-                let stmt = c
+                let tokens = tx.execute(&stmt, &[&now, &i64::from(limit)]).await?;
+                let stmt = tx
                     .prepare_cached(
                         "DELETE FROM api_keys WHERE id IN
                            (SELECT id FROM api_keys WHERE LEAST(invalidated_at, expires_at) <= $1 LIMIT $2)",
                     )
                     .await?;
                 let cutoff = now.saturating_sub(tessera_store::API_KEY_RETENTION_MS);
-                let keys = c.execute(&stmt, &[&cutoff, &i64::from(limit)]).await?;
-                let stmt = c
+                let keys = tx.execute(&stmt, &[&cutoff, &i64::from(limit)]).await?;
+                let stmt = tx
                     .prepare_cached(
                         "DELETE FROM one_time_proofs WHERE (realm, id) IN
                            (SELECT realm, id FROM one_time_proofs WHERE keep_until < $1 LIMIT $2)",
                     )
                     .await?;
-                let proofs = c.execute(&stmt, &[&now, &i64::from(limit)]).await?;
-                Ok(tokens + keys + proofs)
+                let proofs = tx.execute(&stmt, &[&now, &i64::from(limit)]).await?;
+                commit_bumped(tx, tokens + keys + proofs).await
             }))
             .await
     }
@@ -699,9 +701,8 @@ impl Store for PostgresStore {
         now: Millis,
     ) -> StoreResult<ApiKeyInvalidation> {
         self.db
-            .run(
+            .revoking(
                 "invalidate_api_keys",
-                Repeat::Unsafe,
                 attempt!(|c| invalidate_api_keys_attempt(c, filter, now).await),
             )
             .await
@@ -710,10 +711,13 @@ impl Store for PostgresStore {
     async fn put_oauth_client(&self, client: &OAuthClientRecord) -> StoreResult<bool> {
         let r = &OAuthClientRow::from_record(client)?;
         self.db
-            .run(
+            .revoking(
                 "put_oauth_client",
-                Repeat::Unsafe,
-                attempt!(|c| upsert_oauth_client(c, r).await),
+                attempt!(|c| {
+                    let tx = begin(c, IsolationLevel::ReadCommitted).await?;
+                    let created = upsert_oauth_client(&tx, r).await?;
+                    commit_bumped(tx, created).await
+                }),
             )
             .await
     }
@@ -756,28 +760,19 @@ impl Store for PostgresStore {
         secret_hash: &[u8; 32],
     ) -> StoreResult<bool> {
         let hash = secret_hash.as_slice();
-        self.db
-            .run(
-                "set_oauth_client_secret",
-                Repeat::Unsafe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached(
-                            "UPDATE oauth_clients SET secret_hash = $2 WHERE client_id = $1",
-                        )
-                        .await?;
-                    Ok(c.execute(&stmt, &[&client_id, &hash]).await? > 0)
-                }),
-            )
-            .await
+        let sql = "UPDATE oauth_clients SET secret_hash = $2 WHERE client_id = $1";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&client_id, &hash];
+        Ok(self
+            .revoking_execute("set_oauth_client_secret", sql, &params)
+            .await?
+            > 0)
     }
 
     async fn delete_oauth_client(&self, client_id: &str) -> StoreResult<bool> {
         let column = &codec::client_column(&tessera_domain::oauth::client_ref(client_id))?;
         self.db
-            .run(
+            .revoking(
                 "delete_oauth_client",
-                Repeat::Unsafe,
                 attempt!(|c| delete_oauth_client_attempt(c, client_id, column).await),
             )
             .await

@@ -26,9 +26,8 @@ impl PrivilegeStore for PostgresStore {
             .map(|p| Ok((p.application.as_str(), p.name.as_str(), codec::to_json(p)?)))
             .collect::<StoreResult<Vec<_>>>()?;
         self.db
-            .run(
+            .revoking(
                 "put_application_privileges",
-                Repeat::Unsafe,
                 attempt!(|c| {
                     let tx = begin(c, IsolationLevel::ReadCommitted).await?;
                     let update = tx
@@ -66,8 +65,7 @@ impl PrivilegeStore for PostgresStore {
                             ))
                         })?);
                     }
-                    tx.commit().await?;
-                    Ok(created)
+                    commit_bumped(tx, created).await
                 }),
             )
             .await
@@ -123,21 +121,23 @@ impl PrivilegeStore for PostgresStore {
     ) -> StoreResult<Vec<String>> {
         let deleted: Vec<String> = self
             .db
-            .run(
+            .revoking(
                 "delete_application_privileges",
-                Repeat::Unsafe,
                 attempt!(|c| {
-                    let stmt = c
+                    let tx = begin(c, IsolationLevel::ReadCommitted).await?;
+                    let stmt = tx
                         .prepare_cached(
                             "DELETE FROM application_privileges
                              WHERE application = $1 AND name = ANY($2) RETURNING name",
                         )
                         .await?;
-                    c.query(&stmt, &[&application, &names])
+                    let deleted = tx
+                        .query(&stmt, &[&application, &names])
                         .await?
                         .iter()
                         .map(|r| r.try_get(0).map_err(Fail::from))
-                        .collect::<Result<Vec<String>, Fail>>()
+                        .collect::<Result<Vec<String>, Fail>>()?;
+                    commit_bumped(tx, deleted).await
                 }),
             )
             .await?;

@@ -5,7 +5,7 @@ use super::*;
 
 /// Updates the mapping or, failing that, creates it; one statement each.
 /// Returns whether it created the mapping.
-async fn upsert(client: &Client, name: &str, body: &str) -> Result<bool, Fail> {
+async fn upsert(client: &impl GenericClient, name: &str, body: &str) -> Result<bool, Fail> {
     let statements = [
         "UPDATE role_mappings SET mapping = $2 WHERE name = $1",
         "INSERT INTO role_mappings (name, mapping) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
@@ -21,10 +21,13 @@ impl PostgresStore {
     ) -> StoreResult<bool> {
         let body = &codec::to_json(mapping)?;
         self.db
-            .run(
+            .revoking(
                 "put_role_mapping",
-                Repeat::Unsafe,
-                attempt!(|c| upsert(c, name, body).await),
+                attempt!(|c| {
+                    let tx = begin(c, IsolationLevel::ReadCommitted).await?;
+                    let created = upsert(&tx, name, body).await?;
+                    commit_bumped(tx, created).await
+                }),
             )
             .await
     }
@@ -85,17 +88,10 @@ impl PostgresStore {
     }
 
     pub(crate) async fn remove_role_mapping(&self, name: &str) -> StoreResult<bool> {
-        self.db
-            .run(
-                "delete_role_mapping",
-                Repeat::Unsafe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached("DELETE FROM role_mappings WHERE name = $1")
-                        .await?;
-                    Ok(c.execute(&stmt, &[&name]).await? > 0)
-                }),
-            )
-            .await
+        let sql = "DELETE FROM role_mappings WHERE name = $1";
+        Ok(self
+            .revoking_execute("delete_role_mapping", sql, &[&name])
+            .await?
+            > 0)
     }
 }

@@ -191,6 +191,21 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         )",
         ],
     ),
+    (
+        10,
+        &[
+            // The revocation epoch (`epoch.rs`): every write that takes
+            // something back adds one to a row of it, chosen at random so
+            // that concurrent writers seldom wait on the same row.
+            "CREATE TABLE IF NOT EXISTS cache_epoch (
+            shard INT PRIMARY KEY,
+            n     BIGINT NOT NULL
+        )",
+            "INSERT INTO cache_epoch (shard, n)
+             SELECT s, 0 FROM generate_series(0, 15) AS s
+             ON CONFLICT (shard) DO NOTHING",
+        ],
+    ),
 ];
 
 /// Whether the server is CockroachDB, whose releases before transaction

@@ -22,7 +22,8 @@ impl ServiceTokenStore for PostgresStore {
         self.db
             .run(
                 "create_service_token",
-                Repeat::Unsafe,
+                // Only adds: an existing token is never replaced.
+                Repeat::Adds,
                 attempt!(|c| {
                     let stmt = c
                         .prepare_cached(
@@ -80,20 +81,12 @@ impl ServiceTokenStore for PostgresStore {
     }
 
     async fn delete_service_token(&self, account: &str, name: &str) -> StoreResult<bool> {
-        self.db
-            .run(
-                "delete_service_token",
-                Repeat::Unsafe,
-                attempt!(|c| {
-                    let stmt = c
-                        .prepare_cached(
-                            "DELETE FROM service_tokens WHERE account = $1 AND name = $2",
-                        )
-                        .await?;
-                    Ok(c.execute(&stmt, &[&account, &name]).await? > 0)
-                }),
-            )
-            .await
+        let sql = "DELETE FROM service_tokens WHERE account = $1 AND name = $2";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&account, &name];
+        Ok(self
+            .revoking_execute("delete_service_token", sql, &params)
+            .await?
+            > 0)
     }
 
     async fn find_service_token(&self, account: &str, name: &str) -> StoreResult<Option<[u8; 32]>> {

@@ -275,6 +275,10 @@ pub(crate) async fn refresh_attempt(
 ) -> Result<RefreshOutcome, Fail> {
     let tx = begin(client, IsolationLevel::ReadCommitted).await?;
     let outcome = engine::refresh(&mut PgTx(&tx), req).await?;
+    // Reuse that revoked the family took something back.
+    if matches!(&outcome, Err(denied) if denied.revoke_family) {
+        return Ok(commit_bumped(tx, outcome).await?.into_inner());
+    }
     tx.commit().await?;
     Ok(outcome)
 }
@@ -290,15 +294,14 @@ pub(crate) async fn invalidate_one(
     half: Half,
     hash: &TokenKey,
     family: bool,
-) -> Result<InvalidateOne, Fail> {
+) -> Result<Bumped<InvalidateOne>, Fail> {
     let tx = begin(client, IsolationLevel::ReadCommitted).await?;
     let outcome = if family {
         engine::invalidate(&mut PgTx(&tx), half, hash).await?
     } else {
         engine::invalidate_token(&mut PgTx(&tx), half, hash).await?
     };
-    tx.commit().await?;
-    Ok(outcome)
+    commit_bumped(tx, outcome).await
 }
 
 impl PostgresStore {
@@ -312,9 +315,8 @@ impl PostgresStore {
         family: bool,
     ) -> StoreResult<InvalidateOne> {
         self.db
-            .run(
+            .revoking(
                 op,
-                Repeat::Unsafe,
                 attempt!(|c| invalidate_one(c, half, hash, family).await),
             )
             .await
@@ -332,7 +334,7 @@ pub(crate) async fn invalidate_matching_attempt(
     client: &mut Client,
     whose: Whose<'_>,
     now: Millis,
-) -> Result<(InvalidateCounts, u64), Fail> {
+) -> Result<Bumped<(InvalidateCounts, u64)>, Fail> {
     let mut filters = Vec::new();
     let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&now];
     let (username, realm, nameid, session) = match &whose {
@@ -414,6 +416,5 @@ pub(crate) async fn invalidate_matching_attempt(
     families.sort();
     families.dedup();
     lineage::revoke_children(&tx, &families).await?;
-    tx.commit().await?;
-    Ok((counts, found))
+    commit_bumped(tx, (counts, found)).await
 }

@@ -267,6 +267,10 @@ pub struct PoolStatus {
     /// that went to the database (PostgreSQL: `cluster_cache_ttl`).
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// Of the hits, those served past `cluster_cache_ttl` because no
+    /// revoking write had committed since the entry was read (the
+    /// revocation epoch).
+    pub cache_extended_hits: u64,
     /// Writes that waited the revocation grace before answering.
     pub grace_waits: u64,
 }

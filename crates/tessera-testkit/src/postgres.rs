@@ -12,6 +12,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+/// A row of [`connect_admin`]'s answers.
+pub use tokio_postgres::Row;
 
 pub const URL_VAR: &str = "TESSERA_TEST_POSTGRES_URL";
 

@@ -12,9 +12,10 @@ const METRICS: &str = "/_tessera/metrics";
 /// Metrics that exist only in some deployments: the PostgreSQL pool's,
 /// the SAML and OpenID Connect realms' (once such a realm answered), and
 /// TLS's (once a handshake or a reload failed).
-const CONDITIONAL: [&str; 10] = [
+const CONDITIONAL: [&str; 11] = [
     "tessera_store_pool_max_connections",
     "tessera_store_cache_lookups_total",
+    "tessera_store_cache_extended_hits_total",
     "tessera_store_grace_waits_total",
     "tessera_store_pool_connections",
     "tessera_store_pool_waiting",

@@ -37,14 +37,14 @@ const HITS: &str = "tessera_store_cache_lookups_total{result=\"hit\"}";
 
 /// A credential and how to present it.
 #[derive(Clone, Debug)]
-enum Cred {
+pub(crate) enum Cred {
     Bearer(String),
     Basic(String, String),
     ApiKey(String),
 }
 
 impl Cred {
-    fn auth(&self) -> Auth<'_> {
+    pub(crate) fn auth(&self) -> Auth<'_> {
         match self {
             Cred::Bearer(t) => Auth::Bearer(t),
             Cred::Basic(u, p) => Auth::Basic(u, p),
@@ -53,7 +53,7 @@ impl Cred {
     }
 }
 
-fn authenticate(http: &Http, base: &str, cred: &Cred) -> Resp {
+pub(crate) fn authenticate(http: &Http, base: &str, cred: &Cred) -> Resp {
     arrived(
         "authenticate",
         http.send(Method::GET, base, AUTHENTICATE, cred.auth(), None),
@@ -64,7 +64,14 @@ fn authenticate(http: &Http, base: &str, cred: &Cred) -> Resp {
 /// serializable transactions of concurrent workers conflicting more often
 /// than the store retries) is not an answer that anything happened, so
 /// the request is sent again, a few times.
-fn call(http: &Http, base: &str, method: Method, path: &str, auth: Auth, body: &Value) -> Resp {
+pub(crate) fn call(
+    http: &Http,
+    base: &str,
+    method: Method,
+    path: &str,
+    auth: Auth,
+    body: &Value,
+) -> Resp {
     let what = format!("{method} {path}");
     let body = (!body.is_null()).then_some(body);
     let mut tries = 0;
@@ -77,12 +84,12 @@ fn call(http: &Http, base: &str, method: Method, path: &str, auth: Auth, body: &
     }
 }
 
-fn admin() -> Auth<'static> {
+pub(crate) fn admin() -> Auth<'static> {
     Auth::Basic(ADMIN, ADMIN_PW)
 }
 
 /// A password grant of `user` for itself.
-fn grant(http: &Http, base: &str, user: &str, password: &str) -> Pair {
+pub(crate) fn grant(http: &Http, base: &str, user: &str, password: &str) -> Pair {
     let body = json!({ "grant_type": "password", "username": user, "password": password });
     let r = call(
         http,
@@ -110,7 +117,11 @@ fn refresh_as(http: &Http, base: &str, user: &str, password: &str, rt: &str) -> 
 
 /// Authenticates with every credential on every node until `stop`, so the
 /// entries are refilled right up to the revoking commit.
-fn keep_hot(bases: &[String], creds: &[Cred], stop: &Arc<AtomicBool>) -> thread::JoinHandle<()> {
+pub(crate) fn keep_hot(
+    bases: &[String],
+    creds: &[Cred],
+    stop: &Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
     let (bases, creds, stop) = (bases.to_vec(), creds.to_vec(), Arc::clone(stop));
     thread::spawn(move || {
         let http = Http::new();
@@ -530,6 +541,7 @@ pub fn every_revoking_call_waits_the_grace_and_adding_calls_do_not(pg: &str) {
     ];
     for (what, run) in &calls {
         let before = http.counter(node, GRACE_WAITS);
+        let epoch = cache_epoch(cluster.store_url());
         let r = run();
         assert!(
             r.status < 300 || what.contains("reuse"),
@@ -539,6 +551,10 @@ pub fn every_revoking_call_waits_the_grace_and_adding_calls_do_not(pg: &str) {
         assert!(r.elapsed >= ttl, "{what} answered in {:?}", r.elapsed);
         let waited = http.counter(node, GRACE_WAITS) - before;
         assert!(waited >= 1.0, "{what} did not wait the grace");
+        assert!(
+            cache_epoch(cluster.store_url()) > epoch,
+            "{what} did not move the revocation epoch"
+        );
     }
 
     // Calls that only add, or rotate without taking anything back.

@@ -31,6 +31,9 @@
 //! - `cache`: credentials hot in every node's read cache are refused on
 //!   every node once the call that revoked them answers, and every such
 //!   call waits `cluster_cache_ttl` after its commit.
+//! - `cache_epoch`: credentials that every node serves past
+//!   `cluster_cache_ttl` (no revoking write since their read) are refused
+//!   on every node once the call that revoked them answers.
 //! - `saml`: one SAML Response presented to two nodes at once logs in
 //!   exactly once.
 //! - `user_races`: invalidation by user racing refreshes of the user's
@@ -42,6 +45,7 @@
 mod support;
 
 mod cache;
+mod cache_epoch;
 mod crash;
 mod derived;
 mod failover;
@@ -57,6 +61,7 @@ fn main() {
     tessera_testkit::trials::run(tessera_testkit::postgres_trials![
         cache::hot_credentials_die_on_every_node_once_the_revoking_call_answers,
         cache::every_revoking_call_waits_the_grace_and_adding_calls_do_not,
+        cache_epoch::entries_kept_past_the_ttl_die_on_every_node_once_the_revoking_call_answers,
         crash::killing_a_node_mid_stream_loses_nothing_and_never_rotates_twice,
         derived::an_invalidated_key_kills_its_chain_on_every_node,
         failover::a_killed_primary_fails_over_to_its_synchronous_standby_and_loses_nothing,

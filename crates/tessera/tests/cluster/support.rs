@@ -303,8 +303,13 @@ pub fn arrived(what: &str, r: reqwest::Result<Resp>) -> Resp {
 
 // ---- PostgreSQL's statistics ----
 
-/// `(xact_rollback, deadlocks)` of the database `url` names.
-pub fn transaction_stats(url: &str) -> (i64, i64) {
+/// The one row `sql` selects in the database `url` names, read by `read`
+/// (on a thread of its own, so that any test may call it).
+fn query_row<T: Send + 'static>(
+    url: &str,
+    sql: &'static str,
+    read: fn(&tessera_testkit::postgres::Row) -> T,
+) -> T {
     let url = url.to_owned();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -313,19 +318,31 @@ pub fn transaction_stats(url: &str) -> (i64, i64) {
             .expect("a runtime");
         runtime.block_on(async {
             let client = tessera_testkit::postgres::connect_admin(&url).await;
-            let row = client
-                .query_one(
-                    "SELECT xact_rollback, deadlocks FROM pg_stat_database
-                      WHERE datname = current_database()",
-                    &[],
-                )
-                .await
-                .expect("pg_stat_database");
-            (row.get(0), row.get(1))
+            let row = client.query_one(sql, &[]).await.expect(sql);
+            read(&row)
         })
     })
     .join()
-    .expect("the statistics thread")
+    .expect("the query thread")
+}
+
+/// `(xact_rollback, deadlocks)` of the database `url` names.
+pub fn transaction_stats(url: &str) -> (i64, i64) {
+    query_row(
+        url,
+        "SELECT xact_rollback, deadlocks FROM pg_stat_database
+          WHERE datname = current_database()",
+        |row| (row.get(0), row.get(1)),
+    )
+}
+
+/// The revocation epoch of the store in the database `url` names.
+pub fn cache_epoch(url: &str) -> i64 {
+    query_row(
+        url,
+        "SELECT CAST(SUM(n) AS BIGINT) FROM cache_epoch",
+        |row| row.get(0),
+    )
 }
 
 /// [`transaction_stats`] once the ended sessions' reports have arrived:
