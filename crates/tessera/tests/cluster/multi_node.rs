@@ -16,7 +16,9 @@ use serde_json::json;
 use crate::support::*;
 
 const NODES: usize = 3;
-const TRIALS: usize = 500;
+/// Races per run; `TESSERA_CLUSTER_TRIALS` raises it for a longer run
+/// (1,200 trials are 10,800 refreshes).
+const DEFAULT_TRIALS: usize = 500;
 const THREADS: usize = 9;
 /// Every how many trials the invalidation checks run.
 const INVALIDATE_EVERY: usize = 25;
@@ -35,6 +37,10 @@ struct Seen {
 }
 
 pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
+    let trials: usize = std::env::var("TESSERA_CLUSTER_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_TRIALS);
     let started = Instant::now();
     let mut cluster = Cluster::start(pg, NODES, &[]);
     let bases = Arc::new(cluster.bases());
@@ -49,7 +55,7 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
         assert_eq!(r.status, 200, "{base}: {}", r.text);
     }
 
-    let originals: Arc<Mutex<Vec<Pair>>> = Arc::new(Mutex::new(Vec::with_capacity(TRIALS)));
+    let originals: Arc<Mutex<Vec<Pair>>> = Arc::new(Mutex::new(Vec::with_capacity(trials)));
     let barrier = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -60,8 +66,8 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
             );
             thread::spawn(move || {
                 let http = Http::new();
-                let mut seen = Vec::with_capacity(TRIALS);
-                for trial in 0..TRIALS {
+                let mut seen = Vec::with_capacity(trials);
+                for trial in 0..trials {
                     if t == 0 {
                         let r =
                             arrived("password grant", http.password_grant(&bases[trial % NODES]));
@@ -101,7 +107,7 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
     let raced = started.elapsed();
     let originals = originals.lock().unwrap().clone();
 
-    let mut successors = Vec::with_capacity(TRIALS);
+    let mut successors = Vec::with_capacity(trials);
     let mut all_new = HashSet::new();
     for (trial, original) in originals.iter().enumerate() {
         let seen: Vec<&Seen> = per_thread.iter().map(|s| &s[trial]).collect();
@@ -153,15 +159,15 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
         .iter()
         .map(|b| http.counter(b, "tessera_refresh_total{outcome=\"replayed_in_window\"}"))
         .sum();
-    assert_eq!(rotated, TRIALS as f64, "rotations across the cluster");
-    assert_eq!(replayed, (TRIALS * (THREADS - 1)) as f64, "replays");
+    assert_eq!(rotated, trials as f64, "rotations across the cluster");
+    assert_eq!(replayed, (trials * (THREADS - 1)) as f64, "replays");
 
     // Invalidation through one node holds on the others at once. Every
     // token of a refresh family goes with any of its members (the
     // original pair included; with `token_invalidation = "token"`, the
     // named token alone); the trials alternate between naming the new
     // access token and the new refresh token.
-    for (k, trial) in (0..TRIALS).step_by(INVALIDATE_EVERY).enumerate() {
+    for (k, trial) in (0..trials).step_by(INVALIDATE_EVERY).enumerate() {
         let (original, new) = (&originals[trial], &successors[trial]);
         let by = trial % NODES;
         let others: Vec<usize> = (1..NODES).map(|k| (by + k) % NODES).collect();
@@ -221,7 +227,7 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
     }
     // The trials nobody invalidated are untouched: their tokens still work
     // on every node.
-    for trial in (1..TRIALS).step_by(INVALIDATE_EVERY) {
+    for trial in (1..trials).step_by(INVALIDATE_EVERY) {
         for base in bases.iter() {
             let a = arrived(
                 "bearer",
@@ -264,10 +270,10 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
     cluster.nodes.clear();
     let stats = settled_transaction_stats(cluster.store_url());
     let (rollbacks, deadlocks) = (stats.0 - stats_before.0, stats.1 - stats_before.1);
-    let refreshes = TRIALS * THREADS;
+    let refreshes = trials * THREADS;
     let per_100 = 100.0 * (rollbacks + deadlocks) as f64 / refreshes as f64;
     eprintln!(
-        "multi_node: {TRIALS} trials x {THREADS} threads over {NODES} nodes in {raced:?}, {:?} in all; \
+        "multi_node: {trials} trials x {THREADS} threads over {NODES} nodes in {raced:?}, {:?} in all; \
          {rollbacks} transactions rolled back and {deadlocks} deadlocks: {per_100:.2} per 100 refreshes",
         started.elapsed()
     );
