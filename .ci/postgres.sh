@@ -14,7 +14,14 @@
 # user `postgres` (or `tessera-pg`, created if needed).
 #
 # Settings (environment): TESSERA_PG_PORT (first port tried, default 54329),
-# TESSERA_PG_STATE (where start records the cluster for stop).
+# TESSERA_PG_STATE (where start records the cluster for stop),
+# TESSERA_PG_TLS_DIR (opt-in TLS, for the store's TLS tests: a folder with
+# server.crt and server.key, and optionally ca.crt; the server then speaks
+# TLS (`ssl = on`), accepts TCP connections only over TLS (`hostssl` lines
+# alone in pg_hba.conf), lets the role `tessera_cert` in only with a client
+# certificate issued by ca.crt, and the export line also names the Unix
+# socket's folder, TESSERA_TEST_POSTGRES_SOCKET_DIR, where plain connections
+# are still accepted).
 set -euo pipefail
 
 STATE_FILE=${TESSERA_PG_STATE:-${TMPDIR:-/tmp}/tessera-postgres.state}
@@ -153,6 +160,9 @@ fsync = on
 synchronous_commit = on
 max_connections = 200
 EOF
+    if [[ -n ${TESSERA_PG_TLS_DIR:-} ]]; then
+        configure_tls "$user" "$dir/data"
+    fi
     cat >"$STATE_FILE" <<EOF
 BINDIR='$bindir'
 SERVER_USER='$user'
@@ -176,7 +186,42 @@ EOF
         sleep 0.5
     done
     log "ready"
-    echo "export TESSERA_TEST_POSTGRES_URL=$(url_for "$port")"
+    if [[ -n ${TESSERA_PG_TLS_DIR:-} ]]; then
+        echo "export TESSERA_TEST_POSTGRES_URL=$(url_for "$port") TESSERA_TEST_POSTGRES_SOCKET_DIR=$dir"
+    else
+        echo "export TESSERA_TEST_POSTGRES_URL=$(url_for "$port")"
+    fi
+}
+
+# TLS on: the certificate and key from TESSERA_PG_TLS_DIR, copied into the
+# data folder for the server user (the key readable by it alone, as the
+# server demands), and a pg_hba.conf that takes TCP connections over TLS only.
+configure_tls() {
+    local user=$1 data=$2 f owner=()
+    if [[ $(id -u) -eq 0 ]]; then
+        owner=(-o "$user")
+    fi
+    for f in server.crt server.key ca.crt; do
+        if [[ -f $TESSERA_PG_TLS_DIR/$f ]]; then
+            install "${owner[@]}" -m 600 "$TESSERA_PG_TLS_DIR/$f" "$data/$f"
+        fi
+    done
+    cat >>"$data/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+EOF
+    {
+        echo "local all all trust"
+        if [[ -f $data/ca.crt ]]; then
+            echo "ssl_ca_file = 'ca.crt'" >>"$data/postgresql.conf"
+            echo "hostssl all tessera_cert 127.0.0.1/32 cert"
+        fi
+        echo "hostssl all all 127.0.0.1/32 trust"
+    } >"$data/pg_hba.conf"
+    if [[ $(id -u) -eq 0 ]]; then
+        chown "$user" "$data/pg_hba.conf"
+    fi
 }
 
 stop() {

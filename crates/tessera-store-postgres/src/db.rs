@@ -8,11 +8,13 @@ use deadpool_postgres::{
     Client, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use tessera_store::{StoreError, StoreResult};
-use tokio_postgres::{IsolationLevel, NoTls};
+use tokio_postgres::config::Host;
+use tokio_postgres::IsolationLevel;
 
 use crate::cache::Grace;
 use crate::epoch::Bumped;
-use crate::PostgresConfig;
+
+use crate::{tls, PostgresConfig};
 
 /// How many times one operation is tried when the database reports a
 /// serialization failure or a deadlock.
@@ -175,6 +177,10 @@ pub(crate) struct Db {
     attempt_timeout: Duration,
     /// The wait of every [`Db::revoking`] write after its commit.
     pub(crate) grace: Grace,
+    /// `sslmode` and the rest, for messages about TLS failures.
+    pub(crate) tls: tls::Settings,
+    /// The servers' `host:port`s, for messages (never the password).
+    pub(crate) target: String,
 }
 
 impl Db {
@@ -194,10 +200,13 @@ impl Db {
     }
 
     pub(crate) fn new(config: &PostgresConfig) -> StoreResult<Self> {
-        let mut pg: tokio_postgres::Config = config
-            .url
+        let (url, tls) = tls::split(&config.url, config.ca_file.as_deref())?;
+        let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Internal(format!("the PostgreSQL URL is not valid: {e}")))?;
+        pg.ssl_mode(tls.mode.driver());
+        let connector = tls::connector(&tls)?;
+        let target = target(&pg);
         let statement_ms = config.statement_timeout.as_millis().max(1);
         // A session stuck inside a transaction (its client vanished) would
         // hold row locks that refreshes wait on; the server ends it.
@@ -216,7 +225,7 @@ impl Db {
         }
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -236,7 +245,42 @@ impl Db {
                 .saturating_mul(2)
                 .max(Duration::from_secs(1)),
             grace: Grace::new(config.cache_ttl),
+            tls,
+            target,
         })
+    }
+
+    /// Opens a first connection, at start. A TLS failure there is a
+    /// mistake in the configuration (no TLS on a server where the mode
+    /// demands it, a certificate that does not verify), reported at once
+    /// as [`StoreError::Internal`], naming the servers and the cause,
+    /// rather than waited out as an unreachable database would be.
+    pub(crate) async fn first_connection(&self) -> StoreResult<()> {
+        match self.pool.get().await {
+            Ok(_) => Ok(()),
+            Err(PoolError::Backend(e)) => match tls::failure(&e, &self.tls) {
+                Some(why) => Err(StoreError::Internal(format!(
+                    "TLS to PostgreSQL at {}: {why}",
+                    self.target
+                ))),
+                None => Err(self.pool_error("connect", PoolError::Backend(e))),
+            },
+            Err(e) => Err(self.pool_error("connect", e)),
+        }
+    }
+
+    /// [`pool_error`], saying when TLS is why no connection was opened.
+    fn pool_error(&self, op: &str, e: PoolError) -> StoreError {
+        match e {
+            PoolError::Backend(e) => match tls::failure(&e, &self.tls) {
+                Some(why) => StoreError::Unavailable(format!(
+                    "{op}: TLS to PostgreSQL at {}: {why}",
+                    self.target
+                )),
+                None => pool_error(op, PoolError::Backend(e)),
+            },
+            e => pool_error(op, e),
+        }
     }
 
     /// Runs `f` on a pooled connection until it gives a final answer.
@@ -297,7 +341,7 @@ impl Db {
         let mut conflicts = 0;
         let mut stale = 0;
         loop {
-            let client = self.pool.get().await.map_err(|e| pool_error(op, e))?;
+            let client = self.pool.get().await.map_err(|e| self.pool_error(op, e))?;
             // If the attempt does not finish in time, dropping its future
             // drops the lease, which discards the connection: it may be
             // half-way through anything.
@@ -358,6 +402,33 @@ impl Db {
                 }
             }
         }
+    }
+}
+
+/// The `host:port` of every server `pg` names, comma-separated.
+fn target(pg: &tokio_postgres::Config) -> String {
+    let ports = pg.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let hosts: Vec<String> = if pg.get_hosts().is_empty() {
+        pg.get_hostaddrs()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{a}:{}", port(i)))
+            .collect()
+    } else {
+        pg.get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| match h {
+                Host::Tcp(name) => format!("{name}:{}", port(i)),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect()
+    };
+    if hosts.is_empty() {
+        "localhost:5432".to_owned()
+    } else {
+        hosts.join(", ")
     }
 }
 
@@ -461,6 +532,16 @@ pub(crate) async fn begin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_names_every_host_and_port_but_no_password() {
+        let target_of = |url: &str| target(&url.parse().unwrap());
+        assert_eq!(
+            target_of("postgres://u:pw@h1:5432,h2:5433/db?target_session_attrs=read-write"),
+            "h1:5432, h2:5433"
+        );
+        assert_eq!(target_of("postgres://u:pw@db/t"), "db:5432");
+    }
 
     #[test]
     fn backoff_is_bounded_and_grows() {

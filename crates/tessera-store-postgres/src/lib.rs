@@ -63,6 +63,7 @@ mod db;
 mod accounts;
 mod api_key_updates;
 mod cache;
+mod config;
 mod epoch;
 mod keys;
 mod lineage;
@@ -70,12 +71,12 @@ mod privileges;
 mod role_mappings;
 mod schema;
 mod service_tokens;
+mod tls;
 mod tokens;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Client, GenericClient};
@@ -88,6 +89,7 @@ use tessera_store::codec::{
 };
 
 pub use cache::DEFAULT_CACHE_TTL;
+pub use config::PostgresConfig;
 use tessera_store::engine::{self, Half};
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne, Lineage,
@@ -101,54 +103,6 @@ use db::{begin, Db, Fail, Repeat};
 use epoch::{commit_bumped, Bumped};
 use keys::*;
 use tokens::*;
-
-/// How to reach the database and how long to wait for it.
-#[derive(Clone)]
-pub struct PostgresConfig {
-    /// A `postgres://user:password@host:port/database` URL. Its query may
-    /// carry driver settings, e.g. `?options=-c%20search_path%3Dtessera`.
-    pub url: String,
-    /// The most connections this store opens.
-    pub pool_size: usize,
-    /// Limit on opening one connection (TCP connect and handshake).
-    pub connect_timeout: Duration,
-    /// The server-side limit on one statement, set on every connection.
-    pub statement_timeout: Duration,
-    /// Limit on waiting for a free pooled connection.
-    pub acquire_timeout: Duration,
-    /// `T`: how long this node serves what authentication read, and how
-    /// long after its commit a write that takes something back waits before
-    /// it answers (`cache.rs`). Zero turns both off.
-    pub cache_ttl: Duration,
-}
-
-impl PostgresConfig {
-    /// The defaults: 16 connections and 5 s for each timeout.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            pool_size: 16,
-            connect_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(5),
-            acquire_timeout: Duration::from_secs(5),
-            cache_ttl: DEFAULT_CACHE_TTL,
-        }
-    }
-}
-
-impl fmt::Debug for PostgresConfig {
-    /// Leaves the URL out: it may hold a password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresConfig")
-            .field("url", &"<redacted>")
-            .field("pool_size", &self.pool_size)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("statement_timeout", &self.statement_timeout)
-            .field("acquire_timeout", &self.acquire_timeout)
-            .field("cache_ttl", &self.cache_ttl)
-            .finish()
-    }
-}
 
 pub struct PostgresStore {
     db: Db,
@@ -171,6 +125,8 @@ impl PostgresStore {
     pub async fn connect(config: PostgresConfig) -> StoreResult<PostgresStore> {
         let cache = cache::ReadCache::new(config.cache_ttl);
         let db = Db::new(&config)?;
+        db.first_connection().await?;
+        tracing::info!(servers = %db.target, tls = %db.tls, "connected to PostgreSQL");
         let cockroach = db
             .run(
                 "connect",

@@ -15,6 +15,9 @@ use tessera_testkit::postgres::{connect_admin, server_address, with_address, Tes
 use tessera_testkit::proxy::{Mode, Proxy};
 use tessera_testkit::trials::{self, needs_postgres_async, Trial};
 
+#[path = "postgres/tls.rs"]
+mod tls;
+
 fn main() {
     let mut tests: Vec<Trial> = conformance::cases()
         .into_iter()
@@ -61,6 +64,7 @@ fn main() {
             statement_timeout_cancels_a_blocked_call,
         ),
     ]);
+    tests.extend(tls::trials());
     trials::run(tests);
 }
 

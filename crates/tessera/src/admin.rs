@@ -37,6 +37,10 @@ pub struct StoreArgs {
     /// a `postgres://user:password@host:port/db` URL.
     #[arg(long, env = "TESSERA_STORE")]
     pub store: Option<String>,
+    /// PostgreSQL: PEM file of the certificate authorities the database's
+    /// certificate is checked against (as for `serve`) [default: none].
+    #[arg(long, env = "TESSERA_STORE_CA_FILE")]
+    pub store_ca_file: Option<PathBuf>,
     /// PostgreSQL: most connections [default: 16].
     #[arg(long, env = "TESSERA_STORE_POOL_SIZE")]
     pub store_pool_size: Option<String>,
@@ -66,6 +70,7 @@ impl StoreArgs {
             listen: Some("127.0.0.1:0".into()),
             data_dir: self.data_dir.clone(),
             store: self.store.clone(),
+            store_ca_file: self.store_ca_file.clone(),
             store_pool_size: self.store_pool_size.clone(),
             store_timeout: self.store_timeout.clone(),
             cluster_cache_ttl: self.cluster_cache_ttl.clone(),

@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// a `postgres://user:password@host:port/db` URL.
     #[arg(long, env = "TESSERA_STORE")]
     pub store: Option<String>,
+    /// PostgreSQL: PEM file of the certificate authorities the database's
+    /// certificate is checked against; set, the default `sslmode` is
+    /// `verify-full` (an `sslrootcert` in the URL wins) [default: none].
+    #[arg(long, env = "TESSERA_STORE_CA_FILE")]
+    pub store_ca_file: Option<PathBuf>,
     /// PostgreSQL: most connections per node [default: 16].
     #[arg(long, env = "TESSERA_STORE_POOL_SIZE")]
     pub store_pool_size: Option<String>,
@@ -139,6 +144,7 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    store_ca_file: Option<PathBuf>,
     store_pool_size: Option<toml::Value>,
     store_timeout: Option<String>,
     store_wait: Option<String>,
@@ -182,6 +188,8 @@ pub enum StoreLocation {
     Sqlite(PathBuf),
     Postgres {
         url: String,
+        /// `store_ca_file` (`PostgresConfig::ca_file`).
+        ca_file: Option<PathBuf>,
         pool_size: usize,
         timeout: Duration,
         /// How long a starting node waits for the database.
@@ -198,6 +206,7 @@ impl std::fmt::Debug for StoreLocation {
             StoreLocation::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
             StoreLocation::Postgres {
                 url,
+                ca_file,
                 pool_size,
                 timeout,
                 wait,
@@ -205,6 +214,7 @@ impl std::fmt::Debug for StoreLocation {
             } => f
                 .debug_struct("Postgres")
                 .field("url", &redact_url(url))
+                .field("ca_file", ca_file)
                 .field("pool_size", pool_size)
                 .field("timeout", timeout)
                 .field("wait", wait)
@@ -318,6 +328,13 @@ impl Config {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 StoreLocation::Postgres {
                     url,
+                    ca_file: args
+                        .store_ca_file
+                        .or(file.store_ca_file.map(|p| match base_dir {
+                            // Relative to the config file's folder, as `tls_cert`.
+                            Some(dir) if p.is_relative() => dir.join(p),
+                            _ => p,
+                        })),
                     pool_size,
                     timeout: store_timeout,
                     wait: store_wait,

@@ -82,6 +82,7 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
         }
         StoreLocation::Postgres {
             url,
+            ca_file,
             pool_size,
             timeout,
             wait,
@@ -89,6 +90,7 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
         } => {
             let config = PostgresConfig {
                 url: url.clone(),
+                ca_file: ca_file.clone(),
                 pool_size: *pool_size,
                 connect_timeout: *timeout,
                 statement_timeout: *timeout,

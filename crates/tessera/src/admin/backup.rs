@@ -151,11 +151,13 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<(Value, u8)> {
         }
         StoreLocation::Postgres {
             url,
+            ca_file,
             pool_size,
             timeout,
             ..
         } => PostgresStore::check_schema(PostgresConfig {
             url: url.clone(),
+            ca_file: ca_file.clone(),
             pool_size: *pool_size,
             connect_timeout: *timeout,
             statement_timeout: *timeout,

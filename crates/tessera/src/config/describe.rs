@@ -103,6 +103,13 @@ impl Config {
                 (Shown::Absent, Shown::Absent, Shown::Absent, Shown::Absent)
             }
         };
+        let ca_file = match &self.store {
+            StoreLocation::Postgres {
+                ca_file: Some(path),
+                ..
+            } => text(path.display().to_string()),
+            _ => Shown::Absent,
+        };
         let store = match &self.store {
             StoreLocation::Sqlite(path) => text(format!("sqlite:{}", path.display())),
             StoreLocation::Postgres { url, .. } => text(super::redact_url(url)),
@@ -121,6 +128,7 @@ impl Config {
             ("listen", text(self.listen.to_string())),
             ("data_dir", text(self.data_dir.display().to_string())),
             ("store", store),
+            ("store_ca_file", ca_file),
             ("store_pool_size", pool_size),
             ("store_timeout", store_timeout),
             ("store_wait", store_wait),

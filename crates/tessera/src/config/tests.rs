@@ -274,3 +274,38 @@ fn store_wait_is_a_bounded_duration() {
     .to_string();
     assert!(err.contains("`store_wait`"), "{err}");
 }
+
+#[test]
+fn store_ca_file_comes_from_a_flag_or_the_file_relative_to_it() {
+    let ca_file = |c: &Config| match &c.store {
+        StoreLocation::Postgres { ca_file, .. } => ca_file.clone(),
+        StoreLocation::Sqlite(_) => panic!("expected PostgreSQL"),
+    };
+    let c = Config::resolve(ServeArgs {
+        store: Some("postgres://u@db/t".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(ca_file(&c), None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(
+        &path,
+        "store = \"postgres://u@db/t?sslmode=verify-full\"\nstore_ca_file = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let c = Config::resolve(ServeArgs {
+        config: Some(path.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(ca_file(&c), Some(dir.path().join("ca.pem")));
+    assert!(c.to_toml().contains("store_ca_file"), "{}", c.to_toml());
+    let c = Config::resolve(ServeArgs {
+        config: Some(path),
+        store_ca_file: Some("/etc/ssl/db-ca.pem".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(ca_file(&c), Some(PathBuf::from("/etc/ssl/db-ca.pem")));
+}

@@ -73,6 +73,7 @@ fn main() {
         service_tokens::a_deleted_service_token_is_refused_on_every_node_at_once,
         startup::a_node_started_before_its_database_waits_for_it,
         startup::a_node_gives_up_after_store_wait_and_names_the_database,
+        startup::a_node_refuses_a_database_without_tls_at_once,
         startup::a_read_only_database_makes_the_node_unready,
         user_races::invalidation_by_user_races_refreshes_of_its_families_on_three_nodes,
     ]);

@@ -1,7 +1,8 @@
 //! Start-up and readiness against the database: a node started before
 //! its database waits for it (naming where it looks, never the password),
-//! gives up after `store_wait`, and a database that turns read-only makes
-//! the node unready.
+//! gives up after `store_wait`, refuses at once a database without the TLS
+//! its URL requires, and a database that turns read-only makes the node
+//! unready.
 
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,44 @@ pub fn a_node_gives_up_after_store_wait_and_names_the_database(pg: &str) {
         )),
         "{log}"
     );
+    assert!(
+        !log.contains("s3cret-pw"),
+        "the password was printed: {log}"
+    );
+}
+
+/// A database that does not speak TLS while the URL requires it is a
+/// mistake in the configuration, not an outage: the node exits at once
+/// (not after `store_wait`), naming the host, port and cause, never the
+/// password.
+pub fn a_node_refuses_a_database_without_tls_at_once(pg: &str) {
+    let db = TestDb::database(pg);
+    let url = format!("{}?sslmode=require", db.url).replacen(
+        "postgres://postgres@",
+        "postgres://postgres:s3cret-pw@",
+        1,
+    );
+    let started = Instant::now();
+    let mut node = Node::serve(
+        "node",
+        node_command(),
+        None,
+        &["--store", &url, "--store-wait", "5m"],
+    );
+    let ended = node
+        .wait_for_output(Duration::from_secs(60), |_| false)
+        .unwrap_err();
+    assert!(ended.starts_with("(exited with"), "{ended}");
+    assert!(!ended.contains("exit status: 0"), "{ended}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let log = node.log();
+    let at = server_address(pg);
+    assert!(
+        log.contains(&format!("TLS to PostgreSQL at {at}"))
+            && log.contains("does not accept TLS connections, and sslmode=require requires TLS"),
+        "{log}"
+    );
+    assert!(!log.contains("cannot be reached yet"), "{log}");
     assert!(
         !log.contains("s3cret-pw"),
         "the password was printed: {log}"
