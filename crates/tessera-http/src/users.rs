@@ -15,7 +15,7 @@ use crate::audit::ConfigChange;
 use crate::auth::{self, Caller};
 use crate::body::{reserved_metadata_key, JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
-use crate::params::PathParam;
+use crate::params::{self, PathParam};
 use crate::state::AppState;
 
 /// A user to create or replace.
@@ -180,8 +180,8 @@ pub async fn get_users(
             }
         }
         Some(PathParam(names)) => {
-            for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if let Some(u) = state.store.get_user(name).await? {
+            for name in params::names(&names) {
+                if let Some(u) = state.store.get_user(&name).await? {
                     out.insert(u.username.clone(), user_json(&u));
                 }
             }
