@@ -59,6 +59,14 @@ async fn password_hash_from(
     }
 }
 
+/// A new password and a supplied hash, as a request gives them.
+fn given<'a>(
+    password: &'a Option<Zeroizing<String>>,
+    hash: &'a Option<String>,
+) -> (Option<&'a str>, Option<&'a str>) {
+    (password.as_deref().map(|p| p.as_str()), hash.as_deref())
+}
+
 /// The checks on a new password or supplied hash that need no lookup.
 pub(crate) fn check_new_password(password: Option<&str>, hash: Option<&str>) -> ApiResult<()> {
     match (password, hash) {
@@ -99,10 +107,7 @@ impl PutUserRequest {
     }
 
     pub(crate) fn new_password(&self) -> (Option<&str>, Option<&str>) {
-        (
-            self.password.as_deref().map(|p| p.as_str()),
-            self.password_hash.as_deref(),
-        )
+        given(&self.password, &self.password_hash)
     }
 }
 
@@ -274,10 +279,7 @@ impl ChangePasswordRequest {
     }
 
     pub(crate) fn new_password(&self) -> (Option<&str>, Option<&str>) {
-        (
-            self.password.as_deref().map(|p| p.as_str()),
-            self.password_hash.as_deref(),
-        )
+        given(&self.password, &self.password_hash)
     }
 }
 
