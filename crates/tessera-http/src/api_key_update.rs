@@ -52,16 +52,33 @@ pub struct BulkUpdateRequest {
     expiration: Option<String>,
 }
 
-/// The checks every update makes before it reads a key: who may update,
-/// and the change itself, as the store applies it.
-async fn prepare(
+impl BulkUpdateRequest {
+    /// The keys named, and what to change of each.
+    fn split(self) -> (Vec<String>, UpdateRequest) {
+        let change = UpdateRequest {
+            role_descriptors: self.role_descriptors,
+            metadata: self.metadata,
+            expiration: self.expiration,
+        };
+        (self.ids.unwrap_or_default(), change)
+    }
+}
+
+/// Updates the caller's keys among `ids`, after the checks every update
+/// makes before it reads a key: who may update, and the change itself.
+/// Gives what became of each key.
+async fn update_keys(
     state: &AppState,
     caller: &Authentication,
     action: Action,
-    role_descriptors: Option<BTreeMap<String, RoleDescriptor>>,
-    metadata: Option<Map<String, Value>>,
-    expiration: Option<String>,
-) -> ApiResult<(KeyOwner, KeyUpdate)> {
+    ids: &[String],
+    req: UpdateRequest,
+) -> ApiResult<Vec<(String, KeyUpdated)>> {
+    let UpdateRequest {
+        role_descriptors,
+        metadata,
+        expiration,
+    } = req;
     let errors: Vec<String> = reserved_metadata_key(metadata.as_ref())
         .into_iter()
         .collect();
@@ -89,7 +106,12 @@ async fn prepare(
         expires_at: lifetime.map(|d| state.now().saturating_add(millis(d))),
         owner: caller.clone(),
     };
-    Ok((KeyOwner { username, realm }, change))
+    let owner = KeyOwner { username, realm };
+    let now = state.now();
+    Ok(state
+        .store
+        .update_api_keys(&owner, ids, &change, now)
+        .await?)
 }
 
 fn not_found(id: &str) -> (&'static str, String) {
@@ -117,19 +139,8 @@ pub async fn update(
     PathParam(id): PathParam,
     JsonBody(req): JsonBody<UpdateRequest>,
 ) -> ApiResult<Json<Value>> {
-    let (owner, change) = prepare(
-        &state,
-        &caller,
-        Action::ApiKeyUpdate,
-        req.role_descriptors,
-        req.metadata,
-        req.expiration,
-    )
-    .await?;
-    let outcome = state
-        .store
-        .update_api_keys(&owner, std::slice::from_ref(&id), &change, state.now())
-        .await?;
+    let ids = std::slice::from_ref(&id);
+    let outcome = update_keys(&state, &caller, Action::ApiKeyUpdate, ids, req).await?;
     match outcome.first().map(|(_, o)| *o) {
         Some(KeyUpdated::Updated) => {
             state
@@ -161,7 +172,7 @@ pub async fn bulk_update(
     Caller(caller): Caller,
     JsonBody(req): JsonBody<BulkUpdateRequest>,
 ) -> ApiResult<Json<Value>> {
-    let ids = req.ids.unwrap_or_default();
+    let (ids, change) = req.split();
     if ids.is_empty() {
         return Err(ApiError::validation(
             &["Field [ids] cannot be empty".into()],
@@ -172,19 +183,7 @@ pub async fn bulk_update(
             "Field [ids] must not contain blank id".into(),
         ]));
     }
-    let (owner, change) = prepare(
-        &state,
-        &caller,
-        Action::ApiKeyBulkUpdate,
-        req.role_descriptors,
-        req.metadata,
-        req.expiration,
-    )
-    .await?;
-    let outcome = state
-        .store
-        .update_api_keys(&owner, &ids, &change, state.now())
-        .await?;
+    let outcome = update_keys(&state, &caller, Action::ApiKeyBulkUpdate, &ids, change).await?;
     let (mut updated, mut noops, mut details) = (Vec::new(), Vec::new(), Map::new());
     for (id, what) in outcome {
         let error = match what {

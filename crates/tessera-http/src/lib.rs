@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod params;
 pub mod privileges;
 pub mod queries;
+mod realm_login;
 mod realm_logout;
 pub mod request_context;
 pub mod role_mappings;

@@ -21,10 +21,8 @@
 //! administrative API. The handlers return [`OAuthResult`]: the one
 //! [`ApiError`], rendered in [`Shape::OAuth`](crate::error::Shape).
 
-use std::net::IpAddr;
-
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -49,7 +47,7 @@ use form::{media_type, read_body};
 
 use crate::audit::ConfigChange;
 use crate::auth::{self, Caller, PasswordCredentials};
-use crate::error::{ApiError, OAuthResult, Shape};
+use crate::error::{ApiError, OAuthResult, OAuthShaped, Shape};
 use crate::params::PathParam;
 use crate::service::{self, Granted, Mint, Refresh, SourceRevoked};
 use crate::state::AppState;
@@ -268,17 +266,24 @@ async fn lookup(
 }
 
 /// A revocation or introspection request: the authenticated requester and
-/// the `token` it presents.
-async fn token_request(
-    state: &AppState,
-    source: IpAddr,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(Requester, TokenString), ApiError> {
-    let form = Form::parse(headers, &read_body(state, body).await?)?;
-    let requester = authenticate_requester(state, source, headers, &form).await?;
-    let token = TokenString::from_presented(form.require("token")?);
-    Ok((requester, token))
+/// the `token` it presents. As an extractor it reads the form body and
+/// authenticates its sender, failing in RFC 6749's shape.
+pub struct TokenQuery {
+    requester: Requester,
+    token: TokenString,
+}
+
+impl FromRequest<AppState> for TokenQuery {
+    type Rejection = OAuthShaped;
+
+    async fn from_request(request: Request, state: &AppState) -> OAuthResult<Self> {
+        let (parts, body) = request.into_parts();
+        let source = ClientIp::of(&parts, state);
+        let form = Form::parse(&parts.headers, &read_body(state, body).await?)?;
+        let requester = authenticate_requester(state, source, &parts.headers, &form).await?;
+        let token = TokenString::from_presented(form.require("token")?);
+        Ok(TokenQuery { requester, token })
+    }
 }
 
 /// `POST /oauth2/revoke` (RFC 7009). A token that matches nothing gets
@@ -298,11 +303,8 @@ async fn token_request(
 )]
 pub async fn revoke(
     State(state): State<AppState>,
-    ClientIp(source): ClientIp,
-    headers: HeaderMap,
-    body: Body,
+    TokenQuery { requester, token }: TokenQuery,
 ) -> OAuthResult<Response> {
-    let (requester, token) = token_request(&state, source, &headers, body).await?;
     let Some((record, kind)) = lookup(&state, &token).await? else {
         return Ok(StatusCode::OK.into_response());
     };
@@ -348,11 +350,8 @@ fn seconds(ms: Millis) -> i64 {
 )]
 pub async fn introspect(
     State(state): State<AppState>,
-    ClientIp(source): ClientIp,
-    headers: HeaderMap,
-    body: Body,
+    TokenQuery { requester, token }: TokenQuery,
 ) -> OAuthResult<Response> {
-    let (requester, token) = token_request(&state, source, &headers, body).await?;
     let now = state.now();
     let found = match lookup(&state, &token).await? {
         Some((record, kind)) if may_introspect(&state, &requester, &record).await? => {

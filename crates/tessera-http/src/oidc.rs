@@ -23,6 +23,7 @@ use tessera_domain::privilege::Action;
 use tessera_realms::oidc::OidcError;
 
 use crate::error::{ApiError, ApiResult};
+use crate::realm_login::log_refusal;
 use crate::state::AppState;
 
 pub use login::{authenticate, prepare};
@@ -51,15 +52,15 @@ pub(crate) fn realm_named(state: &AppState, name: &str) -> ApiResult<Arc<OidcRea
 /// Elasticsearch's one answer to every refused login, after logging the
 /// reason and counting it.
 pub(crate) fn refused(state: &AppState, realm: &str, e: &OidcError) -> ApiError {
-    tracing::warn!(
-        target: "tessera::security",
-        event = "oidc_login_refused",
-        realm = %realm,
-        rule = e.rule.as_str(),
-        detail = %e.detail,
-        "OpenID Connect login refused"
+    let rule = e.rule.as_str();
+    log_refusal(
+        "oidc_login_refused",
+        realm,
+        rule,
+        &e.detail,
+        "OpenID Connect login refused",
     );
-    state.metrics.oidc_login(realm, e.rule.as_str());
+    state.metrics.oidc_login(realm, rule);
     ApiError::unauthenticated(format!(
         "unable to authenticate user [<OIDC Token>] for action [{}]",
         Action::OidcAuthenticate.name()

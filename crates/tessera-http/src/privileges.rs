@@ -6,8 +6,7 @@
 //! (`global.application.manage.applications`, which `kibana_system` holds
 //! for `kibana-*`).
 
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -20,32 +19,8 @@ use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::has_privileges::caller_permissions;
-use crate::params::PathParam;
+use crate::params::{self, PathParam, PathParams};
 use crate::state::AppState;
-
-/// `{application}/{names}` of a route.
-pub struct AppAndNames(pub String, pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for AppAndNames {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
-        <Path<(String, String)> as FromRequestParts<S>>::from_request_parts(parts, state)
-            .await
-            .map(|Path((a, n))| AppAndNames(a, n))
-            .map_err(|e| {
-                ApiError::illegal_argument(format!("invalid path parameter: {}", e.body_text()))
-            })
-    }
-}
-
-fn split(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// Refuses with the 403 of `action` unless the caller holds it, or may
 /// manage every one of `applications` (never when `applications` is
@@ -225,10 +200,10 @@ async fn get_some(
     apps: &str,
     names: Option<&str>,
 ) -> ApiResult<Json<Value>> {
-    let apps = split(apps);
+    let apps = params::names(apps);
     require_for(state, caller, Action::PrivilegeGet, &apps).await?;
     let patterns: Vec<Pattern> = apps.iter().map(|a| Pattern::wildcard(a)).collect();
-    let names = names.map(split);
+    let names = names.map(params::names);
     let found: Vec<ApplicationPrivilege> = state
         .store
         .list_application_privileges()
@@ -281,7 +256,7 @@ pub async fn get_application(
 pub async fn get_named(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    AppAndNames(apps, names): AppAndNames,
+    PathParams((apps, names)): PathParams<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     get_some(&state, &caller, &apps, Some(&names)).await
 }
@@ -305,9 +280,9 @@ pub async fn get_named(
 pub async fn delete_privileges(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    AppAndNames(application, names): AppAndNames,
+    PathParams((application, names)): PathParams<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let names = split(&names);
+    let names = params::names(&names);
     require_for(
         &state,
         &caller,

@@ -16,7 +16,7 @@ use crate::audit::ConfigChange;
 use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
-use crate::params::PathParam;
+use crate::params::{self, PathParam};
 use crate::state::AppState;
 
 /// The user an external realm (SAML, OpenID Connect, JWT) authenticated,
@@ -102,15 +102,7 @@ pub async fn get_role_mappings(
     auth::require(&state, &caller, Action::RoleMappingGet).await?;
     let found = match &names {
         None => state.store.list_role_mappings().await?,
-        Some(PathParam(names)) => {
-            let names: Vec<String> = names
-                .split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned)
-                .collect();
-            state.store.get_role_mappings(&names).await?
-        }
+        Some(PathParam(names)) => state.store.get_role_mappings(&params::names(names)).await?,
     };
     if names.is_some() && found.is_empty() {
         return Err(ApiError::body(StatusCode::NOT_FOUND, json!({})));

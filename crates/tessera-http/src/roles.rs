@@ -12,7 +12,7 @@ use crate::audit::ConfigChange;
 use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
-use crate::params::PathParam;
+use crate::params::{self, PathParam};
 use crate::state::AppState;
 
 fn reserved(name: &str) -> ApiError {
@@ -102,12 +102,7 @@ pub async fn get_roles(
             }
         }
         Some(PathParam(names)) => {
-            let names: Vec<String> = names
-                .split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned)
-                .collect();
+            let names = params::names(&names);
             for name in &names {
                 if let Some(role) = built_in_role(name) {
                     out.insert(name.clone(), role_json(&role));

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 use crate::audit::ConfigChange;
 use crate::auth::{self, Caller, Provenance};
 use crate::error::{ApiError, ApiResult};
+use crate::params::PathParams;
 use crate::state::AppState;
 
 /// Authenticates a bearer value that parsed as a service token: the
@@ -82,12 +83,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
-        <Path<HashMap<String, String>> as FromRequestParts<S>>::from_request_parts(parts, state)
-            .await
-            .map(|Path(p)| Params(p))
-            .map_err(|e| {
-                ApiError::illegal_argument(format!("invalid path parameter: {}", e.body_text()))
-            })
+        let PathParams(p) = PathParams::from_request_parts(parts, state).await?;
+        Ok(Params(p))
     }
 }
 

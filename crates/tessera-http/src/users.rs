@@ -15,7 +15,7 @@ use crate::audit::ConfigChange;
 use crate::auth::{self, Caller};
 use crate::body::{reserved_metadata_key, JsonBody, OptionalJsonBody};
 use crate::error::{ApiError, ApiResult};
-use crate::params::PathParam;
+use crate::params::{self, PathParam};
 use crate::state::AppState;
 
 /// A user to create or replace.
@@ -59,6 +59,14 @@ async fn password_hash_from(
     }
 }
 
+/// A new password and a supplied hash, as a request gives them.
+fn given<'a>(
+    password: &'a Option<Zeroizing<String>>,
+    hash: &'a Option<String>,
+) -> (Option<&'a str>, Option<&'a str>) {
+    (password.as_deref().map(|p| p.as_str()), hash.as_deref())
+}
+
 /// The checks on a new password or supplied hash that need no lookup.
 pub(crate) fn check_new_password(password: Option<&str>, hash: Option<&str>) -> ApiResult<()> {
     match (password, hash) {
@@ -99,10 +107,7 @@ impl PutUserRequest {
     }
 
     pub(crate) fn new_password(&self) -> (Option<&str>, Option<&str>) {
-        (
-            self.password.as_deref().map(|p| p.as_str()),
-            self.password_hash.as_deref(),
-        )
+        given(&self.password, &self.password_hash)
     }
 }
 
@@ -180,8 +185,8 @@ pub async fn get_users(
             }
         }
         Some(PathParam(names)) => {
-            for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if let Some(u) = state.store.get_user(name).await? {
+            for name in params::names(&names) {
+                if let Some(u) = state.store.get_user(&name).await? {
                     out.insert(u.username.clone(), user_json(&u));
                 }
             }
@@ -274,10 +279,7 @@ impl ChangePasswordRequest {
     }
 
     pub(crate) fn new_password(&self) -> (Option<&str>, Option<&str>) {
-        (
-            self.password.as_deref().map(|p| p.as_str()),
-            self.password_hash.as_deref(),
-        )
+        given(&self.password, &self.password_hash)
     }
 }
 

@@ -88,36 +88,53 @@ fn check_body_client_id(form: &Form, id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Checks the secret presented for client `id` (`found` if registered)
-/// and the client's registered method. Unknown clients and wrong secrets
-/// get the same answer; so does a client soft-locked after repeated wrong
-/// secrets, without a check. A source past its failure budget gets 429.
+/// What a client presents: its id and secret, and the method it sent
+/// them by.
+struct Claim<'a> {
+    id: &'a str,
+    secret: &'a str,
+    method: AuthMethod,
+}
+
+impl<'a> Claim<'a> {
+    fn basic(id: &'a str, secret: &'a str) -> Self {
+        let method = AuthMethod::ClientSecretBasic;
+        Claim { id, secret, method }
+    }
+
+    fn post(id: &'a str, secret: &'a str) -> Self {
+        let method = AuthMethod::ClientSecretPost;
+        Claim { id, secret, method }
+    }
+}
+
 /// [`check`], audited: the client's authentication succeeded or failed
 /// (the client id claimed, never the secret).
 fn verify(
     state: &AppState,
     source: IpAddr,
-    id: &str,
+    claim: &Claim,
     found: Option<OAuthClientRecord>,
-    secret: &str,
-    method: AuthMethod,
 ) -> Result<OAuthClientRecord, ApiError> {
-    let result = check(state, source, id, found, secret, method);
+    let result = check(state, source, claim, found);
     match &result {
         Ok(client) => state.audit.authentication_success(&client.authentication()),
-        Err(_) => state.audit.authentication_failed(Some(id), None),
+        Err(_) => state.audit.authentication_failed(Some(claim.id), None),
     }
     result
 }
 
+/// Checks the secret presented for client `id` (`found` if registered)
+/// and the client's registered method. Unknown clients and wrong secrets
+/// get the same answer; so does a client soft-locked after repeated wrong
+/// secrets, without a check. A source past its failure budget gets 429.
 fn check(
     state: &AppState,
     source: IpAddr,
-    id: &str,
+    claim: &Claim,
     found: Option<OAuthClientRecord>,
-    secret: &str,
-    method: AuthMethod,
 ) -> Result<OAuthClientRecord, ApiError> {
+    let Claim { id, secret, method } = *claim;
     let tried_header = method == AuthMethod::ClientSecretBasic;
     let attempt = state.throttle.attempt(Realm::OAuthClient, id, source);
     let now = state.now();
@@ -158,12 +175,10 @@ fn check(
 async fn verify_client(
     state: &AppState,
     source: IpAddr,
-    id: &str,
-    secret: &str,
-    method: AuthMethod,
+    claim: Claim<'_>,
 ) -> Result<OAuthClientRecord, ApiError> {
-    let found = state.store.get_oauth_client(id).await?;
-    verify(state, source, id, found, secret, method)
+    let found = state.store.get_oauth_client(claim.id).await?;
+    verify(state, source, &claim, found)
 }
 
 /// The token endpoint's caller: a registered OAuth client.
@@ -179,14 +194,14 @@ pub(super) async fn authenticate_client(
             false,
         )),
         Some(Presented::Post { id, secret }) => {
-            verify_client(state, source, &id, &secret, AuthMethod::ClientSecretPost).await
+            verify_client(state, source, Claim::post(&id, &secret)).await
         }
         Some(Presented::Basic(text)) => {
             let (id, secret) = oauth::decode_basic_client(&text).ok_or_else(|| {
                 ApiError::invalid_client("malformed HTTP Basic credentials", true)
             })?;
             check_body_client_id(form, &id)?;
-            verify_client(state, source, &id, &secret, AuthMethod::ClientSecretBasic).await
+            verify_client(state, source, Claim::basic(&id, &secret)).await
         }
     }
 }
@@ -231,7 +246,7 @@ pub(super) async fn authenticate_requester(
             ))
         }
         Some(Presented::Post { id, secret }) => {
-            return verify_client(state, source, &id, &secret, AuthMethod::ClientSecretPost)
+            return verify_client(state, source, Claim::post(&id, &secret))
                 .await
                 .map(Requester::Client)
         }
@@ -240,15 +255,8 @@ pub(super) async fn authenticate_requester(
     if let Some((id, secret)) = oauth::decode_basic_client(&text) {
         if let Some(client) = state.store.get_oauth_client(&id).await? {
             check_body_client_id(form, &id)?;
-            return verify(
-                state,
-                source,
-                &id,
-                Some(client),
-                &secret,
-                AuthMethod::ClientSecretBasic,
-            )
-            .map(Requester::Client);
+            let claim = Claim::basic(&id, &secret);
+            return verify(state, source, &claim, Some(client)).map(Requester::Client);
         }
     }
     // Plain HTTP Basic of a native user: no form-decoding.

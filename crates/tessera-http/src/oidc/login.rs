@@ -1,13 +1,10 @@
 //! `POST /_security/oidc/prepare` and `POST /_security/oidc/authenticate`.
 
-use std::borrow::Cow;
-
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use tessera_domain::authn::RealmRef;
 use tessera_domain::privilege::Action;
 use tessera_domain::role_mapping::UserData;
 use tessera_domain::time::millis;
@@ -15,14 +12,15 @@ use tessera_domain::Authentication;
 use tessera_realms::oidc::claims::{identity, merge_userinfo};
 use tessera_realms::oidc::flow::{authorization_url, callback_code, random_value};
 use tessera_realms::oidc::{OidcError, OidcIdentity, Rule};
-use tessera_store::{Lineage, OneTime};
+use tessera_store::OneTime;
 use zeroize::Zeroizing;
 
 use super::{realm_named, refused, OidcRealm, ID_TOKEN_HINT, OIDC_REALM, REALM_TYPE};
-use crate::auth::{self, Caller, Provenance};
+use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
-use crate::service::{self, Mint, SourceRevoked};
+use crate::realm_login;
+use crate::service::SourceRevoked;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -179,38 +177,16 @@ pub async fn authenticate(
         .map_err(|e| refused(&state, &name, &e))?;
 
     let subject = subject(&state, &realm, &identity).await?;
-    // The pair's authority is the ID token, not the dashboard's own
-    // credential (which only relays it): the pair is no child of the
-    // caller's token, and one ID token mints at most one pair, on every
-    // node, until it has expired anyway.
-    let provenance = Provenance {
-        lineage: Lineage {
-            one_time: Some(OneTime {
-                realm: name.clone(),
-                id: id_token_key(&id_token),
-                keep_until,
-            }),
-            ..Lineage::default()
-        },
-        ..Provenance::default()
+    // One ID token mints at most one pair, until it has expired anyway.
+    let proof = OneTime {
+        realm: name.clone(),
+        id: id_token_key(&id_token),
+        keep_until,
     };
     let mut metadata = Map::new();
     metadata.insert(ID_TOKEN_HINT.into(), json!(id_token));
     metadata.insert(OIDC_REALM.into(), json!(name));
-    let minted = service::issue(
-        &state,
-        Mint {
-            subject: &subject,
-            client: caller.client_ref(),
-            oauth_client: None,
-            scope: None,
-            with_refresh: true,
-            provenance: &provenance,
-            metadata: Some(metadata),
-        },
-    )
-    .await?;
-    let granted = match minted {
+    let granted = match realm_login::mint(&state, &caller, &subject, proof, metadata).await? {
         Ok(granted) => granted,
         Err(SourceRevoked) => {
             let e = OidcError::new(Rule::Replayed, "the ID token was already used to log in");
@@ -218,14 +194,7 @@ pub async fn authenticate(
         }
     };
     state.metrics.oidc_login(&name, "success");
-    let refresh = granted.pair.refresh.as_ref().map(|t| t.expose().to_owned());
-    Ok(Json(json!({
-        "username": subject.username,
-        "access_token": granted.pair.access.expose(),
-        "refresh_token": refresh,
-        "expires_in": granted.expires_in,
-        "authentication": subject,
-    })))
+    Ok(Json(realm_login::answer(&granted, None)))
 }
 
 /// The one-time key of an ID token: its SHA-256, so that the same token
@@ -290,10 +259,5 @@ async fn subject(
         realm_name: realm.config.name.clone(),
         metadata: id.metadata.clone(),
     };
-    let realm_ref = RealmRef {
-        name: Cow::Owned(realm.config.name.clone()),
-        kind: Cow::Borrowed(REALM_TYPE),
-    };
-    crate::role_mappings::mapped_user(state, user, realm_ref, id.name.clone(), id.mail.clone())
-        .await
+    realm_login::subject(state, REALM_TYPE, user, id.name.clone(), id.mail.clone()).await
 }

@@ -1,6 +1,5 @@
 //! `POST /_security/saml/prepare` and `POST /_security/saml/authenticate`.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -8,20 +7,20 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tessera_domain::authn::RealmRef;
 use tessera_domain::privilege::Action;
 use tessera_domain::role_mapping::UserData;
 use tessera_domain::time::millis;
 use tessera_domain::Authentication;
 use tessera_realms::saml::requests::new_request_id;
 use tessera_realms::saml::{process_response, SamlError, SamlIdentity, SamlRealm, Validation};
-use tessera_store::{Lineage, OneTime};
+use tessera_store::OneTime;
 
 use super::{choose_realm, REALM_TYPE};
-use crate::auth::{self, Caller, Provenance};
+use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
-use crate::service::{self, Mint, SourceRevoked};
+use crate::realm_login;
+use crate::service::SourceRevoked;
 use crate::state::AppState;
 
 /// Which realm (or ACS) to prepare an AuthnRequest for.
@@ -135,34 +134,14 @@ pub async fn authenticate(
 
     let subject = subject(&state, &realm, &identity).await?;
     let skew = millis(realm.config.allowed_clock_skew);
-    // The pair's authority is the assertion, not the dashboard's own
-    // credential (which only relays it): the pair is no child of the
-    // caller's token, and it may be stored once per assertion.
-    let provenance = Provenance {
-        lineage: Lineage {
-            one_time: Some(OneTime {
-                realm: realm.config.name.clone(),
-                id: identity.assertion_id.clone(),
-                keep_until: identity.not_on_or_after.saturating_add(skew),
-            }),
-            ..Lineage::default()
-        },
-        ..Provenance::default()
+    // A pair may be stored once per assertion.
+    let proof = OneTime {
+        realm: realm.config.name.clone(),
+        id: identity.assertion_id.clone(),
+        keep_until: identity.not_on_or_after.saturating_add(skew),
     };
-    let minted = service::issue(
-        &state,
-        Mint {
-            subject: &subject,
-            client: caller.client_ref(),
-            oauth_client: None,
-            scope: None,
-            with_refresh: true,
-            provenance: &provenance,
-            metadata: Some(token_metadata(&realm, &identity)),
-        },
-    )
-    .await?;
-    let granted = match minted {
+    let metadata = token_metadata(&realm, &identity);
+    let granted = match realm_login::mint(&state, &caller, &subject, proof, metadata).await? {
         Ok(granted) => granted,
         Err(SourceRevoked) => {
             tracing::warn!(
@@ -178,15 +157,10 @@ pub async fn authenticate(
         }
     };
     state.metrics.saml_response(&realm.config.name, "success");
-    let refresh = granted.pair.refresh.as_ref().map(|t| t.expose().to_owned());
-    Ok(Json(json!({
-        "username": subject.username,
-        "realm": realm.config.name,
-        "access_token": granted.pair.access.expose(),
-        "refresh_token": refresh,
-        "expires_in": granted.expires_in,
-        "authentication": subject,
-    })))
+    Ok(Json(realm_login::answer(
+        &granted,
+        Some(&realm.config.name),
+    )))
 }
 
 /// Verifies the Response against each candidate realm in chain order
@@ -229,17 +203,15 @@ async fn verify(
             "Cannot find any matching realm for [SamlAuthenticateRequest{realmName=null}]",
         )),
         Err(Some((realm, e))) => {
-            tracing::warn!(
-                target: "tessera::security",
-                event = "saml_response_refused",
-                realm = %realm.config.name,
-                rule = e.rule.as_str(),
-                detail = %e.detail,
-                "SAML Response refused"
+            let (name, rule) = (&realm.config.name, e.rule.as_str());
+            realm_login::log_refusal(
+                "saml_response_refused",
+                name,
+                rule,
+                &e.detail,
+                "SAML Response refused",
             );
-            state
-                .metrics
-                .saml_response(&realm.config.name, e.rule.as_str());
+            state.metrics.saml_response(name, rule);
             Err(refused(e.unsolicited_in_response_to))
         }
     }
@@ -267,12 +239,7 @@ async fn subject(
         realm_name: realm.config.name.clone(),
         metadata,
     };
-    let realm_ref = RealmRef {
-        name: Cow::Owned(realm.config.name.clone()),
-        kind: Cow::Borrowed(REALM_TYPE),
-    };
-    crate::role_mappings::mapped_user(state, user, realm_ref, id.name.clone(), id.mail.clone())
-        .await
+    realm_login::subject(state, REALM_TYPE, user, id.name.clone(), id.mail.clone()).await
 }
 
 /// What the pair keeps for logout (Elasticsearch's token metadata keys).

@@ -14,6 +14,7 @@ use super::{choose_realm, REALM_TYPE};
 use crate::auth::{self, Caller};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
+use crate::realm_login::log_refusal;
 use crate::state::AppState;
 
 /// The tokens of the SAML session to end.
@@ -30,13 +31,13 @@ pub struct LogoutRequest {
 /// A logout or logout answer the realm refused: a 401 in Elasticsearch's
 /// shape, the reason in the log.
 fn refused(action: Action, realm: &str, e: &SamlError) -> ApiError {
-    tracing::warn!(
-        target: "tessera::security",
-        event = "saml_logout_refused",
-        realm = %realm,
-        rule = e.rule.as_str(),
-        detail = %e.detail,
-        "SAML logout message refused"
+    let rule = e.rule.as_str();
+    log_refusal(
+        "saml_logout_refused",
+        realm,
+        rule,
+        &e.detail,
+        "SAML logout message refused",
     );
     ApiError::unauthenticated(format!(
         "unable to authenticate user [<unauthenticated-saml-user>] for action [{}]",
