@@ -88,31 +88,29 @@ pub(crate) fn admin() -> Auth<'static> {
     Auth::Basic(ADMIN, ADMIN_PW)
 }
 
-/// A password grant of `user` for itself.
-pub(crate) fn grant(http: &Http, base: &str, user: &str, password: &str) -> Pair {
-    let body = json!({ "grant_type": "password", "username": user, "password": password });
-    let r = call(
-        http,
-        base,
-        Method::POST,
-        TOKEN,
-        Auth::Basic(user, password),
-        &body,
-    );
-    assert_eq!(r.status, 200, "grant for {user}: {}", r.text);
-    Pair::from(&r)
-}
-
-fn refresh_as(http: &Http, base: &str, user: &str, password: &str, rt: &str) -> Resp {
-    let body = json!({ "grant_type": "refresh_token", "refresh_token": rt });
+/// `body` posted to the token endpoint by `user`.
+fn token_call(http: &Http, base: &str, (user, password): (&str, &str), body: &Value) -> Resp {
     call(
         http,
         base,
         Method::POST,
         TOKEN,
         Auth::Basic(user, password),
-        &body,
+        body,
     )
+}
+
+/// A password grant of `user` for itself.
+pub(crate) fn grant(http: &Http, base: &str, user: &str, password: &str) -> Pair {
+    let body = json!({ "grant_type": "password", "username": user, "password": password });
+    let r = token_call(http, base, (user, password), &body);
+    assert_eq!(r.status, 200, "grant for {user}: {}", r.text);
+    Pair::from(&r)
+}
+
+fn refresh_as(http: &Http, base: &str, user: &str, password: &str, rt: &str) -> Resp {
+    let body = json!({ "grant_type": "refresh_token", "refresh_token": rt });
+    token_call(http, base, (user, password), &body)
 }
 
 /// Authenticates with every credential on every node until `stop`, so the
