@@ -113,6 +113,23 @@ fn refresh_as(http: &Http, base: &str, user: &str, password: &str, rt: &str) -> 
     token_call(http, base, (user, password), &body)
 }
 
+/// Authenticates `rounds` times with every credential on every node,
+/// each answered 200, so that every node holds them in its cache.
+pub(crate) fn warm(http: &Http, bases: &[String], creds: &[Cred], rounds: usize, what: &str) {
+    for base in bases {
+        for cred in creds {
+            for _ in 0..rounds {
+                let r = authenticate(http, base, cred);
+                assert_eq!(
+                    r.status, 200,
+                    "{what}: warming {cred:?} on {base}: {}",
+                    r.text
+                );
+            }
+        }
+    }
+}
+
 /// Authenticates with every credential on every node until `stop`, so the
 /// entries are refilled right up to the revoking commit.
 pub(crate) fn keep_hot(
@@ -145,18 +162,7 @@ fn revoke_while_hot(
     expect: u16,
 ) -> usize {
     let http = Http::new();
-    for base in bases {
-        for cred in creds {
-            for _ in 0..2 {
-                let r = authenticate(&http, base, cred);
-                assert_eq!(
-                    r.status, 200,
-                    "{what}: warming {cred:?} on {base}: {}",
-                    r.text
-                );
-            }
-        }
-    }
+    warm(&http, bases, creds, 2, what);
     let stop = Arc::new(AtomicBool::new(false));
     let hot: Vec<_> = (0..2).map(|_| keep_hot(bases, creds, &stop)).collect();
     let r = revoke();
