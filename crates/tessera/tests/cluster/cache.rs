@@ -100,6 +100,19 @@ fn token_call(http: &Http, base: &str, (user, password): (&str, &str), body: &Va
     )
 }
 
+/// Creates (or replaces) `user` as a superuser, as the admin on `base`.
+pub(crate) fn put_superuser(http: &Http, base: &str, user: &str, password: &str) {
+    let r = call(
+        http,
+        base,
+        Method::PUT,
+        &format!("/_security/user/{user}"),
+        admin(),
+        &json!({ "password": password, "roles": ["superuser"] }),
+    );
+    assert_eq!(r.status, 200, "create {user}: {}", r.text);
+}
+
 /// A password grant of `user` for itself.
 pub(crate) fn grant(http: &Http, base: &str, user: &str, password: &str) -> Pair {
     let body = json!({ "grant_type": "password", "username": user, "password": password });
@@ -195,15 +208,7 @@ fn worker(bases: &[String], w: usize) -> usize {
     for round in 0..ROUNDS {
         let on = |k: usize| &bases[(w + round + k) % NODES];
         let (user, password) = (format!("hot{w}_{round}"), "hot-password".to_owned());
-        let r = call(
-            &http,
-            on(0),
-            Method::PUT,
-            &format!("/_security/user/{user}"),
-            admin(),
-            &json!({ "password": password, "roles": ["superuser"] }),
-        );
-        assert_eq!(r.status, 200, "create {user}: {}", r.text);
+        put_superuser(&http, on(0), &user, &password);
 
         // A token invalidated by its access token.
         let doomed = grant(&http, on(1), &user, &password);
