@@ -452,7 +452,8 @@ mod tests {
 
     fn issued(now: Millis) -> (TokenRecord, TokenPair) {
         let s = subject();
-        TokenRecord::issue_scoped(
+        TokenRecord::first_of_family(
+            Fresh::draw(now),
             &s,
             s.client_ref(),
             Some(vec!["a".into(), "tessera:admin".into()]),

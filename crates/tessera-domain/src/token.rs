@@ -281,30 +281,19 @@ impl TokenRecord {
         now: Millis,
         access_ttl_ms: Millis,
     ) -> (TokenRecord, TokenPair) {
-        Self::issue_scoped(subject, client, None, with_refresh, now, access_ttl_ms)
-    }
-
-    /// [`TokenRecord::issue`] carrying `scope` (see [`TokenRecord::scope`]).
-    pub fn issue_scoped(
-        subject: &Authentication,
-        client: ClientRef,
-        scope: Option<Vec<String>>,
-        with_refresh: bool,
-        now: Millis,
-        access_ttl_ms: Millis,
-    ) -> (TokenRecord, TokenPair) {
         Self::first_of_family(
             Fresh::draw(now),
             subject,
             client,
-            scope,
+            None,
             with_refresh,
             now,
             access_ttl_ms,
         )
     }
 
-    /// The first pair of a new family, minted from `fresh`.
+    /// The first pair of a new family, minted from `fresh`, carrying
+    /// `scope` (see [`TokenRecord::scope`]).
     pub fn first_of_family(
         fresh: Fresh,
         subject: &Authentication,

@@ -22,13 +22,12 @@ const ENC_KEY: &str = include_str!("fuzz_data/sp-encryption.key");
 
 /// The entity, SP and time the seeds in `fuzz/corpus/saml_response` were made for.
 pub const NOW_MS: i64 = 1_796_130_000_000; // 2026-12-01T13:00:00Z
-const REQUEST_ID: &str = "_0123456789abcdef0123456789abcdef01234567";
 
-fn realm() -> &'static SamlRealm {
-    static REALM: OnceLock<SamlRealm> = OnceLock::new();
-    REALM.get_or_init(|| {
-        let settings = r#"
-order = 0
+/// The realm's settings: the IdP `https://idp.example.org/` and the SP
+/// `https://dashboard.example.org/`, as the tests' fixtures (`testing`)
+/// have them too.
+pub const SETTINGS: &str = r#"
+order = 2
 idp.metadata.path = "idp-metadata.xml"
 idp.entity_id = "https://idp.example.org/"
 sp.entity_id = "https://dashboard.example.org/"
@@ -36,8 +35,17 @@ sp.acs = "https://dashboard.example.org/api/security/saml/callback"
 sp.logout = "https://dashboard.example.org/logout"
 attributes.principal = "nameid:persistent"
 attributes.groups = "groups"
+attributes.mail = "mail"
+attributes.name = "urn:oid:2.5.4.3"
+allowed_clock_skew = "3m"
 "#;
-        let config = SamlRealmSettings::from_toml(settings)
+
+const REQUEST_ID: &str = "_0123456789abcdef0123456789abcdef01234567";
+
+fn realm() -> &'static SamlRealm {
+    static REALM: OnceLock<SamlRealm> = OnceLock::new();
+    REALM.get_or_init(|| {
+        let config = SamlRealmSettings::from_toml(SETTINGS)
             .expect("fixed settings parse")
             .validate("fuzz")
             .expect("fixed settings are valid");

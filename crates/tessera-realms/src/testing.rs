@@ -55,19 +55,8 @@ pub fn idp_metadata(entity_id: &str) -> String {
     )
 }
 
-pub const SETTINGS: &str = r#"
-order = 2
-idp.metadata.path = "idp-metadata.xml"
-idp.entity_id = "https://idp.example.org/"
-sp.entity_id = "https://dashboard.example.org/"
-sp.acs = "https://dashboard.example.org/api/security/saml/callback"
-sp.logout = "https://dashboard.example.org/logout"
-attributes.principal = "nameid:persistent"
-attributes.groups = "groups"
-attributes.mail = "mail"
-attributes.name = "urn:oid:2.5.4.3"
-allowed_clock_skew = "3m"
-"#;
+/// The realm's settings (the fuzz target's realm has the same).
+pub use crate::fuzzing::SETTINGS;
 
 /// The realm `saml1` as the tests configure it, with the SP's encryption key.
 pub fn realm() -> SamlRealm {
@@ -167,6 +156,13 @@ pub fn sign_with(xml: &str, key_pem: &str) -> String {
     bergshamra::sign(&ctx, xml).unwrap()
 }
 
+/// ` name="value"` to write inside a start tag, or nothing without a value.
+fn xml_attribute(name: &str, value: Option<&str>) -> String {
+    value
+        .map(|v| format!(r#" {name}="{v}""#))
+        .unwrap_or_default()
+}
+
 /// The assertion, signed by the IdP when `signed`.
 pub fn assertion(fx: &Fx, signed: bool) -> String {
     assertion_signed_by(fx, signed.then(|| (data("idp.key"), data("idp.crt"))))
@@ -177,11 +173,7 @@ pub fn assertion_signed_by(fx: &Fx, signer: Option<(String, String)>) -> String 
         .as_ref()
         .map(|(_, cert)| signature_template(&fx.assertion_id, cert))
         .unwrap_or_default();
-    let irt = fx
-        .in_response_to
-        .as_ref()
-        .map(|i| format!(r#" InResponseTo="{i}""#))
-        .unwrap_or_default();
+    let irt = xml_attribute("InResponseTo", fx.in_response_to.as_deref());
     let xml = format!(
         r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" IssueInstant="2026-12-01T12:59:58Z" Version="2.0"><saml:Issuer>{issuer}</saml:Issuer>{sig}<saml:Subject><saml:NameID Format="{fmt}">{nameid}</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{cnoa}" Recipient="{recipient}"{irt}/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}"><saml:AudienceRestriction><saml:Audience>{aud}</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AuthnStatement AuthnInstant="2026-12-01T12:59:58Z" SessionIndex="{si}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement><saml:Attribute Name="groups"><saml:AttributeValue>admins</saml:AttributeValue><saml:AttributeValue>staff</saml:AttributeValue></saml:Attribute><saml:Attribute Name="mail" FriendlyName="email"><saml:AttributeValue>alice@example.org</saml:AttributeValue></saml:Attribute><saml:Attribute Name="urn:oid:2.5.4.3" FriendlyName="cn"><saml:AttributeValue>Alice Liddell</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>"#,
         id = fx.assertion_id,
@@ -204,16 +196,8 @@ pub fn assertion_signed_by(fx: &Fx, signer: Option<(String, String)>) -> String 
 /// A Response around `inner` (assertions, encrypted or not, already built),
 /// signed by the IdP when `signed`.
 pub fn response(fx: &Fx, inner: &str, signed: bool) -> String {
-    let dest = fx
-        .destination
-        .as_ref()
-        .map(|d| format!(r#" Destination="{d}""#))
-        .unwrap_or_default();
-    let irt = fx
-        .in_response_to
-        .as_ref()
-        .map(|i| format!(r#" InResponseTo="{i}""#))
-        .unwrap_or_default();
+    let dest = xml_attribute("Destination", fx.destination.as_deref());
+    let irt = xml_attribute("InResponseTo", fx.in_response_to.as_deref());
     let sig = if signed {
         signature_template(&fx.response_id, &data("idp.crt"))
     } else {

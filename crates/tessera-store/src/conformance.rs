@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tessera_domain::authn::{Authentication, AuthenticationType, NATIVE_REALM};
 use tessera_domain::oauth::{self, AuthMethod, ClientMetadata, GrantType};
 use tessera_domain::refresh::{Denied, RefreshError, RefreshPolicy};
-use tessera_domain::token::{TokenKind, TokenPair, TokenString};
+use tessera_domain::token::{Fresh, TokenKind, TokenPair, TokenString};
 use tessera_domain::{ClientRef, Millis, TokenKey, TokenRecord};
 
 use crate::{
@@ -213,7 +213,8 @@ pub async fn assert_upgraded_for_oauth<S: Store + ?Sized>(
     assert_eq!(found.scope, None);
     let client = oauth::mint_client(Default::default(), 5).record;
     assert!(store.put_oauth_client(&client).await.unwrap());
-    let (scoped, pair) = TokenRecord::issue_scoped(
+    let (scoped, pair) = TokenRecord::first_of_family(
+        Fresh::draw(1_000),
         subject,
         client.client_ref(),
         Some(vec!["a".into()]),
@@ -279,7 +280,8 @@ fn issue_to_client(
     scope: Vec<String>,
     with_refresh: bool,
 ) -> (TokenRecord, TokenPair) {
-    TokenRecord::issue_scoped(
+    TokenRecord::first_of_family(
+        Fresh::draw(T0),
         subject,
         client.client_ref(),
         Some(scope),

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::Deserialize;
 use tessera_domain::crypto::Secret;
+use tessera_store_postgres::PostgresConfig;
 
 pub mod compat;
 mod describe;
@@ -197,6 +198,34 @@ pub enum StoreLocation {
         /// `cluster_cache_ttl` (`PostgresConfig::cache_ttl`).
         cache_ttl: Duration,
     },
+}
+
+impl StoreLocation {
+    /// The PostgreSQL store's connection settings (`timeout` bounds
+    /// connecting, each statement and the wait for a pooled connection);
+    /// `None` for the embedded store.
+    pub fn postgres_config(&self) -> Option<PostgresConfig> {
+        let StoreLocation::Postgres {
+            url,
+            ca_file,
+            pool_size,
+            timeout,
+            cache_ttl,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(PostgresConfig {
+            url: url.clone(),
+            ca_file: ca_file.clone(),
+            pool_size: *pool_size,
+            connect_timeout: *timeout,
+            statement_timeout: *timeout,
+            acquire_timeout: *timeout,
+            cache_ttl: *cache_ttl,
+        })
+    }
 }
 
 impl std::fmt::Debug for StoreLocation {

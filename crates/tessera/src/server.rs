@@ -80,24 +80,9 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
                 .with_context(|| format!("cannot open the store at {}", path.display()))?;
             Ok(Arc::new(store))
         }
-        StoreLocation::Postgres {
-            url,
-            ca_file,
-            pool_size,
-            timeout,
-            wait,
-            cache_ttl,
-        } => {
-            let config = PostgresConfig {
-                url: url.clone(),
-                ca_file: ca_file.clone(),
-                pool_size: *pool_size,
-                connect_timeout: *timeout,
-                statement_timeout: *timeout,
-                acquire_timeout: *timeout,
-                cache_ttl: *cache_ttl,
-            };
-            let store = connect_postgres(config, *wait).await?;
+        StoreLocation::Postgres { wait, .. } => {
+            let pg = config.store.postgres_config().expect("a PostgreSQL store");
+            let store = connect_postgres(pg, *wait).await?;
             Ok(Arc::new(store))
         }
     }

@@ -4,6 +4,8 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
+use crate::time::days_from_civil;
+
 use super::*;
 
 pub(super) fn run(search: &Search, docs: Vec<Doc>, now: Millis) -> Page {
@@ -305,15 +307,4 @@ pub fn parse_date(s: &str) -> Option<Millis> {
         }
     };
     Some(millis - shift)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }

@@ -160,22 +160,24 @@ pub fn claim_metadata(claims: &Map<String, Value>) -> Map<String, Value> {
 mod tests {
     use super::*;
     use crate::oidc::settings::OidcRealmSettings;
+    use crate::testing::oidc::settings;
     use serde_json::json;
 
-    fn config(extra: &str) -> OidcRealmConfig {
-        OidcRealmSettings::from_toml(&format!(
-            r#"
-order = 3
-op.issuer = "https://op.example.org"
-rp.client_id = "dashboard"
-rp.redirect_uri = "https://dashboard.example.org/cb"
-rp.response_type = "code"
-{extra}
-"#
-        ))
-        .unwrap()
-        .validate("oidc1")
-        .unwrap()
+    /// A realm whose principal is the claim `principal`, with `extra`.
+    fn config(principal: &str, extra: &str) -> OidcRealmConfig {
+        let base = settings(
+            "https://op.example.org",
+            "dashboard",
+            "https://dashboard.example.org/cb",
+        )
+        .replace(
+            "claims.principal = \"sub\"",
+            &format!("claims.principal = \"{principal}\""),
+        );
+        OidcRealmSettings::from_toml(&format!("{base}{extra}"))
+            .unwrap()
+            .validate("oidc1")
+            .unwrap()
     }
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -213,8 +215,8 @@ rp.response_type = "code"
     #[test]
     fn claims_make_the_user() {
         let c = config(
-            r#"claims.principal = "email"
-claims.groups = "groups"
+            "email",
+            r#"claims.groups = "groups"
 claims.name = "name"
 claims.mail = "email"
 claim_patterns.principal = "^([^@]+)@example\\.org$"
@@ -240,10 +242,7 @@ claim_patterns.groups = "^team-(.+)$""#,
 
         let other = obj(json!({"sub": "42", "email": "alice@elsewhere.org"}));
         assert_eq!(identity(&c, &other).unwrap_err().rule, Rule::Principal);
-        let plain = config(
-            r#"claims.principal = "sub"
-populate_user_metadata = false"#,
-        );
+        let plain = config("sub", "populate_user_metadata = false");
         let id = identity(&plain, &other).unwrap();
         assert_eq!(id.principal, "42");
         assert!(id.metadata.is_empty());

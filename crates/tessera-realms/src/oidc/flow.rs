@@ -205,26 +205,17 @@ pub fn end_session_url(
 mod tests {
     use super::*;
     use crate::oidc::settings::OidcRealmSettings;
+    use crate::testing::oidc::configured;
     use serde_json::json;
 
-    pub const SETTINGS: &str = r#"
-order = 3
-op.issuer = "https://op.example.org"
-op.authorization_endpoint = "https://op.example.org/auth"
-op.token_endpoint = "https://op.example.org/token"
-op.jwkset_path = "jwks.json"
-rp.client_id = "dashboard"
-rp.redirect_uri = "https://dashboard.example.org/api/security/oidc/callback"
-rp.response_type = "code"
-rp.requested_scopes = ["email", "openid", "groups"]
-claims.principal = "sub"
-"#;
-
     fn config() -> OidcRealmConfig {
-        OidcRealmSettings::from_toml(SETTINGS)
-            .unwrap()
-            .validate("oidc1")
-            .unwrap()
+        OidcRealmSettings::from_toml(&format!(
+            "{}rp.requested_scopes = [\"email\", \"openid\", \"groups\"]\n",
+            configured()
+        ))
+        .unwrap()
+        .validate("oidc1")
+        .unwrap()
     }
 
     const CB: &str = "https://dashboard.example.org/api/security/oidc/callback";

@@ -116,21 +116,15 @@ impl ProviderEndpoints {
 mod tests {
     use super::*;
     use crate::oidc::settings::OidcRealmSettings;
+    use crate::testing::oidc::settings;
     use serde_json::json;
 
     #[test]
     fn discovery_fills_what_is_not_configured() {
-        let config = OidcRealmSettings::from_toml(
-            r#"
-order = 1
-op.issuer = "https://op.example.org/"
-op.token_endpoint = "https://op.example.org/mine"
-rp.client_id = "d"
-rp.redirect_uri = "https://d.example.org/cb"
-rp.response_type = "code"
-claims.principal = "sub"
-"#,
-        )
+        let settings = settings("https://op.example.org/", "d", "https://d.example.org/cb");
+        let config = OidcRealmSettings::from_toml(&format!(
+            "{settings}op.token_endpoint = \"https://op.example.org/mine\"\n"
+        ))
         .unwrap()
         .validate("oidc1")
         .unwrap();

@@ -420,18 +420,7 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const BASE: &str = r#"
-order = 3
-op.issuer = "https://op.example.org"
-op.authorization_endpoint = "https://op.example.org/auth"
-op.token_endpoint = "https://op.example.org/token"
-op.jwkset_path = "jwks.json"
-rp.client_id = "dashboard"
-rp.redirect_uri = "https://dashboard.example.org/cb"
-rp.response_type = "code"
-claims.principal = "sub"
-"#;
+    use crate::testing::oidc::configured;
 
     fn validate(text: &str) -> Result<OidcRealmConfig, String> {
         OidcRealmSettings::from_toml(text)?
@@ -441,7 +430,7 @@ claims.principal = "sub"
 
     #[test]
     fn defaults() {
-        let c = validate(BASE).unwrap();
+        let c = validate(&configured()).unwrap();
         assert_eq!(c.scopes, ["openid"]);
         assert_eq!(c.client_auth_method, ClientAuthMethod::Basic);
         assert_eq!(c.allowed_clock_skew, Duration::from_secs(60));
@@ -454,71 +443,72 @@ claims.principal = "sub"
 
     #[test]
     fn problems_name_the_setting() {
+        let base = configured();
         let cases = [
             (
-                BASE.replace("claims.principal = \"sub\"", ""),
+                base.replace("claims.principal = \"sub\"", ""),
                 "[claims.principal] is required",
             ),
             (
-                format!("{BASE}rp.client_secret = \"s3cret\""),
+                format!("{base}rp.client_secret = \"s3cret\""),
                 "TESSERA_REALMS_OIDC_OIDC1_RP_CLIENT_SECRET",
             ),
             (
-                BASE.replace(
+                base.replace(
                     "rp.response_type = \"code\"",
                     "rp.response_type = \"id_token\"",
                 ),
                 "not supported yet",
             ),
             (
-                BASE.replace("rp.response_type = \"code\"", ""),
+                base.replace("rp.response_type = \"code\"", ""),
                 "[rp.response_type] is required",
             ),
             (
-                format!("{BASE}rp.client_auth_method = \"client_secret_jwt\""),
+                format!("{base}rp.client_auth_method = \"client_secret_jwt\""),
                 "not supported yet",
             ),
             (
-                format!("{BASE}rp.signature_algorithm = \"HS256\""),
+                format!("{base}rp.signature_algorithm = \"HS256\""),
                 "RS256 is the only",
             ),
             (
-                format!("{BASE}http.connection_pool_ttl = \"3m\""),
+                format!("{base}http.connection_pool_ttl = \"3m\""),
                 "below 3m",
             ),
             (
-                format!("{BASE}allowed_clock_skew = \"60\""),
+                format!("{base}allowed_clock_skew = \"60\""),
                 "[allowed_clock_skew]",
             ),
             (
-                format!("{BASE}claim_patterns.groups = \"^(a)$\""),
+                format!("{base}claim_patterns.groups = \"^(a)$\""),
                 "needs claims.groups",
             ),
             (
-                format!("{BASE}claim_patterns.principal = \"^a$\""),
+                format!("{base}claim_patterns.principal = \"^a$\""),
                 "exactly one capture group",
             ),
             (
-                format!("{BASE}claim_patterns.foo = \"^(a)$\""),
+                format!("{base}claim_patterns.foo = \"^(a)$\""),
                 "claim_patterns.foo",
             ),
             (
-                BASE.replace(
+                base.replace(
                     "https://op.example.org/token",
                     "http://op.example.org/token",
                 ),
                 "[op.token_endpoint]",
             ),
             (
-                BASE.replace("jwks.json", "http://10.0.0.1/jwks"),
+                base.replace("jwks.json", "http://10.0.0.1/jwks"),
                 "[op.jwkset_path]",
             ),
             (
-                BASE.replace("op.token_endpoint = \"https://op.example.org/token\"\n", "")
+                base.replace("op.token_endpoint = \"https://op.example.org/token\"\n", "")
                     .replace("https://op.example.org\"", "http://op.example.org\""),
                 "[op.issuer]",
             ),
-            (format!("{BASE}surprise = 1"), "surprise"),
+            (format!("{base}surprise = 1"), "surprise"),
         ];
         for (text, says) in cases {
             let e = validate(&text)
@@ -554,7 +544,8 @@ claims.principal = "sub"
     #[test]
     fn scopes_start_with_openid_once() {
         let c = validate(&format!(
-            "{BASE}rp.requested_scopes = [\"email\", \"openid\", \"email\"]"
+            "{}rp.requested_scopes = [\"email\", \"openid\", \"email\"]",
+            configured()
         ))
         .unwrap();
         assert_eq!(c.scopes, ["openid", "email"]);

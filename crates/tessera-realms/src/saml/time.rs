@@ -1,6 +1,8 @@
 //! `xs:dateTime` as SAML uses it, to and from milliseconds since the epoch.
 //! Time is always an argument: nothing here reads a clock.
 
+use tessera_domain::time::{civil_from_days, days_from_civil};
+
 /// Parses `YYYY-MM-DDThh:mm:ss[.fff…](Z|±hh:mm)` to milliseconds since the
 /// Unix epoch. A time without a zone is refused (SAML requires UTC).
 pub fn parse_instant(text: &str) -> Option<i64> {
@@ -70,30 +72,6 @@ pub fn format_instant(ms: i64) -> String {
         (sod / 60) % 60,
         sod % 60
     )
-}
-
-// Howard Hinnant's algorithms for the proleptic Gregorian calendar.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

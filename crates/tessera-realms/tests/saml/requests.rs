@@ -112,20 +112,10 @@ fn logout_builds_a_logout_request_for_the_session() {
     assert_eq!(off.logout_request("_l", now(), &session(), None), None);
 }
 
-/// A LogoutRequest as the IdP sends it, signed with `key`/`cert` when given.
+/// A LogoutRequest as the IdP sends it, signed with `key`/`cert` when
+/// given, issued at the tests' "now".
 fn idp_logout_request(signer: Option<(&str, &str)>, issuer: &str) -> String {
-    let xml = format!(
-        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_idplogout" Version="2.0" IssueInstant="2026-12-01T13:00:00Z" Destination="https://dashboard.example.org/logout" NotOnOrAfter="2026-12-01T13:05:00Z"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">alice-persistent-id</saml:NameID><samlp:SessionIndex>_session42</samlp:SessionIndex></samlp:LogoutRequest>"#
-    );
-    let key = signer.map(|(c, k)| SigningKey::from_pem(&data(c), &data(k)).unwrap());
-    let url = redirect_url(
-        "https://dashboard.example.org/logout",
-        "SAMLRequest",
-        &xml,
-        Some("back"),
-        key.as_ref(),
-    );
-    query(&url).to_owned()
+    idp_logout_query(signer, issuer, "2026-12-01T13:00:00Z")
 }
 
 #[test]

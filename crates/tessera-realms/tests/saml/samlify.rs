@@ -11,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use tessera_realms::saml::requests::new_request_id;
-use tessera_realms::saml::{process_response, Rule, SamlRealm, SamlRealmSettings, Validation};
+use tessera_realms::saml::{
+    process_response, Rule, SamlError, SamlIdentity, SamlRealm, SamlRealmSettings, Validation,
+};
 use tessera_realms::testing::samlify::{input, start_or_skip, ENTITY};
 
 use crate::support::{data, SETTINGS};
@@ -83,6 +85,19 @@ fn login(encrypt: bool) -> Option<(SamlRealm, String, String)> {
     Some((realm, input(&posted, "SAMLResponse"), id))
 }
 
+/// The realm's answer to `content` (a posted `SAMLResponse`) from a caller
+/// whose requests in flight are `ids`, now.
+fn process(realm: &SamlRealm, content: &str, ids: &[String]) -> Result<SamlIdentity, SamlError> {
+    process_response(
+        realm,
+        content,
+        Validation {
+            ids,
+            now_ms: now_ms(),
+        },
+    )
+}
+
 fn decode(content: &str) -> String {
     String::from_utf8(
         base64::engine::general_purpose::STANDARD
@@ -98,15 +113,7 @@ fn a_samlify_response_is_accepted_and_a_changed_byte_refused() {
         return;
     };
     let ids = vec![id.clone()];
-    let identity = process_response(
-        &realm,
-        &content,
-        Validation {
-            ids: &ids,
-            now_ms: now_ms(),
-        },
-    )
-    .expect("the samlify Response is accepted");
+    let identity = process(&realm, &content, &ids).expect("the samlify Response is accepted");
     assert_eq!(identity.principal, "alice-persistent-id");
     assert_eq!(identity.groups, ["admins"]);
     assert_eq!(identity.mail.as_deref(), Some("alice@example.org"));
@@ -118,27 +125,11 @@ fn a_samlify_response_is_accepted_and_a_changed_byte_refused() {
     assert_eq!(xml.matches(">alice-persistent-id<").count(), 1, "{xml}");
     let tampered = xml.replace(">alice-persistent-id<", ">alicf-persistent-id<");
     let tampered = base64::engine::general_purpose::STANDARD.encode(tampered);
-    let e = process_response(
-        &realm,
-        &tampered,
-        Validation {
-            ids: &ids,
-            now_ms: now_ms(),
-        },
-    )
-    .unwrap_err();
+    let e = process(&realm, &tampered, &ids).unwrap_err();
     assert_eq!(e.rule, Rule::Signature, "{e}");
 
     // The same Response to a caller that did not send the request.
-    let e = process_response(
-        &realm,
-        &content,
-        Validation {
-            ids: &[],
-            now_ms: now_ms(),
-        },
-    )
-    .unwrap_err();
+    let e = process(&realm, &content, &[]).unwrap_err();
     assert_eq!(e.rule, Rule::InResponseTo, "{e}");
     assert_eq!(e.unsolicited_in_response_to.as_deref(), Some(id.as_str()));
 }
@@ -154,28 +145,13 @@ fn a_samlify_encrypted_assertion_is_decrypted_and_accepted() {
         "{xml}"
     );
     let ids = vec![id];
-    let identity = process_response(
-        &realm,
-        &content,
-        Validation {
-            ids: &ids,
-            now_ms: now_ms(),
-        },
-    )
-    .expect("the encrypted samlify Response is accepted");
+    let identity =
+        process(&realm, &content, &ids).expect("the encrypted samlify Response is accepted");
     assert_eq!(identity.principal, "alice-persistent-id");
 
     // Without the SP's key it cannot be read.
     let mut keyless = realm.clone();
     keyless.decryption = None;
-    let e = process_response(
-        &keyless,
-        &content,
-        Validation {
-            ids: &ids,
-            now_ms: now_ms(),
-        },
-    )
-    .unwrap_err();
+    let e = process(&keyless, &content, &ids).unwrap_err();
     assert_eq!(e.rule, Rule::Decryption, "{e}");
 }

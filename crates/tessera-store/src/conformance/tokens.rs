@@ -283,7 +283,15 @@ pub async fn purge(store: DynStore) {
 
 fn scoped(username: &str, scope: Option<Vec<String>>, now: Millis) -> (TokenRecord, TokenPair) {
     let s = subject(username);
-    TokenRecord::issue_scoped(&s, s.client_ref(), scope, true, now, POLICY.access_ttl_ms)
+    TokenRecord::first_of_family(
+        Fresh::draw(now),
+        &s,
+        s.client_ref(),
+        scope,
+        true,
+        now,
+        POLICY.access_ttl_ms,
+    )
 }
 
 pub async fn token_scope_and_find_by_refresh(store: DynStore) {
@@ -314,7 +322,15 @@ pub async fn token_scope_and_find_by_refresh(store: DynStore) {
         "an access token is not a refresh token"
     );
     let s = subject("svc");
-    let (cc, cc_pair) = TokenRecord::issue_scoped(&s, s.client_ref(), ab.clone(), false, T0, 1000);
+    let (cc, cc_pair) = TokenRecord::first_of_family(
+        Fresh::draw(T0),
+        &s,
+        s.client_ref(),
+        ab.clone(),
+        false,
+        T0,
+        1000,
+    );
     store.insert_token(&cc).await.unwrap();
     assert_eq!(store.stored(&cc_pair.access).await.scope, ab);
 

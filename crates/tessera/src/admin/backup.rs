@@ -149,20 +149,9 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<(Value, u8)> {
                     .map_err(|e| anyhow!("the check panicked: {e}"))??;
             (check.stored, check.current)
         }
-        StoreLocation::Postgres {
-            url,
-            ca_file,
-            pool_size,
-            timeout,
-            ..
-        } => PostgresStore::check_schema(PostgresConfig {
-            url: url.clone(),
-            ca_file: ca_file.clone(),
-            pool_size: *pool_size,
-            connect_timeout: *timeout,
-            statement_timeout: *timeout,
-            acquire_timeout: *timeout,
+        StoreLocation::Postgres { .. } => PostgresStore::check_schema(PostgresConfig {
             cache_ttl: std::time::Duration::ZERO,
+            ..config.store.postgres_config().expect("a PostgreSQL store")
         })
         .await
         .context("cannot check the PostgreSQL store")?,

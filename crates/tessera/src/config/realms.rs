@@ -162,7 +162,7 @@ pub fn base_dir(config_file: Option<&Path>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_realms::testing as fx;
+    use tessera_realms::testing::{self as fx, oidc::configured};
 
     /// Resolves `[realms]` written as `toml` in a folder holding the test
     /// IdP's metadata; the error text when it fails.
@@ -187,23 +187,12 @@ mod tests {
         resolve_with_env(file, Some(dir.path()), &env).map_err(|e| format!("{e:#}"))
     }
 
-    const OIDC: &str = r#"
-order = 5
-op.issuer = "https://op.example.org"
-op.authorization_endpoint = "https://op.example.org/auth"
-op.token_endpoint = "https://op.example.org/token"
-op.jwkset_path = "jwks.json"
-rp.client_id = "dashboard"
-rp.redirect_uri = "https://dashboard.example.org/cb"
-rp.response_type = "code"
-claims.principal = "sub"
-"#;
-
     #[test]
     fn an_oidc_realm_takes_its_secret_from_the_environment_or_a_file() {
+        let oidc = configured();
         let realms = resolve_all(&format!(
-            "[oidc.oidc_env]\n{OIDC}\n[oidc.oidc_file]\n{}rp.client_secret_file = \"secret.txt\"\n",
-            OIDC.replace("order = 5", "order = 6")
+            "[oidc.oidc_env]\n{oidc}\n[oidc.oidc_file]\n{}rp.client_secret_file = \"secret.txt\"\n",
+            oidc.replace("order = 3", "order = 6")
         ))
         .unwrap();
         let secret = |name: &str| {
@@ -226,34 +215,35 @@ claims.principal = "sub"
 
     #[test]
     fn oidc_problems_name_the_realm_and_the_setting() {
+        let oidc = configured();
         let cases = [
             (
-                format!("[oidc.oidc1]\n{OIDC}"),
+                format!("[oidc.oidc1]\n{oidc}"),
                 "TESSERA_REALMS_OIDC_OIDC1_RP_CLIENT_SECRET",
             ),
             (
-                format!("[oidc.oidc1]\n{OIDC}rp.client_secret = \"x\"\n"),
+                format!("[oidc.oidc1]\n{oidc}rp.client_secret = \"x\"\n"),
                 "must not be written in the config file",
             ),
             (
-                format!("[oidc.oidc1]\n{OIDC}rp.client_secret_file = \"missing\"\n"),
+                format!("[oidc.oidc1]\n{oidc}rp.client_secret_file = \"missing\"\n"),
                 "cannot read",
             ),
             (
-                format!("[oidc.oidc_env]\n{OIDC}rp.client_secret_file = \"secret.txt\"\n"),
+                format!("[oidc.oidc_env]\n{oidc}rp.client_secret_file = \"secret.txt\"\n"),
                 "given twice",
             ),
             (
                 format!(
-                    "[oidc.oidc_env]\n{OIDC}\n{}",
-                    saml1(&fx::SETTINGS.replace("order = 2", "order = 5"))
+                    "[oidc.oidc_env]\n{oidc}\n{}",
+                    saml1(&fx::SETTINGS.replace("order = 2", "order = 3"))
                 ),
                 "orders must be unique",
             ),
             (
                 format!(
                     "[oidc.saml1]\n{}\n{}",
-                    OIDC.replace("order = 5", "order = 9"),
+                    oidc.replace("order = 3", "order = 9"),
                     saml1(fx::SETTINGS)
                 ),
                 "names must be unique",

@@ -4,39 +4,12 @@
 //! (in the audit log or in the process's log lines).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tessera_testkit::process::{without_tessera_env, Process};
 
 use crate::support::*;
-
-/// The audit lines written so far, each parsed.
-fn audit_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-/// Waits (at most two seconds: the writer flushes within one) until an
-/// event matching `want` is in the file, and returns it.
-fn wait_event(path: &Path, want: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        if let Some(e) = audit_lines(path).into_iter().find(|e| want(e)) {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no such audit event within 2s; the log holds:\n{}",
-            std::fs::read_to_string(path).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn action_is(action: &'static str) -> impl Fn(&Value) -> bool {
     move |e| e["event.action"] == action

@@ -16,8 +16,6 @@ use tessera_realms::testing::oidc as fx;
 
 use crate::support::*;
 
-const DASHBOARD: &str = "dashboard";
-const DASHBOARD_PW: &str = "dashboard-password";
 const CLIENT_ID: &str = "tessera-dashboard";
 const CB: &str = "https://dashboard.example.org/api/security/oidc/callback";
 const NONCE: &str = "the-nonce-the-dashboard-kept";
@@ -102,20 +100,13 @@ impl Stub {
             &config,
             format!(
                 r#"[realms.oidc.oidc1]
-order = 3
-op.issuer = "{issuer}"
-op.authorization_endpoint = "{issuer}/auth"
-op.token_endpoint = "{issuer}/token"
-op.jwkset_path = "jwks.json"
-op.userinfo_endpoint = "{issuer}/me"
-rp.client_id = "{CLIENT_ID}"
+{}{}op.userinfo_endpoint = "{issuer}/me"
 rp.client_secret_file = "secret.txt"
-rp.redirect_uri = "{CB}"
-rp.response_type = "code"
-claims.principal = "sub"
 claims.mail = "email"
 claims.groups = "groups"
-"#
+"#,
+                fx::settings(&issuer, CLIENT_ID, CB),
+                fx::endpoints(&issuer),
             ),
         )
         .unwrap();
@@ -335,13 +326,7 @@ fn a_key_rotation_is_followed_once_the_jwks_names_the_new_key() {
 #[test]
 fn callbacks_the_dashboard_should_not_have_passed_are_refused() {
     let s = Stub::start();
-    let send = |body: Value| {
-        s.srv
-            .post("/_security/oidc/authenticate")
-            .basic(DASHBOARD, DASHBOARD_PW)
-            .json(&body)
-            .send()
-    };
+    let send = |body: Value| dashboard_post(&s.srv, "/_security/oidc/authenticate", &body);
     for callback in [
         format!("{CB}?code=c&state=another"),
         format!("{CB}?error=access_denied&state={STATE}"),
@@ -361,13 +346,7 @@ fn callbacks_the_dashboard_should_not_have_passed_are_refused() {
 #[test]
 fn bad_requests_get_400_in_elasticsearchs_shape() {
     let s = Stub::start();
-    let post = |path: &str, body: Value| {
-        s.srv
-            .post(path)
-            .basic(DASHBOARD, DASHBOARD_PW)
-            .json(&body)
-            .send()
-    };
+    let post = |path: &str, body: Value| dashboard_post(&s.srv, path, &body);
     for (path, body, says) in [
         (
             "/_security/oidc/prepare",
@@ -443,13 +422,7 @@ fn bad_requests_get_400_in_elasticsearchs_shape() {
 #[test]
 fn prepare_gives_fresh_state_and_nonce_or_the_callers() {
     let s = Stub::start();
-    let prepare = |body: Value| {
-        s.srv
-            .post("/_security/oidc/prepare")
-            .basic(DASHBOARD, DASHBOARD_PW)
-            .json(&body)
-            .send()
-    };
+    let prepare = |body: Value| dashboard_post(&s.srv, "/_security/oidc/prepare", &body);
     let a = prepare(json!({"realm": "oidc1"}));
     let b = prepare(json!({"iss": s.issuer, "login_hint": "alice@example.org"}));
     assert_eq!((a.status, b.status), (200, 200), "{} {}", a.text, b.text);
@@ -493,22 +466,20 @@ fn logout_ends_the_family_and_has_no_redirect_without_an_end_session_endpoint() 
     let login = s.authenticate("c");
     assert_eq!(login.status, 200, "{}", login.text);
     let (access, refresh) = (login.str("access_token"), login.str("refresh_token"));
-    let r = s
-        .srv
-        .post("/_security/oidc/logout")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"token": access, "refresh_token": refresh}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/oidc/logout",
+        &json!({"token": access, "refresh_token": refresh}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, json!({"redirect": null}));
     assert_eq!(s.srv.get(AUTHENTICATE).bearer(&access).send().status, 401);
     // A native user's token is not an OpenID Connect login.
     let native = s.srv.password_grant(ADMIN, ADMIN_PW);
-    let r = s
-        .srv
-        .post("/_security/oidc/logout")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"token": native.access}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/oidc/logout",
+        &json!({"token": native.access}),
+    );
     assert_eq!(r.status, 400, "{}", r.text);
 }

@@ -9,13 +9,12 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use tessera_realms::testing::oidc::settings;
 use tessera_realms::testing::oidc_provider::{form, start_or_skip, Client, Op};
-use tessera_testkit::process::{tessera_command, Process};
+use tessera_testkit::process::Process;
 
 use crate::support::*;
 
-const DASHBOARD: &str = "dashboard";
-const DASHBOARD_PW: &str = "dashboard-password";
 const CALLBACK: &str = "http://127.0.0.1:5601/api/security/oidc/callback";
 const LOGGED_OUT: &str = "http://127.0.0.1:5601/security/logged_out";
 const CLIENT_ID: &str = "tessera-dashboard";
@@ -42,41 +41,27 @@ fn setup() -> Option<Setup> {
     // ID tokens carry only the protocol claims.
     let realm = format!(
         r#"[realms.oidc.oidc1]
-order = 3
-op.issuer = "{iss}"
-op.userinfo_endpoint = "{iss}/me"
-rp.client_id = "{CLIENT_ID}"
-rp.redirect_uri = "{CALLBACK}"
-rp.response_type = "code"
+{}op.userinfo_endpoint = "{iss}/me"
 rp.requested_scopes = ["email", "profile", "groups"]
 rp.post_logout_redirect_uri = "{LOGGED_OUT}"
-claims.principal = "sub"
 claims.groups = "groups"
 claims.mail = "email"
 claims.name = "name"
 "#,
+        settings(&op.issuer, CLIENT_ID, CALLBACK),
         iss = op.issuer
     );
     std::fs::write(&config_path, realm).unwrap();
-    let mut cmd = tessera_command(env!("CARGO_BIN_EXE_tessera").as_ref());
-    cmd.env("TESSERA_BOOTSTRAP_PASSWORD", ADMIN_PW);
-    cmd.env("TESSERA_REALMS_OIDC_OIDC1_RP_CLIENT_SECRET", CLIENT_SECRET);
-    let mut node = Process::serve(
+    let (srv, node) = serve_for_dashboard(
         "oidc",
-        cmd,
-        None,
-        &["--config", config_path.to_str().unwrap()],
+        &config_path,
+        &[("TESSERA_REALMS_OIDC_OIDC1_RP_CLIENT_SECRET", CLIENT_SECRET)],
+        (
+            "oidc_admins",
+            json!({"roles": ["oidc_admins"], "enabled": true,
+                "rules": {"all": [{"field": {"groups": "oidc-admins"}}, {"field": {"realm.name": "oidc1"}}]}}),
+        ),
     );
-    node.expect_ready();
-    let srv = Api::new(&node.base);
-    srv.put_user(DASHBOARD, DASHBOARD_PW, &["kibana_system"]);
-    let r = srv
-        .put("/_security/role_mapping/oidc_admins")
-        .admin()
-        .json(&json!({"roles": ["oidc_admins"], "enabled": true,
-            "rules": {"all": [{"field": {"groups": "oidc-admins"}}, {"field": {"realm.name": "oidc1"}}]}}))
-        .send();
-    assert_eq!(r.status, 200, "{}", r.text);
     Some(Setup {
         srv,
         _node: node,
@@ -170,11 +155,11 @@ fn absolute(base: &str, location: &str) -> String {
 
 impl Setup {
     fn prepare(&self) -> Resp {
-        self.srv
-            .post("/_security/oidc/prepare")
-            .basic(DASHBOARD, DASHBOARD_PW)
-            .json(&json!({"realm": "oidc1"}))
-            .send()
+        dashboard_post(
+            &self.srv,
+            "/_security/oidc/prepare",
+            &json!({"realm": "oidc1"}),
+        )
     }
 
     /// The browser's login at the provider: the callback URL it ends at.
@@ -194,11 +179,11 @@ impl Setup {
     }
 
     fn authenticate(&self, callback: &str, state: &str, nonce: &str) -> Resp {
-        self.srv
-            .post("/_security/oidc/authenticate")
-            .basic(DASHBOARD, DASHBOARD_PW)
-            .json(&json!({"redirect_uri": callback, "state": state, "nonce": nonce, "realm": "oidc1"}))
-            .send()
+        dashboard_post(
+            &self.srv,
+            "/_security/oidc/authenticate",
+            &json!({"redirect_uri": callback, "state": state, "nonce": nonce, "realm": "oidc1"}),
+        )
     }
 }
 
@@ -268,12 +253,11 @@ fn an_oidc_provider_login_refreshes_as_one_and_logs_out() {
         seen[0].1["refresh_token"].as_str().unwrap().to_owned(),
     );
 
-    let r = s
-        .srv
-        .post("/_security/oidc/logout")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"token": access, "refresh_token": refresh}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/oidc/logout",
+        &json!({"token": access, "refresh_token": refresh}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let end = r.str("redirect");
     assert!(
@@ -287,12 +271,7 @@ fn an_oidc_provider_login_refreshes_as_one_and_logs_out() {
         "{end}"
     );
     assert_eq!(s.srv.get(AUTHENTICATE).bearer(&access).send().status, 401);
-    let r = s
-        .srv
-        .post(TOKEN)
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"grant_type": "refresh_token", "refresh_token": refresh}))
-        .send();
+    let r = s.srv.refresh_as((DASHBOARD, DASHBOARD_PW), &refresh);
     assert_eq!(r.status, 400, "{}", r.text);
 }
 

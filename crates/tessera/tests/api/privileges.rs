@@ -155,36 +155,13 @@ fn privilege_api_needs_manage_or_read_security() {
         .basic("reader", TEST_PW)
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = srv
-        .put(PRIVILEGE)
-        .basic("reader", TEST_PW)
-        .json(&myapp())
-        .send();
-    assert_forbidden(
-        &r,
-        "cluster:admin/xpack/security/privilege/put",
-        "reader",
-        "reads",
-        "manage_security,all",
-    );
-    let r = srv
-        .delete(&format!("{PRIVILEGE}/myapp/read"))
-        .basic("reader", TEST_PW)
-        .send();
-    assert_forbidden(
-        &r,
-        "cluster:admin/xpack/security/privilege/delete",
-        "reader",
-        "reads",
-        "manage_security,all",
-    );
-    let r = srv.get(PRIVILEGE).basic("tokener", TEST_PW).send();
-    assert_forbidden(
-        &r,
-        "cluster:admin/xpack/security/privilege/get",
-        "tokener",
-        "token_only",
-        "read_security,manage_security,all",
+    assert_changes_need_manage_security(
+        &srv,
+        "privilege",
+        (("reader", "reads"), ("tokener", "token_only")),
+        (PRIVILEGE, &myapp()),
+        &format!("{PRIVILEGE}/myapp/read"),
+        PRIVILEGE,
     );
     let r = srv.get(PRIVILEGE).send();
     assert_eq!(r.status, 401, "{}", r.text);
@@ -505,31 +482,14 @@ fn user_privileges_merge_the_callers_roles() {
     assert_eq!(r.body["run_as"], json!(["*"]), "{}", r.text);
 }
 
-const DASHBOARD_ROLES: [&str; 5] = [
-    "kibana_system",
-    "kibana_admin",
-    "viewer",
-    "editor",
-    "monitoring_user",
-];
+/// The dashboard's built-in roles: all of them but `superuser`.
+const DASHBOARD_ROLES: &[&str] = BUILT_IN_ROLES.split_at(1).1;
 
 #[test]
 fn the_dashboards_built_in_roles_are_listed_and_read_only() {
     let srv = TestServer::start();
     let r = srv.get("/_security/role").admin().send();
-    assert_eq!(
-        keys(&r.body),
-        [
-            "superuser",
-            "kibana_system",
-            "kibana_admin",
-            "viewer",
-            "editor",
-            "monitoring_user"
-        ],
-        "{}",
-        r.text
-    );
+    assert_eq!(keys(&r.body), BUILT_IN_ROLES, "{}", r.text);
     for name in DASHBOARD_ROLES {
         assert_eq!(
             r.body[name]["metadata"]["_reserved"], true,

@@ -28,6 +28,11 @@ fn names(r: &Resp, list: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
+/// `user`'s query `body` to `path`.
+fn query(srv: &TestServer, path: &str, user: &str, body: Value) -> Resp {
+    srv.post(path).basic(user, TEST_PW).json(&body).send()
+}
+
 /// A manager (`manage_api_key`), two owners (`manage_own_api_key`) with
 /// keys, and a user without API key privileges.
 fn setup() -> TestServer {
@@ -45,11 +50,7 @@ fn setup() -> TestServer {
 #[test]
 fn managers_see_every_key_and_owners_their_own() {
     let srv = setup();
-    let all = srv
-        .post(QUERY_KEYS)
-        .basic("manager", TEST_PW)
-        .json(&json!({}))
-        .send();
+    let all = query(&srv, QUERY_KEYS, "manager", json!({}));
     assert_eq!(
         names(&all, "api_keys", "name"),
         ["alpha", "beta", "alphabet"]
@@ -60,21 +61,18 @@ fn managers_see_every_key_and_owners_their_own() {
     );
     let own = srv.get(QUERY_KEYS).basic("ann", TEST_PW).send();
     assert_eq!(names(&own, "api_keys", "name"), ["alpha", "beta"]);
-    let prod = srv
-        .post(QUERY_KEYS)
-        .basic("bob", TEST_PW)
-        .json(&json!({ "query": { "term": { "metadata.env": "prod" } } }))
-        .send();
+    let prod = query(
+        &srv,
+        QUERY_KEYS,
+        "bob",
+        json!({ "query": { "term": { "metadata.env": "prod" } } }),
+    );
     assert_eq!(
         names(&prod, "api_keys", "name"),
         ["alphabet"],
         "bob sees only his"
     );
-    let r = srv
-        .post(QUERY_KEYS)
-        .basic("watcher", TEST_PW)
-        .json(&json!({}))
-        .send();
+    let r = query(&srv, QUERY_KEYS, "watcher", json!({}));
     assert_forbidden(
         &r,
         "cluster:admin/xpack/security/api_key/query",
@@ -87,12 +85,7 @@ fn managers_see_every_key_and_owners_their_own() {
 #[test]
 fn queries_filter_sort_and_page() {
     let srv = setup();
-    let q = |body: Value| {
-        srv.post(QUERY_KEYS)
-            .basic("manager", TEST_PW)
-            .json(&body)
-            .send()
-    };
+    let q = |body: Value| query(&srv, QUERY_KEYS, "manager", body);
     let r = q(json!({ "query": { "bool": {
         "must": [{ "prefix": { "name": "alpha" } }],
         "must_not": [{ "term": { "username": "bob" } }] } } }));
@@ -123,12 +116,7 @@ fn queries_filter_sort_and_page() {
 #[test]
 fn bad_queries_are_400_in_elasticsearchs_words() {
     let srv = setup();
-    let q = |body: Value| {
-        srv.post(QUERY_KEYS)
-            .basic("manager", TEST_PW)
-            .json(&body)
-            .send()
-    };
+    let q = |body: Value| query(&srv, QUERY_KEYS, "manager", body);
     assert_es_error(
         &q(json!({ "query": { "term": { "api_key_hash": "x" } } })),
         400,
@@ -171,12 +159,7 @@ fn bad_queries_are_400_in_elasticsearchs_words() {
 fn users_are_queried_with_read_security() {
     let srv = setup();
     srv.put_user_with_cluster("reader", TEST_PW, "reader", &["read_security"]);
-    let q = |body: Value| {
-        srv.post(QUERY_USERS)
-            .basic("reader", TEST_PW)
-            .json(&body)
-            .send()
-    };
+    let q = |body: Value| query(&srv, QUERY_USERS, "reader", body);
     let r = q(json!({ "query": { "term": { "roles": "own" } }, "sort": [{ "username": "desc" }] }));
     assert_eq!(names(&r, "users", "username"), ["bob", "ann"]);
     assert_eq!(r.body["users"][0]["_sort"], json!(["bob"]));

@@ -177,40 +177,18 @@ fn managing_mappings_needs_manage_security_and_reading_read_security() {
     assert_eq!(r.status, 200, "{}", r.text);
 
     let r = srv
-        .put(&format!("{PATH}/m"))
-        .basic("reader", TEST_PW)
-        .json(&everything_mapping())
-        .send();
-    assert_forbidden(
-        &r,
-        "cluster:admin/xpack/security/role_mapping/put",
-        "reader",
-        "reader",
-        "manage_security,all",
-    );
-    let r = srv
-        .delete(&format!("{PATH}/m"))
-        .basic("reader", TEST_PW)
-        .send();
-    assert_forbidden(
-        &r,
-        "cluster:admin/xpack/security/role_mapping/delete",
-        "reader",
-        "reader",
-        "manage_security,all",
-    );
-    let r = srv
         .get(&format!("{PATH}/m"))
         .basic("reader", TEST_PW)
         .send();
     assert_eq!(r.status, 200, "read_security reads mappings: {}", r.text);
-    let r = srv.get(PATH).basic("tokens", TEST_PW).send();
-    assert_forbidden(
-        &r,
-        "cluster:admin/xpack/security/role_mapping/get",
-        "tokens",
-        "tokens",
-        "read_security,manage_security,all",
+    let m = format!("{PATH}/m");
+    assert_changes_need_manage_security(
+        &srv,
+        "role_mapping",
+        (("reader", "reader"), ("tokens", "tokens")),
+        (&m, &everything_mapping()),
+        &m,
+        PATH,
     );
     let r = srv.get(PATH).send();
     assert_eq!(r.status, 401, "{}", r.text);
@@ -227,18 +205,7 @@ fn kibana_system_is_a_built_in_role_for_a_dashboard() {
     for p in ["monitor", "manage_token", "manage_saml", "manage_oidc"] {
         assert!(cluster.contains(&json!(p)), "{p}: {}", r.text);
     }
-    assert_eq!(r.body["kibana_system"]["metadata"]["_reserved"], true);
-    let r = srv
-        .put("/_security/role/kibana_system")
-        .admin()
-        .json(&json!({"cluster": ["all"]}))
-        .send();
-    assert_es_error(
-        &r,
-        400,
-        "illegal_argument_exception",
-        "Role [kibana_system] is reserved and may not be used.",
-    );
+    // Reserved and read-only, as every built-in role is (privileges.rs).
 
     srv.put_user("kibana", TEST_PW, &["kibana_system"]);
     let pair = srv.password_grant_by(("kibana", TEST_PW), "kibana", TEST_PW);

@@ -43,16 +43,7 @@ fn get_one_many_and_all() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         keys(&r.body),
-        [
-            "superuser",
-            "kibana_system",
-            "kibana_admin",
-            "viewer",
-            "editor",
-            "monitoring_user",
-            "role_a",
-            "role_b"
-        ],
+        [&BUILT_IN_ROLES[..], &["role_a", "role_b"]].concat(),
         "{}",
         r.text
     );
@@ -142,19 +133,7 @@ fn invalid_role_bodies_are_rejected() {
     let r = srv.request_put_role("%20leading", json!({ "cluster": ["all"] }));
     assert_error_type(&r, 400, "action_request_validation_exception");
     let r = srv.get("/_security/role").admin().send();
-    assert_eq!(
-        keys(&r.body),
-        [
-            "superuser",
-            "kibana_system",
-            "kibana_admin",
-            "viewer",
-            "editor",
-            "monitoring_user"
-        ],
-        "{}",
-        r.text
-    );
+    assert_eq!(keys(&r.body), BUILT_IN_ROLES, "{}", r.text);
 }
 
 #[test]

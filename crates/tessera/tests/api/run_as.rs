@@ -4,9 +4,6 @@
 //! shape for each kind of caller, what is minted while running as, and the
 //! audit lines.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -50,23 +47,26 @@ fn authenticate_as(srv: &TestServer, target: &str) -> Resp {
         .send()
 }
 
-fn run_as_denied(action: &str, user: &str, roles: &str, target: &str) -> String {
-    format!(
-        "action [{action}] is unauthorized for {user} with effective roles [{roles}], because {user} is unauthorized to run as [{target}]"
-    )
-}
-
-fn assert_run_as_denied(r: &Resp, target: &str) {
+/// Asserts Elasticsearch's 403 for `user` (as the message names it, with
+/// its `roles`) running as `target` for `action`.
+fn assert_denied(r: &Resp, action: &str, user: &str, roles: &str, target: &str) {
     assert_es_error(
         r,
         403,
         "security_exception",
-        &run_as_denied(
-            AUTHENTICATE_ACTION,
-            &format!("user [{RUNNER}]"),
-            "runner_role",
-            target,
+        &format!(
+            "action [{action}] is unauthorized for {user} with effective roles [{roles}], because {user} is unauthorized to run as [{target}]"
         ),
+    );
+}
+
+fn assert_run_as_denied(r: &Resp, target: &str) {
+    assert_denied(
+        r,
+        AUTHENTICATE_ACTION,
+        &format!("user [{RUNNER}]"),
+        "runner_role",
+        target,
     );
 }
 
@@ -118,16 +118,12 @@ fn a_target_outside_the_run_as_list_is_refused_with_elasticsearchs_words() {
         .basic(RUNNER, TEST_PW)
         .header(RUN_AS, "other_user")
         .send();
-    assert_es_error(
+    assert_denied(
         &r,
-        403,
-        "security_exception",
-        &run_as_denied(
-            "cluster:admin/xpack/security/user/get",
-            "user [runner]",
-            "runner_role",
-            "other_user",
-        ),
+        "cluster:admin/xpack/security/user/get",
+        "user [runner]",
+        "runner_role",
+        "other_user",
     );
     // A user without any run_as privilege.
     let r = srv
@@ -135,12 +131,7 @@ fn a_target_outside_the_run_as_list_is_refused_with_elasticsearchs_words() {
         .basic("other_user", TEST_PW)
         .header(RUN_AS, TARGET)
         .send();
-    assert_es_error(
-        &r,
-        403,
-        "security_exception",
-        &run_as_denied(AUTHENTICATE_ACTION, "user [other_user]", "", TARGET),
-    );
+    assert_denied(&r, AUTHENTICATE_ACTION, "user [other_user]", "", TARGET);
 }
 
 #[test]
@@ -157,34 +148,32 @@ fn run_as_patterns_are_wildcards_or_regular_expressions() {
 }
 
 #[test]
-fn an_unknown_target_is_refused_like_a_forbidden_one() {
+fn unknown_disabled_and_empty_targets_tell_nothing_apart() {
     // Allowed by the pattern or not, a user that does not exist gets the
-    // same 403: no 404, nothing that tells it apart.
-    let srv = setup(&["*"]);
-    assert_run_as_denied(&authenticate_as(&srv, "nobody"), "nobody");
-    let srv = setup(&[TARGET]);
-    assert_run_as_denied(&authenticate_as(&srv, "nobody"), "nobody");
-}
-
-#[test]
-fn a_disabled_target_fails_authentication_only_for_who_may_run_as_it() {
-    let srv = setup(&["*"]);
-    assert_unauthenticated(
-        &authenticate_as(&srv, "disabled_user"),
-        "unable to authenticate user [runner] for REST request [/_security/_authenticate]",
-    );
-    // Without the privilege it is refused like any other name.
-    let srv = setup(&[TARGET]);
-    assert_run_as_denied(&authenticate_as(&srv, "disabled_user"), "disabled_user");
-}
-
-#[test]
-fn an_empty_header_fails_authentication() {
-    let srv = setup(&["*"]);
-    assert_unauthenticated(
-        &authenticate_as(&srv, ""),
-        "unable to authenticate user [runner] for REST request [/_security/_authenticate]",
-    );
+    // same 403: no 404, nothing that tells it apart. A disabled target
+    // fails authentication only for who may run as it; without the
+    // privilege it is refused like any other name. An empty header fails
+    // authentication.
+    enum Expect {
+        Denied,
+        Unauthenticated,
+    }
+    for (run_as, target, expect) in [
+        ("*", "nobody", Expect::Denied),
+        (TARGET, "nobody", Expect::Denied),
+        ("*", "disabled_user", Expect::Unauthenticated),
+        (TARGET, "disabled_user", Expect::Denied),
+        ("*", "", Expect::Unauthenticated),
+    ] {
+        let r = authenticate_as(&setup(&[run_as]), target);
+        match expect {
+            Expect::Denied => assert_run_as_denied(&r, target),
+            Expect::Unauthenticated => assert_unauthenticated(
+                &r,
+                "unable to authenticate user [runner] for REST request [/_security/_authenticate]",
+            ),
+        }
+    }
 }
 
 #[test]
@@ -230,16 +219,12 @@ fn tokens_and_api_keys_run_as_with_their_own_authentication_type() {
         )
         .header(RUN_AS, TARGET)
         .send();
-    assert_es_error(
+    assert_denied(
         &r,
-        403,
-        "security_exception",
-        &run_as_denied(
-            AUTHENTICATE_ACTION,
-            &format!("API key id [{}] of user [{RUNNER}]", limited.str("id")),
-            "",
-            TARGET,
-        ),
+        AUTHENTICATE_ACTION,
+        &format!("API key id [{}] of user [{RUNNER}]", limited.str("id")),
+        "",
+        TARGET,
     );
 }
 
@@ -285,32 +270,6 @@ fn what_is_minted_while_running_as_belongs_to_the_target() {
         "{}",
         r.text
     );
-}
-
-/// The audit lines written so far, each parsed.
-fn audit_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-/// Waits (at most two seconds: the writer flushes within one) until an
-/// event matching `want` is in the file.
-fn wait_event(path: &Path, want: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        if let Some(e) = audit_lines(path).into_iter().find(|e| want(e)) {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no such audit event within 2s; the log holds:\n{}",
-            std::fs::read_to_string(path).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

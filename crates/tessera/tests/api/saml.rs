@@ -10,9 +10,6 @@ use tessera_realms::testing::{self as fx, Fx};
 
 use crate::support::*;
 
-const DASHBOARD: &str = "dashboard";
-const DASHBOARD_PW: &str = "dashboard-password";
-
 /// A server with the realm `saml1` (the realms tests' settings) in its
 /// config file, a dashboard user holding `kibana_system`, and a role
 /// mapping that gives the group `admins` of `saml1` the role `saml_admins`.
@@ -65,11 +62,11 @@ impl Saml {
     }
 
     fn authenticate(&self, content: &str) -> Resp {
-        self.srv
-            .post("/_security/saml/authenticate")
-            .basic(DASHBOARD, DASHBOARD_PW)
-            .json(&json!({"content": content, "ids": [fx::REQUEST_ID], "realm": "saml1"}))
-            .send()
+        dashboard_post(
+            &self.srv,
+            "/_security/saml/authenticate",
+            &json!({"content": content, "ids": [fx::REQUEST_ID], "realm": "saml1"}),
+        )
     }
 
     fn tokens_stored(&self) -> i64 {
@@ -127,12 +124,7 @@ fn only_the_dashboard_that_obtained_the_pair_may_refresh_it() {
         .json(&grant)
         .send();
     assert_eq!(r.status, 400, "{}", r.text);
-    let r = s
-        .srv
-        .post(TOKEN)
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&grant)
-        .send();
+    let r = dashboard_post(&s.srv, TOKEN, &grant);
     assert_eq!(r.status, 200, "{}", r.text);
     let r = s
         .srv
@@ -162,6 +154,11 @@ fn refused_responses_get_one_401_and_store_nothing() {
     let s = Saml::start();
     let base = s.fx();
     let signed = |fx: &Fx| fx::b64(&fx::response(fx, &fx::assertion(fx, true), true));
+    // Two assertions, each signed or not, in a Response signed or not.
+    let two = |(a, a_signed): (&Fx, bool), (b, b_signed): (&Fx, bool), signed: bool| {
+        let assertions = fx::assertion(a, a_signed) + &fx::assertion(b, b_signed);
+        fx::b64(&fx::response(&base, &assertions, signed))
+    };
     let mut cases: Vec<(&str, String)> = vec![
         (
             "unsigned",
@@ -186,12 +183,7 @@ fn refused_responses_get_one_401_and_store_nothing() {
         nameid: "mallory".into(),
         ..base.clone()
     };
-    let wrapped = format!(
-        "{}{}",
-        fx::assertion(&evil, false),
-        fx::assertion(&base, true)
-    );
-    cases.push(("wrapped", fx::b64(&fx::response(&base, &wrapped, false))));
+    cases.push(("wrapped", two((&evil, false), (&base, true), false)));
     cases.push(("not base64", "%%%".into()));
     for (what, fx) in [
         (
@@ -249,12 +241,7 @@ fn refused_responses_get_one_401_and_store_nothing() {
         assertion_id: "_second".into(),
         ..base.clone()
     };
-    let two = format!(
-        "{}{}",
-        fx::assertion(&base, true),
-        fx::assertion(&second, true)
-    );
-    cases.push(("two assertions", fx::b64(&fx::response(&base, &two, true))));
+    cases.push(("two assertions", two((&base, true), (&second, true), true)));
     cases.push(("entity bomb", {
         let xml = fx::response(&base, &fx::assertion(&base, true), true);
         let mut dtd = String::from("<!DOCTYPE x [<!ENTITY a0 \"lol\">");
@@ -345,12 +332,11 @@ fn a_replayed_response_is_refused() {
 #[test]
 fn unknown_fields_and_missing_privileges_are_refused() {
     let s = Saml::start();
-    let r = s
-        .srv
-        .post("/_security/saml/authenticate")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"content": "x", "ids": [], "surprise": 1}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/saml/authenticate",
+        &json!({"content": "x", "ids": [], "surprise": 1}),
+    );
     assert_eq!(r.status, 400, "{}", r.text);
     s.srv.put_user("nobody", DASHBOARD_PW, &[]);
     let r = s
@@ -365,24 +351,22 @@ fn unknown_fields_and_missing_privileges_are_refused() {
 #[test]
 fn prepare_and_metadata() {
     let s = Saml::start();
-    let r = s
-        .srv
-        .post("/_security/saml/prepare")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"acs": fx::ACS, "relay_state": "here"}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/saml/prepare",
+        &json!({"acs": fx::ACS, "relay_state": "here"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["realm"], "saml1");
     assert!(r.str("id").starts_with('_'));
     assert!(r
         .str("redirect")
         .starts_with("https://idp.example.org/sso?tenant=1&SAMLRequest="));
-    let r = s
-        .srv
-        .post("/_security/saml/prepare")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"realm": "saml9"}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/saml/prepare",
+        &json!({"realm": "saml9"}),
+    );
     assert_eq!(r.status, 400, "{}", r.text);
     let r = s
         .srv
@@ -399,12 +383,11 @@ fn logout_takes_the_pair_back_and_sends_the_user_to_the_idp() {
     let body = s.login();
     let access = body["access_token"].as_str().unwrap();
     let refresh = body["refresh_token"].as_str().unwrap();
-    let r = s
-        .srv
-        .post("/_security/saml/logout")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"token": access, "refresh_token": refresh}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/saml/logout",
+        &json!({"token": access, "refresh_token": refresh}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.str("id").starts_with('_'));
     assert!(r
@@ -412,12 +395,7 @@ fn logout_takes_the_pair_back_and_sends_the_user_to_the_idp() {
         .starts_with("https://idp.example.org/slo?SAMLRequest="));
     assert_eq!(s.srv.get(AUTHENTICATE).bearer(access).send().status, 401);
     let grant = json!({"grant_type": "refresh_token", "refresh_token": refresh});
-    let r = s
-        .srv
-        .post(TOKEN)
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&grant)
-        .send();
+    let r = dashboard_post(&s.srv, TOKEN, &grant);
     assert_eq!(r.status, 400, "{}", r.text);
 }
 
@@ -432,20 +410,18 @@ fn an_idp_logout_request_invalidates_the_sessions_of_its_nameid() {
     assert_eq!(second.status, 200, "{}", second.text);
     let instant = tessera_realms::saml::time::format_instant(s.srv.now());
     let unsigned = fx::idp_logout_query(None, fx::IDP, &instant);
-    let r = s
-        .srv
-        .post("/_security/saml/invalidate")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"query_string": unsigned, "realm": "saml1"}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/saml/invalidate",
+        &json!({"query_string": unsigned, "realm": "saml1"}),
+    );
     assert_eq!(r.status, 401, "{}", r.text);
     let signed = fx::idp_logout_query(Some(("idp.crt", "idp.key")), fx::IDP, &instant);
-    let r = s
-        .srv
-        .post("/_security/saml/invalidate")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"query_string": signed, "acs": fx::ACS}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/saml/invalidate",
+        &json!({"query_string": signed, "acs": fx::ACS}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["realm"], "saml1");
     assert_eq!(r.body["invalidated"], 2, "{}", r.text);
@@ -500,13 +476,7 @@ fn a_broken_metadata_file_is_ignored_and_a_changed_one_reloaded() {
 #[test]
 fn complete_logout_checks_the_idps_logout_response() {
     let s = Saml::start();
-    let post = |body: Value| {
-        s.srv
-            .post("/_security/saml/complete_logout")
-            .basic(DASHBOARD, DASHBOARD_PW)
-            .json(&body)
-            .send()
-    };
+    let post = |body: Value| dashboard_post(&s.srv, "/_security/saml/complete_logout", &body);
     let signed = fx::b64(&fx::idp_logout_response("_logout1", true));
     let r = post(json!({"realm": "saml1", "ids": ["_logout1"], "content": signed}));
     r.assert_is(200, &json!({}));

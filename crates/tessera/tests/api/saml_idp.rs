@@ -11,12 +11,10 @@ use tessera_realms::saml::{SamlRealm, SamlRealmSettings};
 use tessera_realms::testing::samlify::{input, start_or_skip, Idp, ENTITY};
 use tessera_realms::testing::{self as fx};
 
-use tessera_testkit::process::{tessera_command, Process};
+use tessera_testkit::process::Process;
 
 use crate::support::*;
 
-const DASHBOARD: &str = "dashboard";
-const DASHBOARD_PW: &str = "dashboard-password";
 const TRIALS: usize = 5;
 
 struct Setup {
@@ -55,24 +53,16 @@ fn setup() -> Option<Setup> {
     std::fs::write(dir.path().join("idp-metadata.xml"), idp_metadata).unwrap();
     let config_path = dir.path().join("tessera.toml");
     std::fs::write(&config_path, format!("[realms.saml.saml1]\n{}", settings())).unwrap();
-    let mut cmd = tessera_command(env!("CARGO_BIN_EXE_tessera").as_ref());
-    cmd.env("TESSERA_BOOTSTRAP_PASSWORD", ADMIN_PW);
-    let mut node = Process::serve(
+    let (srv, node) = serve_for_dashboard(
         "saml",
-        cmd,
-        None,
-        &["--config", config_path.to_str().unwrap()],
+        &config_path,
+        &[],
+        (
+            "saml_admins",
+            json!({"roles": ["saml_admins"], "enabled": true,
+                "rules": {"field": {"groups": "admins"}}}),
+        ),
     );
-    node.expect_ready();
-    let srv = Api::new(&node.base);
-    srv.put_user(DASHBOARD, DASHBOARD_PW, &["kibana_system"]);
-    let r = srv
-        .put("/_security/role_mapping/saml_admins")
-        .admin()
-        .json(&json!({"roles": ["saml_admins"], "enabled": true,
-            "rules": {"field": {"groups": "admins"}}}))
-        .send();
-    assert_eq!(r.status, 200, "{}", r.text);
     // The IdP was configured with the metadata the server serves.
     let r = srv
         .get("/_security/saml/metadata/saml1")
@@ -124,11 +114,11 @@ impl Setup {
     }
 
     fn authenticate(&self, content: &str, ids: &[&str]) -> Resp {
-        self.srv
-            .post("/_security/saml/authenticate")
-            .basic(DASHBOARD, DASHBOARD_PW)
-            .json(&json!({"content": content, "ids": ids}))
-            .send()
+        dashboard_post(
+            &self.srv,
+            "/_security/saml/authenticate",
+            &json!({"content": content, "ids": ids}),
+        )
     }
 }
 
@@ -143,12 +133,11 @@ fn a_samlify_login_refreshes_without_a_gap_and_logs_out() {
     let Some(s) = setup() else {
         return;
     };
-    let r = s
-        .srv
-        .post("/_security/saml/prepare")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"realm": "saml1", "relay_state": "/app/home"}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/saml/prepare",
+        &json!({"realm": "saml1", "relay_state": "/app/home"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let id = r.str("id");
     assert!(r
@@ -193,12 +182,11 @@ fn a_samlify_login_refreshes_without_a_gap_and_logs_out() {
         last_access = seen[0].1["access_token"].as_str().unwrap().to_owned();
     }
 
-    let r = s
-        .srv
-        .post("/_security/saml/logout")
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"token": last_access, "refresh_token": refresh}))
-        .send();
+    let r = dashboard_post(
+        &s.srv,
+        "/_security/saml/logout",
+        &json!({"token": last_access, "refresh_token": refresh}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r
         .str("redirect")
@@ -207,12 +195,7 @@ fn a_samlify_login_refreshes_without_a_gap_and_logs_out() {
         s.srv.get(AUTHENTICATE).bearer(&last_access).send().status,
         401
     );
-    let r = s
-        .srv
-        .post(TOKEN)
-        .basic(DASHBOARD, DASHBOARD_PW)
-        .json(&json!({"grant_type": "refresh_token", "refresh_token": refresh}))
-        .send();
+    let r = s.srv.refresh_as((DASHBOARD, DASHBOARD_PW), &refresh);
     assert_eq!(r.status, 400, "{}", r.text);
 }
 

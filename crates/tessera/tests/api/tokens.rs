@@ -5,14 +5,17 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// Elasticsearch's token tests' user: superuser, "Token User".
-fn with_token_user(srv: &TestServer) {
+/// A server with Elasticsearch's token tests' user: superuser, "Token
+/// User".
+fn start_with_token_user() -> TestServer {
+    let srv = TestServer::start();
     let r = srv.request_put_user(
         "token_user",
         json!({ "password": TEST_PW, "roles": ["superuser"], "full_name": "Token User" }),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, json!({ "created": true }));
+    srv
 }
 
 fn token_user_auth(kind: &str) -> Value {
@@ -27,10 +30,31 @@ fn token_user_auth(kind: &str) -> Value {
 
 // ---------------------------------------------------------------- grants
 
+/// Three generations of one family: a password grant of `user`, refreshed
+/// twice by the admin.
+fn generations(srv: &TestServer, (user, password): (&str, &str)) -> [Tokens; 3] {
+    let g0 = srv.password_grant(user, password);
+    let g1 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g0.refresh, user);
+    let g2 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g1.refresh, user);
+    [g0, g1, g2]
+}
+
+/// Asserts that the generations of a family are revoked: no access token
+/// works and the newest refresh token is refused.
+fn assert_family_revoked(srv: &TestServer, generations: [&Tokens; 3]) {
+    for g in generations {
+        assert_token_expired(&srv.auth_bearer(&g.access));
+    }
+    assert_oauth_error(
+        &srv.refresh(&generations[2].refresh),
+        "invalid_grant",
+        "token has been invalidated",
+    );
+}
+
 #[test]
 fn password_grant_returns_pair_and_realm_authentication() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
+    let srv = start_with_token_user();
     let r = srv.request_password_grant((ADMIN, ADMIN_PW), "token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.keys(), PAIR_KEYS, "{}", r.text);
@@ -47,41 +71,33 @@ fn password_grant_returns_pair_and_realm_authentication() {
 
 #[test]
 fn scope_is_returned_as_full_only_when_requested() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
-    let r = srv.token_request(json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW, "scope": "whatever" }));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.keys(),
-        [
-            "access_token",
-            "type",
-            "expires_in",
-            "refresh_token",
-            "scope",
-            "authentication"
-        ]
-    );
-    assert_eq!(r.body["scope"], "full");
-    let r = srv.token_request(json!({ "grant_type": "client_credentials", "scope": "" }));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.keys(),
-        [
-            "access_token",
-            "type",
-            "expires_in",
-            "scope",
-            "authentication"
-        ]
-    );
-    assert_eq!(r.body["scope"], "full");
+    let srv = start_with_token_user();
+    // The keys of the grant's answer, with `scope` before `authentication`.
+    for (body, refreshes) in [
+        (
+            json!({ "grant_type": "password", "username": "token_user", "password": TEST_PW, "scope": "whatever" }),
+            true,
+        ),
+        (
+            json!({ "grant_type": "client_credentials", "scope": "" }),
+            false,
+        ),
+    ] {
+        let r = srv.token_request(body);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let mut expected = vec!["access_token", "type", "expires_in"];
+        if refreshes {
+            expected.push("refresh_token");
+        }
+        expected.extend(["scope", "authentication"]);
+        assert_eq!(r.keys(), expected);
+        assert_eq!(r.body["scope"], "full");
+    }
 }
 
 #[test]
 fn client_credentials_grant_issues_a_token_for_the_caller_without_refresh_token() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
+    let srv = start_with_token_user();
     let r = srv.request_client_credentials("token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -99,8 +115,7 @@ fn client_credentials_grant_issues_a_token_for_the_caller_without_refresh_token(
 
 #[test]
 fn refresh_grant_returns_a_new_pair_with_token_authentication() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
+    let srv = start_with_token_user();
     let first = srv.password_grant("token_user", TEST_PW);
     let r = srv.refresh(&first.refresh);
     assert_eq!(r.status, 200, "{}", r.text);
@@ -127,8 +142,7 @@ fn refresh_grant_returns_a_new_pair_with_token_authentication() {
 
 #[test]
 fn refresh_within_the_window_returns_the_same_pair() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
+    let srv = start_with_token_user();
     let first = srv.password_grant("token_user", TEST_PW);
     let r1 = srv.refresh(&first.refresh);
     let r2 = srv.refresh(&first.refresh);
@@ -174,8 +188,7 @@ fn caller_without_manage_token_cannot_create_tokens() {
 
 #[test]
 fn invalidate_by_access_token_counts_once_and_revokes_the_family() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
+    let srv = start_with_token_user();
     let t = srv.password_grant("token_user", TEST_PW);
     let other = srv.password_grant("token_user", TEST_PW);
     let r = srv.invalidate(json!({ "token": t.access }));
@@ -211,8 +224,7 @@ fn invalidate_by_access_token_counts_once_and_revokes_the_family() {
 
 #[test]
 fn invalidate_by_refresh_token_counts_once_and_revokes_the_family() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
+    let srv = start_with_token_user();
     let t = srv.password_grant("token_user", TEST_PW);
     let r = srv.invalidate(json!({ "refresh_token": t.refresh }));
     r.assert_is(200, &counts(1, 0));
@@ -233,11 +245,8 @@ fn invalidate_by_refresh_token_counts_once_and_revokes_the_family() {
 
 #[test]
 fn invalidating_any_generation_revokes_every_generation() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
-    let g0 = srv.password_grant("token_user", TEST_PW);
-    let g1 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g0.refresh, "token_user");
-    let g2 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g1.refresh, "token_user");
+    let srv = start_with_token_user();
+    let [g0, g1, g2] = generations(&srv, ("token_user", TEST_PW));
     for access in [&g0.access, &g1.access, &g2.access] {
         srv.assert_bearer_ok(access, "token_user");
     }
@@ -253,14 +262,7 @@ fn invalidating_any_generation_revokes_every_generation() {
         srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g2.refresh, "token_user");
         return;
     }
-    for access in [&g0.access, &g1.access, &g2.access] {
-        assert_token_expired(&srv.auth_bearer(access));
-    }
-    assert_oauth_error(
-        &srv.refresh(&g2.refresh),
-        "invalid_grant",
-        "token has been invalidated",
-    );
+    assert_family_revoked(&srv, [&g0, &g1, &g2]);
     // A repeat of a refresh inside its window cannot hand out revoked tokens.
     assert_oauth_error(
         &srv.refresh(&g1.refresh),
@@ -271,8 +273,7 @@ fn invalidating_any_generation_revokes_every_generation() {
 
 #[test]
 fn invalidate_by_username_counts_two_per_password_token_and_one_per_client_credentials_token() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
+    let srv = start_with_token_user();
     srv.put_user("bystander", TEST_PW, &["superuser"]);
     let a = srv.password_grant("token_user", TEST_PW);
     let b = srv.password_grant("token_user", TEST_PW);
@@ -304,8 +305,7 @@ fn invalidate_by_username_counts_two_per_password_token_and_one_per_client_crede
 
 #[test]
 fn invalidate_by_realm_name_covers_every_user_of_the_realm() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
+    let srv = start_with_token_user();
     let a = srv.password_grant("token_user", TEST_PW);
     let b = srv.password_grant(ADMIN, ADMIN_PW);
     let r = srv.invalidate(json!({ "realm_name": "default_native" }));
@@ -456,8 +456,7 @@ fn kerberos_grant_is_refused() {
 
 #[test]
 fn password_grant_with_wrong_password_is_401_for_the_create_action() {
-    let srv = TestServer::start();
-    with_token_user(&srv);
+    let srv = start_with_token_user();
     let r = srv.request_password_grant((ADMIN, ADMIN_PW), "token_user", "wrong-password");
     assert_grant_refused(&r, "token_user");
     let r = srv.request_password_grant((ADMIN, ADMIN_PW), "nobody", TEST_PW);
@@ -510,28 +509,16 @@ fn only_the_creating_client_may_refresh() {
     // The creating superuser can, and the result still stands for test_user.
     let r = srv.refresh(&t.refresh);
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.body["authentication"],
-        native_authentication(
-            "test_user",
-            &["superuser"],
-            Value::Null,
-            Value::Null,
-            "token"
-        )
+    let test_user = native_authentication(
+        "test_user",
+        &["superuser"],
+        Value::Null,
+        Value::Null,
+        "token",
     );
-    let a = srv.auth_bearer(&r.str("access_token"));
-    assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(
-        a.body,
-        native_authentication(
-            "test_user",
-            &["superuser"],
-            Value::Null,
-            Value::Null,
-            "token"
-        )
-    );
+    assert_eq!(r.body["authentication"], test_user);
+    srv.auth_bearer(&r.str("access_token"))
+        .assert_is(200, &test_user);
 }
 
 #[test]
@@ -585,9 +572,7 @@ fn reuse_after_the_window_is_only_refused_in_elasticsearch_mode() {
 #[test]
 fn older_generation_reuse_inside_the_window_revokes_the_family() {
     let srv = TestServer::start();
-    let g0 = srv.password_grant(ADMIN, ADMIN_PW);
-    let g1 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g0.refresh, ADMIN);
-    let g2 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g1.refresh, ADMIN);
+    let [g0, g1, g2] = generations(&srv, (ADMIN, ADMIN_PW));
     // g1's repeat is still a replay (g1 is the head's predecessor) ...
     let r = srv.refresh(&g1.refresh);
     assert_eq!(r.status, 200, "{}", r.text);
@@ -598,22 +583,13 @@ fn older_generation_reuse_inside_the_window_revokes_the_family() {
         "invalid_grant",
         "token has already been refreshed",
     );
-    for access in [&g0.access, &g1.access, &g2.access] {
-        assert_token_expired(&srv.auth_bearer(access));
-    }
-    assert_oauth_error(
-        &srv.refresh(&g2.refresh),
-        "invalid_grant",
-        "token has been invalidated",
-    );
+    assert_family_revoked(&srv, [&g0, &g1, &g2]);
 }
 
 #[test]
 fn older_generation_repeat_inside_the_window_replays_in_elasticsearch_mode() {
     let srv = TestServer::start_with(Options::default().refresh_reuse_revokes_family("false"));
-    let g0 = srv.password_grant(ADMIN, ADMIN_PW);
-    let g1 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g0.refresh, ADMIN);
-    let g2 = srv.assert_refresh_ok((ADMIN, ADMIN_PW), &g1.refresh, ADMIN);
+    let [g0, g1, g2] = generations(&srv, (ADMIN, ADMIN_PW));
     // Elasticsearch: within 30 seconds a repeat returns the same pair.
     let r = srv.refresh(&g0.refresh);
     assert_eq!(r.status, 200, "{}", r.text);
@@ -626,9 +602,9 @@ fn older_generation_repeat_inside_the_window_replays_in_elasticsearch_mode() {
 // ---------------------------------------------------------------- token/10_basic.yml
 
 /// The common start of every 10_basic case: get a token as token_user and
-/// authenticate with it.
-fn get_and_use_token(srv: &TestServer) -> String {
-    with_token_user(srv);
+/// authenticate with it; the server and the token.
+fn get_and_use_token() -> (TestServer, String) {
+    let srv = start_with_token_user();
     let r = srv.request_password_grant((ADMIN, ADMIN_PW), "token_user", TEST_PW);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["type"], "Bearer");
@@ -641,20 +617,18 @@ fn get_and_use_token(srv: &TestServer) -> String {
     assert_eq!(a.body["username"], "token_user");
     assert_eq!(a.body["roles"][0], "superuser");
     assert_eq!(a.body["full_name"], "Token User");
-    token
+    (srv, token)
 }
 
 #[test]
 fn es_token_10_basic_get_and_use_token() {
-    let srv = TestServer::start();
-    get_and_use_token(&srv);
+    get_and_use_token();
 }
 
 /// Gets and uses a token, then invalidates with the body `by` makes of
 /// it, which counts `invalidated` pairs; the token is then dead.
 fn invalidate_a_used_token(by: impl FnOnce(&str) -> Value, invalidated: u64) {
-    let srv = TestServer::start();
-    let token = get_and_use_token(&srv);
+    let (srv, token) = get_and_use_token();
     srv.invalidate(by(&token))
         .assert_is(200, &counts(invalidated, 0));
     assert_token_expired(&srv.auth_bearer(&token));

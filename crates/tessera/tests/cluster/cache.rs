@@ -88,31 +88,59 @@ pub(crate) fn admin() -> Auth<'static> {
     Auth::Basic(ADMIN, ADMIN_PW)
 }
 
-/// A password grant of `user` for itself.
-pub(crate) fn grant(http: &Http, base: &str, user: &str, password: &str) -> Pair {
-    let body = json!({ "grant_type": "password", "username": user, "password": password });
-    let r = call(
-        http,
-        base,
-        Method::POST,
-        TOKEN,
-        Auth::Basic(user, password),
-        &body,
-    );
-    assert_eq!(r.status, 200, "grant for {user}: {}", r.text);
-    Pair::from(&r)
-}
-
-fn refresh_as(http: &Http, base: &str, user: &str, password: &str, rt: &str) -> Resp {
-    let body = json!({ "grant_type": "refresh_token", "refresh_token": rt });
+/// `body` posted to the token endpoint by `user`.
+fn token_call(http: &Http, base: &str, (user, password): (&str, &str), body: &Value) -> Resp {
     call(
         http,
         base,
         Method::POST,
         TOKEN,
         Auth::Basic(user, password),
-        &body,
+        body,
     )
+}
+
+/// Creates (or replaces) `user` as a superuser, as the admin on `base`.
+pub(crate) fn put_superuser(http: &Http, base: &str, user: &str, password: &str) {
+    let r = call(
+        http,
+        base,
+        Method::PUT,
+        &format!("/_security/user/{user}"),
+        admin(),
+        &json!({ "password": password, "roles": ["superuser"] }),
+    );
+    assert_eq!(r.status, 200, "create {user}: {}", r.text);
+}
+
+/// A password grant of `user` for itself.
+pub(crate) fn grant(http: &Http, base: &str, user: &str, password: &str) -> Pair {
+    let body = json!({ "grant_type": "password", "username": user, "password": password });
+    let r = token_call(http, base, (user, password), &body);
+    assert_eq!(r.status, 200, "grant for {user}: {}", r.text);
+    Pair::from(&r)
+}
+
+fn refresh_as(http: &Http, base: &str, user: &str, password: &str, rt: &str) -> Resp {
+    let body = json!({ "grant_type": "refresh_token", "refresh_token": rt });
+    token_call(http, base, (user, password), &body)
+}
+
+/// Authenticates `rounds` times with every credential on every node,
+/// each answered 200, so that every node holds them in its cache.
+pub(crate) fn warm(http: &Http, bases: &[String], creds: &[Cred], rounds: usize, what: &str) {
+    for base in bases {
+        for cred in creds {
+            for _ in 0..rounds {
+                let r = authenticate(http, base, cred);
+                assert_eq!(
+                    r.status, 200,
+                    "{what}: warming {cred:?} on {base}: {}",
+                    r.text
+                );
+            }
+        }
+    }
 }
 
 /// Authenticates with every credential on every node until `stop`, so the
@@ -147,18 +175,7 @@ fn revoke_while_hot(
     expect: u16,
 ) -> usize {
     let http = Http::new();
-    for base in bases {
-        for cred in creds {
-            for _ in 0..2 {
-                let r = authenticate(&http, base, cred);
-                assert_eq!(
-                    r.status, 200,
-                    "{what}: warming {cred:?} on {base}: {}",
-                    r.text
-                );
-            }
-        }
-    }
+    warm(&http, bases, creds, 2, what);
     let stop = Arc::new(AtomicBool::new(false));
     let hot: Vec<_> = (0..2).map(|_| keep_hot(bases, creds, &stop)).collect();
     let r = revoke();
@@ -191,15 +208,7 @@ fn worker(bases: &[String], w: usize) -> usize {
     for round in 0..ROUNDS {
         let on = |k: usize| &bases[(w + round + k) % NODES];
         let (user, password) = (format!("hot{w}_{round}"), "hot-password".to_owned());
-        let r = call(
-            &http,
-            on(0),
-            Method::PUT,
-            &format!("/_security/user/{user}"),
-            admin(),
-            &json!({ "password": password, "roles": ["superuser"] }),
-        );
-        assert_eq!(r.status, 200, "create {user}: {}", r.text);
+        put_superuser(&http, on(0), &user, &password);
 
         // A token invalidated by its access token.
         let doomed = grant(&http, on(1), &user, &password);

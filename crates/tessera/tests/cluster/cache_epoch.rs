@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cache::{admin, authenticate, call, grant, keep_hot, Cred};
+use crate::cache::{admin, authenticate, call, grant, keep_hot, put_superuser, warm, Cred};
 use crate::support::*;
 
 const NODES: usize = 3;
@@ -56,15 +56,7 @@ pub fn entries_kept_past_the_ttl_die_on_every_node_once_the_revoking_call_answer
     for round in 0..ROUNDS {
         let on = |k: usize| &bases[(round + k) % NODES];
         let user = format!("epoch{round}");
-        let r = call(
-            &http,
-            on(0),
-            Method::PUT,
-            &format!("/_security/user/{user}"),
-            admin(),
-            &json!({ "password": password, "roles": ["superuser"] }),
-        );
-        assert_eq!(r.status, 200, "create {user}: {}", r.text);
+        put_superuser(&http, on(0), &user, password);
         let pair = grant(&http, on(1), &user, password);
         let r = call(
             &http,
@@ -106,16 +98,7 @@ pub fn entries_kept_past_the_ttl_die_on_every_node_once_the_revoking_call_answer
         };
 
         let before: Vec<f64> = bases.iter().map(|b| http.counter(b, EXTENDED)).collect();
-        for base in &bases {
-            for cred in &creds {
-                let r = authenticate(&http, base, cred);
-                assert_eq!(
-                    r.status, 200,
-                    "{what}: warming {cred:?} on {base}: {}",
-                    r.text
-                );
-            }
-        }
+        warm(&http, &bases, &creds, 1, what);
         let stop = Arc::new(AtomicBool::new(false));
         let hot: Vec<_> = (0..2).map(|_| keep_hot(&bases, &creds, &stop)).collect();
         until_served_past_ttl(&http, &bases, &before, what);

@@ -10,6 +10,20 @@ use tessera_testkit::postgres::run_sql;
 
 use crate::support::*;
 
+/// A node on `url` (not waited for) trying each connection for a second
+/// and waiting `store_wait` in all for its database.
+fn serve_waiting(url: &str, store_wait: &str) -> Node {
+    let flags = [
+        "--store",
+        url,
+        "--store-timeout",
+        "1s",
+        "--store-wait",
+        store_wait,
+    ];
+    Node::serve("node", node_command(), None, &flags)
+}
+
 /// A node whose database does not answer yet logs each attempt with the
 /// host, port and cause, and serves once the database is reachable.
 pub fn a_node_started_before_its_database_waits_for_it(pg: &str) {
@@ -17,19 +31,7 @@ pub fn a_node_started_before_its_database_waits_for_it(pg: &str) {
     let proxy = Proxy::start(server_address(pg));
     proxy.set(Mode::Cut);
     let url = with_address(&db.url, proxy.addr);
-    let mut node = Node::serve(
-        "node",
-        node_command(),
-        None,
-        &[
-            "--store",
-            &url,
-            "--store-timeout",
-            "1s",
-            "--store-wait",
-            "2m",
-        ],
-    );
+    let mut node = serve_waiting(&url, "2m");
     let target = proxy.addr.to_string();
     let lines = node.expect_output("a line per attempt", |lines| {
         lines
@@ -60,19 +62,7 @@ pub fn a_node_gives_up_after_store_wait_and_names_the_database(pg: &str) {
         1,
     );
     let started = Instant::now();
-    let mut node = Node::serve(
-        "node",
-        node_command(),
-        None,
-        &[
-            "--store",
-            &url,
-            "--store-timeout",
-            "1s",
-            "--store-wait",
-            "1s",
-        ],
-    );
+    let mut node = serve_waiting(&url, "1s");
     let ended = node
         .wait_for_output(Duration::from_secs(30), |_| false)
         .unwrap_err();

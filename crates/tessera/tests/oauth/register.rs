@@ -5,6 +5,15 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
+/// What every registration answer begins with, before the client's
+/// metadata: what was issued (RFC 7591 §3.2.1).
+const ISSUED: [&str; 4] = [
+    "client_id",
+    "client_secret",
+    "client_id_issued_at",
+    "client_secret_expires_at",
+];
+
 fn client_path(id: &str) -> String {
     format!("{REGISTER}/{id}")
 }
@@ -30,15 +39,15 @@ fn registration_returns_the_secret_once_with_the_metadata() {
     assert_eq!(
         r.keys(),
         [
-            "client_id",
-            "client_secret",
-            "client_id_issued_at",
-            "client_secret_expires_at",
-            "client_name",
-            "grant_types",
-            "scope",
-            "token_endpoint_auth_method"
+            &ISSUED[..],
+            &[
+                "client_name",
+                "grant_types",
+                "scope",
+                "token_endpoint_auth_method"
+            ]
         ]
+        .concat()
     );
     let id = r.str("client_id");
     let secret = r.str("client_secret");
@@ -74,14 +83,7 @@ fn registration_defaults() {
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(
         r.keys(),
-        [
-            "client_id",
-            "client_secret",
-            "client_id_issued_at",
-            "client_secret_expires_at",
-            "grant_types",
-            "token_endpoint_auth_method"
-        ]
+        [&ISSUED[..], &["grant_types", "token_endpoint_auth_method"]].concat()
     );
     assert_eq!(r.body["grant_types"], json!(["client_credentials"]));
     assert_eq!(r.body["token_endpoint_auth_method"], "client_secret_basic");
