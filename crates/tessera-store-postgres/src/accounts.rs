@@ -156,6 +156,17 @@ pub(crate) fn named_documents<T>(
         .collect()
 }
 
+/// A user change that revokes the user's tokens is serializable, like
+/// every source check (see `lineage`); one that does not needs only to
+/// read what committed.
+pub(crate) fn user_change_level(revoke: bool) -> IsolationLevel {
+    if revoke {
+        IsolationLevel::Serializable
+    } else {
+        IsolationLevel::ReadCommitted
+    }
+}
+
 impl PostgresStore {
     /// Runs `sql` (`$1` the username, `$2` the new value if any) and, when
     /// `revoke` and the user existed, revokes the user's tokens in the same
@@ -175,12 +186,7 @@ impl PostgresStore {
             .revoking(
                 op,
                 attempt!(|c| {
-                    let level = if revoke {
-                        IsolationLevel::Serializable
-                    } else {
-                        IsolationLevel::ReadCommitted
-                    };
-                    let tx = begin(c, level).await?;
+                    let tx = begin(c, user_change_level(revoke)).await?;
                     let stmt = tx.prepare_cached(sql).await?;
                     let existed = tx.execute(&stmt, params).await? > 0;
                     if existed && revoke {

@@ -260,12 +260,7 @@ impl Store for PostgresStore {
             .revoking(
                 "put_user",
                 attempt!(|c| {
-                    let level = if revoke {
-                        IsolationLevel::Serializable
-                    } else {
-                        IsolationLevel::ReadCommitted
-                    };
-                    let tx = begin(c, level).await?;
+                    let tx = begin(c, user_change_level(revoke)).await?;
                     let created = upsert_user(&tx, user).await?;
                     if revoke && !created {
                         lineage::revoke_user(&tx, &user.username).await?;

@@ -246,11 +246,8 @@ pub(crate) fn connector(settings: &Settings) -> StoreResult<MakeRustlsConnect> {
                 .build()
                 .map_err(|e| config_error(format!("the certificate verifier: {e}")))?
         }
-        (_, Some(roots)) => Arc::new(ChainOnly {
+        (_, roots) => Arc::new(ChainOnly {
             roots,
-            provider: Arc::clone(&provider),
-        }),
-        (_, None) => Arc::new(Unverified {
             provider: Arc::clone(&provider),
         }),
     };
@@ -327,68 +324,17 @@ pub(crate) fn failure(e: &tokio_postgres::Error, settings: &Settings) -> Option<
     })
 }
 
-/// The server's certificate is not checked (`prefer` and `require` without
-/// a CA file, as libpq): the connection is encrypted, but not protected
-/// from an active attacker. The handshake's signatures are still checked
-/// against the certificate the server sent.
-#[derive(Debug)]
-struct Unverified {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `verify-ca` (and `prefer`/`require` with a CA file): the server's
-/// chain must lead to a trusted CA and be valid now; the name it was
-/// issued for is not compared with the host.
+/// Every mode but `verify-full`. Without `roots` (`prefer` and `require`
+/// without a CA file, as libpq) the server's certificate is not checked:
+/// the connection is encrypted, but not protected from an active attacker.
+/// With `roots` (`verify-ca`, and `prefer`/`require` with a CA file) the
+/// server's chain must lead to a trusted CA and be valid now; the name it
+/// was issued for is not compared with the host. Either way the
+/// handshake's signatures are checked against the certificate the server
+/// sent.
 #[derive(Debug)]
 struct ChainOnly {
-    roots: RootCertStore,
+    roots: Option<RootCertStore>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -401,14 +347,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

@@ -296,11 +296,7 @@ pub(crate) async fn invalidate_one(
     family: bool,
 ) -> Result<Bumped<InvalidateOne>, Fail> {
     let tx = begin(client, IsolationLevel::ReadCommitted).await?;
-    let outcome = if family {
-        engine::invalidate(&mut PgTx(&tx), half, hash).await?
-    } else {
-        engine::invalidate_token(&mut PgTx(&tx), half, hash).await?
-    };
+    let outcome = engine::invalidate(&mut PgTx(&tx), half, hash, family).await?;
     commit_bumped(tx, outcome).await
 }
 

@@ -111,13 +111,7 @@ impl SqliteStore {
         let hash = *hash;
         self.write(Affects::TOKENS, move |c| {
             let tx = &mut WriterTx(c);
-            engine::run_now(async {
-                if family {
-                    engine::invalidate(tx, half, &hash).await
-                } else {
-                    engine::invalidate_token(tx, half, &hash).await
-                }
-            })?
+            engine::run_now(engine::invalidate(tx, half, &hash, family))?
         })
         .await
     }

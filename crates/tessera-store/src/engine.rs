@@ -180,42 +180,32 @@ fn granted(
     }
 }
 
-/// Invalidates the pair holding `hash` and the rest of its family (and
-/// every family derived from it). The answer is the named half's state
-/// before the call; the flag only goes from false to true, so racing
-/// invalidations agree on who changed it.
+/// Invalidates the token `hash` names: with `family`, its pair and the rest
+/// of its family (and every family derived from it); without, the named
+/// token alone, as Elasticsearch does (the other half of its pair, its
+/// family and the families derived from it are left as they are). The
+/// answer is the named half's state before the call; the flag only goes
+/// from false to true, so racing invalidations agree on who changed it.
 pub async fn invalidate<T: TokenTx>(
     tx: &mut T,
     half: Half,
     hash: &TokenKey,
+    family: bool,
 ) -> Result<InvalidateOne, T::Error> {
     let Some((already, pair)) = tx.invalidation_state(half, hash).await? else {
         return Ok(InvalidateOne::NotFound);
     };
-    tx.revoke_family(&pair).await?;
+    if family {
+        // Again when already invalidated: a successor may have joined.
+        tx.revoke_family(&pair).await?;
+    } else if !already {
+        tx.invalidate_half(&pair, half).await?;
+    }
     Ok(if already {
         InvalidateOne::AlreadyInvalidated
     } else {
         InvalidateOne::Invalidated
     })
-}
-
-/// Invalidates the named token alone, as Elasticsearch does: the other half
-/// of its pair, the rest of its family and the families derived from it
-/// are left as they are. The answer is as [`invalidate`]'s.
-pub async fn invalidate_token<T: TokenTx>(
-    tx: &mut T,
-    half: Half,
-    hash: &TokenKey,
-) -> Result<InvalidateOne, T::Error> {
-    let Some((already, pair)) = tx.invalidation_state(half, hash).await? else {
-        return Ok(InvalidateOne::NotFound);
-    };
-    if already {
-        return Ok(InvalidateOne::AlreadyInvalidated);
-    }
-    tx.invalidate_half(&pair, half).await?;
-    Ok(InvalidateOne::Invalidated)
 }
 
 /// Runs a transaction future that never waits (every step is a call on a
