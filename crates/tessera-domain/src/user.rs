@@ -24,6 +24,20 @@ pub struct UserRecord {
     pub enabled: bool,
 }
 
+impl UserRecord {
+    /// The user as `GET /_security/user` shows it (never its password hash).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "username": self.username,
+            "roles": self.roles,
+            "full_name": self.full_name,
+            "email": self.email,
+            "metadata": self.metadata,
+            "enabled": self.enabled,
+        })
+    }
+}
+
 /// Elasticsearch's rule for user and role names: 1 to `max_len` printable
 /// Basic-Latin characters with no leading or trailing whitespace.
 pub(crate) fn is_printable_basic_latin(name: &str, max_len: usize) -> bool {

@@ -187,7 +187,7 @@ pub async fn query_users(
         .iter()
         .map(|u| Doc {
             id: u.username.clone(),
-            body: crate::users::user_json(u),
+            body: u.to_json(),
         })
         .collect();
     let (total, users) = hits(search.run(docs, state.now()));

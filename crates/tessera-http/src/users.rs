@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::authn::AuthenticationType;
 use tessera_domain::privilege::Action;
-use tessera_domain::user::{self, UserRecord};
+use tessera_domain::user;
 use tessera_store::UserUpsert;
 use zeroize::Zeroizing;
 
@@ -151,17 +151,6 @@ pub async fn put_user(
     Ok(Json(json!({ "created": created })))
 }
 
-pub(crate) fn user_json(u: &UserRecord) -> Value {
-    json!({
-        "username": u.username,
-        "roles": u.roles,
-        "full_name": u.full_name,
-        "email": u.email,
-        "metadata": u.metadata,
-        "enabled": u.enabled,
-    })
-}
-
 #[utoipa::path(
     get,
     path = "/_security/user",
@@ -181,13 +170,13 @@ pub async fn get_users(
     match names {
         None => {
             for u in state.store.list_users().await? {
-                out.insert(u.username.clone(), user_json(&u));
+                out.insert(u.username.clone(), u.to_json());
             }
         }
         Some(PathParam(names)) => {
             for name in params::names(&names) {
                 if let Some(u) = state.store.get_user(&name).await? {
-                    out.insert(u.username.clone(), user_json(&u));
+                    out.insert(u.username.clone(), u.to_json());
                 }
             }
             if out.is_empty() {

@@ -4,16 +4,11 @@
 //! committed.
 
 use async_trait::async_trait;
-use tessera_store::{ServiceTokenRecord, ServiceTokenStore, StoreError, StoreResult};
+use tessera_store::service_tokens;
+use tessera_store::{ServiceTokenRecord, ServiceTokenStore, StoreResult};
 
 use crate::db::Repeat;
 use crate::PostgresStore;
-
-fn hash_of(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Internal("a service token hash is not 32 bytes".into()))
-}
 
 #[async_trait]
 impl ServiceTokenStore for PostgresStore {
@@ -63,21 +58,7 @@ impl ServiceTokenStore for PostgresStore {
                 }),
             )
             .await?;
-        let mut tokens = rows
-            .into_iter()
-            .map(|(name, hash, created_at)| {
-                Ok(ServiceTokenRecord {
-                    account: account.to_owned(),
-                    name,
-                    secret_hash: hash_of(hash)?,
-                    created_at,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        // Sorted here rather than by the database's collation, so both
-        // backends order names alike.
-        tokens.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(tokens)
+        service_tokens::records(account, rows)
     }
 
     async fn delete_service_token(&self, account: &str, name: &str) -> StoreResult<bool> {
@@ -109,6 +90,6 @@ impl ServiceTokenStore for PostgresStore {
                 }),
             )
             .await?;
-        found.map(hash_of).transpose()
+        found.map(service_tokens::secret_hash).transpose()
     }
 }

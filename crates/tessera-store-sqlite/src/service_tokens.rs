@@ -5,7 +5,8 @@
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
-use tessera_store::{ServiceTokenRecord, ServiceTokenStore, StoreError, StoreResult};
+use tessera_store::service_tokens;
+use tessera_store::{ServiceTokenRecord, ServiceTokenStore, StoreResult};
 
 use crate::{internal, SqliteStore};
 
@@ -18,12 +19,6 @@ CREATE TABLE IF NOT EXISTS service_tokens (
     PRIMARY KEY (account, name)
 ) WITHOUT ROWID;
 ";
-
-fn hash_of(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Internal("a service token hash is not 32 bytes".into()))
-}
 
 fn list(c: &Connection, account: &str) -> rusqlite::Result<Vec<(String, Vec<u8>, i64)>> {
     c.prepare_cached(
@@ -60,16 +55,7 @@ impl ServiceTokenStore for SqliteStore {
     async fn list_service_tokens(&self, account: &str) -> StoreResult<Vec<ServiceTokenRecord>> {
         let owned = account.to_owned();
         let rows = self.read(move |c| list(c, &owned)).await?;
-        rows.into_iter()
-            .map(|(name, hash, created_at)| {
-                Ok(ServiceTokenRecord {
-                    account: account.to_owned(),
-                    name,
-                    secret_hash: hash_of(hash)?,
-                    created_at,
-                })
-            })
-            .collect()
+        service_tokens::records(account, rows)
     }
 
     async fn delete_service_token(&self, account: &str, name: &str) -> StoreResult<bool> {
@@ -94,6 +80,6 @@ impl ServiceTokenStore for SqliteStore {
                 .optional()
             })
             .await?;
-        found.map(hash_of).transpose()
+        found.map(service_tokens::secret_hash).transpose()
     }
 }

@@ -6,9 +6,38 @@
 
 use async_trait::async_trait;
 
-use crate::StoreResult;
+use crate::{StoreError, StoreResult};
 
 pub use tessera_domain::service_account::ServiceTokenRecord;
+
+/// A stored hash, checked to be a SHA-256.
+pub fn secret_hash(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Internal("a service token hash is not 32 bytes".into()))
+}
+
+/// The account's tokens from stored `(name, hash, created_at)` rows,
+/// sorted by name (here rather than by a database's collation, so every
+/// backend orders names alike).
+pub fn records(
+    account: &str,
+    rows: Vec<(String, Vec<u8>, i64)>,
+) -> StoreResult<Vec<ServiceTokenRecord>> {
+    let mut tokens = rows
+        .into_iter()
+        .map(|(name, hash, created_at)| {
+            Ok(ServiceTokenRecord {
+                account: account.to_owned(),
+                name,
+                secret_hash: secret_hash(hash)?,
+                created_at,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    tokens.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tokens)
+}
 
 #[async_trait]
 pub trait ServiceTokenStore: Send + Sync {

@@ -141,18 +141,6 @@ fn not_found(username: &str) -> anyhow::Error {
     anyhow!("user [{username}] does not exist")
 }
 
-/// A user as `GET /_security/user` shows it.
-pub fn user_json(u: &UserRecord) -> Value {
-    json!({
-        "username": u.username,
-        "roles": u.roles,
-        "full_name": u.full_name,
-        "email": u.email,
-        "metadata": u.metadata,
-        "enabled": u.enabled,
-    })
-}
-
 /// What a command prints: JSON, or a bare password.
 pub enum Printed {
     Json(Value),
@@ -241,15 +229,19 @@ pub async fn run(command: UserCommand) -> anyhow::Result<Printed> {
                 return Ok(Printed::Text(secret.expose().to_owned()));
             }
         }
-        UserCommand::List { .. } => {
-            Value::Array(store.list_users().await?.iter().map(user_json).collect())
-        }
-        UserCommand::Show { username, .. } => user_json(
-            &store
-                .get_user(&username)
+        UserCommand::List { .. } => Value::Array(
+            store
+                .list_users()
                 .await?
-                .ok_or_else(|| not_found(&username))?,
+                .iter()
+                .map(UserRecord::to_json)
+                .collect(),
         ),
+        UserCommand::Show { username, .. } => store
+            .get_user(&username)
+            .await?
+            .ok_or_else(|| not_found(&username))?
+            .to_json(),
         UserCommand::Enable { username, .. } => {
             set_enabled(store.as_ref(), &username, true, revoke).await?
         }
