@@ -437,14 +437,16 @@ fn run(conn: &Connection, gate: &WalGate) {
         let Some(id) = gate.hold(misses >= MAX_MISSES) else {
             continue;
         };
+        let started = std::time::Instant::now();
         let all = passive(conn, gate).is_some_and(|(frames, done)| frames == done);
         let released = gate.release(id);
+        let catch_up_us = started.elapsed().as_micros();
         if released && all {
             misses = 0;
         } else {
             misses += 1;
         }
-        tracing::debug!(released, copied_all = all, stats = ?gate.stats(), "WAL restart attempt");
+        tracing::debug!(released, copied_all = all, catch_up_us, stats = ?gate.stats(), "WAL restart attempt");
     }
 }
 

@@ -230,6 +230,7 @@ impl Writer {
                     frames,
                     held: false,
                     aside: Vec::new(),
+                    profile: Profile::new(),
                 };
                 writer.run(&taken);
             })
@@ -285,6 +286,53 @@ struct WriterThread {
     /// `aside` until the gate lets the writer go on.
     held: bool,
     aside: Vec<Queued>,
+    profile: Profile,
+}
+
+/// Where the writer thread's time goes, logged at `debug` every
+/// [`Profile::EVERY`]: running jobs, committing (appending to the WAL),
+/// and the rest (waiting for work or for the syncer, holding).
+struct Profile {
+    since: std::time::Instant,
+    jobs: u64,
+    commits: u64,
+    in_jobs: std::time::Duration,
+    in_commits: std::time::Duration,
+}
+
+impl Profile {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            jobs: 0,
+            commits: 0,
+            in_jobs: std::time::Duration::ZERO,
+            in_commits: std::time::Duration::ZERO,
+        }
+    }
+
+    fn committed(&mut self, took: std::time::Duration) {
+        self.commits += 1;
+        self.in_commits += took;
+        let elapsed = self.since.elapsed();
+        if elapsed >= Self::EVERY {
+            if tracing::enabled!(tracing::Level::DEBUG) && self.jobs > 0 {
+                let share = |d: std::time::Duration| d.as_secs_f64() / elapsed.as_secs_f64();
+                tracing::debug!(
+                    jobs_per_s = self.jobs as f64 / elapsed.as_secs_f64(),
+                    jobs_per_commit = self.jobs as f64 / self.commits as f64,
+                    job_us = self.in_jobs.as_secs_f64() * 1e6 / self.jobs as f64,
+                    commit_us = self.in_commits.as_secs_f64() * 1e6 / self.commits as f64,
+                    busy_in_jobs = share(self.in_jobs),
+                    busy_in_commits = share(self.in_commits),
+                    "writer thread"
+                );
+            }
+            *self = Self::new();
+        }
+    }
 }
 
 impl WriterThread {
@@ -357,7 +405,10 @@ impl WriterThread {
             open.jobs.push(job);
             ran
         } else {
+            let started = std::time::Instant::now();
             let ok = job.run(&self.conn);
+            self.profile.jobs += 1;
+            self.profile.in_jobs += started.elapsed();
             open.jobs.push(job);
             if ok {
                 Ok(())
@@ -416,6 +467,7 @@ impl WriterThread {
         self.seq += 1;
         // From here on a reader may see this batch: reads wait for its fsync.
         self.durability.visible.store(self.seq, SeqCst);
+        let started = std::time::Instant::now();
         let mut outcome = self.conn.execute_batch("COMMIT").map_err(|e| {
             let _ = self.conn.execute_batch("ROLLBACK");
             tracing::error!(error = %e, "a write transaction failed to commit");
@@ -436,6 +488,7 @@ impl WriterThread {
         if committed.outcome.is_ok() && self.gate.after_commit(self.frames.frames()) {
             self.held = true;
         }
+        self.profile.committed(started.elapsed());
         match self.to_syncer.send(committed) {
             Ok(()) => self.in_flight += 1,
             Err(mpsc::SendError(lost)) => {
