@@ -26,11 +26,13 @@
 //!
 //! If the fsync ends (jobs are waiting and could be committed) before the
 //! checkpointer releases, the writer gives the attempt up and goes on: no
-//! commit waits for the checkpoint. After [`MAX_MISSES`] attempts given up
-//! in a row, or if the WAL reaches [`WalBounds::hard`] frames (the
-//! checkpointer cannot keep up), the writer waits for the release: it then
-//! waits for a copy of the frames written since the checkpointer's last
-//! pass, never of the whole WAL, and the WAL file stays bounded.
+//! commit waits for the checkpoint, and the checkpointer tries again after
+//! the next commit. Only if the WAL reaches [`WalBounds::hard`] frames
+//! (the checkpointer never won the race, or cannot keep up) does the
+//! writer hold until released: it then waits for a copy of the frames
+//! written since the checkpointer's last pass, never of the whole WAL, and
+//! the WAL file stays bounded. (Waiting after a few misses instead was
+//! tried: on a loaded disk one such copy took a second.)
 //!
 //! Durability does not depend on any of this: a commit is durable once the
 //! syncer has fsynced its frames in the WAL, and SQLite's checkpoint
@@ -50,9 +52,6 @@ use tessera_store::{StoreError, StoreResult};
 /// earlier. A page changed many times in between is copied once: with one
 /// second instead of 100 ms the refresh benchmark ran about 14% faster.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Restart attempts the writer may give up in a row before it waits.
-pub(crate) const MAX_MISSES: u32 = 2;
 
 /// WAL sizes, in frames (a page and a 24-byte header each).
 #[derive(Debug, Clone, Copy)]
@@ -103,8 +102,7 @@ pub(crate) struct WalStats {
     pub holds: u64,
     /// Holds the writer gave up because jobs were ready to commit.
     pub given_up: u64,
-    /// Holds the writer waited out with jobs waiting (after misses, or at
-    /// the hard bound).
+    /// Holds the writer waited out with jobs waiting (at the hard bound).
     pub waited: u64,
     /// The most frames the WAL held after a commit.
     pub max_frames: u32,
@@ -418,7 +416,6 @@ fn passive(conn: &Connection, gate: &WalGate) -> Option<(i64, i64)> {
 }
 
 fn run(conn: &Connection, gate: &WalGate) {
-    let mut misses = 0u32;
     while gate.wait(CHECKPOINT_INTERVAL).is_some() {
         let copied = passive(conn, gate);
         // The writer stopped by itself at the hard bound, maybe during
@@ -434,18 +431,13 @@ fn run(conn: &Connection, gate: &WalGate) {
         if frames < i64::from(gate.bounds.restart_at) {
             continue;
         }
-        let Some(id) = gate.hold(misses >= MAX_MISSES) else {
+        let Some(id) = gate.hold(false) else {
             continue;
         };
         let started = std::time::Instant::now();
         let all = passive(conn, gate).is_some_and(|(frames, done)| frames == done);
         let released = gate.release(id);
         let catch_up_us = started.elapsed().as_micros();
-        if released && all {
-            misses = 0;
-        } else {
-            misses += 1;
-        }
         tracing::debug!(released, copied_all = all, catch_up_us, stats = ?gate.stats(), "WAL restart attempt");
     }
 }
