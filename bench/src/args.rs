@@ -29,9 +29,11 @@ pub struct RunArgs {
     /// with --smoke: target/bench-smoke.json, or under $CARGO_TARGET_DIR].
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Also measure at scale: 1,000 vs 1,000,000 stored tokens, memory, disk (ignored with --smoke).
-    #[arg(long)]
-    pub scale: bool,
+    /// Also measure at scale: 1,000 stored tokens against SIZE (`--scale`
+    /// alone: 1m; e.g. `--scale 10m`, `500k`), memory, disk (ignored with --smoke).
+    #[arg(long, value_name = "SIZE", num_args = 0..=1, default_missing_value = "1m",
+          value_parser = parse_count)]
+    pub scale: Option<u64>,
     /// Store URL passed to the server instead of the embedded SQLite, e.g. postgres://…
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
@@ -66,6 +68,41 @@ pub struct RunArgs {
     /// Seconds between the soak's samples.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub soak_every: u64,
+}
+
+/// A count of tokens: digits with an optional `k` (thousand) or `m`
+/// (million) suffix; at least 2,000 (the scale run first seeds 1,000).
+fn parse_count(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (digits, unit) = match lower.as_bytes().last() {
+        Some(b'k') => (&lower[..lower.len() - 1], 1_000),
+        Some(b'm') => (&lower[..lower.len() - 1], 1_000_000),
+        _ => (&lower[..], 1),
+    };
+    let n: u64 = digits
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{s}` is not a count like 1m, 10m or 500k"))?;
+    let n = n
+        .checked_mul(unit)
+        .ok_or_else(|| format!("`{s}` is too large"))?;
+    if n < 2_000 {
+        return Err(format!("`{s}`: the scale run needs at least 2k tokens"));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scale_sizes_parse() {
+        assert_eq!(super::parse_count("1m"), Ok(1_000_000));
+        assert_eq!(super::parse_count("10M"), Ok(10_000_000));
+        assert_eq!(super::parse_count("500k"), Ok(500_000));
+        assert_eq!(super::parse_count("2000"), Ok(2_000));
+        assert!(super::parse_count("1k").is_err());
+        assert!(super::parse_count("ten").is_err());
+    }
 }
 
 #[derive(Args, Debug, Clone)]

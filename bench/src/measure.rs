@@ -32,7 +32,8 @@ pub(crate) struct Settings {
     pub client_threads: usize,
     pub storm_width: usize,
     pub storm_rounds: usize,
-    pub scale: bool,
+    /// Tokens stored for the scale measurements (`--scale`), if any.
+    pub scale: Option<u64>,
     pub store: String,
 }
 

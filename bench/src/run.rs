@@ -186,11 +186,18 @@ async fn scale_rows(
     via_store: bool,
     findings: &mut Findings,
 ) -> anyhow::Result<Option<ScaleReport>> {
-    if !prelude.settings.scale {
+    let Some(size) = prelude.settings.scale else {
         return Ok(None);
-    }
-    let (small, large, report) =
-        scale::scale(&prelude.bin, work, prelude.load, ceiling_rate, via_store).await?;
+    };
+    let (small, large, report) = scale::scale(
+        &prelude.bin,
+        work,
+        prelude.load,
+        ceiling_rate,
+        size,
+        via_store,
+    )
+    .await?;
     findings.rows.extend([small, large]);
     Ok(Some(report))
 }

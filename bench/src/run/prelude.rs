@@ -84,7 +84,7 @@ fn settings(args: &RunArgs) -> Settings {
             .storm_rounds
             .unwrap_or(if smoke { 3 } else { 20 })
             .max(1),
-        scale: args.scale && !smoke && args.store.is_none(),
+        scale: args.scale.filter(|_| !smoke && args.store.is_none()),
         store: args
             .store
             .clone()
@@ -95,10 +95,10 @@ fn settings(args: &RunArgs) -> Settings {
 /// What the report notes about options the run ignores.
 pub(super) fn ignored_options(args: &RunArgs) -> Vec<String> {
     let mut notes = Vec::new();
-    if args.scale && args.smoke {
+    if args.scale.is_some() && args.smoke {
         notes.push("--scale is ignored in smoke mode".into());
     }
-    if args.scale && args.store.is_some() {
+    if args.scale.is_some() && args.store.is_some() {
         notes.push("--scale measures the embedded store only; skipped with --store".into());
     }
     notes

@@ -1,4 +1,5 @@
-//! The scale measurements: 1,000 against 1,000,000 stored tokens.
+//! The scale measurements: 1,000 stored tokens against many (1,000,000 by
+//! default; `--scale 10m` for ten million).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,8 +20,6 @@ use super::fixture::AUTHENTICATE_PATH;
 
 /// Tokens stored for the scale measurements.
 const SCALE_SMALL: u64 = 1_000;
-
-const SCALE_LARGE: u64 = 1_000_000;
 
 /// Seeded access tokens kept in memory to authenticate with at scale.
 const SCALE_SAMPLE: usize = 10_000;
@@ -47,7 +46,7 @@ pub(super) struct ScaleReport {
     pub(super) large_to_small: f64,
 }
 
-/// Bearer `_authenticate` with 1,000 and with 1,000,000 stored tokens, the
+/// Bearer `_authenticate` with 1,000 and with `large` stored tokens, the
 /// server's memory and the bytes on disk per token: the table's two rows and
 /// the report.
 pub(super) async fn scale(
@@ -55,6 +54,7 @@ pub(super) async fn scale(
     work: &Path,
     load: LoadSettings,
     ceiling_rate: f64,
+    large: u64,
     via_store: bool,
 ) -> anyhow::Result<(Row, Row, ScaleReport)> {
     let dir = work.join("scale");
@@ -85,20 +85,24 @@ pub(super) async fn scale(
         .await?
         .0;
 
-    let more = SCALE_LARGE - SCALE_SMALL;
+    let more = large.saturating_sub(SCALE_SMALL);
     eprintln!("==> scale: seeding {more} more tokens {how}, directly into the store");
-    let large = scale.seed(more).await?;
-    let seed_rate = more as f64 / large.elapsed.as_secs_f64();
+    let seeded = scale.seed(more).await?;
+    let seed_rate = more as f64 / seeded.elapsed.as_secs_f64();
     eprintln!(
         "    {:.0} tokens/s ({:.1} s)",
         seed_rate,
-        large.elapsed.as_secs_f64()
+        seeded.elapsed.as_secs_f64()
     );
     let tokens_stored = seed::checkpoint_and_count(&scale.db)?;
-    let large_sample = working_set(large.sample);
+    let large_sample = working_set(seeded.sample);
     let data_dir_bytes = seed::dir_bytes(&scale.dir)?;
     let (large_row, rss_start, rss_after) = scale
-        .bearer("tessera-scale-large.log", large_sample, "1,000,000")
+        .bearer(
+            "tessera-scale-large.log",
+            large_sample,
+            &report::group_thousands(large),
+        )
         .await?;
     let (small_rate, large_rate) = (
         small_row.req_per_s.unwrap_or(0.0),
@@ -106,7 +110,7 @@ pub(super) async fn scale(
     );
     let report = ScaleReport {
         seeded_small: SCALE_SMALL,
-        seeded_large: SCALE_LARGE,
+        seeded_large: large,
         seeding: if via_store {
             "Store::insert_token, concurrent tasks"
         } else {

@@ -19,6 +19,7 @@
 mod api_key_updates;
 mod backup;
 mod cache;
+mod checkpoint;
 mod files;
 mod lineage;
 mod pairs;
@@ -55,8 +56,9 @@ use tessera_store::{
 use cache::{Affects, Coherence, ReadCache, Serving};
 use writer::{Durability, Writer};
 
+use checkpoint::{Checkpointer, WalBounds, WalGate};
 pub use pairs::bulk_insert;
-use reads::{Checkpointer, ReadPool};
+use reads::ReadPool;
 use records::*;
 use tokens::*;
 
@@ -116,11 +118,16 @@ impl SqliteStore {
         cache: Option<Arc<ReadCache>>,
         serving: Option<Serving>,
     ) -> StoreResult<Self> {
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
         let durability = Arc::new(Durability::default());
-        let writer = Writer::spawn(conn, wal.into(), coherence, Arc::clone(&durability));
-        let checkpointer = Checkpointer::spawn(path)?;
+        let gate = WalGate::new(WalBounds::default());
+        let writer = Writer::spawn(
+            conn,
+            path,
+            coherence,
+            Arc::clone(&durability),
+            Arc::clone(&gate),
+        );
+        let checkpointer = Checkpointer::spawn(path, gate)?;
         Ok(Self {
             writer,
             _checkpointer: checkpointer,

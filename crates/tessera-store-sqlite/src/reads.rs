@@ -1,5 +1,4 @@
-//! The pool of read-only connections, and the checkpointer thread that
-//! copies the WAL into the database file off the commit path.
+//! The pool of read-only connections.
 
 use super::*;
 
@@ -11,59 +10,6 @@ const READ_POOL_MAX_IDLE: usize = 64;
 pub(crate) struct ReadPool {
     pub(crate) path: PathBuf,
     pub(crate) idle: Mutex<Vec<Connection>>,
-}
-
-/// How often the checkpointer runs. A page changed many times in between
-/// is copied once: with one second instead of 100 ms the refresh benchmark
-/// ran about 14% faster. The writer still checkpoints by itself if the WAL
-/// passes 32 MiB first.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Copies committed WAL pages into the database file every
-/// [`CHECKPOINT_INTERVAL`], on its own connection. `PASSIVE` never blocks
-/// the writer or readers, so commits only pay for appending to the WAL and
-/// its fsync. Durability does not depend on this: a commit is durable once
-/// its WAL frames are synced. Dropping the handle stops the thread and
-/// waits for it.
-pub(crate) struct Checkpointer {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    pub(crate) fn spawn(path: &std::path::Path) -> StoreResult<Self> {
-        let conn = Connection::open(path).map_err(unavailable)?;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("tessera-sqlite-checkpoint".into())
-            .spawn(move || loop {
-                std::thread::park_timeout(CHECKPOINT_INTERVAL);
-                if stopped.load(std::sync::atomic::Ordering::Acquire) {
-                    return;
-                }
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
-                }
-            })
-            .map_err(|e| StoreError::Internal(format!("spawning the checkpointer: {e}")))?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            if thread.join().is_err() {
-                tracing::error!("the SQLite checkpointer panicked");
-            }
-        }
-    }
 }
 
 impl ReadPool {

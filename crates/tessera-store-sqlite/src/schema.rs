@@ -102,11 +102,11 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
         .map_err(internal)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(internal)?;
-    // Checkpoints run on their own thread (`spawn_checkpointer`), not inside
-    // the writer's commits. The writer checkpoints itself only if the WAL
-    // passes 8192 pages (32 MiB) anyway, which bounds the WAL when the
-    // background thread cannot keep up; the file is then cut back to 64 MiB.
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)
+    // The writer never checkpoints: every checkpoint runs on the
+    // checkpointer thread, off the commit path, which also keeps the WAL
+    // bounded (see `checkpoint`: it starts over at 32 MiB). A WAL file that
+    // grew past 64 MiB is cut back to that size when it starts over.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(internal)?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .map_err(internal)?;

@@ -20,6 +20,10 @@
 //! and savepoints on the common path would cost every job a copy of each
 //! page it touches.
 //!
+//! The writer's connection never checkpoints: the checkpointer thread
+//! copies the WAL back, and the writer holds between two transactions
+//! when asked, so that the WAL can start over (see `checkpoint`).
+//!
 //! Nothing is answered before it is durable. A read on another connection
 //! may see a transaction between its commit and its fsync; so every read
 //! waits, before it answers, until what it could have seen is durable (see
@@ -38,6 +42,7 @@ use tessera_store::{StoreError, StoreResult};
 use tokio::sync::oneshot;
 
 use crate::cache::{Affects, Coherence};
+use crate::checkpoint::{FrameCount, WalGate};
 
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 256;
@@ -100,6 +105,8 @@ struct InboxState {
     synced: usize,
     /// The store is gone: finish what is queued, then stop.
     closed: bool,
+    /// The checkpointer changed the [`WalGate`].
+    poked: bool,
 }
 
 impl Inbox {
@@ -111,12 +118,13 @@ impl Inbox {
     /// Blocks until there is something to do, and takes it.
     fn take(&self) -> (Vec<Queued>, usize, bool) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while state.jobs.is_empty() && state.synced == 0 && !state.closed {
+        while state.jobs.is_empty() && state.synced == 0 && !state.closed && !state.poked {
             state = self
                 .wake
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        state.poked = false;
         let jobs = state.jobs.drain(..).collect();
         (jobs, std::mem::take(&mut state.synced), state.closed)
     }
@@ -184,14 +192,22 @@ struct Committed {
 }
 
 impl Writer {
-    /// `wal` is the path of the database's WAL file, which the syncer fsyncs.
+    /// `db` is the path of the database file; the syncer fsyncs its WAL.
+    /// The writer meets the checkpointer through `gate`.
     pub fn spawn(
         conn: Connection,
-        wal: PathBuf,
+        db: &std::path::Path,
         coherence: Coherence,
         durability: Arc<Durability>,
+        gate: Arc<WalGate>,
     ) -> Self {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        let frames = FrameCount::new(db);
         let inbox = Arc::new(Inbox::default());
+        let woken = Arc::clone(&inbox);
+        gate.set_writer_waker(Box::new(move || woken.update(|state| state.poked = true)));
         let (to_syncer, committed) = mpsc::channel::<Committed>();
         let (synced, told) = (Arc::clone(&durability), Arc::clone(&inbox));
         let syncer = std::thread::Builder::new()
@@ -210,6 +226,11 @@ impl Writer {
                     seq: 0,
                     in_flight: 0,
                     open: None,
+                    gate,
+                    frames,
+                    held: false,
+                    aside: Vec::new(),
+                    profile: Profile::new(),
                 };
                 writer.run(&taken);
             })
@@ -259,14 +280,83 @@ struct WriterThread {
     /// Batches handed to the syncer and not yet durable.
     in_flight: usize,
     open: Option<Open>,
+    gate: Arc<WalGate>,
+    frames: FrameCount,
+    /// Holding for a WAL restart: no transaction is open, and new jobs go
+    /// `aside` until the gate lets the writer go on.
+    held: bool,
+    aside: Vec<Queued>,
+    profile: Profile,
+}
+
+/// Where the writer thread's time goes, logged at `debug` every
+/// [`Profile::EVERY`]: running jobs, committing (appending to the WAL),
+/// and the rest (waiting for work or for the syncer, holding).
+struct Profile {
+    since: std::time::Instant,
+    jobs: u64,
+    commits: u64,
+    in_jobs: std::time::Duration,
+    in_commits: std::time::Duration,
+}
+
+impl Profile {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            jobs: 0,
+            commits: 0,
+            in_jobs: std::time::Duration::ZERO,
+            in_commits: std::time::Duration::ZERO,
+        }
+    }
+
+    fn committed(&mut self, took: std::time::Duration) {
+        self.commits += 1;
+        self.in_commits += took;
+        let elapsed = self.since.elapsed();
+        if elapsed >= Self::EVERY {
+            if tracing::enabled!(tracing::Level::DEBUG) && self.jobs > 0 {
+                let share = |d: std::time::Duration| d.as_secs_f64() / elapsed.as_secs_f64();
+                tracing::debug!(
+                    jobs_per_s = self.jobs as f64 / elapsed.as_secs_f64(),
+                    jobs_per_commit = self.jobs as f64 / self.commits as f64,
+                    job_us = self.in_jobs.as_secs_f64() * 1e6 / self.jobs as f64,
+                    commit_us = self.in_commits.as_secs_f64() * 1e6 / self.commits as f64,
+                    busy_in_jobs = share(self.in_jobs),
+                    busy_in_commits = share(self.in_commits),
+                    "writer thread"
+                );
+            }
+            *self = Self::new();
+        }
+    }
 }
 
 impl WriterThread {
     fn run(mut self, inbox: &Inbox) {
         loop {
-            let (jobs, synced, closed) = inbox.take();
+            let (mut jobs, synced, closed) = inbox.take();
             self.in_flight = self.in_flight.saturating_sub(synced);
+            if self.held {
+                self.aside.append(&mut jobs);
+                // Jobs set aside while the syncer is idle would be committed
+                // now if the writer did not hold.
+                let waiting = !self.aside.is_empty() && self.in_flight == 0;
+                if closed || self.gate.may_go(waiting) {
+                    self.held = false;
+                    jobs = std::mem::take(&mut self.aside);
+                } else {
+                    continue;
+                }
+            }
             for (affects, job) in jobs {
+                if self.held {
+                    self.aside.push((affects, job));
+                    continue;
+                }
                 self.add(affects, job);
                 if self
                     .open
@@ -276,10 +366,14 @@ impl WriterThread {
                     self.commit();
                 }
             }
-            if self.in_flight == 0 || closed {
+            if !self.held && (self.in_flight == 0 || closed) {
                 self.commit();
             }
-            if closed && self.open.is_none() {
+            if !self.held && self.open.is_none() && !closed && self.gate.hold_if_wanted() {
+                self.held = true;
+            }
+            if closed && self.open.is_none() && self.aside.is_empty() {
+                self.gate.writer_stopped();
                 return;
             }
         }
@@ -311,7 +405,10 @@ impl WriterThread {
             open.jobs.push(job);
             ran
         } else {
+            let started = std::time::Instant::now();
             let ok = job.run(&self.conn);
+            self.profile.jobs += 1;
+            self.profile.in_jobs += started.elapsed();
             open.jobs.push(job);
             if ok {
                 Ok(())
@@ -370,6 +467,7 @@ impl WriterThread {
         self.seq += 1;
         // From here on a reader may see this batch: reads wait for its fsync.
         self.durability.visible.store(self.seq, SeqCst);
+        let started = std::time::Instant::now();
         let mut outcome = self.conn.execute_batch("COMMIT").map_err(|e| {
             let _ = self.conn.execute_batch("ROLLBACK");
             tracing::error!(error = %e, "a write transaction failed to commit");
@@ -387,6 +485,10 @@ impl WriterThread {
             jobs: open.jobs,
             outcome,
         };
+        if committed.outcome.is_ok() && self.gate.after_commit(self.frames.frames()) {
+            self.held = true;
+        }
+        self.profile.committed(started.elapsed());
         match self.to_syncer.send(committed) {
             Ok(()) => self.in_flight += 1,
             Err(mpsc::SendError(lost)) => {
@@ -479,9 +581,10 @@ mod tests {
             .unwrap();
         let writer = Arc::new(Writer::spawn(
             conn,
-            dir.path().join("w.db-wal"),
+            &path,
             Coherence::Owner(crate::cache::new_cache()),
             Arc::new(Durability::default()),
+            WalGate::new(crate::checkpoint::WalBounds::default()),
         ));
         for round in 0..20i64 {
             // The first job holds the writer until the rest are all queued,
