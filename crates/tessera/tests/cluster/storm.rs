@@ -52,7 +52,11 @@ pub fn a_storm_on_one_node_writes_one_successor_and_answers_one_pair(pg: &str) {
             let (base, token, barrier) =
                 (base.clone(), original.refresh.clone(), Arc::clone(&barrier));
             thread::spawn(move || {
+                // Connected beforehand, so the storm times refreshes
+                // rather than 256 connects at once.
                 let http = Http::new();
+                let r = arrived("basic auth", http.authenticate_basic(&base));
+                assert_eq!(r.status, 200, "{}", r.text);
                 barrier.wait();
                 arrived("refresh", http.refresh(&base, &token))
             })
