@@ -9,13 +9,13 @@
 //!
 //! [`Store::refresh`] and the invalidations by token, user, realm or
 //! NameID run under `READ COMMITTED` with row locks, so that conflicting
-//! transactions wait for each other instead of aborting. A refresh locks
-//! the presented record with `SELECT ... FOR UPDATE`, runs the domain's
-//! decision on it and, when it rotates, inserts the successor and marks
-//! the old record in the same transaction. Racing refreshes of one token
-//! queue on the row lock; each one that waited then reads the refreshed
-//! record (a new statement sees what committed before it) and replays its
-//! successor.
+//! transactions wait for each other instead of aborting. Identical
+//! refreshes in flight on one node share one call (`flight.rs`). A repeat
+//! is decided from one unlocked read (`refresh.rs`); a rotation locks the
+//! presented record with `SELECT ... FOR UPDATE`, runs the domain's
+//! decision on it, inserts the successor and marks the old record in the
+//! same transaction. Racing refreshes from other nodes queue on the row
+//! lock, then read the refreshed record and replay its successor.
 //!
 //! Row locks alone would not do for a refresh racing an invalidation: an
 //! `UPDATE ... WHERE username = $1` that waits on the row a refresh holds
@@ -65,9 +65,11 @@ mod api_key_updates;
 mod cache;
 mod config;
 mod epoch;
+mod flight;
 mod keys;
 mod lineage;
 mod privileges;
+mod refresh;
 mod role_mappings;
 mod schema;
 mod service_tokens;
@@ -111,6 +113,8 @@ pub struct PostgresStore {
     issued_marked: AtomicBool,
     /// What authentication reads, for at most `cache_ttl`.
     cache: cache::ReadCache,
+    /// The refreshes in flight on this node, which identical ones join.
+    flights: flight::Flights,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -149,6 +153,7 @@ impl PostgresStore {
             db,
             issued_marked: AtomicBool::new(false),
             cache,
+            flights: flight::Flights::default(),
         })
     }
 }
@@ -444,21 +449,17 @@ impl Store for PostgresStore {
 
     async fn refresh(&self, request: RefreshRequest) -> StoreResult<RefreshOutcome> {
         let request = &request;
-        let outcome = self
-            .db
-            .run(
-                "refresh",
-                Repeat::Adds,
-                attempt!(|c| refresh_attempt(c, request).await),
-            )
-            .await;
-        self.forget_refreshed(&request.refresh_token.hash());
-        // A rotation takes nothing back (the presented access token stays
-        // usable until it expires); reuse that revoked the family does.
-        if matches!(&outcome, Ok(Err(denied)) if denied.revoke_family) || outcome.is_err() {
-            self.db.grace.after_commit().await;
-        }
-        outcome
+        let call = |marks: flight::Marks| async move {
+            let outcome = self.refresh_unshared(request, &marks).await;
+            self.forget_refreshed(&request.refresh_token.hash());
+            // A rotation takes nothing back (the presented access token stays
+            // usable until it expires); reuse that revoked the family does.
+            if matches!(&outcome, Ok(Err(denied)) if denied.revoke_family) || outcome.is_err() {
+                self.db.grace.after_commit().await;
+            }
+            outcome
+        };
+        self.flights.share(request, call).await
     }
 
     async fn invalidate_access(&self, hash: &TokenKey) -> StoreResult<InvalidateOne> {

@@ -105,7 +105,7 @@ pub(crate) struct PgPair {
 }
 
 impl PgPair {
-    fn of(record: &TokenRecord) -> Self {
+    pub(crate) fn of(record: &TokenRecord) -> Self {
         Self {
             id: record.id.clone(),
             family: record.family_id.clone(),
@@ -260,27 +260,6 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
         self.0.execute(&stmt, &[&pair.id]).await?;
         Ok(())
     }
-}
-
-/// One attempt at a refresh, under `READ COMMITTED`: `engine::refresh`
-/// locks the row of the presented refresh token (`FOR UPDATE`, so a racing
-/// refresh or invalidation of the same pair waits, then reads what it
-/// committed), decides, and inserts the successor and marks the row in
-/// the same transaction. Invalidations lock every live row of the family
-/// ([`lineage::revoke_tree`]), so they wait for this one and then see its
-/// successor. Conflicts wait instead of aborting.
-pub(crate) async fn refresh_attempt(
-    client: &mut Client,
-    req: &RefreshRequest,
-) -> Result<RefreshOutcome, Fail> {
-    let tx = begin(client, IsolationLevel::ReadCommitted).await?;
-    let outcome = engine::refresh(&mut PgTx(&tx), req).await?;
-    // Reuse that revoked the family took something back.
-    if matches!(&outcome, Err(denied) if denied.revoke_family) {
-        return Ok(commit_bumped(tx, outcome).await?.into_inner());
-    }
-    tx.commit().await?;
-    Ok(outcome)
 }
 
 /// One attempt at invalidating the pair holding a token and the rest of its

@@ -15,6 +15,8 @@ use tessera_testkit::postgres::{connect_admin, server_address, with_address, Tes
 use tessera_testkit::proxy::{Mode, Proxy};
 use tessera_testkit::trials::{self, needs_postgres_async, Trial};
 
+#[path = "postgres/storms.rs"]
+mod storms;
 #[path = "postgres/tls.rs"]
 mod tls;
 
@@ -62,6 +64,16 @@ fn main() {
             "statement_timeout_cancels_a_blocked_call",
             4,
             statement_timeout_cancels_a_blocked_call,
+        ),
+        needs_postgres_async(
+            "storms::a_storm_on_one_node_writes_once_and_answers_one_pair",
+            4,
+            storms::a_storm_on_one_node_writes_once_and_answers_one_pair,
+        ),
+        needs_postgres_async(
+            "storms::followers_get_the_pair_when_the_leader_goes_away",
+            4,
+            storms::followers_get_the_pair_when_the_leader_goes_away,
         ),
     ]);
     tests.extend(tls::trials());

@@ -41,6 +41,8 @@
 //!   rolled-back transaction per hundred refreshes.
 //! - `service_tokens`: a service token deleted through one node is refused
 //!   on every node at once.
+//! - `storm`: 256 concurrent refreshes of one token on one node get one
+//!   pair, and the database holds one successor.
 
 mod support;
 
@@ -55,6 +57,7 @@ mod restart;
 mod saml;
 mod service_tokens;
 mod startup;
+mod storm;
 mod user_races;
 
 fn main() {
@@ -75,6 +78,7 @@ fn main() {
         startup::a_node_gives_up_after_store_wait_and_names_the_database,
         startup::a_node_refuses_a_database_without_tls_at_once,
         startup::a_read_only_database_makes_the_node_unready,
+        storm::a_storm_on_one_node_writes_one_successor_and_answers_one_pair,
         user_races::invalidation_by_user_races_refreshes_of_its_families_on_three_nodes,
     ]);
 }
