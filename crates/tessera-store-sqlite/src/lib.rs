@@ -600,23 +600,7 @@ impl Store for SqliteStore {
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
         self.write(Affects::TOKENS.union(Affects::API_KEYS), move |c| {
-            let tokens = pairs::purge(c, now, limit)?;
-            let keys = c
-                .execute(
-                    "DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys
-                       WHERE MIN(COALESCE(invalidated_at, expires_at), COALESCE(expires_at, invalidated_at)) <= ?1
-                       LIMIT ?2)",
-                    params![now.saturating_sub(tessera_store::API_KEY_RETENTION_MS), limit],
-                )
-                .map_err(internal)?;
-            let proofs = c
-                .execute(
-                    "DELETE FROM one_time_proofs WHERE (realm, id) IN (SELECT realm, id
-                       FROM one_time_proofs WHERE keep_until < ?1 LIMIT ?2)",
-                    params![now, limit],
-                )
-                .map_err(internal)?;
-            Ok((tokens + keys + proofs) as u64)
+            purge_expired(c, now, limit)
         })
         .await
     }

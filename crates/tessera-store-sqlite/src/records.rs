@@ -1,4 +1,4 @@
-//! Rows of users, API keys and OAuth clients, and user changes.
+//! Rows of users, API keys and OAuth clients, user changes, and the purge.
 
 use super::*;
 
@@ -140,4 +140,26 @@ pub(crate) fn upsert_user(c: &Connection, user: &UserUpsert) -> StoreResult<bool
     )
     .map_err(internal)?;
     Ok(existing.is_none())
+}
+
+/// One batch of the purge: expired pairs, API keys past their retention
+/// and one-time proofs past their keep time, at most `limit` of each.
+pub(crate) fn purge_expired(c: &Connection, now: Millis, limit: u32) -> StoreResult<u64> {
+    let tokens = pairs::purge(c, now, limit)?;
+    let keys = c
+        .execute(
+            "DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys
+               WHERE MIN(COALESCE(invalidated_at, expires_at), COALESCE(expires_at, invalidated_at)) <= ?1
+               LIMIT ?2)",
+            params![now.saturating_sub(tessera_store::API_KEY_RETENTION_MS), limit],
+        )
+        .map_err(internal)?;
+    let proofs = c
+        .execute(
+            "DELETE FROM one_time_proofs WHERE (realm, id) IN (SELECT realm, id
+               FROM one_time_proofs WHERE keep_until < ?1 LIMIT ?2)",
+            params![now, limit],
+        )
+        .map_err(internal)?;
+    Ok((tokens + keys + proofs) as u64)
 }
