@@ -122,14 +122,7 @@ pub async fn a_storm_on_one_node_writes_once_and_answers_one_pair(base: String) 
     let (record, token) = issued(&store).await;
     let before = store.count_tokens().await.unwrap();
     let mut admin = connect_admin(&schema.url).await;
-    let holder = admin.transaction().await.unwrap();
-    holder
-        .execute(
-            "SELECT 1 FROM tokens WHERE refresh_hash = $1 FOR UPDATE",
-            &[&token.hash().0.as_slice()],
-        )
-        .await
-        .unwrap();
+    let holder = hold_row(&mut admin, &token).await;
     let tasks = (0..STORM)
         .map(|_| refresh(&store, &record, &token))
         .collect();
@@ -154,14 +147,7 @@ pub async fn followers_get_the_pair_when_the_leader_goes_away(base: String) {
     let before = store.count_tokens().await.unwrap();
 
     let mut admin = connect_admin(&schema.url).await;
-    let holder = admin.transaction().await.unwrap();
-    holder
-        .execute(
-            "SELECT 1 FROM tokens WHERE refresh_hash = $1 FOR UPDATE",
-            &[&token.hash().0.as_slice()],
-        )
-        .await
-        .unwrap();
+    let holder = hold_row(&mut admin, &token).await;
     let leader = refresh(&store, &record, &token);
     until("the leader is in flight", || {
         store.refresh_followers(&token.hash()) == Some(0)
@@ -187,4 +173,21 @@ pub async fn followers_get_the_pair_when_the_leader_goes_away(base: String) {
     // The token is still refreshable as a repeat, on the new pair.
     let again = refresh(&store, &record, &token).await.unwrap().0;
     assert_eq!(again.unwrap().unwrap().pair, pair);
+}
+
+/// A transaction of another session holding the row of `token` locked
+/// until it ends.
+async fn hold_row<'a>(
+    admin: &'a mut tokio_postgres::Client,
+    token: &TokenString,
+) -> tokio_postgres::Transaction<'a> {
+    let holder = admin.transaction().await.unwrap();
+    holder
+        .execute(
+            "SELECT 1 FROM tokens WHERE refresh_hash = $1 FOR UPDATE",
+            &[&token.hash().0.as_slice()],
+        )
+        .await
+        .unwrap();
+    holder
 }

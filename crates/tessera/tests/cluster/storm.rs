@@ -12,23 +12,7 @@ const STORM: usize = 256;
 
 /// Rows in the `tokens` table of the database `url` names.
 fn stored_pairs(url: &str) -> i64 {
-    let url = url.to_owned();
-    thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
-            let client = tessera_testkit::postgres::connect_admin(&url).await;
-            let row = client
-                .query_one("SELECT count(*) FROM tokens", &[])
-                .await
-                .expect("counting tokens");
-            row.get(0)
-        })
-    })
-    .join()
-    .expect("the counting thread")
+    query_row(url, "SELECT count(*) FROM tokens", |row| row.get(0))
 }
 
 pub fn a_storm_on_one_node_writes_one_successor_and_answers_one_pair(pg: &str) {

@@ -305,7 +305,7 @@ pub fn arrived(what: &str, r: reqwest::Result<Resp>) -> Resp {
 
 /// The one row `sql` selects in the database `url` names, read by `read`
 /// (on a thread of its own, so that any test may call it).
-fn query_row<T: Send + 'static>(
+pub fn query_row<T: Send + 'static>(
     url: &str,
     sql: &'static str,
     read: fn(&tessera_testkit::postgres::Row) -> T,
