@@ -14,8 +14,8 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 use tessera_domain::authn::RealmRef;
-use tessera_domain::role_mapping::UserData;
 use tessera_domain::{crypto, Authentication, Millis};
+use tessera_realms::identity::Identity;
 use tessera_realms::jose::{self, HmacKey, JoseError, JwksSource, Keys, Policy};
 use tessera_realms::jwt::{ClientAuthentication, JwtRealmConfig, JwtUser};
 use tessera_store::Lineage;
@@ -247,7 +247,7 @@ pub async fn authenticate(
                 continue;
             }
         };
-        let who = authentication(state, realm, &user).await?;
+        let who = authentication(state, realm, &user.identity).await?;
         let not_after = i64::try_from(user.exp.saturating_mul(1000)).unwrap_or(Millis::MAX);
         let ttl = Millis::try_from(realm.config.cache_ttl.as_millis()).unwrap_or(Millis::MAX);
         realms.0.cache.insert(
@@ -298,18 +298,11 @@ fn cache_key(token: &str, secret: Option<&[u8]>) -> [u8; 32] {
 async fn authentication(
     state: &AppState,
     realm: &JwtRealm,
-    user: &JwtUser,
+    user: &Identity,
 ) -> ApiResult<Authentication> {
-    let data = UserData {
-        username: user.principal.clone(),
-        dn: user.dn.clone(),
-        groups: user.groups.clone(),
-        realm_name: realm.config.name.clone(),
-        metadata: user.metadata.clone(),
-    };
     crate::role_mappings::mapped_user(
         state,
-        data,
+        user.user_data(&realm.config.name),
         realm.realm_ref(),
         user.name.clone(),
         user.mail.clone(),

@@ -78,24 +78,24 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
     if status.is_server_error() {
         let detail = response.extensions_mut().remove::<Detail>();
         let detail = detail.as_ref().map_or("", |d| d.0.as_str());
+        // The same event at `error` for a bug, at `warn` for the rest (an
+        // unavailable store, a timeout): a level is fixed where it is logged.
+        macro_rules! server_error {
+            ($level:ident) => {
+                tracing::$level!(
+                    %method,
+                    route,
+                    request_id = ctx.id_str(),
+                    status = status.as_u16(),
+                    detail,
+                    "request answered with a server error"
+                )
+            };
+        }
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(
-                %method,
-                route,
-                request_id = ctx.id_str(),
-                status = status.as_u16(),
-                detail,
-                "request answered with a server error"
-            );
+            server_error!(error);
         } else {
-            tracing::warn!(
-                %method,
-                route,
-                request_id = ctx.id_str(),
-                status = status.as_u16(),
-                detail,
-                "request answered with a server error"
-            );
+            server_error!(warn);
         }
     }
 

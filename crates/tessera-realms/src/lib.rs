@@ -2,6 +2,7 @@
 //! identity provider sends, and build what is sent to it. A realm proves who
 //! someone is; it never touches the store and never mints a token.
 
+pub mod identity;
 pub mod jose;
 pub mod jwt;
 pub mod oidc;

@@ -36,6 +36,23 @@ pub const PROPERTIES: [&str; 5] = ["principal", "groups", "name", "mail", "dn"];
 /// The largest `allowed_clock_skew` any realm accepts.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3_600);
 
+/// The environment variable `TESSERA_REALMS_<KIND>_<NAME>_<SUFFIX>` of a
+/// realm's secret, the name upper-cased with every character other than a
+/// letter or digit as `_`.
+pub fn env_var(kind: &str, realm: &str, suffix: &str) -> String {
+    let name: String = realm
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("TESSERA_REALMS_{kind}_{name}_{suffix}")
+}
+
 /// Parses a realm's table from TOML text (the body of `[realms.<kind>.<name>]`).
 pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     toml::from_str(text).map_err(|e| e.to_string())

@@ -14,7 +14,7 @@ use anyhow::bail;
 use clap::Args;
 use tessera_store::Store;
 
-use crate::config::{Config, ServeArgs, StoreLocation};
+use crate::config::{Config, ServeArgs, StoreConnectArgs, StoreLocation};
 use crate::server;
 
 pub mod backup;
@@ -33,21 +33,8 @@ pub struct StoreArgs {
     /// Directory of the embedded store [default: ./data].
     #[arg(long, env = "TESSERA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Store: `sqlite:PATH` (default: tessera.db in the data directory) or
-    /// a `postgres://user:password@host:port/db` URL.
-    #[arg(long, env = "TESSERA_STORE")]
-    pub store: Option<String>,
-    /// PostgreSQL: PEM file of the certificate authorities the database's
-    /// certificate is checked against (as for `serve`) [default: none].
-    #[arg(long, env = "TESSERA_STORE_CA_FILE")]
-    pub store_ca_file: Option<PathBuf>,
-    /// PostgreSQL: most connections [default: 16].
-    #[arg(long, env = "TESSERA_STORE_POOL_SIZE")]
-    pub store_pool_size: Option<String>,
-    /// PostgreSQL: limit on connecting, on one statement and on waiting for
-    /// a pooled connection [default: 5s].
-    #[arg(long, env = "TESSERA_STORE_TIMEOUT")]
-    pub store_timeout: Option<String>,
+    #[command(flatten)]
+    pub connect: StoreConnectArgs,
     /// PostgreSQL: the servers' `cluster_cache_ttl`, which every change
     /// that takes something back waits after its commit [default: 250ms].
     #[arg(long, env = "TESSERA_CLUSTER_CACHE_TTL")]
@@ -69,10 +56,7 @@ impl StoreArgs {
             // Not used here: never refused here either.
             listen: Some("127.0.0.1:0".into()),
             data_dir: self.data_dir.clone(),
-            store: self.store.clone(),
-            store_ca_file: self.store_ca_file.clone(),
-            store_pool_size: self.store_pool_size.clone(),
-            store_timeout: self.store_timeout.clone(),
+            connect: self.connect.clone(),
             cluster_cache_ttl: self.cluster_cache_ttl.clone(),
             ..ServeArgs::default()
         })

@@ -45,22 +45,8 @@ pub struct ServeArgs {
     /// Directory for the embedded store; created if missing [default: ./data].
     #[arg(long, env = "TESSERA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Store: `sqlite:PATH` (default: tessera.db in the data directory) or
-    /// a `postgres://user:password@host:port/db` URL.
-    #[arg(long, env = "TESSERA_STORE")]
-    pub store: Option<String>,
-    /// PostgreSQL: PEM file of the certificate authorities the database's
-    /// certificate is checked against; set, the default `sslmode` is
-    /// `verify-full` (an `sslrootcert` in the URL wins) [default: none].
-    #[arg(long, env = "TESSERA_STORE_CA_FILE")]
-    pub store_ca_file: Option<PathBuf>,
-    /// PostgreSQL: most connections per node [default: 16].
-    #[arg(long, env = "TESSERA_STORE_POOL_SIZE")]
-    pub store_pool_size: Option<String>,
-    /// PostgreSQL: limit on connecting, on one statement and on waiting for
-    /// a pooled connection [default: 5s].
-    #[arg(long, env = "TESSERA_STORE_TIMEOUT")]
-    pub store_timeout: Option<String>,
+    #[command(flatten)]
+    pub connect: StoreConnectArgs,
     /// PostgreSQL: how long a starting node waits for the database to
     /// answer, retrying with backoff, before giving up [default: 60s].
     #[arg(long, env = "TESSERA_STORE_WAIT")]
@@ -136,6 +122,29 @@ pub struct ServeArgs {
     /// Elasticsearch compatibility.
     #[command(flatten)]
     pub compat: CompatArgs,
+}
+
+/// Which store, and how to connect to it: flags of `serve` and of every
+/// command on the store.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreConnectArgs {
+    /// Store: `sqlite:PATH` (default: tessera.db in the data directory) or
+    /// a `postgres://user:password@host:port/db` URL.
+    #[arg(long, env = "TESSERA_STORE")]
+    pub store: Option<String>,
+    /// PostgreSQL: PEM file of the certificate authorities the database's
+    /// certificate is checked against; set, the default `sslmode` is
+    /// `verify-full` (an `sslrootcert` in the URL wins) [default: none].
+    #[arg(long, env = "TESSERA_STORE_CA_FILE")]
+    pub store_ca_file: Option<PathBuf>,
+    /// PostgreSQL: most connections of the process (of the node, for
+    /// `serve`) [default: 16].
+    #[arg(long, env = "TESSERA_STORE_POOL_SIZE")]
+    pub store_pool_size: Option<String>,
+    /// PostgreSQL: limit on connecting, on one statement and on waiting for
+    /// a pooled connection [default: 5s].
+    #[arg(long, env = "TESSERA_STORE_TIMEOUT")]
+    pub store_timeout: Option<String>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -326,14 +335,16 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("./data"));
         let pool_size = integer(
             "store_pool_size",
-            args.store_pool_size.or(toml_text(file.store_pool_size)),
+            args.connect
+                .store_pool_size
+                .or(toml_text(file.store_pool_size)),
             16,
             1,
             1024,
         )?;
         let store_timeout = duration(
             "store_timeout",
-            args.store_timeout.or(file.store_timeout),
+            args.connect.store_timeout.or(file.store_timeout),
             "5s",
             Duration::from_millis(100),
             Duration::from_secs(600),
@@ -352,18 +363,18 @@ impl Config {
             Duration::ZERO,
             Duration::from_secs(10),
         )?;
-        let store = match args.store.or(file.store) {
+        let store = match args.connect.store.or(file.store) {
             None => StoreLocation::Sqlite(data_dir.join("tessera.db")),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 StoreLocation::Postgres {
                     url,
-                    ca_file: args
-                        .store_ca_file
-                        .or(file.store_ca_file.map(|p| match base_dir {
+                    ca_file: args.connect.store_ca_file.or(file.store_ca_file.map(
+                        |p| match base_dir {
                             // Relative to the config file's folder, as `tls_cert`.
                             Some(dir) if p.is_relative() => dir.join(p),
                             _ => p,
-                        })),
+                        },
+                    )),
                     pool_size,
                     timeout: store_timeout,
                     wait: store_wait,

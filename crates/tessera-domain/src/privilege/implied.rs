@@ -5,64 +5,16 @@
 
 use super::patterns::glob_covers;
 
-/// Cluster privileges included in a broader one (`all` includes every
-/// one, and each includes itself).
+/// Cluster privileges included in a broader one, besides what those
+/// include in turn. `all` includes every one and each includes itself;
+/// `monitor` and `manage` are rules (see [`cluster_includes`]).
 const CLUSTER_IMPLIED: &[(&str, &[&str])] = &[
-    (
-        "manage",
-        &[
-            "monitor",
-            "monitor_connector",
-            "monitor_enrich",
-            "monitor_inference",
-            "monitor_ml",
-            "monitor_rollup",
-            "monitor_snapshot",
-            "monitor_text_structure",
-            "monitor_transform",
-            "monitor_watcher",
-            "cancel_task",
-            "create_snapshot",
-            "manage_ccr",
-            "manage_enrich",
-            "manage_ilm",
-            "manage_index_templates",
-            "manage_inference",
-            "manage_ingest_pipelines",
-            "manage_ml",
-            "manage_pipeline",
-            "manage_rollup",
-            "manage_slm",
-            "manage_transform",
-            "manage_watcher",
-            "read_ccr",
-            "read_ilm",
-            "read_pipeline",
-            "read_slm",
-        ],
-    ),
-    (
-        "monitor",
-        &[
-            "monitor_connector",
-            "monitor_enrich",
-            "monitor_inference",
-            "monitor_ml",
-            "monitor_rollup",
-            "monitor_snapshot",
-            "monitor_text_structure",
-            "monitor_transform",
-            "monitor_watcher",
-        ],
-    ),
     (
         "manage_security",
         &[
             "delegate_pki",
-            "grant_api_key",
             "manage_api_key",
             "manage_oidc",
-            "manage_own_api_key",
             "manage_saml",
             "manage_service_account",
             "manage_token",
@@ -151,9 +103,35 @@ pub fn cluster_implies(held: &str, requested: &str) -> bool {
                 .any(|p| glob_covers(p.as_bytes(), requested.as_bytes()))
         };
     }
-    CLUSTER_IMPLIED
-        .iter()
-        .any(|(broad, narrower)| *broad == held && narrower.contains(&requested))
+    cluster_includes(held, requested)
+}
+
+/// Whether the held cluster privilege's name includes the requested one,
+/// directly or through the narrower privileges it includes.
+fn cluster_includes(held: &str, requested: &str) -> bool {
+    let includes = |narrower: &str| narrower == requested || cluster_includes(narrower, requested);
+    let known = super::KNOWN_CLUSTER_PRIVILEGES.iter().copied();
+    match held {
+        // Every `monitor_*` privilege grants only `cluster:monitor/…` actions.
+        "monitor" => known.filter(|p| p.starts_with("monitor_")).any(includes),
+        // As for actions: everything on the cluster except security's
+        // administration.
+        "manage" => ["monitor", "cancel_task", "create_snapshot"]
+            .into_iter()
+            .chain(known.filter(|p| p.starts_with("manage_") && !administers_security(p)))
+            .any(includes),
+        _ => CLUSTER_IMPLIED
+            .iter()
+            .filter(|(broad, _)| *broad == held)
+            .flat_map(|(_, narrower)| narrower.iter().copied())
+            .any(includes),
+    }
+}
+
+/// Whether a cluster privilege is security's administration:
+/// `manage_security` and what it includes.
+fn administers_security(privilege: &str) -> bool {
+    privilege == "manage_security" || cluster_includes("manage_security", privilege)
 }
 
 /// Index privileges included in a broader one.
@@ -292,6 +270,21 @@ mod tests {
             ("cluster:monitor/main", "cluster:monitor/main", true),
             ("cluster:monitor/*", "cluster:monitor/main", true),
             ("cluster:monitor/main", "monitor", false),
+            // Through the narrower privileges a broader one includes.
+            ("manage", "monitor_ml", true),
+            ("manage", "read_ccr", true),
+            ("manage", "manage_pipeline", true),
+            ("manage", "read_pipeline", true),
+            ("manage_security", "grant_api_key", true),
+            ("monitor", "monitor_watcher", true),
+            ("monitor", "monitor_unknown", false),
+            ("monitor_ml", "monitor", false),
+            ("manage_ml", "monitor_ml", true),
+            ("manage_ml", "monitor_rollup", false),
+            ("manage", "manage_watcher", true),
+            ("manage", "manage_api_key", false),
+            ("manage", "manage_own_api_key", false),
+            ("manage", "manage_unknown", false),
         ];
         for (held, requested, expected) in cases {
             assert_eq!(

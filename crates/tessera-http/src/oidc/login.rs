@@ -6,12 +6,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tessera_domain::privilege::Action;
-use tessera_domain::role_mapping::UserData;
 use tessera_domain::time::millis;
 use tessera_domain::Authentication;
+use tessera_realms::identity::Identity;
 use tessera_realms::oidc::claims::{identity, merge_userinfo};
 use tessera_realms::oidc::flow::{authorization_url, callback_code, random_value};
-use tessera_realms::oidc::{OidcError, OidcIdentity, Rule};
+use tessera_realms::oidc::{OidcError, Rule};
 use tessera_store::OneTime;
 use zeroize::Zeroizing;
 
@@ -213,7 +213,7 @@ async fn login(
     callback: &str,
     expected_state: &str,
     nonce: &str,
-) -> Result<(OidcIdentity, String, i64), OidcError> {
+) -> Result<(Identity, String, i64), OidcError> {
     let provider = realm.provider(state.now()).await?;
     let code = callback_code(
         &realm.config,
@@ -247,17 +247,7 @@ async fn login(
 
 /// The user a login names, as `_authenticate` will show it: roles from
 /// the role mappings, the claims as `oidc(<claim>)` metadata.
-async fn subject(
-    state: &AppState,
-    realm: &OidcRealm,
-    id: &OidcIdentity,
-) -> ApiResult<Authentication> {
-    let user = UserData {
-        username: id.principal.clone(),
-        dn: id.dn.clone(),
-        groups: id.groups.clone(),
-        realm_name: realm.config.name.clone(),
-        metadata: id.metadata.clone(),
-    };
+async fn subject(state: &AppState, realm: &OidcRealm, id: &Identity) -> ApiResult<Authentication> {
+    let user = id.user_data(&realm.config.name);
     realm_login::subject(state, REALM_TYPE, user, id.name.clone(), id.mail.clone()).await
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::openapi::{RefOr, Response};
 use utoipa::{IntoResponses, ToSchema};
 
 /// Elasticsearch's error envelope (`{"error":{…},"status"}`).
@@ -95,27 +96,25 @@ pub enum OAuthErrors {
     Unavailable(OAuthError),
 }
 
-/// The failures of the client registration endpoints: the administrator's
-/// checks answer in Elasticsearch's envelope, the metadata's in RFC 7591's
-/// flat shape.
+/// A client that is not registered.
 #[derive(IntoResponses)]
-pub enum RegistrationErrors {
-    #[response(status = 400)]
-    BadRequest(EsError),
-    #[response(status = 401)]
-    Unauthorized(EsError),
-    #[response(status = 403)]
-    Forbidden(EsError),
+pub enum ClientNotFound {
     #[response(status = 404)]
     NotFound(EsError),
-    #[response(status = "4XX")]
-    OtherClientError(EsError),
-    #[response(status = 429)]
-    TooManyRequests(EsError),
-    #[response(status = 500)]
-    Internal(EsError),
-    #[response(status = 503)]
-    Unavailable(EsError),
+}
+
+/// The failures of the client registration endpoints: those of every
+/// Elasticsearch-API operation, and a client that is not registered. The
+/// administrator's checks answer in Elasticsearch's envelope, the
+/// metadata's in RFC 7591's flat shape.
+pub struct RegistrationErrors;
+
+impl IntoResponses for RegistrationErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = EsErrors::responses();
+        responses.append(&mut ClientNotFound::responses());
+        responses
+    }
 }
 
 /// `{"created": …}`: whether the document was new.

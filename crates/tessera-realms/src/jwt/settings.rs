@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::jose::{Algorithm, JwksLocation};
 pub use crate::settings::ClaimSettings;
-use crate::settings::{Checker, SettingsError};
+use crate::settings::{env_var, Checker, SettingsError};
 
 /// Elasticsearch's default `allowed_clock_skew`.
 pub const DEFAULT_SKEW: Duration = Duration::from_secs(60);
@@ -140,20 +140,9 @@ impl JwtRealmConfig {
     }
 }
 
-/// `TESSERA_REALMS_JWT_<NAME>_<SUFFIX>`, the name upper-cased with every
-/// character other than a letter or digit as `_`.
+/// `TESSERA_REALMS_JWT_<NAME>_<SUFFIX>` (see [`env_var`]).
 pub fn env_name(realm: &str, suffix: &str) -> String {
-    let name: String = realm
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("TESSERA_REALMS_JWT_{name}_{suffix}")
+    env_var("JWT", realm, suffix)
 }
 
 fn is_hmac(a: Algorithm) -> bool {

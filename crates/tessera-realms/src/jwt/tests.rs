@@ -75,18 +75,21 @@ fn the_user_of_claims() {
     let claims = json!({"sub": "alice", "roles": "admins", "email": "a@example.org",
                         "exp": 1_800_000_000u64, "nested": {"x": 1}, "flags": [true, 1, "x"]});
     let user = JwtUser::from_claims(&c, claims.as_object().unwrap()).unwrap();
-    assert_eq!(user.principal, "alice");
-    assert_eq!(user.groups, vec!["admins"]);
-    assert_eq!(user.mail.as_deref(), Some("a@example.org"));
+    assert_eq!(user.identity.principal, "alice");
+    assert_eq!(user.identity.groups, vec!["admins"]);
+    assert_eq!(user.identity.mail.as_deref(), Some("a@example.org"));
     assert_eq!(user.exp, 1_800_000_000);
-    assert_eq!(user.metadata["jwt_claim_sub"], "alice");
-    assert_eq!(user.metadata["jwt_claim_flags"], json!([true, 1, "x"]));
-    assert_eq!(user.metadata["jwt_token_type"], "id_token");
-    assert!(!user.metadata.contains_key("jwt_claim_nested"));
+    assert_eq!(user.identity.metadata["jwt_claim_sub"], "alice");
+    assert_eq!(
+        user.identity.metadata["jwt_claim_flags"],
+        json!([true, 1, "x"])
+    );
+    assert_eq!(user.identity.metadata["jwt_token_type"], "id_token");
+    assert!(!user.identity.metadata.contains_key("jwt_claim_nested"));
     // No sub: the fallback claim; neither: no user.
     let claims = json!({"client_id": "app", "exp": 1});
     let user = JwtUser::from_claims(&c, claims.as_object().unwrap()).unwrap();
-    assert_eq!(user.principal, "app");
+    assert_eq!(user.identity.principal, "app");
     c.fallback_sub = None;
     assert!(JwtUser::from_claims(&c, claims.as_object().unwrap()).is_err());
 }

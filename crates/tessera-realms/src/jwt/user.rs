@@ -4,23 +4,20 @@
 use serde_json::{Map, Value};
 
 use super::settings::{JwtRealmConfig, TokenType};
+use crate::identity::Identity;
 use crate::jose::Claims;
 
 /// The prefix of the claims in the user's metadata (`jwt_claim_sub`, …),
 /// as Elasticsearch's JWT realm names them.
 pub const METADATA_PREFIX: &str = "jwt_claim_";
 
-/// The user a token names.
+/// The user a token names, and until when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JwtUser {
-    pub principal: String,
-    pub groups: Vec<String>,
-    pub name: Option<String>,
-    pub mail: Option<String>,
-    pub dn: Option<String>,
-    /// `jwt_token_type` and every claim of a simple type (string, number,
-    /// boolean, or an array of those) as `jwt_claim_<name>`.
-    pub metadata: Map<String, Value>,
+    /// The user, whose metadata is `jwt_token_type` and every claim of a
+    /// simple type (string, number, boolean, or an array of those) as
+    /// `jwt_claim_<name>`.
+    pub identity: Identity,
     /// The token's `exp`, in seconds since the epoch.
     pub exp: u64,
 }
@@ -75,12 +72,14 @@ impl JwtUser {
             .flatten()
             .unwrap_or(0);
         Ok(JwtUser {
-            principal,
-            groups,
-            name: claim(&config.name_claim),
-            mail: claim(&config.mail_claim),
-            dn: claim(&config.dn_claim),
-            metadata,
+            identity: Identity {
+                principal,
+                groups,
+                name: claim(&config.name_claim),
+                mail: claim(&config.mail_claim),
+                dn: claim(&config.dn_claim),
+                metadata,
+            },
             exp,
         })
     }

@@ -6,20 +6,7 @@ use serde_json::{Map, Value};
 
 use super::error::{OidcError, Rule};
 use super::settings::{ClaimRule, OidcRealmConfig};
-
-/// Who a login proved: what `_authenticate` shows and the role mappings
-/// see.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OidcIdentity {
-    pub principal: String,
-    pub groups: Vec<String>,
-    pub name: Option<String>,
-    pub mail: Option<String>,
-    pub dn: Option<String>,
-    /// `oidc(<claim>)` for every string, boolean, number or list of those
-    /// (when `populate_user_metadata`, the default).
-    pub metadata: Map<String, Value>,
-}
+use crate::identity::Identity;
 
 /// Merges the userinfo answer into the ID token's claims, as
 /// Elasticsearch does: its `sub` must be the ID token's; a claim only in
@@ -113,7 +100,7 @@ fn first(rule: Option<&ClaimRule>, claims: &Map<String, Value>) -> Option<String
 pub fn identity(
     config: &OidcRealmConfig,
     claims: &Map<String, Value>,
-) -> Result<OidcIdentity, OidcError> {
+) -> Result<Identity, OidcError> {
     let principal = first(Some(&config.principal), claims).ok_or_else(|| {
         OidcError::new(
             Rule::Principal,
@@ -128,7 +115,7 @@ pub fn identity(
     } else {
         Map::new()
     };
-    Ok(OidcIdentity {
+    Ok(Identity {
         principal,
         groups: config
             .groups

@@ -11,7 +11,6 @@ pub mod flow;
 pub mod provider;
 pub mod settings;
 
-pub use claims::OidcIdentity;
 pub use error::{OidcError, Rule};
 pub use provider::{Discovered, ProviderEndpoints};
 pub use settings::{ClientSecret, OidcRealmConfig, OidcRealmSettings};

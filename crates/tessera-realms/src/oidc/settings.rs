@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::settings::{check_url, Checker};
+use crate::settings::{check_url, env_var, Checker};
 pub use crate::settings::{ClaimSettings, SettingsError, PROPERTIES as CLAIMS};
 
 /// A realm's table as written in the config file.
@@ -375,20 +375,9 @@ impl OidcRealmSettings {
 }
 
 /// The environment variable holding realm `name`'s client secret:
-/// `TESSERA_REALMS_OIDC_<NAME>_RP_CLIENT_SECRET`, the name upper-cased
-/// with every character other than a letter or digit as `_`.
+/// `TESSERA_REALMS_OIDC_<NAME>_RP_CLIENT_SECRET` (see [`env_var`]).
 pub fn secret_env_var(realm: &str) -> String {
-    let name: String = realm
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("TESSERA_REALMS_OIDC_{name}_RP_CLIENT_SECRET")
+    env_var("OIDC", realm, "RP_CLIENT_SECRET")
 }
 
 /// A provider URL: `https://`, or `http://` on a loopback address only

@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// `serve`'s flags with only the store set.
+fn on_store(url: &str) -> ServeArgs {
+    ServeArgs {
+        connect: StoreConnectArgs {
+            store: Some(url.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 #[test]
 fn defaults_are_sane() {
     let c = Config::resolve(ServeArgs::default()).unwrap();
@@ -69,16 +80,13 @@ fn invalid_values_name_the_setting() {
             },
             "max_body_bytes",
         ),
+        (on_store("mysql://x"), "store"),
         (
             ServeArgs {
-                store: Some("mysql://x".into()),
-                ..Default::default()
-            },
-            "store",
-        ),
-        (
-            ServeArgs {
-                store_pool_size: Some("0".into()),
+                connect: StoreConnectArgs {
+                    store_pool_size: Some("0".into()),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             "store_pool_size",
@@ -154,11 +162,7 @@ fn issuer_defaults_to_the_listen_address_and_is_validated() {
 
 #[test]
 fn postgres_urls_select_postgres_and_passwords_stay_hidden() {
-    let c = Config::resolve(ServeArgs {
-        store: Some("postgres://u:pw@db:5432/tessera".into()),
-        ..Default::default()
-    })
-    .unwrap();
+    let c = Config::resolve(on_store("postgres://u:pw@db:5432/tessera")).unwrap();
     assert!(matches!(
         c.store,
         StoreLocation::Postgres { pool_size: 16, .. }
@@ -171,12 +175,9 @@ fn postgres_urls_select_postgres_and_passwords_stay_hidden() {
         redact_url("mysql://u:secret@h/db"),
         "mysql://u:<hidden>@h/db"
     );
-    let err = Config::resolve(ServeArgs {
-        store: Some("mysql://u:secret@h/db".into()),
-        ..Default::default()
-    })
-    .unwrap_err()
-    .to_string();
+    let err = Config::resolve(on_store("mysql://u:secret@h/db"))
+        .unwrap_err()
+        .to_string();
     assert!(!err.contains("secret"), "{err}");
 }
 
@@ -257,11 +258,7 @@ fn tls_needs_both_files_and_makes_the_default_issuer_https() {
 
 #[test]
 fn store_wait_is_a_bounded_duration() {
-    let c = Config::resolve(ServeArgs {
-        store: Some("postgres://u@db/t".into()),
-        ..Default::default()
-    })
-    .unwrap();
+    let c = Config::resolve(on_store("postgres://u@db/t")).unwrap();
     assert!(matches!(
         c.store,
         StoreLocation::Postgres { wait, .. } if wait == Duration::from_secs(60)
@@ -281,11 +278,7 @@ fn store_ca_file_comes_from_a_flag_or_the_file_relative_to_it() {
         StoreLocation::Postgres { ca_file, .. } => ca_file.clone(),
         StoreLocation::Sqlite(_) => panic!("expected PostgreSQL"),
     };
-    let c = Config::resolve(ServeArgs {
-        store: Some("postgres://u@db/t".into()),
-        ..Default::default()
-    })
-    .unwrap();
+    let c = Config::resolve(on_store("postgres://u@db/t")).unwrap();
     assert_eq!(ca_file(&c), None);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.toml");
@@ -303,7 +296,10 @@ fn store_ca_file_comes_from_a_flag_or_the_file_relative_to_it() {
     assert!(c.to_toml().contains("store_ca_file"), "{}", c.to_toml());
     let c = Config::resolve(ServeArgs {
         config: Some(path),
-        store_ca_file: Some("/etc/ssl/db-ca.pem".into()),
+        connect: StoreConnectArgs {
+            store_ca_file: Some("/etc/ssl/db-ca.pem".into()),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .unwrap();
