@@ -17,12 +17,14 @@
 //! before the leader *fixed* that outcome in the database:
 //!
 //! - an outcome that wrote (a rotation, or reuse that revoked the family)
-//!   is fixed at its `COMMIT`: the presented row is locked from the
-//!   decision until then, so nothing can change what it decided on. A
-//!   follower that joined before `COMMIT` was sent has the commit inside
-//!   its own interval; its own transaction, ordered just after it, would
-//!   find the pair refreshed and replay the same successor (a rotation),
-//!   or find it invalidated (a revocation: the follower is answered
+//!   is fixed at its commit: that of the conditional statement of a first
+//!   rotation (`rotate.rs`), which writes only if the row is still as its
+//!   decision read it, or the `COMMIT` of the locked transaction, which
+//!   holds the presented row from the decision on. A follower that joined
+//!   before that statement or `COMMIT` was sent has the commit inside its
+//!   own interval; its own transaction, ordered just after it, would find
+//!   the pair refreshed and replay the same successor (a rotation), or
+//!   find it invalidated (a revocation: the follower is answered
 //!   `Invalidated`, not as a second reuse);
 //! - any other outcome (a replay, a refusal that writes nothing) is fixed
 //!   by the reads of its attempt, so a follower must have joined before
@@ -31,7 +33,9 @@
 //! Either way the leader's linearization point lies inside the follower's
 //! own request interval, so the follower's answer is linearizable.
 //! Followers count their joins on an atomic counter that the leader reads
-//! just before those statements ([`Marks`]); one that joined later waits
+//! just before those statements ([`Marks`]; a leader that reads again, or
+//! falls back to the locked transaction, marks again, and its outcome is
+//! fixed by its latest marked statement); one that joined later waits
 //! for nothing useful and simply runs again (leading or following a new
 //! flight). A failure (`Unavailable`, `Internal`) is shared with every
 //! follower: its own call would have failed against the same database at
@@ -48,7 +52,8 @@
 //! without an outcome; they enter again, so one of them leads a new call,
 //! which finds whatever the dropped one committed (the connection of a
 //! dropped call is discarded, so the server rolls back anything it did not
-//! commit).
+//! commit; a conditional statement or `COMMIT` it had already sent may
+//! still commit, and is then found and replayed).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -101,7 +106,8 @@ struct Counts {
     joined: AtomicU64,
     /// Before the first statement of the latest attempt.
     at_read: AtomicU64,
-    /// Before the `COMMIT` of the latest attempt.
+    /// Before the commit (a `COMMIT`, or the conditional statement of a
+    /// first rotation) of the latest attempt.
     at_commit: AtomicU64,
 }
 
@@ -127,7 +133,8 @@ impl Marks {
         }
     }
 
-    /// Just before an attempt's `COMMIT`.
+    /// Just before the statement that commits an attempt's write: the
+    /// conditional statement of a first rotation, or a `COMMIT`.
     pub(crate) fn before_commit(&self) {
         if let Some(c) = &self.0 {
             c.at_commit
