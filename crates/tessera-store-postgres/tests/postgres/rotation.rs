@@ -212,10 +212,11 @@ async fn blocked(watch: &tokio_postgres::Client, name: &str) {
 /// refresh waits only in its conditional statement: reads take no lock,
 /// so its read is done), then lets go. The refresh answers exactly what
 /// it answers without the fast path: refused after an invalidation that
-/// committed first; a repeat of a racing rotation that committed first;
-/// rotated by the locked transaction after only the access half was
-/// invalidated; and rotated, then revoked with its successor, when the
-/// statement took the row before an invalidation.
+/// committed first (of the family, or of the refresh token alone); a
+/// repeat of a racing rotation that committed first; rotated by the
+/// locked transaction after only the access half was invalidated; and
+/// rotated, then revoked with its successor, when the statement took the
+/// row before an invalidation.
 pub async fn a_pair_changed_between_the_read_and_the_write_gets_the_locked_answer(base: String) {
     let schema = TestDb::schema(&base);
     let tag = random_hex();
@@ -230,6 +231,7 @@ pub async fn a_pair_changed_between_the_read_and_the_write_gets_the_locked_answe
     // Each case: what `b` does, whether it goes before `a`'s refresh.
     for case in [
         "invalidated first",
+        "refresh half first",
         "refreshed first",
         "access half first",
         "statement first",
@@ -252,6 +254,9 @@ pub async fn a_pair_changed_between_the_read_and_the_write_gets_the_locked_answe
                     "access half first" => {
                         Other::Invalidated(store.invalidate_token(Half::Access, &access_hash).await)
                     }
+                    "refresh half first" => Other::Invalidated(
+                        store.invalidate_token(Half::Refresh, &refresh_hash).await,
+                    ),
                     _ => Other::Invalidated(store.invalidate_refresh(&refresh_hash).await),
                 }
             })
@@ -287,6 +292,13 @@ pub async fn a_pair_changed_between_the_read_and_the_write_gets_the_locked_answe
                     Denied::reject(RefreshError::Invalidated)
                 );
                 assert_eq!((rows, live), (1, 0), "{case}: no successor was written");
+            }
+            "refresh half first" => {
+                assert_eq!(
+                    outcome.unwrap_err(),
+                    Denied::reject(RefreshError::Invalidated)
+                );
+                assert_eq!((rows, live), (1, 1), "{case}: no successor was written");
             }
             "refreshed first" => {
                 let Other::Refreshed(first) = other else {
