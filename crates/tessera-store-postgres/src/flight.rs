@@ -231,10 +231,21 @@ impl Flights {
         F: FnMut(Marks) -> Fut,
         Fut: Future<Output = StoreResult<RefreshOutcome>>,
     {
+        // Whether this request already waited for a flight whose outcome
+        // it could not take (or whose leader was dropped).
+        let mut again = false;
         loop {
             match self.enter(request) {
                 Entry::Alone => return call(Marks::default()).await,
                 Entry::Lead(lead) => {
+                    if again {
+                        // Woken together with the other followers of that
+                        // flight: let them join this one before its first
+                        // statement is sent, so one call answers them all
+                        // rather than a new call for each that joins it
+                        // too late.
+                        tokio::task::yield_now().await;
+                    }
                     let outcome = call(Marks(Some(Arc::clone(&lead.flight.marks)))).await;
                     lead.land(&outcome);
                     return outcome;
@@ -245,6 +256,7 @@ impl Flights {
                         Ok(seen) => seen.clone(),
                         Err(_) => None,
                     };
+                    again = true;
                     let Some(landing) = landing else { continue };
                     if index < landing.eligible {
                         self.shared.fetch_add(1, Ordering::Relaxed);
@@ -482,6 +494,31 @@ mod tests {
         assert!(late.await.unwrap().unwrap().is_err());
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
         assert_eq!(flights.shared.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn followers_that_joined_too_late_share_one_new_call() {
+        let token = TokenString::mint(TokenKind::Refresh, NOW);
+        let refused = Ok(Err(Denied::reject(RefreshError::Expired)));
+        let (flights, fake) = (Arc::new(Flights::default()), Fake::new(refused));
+        let leader = spawn(&flights, &fake, request(&token, NOW), true);
+        until(|| fake.calls.load(Ordering::SeqCst) == 1).await;
+        // All join after the leader's read was sent: none may take its
+        // outcome. Woken together, they share one new call.
+        let late: Vec<_> = (0..20)
+            .map(|_| spawn(&flights, &fake, request(&token, NOW), true))
+            .collect();
+        until(|| joined(&flights, &token) == Some(20)).await;
+        fake.gate.add_permits(1);
+        until(|| fake.calls.load(Ordering::SeqCst) == 2).await;
+        // Enough for a call each, had they not shared.
+        fake.gate.add_permits(20);
+        assert!(leader.await.unwrap().unwrap().is_err());
+        for l in late {
+            assert!(l.await.unwrap().unwrap().is_err());
+        }
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(flights.shared.load(Ordering::Relaxed), 19);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,7 +144,7 @@ pub async fn a_storm_on_one_node_writes_once_and_answers_one_pair(base: String) 
         match hold {
             Hold::Table => assert_eq!(shared, joined, "one call answered them all"),
             Hold::Row => eprintln!(
-                "storms: with the row held, {shared} of {joined} took the first call's outcome"
+                "storms: with the row held, {shared} of {joined} answered with another call's outcome"
             ),
         }
     }
