@@ -37,7 +37,11 @@
 //! falls back to the locked transaction, marks again, and its outcome is
 //! fixed by its latest marked statement); one that joined later waits
 //! for nothing useful and simply runs again (leading or following a new
-//! flight). A failure (`Unavailable`, `Internal`) is shared with every
+//! flight). Those that run again are woken together, so the first of them
+//! to lead a new flight yields once before its first statement, letting the
+//! others join it in time: otherwise each would join just after the new
+//! leader's read was sent, and a storm would turn into a chain of one call
+//! per late follower. A failure (`Unavailable`, `Internal`) is shared with every
 //! follower: its own call would have failed against the same database at
 //! the same moment, and many retries would only add load to it.
 //!
