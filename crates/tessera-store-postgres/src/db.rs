@@ -32,7 +32,9 @@ pub(crate) enum Fail {
     /// what it means.
     Db(tokio_postgres::Error),
     /// The connection was found dead before this attempt had sent anything
-    /// but `BEGIN`, so the attempt may run again on another connection.
+    /// that could have taken effect (a `BEGIN`, a read outside a
+    /// transaction, a conditional write it saw match nothing), so the
+    /// attempt may run again on another connection.
     Stale(tokio_postgres::Error),
     /// A final answer that is not a database problem.
     Store(StoreError),
@@ -520,13 +522,19 @@ pub(crate) async fn begin(
         .isolation_level(isolation)
         .start()
         .await
-        .map_err(|e| {
-            if is_connection_lost(&e) {
-                Fail::Stale(e)
-            } else {
-                Fail::Db(e)
-            }
-        })
+        .map_err(changed_nothing)
+}
+
+/// The failure of a statement that cannot have changed anything (`BEGIN`,
+/// a read outside a transaction): a dead connection found there is
+/// [`Fail::Stale`], so even an attempt that writes afterwards may run
+/// again on another connection.
+pub(crate) fn changed_nothing(e: tokio_postgres::Error) -> Fail {
+    if is_connection_lost(&e) {
+        Fail::Stale(e)
+    } else {
+        Fail::Db(e)
+    }
 }
 
 #[cfg(test)]

@@ -17,12 +17,14 @@
 //! before the leader *fixed* that outcome in the database:
 //!
 //! - an outcome that wrote (a rotation, or reuse that revoked the family)
-//!   is fixed at its `COMMIT`: the presented row is locked from the
-//!   decision until then, so nothing can change what it decided on. A
-//!   follower that joined before `COMMIT` was sent has the commit inside
-//!   its own interval; its own transaction, ordered just after it, would
-//!   find the pair refreshed and replay the same successor (a rotation),
-//!   or find it invalidated (a revocation: the follower is answered
+//!   is fixed at its commit: that of the conditional statement of a first
+//!   rotation (`rotate.rs`), which writes only if the row is still as its
+//!   decision read it, or the `COMMIT` of the locked transaction, which
+//!   holds the presented row from the decision on. A follower that joined
+//!   before that statement or `COMMIT` was sent has the commit inside its
+//!   own interval; its own transaction, ordered just after it, would find
+//!   the pair refreshed and replay the same successor (a rotation), or
+//!   find it invalidated (a revocation: the follower is answered
 //!   `Invalidated`, not as a second reuse);
 //! - any other outcome (a replay, a refusal that writes nothing) is fixed
 //!   by the reads of its attempt, so a follower must have joined before
@@ -31,9 +33,15 @@
 //! Either way the leader's linearization point lies inside the follower's
 //! own request interval, so the follower's answer is linearizable.
 //! Followers count their joins on an atomic counter that the leader reads
-//! just before those statements ([`Marks`]); one that joined later waits
+//! just before those statements ([`Marks`]; a leader that reads again, or
+//! falls back to the locked transaction, marks again, and its outcome is
+//! fixed by its latest marked statement); one that joined later waits
 //! for nothing useful and simply runs again (leading or following a new
-//! flight). A failure (`Unavailable`, `Internal`) is shared with every
+//! flight). Those that run again are woken together, so the first of them
+//! to lead a new flight yields once before its first statement, letting the
+//! others join it in time: otherwise each would join just after the new
+//! leader's read was sent, and a storm would turn into a chain of one call
+//! per late follower. A failure (`Unavailable`, `Internal`) is shared with every
 //! follower: its own call would have failed against the same database at
 //! the same moment, and many retries would only add load to it.
 //!
@@ -48,7 +56,8 @@
 //! without an outcome; they enter again, so one of them leads a new call,
 //! which finds whatever the dropped one committed (the connection of a
 //! dropped call is discarded, so the server rolls back anything it did not
-//! commit).
+//! commit; a conditional statement or `COMMIT` it had already sent may
+//! still commit, and is then found and replayed).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -101,7 +110,8 @@ struct Counts {
     joined: AtomicU64,
     /// Before the first statement of the latest attempt.
     at_read: AtomicU64,
-    /// Before the `COMMIT` of the latest attempt.
+    /// Before the commit (a `COMMIT`, or the conditional statement of a
+    /// first rotation) of the latest attempt.
     at_commit: AtomicU64,
 }
 
@@ -127,7 +137,8 @@ impl Marks {
         }
     }
 
-    /// Just before an attempt's `COMMIT`.
+    /// Just before the statement that commits an attempt's write: the
+    /// conditional statement of a first rotation, or a `COMMIT`.
     pub(crate) fn before_commit(&self) {
         if let Some(c) = &self.0 {
             c.at_commit
@@ -224,10 +235,21 @@ impl Flights {
         F: FnMut(Marks) -> Fut,
         Fut: Future<Output = StoreResult<RefreshOutcome>>,
     {
+        // Whether this request already waited for a flight whose outcome
+        // it could not take (or whose leader was dropped).
+        let mut again = false;
         loop {
             match self.enter(request) {
                 Entry::Alone => return call(Marks::default()).await,
                 Entry::Lead(lead) => {
+                    if again {
+                        // Woken together with the other followers of that
+                        // flight: let them join this one before its first
+                        // statement is sent, so one call answers them all
+                        // rather than a new call for each that joins it
+                        // too late.
+                        tokio::task::yield_now().await;
+                    }
                     let outcome = call(Marks(Some(Arc::clone(&lead.flight.marks)))).await;
                     lead.land(&outcome);
                     return outcome;
@@ -238,6 +260,7 @@ impl Flights {
                         Ok(seen) => seen.clone(),
                         Err(_) => None,
                     };
+                    again = true;
                     let Some(landing) = landing else { continue };
                     if index < landing.eligible {
                         self.shared.fetch_add(1, Ordering::Relaxed);
@@ -475,6 +498,31 @@ mod tests {
         assert!(late.await.unwrap().unwrap().is_err());
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
         assert_eq!(flights.shared.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn followers_that_joined_too_late_share_one_new_call() {
+        let token = TokenString::mint(TokenKind::Refresh, NOW);
+        let refused = Ok(Err(Denied::reject(RefreshError::Expired)));
+        let (flights, fake) = (Arc::new(Flights::default()), Fake::new(refused));
+        let leader = spawn(&flights, &fake, request(&token, NOW), true);
+        until(|| fake.calls.load(Ordering::SeqCst) == 1).await;
+        // All join after the leader's read was sent: none may take its
+        // outcome. Woken together, they share one new call.
+        let late: Vec<_> = (0..20)
+            .map(|_| spawn(&flights, &fake, request(&token, NOW), true))
+            .collect();
+        until(|| joined(&flights, &token) == Some(20)).await;
+        fake.gate.add_permits(1);
+        until(|| fake.calls.load(Ordering::SeqCst) == 2).await;
+        // Enough for a call each, had they not shared.
+        fake.gate.add_permits(20);
+        assert!(leader.await.unwrap().unwrap().is_err());
+        for l in late {
+            assert!(l.await.unwrap().unwrap().is_err());
+        }
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(flights.shared.load(Ordering::Relaxed), 19);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

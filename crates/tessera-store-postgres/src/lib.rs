@@ -11,11 +11,14 @@
 //! NameID run under `READ COMMITTED` with row locks, so that conflicting
 //! transactions wait for each other instead of aborting. Identical
 //! refreshes in flight on one node share one call (`flight.rs`). A repeat
-//! is decided from one unlocked read (`refresh.rs`); a rotation locks the
-//! presented record with `SELECT ... FOR UPDATE`, runs the domain's
-//! decision on it, inserts the successor and marks the old record in the
-//! same transaction. Racing refreshes from other nodes queue on the row
-//! lock, then read the refreshed record and replay its successor.
+//! is decided from one unlocked read (`refresh.rs`); a first rotation
+//! decided on that read is written by one conditional statement that marks
+//! the old record only if it is still as read, and inserts the successor
+//! only if it marked it (`rotate.rs`). Racing refreshes from other nodes
+//! queue on the row lock that statement takes, then match nothing, read the
+//! refreshed record and replay its successor. Reuse that revokes the family
+//! locks the presented record with `SELECT ... FOR UPDATE` and runs the
+//! domain's decision on it in one transaction (`engine::refresh`).
 //!
 //! Row locks alone would not do for a refresh racing an invalidation: an
 //! `UPDATE ... WHERE username = $1` that waits on the row a refresh holds
@@ -71,6 +74,7 @@ mod lineage;
 mod privileges;
 mod refresh;
 mod role_mappings;
+mod rotate;
 mod schema;
 mod service_tokens;
 mod tls;

@@ -1,7 +1,10 @@
-//! A refresh on PostgreSQL: one unlocked read decides everything that
-//! writes nothing (a repeat within the window, a refusal); only a decision
-//! that writes (a first rotation, reuse that revokes the family) runs the
-//! locked transaction of `engine::refresh`.
+//! A refresh on PostgreSQL in two round trips: one unlocked read decides
+//! everything that writes nothing (a repeat within the window, a
+//! refusal), and a first rotation is written by one conditional statement
+//! (`rotate.rs`). Only reuse that revokes the family, and a rotation whose
+//! pair changed between the read and the write into something that still
+//! needs a write, run the locked transaction of `engine::refresh`, the
+//! one driver of the refresh steps.
 //!
 //! # Why a repeat may be decided without the row lock
 //!
@@ -20,14 +23,28 @@
 //! repeat writes nothing, so no other transaction depends on its order.
 //! Reuse that revokes the family writes, so it takes the locked path and,
 //! as every revocation, answers only after the grace (`cache.rs`).
+//!
+//! # A first rotation
+//!
+//! When the read shows the pair unrefreshed and the domain decides to
+//! rotate it, the rotation is written by one statement that marks the pair
+//! only if its row is still as read and stores the successor only if the
+//! mark was made (`rotate.rs` argues why that is the locked transaction's
+//! equal). If it matched nothing, a racing refresh or invalidation
+//! committed in between: the pair is read and decided again, as a refresh
+//! ordered after that one would be (a repeat of the racing rotation's
+//! successor, a refusal, or reuse that revokes, which takes the locked
+//! path).
 
 use tessera_domain::refresh::{self, judge_replay, Decision, Denied, RefreshError};
-use tessera_domain::token::Refreshed;
+use tessera_domain::token::{Refreshed, TokenPair};
 use tessera_store::engine::{self, Half, TokenTx};
 use tessera_store::{OneTime, RefreshGranted, Requirement};
 
 use super::*;
+use crate::db::changed_nothing;
 use crate::flight::Marks;
+use crate::rotate::rotate_if_unchanged;
 
 /// The pair holding refresh token `$1` (`FALSE`) and the successor it
 /// names, if any (`TRUE`), in one snapshot.
@@ -41,14 +58,22 @@ static PAIR_AND_SUCCESSOR: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// What one statement finds: the pair holding refresh token `hash` and,
-/// when it was refreshed, its successor.
+/// when it was refreshed, its successor. It changes nothing, so a dead
+/// connection found here leaves the attempt free to run again.
 async fn pair_and_successor(
     c: &Client,
     hash: &TokenKey,
 ) -> Result<Option<(TokenRecord, Option<TokenRecord>)>, Fail> {
-    let stmt = c.prepare_cached(&PAIR_AND_SUCCESSOR).await?;
+    let stmt = c
+        .prepare_cached(&PAIR_AND_SUCCESSOR)
+        .await
+        .map_err(changed_nothing)?;
+    let rows = c
+        .query(&stmt, &[&hash.0.as_slice()])
+        .await
+        .map_err(changed_nothing)?;
     let (mut pair, mut successor) = (None, None);
-    for row in c.query(&stmt, &[&hash.0.as_slice()]).await? {
+    for row in rows {
         let is_successor: bool = row.try_get(row.len() - 1)?;
         let record = token_row(&row)?.into_record()?;
         if is_successor {
@@ -60,17 +85,61 @@ async fn pair_and_successor(
     Ok(pair.map(|p| (p, successor)))
 }
 
-/// The outcome of `request` on what the read found, if it writes nothing;
-/// `None` when the decision needs the locked transaction.
+/// A first rotation as `refresh::decide` decided it on the pair `record`.
+struct Rotation {
+    record: TokenRecord,
+    successor: Box<TokenRecord>,
+    refreshed: Refreshed,
+    pair: TokenPair,
+}
+
+impl Rotation {
+    fn granted(self) -> RefreshGranted {
+        RefreshGranted {
+            pair: self.pair,
+            subject: self.record.subject,
+            scope: self.record.scope,
+            not_after: self.record.not_after,
+            rotated: true,
+        }
+    }
+}
+
+/// What the unlocked read decides.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per refresh, moved once or twice"
+)]
+enum Step {
+    /// An outcome that writes nothing.
+    Answer(RefreshOutcome),
+    /// A first rotation, for [`rotate_if_unchanged`].
+    Rotate(Rotation),
+    /// Reuse that revokes the family: the locked transaction.
+    Revoke,
+}
+
+/// The decision on `request` given what the read found.
 fn without_lock(
     found: Option<(TokenRecord, Option<TokenRecord>)>,
     request: &RefreshRequest,
-) -> Option<RefreshOutcome> {
+) -> Step {
     let Some((record, successor)) = found else {
-        return Some(Err(Denied::reject(RefreshError::NotFound)));
+        return Step::Answer(Err(Denied::reject(RefreshError::NotFound)));
     };
     let denied = match refresh::decide(&record, request) {
-        Decision::Rotate { .. } => return None,
+        Decision::Rotate {
+            successor,
+            refreshed,
+            pair,
+        } => {
+            return Step::Rotate(Rotation {
+                record,
+                successor,
+                refreshed,
+                pair,
+            })
+        }
         Decision::Replay { pair, successor_id } => {
             // As `engine::refresh` does: the successor is the pair whose
             // access token was sealed.
@@ -78,7 +147,7 @@ fn without_lock(
                 successor.filter(|s| s.id == successor_id && s.access_hash == pair.access.hash());
             match judge_replay(successor.as_ref(), request.now, request.policy) {
                 Ok(()) => {
-                    return Some(Ok(RefreshGranted {
+                    return Step::Answer(Ok(RefreshGranted {
                         pair,
                         subject: record.subject,
                         scope: record.scope,
@@ -91,7 +160,65 @@ fn without_lock(
         }
         Decision::Deny(denied) => denied,
     };
-    (!denied.revoke_family).then_some(Err(denied))
+    if denied.revoke_family {
+        Step::Revoke
+    } else {
+        Step::Answer(Err(denied))
+    }
+}
+
+/// How the refresh ended without the locked transaction.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per refresh, moved once"
+)]
+enum Unlocked {
+    Done(RefreshOutcome),
+    /// The locked transaction decides; `rotate`: the latest read saw the
+    /// pair unrefreshed, so it locks the pair at once.
+    Locked {
+        rotate: bool,
+    },
+}
+
+/// One attempt at a refresh without a transaction: the read, and for a
+/// first rotation the conditional statement (and, if that matched nothing,
+/// the read again). The leader's [`Marks`] are set before each read and
+/// before the statement, whose commit fixes a rotation.
+async fn unlocked_attempt(
+    c: &Client,
+    hash: &TokenKey,
+    request: &RefreshRequest,
+    marks: &Marks,
+) -> Result<Unlocked, Fail> {
+    marks.before_read();
+    let rotation = match without_lock(pair_and_successor(c, hash).await?, request) {
+        Step::Answer(outcome) => return Ok(Unlocked::Done(outcome)),
+        Step::Revoke => return Ok(Unlocked::Locked { rotate: false }),
+        Step::Rotate(rotation) => rotation,
+    };
+    marks.before_commit();
+    let Rotation {
+        record,
+        successor,
+        refreshed,
+        ..
+    } = &rotation;
+    if rotate_if_unchanged(c, record, successor, refreshed).await? {
+        return Ok(Unlocked::Done(Ok(rotation.granted())));
+    }
+    // The pair changed after the read: a racing refresh or invalidation
+    // committed first. Decided again on what it committed.
+    marks.before_read();
+    Ok(
+        match without_lock(pair_and_successor(c, hash).await?, request) {
+            Step::Answer(outcome) => Unlocked::Done(outcome),
+            Step::Revoke => Unlocked::Locked { rotate: false },
+            // Still unrefreshed: only its access half was invalidated
+            // meanwhile. The locked transaction rotates it.
+            Step::Rotate(_) => Unlocked::Locked { rotate: true },
+        },
+    )
 }
 
 /// One attempt at the locked refresh, under `READ COMMITTED`:
@@ -131,33 +258,38 @@ async fn locked_attempt(
 }
 
 impl PostgresStore {
-    /// One refresh, shared with nobody: decided from one unlocked read
-    /// when it writes nothing, else by the locked transaction.
+    /// One refresh, shared with nobody: in two round trips without a
+    /// transaction when it writes nothing or is a first rotation, else by
+    /// the locked transaction.
+    ///
+    /// Both run as writes that are not repeated once they may have taken
+    /// effect (`Repeat::Adds`, as the locked transaction always has): a
+    /// connection lost after the conditional statement or the `COMMIT`
+    /// was sent leaves it unknown whether the rotation committed, and the
+    /// caller is told the database is unavailable (see `rotate.rs`). The
+    /// reads change nothing, so a dead connection found by one still lets
+    /// the attempt run again ([`changed_nothing`]).
     pub(crate) async fn refresh_unshared(
         &self,
         request: &RefreshRequest,
         marks: &Marks,
     ) -> StoreResult<RefreshOutcome> {
         let hash = request.refresh_token.hash();
-        let found = self
+        let unlocked = self
             .db
             .run(
-                "refresh_read",
-                Repeat::Safe,
-                attempt!(|c| {
-                    marks.before_read();
-                    pair_and_successor(c, &hash).await
-                }),
+                "refresh",
+                Repeat::Adds,
+                attempt!(|c| unlocked_attempt(c, &hash, request, marks).await),
             )
             .await?;
-        // The read saw the pair unrefreshed: the rotation locks it at once.
-        let rotate = matches!(&found, Some((record, _)) if record.refreshed.is_none());
-        if let Some(outcome) = without_lock(found, request) {
-            return Ok(outcome);
-        }
+        let rotate = match unlocked {
+            Unlocked::Done(outcome) => return Ok(outcome),
+            Unlocked::Locked { rotate } => rotate,
+        };
         self.db
             .run(
-                "refresh",
+                "refresh_locked",
                 Repeat::Adds,
                 attempt!(|c| locked_attempt(c, request, rotate, marks).await),
             )

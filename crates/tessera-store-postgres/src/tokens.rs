@@ -5,6 +5,7 @@ use super::*;
 use tessera_domain::token::Refreshed;
 use tessera_store::engine::{self, Half, TokenTx};
 use tessera_store::{OneTime, Requirement};
+use tokio_postgres::types::ToSql;
 
 pub(crate) static TOKEN_BY_ACCESS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE access_hash = $1"));
@@ -13,13 +14,23 @@ pub(crate) static TOKEN_BY_REFRESH: LazyLock<String> =
 pub(crate) static LOCK_TOKEN_BY_REFRESH: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE refresh_hash = $1 FOR UPDATE")
 });
+/// The columns of a new pair's row, in the order of [`NewRow::params`].
+pub(crate) static INSERT_COLUMNS: LazyLock<String> =
+    LazyLock::new(|| format!("{TOKEN_COLUMNS}, parent_family, api_key_id, client_username"));
+/// How many values [`INSERT_COLUMNS`] takes.
+const INSERT_ARITY: usize = 24;
 pub(crate) static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}, parent_family, api_key_id, client_username)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                 $19, $20, $21, $22, $23, $24)"
+        "INSERT INTO tokens ({}) VALUES ({})",
+        *INSERT_COLUMNS,
+        insert_placeholders(1)
     )
 });
+/// Marks pair `$1` refreshed at `$2`, by successor `$3` sealed as `$4`
+/// ([`mark_params`]), unless it already was.
+pub(crate) const MARK_REFRESHED: &str =
+    "UPDATE tokens SET refreshed_at = $2, successor_id = $3, sealed_successor = $4
+     WHERE id = $1 AND refreshed_at IS NULL";
 pub(crate) const MARK_ISSUED: &str =
     "INSERT INTO meta (key, value) VALUES ('tokens_issued', '1') ON CONFLICT (key) DO NOTHING";
 
@@ -56,18 +67,38 @@ pub(crate) fn token_record(row: Option<Row>) -> Result<Option<TokenRecord>, Fail
     }
 }
 
-/// Stores `record`, as a child of the family `parent` if given.
-pub(crate) async fn insert_token_row(
-    c: &impl GenericClient,
-    record: &TokenRecord,
-    parent: Option<&str>,
-) -> Result<(), Fail> {
-    let r = TokenRow::from_record(record)?;
-    let (api_key_id, client_username) = lineage::source_columns(record);
-    let stmt = c.prepare_cached(&INSERT_TOKEN).await?;
-    c.execute(
-        &stmt,
-        &[
+/// The placeholders of [`INSERT_COLUMNS`]' values, numbered from `first`.
+pub(crate) fn insert_placeholders(first: usize) -> String {
+    (first..first + INSERT_ARITY)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The values of a new pair's row, as [`INSERT_COLUMNS`] names them: the
+/// record, the family it is a child of (if any), and where it came from
+/// (`lineage::source_columns`).
+pub(crate) struct NewRow {
+    row: TokenRow,
+    parent: Option<String>,
+    api_key_id: Option<String>,
+    client_username: Option<String>,
+}
+
+impl NewRow {
+    pub(crate) fn of(record: &TokenRecord, parent: Option<&str>) -> Result<Self, Fail> {
+        let (api_key_id, client_username) = lineage::source_columns(record);
+        Ok(Self {
+            row: TokenRow::from_record(record)?,
+            parent: parent.map(str::to_owned),
+            api_key_id,
+            client_username,
+        })
+    }
+
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); INSERT_ARITY] {
+        let r = &self.row;
+        [
             &r.id,
             &r.access_hash,
             &r.refresh_hash,
@@ -89,12 +120,35 @@ pub(crate) async fn insert_token_row(
             &r.scope,
             &r.not_after,
             &r.token_metadata,
-            &parent,
-            &api_key_id,
-            &client_username,
-        ],
-    )
-    .await?;
+            &self.parent,
+            &self.api_key_id,
+            &self.client_username,
+        ]
+    }
+}
+
+/// The values of [`MARK_REFRESHED`] for pair `id`.
+pub(crate) fn mark_params<'a>(
+    id: &'a String,
+    refreshed: &'a Refreshed,
+) -> [&'a (dyn ToSql + Sync); 4] {
+    [
+        id,
+        &refreshed.at,
+        &refreshed.successor_id,
+        &refreshed.sealed_successor,
+    ]
+}
+
+/// Stores `record`, as a child of the family `parent` if given.
+pub(crate) async fn insert_token_row(
+    c: &impl GenericClient,
+    record: &TokenRecord,
+    parent: Option<&str>,
+) -> Result<(), Fail> {
+    let new = NewRow::of(record, parent)?;
+    let stmt = c.prepare_cached(&INSERT_TOKEN).await?;
+    c.execute(&stmt, &new.params()).await?;
     Ok(())
 }
 
@@ -216,24 +270,10 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
     }
 
     async fn mark_refreshed(&mut self, pair: &PgPair, refreshed: &Refreshed) -> Result<(), Fail> {
-        let stmt = self
-            .0
-            .prepare_cached(
-                "UPDATE tokens SET refreshed_at = $2, successor_id = $3, sealed_successor = $4
-                 WHERE id = $1 AND refreshed_at IS NULL",
-            )
-            .await?;
+        let stmt = self.0.prepare_cached(MARK_REFRESHED).await?;
         let updated = self
             .0
-            .execute(
-                &stmt,
-                &[
-                    &pair.id,
-                    &refreshed.at,
-                    &refreshed.successor_id,
-                    &refreshed.sealed_successor,
-                ],
-            )
+            .execute(&stmt, &mark_params(&pair.id, refreshed))
             .await?;
         if updated != 1 {
             // The row is locked by this transaction, so this cannot happen

@@ -15,6 +15,8 @@ use tessera_testkit::postgres::{connect_admin, server_address, with_address, Tes
 use tessera_testkit::proxy::{Mode, Proxy};
 use tessera_testkit::trials::{self, needs_postgres_async, Trial};
 
+#[path = "postgres/rotation.rs"]
+mod rotation;
 #[path = "postgres/storms.rs"]
 mod storms;
 #[path = "postgres/tls.rs"]
@@ -74,6 +76,16 @@ fn main() {
             "storms::followers_get_the_pair_when_the_leader_goes_away",
             4,
             storms::followers_get_the_pair_when_the_leader_goes_away,
+        ),
+        needs_postgres_async(
+            "rotation::rotations_race_refreshes_and_invalidations_across_nodes",
+            4,
+            rotation::rotations_race_refreshes_and_invalidations_across_nodes,
+        ),
+        needs_postgres_async(
+            "rotation::a_pair_changed_between_the_read_and_the_write_gets_the_locked_answer",
+            4,
+            rotation::a_pair_changed_between_the_read_and_the_write_gets_the_locked_answer,
         ),
     ]);
     tests.extend(tls::trials());
