@@ -29,7 +29,7 @@ use crate::time::Millis;
 use crate::token::{Fresh, Refreshed, TokenPair, TokenRecord, TokenString};
 
 /// Tunables of a refresh, fixed by configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshPolicy {
     pub access_ttl_ms: Millis,
     /// How long after the first refresh a repeat returns the same pair.
@@ -37,6 +37,19 @@ pub struct RefreshPolicy {
     /// Reuse outside the window revokes the whole family (otherwise it is
     /// only refused, as in Elasticsearch).
     pub reuse_revokes_family: bool,
+}
+
+impl RefreshPolicy {
+    /// Elasticsearch's timings: 20-minute access tokens and a 30-second
+    /// window for repeats; `reuse_revokes_family` says what reuse after
+    /// the window does.
+    pub const fn elasticsearch(reuse_revokes_family: bool) -> Self {
+        RefreshPolicy {
+            access_ttl_ms: 20 * 60 * 1_000,
+            window_ms: 30_000,
+            reuse_revokes_family,
+        }
+    }
 }
 
 /// Why a refresh was refused. Each maps to Elasticsearch's exact
@@ -332,15 +345,8 @@ mod tests {
     use super::*;
     use crate::authn::{Authentication, NATIVE_REALM};
 
-    const POLICY: RefreshPolicy = RefreshPolicy {
-        access_ttl_ms: 1_200_000,
-        window_ms: 30_000,
-        reuse_revokes_family: true,
-    };
-    const ES_POLICY: RefreshPolicy = RefreshPolicy {
-        reuse_revokes_family: false,
-        ..POLICY
-    };
+    const POLICY: RefreshPolicy = RefreshPolicy::elasticsearch(true);
+    const ES_POLICY: RefreshPolicy = RefreshPolicy::elasticsearch(false);
 
     /// The decision on a refresh without a scope, with fresh randomness.
     fn ask(

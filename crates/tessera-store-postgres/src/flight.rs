@@ -162,16 +162,13 @@ impl Flight {
 
     /// Whether `request` asks exactly what this flight's leader asked.
     fn same(&self, request: &RefreshRequest) -> bool {
-        let (a, b) = (&self.policy, &request.policy);
         ct_eq(
             self.presented.expose().as_bytes(),
             request.refresh_token.expose().as_bytes(),
         ) && self.caller == request.caller
             && self.scope == request.scope
-            && a.access_ttl_ms == b.access_ttl_ms
-            && a.window_ms == b.window_ms
-            && a.reuse_revokes_family == b.reuse_revokes_family
-            && self.now.abs_diff(request.now) <= clock_slack(a).unsigned_abs()
+            && self.policy == request.policy
+            && self.now.abs_diff(request.now) <= clock_slack(&self.policy).unsigned_abs()
     }
 }
 
@@ -354,11 +351,7 @@ mod tests {
 
     use super::*;
 
-    const POLICY: RefreshPolicy = RefreshPolicy {
-        access_ttl_ms: 1_200_000,
-        window_ms: 30_000,
-        reuse_revokes_family: true,
-    };
+    const POLICY: RefreshPolicy = RefreshPolicy::elasticsearch(true);
     const NOW: Millis = 1_700_000_000_000;
 
     fn subject() -> Authentication {

@@ -400,7 +400,7 @@ impl Store for PostgresStore {
                 Repeat::Adds,
                 attempt!(|c| {
                     if !mark && lineage.is_empty() {
-                        return engine::issue(&mut PgTx(&*c), record, lineage).await;
+                        return engine::issue(&mut PgTx::new(&*c), record, lineage).await;
                     }
                     // Checking sources needs a serializable transaction
                     // (see `lineage`); the first insert of this store also
@@ -412,7 +412,7 @@ impl Store for PostgresStore {
                         IsolationLevel::Serializable
                     };
                     let tx = begin(c, level).await?;
-                    if !engine::issue(&mut PgTx(&tx), record, lineage).await? {
+                    if !engine::issue(&mut PgTx::new(&tx), record, lineage).await? {
                         tx.commit().await?;
                         return Ok(false);
                     }

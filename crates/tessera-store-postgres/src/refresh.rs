@@ -38,8 +38,8 @@
 
 use tessera_domain::refresh::{self, judge_replay, Decision, Denied, RefreshError};
 use tessera_domain::token::{Refreshed, TokenPair};
-use tessera_store::engine::{self, Half, TokenTx};
-use tessera_store::{OneTime, RefreshGranted, Requirement};
+use tessera_store::engine;
+use tessera_store::RefreshGranted;
 
 use super::*;
 use crate::db::changed_nothing;
@@ -237,14 +237,18 @@ async fn locked_attempt(
 ) -> Result<RefreshOutcome, Fail> {
     marks.before_read();
     let tx = begin(client, IsolationLevel::ReadCommitted).await?;
-    let outcome = engine::refresh(
-        &mut Locking {
-            tx: PgTx(&tx),
-            rotate,
-        },
-        request,
-    )
-    .await?;
+    // When the unlocked read saw the pair unrefreshed (`rotate`), it is
+    // locked at once instead of being read again first. A pair that was
+    // already refreshed is read without a lock, as [`PgTx`] does (it is
+    // never rotated again, and whatever revokes it locks it), so a
+    // revocation on reuse takes its locks in the same order as every
+    // invalidation.
+    let mut tx_ops = if rotate {
+        PgTx::locking_at_once(&tx)
+    } else {
+        PgTx::new(&tx)
+    };
+    let outcome = engine::refresh(&mut tx_ops, request).await?;
     // Reuse that revoked the family took something back: it moves the
     // revocation epoch, as its last statement.
     let outcome = if matches!(&outcome, Err(denied) if denied.revoke_family) {
@@ -294,82 +298,5 @@ impl PostgresStore {
                 attempt!(|c| locked_attempt(c, request, rotate, marks).await),
             )
             .await
-    }
-}
-
-/// [`PgTx`] for a refresh whose unlocked read already happened: when that
-/// read saw the pair unrefreshed (`rotate`), the pair is locked at once
-/// instead of being read again first. A pair that was already refreshed is
-/// read without a lock, as [`PgTx`] does (it is never rotated again, and
-/// whatever revokes it locks it), so a revocation on reuse takes its locks
-/// in the same order as every invalidation.
-struct Locking<'c, C> {
-    tx: PgTx<'c, C>,
-    rotate: bool,
-}
-
-impl<C: GenericClient + Sync> TokenTx for Locking<'_, C> {
-    type Pair = PgPair;
-    type Error = Fail;
-
-    async fn lock_by_refresh(
-        &mut self,
-        hash: &TokenKey,
-    ) -> Result<Option<(PgPair, TokenRecord)>, Fail> {
-        if !self.rotate {
-            return self.tx.lock_by_refresh(hash).await;
-        }
-        let c = self.tx.0;
-        let stmt = c.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
-        let found = token_record(c.query_opt(&stmt, &[&hash.0.as_slice()]).await?)?;
-        Ok(found.map(|r| (PgPair::of(&r), r)))
-    }
-
-    async fn by_access(&mut self, hash: &TokenKey) -> Result<Option<TokenRecord>, Fail> {
-        self.tx.by_access(hash).await
-    }
-
-    async fn invalidation_state(
-        &mut self,
-        half: Half,
-        hash: &TokenKey,
-    ) -> Result<Option<(bool, PgPair)>, Fail> {
-        self.tx.invalidation_state(half, hash).await
-    }
-
-    async fn use_once(&mut self, proof: &OneTime) -> Result<bool, Fail> {
-        self.tx.use_once(proof).await
-    }
-
-    async fn holds(&mut self, requirement: &Requirement, at: Millis) -> Result<bool, Fail> {
-        self.tx.holds(requirement, at).await
-    }
-
-    async fn insert_first(
-        &mut self,
-        record: &TokenRecord,
-        parent: Option<&PgPair>,
-    ) -> Result<(), Fail> {
-        self.tx.insert_first(record, parent).await
-    }
-
-    async fn insert_successor(
-        &mut self,
-        previous: &PgPair,
-        successor: &TokenRecord,
-    ) -> Result<(), Fail> {
-        self.tx.insert_successor(previous, successor).await
-    }
-
-    async fn mark_refreshed(&mut self, pair: &PgPair, refreshed: &Refreshed) -> Result<(), Fail> {
-        self.tx.mark_refreshed(pair, refreshed).await
-    }
-
-    async fn revoke_family(&mut self, pair: &PgPair) -> Result<(), Fail> {
-        self.tx.revoke_family(pair).await
-    }
-
-    async fn invalidate_half(&mut self, pair: &PgPair, half: Half) -> Result<(), Fail> {
-        self.tx.invalidate_half(pair, half).await
     }
 }

@@ -171,7 +171,30 @@ impl PgPair {
 /// Refresh and invalidation run it `READ COMMITTED`, issuance with source
 /// checks `SERIALIZABLE`; the row locks taken here make concurrent writers
 /// of the same pair wait instead of abort.
-pub(crate) struct PgTx<'c, C>(pub(crate) &'c C);
+pub(crate) struct PgTx<'c, C> {
+    c: &'c C,
+    /// Whether [`TokenTx::lock_by_refresh`] locks the pair at once,
+    /// instead of reading it first and locking it only when unrefreshed.
+    lock_at_once: bool,
+}
+
+impl<'c, C> PgTx<'c, C> {
+    pub(crate) fn new(c: &'c C) -> Self {
+        PgTx {
+            c,
+            lock_at_once: false,
+        }
+    }
+
+    /// For a refresh whose unlocked read already saw the pair unrefreshed:
+    /// the pair is locked at once instead of being read again first.
+    pub(crate) fn locking_at_once(c: &'c C) -> Self {
+        PgTx {
+            c,
+            lock_at_once: true,
+        }
+    }
+}
 
 impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
     type Pair = PgPair;
@@ -188,20 +211,22 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
         hash: &TokenKey,
     ) -> Result<Option<(PgPair, TokenRecord)>, Fail> {
         let key = hash.0.as_slice();
-        let read = self.0.prepare_cached(&TOKEN_BY_REFRESH).await?;
-        match token_record(self.0.query_opt(&read, &[&key]).await?)? {
-            None => return Ok(None),
-            Some(r) if r.refreshed.is_some() => return Ok(Some((PgPair::of(&r), r))),
-            Some(_) => {}
+        if !self.lock_at_once {
+            let read = self.c.prepare_cached(&TOKEN_BY_REFRESH).await?;
+            match token_record(self.c.query_opt(&read, &[&key]).await?)? {
+                None => return Ok(None),
+                Some(r) if r.refreshed.is_some() => return Ok(Some((PgPair::of(&r), r))),
+                Some(_) => {}
+            }
         }
-        let stmt = self.0.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
-        let found = token_record(self.0.query_opt(&stmt, &[&key]).await?)?;
+        let stmt = self.c.prepare_cached(&LOCK_TOKEN_BY_REFRESH).await?;
+        let found = token_record(self.c.query_opt(&stmt, &[&key]).await?)?;
         Ok(found.map(|r| (PgPair::of(&r), r)))
     }
 
     async fn by_access(&mut self, hash: &TokenKey) -> Result<Option<TokenRecord>, Fail> {
-        let stmt = self.0.prepare_cached(&TOKEN_BY_ACCESS).await?;
-        token_record(self.0.query_opt(&stmt, &[&hash.0.as_slice()]).await?)
+        let stmt = self.c.prepare_cached(&TOKEN_BY_ACCESS).await?;
+        token_record(self.c.query_opt(&stmt, &[&hash.0.as_slice()]).await?)
     }
 
     async fn invalidation_state(
@@ -210,7 +235,7 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
         hash: &TokenKey,
     ) -> Result<Option<(bool, PgPair)>, Fail> {
         let stmt = self
-            .0
+            .c
             .prepare_cached(match half {
                 Half::Access => {
                     "SELECT access_invalidated, id, family_id FROM tokens
@@ -222,7 +247,7 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
                 }
             })
             .await?;
-        let Some(row) = self.0.query_opt(&stmt, &[&hash.0.as_slice()]).await? else {
+        let Some(row) = self.c.query_opt(&stmt, &[&hash.0.as_slice()]).await? else {
             return Ok(None);
         };
         let pair = PgPair {
@@ -236,21 +261,21 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
         // A racing use of the same proof waits on the key, then finds it
         // taken (or the serializable transaction is retried and does).
         let stmt = self
-            .0
+            .c
             .prepare_cached(
                 "INSERT INTO one_time_proofs (realm, id, keep_until) VALUES ($1, $2, $3)
                  ON CONFLICT (realm, id) DO NOTHING",
             )
             .await?;
         let inserted = self
-            .0
+            .c
             .execute(&stmt, &[&proof.realm, &proof.id, &proof.keep_until])
             .await?;
         Ok(inserted == 1)
     }
 
     async fn holds(&mut self, requirement: &Requirement, at: Millis) -> Result<bool, Fail> {
-        lineage::holds(self.0, requirement, at).await
+        lineage::holds(self.c, requirement, at).await
     }
 
     async fn insert_first(
@@ -258,7 +283,7 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
         record: &TokenRecord,
         parent: Option<&PgPair>,
     ) -> Result<(), Fail> {
-        insert_token_row(self.0, record, parent.map(|p| p.family.as_str())).await
+        insert_token_row(self.c, record, parent.map(|p| p.family.as_str())).await
     }
 
     async fn insert_successor(
@@ -266,13 +291,13 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
         _previous: &PgPair,
         successor: &TokenRecord,
     ) -> Result<(), Fail> {
-        insert_token_row(self.0, successor, None).await
+        insert_token_row(self.c, successor, None).await
     }
 
     async fn mark_refreshed(&mut self, pair: &PgPair, refreshed: &Refreshed) -> Result<(), Fail> {
-        let stmt = self.0.prepare_cached(MARK_REFRESHED).await?;
+        let stmt = self.c.prepare_cached(MARK_REFRESHED).await?;
         let updated = self
-            .0
+            .c
             .execute(&stmt, &mark_params(&pair.id, refreshed))
             .await?;
         if updated != 1 {
@@ -286,18 +311,18 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
     }
 
     async fn revoke_family(&mut self, pair: &PgPair) -> Result<(), Fail> {
-        lineage::revoke_tree(self.0, std::slice::from_ref(&pair.family)).await
+        lineage::revoke_tree(self.c, std::slice::from_ref(&pair.family)).await
     }
 
     async fn invalidate_half(&mut self, pair: &PgPair, half: Half) -> Result<(), Fail> {
         let stmt = self
-            .0
+            .c
             .prepare_cached(match half {
                 Half::Access => "UPDATE tokens SET access_invalidated = TRUE WHERE id = $1",
                 Half::Refresh => "UPDATE tokens SET refresh_invalidated = TRUE WHERE id = $1",
             })
             .await?;
-        self.0.execute(&stmt, &[&pair.id]).await?;
+        self.c.execute(&stmt, &[&pair.id]).await?;
         Ok(())
     }
 }
@@ -315,7 +340,7 @@ pub(crate) async fn invalidate_one(
     family: bool,
 ) -> Result<Bumped<InvalidateOne>, Fail> {
     let tx = begin(client, IsolationLevel::ReadCommitted).await?;
-    let outcome = engine::invalidate(&mut PgTx(&tx), half, hash, family).await?;
+    let outcome = engine::invalidate(&mut PgTx::new(&tx), half, hash, family).await?;
     commit_bumped(tx, outcome).await
 }
 

@@ -15,6 +15,43 @@ use tessera_testkit::postgres::{connect_admin, server_address, with_address, Tes
 use tessera_testkit::proxy::{Mode, Proxy};
 use tessera_testkit::trials::{self, needs_postgres_async, Trial};
 
+/// The time and refresh policy of the refresh tests (`rotation`, `storms`).
+const NOW: tessera_domain::Millis = 1_700_000_000_000;
+const POLICY: tessera_domain::refresh::RefreshPolicy =
+    tessera_domain::refresh::RefreshPolicy::elasticsearch(true);
+
+/// A stored pair of `username` with a refresh token.
+async fn issued(
+    store: &PostgresStore,
+    username: &str,
+) -> (
+    tessera_domain::TokenRecord,
+    tessera_domain::token::TokenString,
+) {
+    let s = conformance::subject(username);
+    let (record, pair) =
+        tessera_domain::TokenRecord::issue(&s, s.client_ref(), true, NOW, POLICY.access_ttl_ms);
+    store.insert_token(&record).await.expect("insert");
+    (record, pair.refresh.expect("a refresh token"))
+}
+
+/// A transaction of another session holding the row of `token` locked
+/// until it ends.
+async fn hold_row<'a>(
+    admin: &'a mut tokio_postgres::Client,
+    token: &tessera_domain::token::TokenString,
+) -> tokio_postgres::Transaction<'a> {
+    let holder = admin.transaction().await.unwrap();
+    holder
+        .execute(
+            "SELECT 1 FROM tokens WHERE refresh_hash = $1 FOR UPDATE",
+            &[&token.hash().0.as_slice()],
+        )
+        .await
+        .unwrap();
+    holder
+}
+
 #[path = "postgres/rotation.rs"]
 mod rotation;
 #[path = "postgres/storms.rs"]

@@ -227,16 +227,9 @@ pub async fn assert_upgraded_for_oauth<S: Store + ?Sized>(
 }
 
 /// The policy of the cases: 20-minute access tokens, a 30-second window.
-const fn policy(reuse_revokes_family: bool) -> RefreshPolicy {
-    RefreshPolicy {
-        access_ttl_ms: 1_200_000,
-        window_ms: 30_000,
-        reuse_revokes_family,
-    }
-}
-const POLICY: RefreshPolicy = policy(true);
+const POLICY: RefreshPolicy = RefreshPolicy::elasticsearch(true);
 /// Strict Elasticsearch behaviour: reuse is refused, nothing is revoked.
-const ES_POLICY: RefreshPolicy = policy(false);
+const ES_POLICY: RefreshPolicy = RefreshPolicy::elasticsearch(false);
 const T0: Millis = 1_700_000_000_000;
 
 pub fn subject(username: &str) -> Authentication {

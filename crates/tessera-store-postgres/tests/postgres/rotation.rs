@@ -7,20 +7,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_domain::refresh::{Denied, RefreshError, RefreshPolicy};
+use tessera_domain::refresh::{Denied, RefreshError};
 use tessera_domain::token::TokenString;
-use tessera_domain::{Millis, TokenRecord};
+use tessera_domain::TokenRecord;
 use tessera_store::engine::Half;
 use tessera_store::{InvalidateOne, RefreshOutcome, RefreshRequest, Store, StoreResult};
 use tessera_store_postgres::{PostgresConfig, PostgresStore};
 use tessera_testkit::postgres::{connect_admin, random_hex, TestDb};
 
-const NOW: Millis = 1_700_000_000_000;
-const POLICY: RefreshPolicy = RefreshPolicy {
-    access_ttl_ms: 1_200_000,
-    window_ms: 30_000,
-    reuse_revokes_family: true,
-};
+use super::{hold_row, issued, NOW, POLICY};
+
 const TRIALS: usize = 120;
 
 /// A node: a store of its own whose sessions carry `name`, without the
@@ -33,14 +29,6 @@ async fn node(url: &str, name: &str) -> Arc<PostgresStore> {
     let store = PostgresStore::connect(config).await.expect("connecting");
     store.ping().await.expect("a first connection");
     Arc::new(store)
-}
-
-/// A stored pair of `username` with a refresh token.
-async fn issued(store: &PostgresStore, username: &str) -> (TokenRecord, TokenString) {
-    let s = tessera_store::conformance::subject(username);
-    let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, NOW, POLICY.access_ttl_ms);
-    store.insert_token(&record).await.expect("insert");
-    (record, pair.refresh.expect("a refresh token"))
 }
 
 fn refresh(
@@ -237,14 +225,7 @@ pub async fn a_pair_changed_between_the_read_and_the_write_gets_the_locked_answe
         "statement first",
     ] {
         let (record, token) = issued(&a, &format!("changed-{}", case.replace(' ', "-"))).await;
-        let holder = holder_conn.transaction().await.unwrap();
-        holder
-            .execute(
-                "SELECT 1 FROM tokens WHERE refresh_hash = $1 FOR UPDATE",
-                &[&token.hash().0.as_slice()],
-            )
-            .await
-            .unwrap();
+        let holder = hold_row(&mut holder_conn, &token).await;
         let b_call = |store: Arc<PostgresStore>| {
             let (refresh_hash, access_hash) = (token.hash(), record.access_hash);
             let request = RefreshRequest::new(token.clone(), record.client.clone(), NOW, POLICY);

@@ -7,30 +7,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_domain::refresh::RefreshPolicy;
 use tessera_domain::token::{TokenPair, TokenString};
-use tessera_domain::{Millis, TokenRecord};
+use tessera_domain::TokenRecord;
 use tessera_store::{RefreshOutcome, RefreshRequest, Store, StoreResult};
 use tessera_store_postgres::PostgresStore;
 use tessera_testkit::postgres::{connect_admin, TestDb};
 
-use super::connect;
+use super::{connect, hold_row, issued, NOW, POLICY};
 
 const STORM: usize = 256;
-const NOW: Millis = 1_700_000_000_000;
-const POLICY: RefreshPolicy = RefreshPolicy {
-    access_ttl_ms: 1_200_000,
-    window_ms: 30_000,
-    reuse_revokes_family: true,
-};
-
-/// A stored pair with a refresh token.
-async fn issued(store: &PostgresStore) -> (TokenRecord, TokenString) {
-    let s = tessera_store::conformance::subject("storm");
-    let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, NOW, POLICY.access_ttl_ms);
-    store.insert_token(&record).await.expect("insert");
-    (record, pair.refresh.expect("a refresh token"))
-}
 
 fn refresh(
     store: &Arc<PostgresStore>,
@@ -107,7 +92,7 @@ pub async fn a_storm_on_one_node_writes_once_and_answers_one_pair(base: String) 
     let schema = TestDb::schema(&base);
     let store = Arc::new(connect(&schema.url).await);
 
-    let (record, token) = issued(&store).await;
+    let (record, token) = issued(&store, "storm").await;
     let before = store.count_tokens().await.unwrap();
     let tasks = (0..STORM)
         .map(|_| refresh(&store, &record, &token))
@@ -125,7 +110,7 @@ pub async fn a_storm_on_one_node_writes_once_and_answers_one_pair(base: String) 
     let mut admin = connect_admin(&schema.url).await;
     for hold in [Hold::Table, Hold::Row] {
         let shared_before = store.shared_refreshes();
-        let (record, token) = issued(&store).await;
+        let (record, token) = issued(&store, "storm").await;
         let before = store.count_tokens().await.unwrap();
         let holder = hold.take(&mut admin, &token).await;
         let tasks = (0..STORM)
@@ -162,7 +147,7 @@ pub async fn followers_get_the_pair_when_the_leader_goes_away(base: String) {
     let store = Arc::new(connect(&schema.url).await);
     let mut admin = connect_admin(&schema.url).await;
     for hold in [Hold::Table, Hold::Row] {
-        let (record, token) = issued(&store).await;
+        let (record, token) = issued(&store, "storm").await;
         let before = store.count_tokens().await.unwrap();
 
         let holder = hold.take(&mut admin, &token).await;
@@ -225,21 +210,4 @@ impl Hold {
             }
         }
     }
-}
-
-/// A transaction of another session holding the row of `token` locked
-/// until it ends.
-async fn hold_row<'a>(
-    admin: &'a mut tokio_postgres::Client,
-    token: &TokenString,
-) -> tokio_postgres::Transaction<'a> {
-    let holder = admin.transaction().await.unwrap();
-    holder
-        .execute(
-            "SELECT 1 FROM tokens WHERE refresh_hash = $1 FOR UPDATE",
-            &[&token.hash().0.as_slice()],
-        )
-        .await
-        .unwrap();
-    holder
 }
