@@ -40,10 +40,24 @@ pub struct SealRandom {
 }
 
 impl SealRandom {
+    /// Bytes of randomness one sealing takes.
+    pub const BYTES: usize = SALT_LEN + NONCE_LEN;
+
     pub fn draw() -> Self {
+        Self::from_bytes(&*Zeroizing::new(random_bytes::<{ Self::BYTES }>()))
+    }
+
+    /// The salt and nonce from `bytes`, [`SealRandom::BYTES`] fresh bytes
+    /// of the OS RNG used for nothing else.
+    ///
+    /// # Panics
+    /// If `bytes` is not [`SealRandom::BYTES`] long.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        assert_eq!(bytes.len(), Self::BYTES, "a sealing's randomness");
+        let (salt, nonce) = bytes.split_at(SALT_LEN);
         Self {
-            salt: random_bytes(),
-            nonce: random_bytes(),
+            salt: salt.try_into().expect("the salt's length"),
+            nonce: nonce.try_into().expect("the nonce's length"),
         }
     }
 }

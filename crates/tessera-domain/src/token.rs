@@ -35,6 +35,9 @@ pub const TOKEN_STRING_LEN: usize = 55;
 /// Bytes behind, and length of, a token string minted before locators.
 const LEGACY_TOKEN_BYTES: usize = 1 + 32;
 const LEGACY_TOKEN_STRING_LEN: usize = 44;
+/// Random bytes behind one token string: the secret, then the locator's
+/// low 16 bits.
+const MINT_RANDOM_BYTES: usize = 32 + 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -67,10 +70,17 @@ pub struct TokenString(Zeroizing<String>);
 impl TokenString {
     /// A new token string of `kind`, minted at `now`.
     pub fn mint(kind: TokenKind, now: Millis) -> Self {
+        // One read of the OS RNG: the secret, then the locator's low 16 bits.
+        let random = Zeroizing::new(crypto::random_bytes::<MINT_RANDOM_BYTES>());
+        Self::from_random(kind, now, &random)
+    }
+
+    /// The token string of `kind` minted at `now` from `random` (fresh
+    /// bytes of the OS RNG, used for nothing else): the secret, then the
+    /// locator's low 16 bits.
+    fn from_random(kind: TokenKind, now: Millis, random: &[u8; MINT_RANDOM_BYTES]) -> Self {
         let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
         raw[0] = kind.tag();
-        // One read of the OS RNG: the secret, then the locator's low 16 bits.
-        let random = Zeroizing::new(crypto::random_bytes::<34>());
         let millis = u64::try_from(now).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
         let spread = u64::from(u16::from_be_bytes([random[32], random[33]]));
         raw[1..9].copy_from_slice(&(millis << 16 | spread).to_be_bytes());
@@ -257,14 +267,31 @@ pub struct Fresh {
 }
 
 impl Fresh {
-    /// Everything one pair minted at `now` needs, from the OS RNG.
+    /// Everything one pair minted at `now` needs, from one read of the OS
+    /// RNG (a system call each would cost more than the rest of the
+    /// minting), cut into disjoint parts: no byte serves two purposes.
     pub fn draw(now: Millis) -> Self {
+        const ID: usize = 16;
+        const TOKEN: usize = MINT_RANDOM_BYTES;
+        const SEAL: usize = crypto::SealRandom::BYTES;
+        let random = Zeroizing::new(crypto::random_bytes::<{ 2 * ID + 2 * TOKEN + SEAL }>());
+        let (ids, rest) = random.split_at(2 * ID);
+        let (tokens, seal) = rest.split_at(2 * TOKEN);
+        let part = |bytes: &[u8]| -> [u8; TOKEN] { bytes.try_into().expect("a token's share") };
         Self {
-            id: random_id(),
-            family_id: random_id(),
-            access: TokenString::mint(TokenKind::Access, now),
-            refresh: TokenString::mint(TokenKind::Refresh, now),
-            seal: crypto::SealRandom::draw(),
+            id: to_hex(&ids[..ID]),
+            family_id: to_hex(&ids[ID..]),
+            access: TokenString::from_random(
+                TokenKind::Access,
+                now,
+                &Zeroizing::new(part(&tokens[..TOKEN])),
+            ),
+            refresh: TokenString::from_random(
+                TokenKind::Refresh,
+                now,
+                &Zeroizing::new(part(&tokens[TOKEN..])),
+            ),
+            seal: crypto::SealRandom::from_bytes(seal),
         }
     }
 }
@@ -456,6 +483,26 @@ mod tests {
         for junk in ["", "abc", &a.expose()[1..], &format!("{}A", a.expose())] {
             assert!(!TokenString::from_presented(junk).is_well_formed(TokenKind::Access));
         }
+    }
+
+    #[test]
+    fn one_draw_gives_a_pair_whose_parts_are_distinct() {
+        let fresh = Fresh::draw(NOW);
+        let again = Fresh::draw(NOW);
+        for id in [&fresh.id, &fresh.family_id] {
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_ne!(fresh.id, fresh.family_id);
+        assert!(fresh.access.is_well_formed(TokenKind::Access));
+        assert!(fresh.refresh.is_well_formed(TokenKind::Refresh));
+        // No byte of the draw serves twice: the two secrets differ.
+        let secret = |t: &TokenString| URL_SAFE_NO_PAD.decode(t.expose()).unwrap()[9..].to_vec();
+        assert_ne!(secret(&fresh.access), secret(&fresh.refresh));
+        assert_eq!(fresh.access.hash().0[..6], fresh.refresh.hash().0[..6]);
+        assert_ne!(fresh.id, again.id);
+        assert_ne!(fresh.access, again.access);
+        assert_ne!(fresh.seal, again.seal);
     }
 
     #[test]

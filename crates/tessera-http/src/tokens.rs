@@ -3,8 +3,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use tessera_domain::privilege::Action;
 use tessera_domain::token::{self, TokenString};
 use tessera_domain::Authentication;
@@ -154,7 +155,7 @@ pub async fn get_token(
     ClientIp(source): ClientIp,
     Minter(caller, provenance): Minter,
     JsonBody(req): JsonBody<TokenRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TokenAnswer>> {
     let scope = req.scope.is_some();
     let grant = req.validate()?;
     let action = if matches!(grant, Valid::RefreshToken(_)) {
@@ -239,27 +240,39 @@ pub async fn get_token(
             }
         }
     };
-    let Granted {
-        pair,
-        subject: with_auth,
-        expires_in,
-        ..
-    } = granted;
-    let mut body = Map::new();
-    body.insert("access_token".into(), pair.access.expose().into());
-    body.insert("type".into(), "Bearer".into());
-    body.insert("expires_in".into(), expires_in.into());
-    if let Some(rt) = &pair.refresh {
-        body.insert("refresh_token".into(), rt.expose().into());
+    Ok(Json(TokenAnswer { granted, scope }))
+}
+
+/// The answer to a token request: the pair, its lifetime, `scope` when
+/// the request had one, and who the pair stands for. Written straight
+/// into the response (no intermediate JSON tree), with the token strings
+/// read from where they are kept.
+pub struct TokenAnswer {
+    granted: Granted,
+    scope: bool,
+}
+
+impl Serialize for TokenAnswer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Granted {
+            pair,
+            subject,
+            expires_in,
+            ..
+        } = &self.granted;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("access_token", pair.access.expose())?;
+        map.serialize_entry("type", "Bearer")?;
+        map.serialize_entry("expires_in", expires_in)?;
+        if let Some(refresh) = &pair.refresh {
+            map.serialize_entry("refresh_token", refresh.expose())?;
+        }
+        if self.scope {
+            map.serialize_entry("scope", "full")?;
+        }
+        map.serialize_entry("authentication", subject)?;
+        map.end()
     }
-    if scope {
-        body.insert("scope".into(), "full".into());
-    }
-    body.insert(
-        "authentication".into(),
-        serde_json::to_value(&with_auth).expect("serialisable"),
-    );
-    Ok(Json(Value::Object(body)))
 }
 
 /// Which tokens to invalidate: one token, or a user's or realm's.

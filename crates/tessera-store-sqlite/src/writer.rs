@@ -107,23 +107,33 @@ struct InboxState {
     closed: bool,
     /// The checkpointer changed the [`WalGate`].
     poked: bool,
+    /// The writer thread sleeps on `wake`. While it works, whatever is
+    /// added is taken on its next look without waking it (a wake-up is a
+    /// system call for every job queued).
+    asleep: bool,
 }
 
 impl Inbox {
     fn update(&self, f: impl FnOnce(&mut InboxState)) {
-        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
-        self.wake.notify_one();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut state);
+        if state.asleep {
+            state.asleep = false;
+            self.wake.notify_one();
+        }
     }
 
     /// Blocks until there is something to do, and takes it.
     fn take(&self) -> (Vec<Queued>, usize, bool) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         while state.jobs.is_empty() && state.synced == 0 && !state.closed && !state.poked {
+            state.asleep = true;
             state = self
                 .wake
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        state.asleep = false;
         state.poked = false;
         let jobs = state.jobs.drain(..).collect();
         (jobs, std::mem::take(&mut state.synced), state.closed)
