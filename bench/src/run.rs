@@ -4,7 +4,7 @@
 //! in small structs: the settings ([`prelude`]), the server with its user
 //! and token pools ([`fixture`]), the ceiling and `_authenticate`
 //! ([`authn`]), token creation, refresh and invalidation ([`grants`]), the
-//! refresh storm ([`storm`]), pgbench and the peer ([`compare`]), the scale
+//! refresh storm on one node and across nodes ([`storm`]), pgbench and the peer ([`compare`]), the scale
 //! measurements ([`scale`]), the targets ([`targets`]) and the console and
 //! JSON report ([`summary`]); `--soak` runs [`soak`] alone. This module only puts them in order; none of
 //! them imports it.
@@ -24,6 +24,7 @@ use std::path::Path;
 
 use crate::args::RunArgs;
 use crate::measure::{check_store, Memory};
+use crate::pgbench::is_postgres;
 
 use authn::{authentication, Authentication};
 use fixture::{BearerPool, Tessera};
@@ -69,6 +70,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         authn,
         grants,
         storm,
+        cluster_storm,
         main_memory,
     } = tessera_scenarios(
         &prelude,
@@ -107,13 +109,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     )
     .await?;
 
-    let targets = targets::targets(&authn, &grants, &storm, scale.as_ref(), pgbench.as_ref());
+    let targets = targets::targets(
+        &authn,
+        &grants,
+        &storm,
+        cluster_storm.as_ref(),
+        scale.as_ref(),
+        pgbench.as_ref(),
+    );
     let results = Results {
         findings,
         ceiling_rate: authn.ceiling_rate,
         authenticate_body_bytes,
         main_memory,
         storm,
+        cluster_storm,
         scale,
         pgbench,
         peer,
@@ -128,6 +138,8 @@ struct Measured {
     authn: Authentication,
     grants: Grants,
     storm: StormReport,
+    /// The storm across nodes (`--store postgres://…` only).
+    cluster_storm: Option<StormReport>,
     /// VmRSS and VmHWM of the server, just before it stopped.
     main_memory: Memory,
 }
@@ -141,16 +153,15 @@ async fn tessera_scenarios(
     audit_log: bool,
     findings: &mut Findings,
 ) -> anyhow::Result<Measured> {
-    let audit_file = work.join("audit.json").display().to_string();
-    let flags: &[&str] = if audit_log {
-        findings
-            .notes
-            .push(format!("the server's audit log is on ({audit_file})"));
-        &["--audit-log", &audit_file]
-    } else {
-        &[]
-    };
-    let mut tessera = Tessera::start(&prelude.bin, work, store, flags).await?;
+    let flags = fixture::serve_flags(audit_log, work);
+    if audit_log {
+        findings.notes.push(format!(
+            "the server's audit log is on ({})",
+            work.join("audit.json").display()
+        ));
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut tessera = Tessera::start(&prelude.bin, work, store, &flags).await?;
     let pool = BearerPool::mint(&mut tessera, prelude.settings.connections).await?;
     let authn = authentication(&mut tessera, &pool, work, prelude.load).await?;
     findings.rows.extend(authn.rows());
@@ -164,6 +175,22 @@ async fn tessera_scenarios(
     findings.rows.extend(grants.rows());
     let storm = storm::run_storm(&tessera, prelude.settings.storm_rounds).await?;
     findings.rows.push(storm.row());
+    // On PostgreSQL, the same storm spread over more nodes on the store.
+    let cluster_storm = match store.filter(|url| is_postgres(url)) {
+        Some(url) => {
+            let nodes = storm::Nodes {
+                bin: &prelude.bin,
+                work,
+                store: url,
+                audit_log,
+            };
+            let report =
+                storm::run_cluster_storm(&tessera, &nodes, prelude.settings.storm_rounds).await?;
+            findings.rows.push(report.row());
+            Some(report)
+        }
+        None => None,
+    };
     findings
         .rows
         .push(scenarios.invalidate(&grants.client_credentials).await?);
@@ -174,6 +201,7 @@ async fn tessera_scenarios(
         authn,
         grants,
         storm,
+        cluster_storm,
         main_memory,
     })
 }

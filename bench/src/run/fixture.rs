@@ -46,15 +46,8 @@ impl Tessera {
         store: Option<&str>,
         flags: &[&str],
     ) -> anyhow::Result<Self> {
-        let data_dir = work.join("data");
-        std::fs::create_dir_all(&data_dir)?;
-        let mut server =
-            ChildServer::tessera_with(bin, &data_dir, store, work.join("tessera.log"), flags)?;
-        server
-            .wait_ready(READY_PATH, Duration::from_secs(60))
-            .await?;
+        let server = start_server(bin, work, store, flags).await?;
         let addr = server.addr;
-        eprintln!("==> tessera is ready on {addr} (pid {})", server.pid());
 
         let bench = basic(BENCH_USER, BENCH_PASSWORD);
         let mut control = Conn::open(addr).await?;
@@ -108,6 +101,44 @@ impl Tessera {
         let memory = process::memory_kb(server.pid());
         server.stop();
         memory
+    }
+}
+
+/// Starts `tessera serve` with `flags`, its data directory (`data`) and log
+/// (`tessera.log`) in `dir`, on `store` if given, and waits until it is
+/// ready. Several servers on one store share its users: only the first
+/// one's [`Tessera::start`] creates `bench_user`.
+pub(super) async fn start_server(
+    bin: &Path,
+    dir: &Path,
+    store: Option<&str>,
+    flags: &[&str],
+) -> anyhow::Result<ChildServer> {
+    let data_dir = dir.join("data");
+    std::fs::create_dir_all(&data_dir)?;
+    let mut server =
+        ChildServer::tessera_with(bin, &data_dir, store, dir.join("tessera.log"), flags)?;
+    server
+        .wait_ready(READY_PATH, Duration::from_secs(60))
+        .await?;
+    eprintln!(
+        "==> tessera is ready on {} (pid {})",
+        server.addr,
+        server.pid()
+    );
+    Ok(server)
+}
+
+/// The flags of `tessera serve` for a server whose files live in `dir`:
+/// with `audit_log`, its audit log is written to `dir/audit.json`.
+pub(super) fn serve_flags(audit_log: bool, dir: &Path) -> Vec<String> {
+    if audit_log {
+        vec![
+            "--audit-log".into(),
+            dir.join("audit.json").display().to_string(),
+        ]
+    } else {
+        Vec::new()
     }
 }
 

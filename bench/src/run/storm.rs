@@ -1,6 +1,9 @@
-//! The refresh storm: many connections refresh one refresh token at once.
+//! The refresh storm: many connections refresh one refresh token at once,
+//! through one node, or (on PostgreSQL) spread over several nodes on one
+//! store.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,18 +19,24 @@ use crate::client::{self, basic, bearer, new_histogram, Conn, Req};
 use crate::process::BOOTSTRAP_PASSWORD;
 use crate::report::{self, Latency, Row};
 
-use super::fixture::{Tessera, AUTHENTICATE_PATH, METRICS_PATH, TOKEN_PATH};
+use super::fixture::{self, Tessera, AUTHENTICATE_PATH, BENCH_USER, METRICS_PATH, TOKEN_PATH};
 
 /// Concurrent refreshes of one refresh token in the storm.
 pub(super) const STORM_WIDTH: usize = 256;
+/// Nodes of the storm across nodes: the main server and two more.
+pub(super) const CLUSTER_NODES: usize = 3;
 
 #[derive(Debug, Serialize)]
 pub(super) struct StormReport {
     pub(super) width: usize,
+    /// Nodes the storm's connections were spread over, round-robin.
+    pub(super) nodes: usize,
     pub(super) rounds: usize,
     pub(super) rounds_identical: usize,
+    /// Rounds whose access token authenticated on every node.
     pub(super) rounds_access_authenticates: usize,
-    /// Rounds in which the server's `rotated` refresh counter moved by exactly one.
+    /// Rounds in which the `rotated` refresh counter, summed over the
+    /// nodes, moved by exactly one.
     pub(super) rounds_rotated_once: Option<usize>,
     pub(super) wrote_once: bool,
     pub(super) latency: Latency,
@@ -62,13 +71,39 @@ async fn rotated_count(control: &mut Conn) -> Option<f64> {
     )
 }
 
+/// The `rotated` refresh counter summed over the nodes behind `controls`;
+/// `None` if one of them does not say.
+async fn rotated_total(controls: &mut [Conn]) -> Option<f64> {
+    let mut total = 0.0;
+    for control in controls {
+        total += rotated_count(control).await?;
+    }
+    Some(total)
+}
+
+/// Authenticates `bench_user` once on the node behind `control`, so that
+/// the storm's first round does not also time the node's first
+/// verification of its password.
+async fn warm_credentials(control: &mut Conn, auth: &HeaderValue) -> anyhow::Result<()> {
+    let (status, body) = control
+        .send(&Req::get(AUTHENTICATE_PATH, Some(auth.clone())))
+        .await?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "{BENCH_USER} does not authenticate on a storm node: HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(())
+}
+
 /// The storm of the run: `rounds` rounds against `tessera`, announced.
 pub(super) async fn run_storm(tessera: &Tessera, rounds: usize) -> anyhow::Result<StormReport> {
     eprintln!(
         "==> refresh storm: {STORM_WIDTH} concurrent refreshes of one refresh token, {rounds} rounds"
     );
     storm(
-        tessera.addr(),
+        &[tessera.addr()],
         rounds,
         &tessera.bench,
         &tessera.password_grant,
@@ -76,11 +111,61 @@ pub(super) async fn run_storm(tessera: &Tessera, rounds: usize) -> anyhow::Resul
     .await
 }
 
+/// How to start more nodes like the main server, on its store.
+pub(super) struct Nodes<'a> {
+    pub(super) bin: &'a Path,
+    /// Each node's files go into a folder of its own in here.
+    pub(super) work: &'a Path,
+    pub(super) store: &'a str,
+    pub(super) audit_log: bool,
+}
+
+/// The storm across nodes: starts `CLUSTER_NODES - 1` more servers on the
+/// main one's store (which already holds `bench_user`), storms `rounds`
+/// rounds over all of them, and stops the extra ones.
+pub(super) async fn run_cluster_storm(
+    tessera: &Tessera,
+    nodes: &Nodes<'_>,
+    rounds: usize,
+) -> anyhow::Result<StormReport> {
+    eprintln!(
+        "==> refresh storm across {CLUSTER_NODES} nodes: starting {} more tessera processes on the same store",
+        CLUSTER_NODES - 1
+    );
+    let mut extra = Vec::with_capacity(CLUSTER_NODES - 1);
+    for k in 2..=CLUSTER_NODES {
+        let dir = nodes.work.join(format!("node{k}"));
+        let flags = fixture::serve_flags(nodes.audit_log, &dir);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        extra.push(fixture::start_server(nodes.bin, &dir, Some(nodes.store), &flags).await?);
+    }
+    let mut addrs = vec![tessera.addr()];
+    addrs.extend(extra.iter().map(|node| node.addr));
+    eprintln!(
+        "==> refresh storm: {STORM_WIDTH} concurrent refreshes of one refresh token over {CLUSTER_NODES} nodes, {rounds} rounds"
+    );
+    let report = storm(&addrs, rounds, &tessera.bench, &tessera.password_grant).await;
+    for mut node in extra {
+        node.stop();
+    }
+    report
+}
+
+/// Where each of `n` connections goes: the addresses in turn.
+fn round_robin(addrs: &[SocketAddr], n: usize) -> Vec<SocketAddr> {
+    addrs.iter().copied().cycle().take(n).collect()
+}
+
 impl StormReport {
     /// The table's line for the storm.
     pub(super) fn row(&self) -> Row {
+        let across = if self.nodes > 1 {
+            format!(", {} nodes", self.nodes)
+        } else {
+            String::new()
+        };
         Row {
-            scenario: format!("refresh storm, {} × 1 token", self.width),
+            scenario: format!("refresh storm, {} × 1 token{across}", self.width),
             req_per_s: None,
             latency: Some(self.latency),
             requests: (self.width * self.rounds) as u64,
@@ -97,19 +182,30 @@ impl StormReport {
     }
 }
 
-/// `rounds` times: mint a pair, then refresh its refresh token from
-/// `STORM_WIDTH` connections at once. Every answer must be the byte-identical
-/// pair, its access token must authenticate, and the server must have
+/// `rounds` times: mint a pair on the first node, then refresh its refresh
+/// token from `STORM_WIDTH` connections at once, spread round-robin over
+/// `addrs`. Every answer must be the byte-identical pair, its access token
+/// must authenticate on every node, and the nodes together must have
 /// rotated (written) once.
 async fn storm(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     rounds: usize,
     auth: &HeaderValue,
     password_grant: &Req,
 ) -> anyhow::Result<StormReport> {
+    let mut conns = Vec::with_capacity(STORM_WIDTH);
+    for addr in round_robin(addrs, STORM_WIDTH) {
+        conns.push(Conn::open(addr).await?);
+    }
+    let mut controls = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        let mut control = Conn::open(addr).await?;
+        warm_credentials(&mut control, auth).await?;
+        controls.push(control);
+    }
     let mut storm = Storm {
-        conns: client::open_many(addr, STORM_WIDTH).await?,
-        control: Conn::open(addr).await?,
+        conns,
+        controls,
         hist: new_histogram(),
         failures: Vec::new(),
         identical: 0,
@@ -125,7 +221,8 @@ async fn storm(
 /// The connections of a storm and what its rounds found so far.
 struct Storm {
     conns: Vec<Conn>,
-    control: Conn,
+    /// One connection to each node; pairs are minted through the first.
+    controls: Vec<Conn>,
     hist: Histogram<u64>,
     failures: Vec<String>,
     /// Rounds whose answers were all the same pair.
@@ -144,10 +241,10 @@ impl Storm {
         auth: &HeaderValue,
         password_grant: &Req,
     ) -> anyhow::Result<()> {
-        let (status, body) = self.control.send(password_grant).await?;
+        let (status, body) = self.controls[0].send(password_grant).await?;
         let (_, refresh_token) = pair_of(&body)
             .with_context(|| format!("minting the storm's pair failed: HTTP {status}"))?;
-        let before = rotated_count(&mut self.control).await;
+        let before = rotated_total(&mut self.controls).await;
         let req = Req::json(
             Method::POST,
             TOKEN_PATH,
@@ -159,17 +256,19 @@ impl Storm {
         if all_same {
             self.identical += 1;
             let (access, _) = pairs[0].clone().expect("checked above");
-            let (status, _) = self
-                .control
-                .send(&Req::get(AUTHENTICATE_PATH, Some(bearer(&access))))
-                .await?;
-            if status.is_success() {
-                self.authenticates += 1;
-            } else {
-                self.failures.push(format!(
-                    "round {round}: the storm's access token got HTTP {status} from _authenticate"
-                ));
+            let authenticate = Req::get(AUTHENTICATE_PATH, Some(bearer(&access)));
+            let mut everywhere = true;
+            for (k, control) in self.controls.iter_mut().enumerate() {
+                let (status, _) = control.send(&authenticate).await?;
+                if !status.is_success() {
+                    everywhere = false;
+                    self.failures.push(format!(
+                        "round {round}: the storm's access token got HTTP {status} from _authenticate on node {}",
+                        k + 1
+                    ));
+                }
             }
+            self.authenticates += usize::from(everywhere);
         } else if round_failures == 0 {
             let distinct: std::collections::HashSet<_> = pairs.iter().collect();
             self.failures.push(format!(
@@ -177,7 +276,7 @@ impl Storm {
                 distinct.len()
             ));
         }
-        let after = rotated_count(&mut self.control).await;
+        let after = rotated_total(&mut self.controls).await;
         self.rotated_once = match (self.rotated_once, before, after) {
             (Some(n), Some(b), Some(a)) => Some(n + usize::from((a - b - 1.0).abs() < 0.5)),
             _ => None,
@@ -240,7 +339,7 @@ impl Storm {
             && rotated_once.is_none_or(|n| n == rounds);
         if let Some(n) = rotated_once.filter(|&n| n != rounds) {
             self.failures.push(format!(
-                "the server's rotated-refresh counter moved by one in only {n} of {rounds} rounds"
+                "the rotated-refresh counter (summed over the nodes) moved by one in only {n} of {rounds} rounds"
             ));
         }
         let latency = Latency::of(&self.hist);
@@ -251,6 +350,7 @@ impl Storm {
         );
         StormReport {
             width: STORM_WIDTH,
+            nodes: self.controls.len(),
             rounds,
             rounds_identical: identical,
             rounds_access_authenticates: authenticates,
@@ -259,5 +359,26 @@ impl Storm {
             latency,
             failures: self.failures,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    #[test]
+    fn connections_go_to_the_nodes_in_turn() {
+        let addrs: Vec<SocketAddr> = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let spread = super::round_robin(&addrs, super::STORM_WIDTH);
+        assert_eq!(spread.len(), 256);
+        assert_eq!(&spread[..4], &[addrs[0], addrs[1], addrs[2], addrs[0]]);
+        for addr in &addrs {
+            let n = spread.iter().filter(|a| *a == addr).count();
+            assert!((85..=86).contains(&n), "{addr}: {n} connections");
+        }
+        assert_eq!(super::round_robin(&addrs[..1], 3), vec![addrs[0]; 3]);
     }
 }

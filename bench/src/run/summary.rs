@@ -30,6 +30,8 @@ pub(super) struct Results {
     /// VmRSS and VmHWM of the server that ran the scenarios, just before it stopped.
     pub(super) main_memory: Memory,
     pub(super) storm: StormReport,
+    /// The storm across nodes (`--store postgres://…` only).
+    pub(super) cluster_storm: Option<StormReport>,
     pub(super) scale: Option<ScaleReport>,
     pub(super) pgbench: Option<PgbenchReport>,
     pub(super) peer: Option<PeerReport>,
@@ -54,6 +56,8 @@ struct Report<'a> {
     server_peak_rss_kb_after_scenarios: Option<u64>,
     scenarios: &'a [Row],
     storm: Option<&'a StormReport>,
+    /// The same storm spread over several nodes on the store.
+    cluster_storm: Option<&'a StormReport>,
     scale: Option<&'a ScaleReport>,
     /// `pgbench -N` on the PostgreSQL server of `--store`.
     pgbench: Option<&'a PgbenchReport>,
@@ -65,14 +69,16 @@ struct Report<'a> {
 }
 
 /// Prints the results, writes the JSON report, keeps or removes `work`.
-/// `Ok(false)`: some request failed or the storm did not write once.
+/// `Ok(false)`: some request failed or a storm did not write once.
 pub(super) fn finish(
     prelude: Prelude,
     mut results: Results,
     work: TempDir,
     keep_data: bool,
 ) -> anyhow::Result<bool> {
-    let clean = results.findings.rows.iter().all(|r| r.errors == 0) && results.storm.wrote_once;
+    let clean = results.findings.rows.iter().all(|r| r.errors == 0)
+        && results.storm.wrote_once
+        && results.cluster_storm.as_ref().is_none_or(|s| s.wrote_once);
     let load_after = report::load_average();
     note_busy_scenarios(&mut results.findings);
     print_results(&prelude, &results);
@@ -96,6 +102,7 @@ pub(super) fn finish(
         server_peak_rss_kb_after_scenarios: main_memory.map(|m| m.1),
         scenarios: rows,
         storm: Some(&results.storm),
+        cluster_storm: results.cluster_storm.as_ref(),
         scale: results.scale.as_ref(),
         pgbench: results.pgbench.as_ref(),
         peer: results.peer.as_ref(),
@@ -237,6 +244,9 @@ fn print_errors(results: &Results) {
     }
     for f in &results.storm.failures {
         println!("!!!   storm: {f}");
+    }
+    for f in results.cluster_storm.iter().flat_map(|s| &s.failures) {
+        println!("!!!   storm across nodes: {f}");
     }
 }
 

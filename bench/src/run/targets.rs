@@ -6,13 +6,14 @@ use crate::report::{self, mb, Row, Target};
 use super::authn::Authentication;
 use super::grants::Grants;
 use super::scale::ScaleReport;
-use super::storm::StormReport;
+use super::storm::{StormReport, CLUSTER_NODES, STORM_WIDTH};
 
 /// Each target, met or missed, from what the run measured.
 pub(super) fn targets(
     authn: &Authentication,
     grants: &Grants,
     storm: &StormReport,
+    cluster_storm: Option<&StormReport>,
     scale: Option<&ScaleReport>,
     pgbench: Option<&PgbenchReport>,
 ) -> Vec<Target> {
@@ -44,6 +45,20 @@ pub(super) fn targets(
         ]);
     }
     t.extend(storm_targets(storm));
+    t.extend(match cluster_storm {
+        Some(storm) => storm_targets(storm),
+        None => [
+            format!("storm of {STORM_WIDTH} across {CLUSTER_NODES} nodes writes once"),
+            format!("storm across {CLUSTER_NODES} nodes p99 <= 30 ms"),
+        ]
+        .map(|name| {
+            Target::new(
+                &name,
+                "not measured (needs --store postgres://…)".into(),
+                None,
+            )
+        }),
+    });
     t.extend(scale_targets(scale));
     t
 }
@@ -84,11 +99,16 @@ fn rate_target(name: &str, row: &Row, min: f64) -> Target {
     }
 }
 
-/// The storm wrote once in every round, and its p99.
+/// The storm wrote once in every round (across its nodes), and its p99.
 fn storm_targets(storm: &StormReport) -> [Target; 2] {
+    let across = if storm.nodes > 1 {
+        format!(" across {} nodes", storm.nodes)
+    } else {
+        String::new()
+    };
     [
         Target::new(
-            "storm of 256 writes once",
+            &format!("storm of {}{across} writes once", storm.width),
             format!(
                 "{}/{} rounds identical, rotated once in {}",
                 storm.rounds_identical,
@@ -101,7 +121,7 @@ fn storm_targets(storm: &StormReport) -> [Target; 2] {
             Some(storm.wrote_once),
         ),
         Target::new(
-            "storm p99 <= 30 ms",
+            &format!("storm{across} p99 <= 30 ms"),
             format!("p99 {:.1} ms", storm.latency.p99_ms),
             Some(storm.latency.p99_ms <= 30.0),
         ),
@@ -201,5 +221,57 @@ fn short_count(n: u64) -> String {
         format!("{}k", n / 1_000)
     } else {
         report::group_thousands(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::report::Latency;
+
+    use super::super::storm::StormReport;
+
+    fn storm(nodes: usize, p99_ms: f64, wrote_once: bool) -> StormReport {
+        StormReport {
+            width: 256,
+            nodes,
+            rounds: 10,
+            rounds_identical: 10,
+            rounds_access_authenticates: 10,
+            rounds_rotated_once: Some(if wrote_once { 10 } else { 9 }),
+            wrote_once,
+            latency: Latency {
+                p99_ms,
+                ..Default::default()
+            },
+            failures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_storm_across_nodes_has_targets_of_its_own() {
+        let [once, p99] = super::storm_targets(&storm(3, 31.0, true));
+        assert_eq!(once.target, "storm of 256 across 3 nodes writes once");
+        assert_eq!(once.met, Some(true));
+        assert_eq!(once.figure, "10/10 rounds identical, rotated once in 10/10");
+        assert_eq!(p99.target, "storm across 3 nodes p99 <= 30 ms");
+        assert_eq!(p99.met, Some(false));
+
+        let [once, p99] = super::storm_targets(&storm(1, 12.0, false));
+        assert_eq!(once.target, "storm of 256 writes once");
+        assert_eq!(once.met, Some(false));
+        assert_eq!(p99.target, "storm p99 <= 30 ms");
+        assert_eq!(p99.met, Some(true));
+    }
+
+    #[test]
+    fn a_storm_row_names_its_nodes() {
+        assert_eq!(
+            storm(3, 1.0, true).row().scenario,
+            "refresh storm, 256 × 1 token, 3 nodes"
+        );
+        assert_eq!(
+            storm(1, 1.0, true).row().scenario,
+            "refresh storm, 256 × 1 token"
+        );
     }
 }
