@@ -67,7 +67,10 @@ wal_level = replica
 max_wal_senders = 4
 synchronous_standby_names = '*'
 CONF
-    as_server "$SERVER_USER" "$BINDIR/pg_ctl" -D "$DIR/primary" -l "$DIR/primary.log" -w -t 60 start >&2
+    as_server "$SERVER_USER" "$BINDIR/pg_ctl" -D "$DIR/primary" -l "$DIR/primary.log" -w -t 60 start >&2 || {
+        cat "$DIR/primary.log" >&2 || true
+        return 1
+    }
 
     log "standby on 127.0.0.1:$STANDBY_PORT in $DIR/standby"
     as_server "$SERVER_USER" "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres \
@@ -78,7 +81,10 @@ CONF
 port = $STANDBY_PORT
 synchronous_standby_names = ''
 CONF
-    as_server "$SERVER_USER" "$BINDIR/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w -t 60 start >&2
+    as_server "$SERVER_USER" "$BINDIR/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w -t 60 start >&2 || {
+        cat "$DIR/standby.log" >&2 || true
+        return 1
+    }
 
     local tries=0
     until [[ $(psql_at "$PRIMARY_PORT" "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'") == 1 ]]; do

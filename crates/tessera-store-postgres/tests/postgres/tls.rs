@@ -100,12 +100,16 @@ fn script() -> PathBuf {
 impl TlsServer {
     fn start(pki: &Pki) -> TlsServer {
         let state = pki.dir.join("postgres.state");
-        // A port nobody holds now; the script moves on if it is taken.
-        let free = TcpListener::bind("127.0.0.1:0")
+        // A first port below Linux's ephemeral range (32768 and up), so
+        // that no test's outgoing connection takes it between the script's
+        // check and the server's bind; the script moves on if it is held.
+        // The ephemeral port the kernel hands out spreads concurrent runs.
+        let ephemeral = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let free = 20000 + ephemeral % 12000;
         let out = Command::new("bash")
             .arg(script())
             .arg("start")

@@ -48,7 +48,10 @@ struct Replication {
 impl Replication {
     fn script(state: &Path, command: &str) -> std::process::Output {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/pg-replication.sh");
-        let first_port = 56000 + u16::from_le_bytes(rand_bytes()) % 4000;
+        // Below Linux's ephemeral range (32768 and up), so that the ports
+        // the script finds free are not handed to some test's outgoing
+        // connection before the servers bind them.
+        let first_port = 20000 + u16::from_le_bytes(rand_bytes()) % 12000;
         Command::new("bash")
             .arg(script)
             .arg(command)
