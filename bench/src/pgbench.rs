@@ -5,8 +5,14 @@
 //! pgbench's tables go into a database of their own created on the same
 //! server (or, without the right to create databases, a schema of their own
 //! in Tessera's database), so Tessera's tables are never touched; both are
-//! dropped afterwards. Nothing here fails the run: a missing pgbench or psql,
-//! or a failure on the way, leaves a reason in the report.
+//! dropped afterwards. The tables are made once ([`prepare`]) and pgbench
+//! runs against them as often as the run asks ([`Yardstick::run`]): right
+//! before and right after the scenario it judges, while Tessera is idle,
+//! because what one PostgreSQL server sustains moves by a factor of two
+//! over a few minutes (checkpoints, autovacuum, the disk's own state), as
+//! the ceiling does around the authentication scenarios. Nothing here
+//! fails the run: a missing pgbench or psql, or a failure on the way,
+//! leaves a reason in the report.
 
 use std::path::Path;
 use std::process::Command;
@@ -35,16 +41,33 @@ pub struct PgbenchReport {
     pub threads: usize,
     pub max_connections: Option<i64>,
     pub warmup_s: u64,
+    /// The length of each measured run.
     pub duration_s: u64,
     pub init_s: Option<f64>,
-    /// Transactions per second, excluding the time to open connections.
+    /// The mean of the runs' transactions per second (each excluding the
+    /// time to open connections): the yardstick.
     pub tps: Option<f64>,
+    /// The mean of the runs' average latencies.
     pub latency_avg_ms: Option<f64>,
+    /// Over all runs.
     pub transactions: Option<u64>,
     pub failed_transactions: Option<u64>,
+    /// Each measured run, in order.
+    pub runs: Vec<PgbenchRun>,
     pub cleaned_up: bool,
     /// Tessera's write scenarios as a share of `tps`.
     pub ratios: Vec<PgbenchRatio>,
+}
+
+/// One measured pgbench run.
+#[derive(Debug, Serialize)]
+pub struct PgbenchRun {
+    /// When it ran, e.g. "before refresh".
+    pub when: &'static str,
+    pub tps: f64,
+    pub latency_avg_ms: Option<f64>,
+    pub transactions: Option<u64>,
+    pub failed_transactions: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,21 +91,38 @@ fn skipped(reason: String) -> PgbenchReport {
     }
 }
 
-/// Runs `pgbench -N` against the server of `url`. Call it while Tessera is
-/// stopped, so that the two do not compete.
-pub async fn measure(url: &str, settings: &Settings, work: &Path) -> PgbenchReport {
+/// pgbench's tables, initialised on the server of a PostgreSQL store, to
+/// run against; [`Yardstick::finish`] drops them and gives the report.
+pub struct Yardstick {
+    url: String,
+    place: Place,
+    target: String,
+    report: PgbenchReport,
+    warmed_up: bool,
+}
+
+/// Makes pgbench's tables on the server of `url` (`pgbench -i`). Call it
+/// while Tessera is idle: its connections count against the server's
+/// slots, and pgbench gets as many clients as the load generator has
+/// connections, but no more than the server has free. `Err`: the report
+/// saying why nothing can be measured.
+pub async fn prepare(
+    url: &str,
+    settings: &Settings,
+    work: &Path,
+) -> Result<Yardstick, PgbenchReport> {
     let version = match process::tool_version("pgbench") {
         Ok(v) => v,
         Err(why) => {
-            return skipped(format!(
+            return Err(skipped(format!(
                 "{why}; pgbench comes with Debian's postgresql-client package"
-            ))
+            )))
         }
     };
     if let Err(why) = process::tool_version("psql") {
-        return skipped(format!(
+        return Err(skipped(format!(
             "{why}; psql (postgresql-client) is needed to create pgbench's database"
-        ));
+        )));
     }
     let mut report = PgbenchReport {
         status: "failed",
@@ -93,8 +133,6 @@ pub async fn measure(url: &str, settings: &Settings, work: &Path) -> PgbenchRepo
         ..Default::default()
     };
 
-    // Connection slots: as many clients as the load generator's connections,
-    // but no more than the server has free.
     let free = match psql(
         url,
         "SELECT current_setting('max_connections')::int, \
@@ -102,17 +140,19 @@ pub async fn measure(url: &str, settings: &Settings, work: &Path) -> PgbenchRepo
                 (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
     ) {
         Ok(out) => parse_slots(&out),
-        Err(why) => return skipped(format!("cannot query the server: {why}")),
+        Err(why) => return Err(skipped(format!("cannot query the server: {why}"))),
     };
     let Some((max, reserved, in_use)) = free else {
-        return skipped("cannot read max_connections from the server".into());
+        return Err(skipped(
+            "cannot read max_connections from the server".into(),
+        ));
     };
     report.max_connections = Some(max);
     let available = max - reserved - in_use - SPARE_SLOTS;
     if available < 1 {
-        return skipped(format!(
+        return Err(skipped(format!(
             "no free connection slots (max_connections {max}, {reserved} reserved, {in_use} in use)"
-        ));
+        )));
     }
     report.clients = settings
         .connections
@@ -120,97 +160,158 @@ pub async fn measure(url: &str, settings: &Settings, work: &Path) -> PgbenchRepo
     report.threads = report.clients.min(THREADS);
 
     let Some(place) = Place::create(url) else {
-        return skipped(
+        return Err(skipped(
             "could neither create a database nor a schema for pgbench's tables (see above)".into(),
-        );
+        ));
     };
     report.isolation = Some(place.describe());
     let target = place.url(url);
     eprintln!(
-        "==> pgbench -N: {} clients, -j {}, scale {}, tables in {}",
-        report.clients,
-        report.threads,
+        "==> pgbench -i: scale {}, tables in {}",
         report.scale,
         place.describe()
     );
-
-    let outcome = run_pgbench(&target, &mut report, work).await;
-    report.cleaned_up = place.drop_it(url);
-    match outcome {
-        Ok(()) => report.status = "measured",
-        Err(why) => {
-            eprintln!("!!! pgbench -N failed: {why}");
-            report.reason = Some(why);
-        }
-    }
-    if !report.cleaned_up {
-        eprintln!(
-            "!!! could not drop pgbench's {}; drop it by hand",
-            place.describe()
-        );
-    }
-    report
-}
-
-async fn run_pgbench(target: &str, report: &mut PgbenchReport, work: &Path) -> Result<(), String> {
-    let init_log = work.join("pgbench-init.log");
+    let yardstick = Yardstick {
+        url: url.to_owned(),
+        place,
+        target,
+        report,
+        warmed_up: false,
+    };
+    let log = work.join("pgbench-init.log");
     let started = Instant::now();
     let mut init = Command::new("pgbench");
-    init.args(["-i", "-q", "-s", &report.scale.to_string(), target]);
-    let status = process::run_logged(init, &init_log, Duration::from_secs(900)).await?;
-    if !status.success() {
-        return Err(format!("pgbench -i failed ({status}): {}", tail(&init_log)));
+    init.args([
+        "-i",
+        "-q",
+        "-s",
+        &yardstick.report.scale.to_string(),
+        &yardstick.target,
+    ]);
+    match process::run_logged(init, &log, Duration::from_secs(900)).await {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            return Err(yardstick.failed(format!("pgbench -i failed ({status}): {}", tail(&log))))
+        }
+        Err(why) => return Err(yardstick.failed(why)),
     }
-    report.init_s = Some(started.elapsed().as_secs_f64());
+    let mut yardstick = yardstick;
+    yardstick.report.init_s = Some(started.elapsed().as_secs_f64());
+    Ok(yardstick)
+}
 
-    let run = |secs: u64| {
-        let mut cmd = Command::new("pgbench");
-        cmd.args([
-            "-N",
-            "-c",
-            &report.clients.to_string(),
-            "-j",
-            &report.threads.to_string(),
-            "-T",
-            &secs.to_string(),
-            target,
-        ]);
-        cmd
-    };
-    let limit = |secs: u64| Duration::from_secs(secs + 300);
-    if report.warmup_s > 0 {
-        eprintln!("    warm-up: {} s", report.warmup_s);
-        let log = work.join("pgbench-warmup.log");
-        let status =
-            process::run_logged(run(report.warmup_s), &log, limit(report.warmup_s)).await?;
-        if !status.success() {
-            return Err(format!("the warm-up run failed ({status}): {}", tail(&log)));
+impl Yardstick {
+    /// One measured run of `-N -c N -j T -T SECS` (after a warm-up run the
+    /// first time), recorded as `when`. Its transactions per second, or
+    /// `None` if it failed (the reason is kept; later runs are skipped).
+    pub async fn run(&mut self, when: &'static str, work: &Path) -> Option<f64> {
+        if self.report.reason.is_some() {
+            return None;
+        }
+        match self.try_run(when, work).await {
+            Ok(tps) => Some(tps),
+            Err(why) => {
+                eprintln!("!!! pgbench -N failed: {why}");
+                self.report.reason = Some(why);
+                None
+            }
         }
     }
-    let log = work.join("pgbench-run.log");
-    let status =
-        process::run_logged(run(report.duration_s), &log, limit(report.duration_s)).await?;
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let figures = parse_output(&text);
-    report.latency_avg_ms = figures.latency_avg_ms;
-    report.transactions = figures.transactions;
-    report.failed_transactions = figures.failed;
-    if !status.success() {
-        return Err(format!("pgbench -N failed ({status}): {}", tail(&log)));
+
+    async fn try_run(&mut self, when: &'static str, work: &Path) -> Result<f64, String> {
+        let report = &self.report;
+        let command = |secs: u64| {
+            let mut cmd = Command::new("pgbench");
+            cmd.args([
+                "-N",
+                "-c",
+                &report.clients.to_string(),
+                "-j",
+                &report.threads.to_string(),
+                "-T",
+                &secs.to_string(),
+                &self.target,
+            ]);
+            cmd
+        };
+        let limit = |secs: u64| Duration::from_secs(secs + 300);
+        if !self.warmed_up && report.warmup_s > 0 {
+            eprintln!("==> pgbench -N warm-up: {} s", report.warmup_s);
+            let log = work.join("pgbench-warmup.log");
+            let status =
+                process::run_logged(command(report.warmup_s), &log, limit(report.warmup_s)).await?;
+            if !status.success() {
+                return Err(format!("the warm-up run failed ({status}): {}", tail(&log)));
+            }
+        }
+        self.warmed_up = true;
+        eprintln!(
+            "==> pgbench -N {when}: {} clients, -j {}, {} s",
+            report.clients, report.threads, report.duration_s
+        );
+        let log = work.join(format!("pgbench-run-{}.log", self.report.runs.len() + 1));
+        let status =
+            process::run_logged(command(report.duration_s), &log, limit(report.duration_s)).await?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let figures = parse_output(&text);
+        if !status.success() {
+            return Err(format!("pgbench -N failed ({status}): {}", tail(&log)));
+        }
+        let Some(tps) = figures.tps else {
+            return Err(format!("no tps line in pgbench's output: {}", tail(&log)));
+        };
+        eprintln!(
+            "    {tps:.0} tx/s, latency average {} ms, {} failed",
+            figures
+                .latency_avg_ms
+                .map(|l| format!("{l:.2}"))
+                .unwrap_or_else(|| "?".into()),
+            figures.failed.unwrap_or(0)
+        );
+        self.report.runs.push(PgbenchRun {
+            when,
+            tps,
+            latency_avg_ms: figures.latency_avg_ms,
+            transactions: figures.transactions,
+            failed_transactions: figures.failed,
+        });
+        Ok(tps)
     }
-    let Some(tps) = figures.tps else {
-        return Err(format!("no tps line in pgbench's output: {}", tail(&log)));
-    };
-    report.tps = Some(tps);
-    eprintln!(
-        "    {tps:.0} tx/s, latency average {} ms, {} failed",
-        figures
-            .latency_avg_ms
-            .map(|l| format!("{l:.2}"))
-            .unwrap_or_else(|| "?".into()),
-        figures.failed.unwrap_or(0)
-    );
-    Ok(())
+
+    /// Drops pgbench's tables; the report, its figures the means (and
+    /// sums) over the runs, `measured` if every run was.
+    pub fn finish(mut self) -> PgbenchReport {
+        self.report.cleaned_up = self.place.drop_it(&self.url);
+        if !self.report.cleaned_up {
+            eprintln!(
+                "!!! could not drop pgbench's {}; drop it by hand",
+                self.place.describe()
+            );
+        }
+        let runs = &self.report.runs;
+        if self.report.reason.is_none() && !runs.is_empty() {
+            self.report.status = "measured";
+            self.report.tps = Some(runs.iter().map(|r| r.tps).sum::<f64>() / runs.len() as f64);
+            self.report.latency_avg_ms = mean(runs.iter().map(|r| r.latency_avg_ms));
+            self.report.transactions = runs.iter().map(|r| r.transactions).sum();
+            self.report.failed_transactions = runs.iter().map(|r| r.failed_transactions).sum();
+        }
+        self.report
+    }
+
+    /// Drops the tables after a failure before any run.
+    fn failed(mut self, why: String) -> PgbenchReport {
+        eprintln!("!!! pgbench: {why}");
+        self.report.reason = Some(why);
+        self.finish()
+    }
+}
+
+/// The mean of `values`, if every one is known.
+fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let values: Option<Vec<f64>> = values.collect();
+    let values = values.filter(|v| !v.is_empty())?;
+    Some(values.iter().sum::<f64>() / values.len() as f64)
 }
 
 /// Runs one SQL command with psql; its unaligned, tuples-only output.

@@ -68,7 +68,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let Measured {
         authenticate_body_bytes,
         authn,
-        grants,
+        mut grants,
         storm,
         cluster_storm,
         main_memory,
@@ -81,16 +81,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     )
     .await?;
 
-    // Tessera stopped: pgbench on the same PostgreSQL server, then the peer
-    // and the scale measurements, each with a server of its own.
-    let pgbench = compare::pgbench(
-        args.store.as_deref(),
-        &prelude,
-        work.path(),
-        &grants,
-        &mut findings,
-    )
-    .await;
+    let pgbench = compare::pgbench(grants.pgbench.take(), &grants, &mut findings);
+    // Tessera stopped: the peer and the scale measurements, each with a
+    // server of its own.
     let peer = compare::peer(
         args.peer.as_deref(),
         &prelude,
@@ -170,6 +163,8 @@ async fn tessera_scenarios(
         settings: &prelude.settings,
         load: prelude.load,
         ceiling_rate: authn.ceiling_rate,
+        store,
+        work,
     };
     let grants = scenarios.grants().await?;
     findings.rows.extend(grants.rows());

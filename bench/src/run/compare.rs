@@ -1,6 +1,6 @@
-//! Yardsticks beyond the ceiling, run after Tessera stopped: `pgbench -N`
-//! on the PostgreSQL server of `--store`, and the peer of `--peer` under the
-//! same load.
+//! Yardsticks beyond the ceiling: `pgbench -N` on the PostgreSQL server of
+//! `--store` (measured around the refresh row, `grants.rs`), and the peer
+//! of `--peer` under the same load, run after Tessera stopped.
 
 use std::path::Path;
 
@@ -13,17 +13,14 @@ use super::grants::Grants;
 use super::prelude::Prelude;
 use super::summary::Findings;
 
-/// `pgbench -N` when `store` is a PostgreSQL URL, and the write scenarios'
-/// rates against it.
-pub(super) async fn pgbench(
-    store: Option<&str>,
-    prelude: &Prelude,
-    work: &Path,
+/// The write scenarios' rates against `pgbench -N`, if it ran (a
+/// PostgreSQL store).
+pub(super) fn pgbench(
+    report: Option<PgbenchReport>,
     grants: &Grants,
     findings: &mut Findings,
 ) -> Option<PgbenchReport> {
-    let url = store.filter(|url| pgbench::is_postgres(url))?;
-    let mut report = pgbench::measure(url, &prelude.settings, work).await;
+    let mut report = report?;
     if let Some(tps) = report.tps.filter(|&t| t > 0.0) {
         for r in [
             &grants.client_credentials,
@@ -93,6 +90,14 @@ fn pgbench_row(p: &PgbenchReport) -> Row {
     match p.tps {
         Some(tps) => {
             let mut notes = vec![format!("-j {}, scale {}", p.threads, p.scale)];
+            if p.runs.len() > 1 {
+                let runs: Vec<String> = p
+                    .runs
+                    .iter()
+                    .map(|r| format!("{:.0} {}", r.tps, r.when))
+                    .collect();
+                notes.push(format!("mean of {}", runs.join(", ")));
+            }
             if let Some(l) = p.latency_avg_ms {
                 notes.push(format!("latency avg {l:.2} ms"));
             }
@@ -103,7 +108,7 @@ fn pgbench_row(p: &PgbenchReport) -> Row {
                 scenario: name,
                 req_per_s: Some(tps),
                 requests: p.transactions.unwrap_or(0),
-                window_s: p.duration_s as f64,
+                window_s: (p.duration_s as usize * p.runs.len().max(1)) as f64,
                 notes,
                 ..Default::default()
             }

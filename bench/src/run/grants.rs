@@ -1,6 +1,8 @@
 //! The write scenarios: token creation (client_credentials, password),
-//! refresh with distinct refresh tokens, and invalidation.
+//! refresh with distinct refresh tokens (on PostgreSQL between two runs of
+//! `pgbench -N`, its yardstick), and invalidation.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use hyper::Method;
@@ -8,6 +10,7 @@ use serde_json::json;
 
 use crate::client::{LoadResult, LoadSettings, Req};
 use crate::measure::{measure, pool_size, prebuilt, repeat, row, take_each_once, Settings};
+use crate::pgbench::{self, PgbenchReport};
 use crate::report::{self, Row};
 
 use super::fixture::{Tessera, TOKEN_PATH};
@@ -18,6 +21,9 @@ pub(super) struct Grants {
     pub(super) client_credentials: Row,
     pub(super) password: Row,
     pub(super) refresh: Row,
+    /// `pgbench -N` right before and right after the refresh row, on the
+    /// server of a PostgreSQL store.
+    pub(super) pgbench: Option<PgbenchReport>,
 }
 
 impl Grants {
@@ -38,6 +44,10 @@ pub(super) struct Scenarios<'a> {
     pub(super) settings: &'a Settings,
     pub(super) load: LoadSettings,
     pub(super) ceiling_rate: f64,
+    /// The store's URL (`None`: embedded).
+    pub(super) store: Option<&'a str>,
+    /// Where logs go.
+    pub(super) work: &'a Path,
 }
 
 impl Scenarios<'_> {
@@ -52,16 +62,19 @@ impl Scenarios<'_> {
         let password = self
             .repeated("create token, password", &self.tessera.password_grant)
             .await?;
-        let refresh = self.refresh(&password).await?;
+        let (refresh, pgbench) = self.refresh(&password).await?;
         Ok(Grants {
             client_credentials,
             password,
             refresh,
+            pgbench,
         })
     }
 
-    /// Each refresh token of a pool minted with the password grant, once.
-    async fn refresh(&self, password: &Row) -> anyhow::Result<Row> {
+    /// Each refresh token of a pool minted with the password grant, once;
+    /// on a PostgreSQL store, between two runs of `pgbench -N` on its
+    /// server while Tessera is idle.
+    async fn refresh(&self, password: &Row) -> anyhow::Result<(Row, Option<PgbenchReport>)> {
         let n = pool_size(password.req_per_s, 1.5, self.settings);
         eprintln!("==> pre-minting {n} refresh tokens (password grant) for the refresh scenario");
         let pool = self
@@ -80,13 +93,30 @@ impl Scenarios<'_> {
             TOKEN_PATH,
             |t| json!({ "grant_type": "refresh_token", "refresh_token": t }),
         );
-        self.each_once(
-            "refresh, distinct refresh tokens",
-            "refresh, distinct tokens",
-            n,
-            reqs,
-        )
-        .await
+        let mut yardstick = match self.store.filter(|url| pgbench::is_postgres(url)) {
+            Some(url) => Some(pgbench::prepare(url, self.settings, self.work).await),
+            None => None,
+        };
+        if let Some(Ok(y)) = &mut yardstick {
+            y.run("before refresh", self.work).await;
+        }
+        let row = self
+            .each_once(
+                "refresh, distinct refresh tokens",
+                "refresh, distinct tokens",
+                n,
+                reqs,
+            )
+            .await?;
+        let report = match yardstick {
+            Some(Ok(mut y)) => {
+                y.run("after refresh", self.work).await;
+                Some(y.finish())
+            }
+            Some(Err(report)) => Some(report),
+            None => None,
+        };
+        Ok((row, report))
     }
 
     /// Each access token of a pool minted with `client_credentials`,

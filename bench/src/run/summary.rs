@@ -206,9 +206,21 @@ fn print_pgbench(p: &PgbenchReport) {
             .iter()
             .map(|r| format!("{} {:.2}×", r.scenario, r.to_pgbench))
             .collect();
+        let runs: Vec<String> = p
+            .runs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    report::group_thousands(r.tps.round() as u64),
+                    r.when
+                )
+            })
+            .collect();
         println!(
-            "\nPostgreSQL yardstick: pgbench -N {} tx/s ({} clients, -j {}, scale {}, {} s); against it: {}",
+            "\nPostgreSQL yardstick: pgbench -N {} tx/s, the mean of {} ({} clients, -j {}, scale {}, {} s each); against it: {}",
             report::group_thousands(tps.round() as u64),
+            runs.join(" and "),
             p.clients,
             p.threads,
             p.scale,
