@@ -14,6 +14,8 @@
 //! order and look again until nothing is left ([`revoke_tree`]), which
 //! holds under `READ COMMITTED` too.
 
+use std::collections::HashSet;
+
 use deadpool_postgres::GenericClient;
 use tessera_domain::authn::{API_KEY_REALM, NATIVE_REALM};
 use tessera_domain::{Millis, TokenRecord};
@@ -81,45 +83,58 @@ pub(crate) async fn holds(
     })
 }
 
+/// The families minted from one of the families `$1` (their pairs'
+/// `parent_family`).
+pub const CHILD_FAMILIES: &str =
+    "SELECT DISTINCT family_id FROM tokens WHERE parent_family = ANY($1)";
+
+/// The live pairs of the families `$1`, locked in `id` order.
+pub const LOCK_LIVE_PAIRS: &str = "SELECT id FROM tokens
+  WHERE family_id = ANY($1)
+    AND NOT (access_invalidated AND (refresh_hash IS NULL OR refresh_invalidated))
+  ORDER BY id FOR UPDATE";
+
 /// Invalidates every pair of the given families and of every family
 /// derived from them, however deep.
 ///
-/// Under `READ COMMITTED` (refresh and invalidation) the live pairs of the
-/// tree are locked in `id` order, then invalidated, and the tree is looked
-/// at again, until a look finds nothing live. A refresh holds the row of
-/// the pair it refreshes until it commits, so the lock waits for every
-/// refresh in flight in the tree; the next look, a new statement, sees the
-/// successors they committed. A family derived meanwhile locked its
-/// parent pair the same way (`engine::issue`), so it too is seen. Under
-/// `SERIALIZABLE` (the other revocations) the second look finds nothing;
-/// a refresh that committed after the transaction's snapshot changed a
-/// row the lock then touches, and PostgreSQL aborts the transaction for
-/// the store to run again.
+/// Under `READ COMMITTED` (refresh and invalidation) the tree is looked
+/// at, its live pairs are locked in `id` order, then invalidated, and the
+/// tree is looked at again, until a look finds nothing live. A refresh
+/// holds the row of the pair it refreshes until it commits, so the lock
+/// waits for every refresh in flight in the tree; the next look, made of
+/// new statements, sees the successors they committed. A family derived
+/// meanwhile locked its parent pair the same way (`engine::issue`), so it
+/// too is seen: either it committed before the lock on its parent was
+/// granted (and the next look finds it), or it waits for this commit and
+/// finds its parent dead. Under `SERIALIZABLE` (the other revocations) the
+/// second look finds nothing; a refresh that committed after the
+/// transaction's snapshot changed a row the lock then touches, and
+/// PostgreSQL aborts the transaction for the store to run again.
+///
+/// The tree is walked generation by generation ([`CHILD_FAMILIES`]), each
+/// step a lookup of `tokens_by_parent`, and its pairs are found through
+/// `tokens_by_family` ([`LOCK_LIVE_PAIRS`]). One recursive statement did
+/// both, but its plan depends on the table's statistics: on a table not
+/// yet analysed (a new database under load, or one just restored or
+/// upgraded) PostgreSQL planned it as sequential scans of every token,
+/// JIT-compiled, per invalidation, and invalidations under load fell to a
+/// few a second. Plain lookups by an indexed column are planned on the
+/// index with or without statistics
+/// (`revocation_statements_use_the_indexes_on_a_table_never_analysed`).
 pub(crate) async fn revoke_tree(c: &impl GenericClient, families: &[String]) -> Result<(), Fail> {
     if families.is_empty() {
         return Ok(());
     }
-    let lock = c
-        .prepare_cached(
-            "WITH RECURSIVE tree(family) AS (
-                 SELECT unnest($1::text[])
-                 UNION
-                 SELECT t.family_id FROM tokens t JOIN tree ON t.parent_family = tree.family
-             )
-             SELECT id FROM tokens
-              WHERE family_id IN (SELECT family FROM tree)
-                AND NOT (access_invalidated AND (refresh_hash IS NULL OR refresh_invalidated))
-              ORDER BY id FOR UPDATE",
-        )
-        .await?;
+    let lock = c.prepare_cached(LOCK_LIVE_PAIRS).await?;
     let invalidate = c
         .prepare_cached(&format!(
             "UPDATE tokens SET {INVALIDATE_SET} WHERE id = ANY($1)"
         ))
         .await?;
     loop {
+        let tree = tree(c, families).await?;
         let ids: Vec<String> = c
-            .query(&lock, &[&families])
+            .query(&lock, &[&tree])
             .await?
             .iter()
             .map(|r| r.try_get(0))
@@ -129,6 +144,23 @@ pub(crate) async fn revoke_tree(c: &impl GenericClient, families: &[String]) -> 
         }
         c.execute(&invalidate, &[&ids]).await?;
     }
+}
+
+/// `roots` and every family derived from one of them, however deep, one
+/// generation per statement.
+async fn tree(c: &impl GenericClient, roots: &[String]) -> Result<Vec<String>, Fail> {
+    let mut seen: HashSet<String> = roots.iter().cloned().collect();
+    let mut tree: Vec<String> = seen.iter().cloned().collect();
+    let mut generation = tree.clone();
+    while !generation.is_empty() {
+        let children = families(c, CHILD_FAMILIES, &generation).await?;
+        generation = children
+            .into_iter()
+            .filter(|f| seen.insert(f.clone()))
+            .collect();
+        tree.extend(generation.iter().cloned());
+    }
+    Ok(tree)
 }
 
 async fn families(
@@ -194,11 +226,6 @@ pub(crate) async fn revoke_children(c: &impl GenericClient, of: &[String]) -> Re
     if of.is_empty() {
         return Ok(());
     }
-    let found = families(
-        c,
-        "SELECT DISTINCT family_id FROM tokens WHERE parent_family = ANY($1)",
-        &of,
-    )
-    .await?;
+    let found = families(c, CHILD_FAMILIES, &of).await?;
     revoke_tree(c, &found).await
 }
