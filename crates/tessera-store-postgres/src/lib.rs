@@ -97,10 +97,14 @@ use tessera_store::codec::{
 pub use cache::DEFAULT_CACHE_TTL;
 pub use config::PostgresConfig;
 
-/// The statements a revocation of families runs, for the test that checks
-/// how PostgreSQL plans them.
+/// The statements a revocation of families runs, with the type of their
+/// one parameter, for the test that checks how PostgreSQL plans them.
 #[doc(hidden)]
-pub const REVOCATION_STATEMENTS: [&str; 2] = [lineage::CHILD_FAMILIES, lineage::LOCK_LIVE_PAIRS];
+pub const REVOCATION_STATEMENTS: [(&str, &str); 3] = [
+    (lineage::CHILD_FAMILIES, "text[]"),
+    (lineage::LOCK_LIVE_PAIRS, "text[]"),
+    (lineage::CLIENT_FAMILIES, "text"),
+];
 use tessera_store::engine::{self, Half};
 use tessera_store::{
     ApiKeyFilter, ApiKeyInvalidation, ApiKeyRecord, InvalidateCounts, InvalidateOne, Lineage,

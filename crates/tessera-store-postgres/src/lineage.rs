@@ -83,6 +83,25 @@ pub(crate) async fn holds(
     })
 }
 
+/// The condition that selects the pairs issued to an OAuth client: the
+/// predicate of the partial index `tokens_by_oauth_client` (migration 11),
+/// which a statement must repeat word for word for PostgreSQL to use it.
+/// The `client` column holds `codec::client_column` of the caller, whose
+/// realm for an OAuth client is `_oauth2_client` (`\_`: a literal
+/// underscore in `LIKE`).
+macro_rules! oauth_client_pairs {
+    () => {
+        r#"client LIKE '%"realm":"\_oauth2\_client"%'"#
+    };
+}
+pub(crate) use oauth_client_pairs;
+
+/// The families issued to the OAuth client whose `client` column is `$1`.
+pub const CLIENT_FAMILIES: &str = concat!(
+    "SELECT DISTINCT family_id FROM tokens WHERE client = $1 AND ",
+    oauth_client_pairs!()
+);
+
 /// The families minted from one of the families `$1` (their pairs'
 /// `parent_family`).
 pub const CHILD_FAMILIES: &str =
@@ -211,12 +230,7 @@ pub(crate) async fn revoke_user(c: &impl GenericClient, username: &str) -> Resul
 /// Revokes every family issued to the client stored as `client_column`,
 /// and everything derived from them.
 pub(crate) async fn revoke_client(c: &impl GenericClient, client_column: &str) -> Result<(), Fail> {
-    let found = families(
-        c,
-        "SELECT DISTINCT family_id FROM tokens WHERE client = $1",
-        &client_column,
-    )
-    .await?;
+    let found = families(c, CLIENT_FAMILIES, &client_column).await?;
     revoke_tree(c, &found).await
 }
 

@@ -6,6 +6,7 @@
 //! stay `TEXT` so that they come back byte for byte as written (key order
 //! included).
 
+use crate::lineage::oauth_client_pairs;
 use deadpool_postgres::Client;
 use tessera_store::StoreError;
 use tokio_postgres::IsolationLevel;
@@ -204,6 +205,21 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "INSERT INTO cache_epoch (shard, n)
              SELECT s, 0 FROM generate_series(0, 15) AS s
              ON CONFLICT (shard) DO NOTHING",
+        ],
+    ),
+    (
+        11,
+        &[
+            // Deleting an OAuth client revokes the pairs issued to it
+            // (`lineage::revoke_client`), found by the `client` column,
+            // which no index covered: a scan of every token, in a
+            // serializable transaction. Only pairs issued to an OAuth
+            // client are indexed (`oauth_client_pairs!`, which
+            // `CLIENT_FAMILIES` repeats so that the planner may use it).
+            concat!(
+                "CREATE INDEX IF NOT EXISTS tokens_by_oauth_client ON tokens (client) WHERE ",
+                oauth_client_pairs!()
+            ),
         ],
     ),
 ];
