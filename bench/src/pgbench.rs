@@ -171,7 +171,7 @@ pub async fn prepare(
         report.scale,
         place.describe()
     );
-    let yardstick = Yardstick {
+    let mut yardstick = Yardstick {
         url: url.to_owned(),
         place,
         target,
@@ -195,7 +195,6 @@ pub async fn prepare(
         }
         Err(why) => return Err(yardstick.failed(why)),
     }
-    let mut yardstick = yardstick;
     yardstick.report.init_s = Some(started.elapsed().as_secs_f64());
     Ok(yardstick)
 }
