@@ -584,10 +584,14 @@ impl Store for PostgresStore {
         self.db
             .revoking("purge_expired", attempt!(|c| {
                 let tx = begin(c, IsolationLevel::ReadCommitted).await?;
+                // The batch's ids are collected first and deleted by key:
+                // written as `id IN (subquery)`, a table without statistics
+                // (a new or restored database) was planned as a hash join
+                // over a scan of every token, once per batch.
                 let stmt = tx
                     .prepare_cached(
-                        "DELETE FROM tokens WHERE id IN
-                           (SELECT id FROM tokens WHERE purge_after <= $1 ORDER BY purge_after LIMIT $2)",
+                        "DELETE FROM tokens WHERE id = ANY(ARRAY(
+                           SELECT id FROM tokens WHERE purge_after <= $1 ORDER BY purge_after LIMIT $2))",
                     )
                     .await?;
                 let tokens = tx.execute(&stmt, &[&now, &i64::from(limit)]).await?;

@@ -52,6 +52,8 @@ async fn hold_row<'a>(
     holder
 }
 
+#[path = "postgres/plans.rs"]
+mod plans;
 #[path = "postgres/rotation.rs"]
 mod rotation;
 #[path = "postgres/storms.rs"]
@@ -131,6 +133,7 @@ fn main() {
         ),
     ]);
     tests.extend(tls::trials());
+    tests.extend(plans::trials());
     trials::run(tests);
 }
 
@@ -200,8 +203,6 @@ async fn concurrent_connects_migrate_once(base: String) {
     }
 }
 
-/// Migration 4 fills in where the pairs stored before it came from: a pair
-/// an API key minted under version 3 dies when the key is invalidated.
 /// PostgreSQL plans a statement from the table's statistics, and a new
 /// database (or one just restored or upgraded) has none until autovacuum
 /// first analyses it. The statements a revocation runs must be planned on
@@ -305,6 +306,8 @@ async fn revocation_statements_use_the_indexes_on_a_table_never_analysed(base: S
     }
 }
 
+/// Migration 4 fills in where the pairs stored before it came from: a pair
+/// an API key minted under version 3 dies when the key is invalidated.
 async fn migration_4_finds_the_sources_of_older_pairs(base: String) {
     let admin = connect_admin(&base).await;
     let test_schema = TestDb::schema(&base);

@@ -1,0 +1,244 @@
+//! Every statement the store runs finds its tokens through an index, even
+//! on a table PostgreSQL has never analysed.
+//!
+//! A new database, or one just restored or upgraded, has no statistics
+//! until autovacuum first analyses it, and a statement planned without
+//! them may scan every token. One did: the recursive family-tree query of
+//! a revocation, and invalidations fell to a few a second; another, the
+//! purge, scanned every token once per batch. Here each case of the
+//! conformance suite (but those [`left_out`]) runs on a store whose
+//! `tokens` table already
+//! holds 4,000 pairs of a user and realm no case touches, in a table
+//! autovacuum leaves alone, with every prepared statement planned
+//! generically (what PostgreSQL settles on after five executions).
+//! PostgreSQL's own counter of sequential scans on `tokens`
+//! (`pg_stat_user_tables.seq_scan`) must not move while the case runs.
+
+use std::time::{Duration, Instant};
+
+use tessera_store::conformance::{self, DynStore};
+use tessera_store::Store;
+use tessera_store_postgres::{PostgresConfig, PostgresStore};
+use tessera_testkit::postgres::{connect_admin, random_hex, TestDb};
+use tessera_testkit::trials::{needs_postgres_async, Trial};
+
+/// Pairs already stored when a case begins.
+const FILLER: u32 = 4_000;
+
+/// Cases left out: those that count every stored token (`count_tokens`,
+/// which only tests call, reads them all by design; the purge has a trial
+/// of its own below), and the races, whose statements are those of the
+/// cases that run them one at a time, and which take long.
+fn left_out(case: &str) -> bool {
+    const COUNT_EVERY_TOKEN: &[&str] = &[
+        "issue_and_find",
+        "purge",
+        "a_backlog_is_purged_in_one_pass",
+        "proofs_mint_once_per_realm",
+    ];
+    COUNT_EVERY_TOKEN.contains(&case) || case.contains("race")
+}
+
+pub fn trials() -> Vec<Trial> {
+    let mut trials: Vec<Trial> = conformance::cases()
+        .into_iter()
+        .filter(|case| !left_out(case.name))
+        .map(|case| {
+            needs_postgres_async(format!("plans::{}", case.name), 2, move |base| {
+                scans_no_tokens(base, case.run)
+            })
+        })
+        .collect();
+    trials.push(needs_postgres_async(
+        "plans::the_purge_finds_its_batches_through_indexes",
+        2,
+        the_purge_finds_its_batches_through_indexes,
+    ));
+    trials.push(needs_postgres_async(
+        "plans::a_sequential_scan_is_counted",
+        2,
+        a_sequential_scan_is_counted,
+    ));
+    trials
+}
+
+/// `base` with the query parameter `key=value` added.
+fn with_param(base: &str, key: &str, value: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}{key}={value}")
+}
+
+/// A schema whose `tokens` table holds `FILLER` pairs and has never been
+/// analysed, with the sequential scans counted on it so far (every
+/// session that filled it has ended, so the count is settled).
+async fn filled(base: &str) -> (TestDb, i64) {
+    let schema = TestDb::schema(base);
+    let filler = format!("tessera_fill_{}", random_hex());
+    {
+        let url = with_param(&schema.url, "application_name", &filler);
+        let store = PostgresStore::connect(PostgresConfig::new(&url))
+            .await
+            .expect("connecting the store");
+        let s = conformance::subject("plan_filler");
+        let (template, _) =
+            tessera_domain::TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+        store.insert_token(&template).await.unwrap();
+        let admin = connect_admin(&with_param(base, "application_name", &filler)).await;
+        let far = 4_000_000_000_000_000_i64;
+        admin
+            .batch_execute(&format!(
+                "SET search_path TO {name};
+                 ALTER TABLE tokens SET (autovacuum_enabled = false);
+                 INSERT INTO tokens
+                 SELECT (jsonb_populate_record(t, jsonb_build_object(
+                         'id', 'plan-filler-' || g,
+                         'access_hash', '\\x' || encode(sha256(convert_to('a' || g, 'UTF8')), 'hex'),
+                         'refresh_hash', '\\x' || encode(sha256(convert_to('r' || g, 'UTF8')), 'hex'),
+                         'family_id', 'plan-filler-' || g,
+                         'parent_family', CASE WHEN g % 3 = 0 THEN 'plan-filler-' || (g / 3) END,
+                         'realm', 'plan_filler_realm',
+                         'access_expires_at', {far},
+                         'refresh_expires_at', {far},
+                         'purge_after', {far}))).*
+                   FROM tokens t, generate_series(1, {FILLER}) g;
+                 DELETE FROM tokens WHERE id = '{id}';",
+                name = schema.name,
+                id = template.id,
+            ))
+            .await
+            .unwrap();
+    }
+    let admin = connect_admin(base).await;
+    sessions_ended(&admin, &filler).await;
+    let analysed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stats WHERE schemaname = $1 AND tablename = 'tokens'",
+            &[&schema.name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(analysed, 0, "the table must have no statistics");
+    let scans = seq_scans(&admin, &schema.name).await;
+    (schema, scans)
+}
+
+/// Waits until no session named `application_name` is left. A session
+/// reports its statistics when it ends, so after this they are counted.
+async fn sessions_ended(admin: &tokio_postgres::Client, application_name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&application_name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} sessions of {application_name} did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sequential scans of `schema.tokens` counted so far.
+async fn seq_scans(admin: &tokio_postgres::Client, schema: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'tokens'",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The store on `schema` whose sessions are named `application_name`,
+/// with every prepared statement planned generically.
+async fn generic_store(schema: &TestDb, application_name: &str) -> PostgresStore {
+    // `TestDb::schema` puts the search path in `options`, the URL's last
+    // parameter; the plan setting joins it there.
+    assert!(schema.url.contains("options=") && !schema.url.contains("plan_cache_mode"));
+    let url = with_param(
+        &format!("{}%20-c%20plan_cache_mode%3Dforce_generic_plan", schema.url),
+        "application_name",
+        application_name,
+    );
+    PostgresStore::connect(PostgresConfig::new(&url))
+        .await
+        .expect("connecting the store")
+}
+
+async fn scans_no_tokens(
+    base: String,
+    run: fn(DynStore) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) {
+    let (schema, before) = filled(&base).await;
+    let name = format!("tessera_plans_{}", random_hex());
+    let store = generic_store(&schema, &name).await;
+    run(std::sync::Arc::new(store)).await;
+    let admin = connect_admin(&base).await;
+    sessions_ended(&admin, &name).await;
+    let scans = seq_scans(&admin, &schema.name).await - before;
+    assert_eq!(
+        scans, 0,
+        "the case scanned the whole tokens table {scans} times"
+    );
+}
+
+/// Batches of expired pairs are purged without reading the others (a
+/// purge written as `id IN (subquery)` was planned, without statistics,
+/// as a hash join over every token, once per batch).
+async fn the_purge_finds_its_batches_through_indexes(base: String) {
+    let (schema, before) = filled(&base).await;
+    let name = format!("tessera_plans_{}", random_hex());
+    {
+        let store = generic_store(&schema, &name).await;
+        let s = conformance::subject("expiring");
+        for i in 0..30 {
+            let (record, _) =
+                tessera_domain::TokenRecord::issue(&s, s.client_ref(), false, 1_000 + i, 1_000);
+            store.insert_token(&record).await.unwrap();
+        }
+        let mut purged = 0;
+        for _ in 0..4 {
+            purged += store.purge_expired(10_000_000, 10).await.unwrap();
+        }
+        assert_eq!(purged, 30, "every expired pair, in batches of 10");
+    }
+    let admin = connect_admin(&base).await;
+    sessions_ended(&admin, &name).await;
+    let scans = seq_scans(&admin, &schema.name).await - before;
+    assert_eq!(
+        scans, 0,
+        "the purge scanned the whole tokens table {scans} times"
+    );
+}
+
+/// The check above can fail: one statement on a column no index covers
+/// is counted.
+async fn a_sequential_scan_is_counted(base: String) {
+    let (schema, before) = filled(&base).await;
+    let name = format!("tessera_plans_{}", random_hex());
+    {
+        let store = generic_store(&schema, &name).await;
+        store.ping().await.unwrap();
+        let scanner = connect_admin(&with_param(&schema.url, "application_name", &name)).await;
+        let n: i64 = scanner
+            .query_one("SELECT count(*) FROM tokens WHERE scope = 'none'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0);
+    }
+    let admin = connect_admin(&base).await;
+    sessions_ended(&admin, &name).await;
+    // A parallel scan counts once per process that took part.
+    assert!(seq_scans(&admin, &schema.name).await - before >= 1);
+}
