@@ -82,11 +82,6 @@ fn main() {
             migration_4_finds_the_sources_of_older_pairs,
         ),
         needs_postgres_async(
-            "revocation_statements_use_the_indexes_on_a_table_never_analysed",
-            2,
-            revocation_statements_use_the_indexes_on_a_table_never_analysed,
-        ),
-        needs_postgres_async(
             "migration_3_upgrades_a_version_2_database",
             2,
             migration_3_upgrades_a_version_2_database,
@@ -200,109 +195,6 @@ async fn concurrent_connects_migrate_once(base: String) {
         // A later start finds the schema in place.
         let again = connect(&url).await;
         assert_eq!(again.list_users().await.unwrap().len(), 1);
-    }
-}
-
-/// PostgreSQL plans a statement from the table's statistics, and a new
-/// database (or one just restored or upgraded) has none until autovacuum
-/// first analyses it. The statements a revocation runs must be planned on
-/// the indexes even then: a plan of sequential scans costs a scan of every
-/// token per invalidation, and under load invalidations fell to a few a
-/// second, some failing with 503. The pairs of an OAuth client being
-/// deleted are found through a partial index of their `client` column.
-async fn revocation_statements_use_the_indexes_on_a_table_never_analysed(base: String) {
-    let admin = connect_admin(&base).await;
-    let test_schema = TestDb::schema(&base);
-    let (schema, url) = (&test_schema.name, test_schema.url.clone());
-    let store = connect(&url).await;
-    issued(&store, "someone").await;
-    // 60,000 more pairs, a third of them derived from another family, in a
-    // table autovacuum leaves alone.
-    admin
-        .batch_execute(&format!(
-            "SET search_path TO {schema};
-             ALTER TABLE tokens SET (autovacuum_enabled = false);
-             INSERT INTO tokens
-             SELECT (jsonb_populate_record(t, jsonb_build_object(
-                     'id', t.id || '-' || g,
-                     'access_hash', '\\x' || encode(sha256(convert_to('a' || g, 'UTF8')), 'hex'),
-                     'refresh_hash', '\\x' || encode(sha256(convert_to('r' || g, 'UTF8')), 'hex'),
-                     'family_id', 'family-' || g,
-                     'parent_family', CASE WHEN g % 3 = 0 THEN 'family-' || (g / 3) END))).*
-               FROM tokens t, generate_series(1, 60000) g;"
-        ))
-        .await
-        .unwrap();
-    let analysed: i64 = admin
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM pg_stats WHERE schemaname = '{schema}' AND tablename = 'tokens'"
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(analysed, 0, "the table must have no statistics yet");
-
-    // Generic plans: what a prepared statement settles on.
-    let plan = |name: &str, param: &str, sql: &str| {
-        format!(
-            "SET search_path TO {schema};
-             SET plan_cache_mode = force_generic_plan;
-             PREPARE {name} ({param}) AS {sql};"
-        )
-    };
-    let explain = |name: &'static str, param: &'static str| {
-        let admin = &admin;
-        let arg = if param == "text" {
-            "'family-1'"
-        } else {
-            "ARRAY['family-1']"
-        };
-        async move {
-            let rows = admin
-                .simple_query(&format!("EXPLAIN EXECUTE {name}({arg})"))
-                .await
-                .unwrap();
-            rows.iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    };
-    // The setup reproduces the hazard: one recursive statement over the
-    // same indexes is planned as sequential scans.
-    admin
-        .batch_execute(&plan(
-            "recursive",
-            "text[]",
-            "WITH RECURSIVE tree(family) AS (
-                 SELECT unnest($1::text[])
-                 UNION
-                 SELECT t.family_id FROM tokens t JOIN tree ON t.parent_family = tree.family)
-             SELECT id FROM tokens WHERE family_id IN (SELECT family FROM tree)
-              ORDER BY id FOR UPDATE",
-        ))
-        .await
-        .unwrap();
-    let recursive = explain("recursive", "text[]").await;
-    assert!(recursive.contains("Seq Scan on tokens"), "{recursive}");
-
-    for (i, (sql, param)) in tessera_store_postgres::REVOCATION_STATEMENTS
-        .iter()
-        .enumerate()
-    {
-        let name = ["children", "live_pairs", "client"][i];
-        admin.batch_execute(&plan(name, param, sql)).await.unwrap();
-        let plan = explain(name, param).await;
-        assert!(
-            !plan.contains("Seq Scan") && !plan.contains("JIT"),
-            "{sql}\nis planned as\n{plan}"
-        );
     }
 }
 

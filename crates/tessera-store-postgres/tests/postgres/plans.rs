@@ -40,15 +40,21 @@ fn left_out(case: &str) -> bool {
 }
 
 pub fn trials() -> Vec<Trial> {
-    let mut trials: Vec<Trial> = conformance::cases()
-        .into_iter()
-        .filter(|case| !left_out(case.name))
-        .map(|case| {
-            needs_postgres_async(format!("plans::{}", case.name), 2, move |base| {
-                scans_no_tokens(base, case.run)
-            })
-        })
-        .collect();
+    let mut trials = vec![needs_postgres_async(
+        "plans::revocation_statements_use_the_indexes_on_a_table_never_analysed",
+        2,
+        revocation_statements_use_the_indexes_on_a_table_never_analysed,
+    )];
+    trials.extend(
+        conformance::cases()
+            .into_iter()
+            .filter(|case| !left_out(case.name))
+            .map(|case| {
+                needs_postgres_async(format!("plans::{}", case.name), 2, move |base| {
+                    scans_no_tokens(base, case.run)
+                })
+            }),
+    );
     trials.push(needs_postgres_async(
         "plans::the_purge_finds_its_batches_through_indexes",
         2,
@@ -85,25 +91,15 @@ async fn filled(base: &str) -> (TestDb, i64) {
         store.insert_token(&template).await.unwrap();
         let admin = connect_admin(&with_param(base, "application_name", &filler)).await;
         let far = 4_000_000_000_000_000_i64;
+        let lasting = format!(
+            ", 'realm', 'plan_filler_realm', 'access_expires_at', {far},
+             'refresh_expires_at', {far}, 'purge_after', {far}"
+        );
         admin
             .batch_execute(&format!(
-                "SET search_path TO {name};
-                 ALTER TABLE tokens SET (autovacuum_enabled = false);
-                 INSERT INTO tokens
-                 SELECT (jsonb_populate_record(t, jsonb_build_object(
-                         'id', 'plan-filler-' || g,
-                         'access_hash', '\\x' || encode(sha256(convert_to('a' || g, 'UTF8')), 'hex'),
-                         'refresh_hash', '\\x' || encode(sha256(convert_to('r' || g, 'UTF8')), 'hex'),
-                         'family_id', 'plan-filler-' || g,
-                         'parent_family', CASE WHEN g % 3 = 0 THEN 'plan-filler-' || (g / 3) END,
-                         'realm', 'plan_filler_realm',
-                         'access_expires_at', {far},
-                         'refresh_expires_at', {far},
-                         'purge_after', {far}))).*
-                   FROM tokens t, generate_series(1, {FILLER}) g;
-                 DELETE FROM tokens WHERE id = '{id}';",
-                name = schema.name,
-                id = template.id,
+                "{} DELETE FROM tokens WHERE id = '{}';",
+                copies_of_the_pair(&schema.name, FILLER, &lasting),
+                template.id
             ))
             .await
             .unwrap();
@@ -121,6 +117,25 @@ async fn filled(base: &str) -> (TestDb, i64) {
     assert_eq!(analysed, 0, "the table must have no statistics");
     let scans = seq_scans(&admin, &schema.name).await;
     (schema, scans)
+}
+
+/// SQL that stops autovacuum on `schema.tokens`, whose one pair it then
+/// copies `n` times, a third of the copies derived from another copy's
+/// family; `overrides` (`, 'column', value` …) set more columns of each.
+fn copies_of_the_pair(schema: &str, n: u32, overrides: &str) -> String {
+    format!(
+        "SET search_path TO {schema};
+         ALTER TABLE tokens SET (autovacuum_enabled = false);
+         INSERT INTO tokens
+         SELECT (jsonb_populate_record(t, jsonb_build_object(
+                 'id', t.id || '-' || g,
+                 'access_hash', '\\x' || encode(sha256(convert_to('a' || g, 'UTF8')), 'hex'),
+                 'refresh_hash', '\\x' || encode(sha256(convert_to('r' || g, 'UTF8')), 'hex'),
+                 'family_id', 'family-' || g,
+                 'parent_family', CASE WHEN g % 3 = 0 THEN 'family-' || (g / 3) END
+                 {overrides}))).*
+           FROM tokens t, generate_series(1, {n}) g;"
+    )
 }
 
 /// Waits until no session named `application_name` is left. A session
@@ -190,6 +205,102 @@ async fn scans_no_tokens(
         scans, 0,
         "the case scanned the whole tokens table {scans} times"
     );
+}
+
+/// PostgreSQL plans a statement from the table's statistics, and a new
+/// database (or one just restored or upgraded) has none until autovacuum
+/// first analyses it. The statements a revocation runs must be planned on
+/// the indexes even then: a plan of sequential scans costs a scan of every
+/// token per invalidation, and under load invalidations fell to a few a
+/// second, some failing with 503. The pairs of an OAuth client being
+/// deleted are found through a partial index of their `client` column.
+async fn revocation_statements_use_the_indexes_on_a_table_never_analysed(base: String) {
+    let admin = connect_admin(&base).await;
+    let test_schema = TestDb::schema(&base);
+    let (schema, url) = (&test_schema.name, test_schema.url.clone());
+    let store = PostgresStore::connect(PostgresConfig::new(&url))
+        .await
+        .expect("connecting the store");
+    let s = conformance::subject("someone");
+    let (record, _) = tessera_domain::TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+    store.insert_token(&record).await.unwrap();
+    // 60,000 more pairs, a third of them derived from another family, in a
+    // table autovacuum leaves alone.
+    admin
+        .batch_execute(&copies_of_the_pair(schema, 60_000, ""))
+        .await
+        .unwrap();
+    let analysed: i64 = admin
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM pg_stats WHERE schemaname = '{schema}' AND tablename = 'tokens'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(analysed, 0, "the table must have no statistics yet");
+
+    // Generic plans: what a prepared statement settles on.
+    let plan = |name: &str, param: &str, sql: &str| {
+        format!(
+            "SET search_path TO {schema};
+             SET plan_cache_mode = force_generic_plan;
+             PREPARE {name} ({param}) AS {sql};"
+        )
+    };
+    let explain = |name: &'static str, param: &'static str| {
+        let admin = &admin;
+        let arg = if param == "text" {
+            "'family-1'"
+        } else {
+            "ARRAY['family-1']"
+        };
+        async move {
+            let rows = admin
+                .simple_query(&format!("EXPLAIN EXECUTE {name}({arg})"))
+                .await
+                .unwrap();
+            rows.iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    // The setup reproduces the hazard: one recursive statement over the
+    // same indexes is planned as sequential scans.
+    admin
+        .batch_execute(&plan(
+            "recursive",
+            "text[]",
+            "WITH RECURSIVE tree(family) AS (
+                 SELECT unnest($1::text[])
+                 UNION
+                 SELECT t.family_id FROM tokens t JOIN tree ON t.parent_family = tree.family)
+             SELECT id FROM tokens WHERE family_id IN (SELECT family FROM tree)
+              ORDER BY id FOR UPDATE",
+        ))
+        .await
+        .unwrap();
+    let recursive = explain("recursive", "text[]").await;
+    assert!(recursive.contains("Seq Scan on tokens"), "{recursive}");
+
+    for (i, (sql, param)) in tessera_store_postgres::REVOCATION_STATEMENTS
+        .iter()
+        .enumerate()
+    {
+        let name = ["children", "live_pairs", "client"][i];
+        admin.batch_execute(&plan(name, param, sql)).await.unwrap();
+        let plan = explain(name, param).await;
+        assert!(
+            !plan.contains("Seq Scan") && !plan.contains("JIT"),
+            "{sql}\nis planned as\n{plan}"
+        );
+    }
 }
 
 /// Batches of expired pairs are purged without reading the others (a
