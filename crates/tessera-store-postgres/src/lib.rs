@@ -584,10 +584,11 @@ impl Store for PostgresStore {
         self.db
             .revoking("purge_expired", attempt!(|c| {
                 let tx = begin(c, IsolationLevel::ReadCommitted).await?;
-                // The batch's ids are collected first and deleted by key:
-                // written as `id IN (subquery)`, a table without statistics
-                // (a new or restored database) was planned as a hash join
-                // over a scan of every token, once per batch.
+                // Each batch's ids are collected first, in index order, and
+                // deleted by key: written as `id IN (subquery)`, a table
+                // without statistics (a new or restored database) was
+                // planned as a hash join over a scan of every row, once per
+                // batch. API keys are found through `api_keys_by_retention`.
                 let stmt = tx
                     .prepare_cached(
                         "DELETE FROM tokens WHERE id = ANY(ARRAY(
@@ -597,8 +598,9 @@ impl Store for PostgresStore {
                 let tokens = tx.execute(&stmt, &[&now, &i64::from(limit)]).await?;
                 let stmt = tx
                     .prepare_cached(
-                        "DELETE FROM api_keys WHERE id IN
-                           (SELECT id FROM api_keys WHERE LEAST(invalidated_at, expires_at) <= $1 LIMIT $2)",
+                        "DELETE FROM api_keys WHERE id = ANY(ARRAY(
+                           SELECT id FROM api_keys WHERE LEAST(invalidated_at, expires_at) <= $1
+                            ORDER BY LEAST(invalidated_at, expires_at) LIMIT $2))",
                     )
                     .await?;
                 let cutoff = now.saturating_sub(tessera_store::API_KEY_RETENTION_MS);

@@ -142,16 +142,25 @@ pub(crate) fn upsert_user(c: &Connection, user: &UserUpsert) -> StoreResult<bool
     Ok(existing.is_none())
 }
 
+/// API keys that stopped working before `?1`, at most `?2` of them, found
+/// through `api_keys_by_retention`.
+pub(crate) const PURGE_API_KEYS: &str = concat!(
+    "DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys WHERE ",
+    crate::schema::key_stopped!(),
+    " <= ?1 LIMIT ?2)"
+);
+
 /// One batch of the purge: expired pairs, API keys past their retention
 /// and one-time proofs past their keep time, at most `limit` of each.
 pub(crate) fn purge_expired(c: &Connection, now: Millis, limit: u32) -> StoreResult<u64> {
     let tokens = pairs::purge(c, now, limit)?;
     let keys = c
         .execute(
-            "DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys
-               WHERE MIN(COALESCE(invalidated_at, expires_at), COALESCE(expires_at, invalidated_at)) <= ?1
-               LIMIT ?2)",
-            params![now.saturating_sub(tessera_store::API_KEY_RETENTION_MS), limit],
+            PURGE_API_KEYS,
+            params![
+                now.saturating_sub(tessera_store::API_KEY_RETENTION_MS),
+                limit
+            ],
         )
         .map_err(internal)?;
     let proofs = c

@@ -5,7 +5,18 @@ use tessera_store::{StoreError, StoreResult};
 
 use crate::{internal, lineage, pairs, privileges, role_mappings, service_tokens};
 
-const SCHEMA: &str = "
+/// When an API key stopped working: the earlier of its invalidation and
+/// its expiry. The purge's statement and the index it is found by must
+/// spell it alike.
+macro_rules! key_stopped {
+    () => {
+        "MIN(COALESCE(invalidated_at, expires_at), COALESCE(expires_at, invalidated_at))"
+    };
+}
+pub(crate) use key_stopped;
+
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -44,6 +55,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     metadata         TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_username ON api_keys (username);
+CREATE INDEX IF NOT EXISTS api_keys_by_retention ON api_keys (",
+    key_stopped!(),
+    ");
 CREATE TABLE IF NOT EXISTS oauth_clients (
     client_id                  TEXT PRIMARY KEY,
     secret_hash                BLOB NOT NULL,
@@ -53,7 +67,8 @@ CREATE TABLE IF NOT EXISTS oauth_clients (
     token_endpoint_auth_method TEXT NOT NULL,
     created_at                 INTEGER NOT NULL
 );
-";
+"
+);
 
 /// The schema version this build writes, recorded as `meta.schema_version`.
 /// Files written before versions were recorded carry none: version 0.

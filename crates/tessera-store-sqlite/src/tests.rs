@@ -336,3 +336,32 @@ fn logout_by_nameid_uses_its_index() {
         "{plan:?}"
     );
 }
+
+/// The purge finds API keys past their retention through their index,
+/// never by reading every key.
+#[test]
+fn the_api_key_purge_uses_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.sqlite");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::records::PURGE_API_KEYS
+        ))
+        .unwrap()
+        .query_map(params![0, 10], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("api_keys_by_retention")),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|step| step.starts_with("SCAN api_keys")),
+        "{plan:?}"
+    );
+}

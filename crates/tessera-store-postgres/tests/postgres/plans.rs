@@ -164,10 +164,15 @@ async fn sessions_ended(admin: &tokio_postgres::Client, application_name: &str) 
 
 /// Sequential scans of `schema.tokens` counted so far.
 async fn seq_scans(admin: &tokio_postgres::Client, schema: &str) -> i64 {
+    table_scans(admin, schema, "tokens").await
+}
+
+/// Sequential scans of `schema.table` counted so far.
+async fn table_scans(admin: &tokio_postgres::Client, schema: &str, table: &str) -> i64 {
     admin
         .query_one(
-            "SELECT seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'tokens'",
-            &[&schema],
+            "SELECT seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2",
+            &[&schema, &table],
         )
         .await
         .unwrap()
@@ -303,11 +308,47 @@ async fn revocation_statements_use_the_indexes_on_a_table_never_analysed(base: S
     }
 }
 
-/// Batches of expired pairs are purged without reading the others (a
-/// purge written as `id IN (subquery)` was planned, without statistics,
-/// as a hash join over every token, once per batch).
+/// Batches of expired pairs and API keys are purged without reading the
+/// others (a purge written as `id IN (subquery)` was planned, without
+/// statistics, as a hash join over every token, once per batch; and no
+/// index found the keys by when they stopped working).
 async fn the_purge_finds_its_batches_through_indexes(base: String) {
+    const NOW: tessera_domain::Millis = 1_000_000_000_000;
     let (schema, before) = filled(&base).await;
+    // 4,000 lasting keys beside one expired long ago, without statistics.
+    let filler = format!("tessera_fill_{}", random_hex());
+    {
+        let url = with_param(&schema.url, "application_name", &filler);
+        let store = PostgresStore::connect(PostgresConfig::new(&url))
+            .await
+            .expect("connecting the store");
+        let key = tessera_domain::api_key::mint(
+            &conformance::subject("expiring"),
+            tessera_domain::api_key::NewKey {
+                name: "k".into(),
+                expires_at: Some(2_000),
+                role_descriptors: Default::default(),
+                metadata: Default::default(),
+            },
+            1_000,
+        );
+        store.insert_api_key(&key.record).await.unwrap();
+        let admin = connect_admin(&url).await;
+        admin
+            .batch_execute(&format!(
+                "ALTER TABLE api_keys SET (autovacuum_enabled = false);
+                 INSERT INTO api_keys
+                 SELECT (jsonb_populate_record(k, jsonb_build_object(
+                         'id', k.id || '-' || g, 'expires_at', {}))).*
+                   FROM api_keys k, generate_series(1, {FILLER}) g;",
+                NOW * 4
+            ))
+            .await
+            .unwrap();
+    }
+    let admin = connect_admin(&base).await;
+    sessions_ended(&admin, &filler).await;
+    let keys_before = table_scans(&admin, &schema.name, "api_keys").await;
     let name = format!("tessera_plans_{}", random_hex());
     {
         let store = generic_store(&schema, &name).await;
@@ -319,17 +360,21 @@ async fn the_purge_finds_its_batches_through_indexes(base: String) {
         }
         let mut purged = 0;
         for _ in 0..4 {
-            purged += store.purge_expired(10_000_000, 10).await.unwrap();
+            purged += store.purge_expired(NOW, 10).await.unwrap();
         }
-        assert_eq!(purged, 30, "every expired pair, in batches of 10");
+        assert_eq!(
+            purged, 31,
+            "every expired pair and the key, in batches of 10"
+        );
     }
-    let admin = connect_admin(&base).await;
     sessions_ended(&admin, &name).await;
     let scans = seq_scans(&admin, &schema.name).await - before;
     assert_eq!(
         scans, 0,
         "the purge scanned the whole tokens table {scans} times"
     );
+    let scans = table_scans(&admin, &schema.name, "api_keys").await - keys_before;
+    assert_eq!(scans, 0, "the purge scanned every API key {scans} times");
 }
 
 /// The check above can fail: one statement on a column no index covers
