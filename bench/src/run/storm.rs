@@ -40,6 +40,11 @@ pub(super) struct StormReport {
     pub(super) rounds_rotated_once: Option<usize>,
     pub(super) wrote_once: bool,
     pub(super) latency: Latency,
+    /// The slowest answer of the unmeasured warm-up round, in ms: what a
+    /// storm costs nodes that have not refreshed yet.
+    pub(super) warm_up_slowest_ms: f64,
+    /// The slowest answer of each measured round, in ms.
+    pub(super) slowest_per_round_ms: Vec<f64>,
     pub(super) failures: Vec<String>,
 }
 
@@ -176,6 +181,10 @@ impl StormReport {
                     self.rounds_identical, self.rounds
                 ),
                 format!("wrote once: {}", if self.wrote_once { "yes" } else { "NO" }),
+                format!(
+                    "after a warm-up round (slowest {:.1} ms)",
+                    self.warm_up_slowest_ms
+                ),
             ],
             ..Default::default()
         }
@@ -211,11 +220,18 @@ async fn storm(
         identical: 0,
         authenticates: 0,
         rotated_once: Some(0),
+        slowest: Vec::with_capacity(rounds),
     };
+    // Like every scenario, the storm is measured after a warm-up: the
+    // first refresh a node runs also prepares its statements and fills its
+    // connection pool. The warm-up round is checked like the others; its
+    // slowest answer is reported apart.
+    storm.round(0, auth, password_grant).await?;
+    let warm_up_slowest_ms = storm.measured_from_here();
     for round in 1..=rounds {
         storm.round(round, auth, password_grant).await?;
     }
-    Ok(storm.report(rounds))
+    Ok(storm.report(rounds, warm_up_slowest_ms))
 }
 
 /// The connections of a storm and what its rounds found so far.
@@ -231,6 +247,8 @@ struct Storm {
     authenticates: usize,
     /// Rounds in which the `rotated` counter moved by one; `None` without metrics.
     rotated_once: Option<usize>,
+    /// The slowest answer of each round so far, in ms.
+    slowest: Vec<f64>,
 }
 
 impl Storm {
@@ -304,9 +322,11 @@ impl Storm {
         }
         let mut pairs = Vec::with_capacity(tasks.len());
         let mut round_failures = 0;
+        let mut slowest = std::time::Duration::ZERO;
         for task in tasks {
             let (conn, took, result) = task.await?;
             self.conns.push(conn);
+            slowest = slowest.max(took);
             self.hist.saturating_record(client::micros(took));
             match result {
                 Ok((status, body)) if status.is_success() => pairs.push(pair_of(&body)),
@@ -327,11 +347,23 @@ impl Storm {
                 }
             }
         }
+        self.slowest.push(slowest.as_secs_f64() * 1e3);
         Ok((pairs, round_failures))
     }
 
+    /// Forgets the rounds so far (a warm-up) but their failures; the
+    /// slowest answer they had, in ms.
+    fn measured_from_here(&mut self) -> f64 {
+        let slowest = self.slowest.drain(..).fold(0.0, f64::max);
+        self.hist.reset();
+        self.identical = 0;
+        self.authenticates = 0;
+        self.rotated_once = self.rotated_once.map(|_| 0);
+        slowest
+    }
+
     /// The verdict on `rounds` rounds, also on stderr.
-    fn report(mut self, rounds: usize) -> StormReport {
+    fn report(mut self, rounds: usize, warm_up_slowest_ms: f64) -> StormReport {
         let (identical, authenticates, rotated_once) =
             (self.identical, self.authenticates, self.rotated_once);
         let wrote_once = identical == rounds
@@ -348,6 +380,11 @@ impl Storm {
             rotated_once.map(|n| format!("{n}/{rounds}")).unwrap_or_else(|| "unknown (no metrics)".into()),
             latency.p99_ms
         );
+        let slowest: Vec<String> = self.slowest.iter().map(|ms| format!("{ms:.1}")).collect();
+        eprintln!(
+            "    slowest answer of each round (ms): {}; of the warm-up round: {warm_up_slowest_ms:.1}",
+            slowest.join(", ")
+        );
         StormReport {
             width: STORM_WIDTH,
             nodes: self.controls.len(),
@@ -357,6 +394,8 @@ impl Storm {
             rounds_rotated_once: rotated_once,
             wrote_once,
             latency,
+            warm_up_slowest_ms,
+            slowest_per_round_ms: self.slowest,
             failures: self.failures,
         }
     }

@@ -243,6 +243,8 @@ mod tests {
                 p99_ms,
                 ..Default::default()
             },
+            warm_up_slowest_ms: 0.0,
+            slowest_per_round_ms: Vec::new(),
             failures: Vec::new(),
         }
     }
