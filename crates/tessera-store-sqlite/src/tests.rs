@@ -304,36 +304,44 @@ mod conformance {
     }
 }
 
-/// SAML logout finds a NameID's pairs through its index, never by reading
-/// every grant.
-#[test]
-fn logout_by_nameid_uses_its_index() {
+/// Asserts that SQLite plans `sql` (with `params`) on a fresh store's file
+/// through `index`, with no step that scans `table` (as the query names it).
+fn assert_planned_on(sql: &str, params: impl rusqlite::Params, index: &str, table: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plan.sqlite");
     drop(SqliteStore::open(&path).unwrap());
     let conn = Connection::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap()
+        .query_map(params, |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(plan.iter().any(|step| step.contains(index)), "{plan:?}");
+    let scan = format!("SCAN {table}");
+    assert!(
+        !plan
+            .iter()
+            .any(|step| step == &scan || step.starts_with(&format!("{scan} "))),
+        "{plan:?}"
+    );
+}
+
+/// SAML logout finds a NameID's pairs through its index, never by reading
+/// every grant.
+#[test]
+fn logout_by_nameid_uses_its_index() {
     let (sql, _) = pairs::live_pairs_query(pairs::Whose::NameId {
         realm: "saml1",
         nameid: "n",
         session: None,
     });
-    let plan: Vec<String> = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-        .unwrap()
-        .query_map(params![0, "saml1", "n", None::<String>], |r| {
-            r.get::<_, String>(3)
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(
-        plan.iter()
-            .any(|step| step.contains("grants_by_saml_nameid")),
-        "{plan:?}"
-    );
-    assert!(
-        !plan.iter().any(|step| step.starts_with("SCAN g")),
-        "{plan:?}"
+    assert_planned_on(
+        &sql,
+        params![0, "saml1", "n", None::<String>],
+        "grants_by_saml_nameid",
+        "g",
     );
 }
 
@@ -341,27 +349,10 @@ fn logout_by_nameid_uses_its_index() {
 /// never by reading every key.
 #[test]
 fn the_api_key_purge_uses_its_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.sqlite");
-    drop(SqliteStore::open(&path).unwrap());
-    let conn = Connection::open(&path).unwrap();
-    let plan: Vec<String> = conn
-        .prepare(&format!(
-            "EXPLAIN QUERY PLAN {}",
-            crate::records::PURGE_API_KEYS
-        ))
-        .unwrap()
-        .query_map(params![0, 10], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(
-        plan.iter()
-            .any(|step| step.contains("api_keys_by_retention")),
-        "{plan:?}"
-    );
-    assert!(
-        !plan.iter().any(|step| step.starts_with("SCAN api_keys")),
-        "{plan:?}"
+    assert_planned_on(
+        crate::records::PURGE_API_KEYS,
+        params![0, 10],
+        "api_keys_by_retention",
+        "api_keys",
     );
 }
