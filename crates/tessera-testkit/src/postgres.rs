@@ -116,8 +116,14 @@ pub fn with_schema(url: &str, schema: &str) -> String {
         .replace(' ', "%20")
         .replace('=', "%3D")
         .replace('&', "%26");
+    with_param(url, "options", &options)
+}
+
+/// `url` with the query parameter `key=value` added (`value` already
+/// percent-encoded where it must be).
+pub fn with_param(url: &str, key: &str, value: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options={options}")
+    format!("{url}{sep}{key}={value}")
 }
 
 /// The TCP address of the server `url` names (IPv4, for the proxy).

@@ -17,9 +17,11 @@
 use std::time::{Duration, Instant};
 
 use tessera_store::conformance::{self, DynStore};
+
+use super::{connect, issued};
 use tessera_store::Store;
-use tessera_store_postgres::{PostgresConfig, PostgresStore};
-use tessera_testkit::postgres::{connect_admin, random_hex, TestDb};
+use tessera_store_postgres::PostgresStore;
+use tessera_testkit::postgres::{connect_admin, random_hex, with_param, TestDb};
 use tessera_testkit::trials::{needs_postgres_async, Trial};
 
 /// Pairs already stored when a case begins.
@@ -68,12 +70,6 @@ pub fn trials() -> Vec<Trial> {
     trials
 }
 
-/// `base` with the query parameter `key=value` added.
-fn with_param(base: &str, key: &str, value: &str) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}{key}={value}")
-}
-
 /// A schema whose `tokens` table holds `FILLER` pairs and has never been
 /// analysed, with the sequential scans counted on it so far (every
 /// session that filled it has ended, so the count is settled).
@@ -82,13 +78,8 @@ async fn filled(base: &str) -> (TestDb, i64) {
     let filler = format!("tessera_fill_{}", random_hex());
     {
         let url = with_param(&schema.url, "application_name", &filler);
-        let store = PostgresStore::connect(PostgresConfig::new(&url))
-            .await
-            .expect("connecting the store");
-        let s = conformance::subject("plan_filler");
-        let (template, _) =
-            tessera_domain::TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
-        store.insert_token(&template).await.unwrap();
+        let store = connect(&url).await;
+        let (template, _) = issued(&store, "plan_filler").await;
         let admin = connect_admin(&with_param(base, "application_name", &filler)).await;
         let far = 4_000_000_000_000_000_i64;
         let lasting = format!(
@@ -190,9 +181,7 @@ async fn generic_store(schema: &TestDb, application_name: &str) -> PostgresStore
         "application_name",
         application_name,
     );
-    PostgresStore::connect(PostgresConfig::new(&url))
-        .await
-        .expect("connecting the store")
+    connect(&url).await
 }
 
 async fn scans_no_tokens(
@@ -223,12 +212,8 @@ async fn revocation_statements_use_the_indexes_on_a_table_never_analysed(base: S
     let admin = connect_admin(&base).await;
     let test_schema = TestDb::schema(&base);
     let (schema, url) = (&test_schema.name, test_schema.url.clone());
-    let store = PostgresStore::connect(PostgresConfig::new(&url))
-        .await
-        .expect("connecting the store");
-    let s = conformance::subject("someone");
-    let (record, _) = tessera_domain::TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
-    store.insert_token(&record).await.unwrap();
+    let store = connect(&url).await;
+    issued(&store, "someone").await;
     // 60,000 more pairs, a third of them derived from another family, in a
     // table autovacuum leaves alone.
     admin
@@ -319,9 +304,7 @@ async fn the_purge_finds_its_batches_through_indexes(base: String) {
     let filler = format!("tessera_fill_{}", random_hex());
     {
         let url = with_param(&schema.url, "application_name", &filler);
-        let store = PostgresStore::connect(PostgresConfig::new(&url))
-            .await
-            .expect("connecting the store");
+        let store = connect(&url).await;
         let key = tessera_domain::api_key::mint(
             &conformance::subject("expiring"),
             tessera_domain::api_key::NewKey {
