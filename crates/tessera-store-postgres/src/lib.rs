@@ -605,10 +605,18 @@ impl Store for PostgresStore {
                     .await?;
                 let cutoff = now.saturating_sub(tessera_store::API_KEY_RETENTION_MS);
                 let keys = tx.execute(&stmt, &[&cutoff, &i64::from(limit)]).await?;
+                // Proofs are keyed by (realm, id): the batch's realms and
+                // ids find them through the primary key. A row of the
+                // product that is not in the batch is deleted only if it
+                // has expired too.
                 let stmt = tx
                     .prepare_cached(
-                        "DELETE FROM one_time_proofs WHERE (realm, id) IN
-                           (SELECT realm, id FROM one_time_proofs WHERE keep_until < $1 LIMIT $2)",
+                        "WITH batch AS (
+                           SELECT realm, id FROM one_time_proofs WHERE keep_until < $1
+                            ORDER BY keep_until LIMIT $2)
+                         DELETE FROM one_time_proofs
+                          WHERE realm = ANY(ARRAY(SELECT realm FROM batch))
+                            AND id = ANY(ARRAY(SELECT id FROM batch)) AND keep_until < $1",
                     )
                     .await?;
                 let proofs = tx.execute(&stmt, &[&now, &i64::from(limit)]).await?;

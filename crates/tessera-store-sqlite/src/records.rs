@@ -150,6 +150,11 @@ pub(crate) const PURGE_API_KEYS: &str = concat!(
     " <= ?1 LIMIT ?2)"
 );
 
+/// Deletes at most `?2` one-time proofs kept until before `?1`, found
+/// through `one_time_proofs_by_age` and deleted by their key.
+pub(crate) const PURGE_PROOFS: &str = "DELETE FROM one_time_proofs WHERE (realm, id) IN
+    (SELECT realm, id FROM one_time_proofs WHERE keep_until < ?1 ORDER BY keep_until LIMIT ?2)";
+
 /// One batch of the purge: expired pairs, API keys past their retention
 /// and one-time proofs past their keep time, at most `limit` of each.
 pub(crate) fn purge_expired(c: &Connection, now: Millis, limit: u32) -> StoreResult<u64> {
@@ -164,11 +169,7 @@ pub(crate) fn purge_expired(c: &Connection, now: Millis, limit: u32) -> StoreRes
         )
         .map_err(internal)?;
     let proofs = c
-        .execute(
-            "DELETE FROM one_time_proofs WHERE (realm, id) IN (SELECT realm, id
-               FROM one_time_proofs WHERE keep_until < ?1 LIMIT ?2)",
-            params![now, limit],
-        )
+        .execute(PURGE_PROOFS, params![now, limit])
         .map_err(internal)?;
     Ok((tokens + keys + proofs) as u64)
 }

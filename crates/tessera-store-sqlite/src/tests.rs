@@ -356,3 +356,15 @@ fn the_api_key_purge_uses_its_index() {
         "api_keys",
     );
 }
+
+/// The purge finds expired one-time proofs through their index and
+/// deletes them by key, never by reading every proof.
+#[test]
+fn the_proof_purge_uses_its_index() {
+    assert_planned_on(
+        crate::records::PURGE_PROOFS,
+        params![0, 10],
+        "one_time_proofs_by_age",
+        "one_time_proofs",
+    );
+}

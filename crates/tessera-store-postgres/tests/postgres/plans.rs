@@ -293,10 +293,10 @@ async fn revocation_statements_use_the_indexes_on_a_table_never_analysed(base: S
     }
 }
 
-/// Batches of expired pairs and API keys are purged without reading the
-/// others (a purge written as `id IN (subquery)` was planned, without
-/// statistics, as a hash join over every token, once per batch; and no
-/// index found the keys by when they stopped working).
+/// Batches of expired pairs, API keys and one-time proofs are purged
+/// without reading the others (a purge written as `id IN (subquery)` was
+/// planned, without statistics, as a hash join over every token, once per
+/// batch; and no index found the keys by when they stopped working).
 async fn the_purge_finds_its_batches_through_indexes(base: String) {
     const NOW: tessera_domain::Millis = 1_000_000_000_000;
     let (schema, before) = filled(&base).await;
@@ -323,7 +323,12 @@ async fn the_purge_finds_its_batches_through_indexes(base: String) {
                  INSERT INTO api_keys
                  SELECT (jsonb_populate_record(k, jsonb_build_object(
                          'id', k.id || '-' || g, 'expires_at', {}))).*
-                   FROM api_keys k, generate_series(1, {FILLER}) g;",
+                   FROM api_keys k, generate_series(1, {FILLER}) g;
+                 ALTER TABLE one_time_proofs SET (autovacuum_enabled = false);
+                 INSERT INTO one_time_proofs (realm, id, keep_until)
+                 SELECT 'saml' || (g % 3), 'proof-' || g, CASE WHEN g <= 12 THEN 1 ELSE {} END
+                   FROM generate_series(1, {FILLER}) g;",
+                NOW * 4,
                 NOW * 4
             ))
             .await
@@ -332,6 +337,7 @@ async fn the_purge_finds_its_batches_through_indexes(base: String) {
     let admin = connect_admin(&base).await;
     sessions_ended(&admin, &filler).await;
     let keys_before = table_scans(&admin, &schema.name, "api_keys").await;
+    let proofs_before = table_scans(&admin, &schema.name, "one_time_proofs").await;
     let name = format!("tessera_plans_{}", random_hex());
     {
         let store = generic_store(&schema, &name).await;
@@ -346,8 +352,8 @@ async fn the_purge_finds_its_batches_through_indexes(base: String) {
             purged += store.purge_expired(NOW, 10).await.unwrap();
         }
         assert_eq!(
-            purged, 31,
-            "every expired pair and the key, in batches of 10"
+            purged, 43,
+            "every expired pair, the key and 12 proofs, in batches of 10"
         );
     }
     sessions_ended(&admin, &name).await;
@@ -358,6 +364,8 @@ async fn the_purge_finds_its_batches_through_indexes(base: String) {
     );
     let scans = table_scans(&admin, &schema.name, "api_keys").await - keys_before;
     assert_eq!(scans, 0, "the purge scanned every API key {scans} times");
+    let scans = table_scans(&admin, &schema.name, "one_time_proofs").await - proofs_before;
+    assert_eq!(scans, 0, "the purge scanned every proof {scans} times");
 }
 
 /// The check above can fail: one statement on a column no index covers
