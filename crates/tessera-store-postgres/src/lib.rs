@@ -580,7 +580,8 @@ impl Store for PostgresStore {
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
         // Nothing purged can still be used, but a node's cache would go on
-        // showing it, so the purge is a revoking write like the others.
+        // showing it, so a purge that deleted anything is a revoking write
+        // like the others.
         self.db
             .revoking("purge_expired", attempt!(|c| {
                 let tx = begin(c, IsolationLevel::ReadCommitted).await?;
@@ -620,7 +621,12 @@ impl Store for PostgresStore {
                     )
                     .await?;
                 let proofs = tx.execute(&stmt, &[&now, &i64::from(limit)]).await?;
-                commit_bumped(tx, tokens + keys + proofs).await
+                match tokens + keys + proofs {
+                    // Nothing was purgeable: a pass on an idle store moves
+                    // no epoch, so no node drops its cached entries for it.
+                    0 => Bumped::wrote_nothing(tx, 0).await,
+                    purged => commit_bumped(tx, purged).await,
+                }
             }))
             .await
     }

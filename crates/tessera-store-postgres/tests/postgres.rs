@@ -126,6 +126,11 @@ fn main() {
             4,
             rotation::a_pair_changed_between_the_read_and_the_write_gets_the_locked_answer,
         ),
+        needs_postgres_async(
+            "a_purge_that_finds_nothing_moves_no_epoch_and_waits_no_grace",
+            2,
+            a_purge_that_finds_nothing_moves_no_epoch_and_waits_no_grace,
+        ),
     ]);
     tests.extend(tls::trials());
     tests.extend(plans::trials());
@@ -478,5 +483,53 @@ async fn statement_timeout_cancels_a_blocked_call(base: String) {
     assert_eq!(
         store.get_user("joe").await.unwrap().unwrap().username,
         "joe"
+    );
+}
+
+/// A purge is a revoking write only when it deletes something: a pass on a
+/// store with nothing purgeable (every idle node, once a minute) moves no
+/// revocation epoch, so no node's cache drops its entries, and answers
+/// without the grace. One that deletes a pair does both.
+async fn a_purge_that_finds_nothing_moves_no_epoch_and_waits_no_grace(base: String) {
+    let schema = TestDb::schema(&base);
+    let store = connect(&schema.url).await;
+    let admin = connect_admin(&schema.url).await;
+    let epoch = || async {
+        let n: i64 = admin
+            .query_one("SELECT CAST(SUM(n) AS BIGINT) FROM cache_epoch", &[])
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    let waits = || store.pool_status().expect("a pool").grace_waits;
+    let (record, _) = issued(&store, "expiring").await;
+    let (epoch_before, waits_before) = (epoch().await, waits());
+
+    // Nothing has expired yet.
+    assert_eq!(store.purge_expired(NOW, 10).await.unwrap(), 0);
+    assert_eq!(
+        epoch().await,
+        epoch_before,
+        "an empty purge moved the epoch"
+    );
+    assert_eq!(waits(), waits_before, "an empty purge waited the grace");
+
+    // Past the pair's purge time it goes, and that is a revoking write.
+    assert_eq!(
+        store
+            .purge_expired(record.purgeable_after(), 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        epoch().await > epoch_before,
+        "the purge did not move the epoch"
+    );
+    assert_eq!(
+        waits(),
+        waits_before + 1,
+        "the purge did not wait the grace"
     );
 }
