@@ -310,22 +310,17 @@ impl Db {
 
     /// Runs a write that may change or remove a row some node has cached,
     /// like [`Db::run`]. Each attempt must add to the revocation epoch in
-    /// its transaction ([`crate::epoch::bump`], one of the two ways to make
-    /// its answer), and the write answers, whatever its outcome, only after
+    /// its transaction ([`crate::epoch::bump`], the only way to make its
+    /// answer), and the write answers, whatever its outcome, only after
     /// the grace: this is the one place revoking writes wait, so a new one
-    /// cannot forget to. The other way, [`Bumped::wrote_nothing`], is for
-    /// an attempt that rolled back having written nothing: that answer
-    /// comes at once.
+    /// cannot forget to.
     pub(crate) async fn revoking<T, F, Fut>(&self, op: &'static str, f: F) -> StoreResult<T>
     where
         F: FnMut(Lease) -> Fut,
         Fut: Future<Output = (Lease, Result<Bumped<T>, Fail>)>,
     {
         let outcome = self.attempts(op, false, f).await;
-        // An error may hide a commit: only a known "wrote nothing" skips.
-        if !matches!(&outcome, Ok(bumped) if !bumped.moved()) {
-            self.grace.after_commit().await;
-        }
+        self.grace.after_commit().await;
         outcome.map(Bumped::into_inner)
     }
 

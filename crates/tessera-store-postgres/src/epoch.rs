@@ -44,43 +44,19 @@ const SHARDS: i32 = 16;
 /// The shortest pause between two polls.
 const MIN_POLL_EVERY: Duration = Duration::from_millis(10);
 
-/// Proof that a transaction added to the epoch before it committed, or
-/// that it wrote nothing at all: the only answer
-/// [`crate::db::Db::revoking`] accepts, so a revoking write cannot forget
-/// its bump.
+/// Proof that a transaction added to the epoch before it committed: the
+/// only answer [`crate::db::Db::revoking`] accepts, so a revoking write
+/// cannot forget its bump.
 #[must_use]
-pub(crate) struct Bumped<T> {
-    value: T,
-    /// Whether the epoch moved: `false` only from [`Bumped::wrote_nothing`].
-    moved: bool,
-}
+pub(crate) struct Bumped<T>(T);
 
 impl<T> Bumped<T> {
-    /// The answer of a revoking write whose transaction found nothing to
-    /// take back and wrote nothing: no node can hold an entry that it made
-    /// stale, so it neither moves the epoch nor waits the grace.
-    pub(crate) async fn wrote_nothing(tx: Transaction<'_>, value: T) -> Result<Self, Fail> {
-        tx.rollback().await?;
-        Ok(Self {
-            value,
-            moved: false,
-        })
-    }
-
     pub(crate) fn into_inner(self) -> T {
-        self.value
-    }
-
-    /// Whether the epoch moved (so the write must wait the grace).
-    pub(crate) fn moved(&self) -> bool {
-        self.moved
+        self.0
     }
 
     pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Bumped<U> {
-        Bumped {
-            value: f(self.value),
-            moved: self.moved,
-        }
+        Bumped(f(self.0))
     }
 }
 
@@ -99,7 +75,7 @@ pub(crate) async fn bump<T>(c: &impl GenericClient, value: T) -> Result<Bumped<T
         .prepare_cached("UPDATE cache_epoch SET n = n + 1 WHERE shard = $1")
         .await?;
     c.execute(&stmt, &[&shard]).await?;
-    Ok(Bumped { value, moved: true })
+    Ok(Bumped(value))
 }
 
 /// The epoch a poll read, and when its query was sent.
