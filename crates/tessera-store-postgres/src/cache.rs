@@ -187,6 +187,14 @@ impl<K: Eq + Hash + Clone, V: Clone> Table<K, V> {
         }
     }
 
+    /// Drops the entries of `keys`.
+    fn remove(&self, keys: &[K]) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            inner.entries.remove(key);
+        }
+    }
+
     /// Drops the entry known by `alias`.
     fn forget(&self, alias: &K) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
@@ -345,6 +353,15 @@ impl PostgresStore {
     pub(crate) fn forget_refreshed(&self, hash: &TokenKey) {
         if self.cache.enabled() {
             self.cache.tokens.forget(hash);
+        }
+    }
+
+    /// Drops this node's cached pairs and API keys that a purge on this
+    /// node deleted.
+    pub(crate) fn forget_purged(&self, purged: &crate::purge::Purged) {
+        if self.cache.enabled() {
+            self.cache.tokens.remove(&purged.tokens);
+            self.cache.api_keys.remove(&purged.api_keys);
         }
     }
 

@@ -72,6 +72,7 @@ mod flight;
 mod keys;
 mod lineage;
 mod privileges;
+mod purge;
 mod refresh;
 mod role_mappings;
 mod rotate;
@@ -579,58 +580,18 @@ impl Store for PostgresStore {
     }
 
     async fn purge_expired(&self, now: Millis, limit: u32) -> StoreResult<u64> {
-        // What the purge deletes can no longer be used by anyone: pairs
-        // past their last usable instant, API keys long past their end,
-        // one-time proofs past their keep time. A node that still holds
-        // one in its cache shows it expired (or invalidated), so every
-        // answer stays as it was: the purge takes nothing back and is not
-        // a revoking write. It moves no epoch (which would age every
-        // node's cache) and does not wait the grace (which, once per
-        // batch, held a pass to a few thousand rows a second, fewer than
-        // a busy store expires).
-        self.db
-            .run("purge_expired", Repeat::Adds, attempt!(|c| {
-                let tx = begin(c, IsolationLevel::ReadCommitted).await?;
-                // Each batch's ids are collected first, in index order, and
-                // deleted by key: written as `id IN (subquery)`, a table
-                // without statistics (a new or restored database) was
-                // planned as a hash join over a scan of every row, once per
-                // batch. API keys are found through `api_keys_by_retention`.
-                let stmt = tx
-                    .prepare_cached(
-                        "DELETE FROM tokens WHERE id = ANY(ARRAY(
-                           SELECT id FROM tokens WHERE purge_after <= $1 ORDER BY purge_after LIMIT $2))",
-                    )
-                    .await?;
-                let tokens = tx.execute(&stmt, &[&now, &i64::from(limit)]).await?;
-                let stmt = tx
-                    .prepare_cached(
-                        "DELETE FROM api_keys WHERE id = ANY(ARRAY(
-                           SELECT id FROM api_keys WHERE LEAST(invalidated_at, expires_at) <= $1
-                            ORDER BY LEAST(invalidated_at, expires_at) LIMIT $2))",
-                    )
-                    .await?;
-                let cutoff = now.saturating_sub(tessera_store::API_KEY_RETENTION_MS);
-                let keys = tx.execute(&stmt, &[&cutoff, &i64::from(limit)]).await?;
-                // Proofs are keyed by (realm, id): the batch's realms and
-                // ids find them through the primary key. A row of the
-                // product that is not in the batch is deleted only if it
-                // has expired too.
-                let stmt = tx
-                    .prepare_cached(
-                        "WITH batch AS (
-                           SELECT realm, id FROM one_time_proofs WHERE keep_until < $1
-                            ORDER BY keep_until LIMIT $2)
-                         DELETE FROM one_time_proofs
-                          WHERE realm = ANY(ARRAY(SELECT realm FROM batch))
-                            AND id = ANY(ARRAY(SELECT id FROM batch)) AND keep_until < $1",
-                    )
-                    .await?;
-                let proofs = tx.execute(&stmt, &[&now, &i64::from(limit)]).await?;
-                tx.commit().await?;
-                Ok(tokens + keys + proofs)
-            }))
-            .await
+        // Not a revoking write: what it deletes can no longer be used
+        // (`purge.rs`).
+        let purged = self
+            .db
+            .run(
+                "purge_expired",
+                Repeat::Adds,
+                attempt!(|c| purge::batch(c, now, limit).await),
+            )
+            .await?;
+        self.forget_purged(&purged);
+        Ok(purged.count)
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
