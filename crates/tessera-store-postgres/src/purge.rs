@@ -60,15 +60,14 @@ pub(crate) async fn batch(c: &mut Client, now: Millis, limit: u32) -> Result<Pur
     let limit = i64::from(limit);
     let tx = begin(c, IsolationLevel::ReadCommitted).await?;
     let stmt = tx.prepare_cached(PAIRS).await?;
-    let tokens = tx
-        .query(&stmt, &[&now, &limit])
-        .await?
-        .iter()
-        .map(|row| row.try_get::<_, Vec<u8>>(0))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter_map(|hash| <[u8; 32]>::try_from(hash).ok().map(TokenKey))
-        .collect::<Vec<_>>();
+    let mut tokens = Vec::new();
+    for row in tx.query(&stmt, &[&now, &limit]).await? {
+        let hash: &[u8] = row.try_get(0)?;
+        // A hash of another length was never a cache key.
+        if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+            tokens.push(TokenKey(hash));
+        }
+    }
     let stmt = tx.prepare_cached(API_KEYS).await?;
     let cutoff = now.saturating_sub(tessera_store::API_KEY_RETENTION_MS);
     let api_keys = tx
