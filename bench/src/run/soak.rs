@@ -151,7 +151,7 @@ fn first_vacuum_s(url: &str) -> f64 {
 
 /// Whether storage tracked the load: once the live set can be steady
 /// (after two lifetimes plus three intervals), every sample's rows stay
-/// within 1.5 × `rate × (lifetime + interval)` plus one default batch,
+/// within 1.5 × `rate × (lifetime + interval)` plus 1,000 rows,
 /// the rate being the highest sampled over the lifetime and interval
 /// before it (the rows it counts were created then), and the database
 /// file grows by at most 20 % (plus 8 MiB) from the first steady sample

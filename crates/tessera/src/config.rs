@@ -82,7 +82,7 @@ pub struct ServeArgs {
     /// How often expired tokens are removed [default: 1m].
     #[arg(long, env = "TESSERA_CLEANUP_INTERVAL")]
     pub cleanup_interval: Option<String>,
-    /// How many expired tokens one cleanup batch removes [default: 1000].
+    /// How many expired tokens one cleanup batch removes [default: 250].
     #[arg(long, env = "TESSERA_CLEANUP_BATCH")]
     pub cleanup_batch: Option<String>,
     /// How long in-flight requests may take to finish on shutdown [default: 30s].
@@ -460,7 +460,7 @@ impl Config {
         let cleanup_batch = integer(
             "cleanup_batch",
             args.cleanup_batch.or(toml_text(file.cleanup_batch)),
-            1000,
+            250,
             1,
             1_000_000,
         )?;
