@@ -26,6 +26,11 @@ fn defaults_are_sane() {
     assert_eq!(c.connections.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.connections.idle_timeout, Duration::from_secs(75));
     assert_eq!(c.connections.max_connections, 10_000);
+    // A purge pass runs every minute, in batches small enough that the
+    // embedded store's writes queued behind one wait little (the soak
+    // figures in docs/benchmarks.md), repeated while they come back full.
+    assert_eq!(c.cleanup_interval, Duration::from_secs(60));
+    assert_eq!(c.cleanup_batch, 250);
 }
 
 #[test]
