@@ -45,17 +45,30 @@ use super::*;
 use crate::db::changed_nothing;
 use crate::flight::Marks;
 use crate::rotate::rotate_if_unchanged;
+use crate::tokens::token_row_at;
 
-/// The pair holding refresh token `$1` (`FALSE`) and the successor it
-/// names, if any (`TRUE`), in one snapshot.
+/// The pair holding refresh token `$1` and, in the same row, the
+/// successor it names (all `NULL` when it names none), in one snapshot:
+/// one lookup of the refresh hash, then one of the successor's key only
+/// when the pair was refreshed.
 static PAIR_AND_SUCCESSOR: LazyLock<String> = LazyLock::new(|| {
+    let columns = |table: &str| {
+        TOKEN_COLUMNS
+            .split(", ")
+            .map(|c| format!("{table}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!(
-        "SELECT {TOKEN_COLUMNS}, FALSE FROM tokens WHERE refresh_hash = $1
-         UNION ALL
-         SELECT {TOKEN_COLUMNS}, TRUE FROM tokens
-          WHERE id = (SELECT successor_id FROM tokens WHERE refresh_hash = $1)"
+        "SELECT {}, {} FROM tokens p LEFT JOIN tokens s ON s.id = p.successor_id
+          WHERE p.refresh_hash = $1",
+        columns("p"),
+        columns("s")
     )
 });
+
+/// How many columns one pair takes in [`PAIR_AND_SUCCESSOR`].
+static PAIR_WIDTH: LazyLock<usize> = LazyLock::new(|| TOKEN_COLUMNS.split(", ").count());
 
 /// What one statement finds: the pair holding refresh token `hash` and,
 /// when it was refreshed, its successor. It changes nothing, so a dead
@@ -68,21 +81,20 @@ async fn pair_and_successor(
         .prepare_cached(&PAIR_AND_SUCCESSOR)
         .await
         .map_err(changed_nothing)?;
-    let rows = c
-        .query(&stmt, &[&hash.0.as_slice()])
+    let Some(row) = c
+        .query_opt(&stmt, &[&hash.0.as_slice()])
         .await
-        .map_err(changed_nothing)?;
-    let (mut pair, mut successor) = (None, None);
-    for row in rows {
-        let is_successor: bool = row.try_get(row.len() - 1)?;
-        let record = token_row(&row)?.into_record()?;
-        if is_successor {
-            successor = Some(record);
-        } else {
-            pair = Some(record);
-        }
-    }
-    Ok(pair.map(|p| (p, successor)))
+        .map_err(changed_nothing)?
+    else {
+        return Ok(None);
+    };
+    let pair = token_row(&row)?.into_record()?;
+    let successor_id: Option<&str> = row.try_get(*PAIR_WIDTH)?;
+    let successor = match successor_id {
+        None => None,
+        Some(_) => Some(token_row_at(&row, *PAIR_WIDTH)?.into_record()?),
+    };
+    Ok(Some((pair, successor)))
 }
 
 /// A first rotation as `refresh::decide` decided it on the pair `record`.

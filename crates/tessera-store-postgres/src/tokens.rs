@@ -35,28 +35,33 @@ pub(crate) const MARK_ISSUED: &str =
     "INSERT INTO meta (key, value) VALUES ('tokens_issued', '1') ON CONFLICT (key) DO NOTHING";
 
 pub(crate) fn token_row(row: &Row) -> Result<TokenRow, tokio_postgres::Error> {
+    token_row_at(row, 0)
+}
+
+/// The pair whose [`TOKEN_COLUMNS`] start at column `first` of `row`.
+pub(crate) fn token_row_at(row: &Row, first: usize) -> Result<TokenRow, tokio_postgres::Error> {
     Ok(TokenRow {
-        id: row.try_get(0)?,
-        access_hash: row.try_get(1)?,
-        refresh_hash: row.try_get(2)?,
-        family_id: row.try_get(3)?,
-        generation: row.try_get(4)?,
-        username: row.try_get(5)?,
-        realm: row.try_get(6)?,
-        subject: row.try_get(7)?,
-        client: row.try_get(8)?,
-        created_at: row.try_get(9)?,
-        access_expires_at: row.try_get(10)?,
-        refresh_expires_at: row.try_get(11)?,
-        access_invalidated: row.try_get(12)?,
-        refresh_invalidated: row.try_get(13)?,
-        refreshed_at: row.try_get(14)?,
-        successor_id: row.try_get(15)?,
-        sealed_successor: row.try_get(16)?,
-        purge_after: row.try_get(17)?,
-        scope: row.try_get(18)?,
-        not_after: row.try_get(19)?,
-        token_metadata: row.try_get(20)?,
+        id: row.try_get(first)?,
+        access_hash: row.try_get(first + 1)?,
+        refresh_hash: row.try_get(first + 2)?,
+        family_id: row.try_get(first + 3)?,
+        generation: row.try_get(first + 4)?,
+        username: row.try_get(first + 5)?,
+        realm: row.try_get(first + 6)?,
+        subject: row.try_get(first + 7)?,
+        client: row.try_get(first + 8)?,
+        created_at: row.try_get(first + 9)?,
+        access_expires_at: row.try_get(first + 10)?,
+        refresh_expires_at: row.try_get(first + 11)?,
+        access_invalidated: row.try_get(first + 12)?,
+        refresh_invalidated: row.try_get(first + 13)?,
+        refreshed_at: row.try_get(first + 14)?,
+        successor_id: row.try_get(first + 15)?,
+        sealed_successor: row.try_get(first + 16)?,
+        purge_after: row.try_get(first + 17)?,
+        scope: row.try_get(first + 18)?,
+        not_after: row.try_get(first + 19)?,
+        token_metadata: row.try_get(first + 20)?,
     })
 }
 
