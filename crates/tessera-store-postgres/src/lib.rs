@@ -97,6 +97,7 @@ use tessera_store::codec::{
 
 pub use cache::DEFAULT_CACHE_TTL;
 pub use config::PostgresConfig;
+pub use schema::TOKENS_FILLFACTOR;
 
 /// The statements a revocation of families runs, with the type of their
 /// one parameter, for the test that checks how PostgreSQL plans them.

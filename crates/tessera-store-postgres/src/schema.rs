@@ -232,18 +232,6 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
                ON api_keys ((LEAST(invalidated_at, expires_at)))",
         ],
     ),
-    (
-        13,
-        &[
-            // Marking a pair refreshed lengthens its row (the sealed
-            // successor) and changes no indexed column: with room left on
-            // its page, PostgreSQL rewrites it there without an index
-            // entry (a heap-only update). Pages filled to the brim made
-            // about half of the marks move their row and add an entry to
-            // every index. Only pages written from now on keep the room.
-            "ALTER TABLE tokens SET (fillfactor = 65)",
-        ],
-    ),
 ];
 
 /// Whether the server is CockroachDB, whose releases before transaction
@@ -301,8 +289,43 @@ pub(crate) async fn migrate(client: &mut Client, take_lock: bool) -> Result<Vec<
         .await?;
         done.push(*version);
     }
+    if take_lock {
+        // PostgreSQL itself (CockroachDB has no heap pages to fill).
+        leave_room_on_token_pages(&tx).await?;
+    }
     tx.commit().await?;
     Ok(done)
+}
+
+/// How full `tokens` fills its heap pages, unless its owner chose.
+pub const TOKENS_FILLFACTOR: u8 = 65;
+
+/// Sets `tokens` to fill its pages to [`TOKENS_FILLFACTOR`] % when it has
+/// no fill factor of its own, and keeps one an operator set.
+///
+/// Marking a pair refreshed lengthens its row (the sealed successor) and
+/// changes no indexed column: with room left on its page, PostgreSQL
+/// rewrites the row there without an index entry (a heap-only update).
+/// Pages filled to the brim made about half of the marks move their row
+/// and add an entry to every index. Only pages written from then on keep
+/// the room. It is a storage setting, not part of the schema's version,
+/// so a binary that predates it still serves the store.
+async fn leave_room_on_token_pages(tx: &tokio_postgres::Transaction<'_>) -> Result<(), Fail> {
+    let chosen: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_class, unnest(reloptions) AS option
+                             WHERE oid = 'tokens'::regclass AND option LIKE 'fillfactor=%')",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if !chosen {
+        tx.batch_execute(&format!(
+            "ALTER TABLE tokens SET (fillfactor = {TOKENS_FILLFACTOR})"
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// The newest schema version this build applies.
