@@ -402,7 +402,8 @@ async fn token_options(admin: &tokio_postgres::Client) -> Vec<String> {
 }
 
 /// A new store leaves room on the pages of `tokens`; a fill factor its
-/// owner set afterwards outlives the next start, and the room is not part
+/// owner set afterwards outlives the next start, a node whose role does
+/// not own the table starts without changing it, and the room is not part
 /// of the schema's version (an older binary still serves the store).
 pub async fn the_fill_factor_is_set_once_and_an_operators_is_kept(base: String) {
     let schema = TestDb::schema(&base);
@@ -423,6 +424,38 @@ pub async fn the_fill_factor_is_set_once_and_an_operators_is_kept(base: String) 
     let again = node(&schema.url, &format!("ff_{}", random_hex())).await;
     assert_eq!(token_options(&admin).await, ["fillfactor=100"]);
     drop(again);
+    // A node whose role may use the tables but does not own them starts,
+    // and leaves the table as it is.
+    let role = format!("tessera_guest_{}", random_hex());
+    let name = &schema.name;
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE tokens RESET (fillfactor);
+             CREATE ROLE {role} LOGIN;
+             GRANT ALL ON SCHEMA {name} TO {role};
+             GRANT ALL ON ALL TABLES IN SCHEMA {name} TO {role};"
+        ))
+        .await
+        .unwrap();
+    let guest = node(&with_param(&schema.url, "user", &role), "ff_guest").await;
+    assert!(guest.get_user("nobody").await.unwrap().is_none());
+    let users: Vec<String> = admin
+        .query(
+            "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE application_name = 'ff_guest'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(users, std::slice::from_ref(&role));
+    assert!(token_options(&admin).await.is_empty());
+    drop(guest);
+    admin
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
     let newest: i32 = admin
         .query_one("SELECT max(version) FROM tessera_schema_migrations", &[])
         .await
