@@ -60,8 +60,10 @@ pub(crate) async fn batch(c: &mut Client, now: Millis, limit: u32) -> Result<Pur
     let limit = i64::from(limit);
     let tx = begin(c, IsolationLevel::ReadCommitted).await?;
     let stmt = tx.prepare_cached(PAIRS).await?;
-    let mut tokens = Vec::new();
-    for row in tx.query(&stmt, &[&now, &limit]).await? {
+    let rows = tx.query(&stmt, &[&now, &limit]).await?;
+    let pairs = rows.len() as u64;
+    let mut tokens = Vec::with_capacity(rows.len());
+    for row in rows {
         let hash: &[u8] = row.try_get(0)?;
         // A hash of another length was never a cache key.
         if let Ok(hash) = <[u8; 32]>::try_from(hash) {
@@ -78,7 +80,7 @@ pub(crate) async fn batch(c: &mut Client, now: Millis, limit: u32) -> Result<Pur
         .collect::<Result<Vec<_>, _>>()?;
     let stmt = tx.prepare_cached(PROOFS).await?;
     let proofs = tx.execute(&stmt, &[&now, &limit]).await?;
-    let count = tokens.len() as u64 + api_keys.len() as u64 + proofs;
+    let count = pairs + api_keys.len() as u64 + proofs;
     let purged = Purged {
         count,
         tokens,
