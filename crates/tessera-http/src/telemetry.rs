@@ -50,7 +50,7 @@ pub const CATALOG: &[MetricInfo] = &[
     m("tessera_audit_events_total", Kind::Counter, "Audit events written."),
     m("tessera_audit_queue_full_total", Kind::Counter, "Audit events whose request waited for room in the audit writer's queue."),
     m("tessera_store_pool_max_connections", Kind::Gauge, "PostgreSQL store: the most connections the pool opens."),
-    m("tessera_store_pool_connections", Kind::Gauge, "PostgreSQL store: connections open, by state (idle, in_use)."),
+    m("tessera_store_pool_connections", Kind::Gauge, "PostgreSQL store: connections open, by state (idle, in_use: leased to one call, shared: by many single statements)."),
     m("tessera_store_pool_waiting", Kind::Gauge, "PostgreSQL store: requests waiting for a connection."),
     m("tessera_store_cache_lookups_total", Kind::Counter, "PostgreSQL store: authentication reads by result (hit: answered from the node's cache, miss: read from the database)."),
     m("tessera_store_cache_extended_hits_total", Kind::Counter, "PostgreSQL store: cache hits served past cluster_cache_ttl because no write that takes something back had committed since the entry was read (the revocation epoch)."),
@@ -105,10 +105,11 @@ pub fn describe() {
 /// Sets the pool gauges from `store`, if it has a pool (before a scrape).
 pub fn record_pool(store: &dyn Store) {
     if let Some(s) = store.pool_status() {
-        let in_use = s.size.saturating_sub(s.idle);
+        let in_use = s.size.saturating_sub(s.idle).saturating_sub(s.shared);
         metrics::gauge!("tessera_store_pool_max_connections").set(s.max_size as f64);
         metrics::gauge!("tessera_store_pool_connections", "state" => "idle").set(s.idle as f64);
         metrics::gauge!("tessera_store_pool_connections", "state" => "in_use").set(in_use as f64);
+        metrics::gauge!("tessera_store_pool_connections", "state" => "shared").set(s.shared as f64);
         metrics::gauge!("tessera_store_pool_waiting").set(s.waiting as f64);
         metrics::counter!("tessera_store_cache_lookups_total", "result" => "hit")
             .absolute(s.cache_hits);

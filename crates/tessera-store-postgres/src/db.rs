@@ -13,6 +13,7 @@ use tokio_postgres::IsolationLevel;
 
 use crate::cache::Grace;
 use crate::epoch::Bumped;
+use crate::shared::{GiveUp, Shared, SharedLease};
 
 use crate::{tls, PostgresConfig};
 
@@ -183,6 +184,8 @@ pub(crate) struct Db {
     pub(crate) tls: tls::Settings,
     /// The servers' `host:port`s, for messages (never the password).
     pub(crate) target: String,
+    /// The connections single statements share (`shared.rs`).
+    shared: Shared,
 }
 
 impl Db {
@@ -193,6 +196,7 @@ impl Db {
             max_size: s.max_size,
             size: s.size,
             idle: s.available,
+            shared: self.shared.open(),
             waiting: s.waiting,
             cache_hits: 0,
             cache_misses: 0,
@@ -249,6 +253,7 @@ impl Db {
             grace: Grace::new(config.cache_ttl),
             tls,
             target,
+            shared: Shared::for_pool(config.pool_size.max(1)),
         })
     }
 
@@ -308,6 +313,23 @@ impl Db {
         self.attempts(op, repeat == Repeat::Safe, f).await
     }
 
+    /// [`Db::run`] for an operation whose every statement stands alone
+    /// (autocommit, nothing left in the session): its attempts run on a
+    /// connection other callers use at the same time (`shared.rs`). `f`
+    /// is built with `shared_attempt!`.
+    pub(crate) async fn run_shared<T, F, Fut>(
+        &self,
+        op: &'static str,
+        repeat: Repeat,
+        f: F,
+    ) -> StoreResult<T>
+    where
+        F: FnMut(SharedLease) -> Fut,
+        Fut: Future<Output = (SharedLease, Result<T, Fail>)>,
+    {
+        self.attempts(op, repeat == Repeat::Safe, f).await
+    }
+
     /// Runs a write that may change or remove a row some node has cached,
     /// like [`Db::run`]. Each attempt must add to the revocation epoch in
     /// its transaction ([`crate::epoch::bump`], the only way to make its
@@ -330,26 +352,26 @@ impl Db {
         (self.pool.clone(), self.attempt_timeout)
     }
 
-    async fn attempts<T, F, Fut>(
+    async fn attempts<L: Lent, T, F, Fut>(
         &self,
         op: &'static str,
         safe_to_retry: bool,
         mut f: F,
     ) -> StoreResult<T>
     where
-        F: FnMut(Lease) -> Fut,
-        Fut: Future<Output = (Lease, Result<T, Fail>)>,
+        F: FnMut(L) -> Fut,
+        Fut: Future<Output = (L, Result<T, Fail>)>,
     {
         let mut conflicts = 0;
         let mut stale = 0;
         loop {
-            let client = self.pool.get().await.map_err(|e| self.pool_error(op, e))?;
-            // If the attempt does not finish in time, dropping its future
-            // drops the lease, which discards the connection: it may be
-            // half-way through anything.
-            let Ok((lease, outcome)) =
-                tokio::time::timeout(self.attempt_timeout, f(Lease(Some(client)))).await
+            let lent = L::lend(self).await.map_err(|e| self.pool_error(op, e))?;
+            // If the attempt does not finish in time, its connection is
+            // given up: it may be half-way through anything, or hung.
+            let give_up = lent.on_timeout();
+            let Ok((lease, outcome)) = tokio::time::timeout(self.attempt_timeout, f(lent)).await
             else {
+                give_up.now();
                 return Err(StoreError::Unavailable(format!(
                     "{op}: the database did not answer within {:?}",
                     self.attempt_timeout
@@ -386,7 +408,7 @@ impl Db {
                     tokio::time::sleep(backoff(conflicts)).await;
                 }
                 Class::Unavailable if is_connection_lost(&e) => {
-                    drop(lease);
+                    lease.give_up();
                     stale += 1;
                     if !safe_to_repeat || stale > MAX_STALE_RETRIES {
                         return Err(StoreError::Unavailable(format!("{op}: {}", describe(&e))));
@@ -434,14 +456,57 @@ fn target(pg: &tokio_postgres::Config) -> String {
     }
 }
 
-/// A pooled connection lent to one attempt. Dropping it discards the
-/// connection; [`Lease::release`] returns it to the pool.
+/// A connection lent to one attempt.
+pub(crate) trait Lent: Sized {
+    async fn lend(db: &Db) -> Result<Self, PoolError>;
+    /// Lets it serve the next attempt or caller.
+    fn release(self);
+    /// It was found dead: it serves nobody again.
+    fn give_up(self);
+    /// What gives it up if the attempt holding it is dropped for taking
+    /// too long.
+    fn on_timeout(&self) -> GiveUp;
+}
+
+/// A pooled connection lent to one attempt alone. Dropping it discards the
+/// connection (the attempt may have left it half-way through a
+/// transaction); [`Lent::release`] returns it to the pool.
 pub(crate) struct Lease(Option<Client>);
 
-impl Lease {
+impl Lent for Lease {
+    async fn lend(db: &Db) -> Result<Self, PoolError> {
+        Ok(Lease(Some(db.pool.get().await?)))
+    }
+
     fn release(mut self) {
         // Dropping the pool object puts it back into the pool.
         drop(self.0.take());
+    }
+
+    fn give_up(self) {
+        // Dropped without `release`: discarded.
+    }
+
+    fn on_timeout(&self) -> GiveUp {
+        // The attempt's future owns the lease; dropping it discards the
+        // connection.
+        GiveUp(None)
+    }
+}
+
+impl Lent for SharedLease {
+    async fn lend(db: &Db) -> Result<Self, PoolError> {
+        db.shared.lend(&db.pool).await
+    }
+
+    fn release(self) {}
+
+    fn give_up(self) {
+        SharedLease::give_up(&self);
+    }
+
+    fn on_timeout(&self) -> GiveUp {
+        SharedLease::on_timeout(self)
     }
 }
 
@@ -477,6 +542,22 @@ macro_rules! attempt {
         move |mut lease: $crate::db::Lease| async move {
             let result = async {
                 let $c: &mut ::deadpool_postgres::Client = &mut lease;
+                $body
+            }
+            .await;
+            (lease, result)
+        }
+    };
+}
+
+/// Builds the closure that [`Db::run_shared`] calls for each attempt from
+/// an expression using `$c: &Client`, a connection other callers use at
+/// the same time: every statement must stand alone (`shared.rs`).
+macro_rules! shared_attempt {
+    (|$c:ident| $body:expr) => {
+        move |lease: $crate::shared::SharedLease| async move {
+            let result = async {
+                let $c: &::deadpool_postgres::Client = &lease;
                 $body
             }
             .await;

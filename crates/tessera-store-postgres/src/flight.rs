@@ -54,9 +54,10 @@
 //! The store call runs in the leader's own future. If that is dropped (its
 //! client went away), the flight is removed and its followers are woken
 //! without an outcome; they enter again, so one of them leads a new call,
-//! which finds whatever the dropped one committed (the connection of a
-//! dropped call is discarded, so the server rolls back anything it did not
-//! commit; a conditional statement or `COMMIT` it had already sent may
+//! which finds whatever the dropped one committed (the leased connection
+//! of a dropped transaction is discarded, so the server rolls back
+//! anything it did not commit; a conditional statement, which runs on a
+//! shared connection to its end, or a `COMMIT` it had already sent may
 //! still commit, and is then found and replayed).
 
 use std::collections::HashMap;

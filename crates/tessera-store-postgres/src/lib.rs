@@ -78,6 +78,7 @@ mod role_mappings;
 mod rotate;
 mod schema;
 mod service_tokens;
+mod shared;
 mod tls;
 mod tokens;
 
@@ -404,15 +405,23 @@ impl Store for PostgresStore {
 
     async fn insert_derived(&self, record: &TokenRecord, lineage: &Lineage) -> StoreResult<bool> {
         let mark = !self.issued_marked.load(Ordering::Acquire);
+        if !mark && lineage.is_empty() {
+            // One statement on its own.
+            return self
+                .db
+                .run_shared(
+                    "insert_token",
+                    Repeat::Adds,
+                    shared_attempt!(|c| engine::issue(&mut PgTx::new(c), record, lineage).await),
+                )
+                .await;
+        }
         let stored = self
             .db
             .run(
                 "insert_token",
                 Repeat::Adds,
                 attempt!(|c| {
-                    if !mark && lineage.is_empty() {
-                        return engine::issue(&mut PgTx::new(&*c), record, lineage).await;
-                    }
                     // Checking sources needs a serializable transaction
                     // (see `lineage`); the first insert of this store also
                     // records (once for the database) that tokens were ever

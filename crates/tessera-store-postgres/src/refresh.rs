@@ -275,8 +275,9 @@ async fn locked_attempt(
 
 impl PostgresStore {
     /// One refresh, shared with nobody: in two round trips without a
-    /// transaction when it writes nothing or is a first rotation, else by
-    /// the locked transaction.
+    /// transaction, on a connection other callers' statements share
+    /// (`shared.rs`), when it writes nothing or is a first rotation; else
+    /// by the locked transaction, on a connection of its own.
     ///
     /// Both run as writes that are not repeated once they may have taken
     /// effect (`Repeat::Adds`, as the locked transaction always has): a
@@ -293,10 +294,10 @@ impl PostgresStore {
         let hash = request.refresh_token.hash();
         let unlocked = self
             .db
-            .run(
+            .run_shared(
                 "refresh",
                 Repeat::Adds,
-                attempt!(|c| unlocked_attempt(c, &hash, request, marks).await),
+                shared_attempt!(|c| unlocked_attempt(c, &hash, request, marks).await),
             )
             .await?;
         let rotate = match unlocked {

@@ -56,6 +56,8 @@ async fn hold_row<'a>(
 mod plans;
 #[path = "postgres/rotation.rs"]
 mod rotation;
+#[path = "postgres/shared.rs"]
+mod shared;
 #[path = "postgres/storms.rs"]
 mod storms;
 #[path = "postgres/tls.rs"]
@@ -135,6 +137,26 @@ fn main() {
             "rotation::the_fill_factor_is_set_once_and_an_operators_is_kept",
             2,
             rotation::the_fill_factor_is_set_once_and_an_operators_is_kept,
+        ),
+        needs_postgres_async(
+            "shared::many_callers_share_a_connection_and_each_gets_its_own_answer",
+            4,
+            shared::many_callers_share_a_connection_and_each_gets_its_own_answer,
+        ),
+        needs_postgres_async(
+            "shared::a_statement_waiting_for_a_lock_holds_up_only_its_connection",
+            2,
+            shared::a_statement_waiting_for_a_lock_holds_up_only_its_connection,
+        ),
+        needs_postgres_async(
+            "shared::a_caller_that_goes_away_leaves_the_connection_in_use",
+            2,
+            shared::a_caller_that_goes_away_leaves_the_connection_in_use,
+        ),
+        needs_postgres_async(
+            "shared::a_dead_shared_connection_is_replaced",
+            2,
+            shared::a_dead_shared_connection_is_replaced,
         ),
         needs_postgres_async(
             "the_purge_waits_no_grace_and_caches_follow_it",
@@ -420,8 +442,25 @@ async fn outage_is_unavailable_and_recovers(base: String) {
     a.unwrap();
     b.unwrap();
     c.unwrap();
+    // Pairs to refresh during and after each outage; the refreshes and the
+    // inserts run on the shared connections (`src/shared.rs`).
+    let mut pairs = Vec::new();
+    for i in 0..6 {
+        pairs.push(issued(&store, &format!("outage{i}")).await);
+    }
+    let refresh = |(record, token): &(
+        tessera_domain::TokenRecord,
+        tessera_domain::token::TokenString,
+    )| {
+        store.refresh(tessera_store::RefreshRequest::new(
+            token.clone(),
+            record.client.clone(),
+            NOW,
+            POLICY,
+        ))
+    };
 
-    for outage in [Mode::Cut, Mode::Stall, Mode::Cut] {
+    for (round, outage) in [Mode::Cut, Mode::Stall, Mode::Cut].into_iter().enumerate() {
         set(&proxy, outage).await;
         assert_unavailable(
             &format!("connect during {outage:?}"),
@@ -439,8 +478,25 @@ async fn outage_is_unavailable_and_recovers(base: String) {
             store.put_user(user("amy")),
         )
         .await;
+        assert_unavailable(
+            &format!("refresh during {outage:?}"),
+            refresh(&pairs[2 * round]),
+        )
+        .await;
+        let (record, _) = &pairs[2 * round + 1];
+        assert_unavailable(
+            &format!("insert_token during {outage:?}"),
+            store.insert_token(record),
+        )
+        .await;
         set(&proxy, Mode::Open).await;
         store.ping().await.expect("ping after the outage");
+        let granted = refresh(&pairs[2 * round + 1])
+            .await
+            .expect("refresh after the outage")
+            .expect("granted");
+        assert!(granted.rotated);
+        issued(&store, &format!("after{round}")).await;
         let joe = store
             .get_user("joe")
             .await

@@ -261,6 +261,9 @@ pub struct PoolStatus {
     pub size: usize,
     /// The open connections idle now.
     pub idle: usize,
+    /// Of the open connections neither idle nor leased, those that single
+    /// statements share (PostgreSQL: `shared.rs` of its store).
+    pub shared: usize,
     /// The callers waiting for a connection.
     pub waiting: usize,
     /// Authentication reads answered from the node's read cache, and those

@@ -173,7 +173,7 @@ pub async fn rotations_race_refreshes_and_invalidations_across_nodes(base: Strin
 }
 
 /// Waits until a session named `name` waits for a lock.
-async fn blocked(watch: &tokio_postgres::Client, name: &str) {
+pub(super) async fn blocked(watch: &tokio_postgres::Client, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let waiting: i64 = watch

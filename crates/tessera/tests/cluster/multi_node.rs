@@ -161,6 +161,15 @@ pub fn refresh_races_across_nodes_agree_and_hold_everywhere_at_once(pg: &str) {
         .sum();
     assert_eq!(rotated, trials as f64, "rotations across the cluster");
     assert_eq!(replayed, (trials * (THREADS - 1)) as f64, "replays");
+    // The refreshes ran on connections they share (`shared.rs` of the
+    // PostgreSQL store): at most half of each node's pool of 16.
+    for base in bases.iter() {
+        let shared = http.counter(base, "tessera_store_pool_connections{state=\"shared\"}");
+        assert!(
+            (1.0..=8.0).contains(&shared),
+            "{base}: {shared} shared connections"
+        );
+    }
 
     // Invalidation through one node holds on the others at once. Every
     // token of a refresh family goes with any of its members (the
