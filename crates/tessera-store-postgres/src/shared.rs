@@ -4,8 +4,9 @@
 //! one connection: each goes out as its own `Bind`/`Execute`/`Sync`, so
 //! the server runs them one after the other, each in its own implicit
 //! transaction, exactly as if each caller had had the connection alone.
-//! Half the pool ([`Shared::for_pool`]) is kept as such shared connections
-//! for statements that need nothing of a session but the session itself:
+//! Up to half the pool ([`Shared::for_pool`]) is kept as such shared
+//! connections, opened as the load needs them ([`Shared::lend`]), for
+//! statements that need nothing of a session but the session itself:
 //! the two statements of an unlocked refresh (`refresh.rs`) and the insert
 //! of a pair that has no sources (`insert_derived`). Everything else, and
 //! every transaction, leases a connection of its own (`db::Lease`).
@@ -51,17 +52,27 @@
 //! half-done: the driver sends each statement whole and drops the answer
 //! nobody waits for, and the statement is its own transaction.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use deadpool_postgres::{Client, Object, Pool, PoolError};
+use std::time::Duration;
 
-/// The shared connections of one store, filled from its pool when first
-/// needed.
+use deadpool_postgres::{Client, Object, Pool, PoolError, Timeouts};
+
+/// The shared connections of one store, opened from its pool as the load
+/// needs them.
 pub(crate) struct Shared {
-    slots: Box<[Mutex<Option<Arc<SharedConn>>>]>,
-    /// The slot the next caller takes, round robin.
-    next: AtomicUsize,
+    slots: Arc<[Mutex<Option<Arc<SharedConn>>>]>,
+    /// A connection is being opened for a slot, in the background.
+    opening: Arc<AtomicBool>,
+}
+
+/// What the slots hold at one look.
+struct Survey {
+    /// The working connection with the fewest users, and how many.
+    least: Option<(Arc<SharedConn>, usize)>,
+    /// A slot without a working connection.
+    free: Option<usize>,
 }
 
 impl Shared {
@@ -72,49 +83,110 @@ impl Shared {
     pub(crate) fn for_pool(pool_size: usize) -> Self {
         Self {
             slots: (0..pool_size / 2).map(|_| Mutex::new(None)).collect(),
-            next: AtomicUsize::new(0),
+            opening: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// A connection for one caller's statements: the next slot's, opened
-    /// through `pool` if the slot holds none that works.
+    /// A connection for one caller's statements: the working one with the
+    /// fewest callers. When every open one is in use and a slot is free,
+    /// the caller still queues on the least busy one, and another
+    /// connection is opened in the background (one at a time, only if the
+    /// pool has one at hand without waiting): a caller never waits for a
+    /// connection to be opened while one is open. So a light load (a storm
+    /// that single flight reduces to a call or two per node) keeps to one
+    /// warm connection, and a heavy one spreads over all the slots. With
+    /// none open, the caller waits for the pool as any caller does.
     pub(crate) async fn lend(&self, pool: &Pool) -> Result<SharedLease, PoolError> {
         if self.slots.is_empty() {
             let conn = Arc::new(SharedConn::new(pool.get().await?));
             return Ok(SharedLease::new(conn));
         }
-        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        if let Some(conn) = self.working(slot) {
-            return Ok(SharedLease::new(conn));
-        }
-        let opened = Arc::new(SharedConn::new(pool.get().await?));
-        let mut held = self.slots[slot]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let conn = match held.as_ref() {
-            // Another caller filled the slot meanwhile: the connection
-            // opened here goes back to the pool.
-            Some(conn) if conn.works() => Arc::clone(conn),
-            _ => {
-                *held = Some(Arc::clone(&opened));
-                opened
+        let Survey { least, free } = self.survey();
+        match (least, free) {
+            (Some((conn, 0)), _) | (Some((conn, _)), None) => Ok(SharedLease::new(conn)),
+            (Some((conn, _)), Some(slot)) => {
+                self.open_in_background(pool, slot);
+                Ok(SharedLease::new(conn))
             }
+            (None, Some(slot)) => {
+                let opened = pool.get().await?;
+                Ok(SharedLease::new(fill(&self.slots, slot, opened)))
+            }
+            (None, None) => unreachable!("a slot without a working connection is free"),
+        }
+    }
+
+    /// Opens a connection for `slot` on a task of its own, unless one is
+    /// being opened already or the pool has none at hand.
+    fn open_in_background(&self, pool: &Pool, slot: usize) {
+        if self.opening.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, slots, opening) = (
+            pool.clone(),
+            Arc::clone(&self.slots),
+            Arc::clone(&self.opening),
+        );
+        tokio::spawn(async move {
+            let at_hand = Timeouts {
+                wait: Some(Duration::ZERO),
+                ..pool.timeouts()
+            };
+            if let Ok(opened) = pool.timeout_get(&at_hand).await {
+                fill(&slots, slot, opened);
+            }
+            opening.store(false, Ordering::Release);
+        });
+    }
+
+    fn survey(&self) -> Survey {
+        let mut survey = Survey {
+            least: None,
+            free: None,
         };
-        Ok(SharedLease::new(conn))
+        for (i, slot) in self.slots.iter().enumerate() {
+            let held = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            match held.as_ref().filter(|conn| conn.works()) {
+                None => {
+                    survey.free.get_or_insert(i);
+                }
+                Some(conn) => {
+                    // Beside the slot's own reference, one per caller.
+                    let users = Arc::strong_count(conn) - 1;
+                    if survey.least.as_ref().is_none_or(|(_, u)| users < *u) {
+                        survey.least = Some((Arc::clone(conn), users));
+                    }
+                }
+            }
+        }
+        survey
     }
 
     /// How many slots hold a connection that works.
     pub(crate) fn open(&self) -> usize {
-        (0..self.slots.len())
-            .filter(|&slot| self.working(slot).is_some())
+        self.slots
+            .iter()
+            .filter(|slot| {
+                slot.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .is_some_and(|conn| conn.works())
+            })
             .count()
     }
+}
 
-    fn working(&self, slot: usize) -> Option<Arc<SharedConn>> {
-        let held = self.slots[slot]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        held.as_ref().filter(|conn| conn.works()).map(Arc::clone)
+/// Puts `opened` in `slots[slot]`, unless another caller filled it
+/// meanwhile (then `opened` goes back to the pool): the slot's connection.
+fn fill(slots: &[Mutex<Option<Arc<SharedConn>>>], slot: usize, opened: Object) -> Arc<SharedConn> {
+    let mut held = slots[slot].lock().unwrap_or_else(PoisonError::into_inner);
+    match held.as_ref() {
+        Some(conn) if conn.works() => Arc::clone(conn),
+        _ => {
+            let conn = Arc::new(SharedConn::new(opened));
+            *held = Some(Arc::clone(&conn));
+            conn
+        }
     }
 }
 

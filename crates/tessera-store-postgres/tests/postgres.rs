@@ -154,6 +154,11 @@ fn main() {
             shared::a_caller_that_goes_away_leaves_the_connection_in_use,
         ),
         needs_postgres_async(
+            "shared::a_light_load_keeps_to_one_connection_and_a_heavy_one_spreads",
+            4,
+            shared::a_light_load_keeps_to_one_connection_and_a_heavy_one_spreads,
+        ),
+        needs_postgres_async(
             "shared::a_dead_shared_connection_is_replaced",
             2,
             shared::a_dead_shared_connection_is_replaced,

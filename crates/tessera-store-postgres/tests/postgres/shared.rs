@@ -286,3 +286,55 @@ pub async fn a_caller_that_goes_away_leaves_the_connection_in_use(base: String) 
     );
     assert_eq!(session_pids(&watch, &name).await, before, "no new session");
 }
+
+/// How many shared connections `store` has open.
+fn shared_open(store: &PostgresStore) -> usize {
+    store.pool_status().expect("a pool").shared
+}
+
+/// Shared connections are opened as the load needs them: refreshes one
+/// after the other (as a storm is, once single flight has made it one
+/// call per node) keep to one connection, and many at once get more
+/// opened (in the background, while they queue on the open one), never
+/// more than half the pool.
+pub async fn a_light_load_keeps_to_one_connection_and_a_heavy_one_spreads(base: String) {
+    let schema = TestDb::schema(&base);
+    let name = format!("load_{}", random_hex());
+    let store = store_named(&schema.url, &name, 8).await;
+    let mut pairs = Vec::new();
+    for i in 0..110 {
+        pairs.push(issued(&store, &format!("load{i}")).await);
+    }
+    for (record, token) in &pairs[..10] {
+        refresh(&store, record, token)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        shared_open(&store),
+        1,
+        "one after the other: one connection"
+    );
+
+    let at_once: Vec<_> = pairs[10..]
+        .iter()
+        .map(|(record, token)| refresh(&store, record, token))
+        .collect();
+    for r in at_once {
+        assert!(r.await.unwrap().unwrap().unwrap().rotated);
+    }
+    // The callers queued on the open connection while more were opened in
+    // the background.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shared_open(&store) < 2 {
+        assert!(Instant::now() < deadline, "no second connection was opened");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let open = shared_open(&store);
+    assert!(
+        open <= 4,
+        "100 at once: {open} shared connections of at most 4"
+    );
+}
