@@ -296,40 +296,26 @@ impl Db {
 
     /// Runs `f` on a pooled connection until it gives a final answer.
     ///
-    /// `f` is one whole attempt: it is handed a leased connection, opens
-    /// its own transaction (if any), commits it, and hands the lease back
-    /// with its result (see `attempt!`). An attempt that
-    /// ends in a serialization failure or a deadlock was rolled back by the
+    /// `f` is one whole attempt: it is handed a connection, opens its own
+    /// transaction (if any), commits it, and hands the lease back with its
+    /// result. Built with `attempt!`, it gets a connection of its own (a
+    /// [`Lease`]); built with `shared_attempt!`, for an operation whose
+    /// every statement stands alone (autocommit, nothing left in the
+    /// session), one that other callers use at the same time (a
+    /// [`SharedLease`], `shared.rs`). An attempt that ends in a
+    /// serialization failure or a deadlock was rolled back by the
     /// database, so it runs again from the start with backoff; because it
     /// re-reads everything it decides on, repeating it can never apply a
     /// change twice.
-    ///
-    pub(crate) async fn run<T, F, Fut>(
+    pub(crate) async fn run<L: Lent, T, F, Fut>(
         &self,
         op: &'static str,
         repeat: Repeat,
         f: F,
     ) -> StoreResult<T>
     where
-        F: FnMut(Lease) -> Fut,
-        Fut: Future<Output = (Lease, Result<T, Fail>)>,
-    {
-        self.attempts(op, repeat == Repeat::Safe, f).await
-    }
-
-    /// [`Db::run`] for an operation whose every statement stands alone
-    /// (autocommit, nothing left in the session): its attempts run on a
-    /// connection other callers use at the same time (`shared.rs`). `f`
-    /// is built with `shared_attempt!`.
-    pub(crate) async fn run_shared<T, F, Fut>(
-        &self,
-        op: &'static str,
-        repeat: Repeat,
-        f: F,
-    ) -> StoreResult<T>
-    where
-        F: FnMut(SharedLease) -> Fut,
-        Fut: Future<Output = (SharedLease, Result<T, Fail>)>,
+        F: FnMut(L) -> Fut,
+        Fut: Future<Output = (L, Result<T, Fail>)>,
     {
         self.attempts(op, repeat == Repeat::Safe, f).await
     }
@@ -578,7 +564,7 @@ macro_rules! attempt {
     };
 }
 
-/// Builds the closure that [`Db::run_shared`] calls for each attempt from
+/// Builds the closure that [`Db::run`] calls for each attempt from
 /// an expression using `$c: &Client`, a connection other callers use at
 /// the same time: every statement must stand alone (`shared.rs`).
 macro_rules! shared_attempt {

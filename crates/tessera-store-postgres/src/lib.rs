@@ -409,7 +409,7 @@ impl Store for PostgresStore {
             // One statement on its own.
             return self
                 .db
-                .run_shared(
+                .run(
                     "insert_token",
                     Repeat::Adds,
                     shared_attempt!(|c| engine::issue(&mut PgTx::new(c), record, lineage).await),

@@ -294,7 +294,7 @@ impl PostgresStore {
         let hash = request.refresh_token.hash();
         let unlocked = self
             .db
-            .run_shared(
+            .run(
                 "refresh",
                 Repeat::Adds,
                 shared_attempt!(|c| unlocked_attempt(c, &hash, request, marks).await),

@@ -21,8 +21,8 @@
 //! run leave in one write and are read by the backend in one go, and the
 //! backend has the next caller's statement to run while the node decides
 //! on the previous one. On the benchmark machine this took a node's CPU per
-//! refresh from about 100 µs to about 70 µs and refresh from about 0.78× to
-//! about 0.95× `pgbench -N` (docs/benchmarks.md).
+//! refresh from 95–122 µs to 66–81 µs, and refresh from 0.73–0.84× to
+//! 0.93–0.98× `pgbench -N` (docs/benchmarks.md).
 //!
 //! # What may run here
 //!

@@ -31,7 +31,7 @@ async fn node(url: &str, name: &str) -> Arc<PostgresStore> {
     Arc::new(store)
 }
 
-fn refresh(
+pub(super) fn refresh(
     store: &Arc<PostgresStore>,
     record: &TokenRecord,
     token: &TokenString,

@@ -8,14 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_domain::token::TokenString;
-use tessera_domain::TokenRecord;
-use tessera_store::{RefreshOutcome, RefreshRequest, Store, StoreResult};
+use tessera_store::Store;
 use tessera_store_postgres::{PostgresConfig, PostgresStore};
 use tessera_testkit::postgres::{connect_admin, random_hex, with_param, TestDb};
 
-use super::rotation::blocked;
-use super::{hold_row, issued, user, NOW, POLICY};
+use super::rotation::{blocked, refresh};
+use super::{hold_row, issued, user};
 
 /// How many callers run at once in the first test.
 const CALLERS: usize = 200;
@@ -28,16 +26,6 @@ async fn store_named(url: &str, name: &str, pool_size: usize) -> Arc<PostgresSto
         ..PostgresConfig::new(with_param(url, "application_name", name))
     };
     Arc::new(PostgresStore::connect(config).await.expect("connecting"))
-}
-
-fn refresh(
-    store: &Arc<PostgresStore>,
-    record: &TokenRecord,
-    token: &TokenString,
-) -> tokio::task::JoinHandle<StoreResult<RefreshOutcome>> {
-    let store = Arc::clone(store);
-    let request = RefreshRequest::new(token.clone(), record.client.clone(), NOW, POLICY);
-    tokio::spawn(async move { store.refresh(request).await })
 }
 
 /// How many sessions named `name` the server has.
