@@ -243,9 +243,10 @@ impl Db {
             .wait_timeout(Some(config.acquire_timeout))
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(config.connect_timeout))
-            .post_create(Hook::async_fn(|client, _| {
-                Box::pin(async move { plan_for_point_lookups(client).await })
-            }))
+            .post_create({
+                let limit = config.connect_timeout;
+                Hook::async_fn(move |client, _| Box::pin(plan_for_point_lookups(client, limit)))
+            })
             .build()
             .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
         Ok(Self {
@@ -429,11 +430,21 @@ impl Db {
 /// 0.1 (docs/benchmarks.md).
 const POINT_LOOKUPS: &str = "SET max_parallel_workers_per_gather = 0; SET jit = off";
 
-/// Sends [`POINT_LOOKUPS`] on a new connection. An engine that knows
-/// neither setting (CockroachDB) refuses it, which changes nothing there;
-/// only a lost connection fails the new connection.
-async fn plan_for_point_lookups(client: &mut ClientWrapper) -> Result<(), HookError> {
-    match client.batch_execute(POINT_LOOKUPS).await {
+/// Sends [`POINT_LOOKUPS`] on a new connection, within `limit` (the
+/// connect timeout, which the pool applies to the connect alone). An
+/// engine that knows neither setting (CockroachDB) refuses it, which
+/// changes nothing there; only a lost or silent connection fails the new
+/// connection.
+async fn plan_for_point_lookups(
+    client: &mut ClientWrapper,
+    limit: Duration,
+) -> Result<(), HookError> {
+    let Ok(sent) = tokio::time::timeout(limit, client.batch_execute(POINT_LOOKUPS)).await else {
+        return Err(HookError::Message(
+            format!("the new connection did not answer within {limit:?}").into(),
+        ));
+    };
+    match sent {
         Ok(()) => Ok(()),
         Err(e) if is_connection_lost(&e) => Err(HookError::Backend(e)),
         Err(e) => {

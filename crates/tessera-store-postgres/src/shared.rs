@@ -145,9 +145,13 @@ impl Shared {
             free: None,
         };
         for (i, slot) in self.slots.iter().enumerate() {
-            let held = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut held = slot.lock().unwrap_or_else(PoisonError::into_inner);
             match held.as_ref().filter(|conn| conn.works()) {
                 None => {
+                    // A connection given up on leaves its slot now, so the
+                    // last of its callers closes it and its place in the
+                    // pool is free.
+                    *held = None;
                     survey.free.get_or_insert(i);
                 }
                 Some(conn) => {
