@@ -76,8 +76,8 @@ struct Survey {
 }
 
 impl Shared {
-    /// Half of a pool of `pool_size` connections, so that transactions
-    /// keep the other half. A pool of one connection shares none (the
+    /// At most half of a pool of `pool_size` connections, so that
+    /// transactions keep the other half. A pool of one connection shares none (the
     /// transactions need it); each caller then leases it for the
     /// statement.
     pub(crate) fn for_pool(pool_size: usize) -> Self {

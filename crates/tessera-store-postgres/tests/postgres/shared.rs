@@ -168,7 +168,8 @@ pub async fn a_statement_waiting_for_a_lock_holds_up_only_its_connection(base: S
 }
 
 /// Every session of a store is ended by the server (as a restart or an
-/// administrator would). Once the store has seen the sockets close, a
+/// administrator would). Once the store counts no working shared
+/// connection (it has seen the sockets close), a
 /// refresh and an insert, both on shared connections, work at once: the
 /// dead connections were given up and new ones opened.
 pub async fn a_dead_shared_connection_is_replaced(base: String) {
@@ -199,8 +200,14 @@ pub async fn a_dead_shared_connection_is_replaced(base: String) {
         assert!(Instant::now() < deadline, "the sessions never ended");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // The store's connection tasks read the closed sockets.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Until the store's connection tasks have read the closed sockets.
+    while shared_open(&store) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the store never saw its sessions end"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     let g = refresh(&store, &record, &token)
         .await
