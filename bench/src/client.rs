@@ -245,6 +245,8 @@ pub struct LoadResult {
     pub others_cpu_share: Option<f64>,
     /// CPU time the server spent per answered request, warm-up included.
     pub server_cpu_us_per_req: Option<f64>,
+    /// The same by the server's thread names.
+    pub server_cpu_by_thread: BTreeMap<String, f64>,
 }
 
 impl LoadResult {
@@ -389,6 +391,7 @@ pub async fn run_load(
         exhausted_after: exhausted.then_some(window),
         others_cpu_share: None,
         server_cpu_us_per_req: None,
+        server_cpu_by_thread: BTreeMap::new(),
     })
 }
 

@@ -159,11 +159,16 @@ pub(crate) async fn measure_checked(
     );
     let before = CpuSnapshot::take(&[server.pid()]);
     let server_before = process::process_cpu_ticks(server.pid());
+    let threads_before = process::thread_cpu_ticks(server.pid());
     let mut r = client::run_load(server.addr, load, next, check).await?;
     let after = CpuSnapshot::take(&[server.pid()]);
     r.server_cpu_us_per_req = server_before
         .zip(process::process_cpu_ticks(server.pid()))
         .and_then(|(b, a)| process::cpu_us_per_request(a.saturating_sub(b), r.answered));
+    r.server_cpu_by_thread = threads_before
+        .zip(process::thread_cpu_ticks(server.pid()))
+        .map(|(b, a)| process::cpu_us_per_request_by_thread(&b, &a, r.answered))
+        .unwrap_or_default();
     r.others_cpu_share = before
         .zip(after)
         .and_then(|(b, a)| a.others_share_since(&b));
@@ -183,6 +188,14 @@ pub(crate) async fn measure_checked(
         r.server_cpu_us_per_req
             .map_or_else(|| "?".to_owned(), |us| format!("{us:.0}"))
     );
+    if !r.server_cpu_by_thread.is_empty() {
+        let parts: Vec<String> = r
+            .server_cpu_by_thread
+            .iter()
+            .map(|(name, us)| format!("{name} {us:.1}"))
+            .collect();
+        eprintln!("    server CPU µs/req by thread: {}", parts.join(", "));
+    }
     if r.error_count() > 0 {
         eprintln!(
             "!!! {name}: {} REQUESTS FAILED: {:?}",
@@ -218,6 +231,7 @@ pub(crate) fn row(scenario: &str, r: &LoadResult, ratio: Option<f64>) -> Row {
         error_kinds: r.errors.clone(),
         others_cpu_share: r.others_cpu_share,
         server_cpu_us_per_req: r.server_cpu_us_per_req,
+        server_cpu_by_thread: r.server_cpu_by_thread.clone(),
         skipped: false,
         notes,
     }

@@ -1,6 +1,7 @@
 //! The processes under test: Tessera itself and the ceiling server, each a
 //! child of the bench process, stopped with SIGTERM when done.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -411,6 +412,51 @@ pub fn process_cpu_ticks(pid: u32) -> Option<u64> {
     process_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// User and system CPU ticks each thread name of a process has used so
+/// far (threads of one name summed: the runtime's workers, say). Linux
+/// keeps the first 15 bytes of a thread's name.
+pub fn thread_cpu_ticks(pid: u32) -> Option<BTreeMap<String, u64>> {
+    let mut by_name = BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        // A thread may end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        if let Some((name, ticks)) = thread_ticks(&stat) {
+            *by_name.entry(name).or_insert(0) += ticks;
+        }
+    }
+    Some(by_name)
+}
+
+/// A thread's name and utime + stime from its /proc/PID/task/TID/stat line.
+pub fn thread_ticks(stat: &str) -> Option<(String, u64)> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    Some((name.to_owned(), process_ticks(stat)?))
+}
+
+/// Microseconds of CPU per request by thread name, between two readings of
+/// [`thread_cpu_ticks`]. A thread that ended in between takes its ticks
+/// with it (the runtime's blocking threads end when idle for a while), so
+/// the parts may add up to a little less than the process's figure.
+pub fn cpu_us_per_request_by_thread(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    requests: u64,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(name, &ticks)| {
+            let used = ticks.saturating_sub(before.get(name).copied().unwrap_or(0));
+            let us = cpu_us_per_request(used, requests)?;
+            (used > 0).then(|| (name.clone(), us))
+        })
+        .collect()
+}
+
 /// Microseconds of CPU per request, from ticks of 1/100 s (`USER_HZ` is 100
 /// on Linux).
 pub fn cpu_us_per_request(ticks: u64, requests: u64) -> Option<f64> {
@@ -449,6 +495,32 @@ pub fn process_ticks(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_cpu_by_thread_name() {
+        let stat = "77 (sqlite-writer) S 1 70 70 0 -1 4194560 1 0 0 0 35 5 0 0 20 0 1 0 1 1 1";
+        assert_eq!(thread_ticks(stat), Some(("sqlite-writer".to_owned(), 40)));
+        let spaced = "78 (tokio rt) S 1 70 70 0 -1 4194560 1 0 0 0 1 2 0 0 20 0 1 0 1 1 1";
+        assert_eq!(thread_ticks(spaced), Some(("tokio rt".to_owned(), 3)));
+        let before = BTreeMap::from([("workers".to_owned(), 100), ("writer".to_owned(), 50)]);
+        let after = BTreeMap::from([
+            ("workers".to_owned(), 300),
+            ("writer".to_owned(), 50),
+            ("new".to_owned(), 10),
+        ]);
+        // 1,000 requests: 200 ticks of 10 ms are 2 s, 2,000 µs a request.
+        let split = cpu_us_per_request_by_thread(&before, &after, 1_000);
+        assert_eq!(
+            split.len(),
+            2,
+            "a thread that used nothing is left out: {split:?}"
+        );
+        assert!((split["workers"] - 2_000.0).abs() < 1e-9);
+        assert!((split["new"] - 100.0).abs() < 1e-9);
+        // Ticks of a thread that ended are not counted against the others.
+        let shrunk = BTreeMap::from([("workers".to_owned(), 90)]);
+        assert!(cpu_us_per_request_by_thread(&before, &shrunk, 1_000).is_empty());
+    }
 
     #[test]
     fn reads_cpu_ticks() {

@@ -47,6 +47,10 @@ pub struct Row {
     /// CPU time (user + system) the server spent per request: a steadier
     /// figure than throughput on a shared machine.
     pub server_cpu_us_per_req: Option<f64>,
+    /// The same by the server's thread names (Linux keeps 15 bytes of a
+    /// name): where a row's CPU goes, without a profiler.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_cpu_by_thread: BTreeMap<String, f64>,
     pub skipped: bool,
     pub notes: Vec<String>,
 }

@@ -35,12 +35,18 @@ pub(super) fn targets(
         // The embedded store's write path (a PostgreSQL node's is measured
         // against pgbench instead).
         t.extend([
-            ratio_target(
-                "embedded creation (client_credentials) >= 0.5x ceiling",
+            with_cpu_split(
+                ratio_target(
+                    "embedded creation (client_credentials) >= 0.5x ceiling",
+                    cc,
+                    0.5,
+                ),
                 cc,
-                0.5,
             ),
-            ratio_target("embedded refresh >= 0.3x ceiling", refresh, 0.3),
+            with_cpu_split(
+                ratio_target("embedded refresh >= 0.3x ceiling", refresh, 0.3),
+                refresh,
+            ),
             p99_target("embedded sustained refresh p99 <= 10 ms", refresh, 10.0),
         ]);
     }
@@ -73,6 +79,28 @@ fn ratio_target(name: &str, row: &Row, min: f64) -> Target {
         ),
         _ => Target::new(name, "not measured".into(), None),
     }
+}
+
+/// Adds where the row's server CPU went, by thread, to a measured target's
+/// detail: what a write row's ratio is made of.
+fn with_cpu_split(mut target: Target, row: &Row) -> Target {
+    if target.met.is_none() || row.server_cpu_by_thread.is_empty() {
+        return target;
+    }
+    let parts: Vec<String> = row
+        .server_cpu_by_thread
+        .iter()
+        .filter(|(_, &us)| us >= 0.05)
+        .map(|(name, us)| format!("{name} {us:.1}"))
+        .collect();
+    if let Some(total) = row.server_cpu_us_per_req {
+        target.figure = format!(
+            "{}; server CPU {total:.0} µs/req: {}",
+            target.figure,
+            parts.join(", ")
+        );
+    }
+    target
 }
 
 /// A p99 latency of at most `max_ms`, without errors.
@@ -275,5 +303,36 @@ mod tests {
             storm(1, 1.0, true).row().scenario,
             "refresh storm, 256 × 1 token"
         );
+    }
+
+    #[test]
+    fn a_write_ratio_says_where_the_cpu_went() {
+        let row = super::Row {
+            scenario: "refresh".into(),
+            req_per_s: Some(26_000.0),
+            ratio_to_ceiling: Some(0.15),
+            server_cpu_us_per_req: Some(44.2),
+            server_cpu_by_thread: [
+                ("sqlite-writer", 20.04),
+                ("tokio-rt-worker", 16.5),
+                ("idle", 0.01),
+            ]
+            .into_iter()
+            .map(|(n, us)| (n.to_owned(), us))
+            .collect(),
+            ..Default::default()
+        };
+        let t = super::with_cpu_split(super::ratio_target("refresh >= 0.3x", &row, 0.3), &row);
+        assert_eq!(t.met, Some(false));
+        assert_eq!(
+            t.figure,
+            "0.15× ceiling; server CPU 44 µs/req: sqlite-writer 20.0, tokio-rt-worker 16.5"
+        );
+        let skipped = super::Row::skipped("refresh", "skipped");
+        let t = super::with_cpu_split(
+            super::ratio_target("refresh >= 0.3x", &skipped, 0.3),
+            &skipped,
+        );
+        assert_eq!(t.figure, "not measured");
     }
 }

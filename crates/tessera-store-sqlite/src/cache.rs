@@ -357,7 +357,7 @@ impl Serving {
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::clone(&stop);
         let listener = std::thread::Builder::new()
-            .name("tessera-sqlite-leases".into())
+            .name("sqlite-leases".into())
             .spawn(move || grant_leases(listener, cache, running))
             .map_err(|e| StoreError::Internal(format!("spawning the lease thread: {e}")))?;
         Ok(Self {
@@ -395,7 +395,7 @@ fn grant_leases(listener: UnixListener, cache: Arc<ReadCache>, stop: Arc<AtomicB
         }
         let (cache, in_thread) = (Arc::clone(&cache), Arc::clone(&open));
         let spawned = std::thread::Builder::new()
-            .name("tessera-sqlite-lease".into())
+            .name("sqlite-lease".into())
             .spawn(move || {
                 cache.begin_revoking(Affects::ALL);
                 let mut byte = [0u8; 1];

@@ -371,7 +371,7 @@ impl Checkpointer {
         let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let ours = Arc::clone(&gate);
         let thread = std::thread::Builder::new()
-            .name("tessera-sqlite-checkpoint".into())
+            .name("sqlite-checkpt".into())
             .spawn(move || run(&conn, &ours))
             .map_err(|e| StoreError::Internal(format!("spawning the checkpointer: {e}")))?;
         Ok(Self {

@@ -221,12 +221,12 @@ impl Writer {
         let (to_syncer, committed) = mpsc::channel::<Committed>();
         let (synced, told) = (Arc::clone(&durability), Arc::clone(&inbox));
         let syncer = std::thread::Builder::new()
-            .name("tessera-sqlite-sync".into())
+            .name("sqlite-sync".into())
             .spawn(move || sync(wal, committed, &synced, &told))
             .expect("spawning the syncer thread");
         let taken = Arc::clone(&inbox);
         let writer = std::thread::Builder::new()
-            .name("tessera-sqlite-writer".into())
+            .name("sqlite-writer".into())
             .spawn(move || {
                 let writer = WriterThread {
                     conn,
