@@ -129,7 +129,7 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
     // more than it saves while the file is under 1 GiB: a B-tree balance
     // renumbers pages through the lock-byte page's number (262,145 with
     // 4 KiB pages), and the truncation at the end of that transaction then
-    // walks the whole cache (docs/benchmarks.md, "three experiments not kept").
+    // walks the whole cache (docs/benchmarks.md, "experiments not kept").
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(internal)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
