@@ -189,12 +189,10 @@ pub(crate) async fn measure_checked(
             .map_or_else(|| "?".to_owned(), |us| format!("{us:.0}"))
     );
     if !r.server_cpu_by_thread.is_empty() {
-        let parts: Vec<String> = r
-            .server_cpu_by_thread
-            .iter()
-            .map(|(name, us)| format!("{name} {us:.1}"))
-            .collect();
-        eprintln!("    server CPU µs/req by thread: {}", parts.join(", "));
+        eprintln!(
+            "    server CPU µs/req by thread: {}",
+            process::cpu_split_line(&r.server_cpu_by_thread)
+        );
     }
     if r.error_count() > 0 {
         eprintln!(

@@ -1,6 +1,7 @@
 //! The performance targets and the verdict on each.
 
 use crate::pgbench::PgbenchReport;
+use crate::process;
 use crate::report::{self, mb, Row, Target};
 
 use super::authn::Authentication;
@@ -82,22 +83,17 @@ fn ratio_target(name: &str, row: &Row, min: f64) -> Target {
 }
 
 /// Adds where the row's server CPU went, by thread, to a measured target's
-/// detail: what a write row's ratio is made of.
+/// figure: what a write row's ratio is made of.
 fn with_cpu_split(mut target: Target, row: &Row) -> Target {
-    if target.met.is_none() || row.server_cpu_by_thread.is_empty() {
-        return target;
-    }
-    let parts: Vec<String> = row
-        .server_cpu_by_thread
-        .iter()
-        .filter(|(_, &us)| us >= 0.05)
-        .map(|(name, us)| format!("{name} {us:.1}"))
-        .collect();
-    if let Some(total) = row.server_cpu_us_per_req {
+    if let (Some(_), Some(total), false) = (
+        target.met,
+        row.server_cpu_us_per_req,
+        row.server_cpu_by_thread.is_empty(),
+    ) {
         target.figure = format!(
             "{}; server CPU {total:.0} µs/req: {}",
             target.figure,
-            parts.join(", ")
+            process::cpu_split_line(&row.server_cpu_by_thread)
         );
     }
     target
