@@ -54,6 +54,11 @@ pub struct RunArgs {
     /// Do not run `cargo build -p tessera` first when launched by `cargo run`.
     #[arg(long)]
     pub no_build: bool,
+    /// Sample the server with `perf` during every row and report where its
+    /// CPU went, by thread and area (kernel, SQLite, allocator, Rust crate),
+    /// and its hottest functions (needs `perf`, Debian's linux-perf).
+    #[arg(long)]
+    pub profile: bool,
     /// Instead of the scenarios: SECS of sustained client_credentials
     /// creation with short-lived tokens, sampling rows, size on disk and
     /// RSS; fails if the stored set stops tracking rate × lifetime.

@@ -19,6 +19,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::net::TcpStream;
 
+use crate::profile::Profile;
+
 /// One request to send: everything pre-built so that building it is cheap.
 #[derive(Clone, Debug)]
 pub struct Req {
@@ -219,6 +221,8 @@ pub struct LoadSettings {
     pub connections: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Sample the server with `perf` while the load runs (`--profile`).
+    pub profile: bool,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -247,6 +251,8 @@ pub struct LoadResult {
     pub server_cpu_us_per_req: Option<f64>,
     /// The same by the server's thread names.
     pub server_cpu_by_thread: BTreeMap<String, f64>,
+    /// Where that CPU went, from `perf` (`--profile`).
+    pub server_profile: Option<Profile>,
 }
 
 impl LoadResult {
@@ -392,6 +398,7 @@ pub async fn run_load(
         others_cpu_share: None,
         server_cpu_us_per_req: None,
         server_cpu_by_thread: BTreeMap::new(),
+        server_profile: None,
     })
 }
 

@@ -12,6 +12,7 @@ mod measure;
 mod peer;
 mod pgbench;
 mod process;
+mod profile;
 mod report;
 mod run;
 mod seed;

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::client::{self, collect, Conn, LoadResult, LoadSettings, Req};
 use crate::process::{self, ChildServer, CpuSnapshot, BOOTSTRAP_PASSWORD};
+use crate::profile;
 use crate::report::{Latency, Row};
 
 pub(crate) const READY_PATH: &str = "/_tessera/ready";
@@ -160,8 +161,20 @@ pub(crate) async fn measure_checked(
     let before = CpuSnapshot::take(&[server.pid()]);
     let server_before = process::process_cpu_ticks(server.pid());
     let threads_before = process::thread_cpu_ticks(server.pid());
+    let recording = load
+        .profile
+        .then(|| profile::Recording::start(server.pid()));
     let mut r = client::run_load(server.addr, load, next, check).await?;
     let after = CpuSnapshot::take(&[server.pid()]);
+    let profiled = match recording {
+        Some(Ok(recording)) => Some(
+            tokio::task::spawn_blocking(move || recording.finish())
+                .await
+                .unwrap_or_else(|e| Err(format!("the profile's summary panicked: {e}"))),
+        ),
+        Some(Err(e)) => Some(Err(e)),
+        None => None,
+    };
     r.server_cpu_us_per_req = server_before
         .zip(process::process_cpu_ticks(server.pid()))
         .and_then(|(b, a)| process::cpu_us_per_request(a.saturating_sub(b), r.answered));
@@ -193,6 +206,23 @@ pub(crate) async fn measure_checked(
             "    server CPU µs/req by thread: {}",
             process::cpu_split_line(&r.server_cpu_by_thread)
         );
+    }
+    match (profiled, r.server_cpu_us_per_req) {
+        (Some(Ok(p)), Some(cpu)) => {
+            eprintln!(
+                "    server CPU µs/req by area (perf, {} samples): {}",
+                p.samples,
+                profile::areas_line(&p, cpu, 0.3)
+            );
+            eprintln!(
+                "    hottest functions, µs/req: {}",
+                profile::functions_line(&p, cpu, 8)
+            );
+            r.server_profile = Some(p);
+        }
+        (Some(Ok(p)), None) => r.server_profile = Some(p),
+        (Some(Err(e)), _) => eprintln!("!!! no profile: {e}"),
+        (None, _) => {}
     }
     if r.error_count() > 0 {
         eprintln!(
@@ -230,6 +260,7 @@ pub(crate) fn row(scenario: &str, r: &LoadResult, ratio: Option<f64>) -> Row {
         others_cpu_share: r.others_cpu_share,
         server_cpu_us_per_req: r.server_cpu_us_per_req,
         server_cpu_by_thread: r.server_cpu_by_thread.clone(),
+        server_profile: r.server_profile.clone(),
         skipped: false,
         notes,
     }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::profile::Profile;
+
 /// Latency summary in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Latency {
@@ -51,6 +53,10 @@ pub struct Row {
     /// name): where a row's CPU goes, without a profiler.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub server_cpu_by_thread: BTreeMap<String, f64>,
+    /// Where that CPU went by thread, area and function, from `perf`
+    /// (`--profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_profile: Option<Profile>,
     pub skipped: bool,
     pub notes: Vec<String>,
 }

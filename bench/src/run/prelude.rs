@@ -37,6 +37,7 @@ impl Prelude {
             connections: settings.connections,
             warmup: secs(settings.warmup_s),
             duration: secs(settings.duration_s),
+            profile: args.profile,
         };
         let json_path = args
             .json

@@ -2,6 +2,7 @@
 
 use crate::pgbench::PgbenchReport;
 use crate::process;
+use crate::profile;
 use crate::report::{self, mb, Row, Target};
 
 use super::authn::Authentication;
@@ -95,6 +96,13 @@ fn with_cpu_split(mut target: Target, row: &Row) -> Target {
             target.figure,
             process::cpu_split_line(&row.server_cpu_by_thread)
         );
+        if let Some(p) = &row.server_profile {
+            target.figure = format!(
+                "{}; by area (perf): {}",
+                target.figure,
+                profile::areas_line(p, total, 1.0)
+            );
+        }
     }
     target
 }
@@ -323,6 +331,22 @@ mod tests {
         assert_eq!(
             t.figure,
             "0.15× ceiling; server CPU 44 µs/req: sqlite-writer 20.0, tokio-rt-worker 16.5"
+        );
+        let profiled = super::Row {
+            server_profile: Some(crate::profile::parse_report(
+                "50.00% | 500 |sqlite-writer|tessera|[.] sqlite3VdbeExec\n\
+                 50.00% | 500 |tokio-rt-worker|[kernel.kallsyms]|[k] tcp_sendmsg\n",
+            )),
+            ..row
+        };
+        let t = super::with_cpu_split(
+            super::ratio_target("refresh >= 0.3x", &profiled, 0.3),
+            &profiled,
+        );
+        assert_eq!(
+            t.figure,
+            "0.15× ceiling; server CPU 44 µs/req: sqlite-writer 20.0, tokio-rt-worker 16.5; \
+             by area (perf): sqlite-writer: C (SQLite) 22.1; tokio-rt-worker: kernel 22.1"
         );
         let skipped = super::Row::skipped("refresh", "skipped");
         let t = super::with_cpu_split(
