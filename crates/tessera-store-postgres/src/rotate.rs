@@ -5,10 +5,10 @@
 //! # The statement
 //!
 //! [`ROTATE_IF_UNCHANGED`] runs alone, in autocommit, under
-//! `READ COMMITTED`. Its `UPDATE` is `PgTx::mark_refreshed`'s statement
+//! `READ COMMITTED`. Its `UPDATE` is the marking statement of `PgTx::rotate`
 //! ([`MARK_REFRESHED`]) with two more conditions, so it marks the presented
 //! pair only if its row is still exactly as the read saw it; its `INSERT`
-//! stores the successor with `PgTx::insert_successor`'s columns and values
+//! stores the successor with `PgTx::rotate`'s columns and values
 //! ([`INSERT_COLUMNS`], [`NewRow`]), taking its one row from the `UPDATE`'s
 //! `RETURNING`, so it stores the successor if and only if the mark was
 //! made. It answers how many rows it inserted: 1, rotated; 0, the pair had
@@ -109,7 +109,7 @@ pub(crate) async fn rotate_if_unchanged(
     successor: &TokenRecord,
     refreshed: &Refreshed,
 ) -> Result<bool, Fail> {
-    // As `PgTx::insert_successor` stores it: in the family, with no parent.
+    // As `PgTx::rotate` stores it: in the family, with no parent.
     let new = NewRow::of(successor, None)?;
     // Nothing was sent yet if preparing finds the connection dead.
     let stmt = c

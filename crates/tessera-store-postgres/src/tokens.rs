@@ -291,15 +291,13 @@ impl<C: GenericClient + Sync> TokenTx for PgTx<'_, C> {
         insert_token_row(self.c, record, parent.map(|p| p.family.as_str())).await
     }
 
-    async fn insert_successor(
+    async fn rotate(
         &mut self,
-        _previous: &PgPair,
+        pair: &PgPair,
         successor: &TokenRecord,
+        refreshed: &Refreshed,
     ) -> Result<(), Fail> {
-        insert_token_row(self.c, successor, None).await
-    }
-
-    async fn mark_refreshed(&mut self, pair: &PgPair, refreshed: &Refreshed) -> Result<(), Fail> {
+        insert_token_row(self.c, successor, None).await?;
         let stmt = self.c.prepare_cached(MARK_REFRESHED).await?;
         let updated = self
             .c

@@ -30,6 +30,7 @@ mod role_mappings;
 mod schema;
 mod service_tokens;
 mod tokens;
+mod upgrade;
 mod writer;
 pub use {backup::*, schema::SCHEMA_VERSION};
 

@@ -21,9 +21,17 @@
 //!   refers to its grant. Invalidation by user or realm goes through the
 //!   grants' indexes.
 //! - What a refresh records about the pair it refreshed (when, the
-//!   successor's id and the sealed successor) goes into `refreshes`, keyed
-//!   by the pair's `seq`, so a refresh never grows a row in the densely
-//!   filled `token_pairs` pages (which would split them).
+//!   successor's id and the sealed successor) is kept in the successor's
+//!   own row: the refresh time is its `created_at`, the id its `id`, and
+//!   the sealed copy of itself its `sealed` column. A pair's successor is
+//!   the next pair of its family (families are chains: each pair is
+//!   refreshed at most once, and its successor is appended), found through
+//!   the family index. So a refresh writes only at the ends of the table
+//!   and its indexes: no random page for the refreshed pair (whose page is
+//!   anywhere), and no row grows in the densely filled pages. The record
+//!   must outlive the refreshed pair's refresh token, or a replay of that
+//!   token would find no successor and rotate again: a successor's
+//!   `purge_after` is never before its predecessor's refresh expiry.
 //! - Pair, family and successor ids (random 128-bit hex strings) are stored
 //!   as 16-byte blobs, and not indexed. A family is found by its *family
 //!   key*: the `seq` of its first pair (`family_seq` is NULL there, and
@@ -36,7 +44,7 @@
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
-use tessera_domain::token::to_hex;
+use tessera_domain::token::{to_hex, Refreshed};
 use tessera_domain::{TokenKey, TokenRecord};
 use tessera_store::codec::TokenRow;
 use tessera_store::{StoreError, StoreResult};
@@ -77,13 +85,8 @@ CREATE TABLE IF NOT EXISTS token_pairs (
     refresh_invalidated INTEGER NOT NULL,
     purge_after         INTEGER NOT NULL,
     parent_family       INTEGER,
-    not_after           INTEGER
-);
-CREATE TABLE IF NOT EXISTS refreshes (
-    seq              INTEGER PRIMARY KEY,
-    refreshed_at     INTEGER NOT NULL,
-    successor_id     BLOB NOT NULL,
-    sealed_successor BLOB NOT NULL
+    not_after           INTEGER,
+    sealed              BLOB
 );
 CREATE INDEX IF NOT EXISTS token_pairs_by_access ON token_pairs (access_key);
 CREATE INDEX IF NOT EXISTS token_pairs_by_refresh ON token_pairs (refresh_key)
@@ -98,12 +101,17 @@ pub const INVALIDATE_SET: &str =
     "access_invalidated = 1, refresh_invalidated = (refresh_hash IS NOT NULL)";
 
 /// The columns [`pair_row`] reads, in its order.
-const SELECT_PAIR: &str = "SELECT p.seq, p.id, p.access_hash, p.refresh_hash, p.family_id,
+pub(crate) const SELECT_PAIR: &str =
+    "SELECT p.seq, p.id, p.access_hash, p.refresh_hash, p.family_id,
     p.generation, g.username, g.realm, g.subject, g.client, p.created_at, p.access_expires_at,
-    p.refresh_expires_at, p.access_invalidated, p.refresh_invalidated, r.refreshed_at,
-    r.successor_id, r.sealed_successor, p.purge_after, g.scope, IFNULL(p.family_seq, p.seq),
+    p.refresh_expires_at, p.access_invalidated, p.refresh_invalidated, s.created_at,
+    s.id, s.sealed, p.purge_after, g.scope, IFNULL(p.family_seq, p.seq),
     p.grant_id, p.not_after, g.token_metadata
-  FROM token_pairs p JOIN grants g ON g.id = p.grant_id LEFT JOIN refreshes r ON r.seq = p.seq";
+  FROM token_pairs p JOIN grants g ON g.id = p.grant_id
+  LEFT JOIN token_pairs s ON s.seq = (SELECT x.seq FROM token_pairs x
+      WHERE IFNULL(x.family_seq, x.seq) = IFNULL(p.family_seq, p.seq) AND x.seq > p.seq
+      ORDER BY x.seq LIMIT 1)
+    AND s.generation = p.generation + 1 AND s.sealed IS NOT NULL";
 
 pub use tessera_store::engine::Half;
 
@@ -131,7 +139,7 @@ fn key_of(hash: &[u8; 32]) -> i64 {
 }
 
 /// A random 128-bit hex id as 16 bytes; any other id as it is.
-fn compact_id(id: &str) -> Value {
+pub(crate) fn compact_id(id: &str) -> Value {
     let is_hex = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if !is_hex {
         return Value::Text(id.to_owned());
@@ -142,7 +150,7 @@ fn compact_id(id: &str) -> Value {
     Value::Blob(bytes)
 }
 
-fn expand_id(value: ValueRef<'_>) -> rusqlite::Result<String> {
+pub(crate) fn expand_id(value: ValueRef<'_>) -> rusqlite::Result<String> {
     match value {
         ValueRef::Blob(bytes) => Ok(to_hex(bytes)),
         ValueRef::Text(text) => Ok(String::from_utf8_lossy(text).into_owned()),
@@ -223,7 +231,7 @@ pub fn find(
 }
 
 /// The id of the grant for this subject, client and scope, created if new.
-fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
+pub(crate) fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
     let mut digest = Sha256::new();
     for part in [
         row.client.as_str(),
@@ -271,17 +279,32 @@ fn grant_id(conn: &Connection, row: &TokenRow) -> StoreResult<i64> {
 /// with key `parent` if given. Returns its `seq`.
 pub fn insert(conn: &Connection, record: &TokenRecord, parent: Option<i64>) -> StoreResult<i64> {
     let row = TokenRow::from_record(record)?;
+    if row.refreshed_at.is_some() {
+        return Err(StoreError::Internal(format!(
+            "token {} is new and already refreshed",
+            row.id
+        )));
+    }
     let grant = grant_id(conn, &row)?;
-    insert_row(conn, &row, None, grant, parent)
+    insert_row(conn, &row, New::first(parent), grant)
 }
 
-/// Stores `successor`, minted by refreshing the pair at `parent`: same
-/// family, same grant (a successor inherits subject, client and scope).
+/// Stores `successor`, minted by refreshing the pair at `parent`, with the
+/// record of that refresh: same family, same grant (a successor inherits
+/// subject, client and scope).
 pub fn insert_successor(
     conn: &Connection,
     successor: &TokenRecord,
     parent: Located,
+    refreshed: &Refreshed,
 ) -> StoreResult<i64> {
+    // The refresh time is read back as the successor's `created_at`, and
+    // its id as the successor's `id`.
+    if refreshed.at != successor.created_at || refreshed.successor_id != successor.id {
+        return Err(StoreError::Internal(
+            "a refresh record that does not describe its successor".into(),
+        ));
+    }
     // The grant is known, so the row's subject, client and scope are not
     // encoded again.
     let row = TokenRow {
@@ -307,18 +330,47 @@ pub fn insert_successor(
         not_after: successor.not_after,
         token_metadata: None,
     };
-    insert_row(conn, &row, Some(parent.family), parent.grant, None)
+    let new = New {
+        family: Some(parent.family),
+        parent_family: None,
+        sealed: Some(&refreshed.sealed_successor),
+        outlives: Some(parent.seq),
+    };
+    insert_row(conn, &row, new, parent.grant)
 }
 
-/// Inserts `r` (grant columns unused) under `grant`, in the family with key
-/// `family` (`None`: a new family, derived from the family `parent` if
-/// given), with its refresh record if it has one.
-fn insert_row(
+/// Where a new row goes, and what it records.
+pub(crate) struct New<'a> {
+    /// The family's key (`None`: the row starts a family).
+    pub(crate) family: Option<i64>,
+    /// The family a new family derives from.
+    pub(crate) parent_family: Option<i64>,
+    /// For a successor, the sealed copy of itself kept for its
+    /// predecessor's replays.
+    pub(crate) sealed: Option<&'a [u8]>,
+    /// For a successor, its predecessor's `seq`: the row is not purged
+    /// before the predecessor's refresh token expires.
+    pub(crate) outlives: Option<i64>,
+}
+
+impl New<'_> {
+    pub(crate) fn first(parent_family: Option<i64>) -> Self {
+        Self {
+            family: None,
+            parent_family,
+            sealed: None,
+            outlives: None,
+        }
+    }
+}
+
+/// Inserts `r` (grant and refresh-record columns unused) under `grant`,
+/// as `new` says.
+pub(crate) fn insert_row(
     conn: &Connection,
     r: &TokenRow,
-    family: Option<i64>,
+    new: New<'_>,
     grant: i64,
-    parent: Option<i64>,
 ) -> StoreResult<i64> {
     let access = hash_array(&r.access_hash)?;
     let refresh = r.refresh_hash.as_deref().map(hash_array).transpose()?;
@@ -326,8 +378,10 @@ fn insert_row(
         "INSERT INTO token_pairs (access_key, access_hash, refresh_key, refresh_hash, id,
            family_id, generation, grant_id, created_at, access_expires_at, refresh_expires_at,
            access_invalidated, refresh_invalidated, purge_after, family_seq, parent_family,
-           not_after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+           not_after, sealed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+           MAX(?14, IFNULL((SELECT refresh_expires_at FROM token_pairs WHERE seq = ?19), 0)),
+           ?15, ?16, ?17, ?18)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -345,64 +399,20 @@ fn insert_row(
             r.access_invalidated,
             r.refresh_invalidated,
             r.purge_after,
-            family,
-            parent,
+            new.family,
+            new.parent_family,
             r.not_after,
+            new.sealed,
+            new.outlives,
         ])
     })
     .map_err(internal)?;
-    let seq = conn.last_insert_rowid();
-    match (r.refreshed_at, &r.successor_id, &r.sealed_successor) {
-        (Some(at), Some(successor_id), Some(sealed)) => {
-            record_refresh(conn, seq, at, successor_id, sealed)?;
-        }
-        (None, None, None) => {}
-        _ => {
-            return Err(StoreError::Internal(format!(
-                "token {} has a partial refresh state",
-                r.id
-            )))
-        }
-    }
-    Ok(seq)
+    Ok(conn.last_insert_rowid())
 }
 
 fn hash_array(bytes: &[u8]) -> StoreResult<[u8; 32]> {
     <[u8; 32]>::try_from(bytes)
         .map_err(|_| StoreError::Internal("a token hash is not 32 bytes".into()))
-}
-
-/// Records the refresh of the pair `seq` (which must not have been
-/// refreshed yet).
-pub fn mark_refreshed(
-    conn: &Connection,
-    seq: i64,
-    refreshed: &tessera_domain::token::Refreshed,
-) -> StoreResult<()> {
-    record_refresh(
-        conn,
-        seq,
-        refreshed.at,
-        &refreshed.successor_id,
-        &refreshed.sealed_successor,
-    )
-}
-
-fn record_refresh(
-    conn: &Connection,
-    seq: i64,
-    at: i64,
-    successor_id: &str,
-    sealed: &[u8],
-) -> StoreResult<()> {
-    // A second refresh record for one pair violates the primary key.
-    conn.prepare_cached(
-        "INSERT INTO refreshes (seq, refreshed_at, successor_id, sealed_successor)
-         VALUES (?1, ?2, ?3, ?4)",
-    )
-    .and_then(|mut stmt| stmt.execute(params![seq, at, compact_id(successor_id), sealed]))
-    .map(|_| ())
-    .map_err(|e| StoreError::Internal(format!("recording a refresh: {e}")))
 }
 
 /// Invalidates both halves of every pair in the family with key `family`,
@@ -520,14 +530,9 @@ pub fn purge(conn: &Connection, now: i64, limit: u32) -> StoreResult<usize> {
         })
         .map_err(internal)?;
     for (seq, _) in &doomed {
-        for sql in [
-            "DELETE FROM refreshes WHERE seq = ?1",
-            "DELETE FROM token_pairs WHERE seq = ?1",
-        ] {
-            conn.prepare_cached(sql)
-                .and_then(|mut stmt| stmt.execute([seq]))
-                .map_err(internal)?;
-        }
+        conn.prepare_cached("DELETE FROM token_pairs WHERE seq = ?1")
+            .and_then(|mut stmt| stmt.execute([seq]))
+            .map_err(internal)?;
     }
     // Only the grants these pairs used can have become unused: each is
     // looked up through `token_pairs_by_grant`, never by a scan of all.
@@ -547,76 +552,6 @@ pub fn purge(conn: &Connection, now: i64, limit: u32) -> StoreResult<usize> {
 
 pub fn count(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT COUNT(*) FROM token_pairs", [], |r| r.get(0))
-}
-
-/// Moves the pairs of a database from before this layout (one `tokens`
-/// table with a row per pair, every column inline) into it, in the
-/// caller's transaction, and drops the old table.
-pub fn migrate_from_single_table(conn: &Connection) -> StoreResult<u64> {
-    let exists: bool = conn
-        .query_row(
-            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'tokens'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(internal)?;
-    if !exists {
-        return Ok(0);
-    }
-    let has_scope: bool = conn
-        .query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('tokens') WHERE name = 'scope'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(internal)?;
-    let scope = if has_scope { "scope" } else { "NULL" };
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT id, access_hash, refresh_hash, family_id, generation, username, realm,
-                    subject, client, created_at, access_expires_at, refresh_expires_at,
-                    access_invalidated, refresh_invalidated, refreshed_at, successor_id,
-                    sealed_successor, purge_after, {scope}
-               FROM tokens ORDER BY family_id, generation"
-        ))
-        .map_err(internal)?;
-    let mut rows = stmt.query([]).map_err(internal)?;
-    let mut moved = 0;
-    let mut families: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    while let Some(row) = rows.next().map_err(internal)? {
-        let old = TokenRow {
-            id: row.get(0).map_err(internal)?,
-            access_hash: row.get(1).map_err(internal)?,
-            refresh_hash: row.get(2).map_err(internal)?,
-            family_id: row.get(3).map_err(internal)?,
-            generation: row.get(4).map_err(internal)?,
-            username: row.get(5).map_err(internal)?,
-            realm: row.get(6).map_err(internal)?,
-            subject: row.get(7).map_err(internal)?,
-            client: row.get(8).map_err(internal)?,
-            created_at: row.get(9).map_err(internal)?,
-            access_expires_at: row.get(10).map_err(internal)?,
-            refresh_expires_at: row.get(11).map_err(internal)?,
-            access_invalidated: row.get(12).map_err(internal)?,
-            refresh_invalidated: row.get(13).map_err(internal)?,
-            refreshed_at: row.get(14).map_err(internal)?,
-            successor_id: row.get(15).map_err(internal)?,
-            sealed_successor: row.get(16).map_err(internal)?,
-            purge_after: row.get(17).map_err(internal)?,
-            scope: row.get(18).map_err(internal)?,
-            not_after: None,
-            token_metadata: None,
-        };
-        let family = families.get(&old.family_id).copied();
-        let grant = grant_id(conn, &old)?;
-        let seq = insert_row(conn, &old, family, grant, None)?;
-        families.entry(old.family_id.clone()).or_insert(seq);
-        moved += 1;
-    }
-    drop(rows);
-    drop(stmt);
-    conn.execute_batch("DROP TABLE tokens").map_err(internal)?;
-    Ok(moved)
 }
 
 /// Inserts `records` into the database at `path` in transactions of

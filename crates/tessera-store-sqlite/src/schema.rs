@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension};
 use tessera_store::{StoreError, StoreResult};
 
-use crate::{internal, lineage, pairs, privileges, role_mappings, service_tokens};
+use crate::{internal, lineage, pairs, privileges, role_mappings, service_tokens, upgrade};
 
 /// When an API key stopped working: the earlier of its invalidation and
 /// its expiry. The purge's statement and the index it is found by must
@@ -72,7 +72,10 @@ CREATE TABLE IF NOT EXISTS oauth_clients (
 
 /// The schema version this build writes, recorded as `meta.schema_version`.
 /// Files written before versions were recorded carry none: version 0.
-pub const SCHEMA_VERSION: i64 = 1;
+///
+/// - 1: pairs in `token_pairs`, refresh records in `refreshes`;
+/// - 2: a refresh record in the successor's row (`token_pairs.sealed`).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The version recorded in the file: `None` for a file without Tessera's
 /// tables (new), `Some(0)` for one written before versions were recorded.
@@ -149,7 +152,19 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
                 .map_err(internal)
         })
         .and_then(|()| lineage::upgrade(conn))
-        .and_then(|()| pairs::migrate_from_single_table(conn))
+        .and_then(|()| {
+            let (moved, orphaned) = upgrade::move_refresh_records(conn)?;
+            if moved + orphaned > 0 {
+                tracing::info!(
+                    moved,
+                    orphaned,
+                    "moved refresh records into their successors' rows (an orphaned \
+                     one's used refresh token is invalidated)"
+                );
+            }
+            Ok(())
+        })
+        .and_then(|()| upgrade::migrate_from_single_table(conn))
         .and_then(|moved| {
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) \

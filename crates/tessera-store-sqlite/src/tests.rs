@@ -368,3 +368,112 @@ fn the_proof_purge_uses_its_index() {
         "one_time_proofs",
     );
 }
+
+/// A pair's read finds its refresh record, in the successor's row,
+/// through the family index: the next pair of the family, never a scan.
+#[test]
+fn a_refresh_record_is_found_through_the_family_index() {
+    assert_planned_on(
+        &format!("{} WHERE p.refresh_key = ?1", pairs::SELECT_PAIR),
+        params![1],
+        "token_pairs_by_family",
+        "x",
+    );
+}
+
+/// A file of schema version 1 kept refresh records in a `refreshes` table
+/// keyed by the refreshed pair. At open they move into the successors'
+/// rows: a refreshed pair reads as before and replays its successor byte
+/// for byte; one whose successor is gone can never rotate again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_records_of_version_1_move_into_the_successors() {
+    use tessera_domain::refresh::{RefreshError, RefreshPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let policy = RefreshPolicy {
+        access_ttl_ms: 60_000,
+        window_ms: 30_000,
+        reuse_revokes_family: true,
+    };
+    let s = tessera_store::conformance::subject("v1");
+    let (kept, kept_pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+    let (orphan, orphan_pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+    let refresh = |pair: &tessera_domain::token::TokenPair, now| {
+        RefreshRequest::new(
+            pair.refresh.clone().unwrap(),
+            kept.client.clone(),
+            now,
+            policy,
+        )
+    };
+    let (before, successor_pair, lost_successor) = {
+        let store = SqliteStore::open(&path).unwrap();
+        store.insert_token(&kept).await.unwrap();
+        store.insert_token(&orphan).await.unwrap();
+        let successor = store.granted(refresh(&kept_pair, 2_000)).await;
+        let lost = store.granted(refresh(&orphan_pair, 2_000)).await;
+        let before = store.stored(&kept_pair.access).await;
+        assert!(before.refreshed.is_some());
+        (
+            before,
+            successor.pair,
+            store.stored(&lost.pair.access).await,
+        )
+    };
+    {
+        // Back to version 1's layout, and the orphan's successor gone.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE refreshes (seq INTEGER PRIMARY KEY, refreshed_at INTEGER NOT NULL,
+                 successor_id BLOB NOT NULL, sealed_successor BLOB NOT NULL);
+             INSERT INTO refreshes
+               SELECT p.seq, s.created_at, s.id, s.sealed FROM token_pairs p JOIN token_pairs s
+                 ON IFNULL(s.family_seq, s.seq) = IFNULL(p.family_seq, p.seq)
+                AND s.generation = p.generation + 1;
+             UPDATE token_pairs SET sealed = NULL;
+             ALTER TABLE token_pairs DROP COLUMN sealed;
+             UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        let lost_id = hex_bytes(&lost_successor.id);
+        assert_eq!(
+            conn.execute("DELETE FROM token_pairs WHERE id = ?1", [lost_id])
+                .unwrap(),
+            1
+        );
+        let records: i64 = conn
+            .query_row("SELECT COUNT(*) FROM refreshes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(records, 2);
+    }
+    for _ in 0..2 {
+        // Twice: the upgrade is idempotent.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.stored(&kept_pair.access).await, before);
+        let replay = store.granted(refresh(&kept_pair, 3_000)).await;
+        assert!(!replay.rotated);
+        assert_eq!(replay.pair, successor_pair);
+        assert_eq!(
+            store.refusal(refresh(&orphan_pair, 3_000)).await,
+            RefreshError::Invalidated,
+            "a used refresh token whose successor is gone never rotates again"
+        );
+        let conn = Connection::open(&path).unwrap();
+        let (version, tables): (String, i64) = conn
+            .query_row(
+                "SELECT (SELECT value FROM meta WHERE key = 'schema_version'),
+                        (SELECT COUNT(*) FROM sqlite_master WHERE name = 'refreshes')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version.as_str(), tables), ("2", 0));
+    }
+}
+
+/// The 16 bytes a random hex id is stored as.
+fn hex_bytes(id: &str) -> Vec<u8> {
+    (0..id.len() / 2)
+        .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}

@@ -62,20 +62,13 @@ impl TokenTx for WriterTx<'_> {
         pairs::insert(self.0, record, parent.map(|p| p.family)).map(drop)
     }
 
-    async fn insert_successor(
+    async fn rotate(
         &mut self,
         previous: &pairs::Located,
         successor: &TokenRecord,
-    ) -> StoreResult<()> {
-        pairs::insert_successor(self.0, successor, *previous).map(drop)
-    }
-
-    async fn mark_refreshed(
-        &mut self,
-        pair: &pairs::Located,
         refreshed: &Refreshed,
     ) -> StoreResult<()> {
-        pairs::mark_refreshed(self.0, pair.seq, refreshed)
+        pairs::insert_successor(self.0, successor, *previous, refreshed).map(drop)
     }
 
     async fn revoke_family(&mut self, pair: &pairs::Located) -> StoreResult<()> {

@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             tokens::invalidate_token_alone,
             tokens::invalidate_matching,
             tokens::purge,
+            tokens::a_refresh_record_outlives_the_successor,
             cleanup::a_backlog_is_purged_in_one_pass,
             tokens::families,
             tokens::token_scope_and_find_by_refresh,

@@ -76,16 +76,15 @@ pub trait TokenTx {
         record: &TokenRecord,
         parent: Option<&Self::Pair>,
     ) -> Result<(), Self::Error>;
-    /// Stores `successor` in the family of `previous`.
-    async fn insert_successor(
+    /// Stores `successor` in the family of `previous`, and records that
+    /// `previous`'s refresh token was used (`refreshed`), so that a later
+    /// read of `previous` answers with `refreshed`. Where the record is
+    /// kept is the backend's choice, but it must be readable for as long
+    /// as `previous`'s refresh token has not expired.
+    async fn rotate(
         &mut self,
         previous: &Self::Pair,
         successor: &TokenRecord,
-    ) -> Result<(), Self::Error>;
-    /// Records on `pair` that its refresh token was used.
-    async fn mark_refreshed(
-        &mut self,
-        pair: &Self::Pair,
         refreshed: &Refreshed,
     ) -> Result<(), Self::Error>;
     /// Invalidates both halves of every pair of `pair`'s family and of
@@ -142,8 +141,7 @@ pub async fn refresh<T: TokenTx>(
             refreshed,
             pair: minted,
         } => {
-            tx.insert_successor(&pair, &successor).await?;
-            tx.mark_refreshed(&pair, &refreshed).await?;
+            tx.rotate(&pair, &successor, &refreshed).await?;
             return Ok(Ok(granted(record, minted, true)));
         }
         Decision::Replay {

@@ -281,6 +281,42 @@ pub async fn purge(store: DynStore) {
     assert_eq!(store.count_tokens().await.unwrap(), 0);
 }
 
+/// A refresh's record stays readable for as long as the refreshed pair's
+/// refresh token could be presented, however long its successor lives:
+/// here the first refresh token lives ten days and its successor one.
+/// Long after the successor's own expiry, and a purge, the first refresh
+/// token is still known as used: presenting it is reuse, never a second
+/// rotation (which would fork the family).
+pub async fn a_refresh_record_outlives_the_successor(store: DynStore) {
+    let day = 24 * 3_600_000;
+    let s = subject("long");
+    let (mut record, pair) = TokenRecord::issue(&s, s.client_ref(), true, T0, POLICY.access_ttl_ms);
+    record.refresh_expires_at = Some(T0 + 10 * day);
+    store.insert_token(&record).await.unwrap();
+    let rt = pair.refresh.clone().unwrap();
+    let first = store.granted(request(&rt, &record.client, T0 + 1)).await;
+    assert!(first.rotated);
+    let successor = store.stored(&first.pair.access).await;
+    assert!(
+        successor.last_usable() <= T0 + 1 + day,
+        "the successor's own lifetime is a day"
+    );
+    let later = T0 + 3 * day;
+    store.purge_expired(later, 100).await.unwrap();
+    let spent = store.find_by_refresh(&rt.hash()).await.unwrap().unwrap();
+    assert_eq!(
+        spent.refreshed.as_ref().map(|r| &r.successor_id),
+        Some(&successor.id),
+        "still recorded as refreshed, by the same successor"
+    );
+    let reuse = store.denied(request(&rt, &record.client, later)).await;
+    assert!(
+        matches!(reuse.error, RefreshError::RefreshedTooLongAgo { .. }),
+        "{:?}",
+        reuse.error
+    );
+}
+
 fn scoped(username: &str, scope: Option<Vec<String>>, now: Millis) -> (TokenRecord, TokenPair) {
     let s = subject(username);
     TokenRecord::first_of_family(
