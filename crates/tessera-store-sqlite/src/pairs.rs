@@ -349,7 +349,8 @@ pub(crate) struct New<'a> {
     /// predecessor's replays.
     pub(crate) sealed: Option<&'a [u8]>,
     /// For a successor, its predecessor's `seq`: the row is not purged
-    /// before the predecessor's refresh token expires.
+    /// before the predecessor's refresh token expires, and is not stored if
+    /// the predecessor has a successor already.
     pub(crate) outlives: Option<i64>,
 }
 
@@ -374,39 +375,51 @@ pub(crate) fn insert_row(
 ) -> StoreResult<i64> {
     let access = hash_array(&r.access_hash)?;
     let refresh = r.refresh_hash.as_deref().map(hash_array).transpose()?;
-    conn.prepare_cached(
-        "INSERT INTO token_pairs (access_key, access_hash, refresh_key, refresh_hash, id,
+    // A successor is stored only while its predecessor has none: a family
+    // is a chain, whatever the caller.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO token_pairs (access_key, access_hash, refresh_key, refresh_hash, id,
            family_id, generation, grant_id, created_at, access_expires_at, refresh_expires_at,
            access_invalidated, refresh_invalidated, purge_after, family_seq, parent_family,
            not_after, sealed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
            MAX(?14, IFNULL((SELECT refresh_expires_at FROM token_pairs WHERE seq = ?19), 0)),
-           ?15, ?16, ?17, ?18)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            key_of(&access),
-            r.access_hash,
-            refresh.as_ref().map(key_of),
-            r.refresh_hash,
-            compact_id(&r.id),
-            compact_id(&r.family_id),
-            r.generation,
-            grant,
-            r.created_at,
-            r.access_expires_at,
-            r.refresh_expires_at,
-            r.access_invalidated,
-            r.refresh_invalidated,
-            r.purge_after,
-            new.family,
-            new.parent_family,
-            r.not_after,
-            new.sealed,
-            new.outlives,
-        ])
-    })
-    .map_err(internal)?;
+           ?15, ?16, ?17, ?18
+          WHERE ?19 IS NULL OR NOT EXISTS (SELECT 1 FROM token_pairs x
+            WHERE IFNULL(x.family_seq, x.seq) = ?15 AND x.seq > ?19)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                key_of(&access),
+                r.access_hash,
+                refresh.as_ref().map(key_of),
+                r.refresh_hash,
+                compact_id(&r.id),
+                compact_id(&r.family_id),
+                r.generation,
+                grant,
+                r.created_at,
+                r.access_expires_at,
+                r.refresh_expires_at,
+                r.access_invalidated,
+                r.refresh_invalidated,
+                r.purge_after,
+                new.family,
+                new.parent_family,
+                r.not_after,
+                new.sealed,
+                new.outlives,
+            ])
+        })
+        .map_err(internal)?;
+    if inserted != 1 {
+        // The engine decides on the pair it read in this transaction, on
+        // the only writer, so this is a guard, not a path.
+        return Err(StoreError::Internal(
+            "the pair already has a successor: a second one would fork its family".into(),
+        ));
+    }
     Ok(conn.last_insert_rowid())
 }
 

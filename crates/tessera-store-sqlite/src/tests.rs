@@ -477,3 +477,42 @@ fn hex_bytes(id: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap())
         .collect()
 }
+
+/// The store itself refuses a second successor of one pair, whatever its
+/// caller decided: a family stays a chain.
+#[test]
+fn a_pair_never_gets_a_second_successor() {
+    use tessera_domain::refresh::{decide, Decision, RefreshPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let s = tessera_store::conformance::subject("chain");
+    let (record, pair) = TokenRecord::issue(&s, s.client_ref(), true, 1_000, 60_000);
+    let seq = pairs::insert(&conn, &record, None).unwrap();
+    let (at, _) = pairs::find(&conn, pairs::Half::Access, &pair.access.hash())
+        .unwrap()
+        .unwrap();
+    assert_eq!(at.seq, seq);
+    let policy = RefreshPolicy::elasticsearch(true);
+    let rotate = |now| {
+        let request =
+            RefreshRequest::new(pair.refresh.clone().unwrap(), record.client.clone(), now, policy);
+        let Decision::Rotate {
+            successor,
+            refreshed,
+            ..
+        } = decide(&record, &request)
+        else {
+            panic!("an unused pair rotates");
+        };
+        pairs::insert_successor(&conn, &successor, at, &refreshed)
+    };
+    rotate(2_000).unwrap();
+    let second = rotate(3_000).unwrap_err();
+    assert!(second.to_string().contains("fork"), "{second}");
+    let stored: i64 = conn
+        .query_row("SELECT COUNT(*) FROM token_pairs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 2);
+}
