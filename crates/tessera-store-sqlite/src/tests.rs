@@ -496,8 +496,12 @@ fn a_pair_never_gets_a_second_successor() {
     assert_eq!(at.seq, seq);
     let policy = RefreshPolicy::elasticsearch(true);
     let rotate = |now| {
-        let request =
-            RefreshRequest::new(pair.refresh.clone().unwrap(), record.client.clone(), now, policy);
+        let request = RefreshRequest::new(
+            pair.refresh.clone().unwrap(),
+            record.client.clone(),
+            now,
+            policy,
+        );
         let Decision::Rotate {
             successor,
             refreshed,

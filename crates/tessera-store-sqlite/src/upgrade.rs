@@ -69,23 +69,25 @@ pub fn move_refresh_records(conn: &Connection) -> StoreResult<(u64, u64)> {
     if !exists {
         return Ok((0, 0));
     }
-    let records: Vec<(i64, String, Vec<u8>)> = conn
+    // One record at a time: the table may hold millions. Updating
+    // `token_pairs` while reading `refreshes` is safe in SQLite.
+    let mut stmt = conn
         .prepare("SELECT seq, successor_id, sealed_successor FROM refreshes ORDER BY seq")
-        .and_then(|mut stmt| {
-            stmt.query_map([], |r| {
-                Ok((r.get(0)?, expand_id(r.get_ref(1)?)?, r.get(2)?))
-            })?
-            .collect()
-        })
         .map_err(internal)?;
+    let mut rows = stmt.query([]).map_err(internal)?;
     let (mut moved, mut orphaned) = (0, 0);
-    for (seq, successor_id, sealed) in &records {
-        if attach_refresh(conn, *seq, successor_id, sealed)? {
+    while let Some(row) = rows.next().map_err(internal)? {
+        let seq: i64 = row.get(0).map_err(internal)?;
+        let successor_id = expand_id(row.get_ref(1).map_err(internal)?).map_err(internal)?;
+        let sealed: Vec<u8> = row.get(2).map_err(internal)?;
+        if attach_refresh(conn, seq, &successor_id, &sealed)? {
             moved += 1;
         } else {
             orphaned += 1;
         }
     }
+    drop(rows);
+    drop(stmt);
     conn.execute_batch("DROP TABLE refreshes")
         .map_err(internal)?;
     Ok((moved, orphaned))
