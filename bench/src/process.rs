@@ -204,26 +204,31 @@ impl ChildServer {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// SIGTERM (through `kill`), then wait; SIGKILL if it does not end in 30 s.
+    /// SIGTERM, then wait; SIGKILL if it does not end in 30 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    return child.wait().ok();
-                }
+        signal_and_wait(&mut child, "-TERM").ok()
+    }
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to `child` through `kill`, then waits
+/// up to 30 s for it to end; past that it is killed, and `Err` carries its
+/// status.
+pub fn signal_and_wait(child: &mut Child, signal: &str) -> Result<ExitStatus, Option<ExitStatus>> {
+    let _ = Command::new("kill")
+        .arg(signal)
+        .arg(child.id().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                return Err(child.wait().ok());
             }
         }
     }

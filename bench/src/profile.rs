@@ -26,7 +26,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -96,26 +95,8 @@ impl Recording {
     /// Stops sampling and summarizes what was sampled.
     pub fn finish(mut self) -> Result<Profile, String> {
         // perf writes its data out on SIGINT.
-        let _ = Command::new("kill")
-            .arg("-INT")
-            .arg(self.child.id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return Err("perf record did not stop within 30 s".into());
-                }
-            }
-        };
+        let status = crate::process::signal_and_wait(&mut self.child, "-INT")
+            .map_err(|_| "perf record did not stop within 30 s".to_owned())?;
         // perf exits with the signal's status after a clean stop.
         if !self.data.exists() {
             return Err(format!(

@@ -18,13 +18,15 @@ use tessera_store::{Requirement, StoreResult};
 use crate::{internal, pairs};
 
 /// Columns added since the first release (derived credentials on
-/// `token_pairs`, token metadata on `grants`) and the parent index, for
-/// files created before them (`ALTER TABLE` has no `IF NOT EXISTS`).
+/// `token_pairs`, token metadata on `grants`, the refresh record's
+/// `sealed` on `token_pairs`) and the parent index, for files created
+/// before them (`ALTER TABLE` has no `IF NOT EXISTS`).
 pub fn upgrade(conn: &Connection) -> StoreResult<()> {
     for (table, column, decl) in [
         ("token_pairs", "parent_family", "INTEGER"),
         ("token_pairs", "not_after", "INTEGER"),
         ("grants", "token_metadata", "TEXT"),
+        ("token_pairs", "sealed", "BLOB"),
     ] {
         let has: bool = conn
             .query_row(

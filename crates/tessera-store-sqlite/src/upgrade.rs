@@ -9,6 +9,15 @@ use tessera_store::{StoreError, StoreResult};
 use crate::internal;
 use crate::pairs::{compact_id, expand_id, grant_id, insert_row, New};
 
+fn table_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .map_err(internal)
+}
+
 /// Keeps the record of an earlier refresh of the pair `seq` (from a file
 /// of an earlier version) in its successor's row. If the successor is not
 /// stored, the pair's refresh token, used already, is invalidated: it can
@@ -48,25 +57,9 @@ fn attach_refresh(
 /// in the caller's transaction. Returns how many it moved, and how many
 /// found no successor (those pairs' used refresh tokens are invalidated).
 pub fn move_refresh_records(conn: &Connection) -> StoreResult<(u64, u64)> {
-    let has_sealed: bool = conn
-        .query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('token_pairs') WHERE name = 'sealed'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(internal)?;
-    if !has_sealed {
-        conn.execute_batch("ALTER TABLE token_pairs ADD COLUMN sealed BLOB")
-            .map_err(internal)?;
-    }
-    let exists: bool = conn
-        .query_row(
-            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'refreshes'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(internal)?;
-    if !exists {
+    // The `sealed` column is added with the other later columns
+    // (`lineage::upgrade`), before this runs.
+    if !table_exists(conn, "refreshes")? {
         return Ok((0, 0));
     }
     // One record at a time: the table may hold millions. Updating
@@ -97,14 +90,7 @@ pub fn move_refresh_records(conn: &Connection) -> StoreResult<(u64, u64)> {
 /// table with a row per pair, every column inline) into it, in the
 /// caller's transaction, and drops the old table.
 pub fn migrate_from_single_table(conn: &Connection) -> StoreResult<u64> {
-    let exists: bool = conn
-        .query_row(
-            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'tokens'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(internal)?;
-    if !exists {
+    if !table_exists(conn, "tokens")? {
         return Ok(0);
     }
     let has_scope: bool = conn
