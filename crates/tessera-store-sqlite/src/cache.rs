@@ -291,6 +291,48 @@ fn guest_begin(lock_path: &Path, lease: &SocketAddr) -> StoreResult<RevokingWrit
     }
 }
 
+/// Who opens a database, as far as an upgrade of its schema goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Opener<'a> {
+    /// The serving process: it took the exclusive lock before opening.
+    Server,
+    /// Any other process, on the database at this path.
+    Guest(&'a Path),
+}
+
+impl Opener<'_> {
+    /// What the opener holds while it upgrades a schema of version
+    /// `stored` (`None`: no tables yet). A guest takes the shared lock, so
+    /// that no server starts until the upgrade has committed; if a server
+    /// holds the lock, the guest refuses: that server runs an older tessera
+    /// (this one would have upgraded the schema when it started), and
+    /// moving the schema from under it would break it.
+    pub(crate) fn hold_for_upgrade(self, stored: Option<i64>) -> StoreResult<Option<File>> {
+        let Opener::Guest(db) = self else {
+            return Ok(None);
+        };
+        let lock_path = lock_path(db);
+        let file = open_lock_file(&lock_path)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Some(file)),
+            Err(TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+                "a tessera server is serving {} with schema version {}, older than version \
+                 {} of this tessera ({}); upgrading it now would break that server: stop it, \
+                 then start this version's server (it upgrades the store) or run this command \
+                 again",
+                db.display(),
+                stored.map_or_else(|| "none".to_owned(), |v| v.to_string()),
+                crate::SCHEMA_VERSION,
+                env!("CARGO_PKG_VERSION"),
+            ))),
+            Err(TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+                "cannot lock {}: {e}",
+                lock_path.display()
+            ))),
+        }
+    }
+}
+
 fn open_lock_file(lock_path: &Path) -> StoreResult<File> {
     crate::files::open_private(lock_path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display())))

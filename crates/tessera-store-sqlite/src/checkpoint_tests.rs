@@ -24,7 +24,7 @@ async fn the_writer_never_checkpoints_and_the_wal_stays_bounded() {
     let path = dir.path().join("c.db");
     let conn = Connection::open(&path).unwrap();
     // The store's own settings for its writing connection.
-    crate::schema::prepare_writer(&conn).unwrap();
+    crate::schema::prepare_writer(&conn, crate::cache::Opener::Server).unwrap();
     conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
     conn.execute_batch("CREATE TABLE blobs (n INTEGER PRIMARY KEY, b BLOB NOT NULL)")
         .unwrap();

@@ -54,7 +54,7 @@ use tessera_store::{
     UserUpsert,
 };
 
-use cache::{Affects, Coherence, ReadCache, Serving};
+use cache::{Affects, Coherence, Opener, ReadCache, Serving};
 use writer::{Durability, Writer};
 
 use checkpoint::{Checkpointer, WalBounds, WalGate};
@@ -82,7 +82,7 @@ impl SqliteStore {
     /// no read cache, and its revoking writes are announced to the serving
     /// process, if one runs (see `cache`).
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let conn = Self::open_writer(path)?;
+        let conn = Self::open_writer(path, Opener::Guest(path))?;
         let coherence = Coherence::Guest {
             lock_path: cache::lock_path(path),
             lease: cache::lease_address(path)?,
@@ -94,17 +94,20 @@ impl SqliteStore {
     /// exclusive lock (a second server on the same file is refused) and
     /// keeps a read cache for the authentication path that is never stale.
     pub fn open_serving(path: &Path) -> StoreResult<Self> {
-        let conn = Self::open_writer(path)?;
+        // The lock before the schema: a server never upgrades a file that
+        // another server (of an older version) still serves.
+        files::make_private(path)?;
         let cache = cache::new_cache();
         let serving = Serving::start(path, Arc::clone(&cache))?;
+        let conn = Self::open_writer(path, Opener::Server)?;
         let coherence = Coherence::Owner(Arc::clone(&cache));
         Self::assemble(path, conn, coherence, Some(cache), Some(serving))
     }
 
-    fn open_writer(path: &Path) -> StoreResult<Connection> {
+    fn open_writer(path: &Path, opener: Opener) -> StoreResult<Connection> {
         files::make_private(path)?;
         let conn = Connection::open(path).map_err(|e| files::cannot_open(path, e))?;
-        schema::prepare_writer(&conn)?;
+        schema::prepare_writer(&conn, opener)?;
         // From now on commits do not wait for the disk: the writer's syncer
         // thread fsyncs the WAL before any job is answered (see `writer`).
         conn.pragma_update(None, "synchronous", "NORMAL")

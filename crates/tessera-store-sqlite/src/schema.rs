@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension};
 use tessera_store::{StoreError, StoreResult};
 
+use crate::cache::Opener;
 use crate::{internal, lineage, pairs, privileges, role_mappings, service_tokens, upgrade};
 
 /// When an API key stopped working: the earlier of its invalidation and
@@ -115,7 +116,7 @@ pub(crate) fn refuse_newer(stored: Option<i64>) -> StoreResult<()> {
 /// Settings for the one writing connection, and the schema.
 /// `synchronous = FULL` in WAL mode makes every commit durable before
 /// `COMMIT` returns.
-pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
+pub(crate) fn prepare_writer(conn: &Connection, opener: Opener) -> StoreResult<()> {
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(internal)?;
     conn.pragma_update(None, "synchronous", "FULL")
@@ -139,10 +140,20 @@ pub fn prepare_writer(conn: &Connection) -> StoreResult<()> {
         .map_err(internal)?;
     // The schema, and the move of pairs stored by earlier versions, in one
     // transaction: a crash leaves the file as it was or fully upgraded.
+    // A schema is only changed by a process that no server of an older
+    // version runs beside (`Opener::hold_for_upgrade`); a guest holds what
+    // it takes for that until the end of the transaction.
     conn.execute_batch("BEGIN IMMEDIATE").map_err(internal)?;
+    let mut _unserved = None;
     let upgraded = stored_version(conn)
         .map_err(internal)
-        .and_then(refuse_newer)
+        .and_then(|stored| {
+            refuse_newer(stored)?;
+            if stored != Some(SCHEMA_VERSION) {
+                _unserved = opener.hold_for_upgrade(stored)?;
+            }
+            Ok(())
+        })
         .and_then(|()| conn.execute_batch(SCHEMA).map_err(internal))
         .and_then(|()| {
             conn.execute_batch(pairs::SCHEMA)

@@ -381,6 +381,67 @@ fn a_refresh_record_is_found_through_the_family_index() {
     );
 }
 
+/// A process that does not serve a file never upgrades its schema while a
+/// server holds the file: that server runs an older tessera (a current one
+/// would have upgraded it at start), which the upgrade would break. A
+/// server takes the lock before it upgrades, and the first opener after
+/// the old server has gone upgrades the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_file_is_never_upgraded_from_under_its_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("served.db");
+    drop(SqliteStore::open(&path).unwrap());
+    // Back to version 1's layout (its `refreshes` table, empty).
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE refreshes (seq INTEGER PRIMARY KEY, refreshed_at INTEGER NOT NULL,
+                 successor_id BLOB NOT NULL, sealed_successor BLOB NOT NULL);
+             UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    let layout = || -> (String, i64) {
+        Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT (SELECT value FROM meta WHERE key = 'schema_version'),
+                        (SELECT COUNT(*) FROM sqlite_master WHERE name = 'refreshes')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    // A server of version 1 serves the file: it holds the lock.
+    let old_server = std::fs::File::create(cache::lock_path(&path)).unwrap();
+    old_server.lock().unwrap();
+
+    let Err(guest) = SqliteStore::open(&path) else {
+        panic!("a guest upgraded a file that a server serves");
+    };
+    let guest = guest.to_string();
+    assert!(
+        guest.contains("is serving") && guest.contains("schema version 1, older than version 2"),
+        "{guest}"
+    );
+    assert_eq!(layout(), ("1".to_owned(), 1));
+    let Err(server) = SqliteStore::open_serving(&path) else {
+        panic!("a second server opened a served file");
+    };
+    assert!(
+        server.to_string().contains("another tessera server"),
+        "{server}"
+    );
+    assert_eq!(
+        layout(),
+        ("1".to_owned(), 1),
+        "the second server upgraded first"
+    );
+
+    drop(old_server);
+    drop(SqliteStore::open(&path).unwrap());
+    assert_eq!(layout(), ("2".to_owned(), 0));
+}
+
 /// A file of schema version 1 kept refresh records in a `refreshes` table
 /// keyed by the refreshed pair. At open they move into the successors'
 /// rows: a refreshed pair reads as before and replays its successor byte
