@@ -142,6 +142,10 @@ struct Scope {
     filter: ApiKeyFilter,
     /// The request names only the caller's own keys.
     own: bool,
+    /// The caller's realm, when the request names its owner by user name
+    /// alone: allowed only its own keys, the caller gets its own realm's,
+    /// never those of a namesake in another realm.
+    own_realm: Option<String>,
 }
 
 pub(crate) fn owner_of(caller: &Authentication) -> (String, String) {
@@ -176,6 +180,7 @@ fn scope(
     };
     let own =
         username.as_deref() == Some(me.as_str()) && realm.as_deref().is_none_or(|r| r == my_realm);
+    let own_realm = (own && realm.is_none()).then_some(my_realm);
     let own_key_only = caller.api_key.as_ref().is_some_and(|k| {
         ids.as_deref()
             .is_some_and(|ids| ids.iter().all(|i| i == &k.id))
@@ -188,6 +193,7 @@ fn scope(
             realm,
         },
         own: own || own_key_only,
+        own_realm,
     }
 }
 
@@ -195,13 +201,16 @@ async fn require_scope(
     state: &AppState,
     caller: &Authentication,
     action: Action,
-    scope: &Scope,
+    scope: &mut Scope,
 ) -> ApiResult<()> {
     if auth::holds(state, caller, action).await? {
         state.audit.access_granted(caller, action);
         return Ok(());
     }
     if scope.own && auth::holds(state, caller, Action::ApiKeyManageOwn).await? {
+        if let Some(realm) = scope.own_realm.take() {
+            scope.filter.realm = Some(realm);
+        }
         state.audit.access_granted(caller, Action::ApiKeyManageOwn);
         return Ok(());
     }
@@ -292,7 +301,7 @@ pub async fn get(
     let owner = flag(&params, "owner")?;
     let active_only = flag(&params, "active_only")?;
     let id = params.get("id").cloned().filter(|s| !s.is_empty());
-    let scope = scope(
+    let mut scope = scope(
         &caller,
         id.clone().map(|i| vec![i]),
         params.get("name").cloned(),
@@ -300,7 +309,7 @@ pub async fn get(
         params.get("realm_name").cloned().filter(|s| !s.is_empty()),
         owner,
     );
-    require_scope(&state, &caller, Action::ApiKeyGet, &scope).await?;
+    require_scope(&state, &caller, Action::ApiKeyGet, &mut scope).await?;
     let now = state.now();
     let keys: Vec<Value> = state
         .store
@@ -396,7 +405,7 @@ pub async fn invalidate(
 ) -> ApiResult<Json<Value>> {
     let owner = req.owner.unwrap_or(false);
     let ids = req.validate()?;
-    let scope = scope(
+    let mut scope = scope(
         &caller,
         ids.filter(|v| !v.is_empty()),
         req.name,
@@ -404,7 +413,7 @@ pub async fn invalidate(
         req.realm_name.filter(|s| !s.is_empty()),
         owner,
     );
-    require_scope(&state, &caller, Action::ApiKeyInvalidate, &scope).await?;
+    require_scope(&state, &caller, Action::ApiKeyInvalidate, &mut scope).await?;
     let outcome = state
         .store
         .invalidate_api_keys(&scope.filter, state.now())

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tessera_domain::authn::AuthenticationType;
+use tessera_domain::authn::{Authentication, AuthenticationType, NATIVE_REALM};
 use tessera_domain::privilege::Action;
 use tessera_domain::user;
 use tessera_store::UserUpsert;
@@ -319,10 +319,7 @@ async fn change_password_of(
 ) -> ApiResult<Json<Value>> {
     let username = username.unwrap_or_else(|| caller.username.clone());
     req.validate()?;
-    // Users may change their own password, but only when they proved who
-    // they are with that password (not with a token or an API key).
-    let own =
-        username == caller.username && caller.authentication_type == AuthenticationType::Realm;
+    let own = username == caller.username && may_change_own_password(&caller);
     if !own {
         auth::require(&state, &caller, Action::UserChangePassword).await?;
     }
@@ -339,6 +336,22 @@ async fn change_password_of(
             .config_change(ConfigChange::change_password(&username));
     }
     changed(&state, &username, existed)
+}
+
+/// Whether `caller` may change its own password without the privilege
+/// (Elasticsearch's same-user rule): only when it proved who it is to the
+/// native realm with that password (not with a token or an API key), or,
+/// running as a native user, with a realm credential of its own. A user of
+/// another realm (a JWT's principal, an OAuth client) that bears a native
+/// user's name is someone else.
+fn may_change_own_password(caller: &Authentication) -> bool {
+    let runs_as = crate::request_context::with_current(|c| c.run_by().is_some()).unwrap_or(false);
+    let realm = if runs_as {
+        &caller.lookup_realm
+    } else {
+        &caller.authentication_realm
+    };
+    caller.authentication_type == AuthenticationType::Realm && realm.kind == NATIVE_REALM.kind
 }
 
 #[utoipa::path(

@@ -358,6 +358,103 @@ fn a_minted_token_ends_with_the_jwt() {
     assert!(r.status >= 400 && r.status < 500, "{}", r.text);
 }
 
+/// A JWT's principal that bears a native user's name is not that user: it
+/// may not change the native user's password as its own (Elasticsearch
+/// allows that only to the native realm's own users), whichever path names
+/// it, and the native password still works afterwards.
+#[test]
+fn a_jwt_principal_cannot_change_a_native_users_password() {
+    let s = Jwt::start();
+    s.srv.put_user("bob", "bobs-own-password", &["superuser"]);
+    let mut c = s.claims("bob");
+    c["roles"] = json!(["readers"]);
+    let token = TestKey::rsa(1, "k1").sign(&c);
+    assert_eq!(s.call(&token, Some(SECRET)).status, 200);
+    for path in ["/_security/user/_password", "/_security/user/bob/_password"] {
+        let r = s
+            .srv
+            .put(path)
+            .bearer(&token)
+            .header(
+                "ES-Client-Authentication",
+                &format!("SharedSecret {SECRET}"),
+            )
+            .json(&json!({"password": "attackers-password"}))
+            .send();
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+        assert_eq!(r.body["error"]["type"], "security_exception", "{path}");
+    }
+    s.srv.assert_basic_ok("bob", "bobs-own-password");
+    // The native user itself still may.
+    let r = s
+        .srv
+        .put("/_security/user/_password")
+        .basic("bob", "bobs-own-password")
+        .json(&json!({"password": "bobs-new-password"}))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.srv.assert_basic_ok("bob", "bobs-new-password");
+}
+
+/// `manage_own_api_key` held by a JWT's principal covers its own keys
+/// only: naming the owner by user name alone, it neither sees nor
+/// invalidates the keys of the native user of the same name.
+#[test]
+fn own_api_keys_are_a_realms_own() {
+    let s = Jwt::start();
+    s.srv
+        .put_role("own_keys", json!({"cluster": ["manage_own_api_key"]}));
+    let r = s
+        .srv
+        .put("/_security/role_mapping/jwt_readers")
+        .admin()
+        .json(&json!({"roles": ["own_keys"], "enabled": true,
+            "rules": {"all": [{"field": {"realm.name": "jwt1"}},
+                              {"field": {"groups": "readers"}}]}}))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.srv.put_user("bob", "bobs-own-password", &["own_keys"]);
+    let r = s
+        .srv
+        .post("/_security/api_key")
+        .basic("bob", "bobs-own-password")
+        .json(&json!({"name": "native-bobs-key"}))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let key = r.body["encoded"].as_str().unwrap().to_owned();
+
+    let mut c = s.claims("bob");
+    c["roles"] = json!(["readers"]);
+    let token = TestKey::rsa(1, "k1").sign(&c);
+    let as_jwt_bob = |req: tessera_testkit::http::Req| {
+        req.bearer(&token)
+            .header(
+                "ES-Client-Authentication",
+                &format!("SharedSecret {SECRET}"),
+            )
+            .send()
+    };
+    let r = as_jwt_bob(s.srv.get("/_security/api_key?username=bob"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["api_keys"], json!([]), "{}", r.text);
+    let r = as_jwt_bob(
+        s.srv
+            .delete("/_security/api_key")
+            .json(&json!({"username": "bob"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["invalidated_api_keys"], json!([]), "{}", r.text);
+    let r = s
+        .srv
+        .get(AUTHENTICATE)
+        .header("Authorization", &format!("ApiKey {key}"))
+        .send();
+    assert_eq!(r.status, 200, "native bob's key still works: {}", r.text);
+    // Named with its realm, or with `owner`, the answer is the same.
+    let r = as_jwt_bob(s.srv.get("/_security/api_key?owner=true"));
+    assert_eq!(r.body["api_keys"], json!([]), "{}", r.text);
+}
+
 #[test]
 fn rotated_keys_are_picked_up_from_a_file_and_from_a_url() {
     let s = Jwt::start();
