@@ -237,7 +237,7 @@ pub async fn delete_user(
     auth::require(&state, &caller, Action::UserDelete).await?;
     let found = state
         .store
-        .delete_user(&username, state.settings.revoke_on_user_change)
+        .delete_user(&username, state.settings.revoke_on_user_change, state.now())
         .await?;
     if found {
         state

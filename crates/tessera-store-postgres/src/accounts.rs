@@ -170,7 +170,9 @@ pub(crate) fn user_change_level(revoke: bool) -> IsolationLevel {
 impl PostgresStore {
     /// Runs `sql` (`$1` the username, `$2` the new value if any) and, when
     /// `revoke` and the user existed, revokes the user's tokens in the same
-    /// serializable transaction. Returns whether the user existed.
+    /// serializable transaction, and with `keys_invalidated_at` (a
+    /// deletion) invalidates the user's API keys at that time. Returns
+    /// whether the user existed.
     pub(crate) async fn change_user(
         &self,
         op: &'static str,
@@ -178,6 +180,7 @@ impl PostgresStore {
         username: &str,
         value: Option<&(dyn tokio_postgres::types::ToSql + Sync)>,
         revoke: bool,
+        keys_invalidated_at: Option<Millis>,
     ) -> StoreResult<bool> {
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&username];
         params.extend(value);
@@ -191,6 +194,16 @@ impl PostgresStore {
                     let existed = tx.execute(&stmt, params).await? > 0;
                     if existed && revoke {
                         lineage::revoke_user(&tx, username).await?;
+                    }
+                    if let Some(now) = keys_invalidated_at.filter(|_| existed && revoke) {
+                        let stmt = tx
+                            .prepare_cached(
+                                "UPDATE api_keys SET invalidated_at = $3
+                                  WHERE username = $1 AND realm = $2 AND invalidated_at IS NULL",
+                            )
+                            .await?;
+                        let native: &str = &tessera_domain::authn::NATIVE_REALM.name;
+                        tx.execute(&stmt, &[&username, &native, &now]).await?;
                     }
                     commit_bumped(tx, existed).await
                 }),

@@ -292,13 +292,14 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn delete_user(&self, username: &str, revoke_tokens: bool) -> StoreResult<bool> {
+    async fn delete_user(&self, username: &str, revoke: bool, now: Millis) -> StoreResult<bool> {
         self.change_user(
             "delete_user",
             "DELETE FROM users WHERE username = $1",
             username,
             None,
-            revoke_tokens,
+            revoke,
+            Some(now),
         )
         .await
     }
@@ -315,6 +316,7 @@ impl Store for PostgresStore {
             username,
             Some(&password_hash),
             revoke_tokens,
+            None,
         )
         .await
     }
@@ -331,6 +333,7 @@ impl Store for PostgresStore {
             username,
             Some(&enabled),
             revoke_tokens && !enabled,
+            None,
         )
         .await
     }

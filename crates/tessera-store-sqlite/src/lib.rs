@@ -329,14 +329,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_user(&self, username: &str, revoke_tokens: bool) -> StoreResult<bool> {
+    async fn delete_user(&self, username: &str, revoke: bool, now: Millis) -> StoreResult<bool> {
         let username = username.to_owned();
-        self.write(user_change(revoke_tokens), move |c| {
+        self.write(user_deletion(revoke), move |c| {
             let existed = c
                 .execute("DELETE FROM users WHERE username = ?1", [&username])
                 .map_err(internal)?
                 > 0;
-            revoke_user_if(c, existed && revoke_tokens, &username)?;
+            revoke_deleted_user_if(c, existed && revoke, &username, now)?;
             Ok(existed)
         })
         .await

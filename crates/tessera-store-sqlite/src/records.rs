@@ -1,6 +1,7 @@
 //! Rows of users, API keys and OAuth clients, user changes, and the purge.
 
 use super::*;
+use tessera_domain::authn::NATIVE_REALM;
 
 pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(e.to_string())
@@ -106,6 +107,37 @@ pub(crate) fn user_change(revoke_tokens: bool) -> Affects {
     } else {
         Affects::USERS
     }
+}
+
+/// What deleting a user may make stale: a user change's, and the API keys
+/// when it revokes.
+pub(crate) fn user_deletion(revoke_tokens: bool) -> Affects {
+    if revoke_tokens {
+        user_change(true).union(Affects::API_KEYS)
+    } else {
+        user_change(false)
+    }
+}
+
+/// A deleted user's revocation: its tokens as for any user change, and
+/// its API keys invalidated at `now`, so that a user created later under
+/// the same name does not get them back.
+pub(crate) fn revoke_deleted_user_if(
+    conn: &Connection,
+    revoke: bool,
+    username: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    if revoke {
+        lineage::revoke_user(conn, username)?;
+        conn.prepare_cached(
+            "UPDATE api_keys SET invalidated_at = ?3
+              WHERE username = ?1 AND realm = ?2 AND invalidated_at IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![username, NATIVE_REALM.name.as_ref(), now]))
+        .map_err(internal)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn revoke_user_if(conn: &Connection, revoke: bool, username: &str) -> StoreResult<()> {

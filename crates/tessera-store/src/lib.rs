@@ -306,8 +306,15 @@ pub trait Store:
     /// Returns whether the user existed. With `revoke_tokens`, also revokes,
     /// in the same transaction, every family the user stands for or minted
     /// (directly, with Basic credentials, or through one of its API keys),
-    /// and every family derived from those.
-    async fn delete_user(&self, username: &str, revoke_tokens: bool) -> StoreResult<bool>;
+    /// and every family derived from those, and invalidates (at `now`)
+    /// every API key the user owns: a user created later under the same
+    /// name does not get them back.
+    async fn delete_user(
+        &self,
+        username: &str,
+        revoke_tokens: bool,
+        now: Millis,
+    ) -> StoreResult<bool>;
     /// Returns whether the user exists. `revoke_tokens` as for
     /// [`Store::delete_user`].
     async fn set_password(

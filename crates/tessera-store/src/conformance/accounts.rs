@@ -42,8 +42,8 @@ pub async fn users(store: DynStore) {
     assert!(store.set_enabled("joe", false, false).await.unwrap());
     assert!(!store.get_user("joe").await.unwrap().unwrap().enabled);
     assert!(!store.set_enabled("nobody", false, false).await.unwrap());
-    assert!(store.delete_user("joe", false).await.unwrap());
-    assert!(!store.delete_user("joe", false).await.unwrap());
+    assert!(store.delete_user("joe", false, 0).await.unwrap());
+    assert!(!store.delete_user("joe", false, 0).await.unwrap());
     assert!(store.get_user("joe").await.unwrap().is_none());
 }
 

@@ -187,7 +187,8 @@ pub async fn revocation_reaches_descendants(store: DynStore) {
 
 /// Deleting, disabling or re-passwording a user revokes what the user
 /// stands for and what it minted (itself, through its API keys, and
-/// through its tokens), but only when asked.
+/// through its tokens), but only when asked; deleting it also
+/// invalidates its API keys.
 pub async fn user_changes_reach_tokens(store: DynStore) {
     for change in 0..5 {
         let ann = format!("ann{change}");
@@ -215,7 +216,7 @@ pub async fn user_changes_reach_tokens(store: DynStore) {
             0 => assert!(store.set_password(&ann, "h2", false).await.unwrap()),
             1 => assert!(store.set_password(&ann, "h2", true).await.unwrap()),
             2 => assert!(store.set_enabled(&ann, false, true).await.unwrap()),
-            3 => assert!(store.delete_user(&ann, true).await.unwrap()),
+            3 => assert!(store.delete_user(&ann, true, T0 + 5).await.unwrap()),
             _ => {
                 let mut update = user(&ann, Some("h3"));
                 update.revoke_tokens = true;
@@ -228,6 +229,13 @@ pub async fn user_changes_reach_tokens(store: DynStore) {
             all_dead(&store, &everything, &format!("change {change}")).await;
         }
         all_alive(&store, &[&janes_own], "another user").await;
+        // A deletion invalidates the user's API keys for good (a namesake
+        // created later does not get them back); the other changes leave
+        // them as they are (a disabled owner's keys are refused while it
+        // stays disabled).
+        let key_after = store.get_api_key(&k.id).await.unwrap().unwrap();
+        let deleted = (change == 3).then_some(T0 + 5);
+        assert_eq!(key_after.invalidated_at, deleted, "change {change}");
         // Enabling never revokes.
         store.set_enabled("jane", true, true).await.unwrap();
         all_alive(&store, &[&janes_own], "enabled").await;

@@ -182,7 +182,7 @@ pub async fn reads_follow_every_change(store: DynStore) {
     changed.roles = vec!["other".into()];
     store.put_user(changed).await.unwrap();
     assert_eq!(read().await.unwrap().roles, vec!["other".to_string()]);
-    store.delete_user("carl", false).await.unwrap();
+    store.delete_user("carl", false, 0).await.unwrap();
     assert!(read().await.is_none());
 
     // Roles: change and deletion.

@@ -249,7 +249,7 @@ pub async fn run(command: UserCommand) -> anyhow::Result<Printed> {
             set_enabled(store.as_ref(), &username, false, revoke).await?
         }
         UserCommand::Delete { username, .. } => {
-            if !store.delete_user(&username, revoke).await? {
+            if !store.delete_user(&username, revoke, super::now()).await? {
                 bail!(not_found(&username));
             }
             json!({ "deleted": true, "username": username })

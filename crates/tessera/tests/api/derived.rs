@@ -272,6 +272,30 @@ fn user_changes_reach_every_token_of_the_user() {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
+/// A deleted user's API keys are invalidated with it: a user created later
+/// under the same name, with other roles, does not get them back.
+#[test]
+fn a_deleted_users_keys_stay_dead_when_the_name_returns() {
+    let srv = TestServer::start();
+    srv.put_user("bob", TEST_PW, &["superuser"]);
+    let (id, key) = create_key(&srv, ("bob", TEST_PW), json!({ "name": "k" }));
+    let r = srv.delete("/_security/user/bob").admin().send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    srv.put_role("mon", json!({ "cluster": ["monitor"] }));
+    srv.put_user("bob", TEST_PW, &["mon"]);
+    let r = srv
+        .get(AUTHENTICATE)
+        .header("Authorization", &apikey(&key))
+        .send();
+    assert_eq!(r.status, 401, "the old key came back: {}", r.text);
+    let r = srv
+        .get(&format!("/_security/api_key?id={id}"))
+        .admin()
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["api_keys"][0]["invalidated"], true, "{}", r.text);
+}
+
 /// With `revoke_on_user_change = false`, Elasticsearch's behaviour: a
 /// token keeps the identity it was issued for.
 #[test]
