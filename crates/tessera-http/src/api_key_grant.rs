@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
+use tessera_domain::oauth::ADMIN_SCOPE;
 use tessera_domain::privilege::{self, Action, SUPERUSER_ROLE};
 use tessera_domain::Authentication;
 use zeroize::Zeroizing;
@@ -114,18 +115,36 @@ pub async fn grant(
                 .await?
                 .0
         }
-        Proof::AccessToken(token) => auth::authenticate_bearer(&state, &token).await?.subject,
+        // The token grants no more than it could create itself: a key
+        // outlives it, so neither a scope without `tessera:admin` nor
+        // authority borrowed from a key or another token may become one.
+        Proof::AccessToken(token) => {
+            let record = auth::authenticate_bearer(&state, &token).await?;
+            if !auth::scope_allows_admin(&record) {
+                return Err(ApiError::illegal_argument(format!(
+                    "the access token's scope does not include [{ADMIN_SCOPE}], which creating an API key needs"
+                )));
+            }
+            if auth::is_borrowed(&record) {
+                return Err(borrowed());
+            }
+            record.subject
+        }
     };
     if granted.api_key.is_some() {
-        return Err(ApiError::illegal_argument(
-            "an API key, or a token minted by an API key or by another token, cannot create API keys; authenticate as a user",
-        ));
+        return Err(borrowed());
     }
     let owner = match req.run_as.filter(|r| !r.is_empty()) {
         None => granted,
         Some(target) => run_as(&state, &granted, &target).await?,
     };
     store_new_key(&state, &owner, req.api_key, lifetime).await
+}
+
+fn borrowed() -> ApiError {
+    ApiError::illegal_argument(
+        "an API key, or a token minted by an API key or by another token, cannot create API keys; authenticate as a user",
+    )
 }
 
 /// The user `granted` runs as: only a native user its roles' `run_as`

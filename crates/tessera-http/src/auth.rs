@@ -246,9 +246,7 @@ async fn authenticate_presented(
         }
         Presented::Bearer(token) => {
             let record = authenticate_bearer(state, token).await?;
-            if uri.path() != SCOPE_EXEMPT_PATH
-                && !oauth::scope_allows_admin(record.scope.as_deref())
-            {
+            if uri.path() != SCOPE_EXEMPT_PATH && !scope_allows_admin(&record) {
                 state.audit.access_denied_by_scope(&record.subject);
                 return Err(ApiError::insufficient_scope(ADMIN_SCOPE));
             }
@@ -261,12 +259,7 @@ async fn authenticate_presented(
                     ..Default::default()
                 },
                 not_after: Some(record.last_usable()),
-                // A family minted from a key, or by a token caller, carries
-                // a cap or the key; one minted by a password login carries
-                // neither.
-                borrowed: record.not_after.is_some()
-                    || record.client.api_key_id.is_some()
-                    || record.subject.api_key.is_some(),
+                borrowed: is_borrowed(&record),
                 run_by: record.metadata.as_ref().and_then(RunBy::of_token_metadata),
             };
             Ok((record.subject, provenance))
@@ -294,6 +287,21 @@ async fn authenticate_presented(
         }
         Presented::Other => Err(missing_credentials(uri)),
     }
+}
+
+/// Whether the authority of the pair `record` is borrowed: a family minted
+/// from a key, or by a token caller, carries a cap or the key; one minted
+/// by a password login carries neither.
+pub(crate) fn is_borrowed(record: &TokenRecord) -> bool {
+    record.not_after.is_some()
+        || record.client.api_key_id.is_some()
+        || record.subject.api_key.is_some()
+}
+
+/// Whether an access token's OAuth scope lets it act on `/_security/*`
+/// (tokens without a scope may).
+pub(crate) fn scope_allows_admin(record: &TokenRecord) -> bool {
+    oauth::scope_allows_admin(record.scope.as_deref())
 }
 
 /// What an `Authorization` header presents, before any lookup.

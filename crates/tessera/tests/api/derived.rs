@@ -361,3 +361,51 @@ fn borrowed_authority_cannot_be_turned_into_a_new_key() {
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// A grant by access token keeps to the token's own limits: a granter
+/// cannot make a key of a token minted by another token or by a key, nor
+/// of an OAuth token whose scope does not reach `/_security/*`. A user's
+/// own session still can be granted one.
+#[test]
+fn a_grant_by_access_token_keeps_to_the_tokens_limits() {
+    let srv = TestServer::start();
+    let session = srv.password_grant(ADMIN, ADMIN_PW);
+    let from_session = grant_with(&srv, &bearer(&session.access), ADMIN, ADMIN_PW);
+    let (_, key) = create_key(&srv, (ADMIN, ADMIN_PW), json!({ "name": "k" }));
+    let from_key = grant_with(&srv, &apikey(&key), ADMIN, ADMIN_PW);
+    let client = srv.client_for(&["password"], "read");
+    let scoped = srv.grant(
+        &client,
+        &[
+            ("grant_type", "password"),
+            ("username", ADMIN),
+            ("password", ADMIN_PW),
+            ("scope", "read"),
+        ],
+    );
+    let scoped = scoped["access_token"].as_str().unwrap().to_owned();
+    let grant = |token: &str| {
+        srv.post("/_security/api_key/grant")
+            .admin()
+            .json(
+                &json!({ "grant_type": "access_token", "access_token": token,
+                           "api_key": { "name": "laundered" } }),
+            )
+            .send()
+    };
+    for (token, refusal) in [
+        (&from_session.access, "cannot create API keys"),
+        (&from_key.access, "cannot create API keys"),
+        (&scoped, "tessera:admin"),
+    ] {
+        assert_es_error_matching(
+            &grant(token),
+            400,
+            "illegal_argument_exception",
+            |reason| reason.contains(refusal),
+            refusal,
+        );
+    }
+    let r = grant(&session.access);
+    assert_eq!(r.status, 200, "{}", r.text);
+}
