@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::api_key::{self, ApiKeyRecord, NewKey};
 use tessera_domain::authn::AuthenticationType;
-use tessera_domain::privilege::{Action, RoleDescriptor};
+use tessera_domain::privilege::{self, Action, RoleDescriptor};
 use tessera_domain::time::{millis, parse_time_value};
 use tessera_domain::Authentication;
 use tessera_store::{ApiKeyFilter, NameMatch};
@@ -248,6 +248,29 @@ pub(crate) fn key_json(k: &ApiKeyRecord) -> Value {
     Value::Object(v)
 }
 
+/// An owner's `roles` as `limited_by` shows them: Elasticsearch's list of
+/// one map of role name to descriptor. Built-in roles show their
+/// definition, stored ones the store's; a name that no role has any more
+/// is left out (it grants nothing).
+async fn limited_by(state: &AppState, roles: &[String]) -> ApiResult<Value> {
+    let mut named = Map::new();
+    let mut stored = Vec::new();
+    for name in roles {
+        match privilege::built_in_role(name) {
+            Some(d) => {
+                named.insert(name.clone(), serde_json::to_value(d).expect("serialisable"));
+            }
+            None => stored.push(name.clone()),
+        }
+    }
+    if !stored.is_empty() {
+        for (name, d) in state.store.get_roles(&stored).await? {
+            named.insert(name, serde_json::to_value(d).expect("serialisable"));
+        }
+    }
+    Ok(Value::Array(vec![Value::Object(named)]))
+}
+
 fn flag(params: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
     match params.get(name).map(String::as_str) {
         None | Some("false") => Ok(false),
@@ -278,7 +301,7 @@ const GET_PARAMS: &[&str] = &[
         ("username" = Option<String>, Query, description = "The owner's name."),
         ("realm_name" = Option<String>, Query, description = "The owner's realm."),
         ("owner" = Option<bool>, Query, description = "Only the caller's own keys."),
-        ("with_limited_by" = Option<bool>, Query, description = "Include the owner's role descriptors."),
+        ("with_limited_by" = Option<bool>, Query, description = "Include the owner's role descriptors as `limited_by` (an API key caller needs `manage_api_key`)."),
         ("active_only" = Option<bool>, Query, description = "Leave out invalidated and expired keys."),
     ),
     responses(
@@ -300,6 +323,7 @@ pub async fn get(
     }
     let owner = flag(&params, "owner")?;
     let active_only = flag(&params, "active_only")?;
+    let with_limited_by = flag(&params, "with_limited_by")?;
     let id = params.get("id").cloned().filter(|s| !s.is_empty());
     let mut scope = scope(
         &caller,
@@ -310,17 +334,39 @@ pub async fn get(
         owner,
     );
     require_scope(&state, &caller, Action::ApiKeyGet, &mut scope).await?;
+    // As in Elasticsearch, an API key sees no owner's descriptors (its own
+    // included) unless it may manage every key.
+    if with_limited_by
+        && caller.api_key.is_some()
+        && !auth::holds(&state, &caller, Action::ApiKeyGet).await?
+    {
+        return Err(ApiError::forbidden(
+            Action::ApiKeyGet,
+            &caller.username,
+            &caller.roles,
+        ));
+    }
     let now = state.now();
-    let keys: Vec<Value> = state
-        .store
-        .find_api_keys(&scope.filter)
-        .await?
-        .iter()
-        .filter(|k| {
-            !active_only || (k.invalidated_at.is_none() && k.expires_at.is_none_or(|e| e > now))
-        })
-        .map(key_json)
-        .collect();
+    let mut owners: HashMap<Vec<String>, Value> = HashMap::new();
+    let mut keys = Vec::new();
+    for k in state.store.find_api_keys(&scope.filter).await? {
+        if active_only && (k.invalidated_at.is_some() || k.expires_at.is_some_and(|e| e <= now)) {
+            continue;
+        }
+        let mut v = key_json(&k);
+        if with_limited_by {
+            let limited_by = match owners.get(&k.owner.roles) {
+                Some(known) => known.clone(),
+                None => {
+                    let found = limited_by(&state, &k.owner.roles).await?;
+                    owners.insert(k.owner.roles.clone(), found.clone());
+                    found
+                }
+            };
+            v["limited_by"] = limited_by;
+        }
+        keys.push(v);
+    }
     let status = if keys.is_empty() && id.is_some() {
         StatusCode::NOT_FOUND
     } else {

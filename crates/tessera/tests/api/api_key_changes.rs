@@ -385,3 +385,61 @@ fn bulk_updates_say_what_each_id_became() {
         OWN_KEYS,
     );
 }
+
+/// `with_limited_by` shows each key's owner's role descriptors, by role
+/// name, as Elasticsearch's one-element `limited_by` list; a value that is
+/// not a boolean is refused, and an API key may not see them without
+/// `manage_api_key`.
+#[test]
+fn get_with_limited_by_shows_the_owners_descriptors() {
+    let srv = setup();
+    let r = srv
+        .post("/_security/api_key")
+        .basic("target", TEST_PW)
+        .json(&json!({ "name": "mine" }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (id, encoded) = (r.str("id"), r.str("encoded"));
+    let path = format!("/_security/api_key?owner=true&id={id}");
+    let r = srv
+        .get(&format!("{path}&with_limited_by=true"))
+        .basic("target", TEST_PW)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let limited_by = &r.body["api_keys"][0]["limited_by"];
+    assert_eq!(
+        limited_by[0]["own_role"]["cluster"],
+        json!(["manage_own_api_key"]),
+        "{}",
+        r.text
+    );
+    assert_eq!(limited_by.as_array().map(Vec::len), Some(1), "{}", r.text);
+    let r = srv.get(&path).basic("target", TEST_PW).send();
+    assert!(
+        r.body["api_keys"][0].get("limited_by").is_none(),
+        "{}",
+        r.text
+    );
+    let r = srv
+        .get(&format!("{path}&with_limited_by=banana"))
+        .basic("target", TEST_PW)
+        .send();
+    assert_es_error_matching(
+        &r,
+        400,
+        "illegal_argument_exception",
+        |reason| reason.contains("[banana]"),
+        "not a boolean",
+    );
+    let r = srv
+        .get(&format!("{path}&with_limited_by=true"))
+        .header("Authorization", &apikey(&encoded))
+        .send();
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = srv
+        .get(&format!("/_security/api_key?id={id}&with_limited_by=true"))
+        .admin()
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["api_keys"][0]["limited_by"][0]["own_role"].is_object());
+}
