@@ -111,6 +111,22 @@ impl QueryError {
             reason: reason.into(),
         }
     }
+
+    /// A value given for a date field that is not one (Elasticsearch's
+    /// `parse_exception`).
+    fn not_a_date(value: &serde_json::Value) -> Self {
+        let shown = match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Self {
+            kind: "parse_exception",
+            reason: format!(
+                "failed to parse date field [{shown}] with format \
+                 [strict_date_optional_time||epoch_millis]"
+            ),
+        }
+    }
 }
 
 /// A resolved field: where it is in a document and how it compares.

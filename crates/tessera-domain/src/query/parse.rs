@@ -87,6 +87,9 @@ pub fn parse(body: &Value, fields: &Fields, request: &str) -> Result<Search, Que
                     sort.len()
                 )));
             }
+            for (value, by) in values.iter().zip(&sort) {
+                date_if(by.field.kind, value)?;
+            }
             Some(values.clone())
         }
         Some(_) => {
@@ -102,6 +105,21 @@ pub fn parse(body: &Value, fields: &Fields, request: &str) -> Result<Search, Que
         sort,
         search_after,
     })
+}
+
+/// Refuses `value` for a field of `kind` Date unless it is epoch
+/// milliseconds, an ISO-8601 date or `now` (date math after `now` is let
+/// through as before): a query with it would match nothing, silently.
+fn date_if(kind: Kind, value: &Value) -> Result<(), QueryError> {
+    let is_date = match value {
+        Value::Number(n) => n.as_f64().is_some(),
+        Value::String(s) => s.starts_with("now") || super::eval::parse_date(s).is_some(),
+        _ => false,
+    };
+    if kind == Kind::Date && !is_date {
+        return Err(QueryError::not_a_date(value));
+    }
+    Ok(())
 }
 
 fn count(value: Option<&Value>, name: &str) -> Result<Option<usize>, QueryError> {
@@ -360,6 +378,7 @@ pub(super) fn query(value: &Value, fields: &Fields) -> Result<Query, QueryError>
                         }
                     };
                 if !v.is_null() {
+                    date_if(field.kind, v)?;
                     bounds.push((bound, v.clone()));
                 }
             }

@@ -235,6 +235,21 @@ fn refusals_use_elasticsearchs_words() {
             "illegal_argument_exception",
             "Field [nope] is not allowed for querying or aggregation",
         ),
+        (
+            json!({"query": {"range": {"creation": {"gte": "yesterday"}}}}),
+            "parse_exception",
+            "failed to parse date field [yesterday] with format [strict_date_optional_time||epoch_millis]",
+        ),
+        (
+            json!({"sort": ["creation"], "search_after": ["2024-13-01"]}),
+            "parse_exception",
+            "failed to parse date field [2024-13-01] with format [strict_date_optional_time||epoch_millis]",
+        ),
+        (
+            json!({"query": {"range": {"expiration": {"lt": true}}}}),
+            "parse_exception",
+            "failed to parse date field [true] with format [strict_date_optional_time||epoch_millis]",
+        ),
     ];
     for (body, kind, reason) in table {
         let e = parse(body, &API_KEY_FIELDS, "query_api_key_request").unwrap_err();
