@@ -247,12 +247,31 @@ pub fn b64(xml: &str) -> String {
 /// `_session42`) as the IdP sends it with the HTTP-Redirect binding,
 /// signed with the `signer` files of [`data_dir`] (`("idp.crt",
 /// "idp.key")`) when given; issued at `instant` (an `xs:dateTime`) and
-/// valid five minutes.
+/// valid five minutes; addressed to the realm's `sp.logout`.
 pub fn idp_logout_query(signer: Option<(&str, &str)>, issuer: &str, instant: &str) -> String {
+    idp_logout_query_to(
+        Some("https://dashboard.example.org/logout"),
+        signer,
+        issuer,
+        instant,
+    )
+}
+
+/// As [`idp_logout_query`], with `destination` as the `Destination`
+/// attribute (none when `None`).
+pub fn idp_logout_query_to(
+    destination: Option<&str>,
+    signer: Option<(&str, &str)>,
+    issuer: &str,
+    instant: &str,
+) -> String {
     let until = parse_instant(instant).expect("an xs:dateTime") + 5 * 60_000;
     let until = crate::saml::time::format_instant(until);
+    let destination = destination
+        .map(|d| format!(r#" Destination="{d}""#))
+        .unwrap_or_default();
     let xml = format!(
-        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_idplogout" Version="2.0" IssueInstant="{instant}" Destination="https://dashboard.example.org/logout" NotOnOrAfter="{until}"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">alice-persistent-id</saml:NameID><samlp:SessionIndex>_session42</samlp:SessionIndex></samlp:LogoutRequest>"#
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_idplogout" Version="2.0" IssueInstant="{instant}"{destination} NotOnOrAfter="{until}"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">alice-persistent-id</saml:NameID><samlp:SessionIndex>_session42</samlp:SessionIndex></samlp:LogoutRequest>"#
     );
     let key = signer.map(|(c, k)| SigningKey::from_pem(&data(c), &data(k)).unwrap());
     let url = redirect_url(

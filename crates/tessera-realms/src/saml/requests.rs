@@ -220,14 +220,30 @@ impl SamlRealm {
             return refuse(Rule::Issuer, "the LogoutRequest has no Issuer");
         };
         check_issuer(&xml::text(issuer), &c.idp_entity_id)?;
-        if let Some(dest) = root.attribute("Destination") {
-            let expected = c.sp_logout.as_deref().unwrap_or("");
-            if dest != expected {
-                return refuse(
-                    Rule::Destination,
-                    describe_difference("the Destination", expected, dest),
-                );
-            }
+        // As Elasticsearch: the Destination is required and must be exactly
+        // `sp.logout`, and a realm without `sp.logout` takes no LogoutRequest.
+        let dest = root.attribute("Destination");
+        let Some(expected) = c.sp_logout.as_deref() else {
+            return refuse(
+                Rule::Destination,
+                format!(
+                    "the LogoutRequest is for destination [{}] but this realm is \
+                     not configured for logout",
+                    dest.unwrap_or("")
+                ),
+            );
+        };
+        let Some(dest) = dest else {
+            return refuse(
+                Rule::Destination,
+                format!("the LogoutRequest has no Destination; this realm uses [{expected}]"),
+            );
+        };
+        if dest != expected {
+            return refuse(
+                Rule::Destination,
+                describe_difference("the Destination", expected, dest),
+            );
         }
         if let Some(end) = root.attribute("NotOnOrAfter") {
             let end = parse_instant(end).ok_or_else(|| {

@@ -185,6 +185,39 @@ fn invalidate_refuses_another_issuer_and_a_late_request() {
 }
 
 #[test]
+fn invalidate_refuses_a_logout_request_without_a_destination_or_for_another() {
+    let signer = Some(("idp.crt", "idp.key"));
+    for destination in [None, Some("https://dashboard.example.org/logout/other")] {
+        let q = idp_logout_query_to(destination, signer, IDP, "2026-12-01T13:00:00Z");
+        assert_eq!(
+            realm().parse_logout_request(&q, now()).unwrap_err().rule,
+            Rule::Destination,
+            "{destination:?}"
+        );
+    }
+}
+
+#[test]
+fn invalidate_refuses_a_logout_request_when_the_realm_has_no_sp_logout() {
+    let settings: String = SETTINGS
+        .lines()
+        .filter(|l| !l.starts_with("sp.logout"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let realm = realm_with(&settings, false);
+    assert_eq!(realm.config.sp_logout, None);
+    let signer = Some(("idp.crt", "idp.key"));
+    for destination in [None, Some("https://dashboard.example.org/logout")] {
+        let q = idp_logout_query_to(destination, signer, IDP, "2026-12-01T13:00:00Z");
+        assert_eq!(
+            realm.parse_logout_request(&q, now()).unwrap_err().rule,
+            Rule::Destination,
+            "{destination:?}"
+        );
+    }
+}
+
+#[test]
 fn a_decompression_bomb_in_a_query_is_refused() {
     let huge = "<a>".to_owned() + &"x".repeat(4 * 1024 * 1024) + "</a>";
     let url = redirect_url("https://x.example/", "SAMLRequest", &huge, None, None);
