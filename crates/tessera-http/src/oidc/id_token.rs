@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tessera_domain::Millis;
+use tessera_realms::jose::validate::numeric_date;
 use tessera_realms::jose::{
     validate_id_token, Algorithm, IdTokenCheck, JoseError, JoseErrorKind, JwksLocation, JwksSource,
     Keys,
@@ -87,9 +88,11 @@ pub async fn validate(
         other => other,
     }
     .map_err(refused)?;
-    let expires_at = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .map_or(now, |s| s.saturating_mul(1000));
+    // `exp` read as the validation just read it (a fractional NumericDate
+    // included), so the one-time proof lasts as long as the token does.
+    let exp = numeric_date(&claims, "exp")
+        .map_err(refused)?
+        .ok_or_else(|| OidcError::new(Rule::IdToken, "ID token: no exp claim"))?;
+    let expires_at = i64::try_from(exp).unwrap_or(i64::MAX).saturating_mul(1000);
     Ok(ValidIdToken { claims, expires_at })
 }

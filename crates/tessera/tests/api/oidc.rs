@@ -157,7 +157,20 @@ claims.groups = "groups"
     fn tokens_stored(&self) -> i64 {
         count_tokens(&open_db_read_only(&self.srv.db_path()))
     }
+
+    /// Until when the store keeps the one-time proofs of realm `oidc1`.
+    fn proofs_kept_until(&self) -> Vec<i64> {
+        let db = open_db_read_only(&self.srv.db_path());
+        let mut stmt = db
+            .prepare("SELECT keep_until FROM one_time_proofs WHERE realm = 'oidc1'")
+            .unwrap();
+        let kept = stmt.query_map([], |r| r.get(0)).unwrap();
+        kept.collect::<Result<_, _>>().unwrap()
+    }
 }
+
+/// The realm's `allowed_clock_skew` (the default), in milliseconds.
+const SKEW_MS: i64 = 60_000;
 
 fn assert_refused(r: &Resp) {
     assert_eq!(r.status, 401, "{}", r.text);
@@ -191,6 +204,9 @@ fn a_login_through_the_stub_mints_once_per_id_token() {
         tessera_testkit::http::basic_header(CLIENT_ID, "stub-secret")
     );
     let stored = s.tokens_stored();
+    // The ID token's proof is kept until its exp (plus the skew).
+    let exp_ms = s.claims()["exp"].as_i64().unwrap() * 1000;
+    assert_eq!(s.proofs_kept_until(), [exp_ms + SKEW_MS]);
     // The same ID token again (another code, the same callback): refused,
     // nothing stored.
     assert_refused(&s.authenticate("code-2"));
@@ -201,6 +217,23 @@ fn a_login_through_the_stub_mints_once_per_id_token() {
         let line = format!("tessera_oidc_logins_total{{realm=\"oidc1\",result=\"{result}\"}}");
         assert!(metrics.contains(&line), "no {line} in\n{metrics}");
     }
+}
+
+#[test]
+fn a_fractional_exp_keeps_the_proof_until_that_expiry() {
+    let s = Stub::start();
+    // A NumericDate may have a fraction; validation reads it in whole
+    // seconds, and so must the proof's keep time.
+    let exp_s = s.now_s() + 3600;
+    let mut claims = s.claims();
+    claims["exp"] = json!(exp_s as f64 + 0.5);
+    s.answer(&key1().sign(&claims), json!({"sub": "alice"}));
+    let r = s.authenticate("code-1");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(s.proofs_kept_until(), [exp_s * 1000 + SKEW_MS]);
+    // Long past the skew but before exp, the same ID token is still refused.
+    s.srv.advance(30 * 60_000);
+    assert_refused(&s.authenticate("code-2"));
 }
 
 #[test]
