@@ -3,7 +3,8 @@
 //! JWT (three dot-separated base64url segments, which Tessera's own tokens
 //! never are) is tried against each JWT realm in chain order; the token
 //! rules are [`tessera_realms::jose`], the user's roles come from the role
-//! mappings. Results are cached ([`cache`]), never past the token's `exp`.
+//! mappings. Results are cached ([`cache`]), never past the token's `exp`
+//! and never across a change of the realm's JWKS.
 
 mod cache;
 
@@ -24,7 +25,7 @@ use crate::auth::Provenance;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-pub use cache::JwtCache;
+pub use cache::{Hit, JwtCache};
 
 /// The realm type shown in `authentication_realm`.
 pub const REALM_TYPE: &str = "jwt";
@@ -98,25 +99,44 @@ impl JwtRealm {
         }
     }
 
-    fn check(&self, token: &str, now_secs: u64) -> Result<jose::Claims, JoseError> {
-        let set = self.jwks.as_ref().map(JwksSource::current);
-        let keys = Keys {
-            jwks: set.as_deref(),
-            hmac: self.hmac.as_ref(),
-        };
-        jose::validate(token, &keys, &self.policy, now_secs)
+    /// The generation of the realm's key set (0 without a JWKS).
+    fn keys_generation(&self) -> u64 {
+        self.jwks.as_ref().map_or(0, JwksSource::generation)
     }
 
-    /// Validates `token` at `now`; when the key id is unknown or the
-    /// signature fails, the key set is re-read once (rate-limited) and the
-    /// token tried again.
-    async fn validate(&self, token: &str, now: Millis) -> Result<jose::Claims, JoseError> {
-        let now_secs = u64::try_from(now / 1000).unwrap_or(0);
+    /// Reads a changed JWKS file again (a local `stat`); a file that cannot
+    /// be used leaves the previous keys.
+    async fn reload_keys_if_changed(&self) {
         if let Some(source) = &self.jwks {
             if let Err(e) = source.reload_if_changed().await {
                 tracing::warn!(realm = %self.config.name, error = %e, "JWT realm: the changed JWKS cannot be used; keeping the previous keys");
             }
         }
+    }
+
+    /// The token's claims and the generation of the keys that checked it.
+    fn check(&self, token: &str, now_secs: u64) -> Result<(jose::Claims, u64), JoseError> {
+        let (set, generation) = match &self.jwks {
+            Some(source) => {
+                let (set, generation) = source.current_with_generation();
+                (Some(set), generation)
+            }
+            None => (None, 0),
+        };
+        let keys = Keys {
+            jwks: set.as_deref(),
+            hmac: self.hmac.as_ref(),
+        };
+        jose::validate(token, &keys, &self.policy, now_secs).map(|claims| (claims, generation))
+    }
+
+    /// Validates `token` at `now`; when the key id is unknown or the
+    /// signature fails, the key set is re-read once (rate-limited) and the
+    /// token tried again. Gives the claims and the generation of the keys
+    /// that validated them.
+    async fn validate(&self, token: &str, now: Millis) -> Result<(jose::Claims, u64), JoseError> {
+        let now_secs = u64::try_from(now / 1000).unwrap_or(0);
+        self.reload_keys_if_changed().await;
         let first = self.check(token, now_secs);
         let (Err(e), Some(source)) = (&first, &self.jwks) else {
             return first;
@@ -206,15 +226,20 @@ pub async fn authenticate(
     let secret = presented_secret(headers);
     let key = cache_key(token, secret);
     let now = state.now();
-    if let Some((who, not_after)) = realms.0.cache.get(&key, now) {
-        let realm = who.authentication_realm.name.clone();
-        state
-            .metrics
-            .realm_authentication(&realm, REALM_TYPE, "success");
-        return Ok((who, provenance(not_after)));
+    if let Some(hit) = realms.0.cache.get(&key, now) {
+        // A result is served only while its realm's keys are those that
+        // validated it: a key dropped from the JWKS ends its tokens' entries.
+        let realm = &realms.0.realms[hit.realm];
+        realm.reload_keys_if_changed().await;
+        if realm.keys_generation() == hit.keys {
+            state
+                .metrics
+                .realm_authentication(&realm.config.name, REALM_TYPE, "success");
+            return Ok((hit.who, provenance(hit.not_after)));
+        }
     }
     let mut first: Option<(&str, &'static str, String)> = None;
-    for realm in &realms.0.realms {
+    for (index, realm) in realms.0.realms.iter().enumerate() {
         let name = realm.config.name.as_str();
         if !realm.client_authenticated(secret) {
             state
@@ -227,8 +252,8 @@ pub async fn authenticate(
             ));
             continue;
         }
-        let claims = match realm.validate(token, now).await {
-            Ok(claims) => claims,
+        let (claims, keys) = match realm.validate(token, now).await {
+            Ok(validated) => validated,
             Err(e) => {
                 state
                     .metrics
@@ -250,13 +275,16 @@ pub async fn authenticate(
         let who = authentication(state, realm, &user.identity).await?;
         let not_after = i64::try_from(user.exp.saturating_mul(1000)).unwrap_or(Millis::MAX);
         let ttl = Millis::try_from(realm.config.cache_ttl.as_millis()).unwrap_or(Millis::MAX);
-        realms.0.cache.insert(
-            key,
-            who.clone(),
+        let hit = Hit {
+            who: who.clone(),
             not_after,
-            now.saturating_add(ttl).min(not_after),
-            now,
-        );
+            realm: index,
+            keys,
+        };
+        realms
+            .0
+            .cache
+            .insert(key, hit, now.saturating_add(ttl).min(not_after), now);
         state
             .metrics
             .realm_authentication(name, REALM_TYPE, "success");

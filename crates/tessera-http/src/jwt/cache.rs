@@ -2,7 +2,9 @@
 //! by the SHA-256 of the token and the presented client secret. An entry
 //! ends at the earlier of the realm's `jwt.cache.ttl` and the token's
 //! `exp`, on the injected clock; failures are never cached. The whole
-//! cache is dropped when role mappings change on this node.
+//! cache is dropped when role mappings change on this node, and an entry
+//! is no longer served once its realm's JWKS has changed (the entry keeps
+//! the generation of the keys that validated it).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -16,11 +18,22 @@ pub struct JwtCache {
 }
 
 struct Entry {
-    who: Authentication,
-    /// The token's `exp`, in ms.
-    not_after: Millis,
+    hit: Hit,
     /// When the entry ends, in ms (never after `not_after`).
     until: Millis,
+}
+
+/// A cached result: the user, the token's `exp`, and what validated it.
+#[derive(Clone)]
+pub struct Hit {
+    pub who: Authentication,
+    /// The token's `exp`, in ms.
+    pub not_after: Millis,
+    /// The index of the realm that validated the token, in chain order.
+    pub realm: usize,
+    /// The generation of that realm's keys when it did
+    /// ([`tessera_realms::jose::JwksSource::generation`]; 0 without a JWKS).
+    pub keys: u64,
 }
 
 impl JwtCache {
@@ -32,22 +45,16 @@ impl JwtCache {
         }
     }
 
-    /// The cached authentication and the token's `exp` (ms), if an entry
-    /// for `key` is still alive at `now`.
-    pub fn get(&self, key: &[u8; 32], now: Millis) -> Option<(Authentication, Millis)> {
+    /// The cached result for `key`, if its entry is still alive at `now`.
+    /// The caller still checks that its realm's keys are those of the hit.
+    pub fn get(&self, key: &[u8; 32], now: Millis) -> Option<Hit> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let e = entries.get(key)?;
-        (now < e.until && now < e.not_after).then(|| (e.who.clone(), e.not_after))
+        (now < e.until && now < e.hit.not_after).then(|| e.hit.clone())
     }
 
-    pub fn insert(
-        &self,
-        key: [u8; 32],
-        who: Authentication,
-        not_after: Millis,
-        until: Millis,
-        now: Millis,
-    ) {
+    /// Caches `hit` for `key` until `until` (never past `hit.not_after`).
+    pub fn insert(&self, key: [u8; 32], hit: Hit, until: Millis, now: Millis) {
         if self.max == 0 || until <= now {
             return;
         }
@@ -58,14 +65,8 @@ impl JwtCache {
                 entries.clear();
             }
         }
-        entries.insert(
-            key,
-            Entry {
-                who,
-                not_after,
-                until: until.min(not_after),
-            },
-        );
+        let until = until.min(hit.not_after);
+        entries.insert(key, Entry { hit, until });
     }
 
     pub fn clear(&self) {

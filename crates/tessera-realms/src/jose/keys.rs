@@ -20,6 +20,16 @@ pub struct PublicKey {
     /// The algorithms this key can verify (from its type and curve).
     pub algorithms: Vec<Algorithm>,
     pub(crate) key: DecodingKey,
+    /// The JWK it was read from: what tells two keys apart.
+    jwk: serde_json::Value,
+}
+
+/// Two keys are the same when their JWKs are (the decoding key is made
+/// from the JWK).
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.jwk == other.jwk
+    }
 }
 
 impl fmt::Debug for PublicKey {
@@ -41,7 +51,7 @@ impl PublicKey {
 /// A parsed JWKS: the public keys (RSA, EC P-256/P-384, Ed25519) usable for
 /// signatures. Symmetric (`oct`) keys, encryption keys and unsupported curves
 /// are skipped: an HMAC secret comes only from an [`HmacKey`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeySet {
     keys: Vec<PublicKey>,
 }
@@ -136,6 +146,7 @@ fn public_key(value: &serde_json::Value) -> Option<PublicKey> {
         alg,
         algorithms,
         key,
+        jwk: value.clone(),
     })
 }
 

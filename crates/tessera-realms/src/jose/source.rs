@@ -72,6 +72,13 @@ pub enum SourceError {
     Invalid(String, KeySetError),
 }
 
+/// The key set in use and its generation, replaced together.
+#[derive(Default)]
+struct Current {
+    keys: Arc<KeySet>,
+    generation: u64,
+}
+
 struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
@@ -80,11 +87,13 @@ struct FileStamp {
 /// A JWKS location with its current key set. Create with [`JwksSource::load`]
 /// (which fails when the first read fails: a realm is not started without
 /// keys); ask for [`JwksSource::refresh`] when a validation fails with
-/// [`super::JoseError::warrants_refresh`].
+/// [`super::JoseError::warrants_refresh`]. Each change of the key set (a
+/// key added or removed) starts a new [`JwksSource::generation`], so that
+/// what was concluded with the previous keys can be dropped.
 pub struct JwksSource {
     location: JwksLocation,
     client: Option<reqwest::Client>,
-    current: RwLock<Arc<KeySet>>,
+    current: RwLock<Current>,
     min_refresh_interval_ms: u64,
     /// When the last refresh asked by a validation was let through (ms).
     last_refresh_ms: Mutex<Option<u64>>,
@@ -128,7 +137,7 @@ impl JwksSource {
         let source = JwksSource {
             location,
             client,
-            current: RwLock::new(Arc::new(KeySet::default())),
+            current: RwLock::default(),
             min_refresh_interval_ms: min_refresh_interval.as_millis() as u64,
             last_refresh_ms: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
@@ -161,10 +170,19 @@ impl JwksSource {
 
     /// The current key set.
     pub fn current(&self) -> Arc<KeySet> {
-        self.current
-            .read()
-            .map(|k| Arc::clone(&k))
-            .unwrap_or_default()
+        self.current_with_generation().0
+    }
+
+    /// The generation of the current key set: it grows whenever a read
+    /// installs keys that differ from the previous ones.
+    pub fn generation(&self) -> u64 {
+        self.current_with_generation().1
+    }
+
+    /// The current key set and its generation, read together.
+    pub fn current_with_generation(&self) -> (Arc<KeySet>, u64) {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (Arc::clone(&current.keys), current.generation)
     }
 
     /// Re-reads the key set, unless a refresh was let through less than the
@@ -216,9 +234,14 @@ impl JwksSource {
         Ok(true)
     }
 
+    /// Installs `keys`, in a new generation unless they are the current
+    /// ones again.
     fn install(&self, keys: KeySet) {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        *current = Arc::new(keys);
+        if *current.keys != keys {
+            current.keys = Arc::new(keys);
+            current.generation += 1;
+        }
     }
 
     async fn read(&self) -> Result<KeySet, SourceError> {

@@ -254,19 +254,29 @@ async fn a_file_source_refreshes_rate_limited_and_on_change() {
     let p = policy();
     let err = validate(&token, &Keys::jwks(&source.current()), &p, NOW).unwrap_err();
     assert!(err.warrants_refresh());
+    let first = source.generation();
     std::fs::write(&path, fx::jwks(&[&k1, &k2, &k2])).unwrap();
     assert!(source.refresh(NOW * 1000).await.unwrap());
     assert!(validate(&token, &Keys::jwks(&source.current()), &p, NOW).is_ok());
+    // Keys added: a new generation.
+    let added = source.generation();
+    assert!(added > first);
     // A second refresh within the interval is not let through.
     assert!(!source.refresh(NOW * 1000 + 59_000).await.unwrap());
+    // Read again, the same keys stay in their generation.
     assert!(source.refresh(NOW * 1000 + 60_000).await.unwrap());
-    // A changed file is picked up without a refresh.
+    assert_eq!(source.generation(), added);
+    // A changed file is picked up without a refresh; keys removed: a new
+    // generation.
     std::fs::write(&path, fx::jwks(&[&k1])).unwrap();
     assert!(source.reload_if_changed().await.unwrap());
     assert!(!source.reload_if_changed().await.unwrap());
     assert_eq!(source.current().keys().len(), 1);
+    assert!(source.generation() > added);
     // A broken file keeps the current keys.
+    let removed = source.generation();
     std::fs::write(&path, "{").unwrap();
     assert!(source.reload_if_changed().await.is_err());
     assert_eq!(source.current().keys().len(), 1);
+    assert_eq!(source.generation(), removed);
 }

@@ -491,3 +491,35 @@ fn rotated_keys_are_picked_up_from_a_file_and_from_a_url() {
     let r = s.call(&u2.sign(&url_claims("carol")), None);
     assert_eq!(r.status, 200, "after the interval: {}", r.text);
 }
+
+#[test]
+fn a_key_dropped_from_the_jwks_ends_the_cached_results_it_validated() {
+    let s = Jwt::start();
+    // File: a k1 token is validated and cached, then k1 leaves the file.
+    let k1_token = TestKey::rsa(1, "k1").sign(&s.claims("alice"));
+    assert_eq!(s.call(&k1_token, Some(SECRET)).status, 200);
+    assert_eq!(s.call(&k1_token, Some(SECRET)).status, 200, "cached");
+    std::fs::write(
+        s.dir.path().join("jwks.json"),
+        fx::jwks(&[&TestKey::ec("e1")]),
+    )
+    .unwrap();
+    s.assert_refused(&k1_token, Some(SECRET), "k1 dropped from the file");
+
+    // URL: a u1 token is validated and cached; the provider replaces u1
+    // with u2, which a u2 token makes the realm fetch.
+    let url_claims = |sub: &str| {
+        let mut c = fx::claims(sub, s.now(), 300);
+        c["iss"] = json!("https://url.example.org");
+        c
+    };
+    let u1_token = TestKey::rsa(1, "u1").sign(&url_claims("alice"));
+    assert_eq!(s.call(&u1_token, None).status, 200, "first fetch");
+    assert_eq!(s.call(&u1_token, None).status, 200, "cached");
+    let u2 = TestKey::rsa(2, "u2");
+    *s.jwks_served.lock().unwrap() = fx::jwks(&[&u2]);
+    s.srv.advance(61_000);
+    let r = s.call(&u2.sign(&url_claims("bob")), None);
+    assert_eq!(r.status, 200, "u2 fetched: {}", r.text);
+    s.assert_refused(&u1_token, None, "u1 dropped at the URL");
+}
