@@ -9,6 +9,7 @@
 mod cache;
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub struct JwtRealm {
     hmac: Option<HmacKey>,
     /// SHA-256 of the client shared secret (type `shared_secret`).
     shared_secret: Option<[u8; 32]>,
+    /// When a cached result last looked at the JWKS file (server clock,
+    /// ms): a cache hit does so at most once a second, so that hits cost no
+    /// `stat` each (a validation still looks every time).
+    hits_checked_keys_at: AtomicI64,
 }
 
 impl std::fmt::Debug for JwtRealm {
@@ -74,6 +79,7 @@ impl JwtRealm {
             jwks,
             hmac,
             shared_secret: shared_secret.map(|s| Sha256::digest(s).into()),
+            hits_checked_keys_at: AtomicI64::new(Millis::MIN),
         }
     }
 
@@ -230,7 +236,15 @@ pub async fn authenticate(
         // A result is served only while its realm's keys are those that
         // validated it: a key dropped from the JWKS ends its tokens' entries.
         let realm = &realms.0.realms[hit.realm];
-        realm.reload_keys_if_changed().await;
+        let checked = realm.hits_checked_keys_at.load(Ordering::Relaxed);
+        if now >= checked.saturating_add(1_000)
+            && realm
+                .hits_checked_keys_at
+                .compare_exchange(checked, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            realm.reload_keys_if_changed().await;
+        }
         if realm.keys_generation() == hit.keys {
             state
                 .metrics

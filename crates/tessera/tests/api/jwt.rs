@@ -504,6 +504,9 @@ fn a_key_dropped_from_the_jwks_ends_the_cached_results_it_validated() {
         fx::jwks(&[&TestKey::ec("e1")]),
     )
     .unwrap();
+    // Cached results look at the file at most once a second.
+    assert_eq!(s.call(&k1_token, Some(SECRET)).status, 200, "cached");
+    s.srv.advance(1_000);
     s.assert_refused(&k1_token, Some(SECRET), "k1 dropped from the file");
 
     // URL: a u1 token is validated and cached; the provider replaces u1
