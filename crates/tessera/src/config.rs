@@ -613,9 +613,11 @@ fn validate_issuer(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
-/// A URL with any password replaced, for messages.
+/// A store URL (or `key=value` connection string) with every password
+/// replaced, for messages: the user information's, and a `password` or
+/// `sslpassword` parameter's.
 fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let hidden = match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.split_once(':') {
@@ -626,7 +628,45 @@ fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    let secret = |pair: &str| {
+        pair.split_once('=').is_some_and(|(k, _)| {
+            let k = k.trim().to_ascii_lowercase();
+            k == "password" || k == "sslpassword"
+        })
+    };
+    let hide = |pair: &str| match pair.split_once('=') {
+        Some((k, _)) => format!("{k}=<hidden>"),
+        None => pair.to_owned(),
+    };
+    if hidden.contains("://") {
+        let Some((base, query)) = hidden.split_once('?') else {
+            return hidden;
+        };
+        let query: Vec<String> = query
+            .split('&')
+            .map(|p| if secret(p) { hide(p) } else { p.to_owned() })
+            .collect();
+        return format!("{base}?{}", query.join("&"));
     }
+    // `key=value` pairs; a quoted value may hold spaces.
+    let mut out = Vec::new();
+    let mut in_secret_quote = false;
+    for word in hidden.split(' ') {
+        if in_secret_quote {
+            in_secret_quote = !word.ends_with('\'');
+            continue;
+        }
+        if secret(word) {
+            let value = word.split_once('=').map_or("", |(_, v)| v);
+            in_secret_quote =
+                value.starts_with('\'') && (value.len() < 2 || !value.ends_with('\''));
+            out.push(hide(word));
+        } else {
+            out.push(word.to_owned());
+        }
+    }
+    out.join(" ")
 }
 
 /// `TESSERA_BOOTSTRAP_PASSWORD`, else the file named by

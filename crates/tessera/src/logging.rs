@@ -20,7 +20,7 @@ use crate::config::observability::LogFormat;
 
 /// Installs the global subscriber: `TESSERA_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(std::env::var("TESSERA_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -36,6 +36,22 @@ pub fn init(format: LogFormat) {
         }
         LogFormat::Json => builder.with_ansi(false).event_format(JsonLines).init(),
     }
+}
+
+/// Crates whose debug lines carry what Tessera never logs: the PostgreSQL
+/// client logs every statement with its parameters (password hashes,
+/// token keys, token metadata). They stay at `info`, whatever the filter.
+const QUIET: &[&str] = &["tokio_postgres=info", "tokio_postgres::query=info"];
+
+/// The filter of `spec` (`TESSERA_LOG`'s syntax; `info` when unset or
+/// invalid), with [`QUIET`]'s caps added last so that they win.
+fn filter(spec: Option<&str>) -> EnvFilter {
+    let filter = spec
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    QUIET.iter().fold(filter, |f, cap| {
+        f.add_directive(cap.parse().expect("a valid directive"))
+    })
 }
 
 /// The current request's id, if a request is being handled.
@@ -153,5 +169,53 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.0
             .insert(field.name().into(), format!("{value:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::Layer;
+
+    /// Records the target of every event that passes the filter.
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Seen {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let target = event.metadata().target().to_owned();
+            self.0.lock().unwrap().push(target);
+        }
+    }
+
+    /// Even at `debug` or `trace`, and even when the filter names it, the
+    /// PostgreSQL client's statement lines (with their parameters) are not
+    /// logged; everything else follows the filter.
+    #[test]
+    fn the_postgres_clients_statements_are_never_logged() {
+        for spec in [
+            "debug",
+            "trace",
+            "debug,tokio_postgres=trace",
+            "debug,tokio_postgres::query=debug",
+        ] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let subscriber = tracing_subscriber::registry()
+                .with(super::filter(Some(spec)))
+                .with(Seen(Arc::clone(&seen)));
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::debug!(target: "tokio_postgres::query", "executing statement s1 with parameters: [..]");
+                tracing::debug!(target: "tokio_postgres::prepare", "preparing query s1");
+                tracing::info!(target: "tokio_postgres::connection", "notice");
+                tracing::debug!(target: "tessera::server", "kept");
+            });
+            let seen = seen.lock().unwrap().clone();
+            assert_eq!(
+                seen,
+                ["tokio_postgres::connection", "tessera::server"],
+                "{spec}"
+            );
+        }
     }
 }

@@ -180,6 +180,25 @@ fn postgres_urls_select_postgres_and_passwords_stay_hidden() {
         redact_url("mysql://u:secret@h/db"),
         "mysql://u:<hidden>@h/db"
     );
+    assert_eq!(
+        redact_url("postgres://u:pw@h/db?sslmode=require&password=secret&Password=s2"),
+        "postgres://u:<hidden>@h/db?sslmode=require&password=<hidden>&Password=<hidden>"
+    );
+    assert_eq!(
+        redact_url("host=db password='two words' user=u sslpassword=k"),
+        "host=db password=<hidden> user=u sslpassword=<hidden>"
+    );
+    for store in [
+        "postgres://u@db/tessera?password=secret",
+        "host=db password=secret",
+    ] {
+        let c = Config::resolve(on_store(store));
+        let shown = match c {
+            Ok(c) => format!("{c:?} {} {}", c.store_description(), c.to_toml()),
+            Err(e) => e.to_string(),
+        };
+        assert!(!shown.contains("secret"), "{store}: {shown}");
+    }
     let err = Config::resolve(on_store("mysql://u:secret@h/db"))
         .unwrap_err()
         .to_string();
