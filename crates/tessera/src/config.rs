@@ -297,7 +297,7 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the config file {}", path.display()))?;
-                let file = toml::from_str::<FileConfig>(&text)
+                let file = values::parse_file::<FileConfig>(&text)
                     .with_context(|| format!("invalid config file {}", path.display()))?;
                 (file, FileKeys::read(path, &text))
             }
@@ -315,7 +315,7 @@ impl Config {
     /// read. For the config-file fuzz target.
     #[doc(hidden)]
     pub fn from_toml_text(text: &str) -> anyhow::Result<Config> {
-        let file = toml::from_str::<FileConfig>(text).context("invalid config file")?;
+        let file = values::parse_file::<FileConfig>(text).context("invalid config file")?;
         Self::resolve_with(ServeArgs::default(), file, None)
     }
 

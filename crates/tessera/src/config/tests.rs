@@ -329,3 +329,35 @@ fn store_ca_file_comes_from_a_flag_or_the_file_relative_to_it() {
     .unwrap();
     assert_eq!(ca_file(&c), Some(PathBuf::from("/etc/ssl/db-ca.pem")));
 }
+
+/// A config file that cannot be read is described by line and column,
+/// never quoted: a mistyped secret's line is not printed, nor its value.
+#[test]
+fn a_broken_config_file_never_shows_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    for (text, says) in [
+        ("bootstrap_password = \"hunter2-secret-pw\n", "line 1"),
+        (
+            "bootstrap_passwrd = \"hunter2-secret-pw\"\n",
+            "bootstrap_passwrd",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\nbootstrap_password = 2718281828\n",
+            "line 2",
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let err = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            !err.contains("hunter2") && !err.contains("2718281828"),
+            "{err}"
+        );
+        assert!(err.contains(says), "{err}");
+    }
+}

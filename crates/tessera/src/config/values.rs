@@ -126,3 +126,42 @@ pub(crate) fn address(name: &str, text: &str) -> anyhow::Result<std::net::Socket
         )
     })
 }
+
+/// Parses a config file's `text` as `T`. An error says where and what,
+/// but never quotes the file, since the line may hold a secret (a password,
+/// a client secret) and the message is logged; and when that line, or the
+/// message, names a secret, neither shows the value the message is about.
+pub(crate) fn parse_file<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    toml::from_str(text).map_err(|e| anyhow::anyhow!(toml_error(text, &e)))
+}
+
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    let Some(span) = e.span() else {
+        return message.to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line_text = text.lines().nth(line - 1).unwrap_or_default();
+    let secret = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        ["password", "secret", "key", "token"]
+            .iter()
+            .any(|w| s.contains(w))
+    };
+    let about_a_value = message.starts_with("invalid type") || message.starts_with("invalid value");
+    let message = if about_a_value && (secret(line_text) || secret(message)) {
+        // Every `…` quote of the message, which holds the value.
+        message
+            .split('`')
+            .enumerate()
+            .map(|(i, part)| if i % 2 == 1 { "(not shown)" } else { part })
+            .collect::<Vec<_>>()
+            .join("")
+    } else {
+        message.to_owned()
+    };
+    format!("line {line}, column {column}: {message}")
+}
