@@ -208,8 +208,10 @@ pub struct TokenPair {
 }
 
 /// The stored state of one issued pair: what Elasticsearch calls a token
-/// document. Token strings appear only as hashes.
-#[derive(Debug, Clone, PartialEq)]
+/// document. Token strings appear only as hashes. Its `Debug` shows the
+/// metadata's keys only: a value may be a secret (an OpenID Connect ID
+/// token, kept for logout).
+#[derive(Clone, PartialEq)]
 pub struct TokenRecord {
     /// Random identifier of this pair (hex).
     pub id: String,
@@ -242,6 +244,33 @@ pub struct TokenRecord {
     /// (a SAML login's NameID and session index, for logout). Never shown
     /// by `_authenticate`; successors inherit it.
     pub metadata: Option<Map<String, Value>>,
+}
+
+impl std::fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let metadata_keys = self
+            .metadata
+            .as_ref()
+            .map(|m| m.keys().collect::<Vec<_>>());
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("access_hash", &self.access_hash)
+            .field("refresh_hash", &self.refresh_hash)
+            .field("family_id", &self.family_id)
+            .field("generation", &self.generation)
+            .field("subject", &self.subject)
+            .field("client", &self.client)
+            .field("scope", &self.scope)
+            .field("created_at", &self.created_at)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .field("access_invalidated", &self.access_invalidated)
+            .field("refresh_invalidated", &self.refresh_invalidated)
+            .field("refreshed", &self.refreshed)
+            .field("not_after", &self.not_after)
+            .field("metadata_keys", &metadata_keys)
+            .finish()
+    }
 }
 
 /// The successor of a refreshed pair: when it happened and the new pair,

@@ -12,7 +12,7 @@ use crate::{StoreError, StoreResult};
 /// A token record flattened into columns: PostgreSQL's `tokens` table
 /// holds them as they are; SQLite spreads them over `token_pairs`,
 /// `grants` and `refreshes` (see its `pairs` module).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenRow {
     pub id: String,
     pub access_hash: Vec<u8>,
@@ -38,6 +38,35 @@ pub struct TokenRow {
     pub not_after: Option<i64>,
     /// [`TokenRecord::metadata`] as a JSON object; NULL when there is none.
     pub token_metadata: Option<String>,
+}
+
+/// Every column but the metadata's text, of which only the length shows
+/// (it may hold a secret: an OpenID Connect ID token, kept for logout).
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRow")
+            .field("id", &self.id)
+            .field("family_id", &self.family_id)
+            .field("generation", &self.generation)
+            .field("username", &self.username)
+            .field("realm", &self.realm)
+            .field("client", &self.client)
+            .field("created_at", &self.created_at)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .field("access_invalidated", &self.access_invalidated)
+            .field("refresh_invalidated", &self.refresh_invalidated)
+            .field("refreshed_at", &self.refreshed_at)
+            .field("successor_id", &self.successor_id)
+            .field("purge_after", &self.purge_after)
+            .field("scope", &self.scope)
+            .field("not_after", &self.not_after)
+            .field(
+                "token_metadata_bytes",
+                &self.token_metadata.as_ref().map(String::len),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// The column list in the order [`TokenRow`] declares them, for SELECTs

@@ -12,8 +12,9 @@ use super::error::{JoseError, JoseErrorKind as K};
 use super::keys::Keys;
 use super::validate::{audiences, check_claims, read_header, verify_signature, Claims, Policy};
 
-/// What an ID token is checked against.
-#[derive(Clone, Debug)]
+/// What an ID token is checked against. Its `Debug` does not show the
+/// access token.
+#[derive(Clone)]
 pub struct IdTokenCheck<'a> {
     /// The provider's issuer identifier (`op.issuer`).
     pub issuer: &'a str,
@@ -29,6 +30,19 @@ pub struct IdTokenCheck<'a> {
     /// The access token issued with the ID token; when set and the token has
     /// an `at_hash`, the two must match.
     pub access_token: Option<&'a str>,
+}
+
+impl std::fmt::Debug for IdTokenCheck<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdTokenCheck")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("algorithms", &self.algorithms)
+            .field("skew_secs", &self.skew_secs)
+            .field("nonce", &self.nonce.map(|_| "<redacted>"))
+            .field("access_token", &self.access_token.map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Validates an ID token at `now` (seconds since the epoch): signature,

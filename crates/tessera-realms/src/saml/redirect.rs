@@ -57,8 +57,9 @@ pub fn redirect_url(
     format!("{endpoint}{sep}{query}")
 }
 
-/// A message received with the HTTP-Redirect binding.
-#[derive(Debug, Clone)]
+/// A message received with the HTTP-Redirect binding. Its `Debug` shows
+/// neither the XML nor the signature, only their sizes.
+#[derive(Clone)]
 pub struct RedirectMessage {
     /// `SAMLRequest` or `SAMLResponse`.
     pub param: String,
@@ -68,11 +69,22 @@ pub struct RedirectMessage {
     signature: Option<QuerySignature>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct QuerySignature {
     alg: String,
     value: Vec<u8>,
     signed: String,
+}
+
+impl std::fmt::Debug for RedirectMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedirectMessage")
+            .field("param", &self.param)
+            .field("xml_bytes", &self.xml.len())
+            .field("relay_state", &self.relay_state.as_ref().map(|_| "<redacted>"))
+            .field("signature_alg", &self.signature.as_ref().map(|s| &s.alg))
+            .finish()
+    }
 }
 
 impl RedirectMessage {
