@@ -248,10 +248,7 @@ pub struct TokenRecord {
 
 impl std::fmt::Debug for TokenRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let metadata_keys = self
-            .metadata
-            .as_ref()
-            .map(|m| m.keys().collect::<Vec<_>>());
+        let metadata_keys = self.metadata.as_ref().map(|m| m.keys().collect::<Vec<_>>());
         f.debug_struct("TokenRecord")
             .field("id", &self.id)
             .field("access_hash", &self.access_hash)

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use tessera_domain::authn::{AuthenticationType, NATIVE_REALM};
+use tessera_domain::authn::{AuthenticationType, ClientRef, NATIVE_REALM};
 use tessera_domain::oauth::{self, ADMIN_SCOPE};
 use tessera_domain::privilege::{self, Action, SUPERUSER_ROLE};
 use tessera_domain::run_as::RunBy;
@@ -75,9 +75,20 @@ pub struct Provenance {
     /// The caller who runs this request as another user (the header
     /// `es-security-runas-user`, or a token minted while running as).
     pub run_by: Option<RunBy>,
+    /// Who asks, when it is not the caller: the runner of a run-as request
+    /// (its own client reference, an API key's id included). What the
+    /// request mints records it as the token's client, so that taking the
+    /// runner back (its user, its key) takes the token too, and only the
+    /// runner may refresh it.
+    pub client: Option<ClientRef>,
 }
 
 impl Provenance {
+    /// The client recorded on what `caller` mints (see [`Self::client`]).
+    pub fn client_of(&self, caller: &Authentication) -> ClientRef {
+        self.client.clone().unwrap_or_else(|| caller.client_ref())
+    }
+
     /// A password login of `username` whose stored hash is `password_hash`:
     /// when user changes revoke tokens, the user must still be enabled and
     /// have that hash when the token is stored.
@@ -185,6 +196,7 @@ async fn run_as(
             password_hash: None,
         });
     }
+    provenance.client = Some(who.client_ref());
     provenance.run_by = Some(RunBy {
         username: who.username,
         realm: who.authentication_realm,
@@ -261,6 +273,7 @@ async fn authenticate_presented(
                 not_after: Some(record.last_usable()),
                 borrowed: is_borrowed(&record),
                 run_by: record.metadata.as_ref().and_then(RunBy::of_token_metadata),
+                client: None,
             };
             Ok((record.subject, provenance))
         }
@@ -282,6 +295,7 @@ async fn authenticate_presented(
                 not_after: key.expires_at,
                 borrowed: true,
                 run_by: None,
+                client: None,
             };
             Ok((key.authentication(), provenance))
         }

@@ -322,7 +322,7 @@ fn provenance(not_after: Millis) -> Provenance {
         lineage: Lineage::default(),
         not_after: Some(not_after),
         borrowed: true,
-        run_by: None,
+        ..Provenance::default()
     }
 }
 

@@ -175,7 +175,7 @@ pub async fn get_token(
             &state,
             Refresh {
                 presented,
-                caller: caller.client_ref(),
+                caller: provenance.client_of(&caller),
                 presenter: &caller.username,
                 scope: None,
             },
@@ -207,7 +207,7 @@ pub async fn get_token(
                 &state,
                 Mint {
                     subject: &subject,
-                    client: caller.client_ref(),
+                    client: provenance.client_of(&caller),
                     oauth_client: None,
                     scope: None,
                     with_refresh: matches!(grant, Valid::Password(_)),

@@ -81,7 +81,10 @@ impl std::fmt::Debug for RedirectMessage {
         f.debug_struct("RedirectMessage")
             .field("param", &self.param)
             .field("xml_bytes", &self.xml.len())
-            .field("relay_state", &self.relay_state.as_ref().map(|_| "<redacted>"))
+            .field(
+                "relay_state",
+                &self.relay_state.as_ref().map(|_| "<redacted>"),
+            )
             .field("signature_alg", &self.signature.as_ref().map(|s| &s.alg))
             .finish()
     }

@@ -333,3 +333,91 @@ fn run_as_is_audited_in_elasticsearchs_format() {
     });
     assert!(plain.get("user.run_by.name").is_none(), "{plain}");
 }
+
+/// What a runner mints while running as another user is taken back with
+/// the runner: the invalidation of the API key it ran with, a change of its
+/// password, its deletion. The runner is the token's client: it refreshes
+/// what it obtained, the user it ran as does not.
+#[test]
+fn what_a_runner_mints_dies_with_the_runner() {
+    let srv = setup(&[TARGET, "other_user"]);
+    let mint = |authorization: &str| {
+        let r = srv
+            .post(TOKEN)
+            .header("Authorization", authorization)
+            .header(RUN_AS, TARGET)
+            .json(&json!({ "grant_type": "client_credentials" }))
+            .send();
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.str("access_token")
+    };
+    let r = srv
+        .post("/_security/api_key")
+        .basic(RUNNER, TEST_PW)
+        .json(&json!({ "name": "runner-key" }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (id, encoded) = (r.str("id"), r.str("encoded"));
+    let by_key = mint(&format!("ApiKey {encoded}"));
+    srv.auth_bearer(&by_key).assert_is(
+        200,
+        &target_authentication(("_es_api_key", "_es_api_key"), "token"),
+    );
+    let r = srv
+        .delete("/_security/api_key")
+        .admin()
+        .json(&json!({ "ids": [id] }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        srv.auth_bearer(&by_key).status,
+        401,
+        "the key was invalidated"
+    );
+
+    // A password grant obtained while running as: the runner refreshes it.
+    let r = srv
+        .post(TOKEN)
+        .basic(RUNNER, TEST_PW)
+        .header(RUN_AS, TARGET)
+        .json(&json!({ "grant_type": "password", "username": "other_user", "password": TEST_PW }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let refresh = r.str("refresh_token");
+    let r = srv.refresh_as((TARGET, TEST_PW), &refresh);
+    assert_eq!(
+        r.status, 400,
+        "the user run as did not obtain it: {}",
+        r.text
+    );
+    let r = srv.refresh_as((RUNNER, TEST_PW), &refresh);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let obtained = r.str("access_token");
+
+    let by_password = mint(&basic_header(RUNNER, TEST_PW));
+    let r = srv
+        .put(&format!("/_security/user/{RUNNER}/_password"))
+        .admin()
+        .json(&json!({ "password": "a-new-password" }))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    for token in [&by_password, &obtained] {
+        assert_eq!(
+            srv.auth_bearer(token).status,
+            401,
+            "the runner's password changed"
+        );
+    }
+    let by_new_password = mint(&basic_header(RUNNER, "a-new-password"));
+    let r = srv
+        .delete(&format!("/_security/user/{RUNNER}"))
+        .admin()
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        srv.auth_bearer(&by_new_password).status,
+        401,
+        "the runner was deleted"
+    );
+    srv.assert_basic_ok(TARGET, TEST_PW);
+}
