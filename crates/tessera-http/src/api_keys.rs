@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::api_key::{self, ApiKeyRecord, NewKey};
-use tessera_domain::authn::AuthenticationType;
+use tessera_domain::authn::{AuthenticationType, API_KEY_REALM};
 use tessera_domain::privilege::{self, Action, RoleDescriptor};
 use tessera_domain::time::{millis, parse_time_value};
 use tessera_domain::Authentication;
@@ -148,25 +148,45 @@ struct Scope {
     own_realm: Option<String>,
 }
 
+/// The owner whose keys are the caller's own: its name and realm. An API
+/// key acts for its owner's keys ([`key_owner_of`]); here it stands for no
+/// realm at all, so that it owns nothing by name.
 pub(crate) fn owner_of(caller: &Authentication) -> (String, String) {
-    // An API key acts for its owner's keys.
     let realm = if caller.authentication_type == AuthenticationType::ApiKey {
-        tessera_domain::authn::NATIVE_REALM.name.to_string()
+        API_KEY_REALM.name.to_string()
     } else {
         caller.authentication_realm.name.to_string()
     };
     (caller.username.clone(), realm)
 }
 
+/// [`owner_of`], and for an API key its owner's own realm, read from the
+/// key (a key of a SAML user or of a service account is not a native
+/// namesake's).
+async fn key_owner_of(state: &AppState, caller: &Authentication) -> ApiResult<(String, String)> {
+    match (&caller.api_key, caller.authentication_type) {
+        (Some(key), AuthenticationType::ApiKey) => {
+            let realm = state
+                .store
+                .get_api_key(&key.id)
+                .await?
+                .map(|k| k.owner.authentication_realm.name.to_string())
+                .unwrap_or_else(|| API_KEY_REALM.name.to_string());
+            Ok((caller.username.clone(), realm))
+        }
+        _ => Ok(owner_of(caller)),
+    }
+}
+
 fn scope(
     caller: &Authentication,
+    (me, my_realm): (String, String),
     ids: Option<Vec<String>>,
     name: Option<String>,
     username: Option<String>,
     realm: Option<String>,
     owner: bool,
 ) -> Scope {
-    let (me, my_realm) = owner_of(caller);
     let name = name
         .filter(|n| !n.is_empty() && n != "*")
         .map(|n| match n.strip_suffix('*') {
@@ -327,6 +347,7 @@ pub async fn get(
     let id = params.get("id").cloned().filter(|s| !s.is_empty());
     let mut scope = scope(
         &caller,
+        key_owner_of(&state, &caller).await?,
         id.clone().map(|i| vec![i]),
         params.get("name").cloned(),
         params.get("username").cloned().filter(|s| !s.is_empty()),
@@ -453,6 +474,7 @@ pub async fn invalidate(
     let ids = req.validate()?;
     let mut scope = scope(
         &caller,
+        key_owner_of(&state, &caller).await?,
         ids.filter(|v| !v.is_empty()),
         req.name,
         req.username.filter(|s| !s.is_empty()),

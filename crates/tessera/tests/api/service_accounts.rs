@@ -491,3 +491,67 @@ fn token_secret(value: &str) -> String {
     let text = String::from_utf8(raw[4..].to_vec()).expect("UTF-8");
     text.split_once(':').expect("name:secret").1.to_owned()
 }
+
+/// A key of the fleet-server service account owns the account's keys, not
+/// those of a native user who bears the same name: `owner` reaches only
+/// keys of the key owner's own realm, listed and invalidated alike.
+#[test]
+fn a_service_accounts_key_does_not_own_a_native_namesakes_keys() {
+    let srv = TestServer::start();
+    let r = srv
+        .post("/_security/service/elastic/fleet-server/credential/token/fleet-1")
+        .admin()
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = token_field(&r, "value");
+    let r = srv
+        .post("/_security/api_key")
+        .bearer(&token)
+        .json(&json!({"name": "agent-1"}))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (agent_id, agent) = (r.str("id"), r.str("encoded"));
+    srv.put_role("own_keys", json!({"cluster": ["manage_own_api_key"]}));
+    let r = srv
+        .put("/_security/user/elastic%2Ffleet-server")
+        .admin()
+        .json(&json!({"password": TEST_PW, "roles": ["own_keys"]}))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = srv
+        .post("/_security/api_key")
+        .basic("elastic/fleet-server", TEST_PW)
+        .json(&json!({"name": "namesakes-key"}))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let namesakes = r.str("encoded");
+    let as_agent = |req: tessera_testkit::http::Req| {
+        req.header("Authorization", &format!("ApiKey {agent}"))
+            .send()
+    };
+    let r = as_agent(srv.get("/_security/api_key?owner=true"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let names: Vec<&str> = r.body["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["agent-1"], "{}", r.text);
+    let r = as_agent(
+        srv.delete("/_security/api_key")
+            .json(&json!({"owner": true})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["invalidated_api_keys"],
+        json!([agent_id]),
+        "{}",
+        r.text
+    );
+    let r = srv
+        .get(AUTHENTICATE)
+        .header("Authorization", &format!("ApiKey {namesakes}"))
+        .send();
+    assert_eq!(r.status, 200, "the namesake's key lives: {}", r.text);
+}
