@@ -11,6 +11,7 @@ mod builtin;
 pub mod check;
 pub mod implied;
 pub mod patterns;
+mod subset;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -53,11 +53,29 @@ impl Pattern {
         }
     }
 
-    /// Whether the pattern matches every name `requested` stands for.
+    /// Whether the pattern matches every name `requested` stands for. A
+    /// regular expression covers a requested `prefix*` when it accepts
+    /// every name with that prefix ([`super::subset`]); any other requested
+    /// wildcard or expression it does not cover, which may under-report
+    /// but never grants what the expression leaves out (`/~(secret-.*)/`
+    /// does not cover `*`).
     pub fn covers(&self, requested: &str) -> bool {
         match self {
             Pattern::Exact(name) => name == requested,
             Pattern::Wildcard(pattern) => glob_covers(pattern.as_bytes(), requested.as_bytes()),
+            Pattern::Regex(parts) if has_wildcard(requested) || requested.starts_with('/') => {
+                // Only `prefix*` is compared, part by part; any other
+                // requested pattern is not covered.
+                let Some(prefix) = requested
+                    .strip_suffix('*')
+                    .filter(|p| !has_wildcard(p) && !requested.starts_with('/'))
+                else {
+                    return false;
+                };
+                parts
+                    .iter()
+                    .all(|(negated, re)| super::subset::prefix_star(re.as_str(), prefix, !negated))
+            }
             Pattern::Regex(parts) => parts
                 .iter()
                 .all(|(negated, re)| re.is_match(requested) != *negated),
@@ -198,6 +216,19 @@ mod tests {
                 false,
             ),
             ("/(/", "(", false),
+            // A requested pattern is never read as a name by an expression.
+            ("/~(secret-.*)/", "*", false),
+            ("/~(secret-.*)/", "s*", false),
+            ("/logs-[a-z*]+/", "logs-*", false),
+            ("/secret\\*/", "secret*", false),
+            ("/logs-.*/", "/logs-.*/", false),
+            ("/logs-.*/", "logs-app", true),
+            ("/logs-.*/", "logs-app-*", true),
+            ("/logs-.*/", "logs-*-x", false),
+            ("/~(([.]|ilm-history-).*)/", "logs-*", true),
+            ("/~(([.]|ilm-history-).*)/", "*", false),
+            ("/metrics-.*&~(metrics-endpoint.*)/", "metrics-apm-*", true),
+            ("/metrics-.*&~(metrics-endpoint.*)/", "metrics-*", false),
         ];
         for (pattern, name, expected) in cases {
             assert_eq!(
