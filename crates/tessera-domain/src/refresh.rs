@@ -83,6 +83,11 @@ pub enum RefreshError {
     /// (RFC 6749 §6); nothing changes.
     #[error("scope [{scope}] was not granted to this refresh token")]
     ScopeNotGranted { scope: String },
+    /// The family holds a scope token that the refreshing OAuth client is
+    /// no longer registered for; nothing changes, and a new grant gets the
+    /// registration's scope.
+    #[error("scope [{scope}] is no longer registered for this client")]
+    ScopeNoLongerRegistered { scope: String },
 }
 
 /// The window as the messages state it: Elasticsearch's "30 seconds" for
@@ -153,6 +158,11 @@ pub struct Request {
     pub scope: Option<Vec<String>>,
     /// What a rotation mints the successor from.
     pub fresh: Fresh,
+    /// The scope the refreshing OAuth client is registered for now: a
+    /// family whose scope holds a token outside it is refused (the
+    /// registration was narrowed since it was granted). `None`: no
+    /// registration to answer to (the Elasticsearch API).
+    pub registered: Option<Vec<String>>,
 }
 
 impl Request {
@@ -170,6 +180,7 @@ impl Request {
             policy,
             scope: None,
             fresh: Fresh::draw(now),
+            registered: None,
         }
     }
 }
@@ -200,6 +211,11 @@ pub fn decide(record: &TokenRecord, request: &Request) -> Decision {
     }
     if let Some(scope) = beyond_scope(record, request.scope.as_deref()) {
         return Decision::Deny(Denied::reject(RefreshError::ScopeNotGranted {
+            scope: scope.to_owned(),
+        }));
+    }
+    if let Some(scope) = beyond_registration(record, request.registered.as_deref()) {
+        return Decision::Deny(Denied::reject(RefreshError::ScopeNoLongerRegistered {
             scope: scope.to_owned(),
         }));
     }
@@ -271,6 +287,21 @@ fn beyond_scope<'a>(record: &TokenRecord, asked: Option<&'a [String]>) -> Option
     asked?
         .iter()
         .find(|t| !granted.contains(t))
+        .map(String::as_str)
+}
+
+/// The first scope token of the family that `registered` (an OAuth
+/// client's registration as it is now) no longer holds.
+fn beyond_registration<'a>(
+    record: &'a TokenRecord,
+    registered: Option<&[String]>,
+) -> Option<&'a str> {
+    let registered = registered?;
+    record
+        .scope
+        .as_ref()?
+        .iter()
+        .find(|t| !registered.contains(t))
         .map(String::as_str)
 }
 
@@ -373,6 +404,7 @@ mod tests {
             policy,
             scope,
             fresh: Fresh::draw(now),
+            registered: None,
         }
     }
 

@@ -215,11 +215,14 @@ async fn refresh(
         caller: client.client_ref(),
         presenter: &client.client_id,
         scope,
+        registered: Some(client.metadata.scope.clone()),
     };
     service::refresh(state, ask)
         .await?
         .map_err(|refused| match refused {
-            RefreshError::ScopeNotGranted { .. } => ApiError::invalid_scope(refused.to_string()),
+            RefreshError::ScopeNotGranted { .. } | RefreshError::ScopeNoLongerRegistered { .. } => {
+                ApiError::invalid_scope(refused.to_string())
+            }
             _ => ApiError::invalid_grant(refused.to_string()),
         })
 }

@@ -109,6 +109,8 @@ pub struct Refresh<'a> {
     pub presenter: &'a str,
     /// An OAuth client's requested scope (RFC 6749 §6).
     pub scope: Option<Vec<String>>,
+    /// The OAuth client's registered scope as it is now.
+    pub registered: Option<Vec<String>>,
 }
 
 /// Rotates (or, within the window, replays) a pair in one transaction.
@@ -121,6 +123,7 @@ pub async fn refresh(
     let policy = state.settings.refresh_policy();
     let request = RefreshRequest {
         scope: ask.scope,
+        registered: ask.registered,
         ..RefreshRequest::new(ask.presented, ask.caller, now, policy)
     };
     let granted = match state.store.refresh(request).await? {

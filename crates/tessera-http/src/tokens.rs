@@ -178,6 +178,7 @@ pub async fn get_token(
                 caller: provenance.client_of(&caller),
                 presenter: &caller.username,
                 scope: None,
+                registered: None,
             },
         )
         .await?

@@ -207,3 +207,46 @@ fn refresh_keeps_the_granted_scope_and_refuses_more() {
         .send();
     assert_eq!(r.status, 403);
 }
+
+/// A client's registration narrowed after a grant binds its refreshes: a
+/// family holding a scope token the client is no longer registered for is
+/// refused (`invalid_scope`, nothing rotated), and a new grant gets the
+/// registration's scope.
+#[test]
+fn a_narrowed_registration_binds_the_refreshes_of_earlier_grants() {
+    let server = TestServer::start();
+    let client = server.client_for(&["password", "refresh_token"], "read tessera:admin");
+    let first = password(&server, &client, None);
+    assert_eq!(first["scope"], "read tessera:admin");
+    let rt = first["refresh_token"].as_str().unwrap().to_owned();
+    let r = server
+        .put(&format!("/oauth2/register/{}", client.id))
+        .admin()
+        .json(
+            &json!({ "client_id": client.id, "grant_types": ["password", "refresh_token"],
+                       "scope": "read" }),
+        )
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = server.refresh_grant(&client, &rt);
+    assert_oauth_error_says(
+        &r,
+        400,
+        "invalid_scope",
+        "scope [tessera:admin] is no longer registered for this client",
+    );
+    // Nothing rotated: once registered again, the same refresh token works.
+    let again = password(&server, &client, None);
+    assert_eq!(again["scope"], "read");
+    let r = server
+        .put(&format!("/oauth2/register/{}", client.id))
+        .admin()
+        .json(
+            &json!({ "client_id": client.id, "grant_types": ["password", "refresh_token"],
+                       "scope": "read tessera:admin" }),
+        )
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = server.refresh_grant(&client, &rt);
+    assert_eq!(r.status, 200, "{}", r.text);
+}
