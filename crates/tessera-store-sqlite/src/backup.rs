@@ -99,9 +99,38 @@ fn finish(from: &Path, to: &Path) -> StoreResult<()> {
     Ok(())
 }
 
+/// Whether `dest` names the store `db` itself or one of its companion
+/// files (`-wal`, `-shm`, `-journal`, `.lock`), through whatever path.
+fn is_part_of_store(db: &Path, dest: &Path) -> bool {
+    // The destination's folder resolved, and its own name: `dest` itself
+    // may not exist yet.
+    let resolve = |p: &Path| -> Option<PathBuf> {
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(std::fs::canonicalize(dir).ok()?.join(p.file_name()?))
+    };
+    let Some(dest) = resolve(dest) else {
+        return false;
+    };
+    std::iter::once(db.to_owned())
+        .chain(crate::files::companions(db))
+        .filter_map(|p| resolve(&p))
+        .any(|p| p == dest)
+}
+
 /// Writes a consistent copy of `db` to `dest` (created 0600). Refuses an
-/// existing `dest` unless `overwrite`.
+/// existing `dest` unless `overwrite`, and whatever `overwrite` says, a
+/// `dest` that is the store itself or one of its files, or that is not a
+/// regular file (a directory, a device, a link).
 pub fn backup(db: &Path, dest: &Path, overwrite: bool) -> StoreResult<()> {
+    if is_part_of_store(db, dest) {
+        return Err(StoreError::Unavailable(format!(
+            "{} is the store itself (or one of its files): back it up to another file",
+            dest.display()
+        )));
+    }
     match std::fs::symlink_metadata(dest) {
         Ok(_) if !overwrite => {
             return Err(StoreError::Unavailable(format!(
@@ -112,6 +141,12 @@ pub fn backup(db: &Path, dest: &Path, overwrite: bool) -> StoreResult<()> {
         Ok(meta) if meta.is_dir() => {
             return Err(StoreError::Unavailable(format!(
                 "{} is a directory",
+                dest.display()
+            )))
+        }
+        Ok(meta) if !meta.is_file() => {
+            return Err(StoreError::Unavailable(format!(
+                "{} is not a regular file (a link, a device or a socket): it is not overwritten",
                 dest.display()
             )))
         }
@@ -166,14 +201,15 @@ pub fn restore(src: &Path, db: &Path) -> StoreResult<()> {
         )));
     }
     schema::refuse_newer(stored)?;
-    drop(conn);
+    // Copied as it was checked: through SQLite, in one read transaction,
+    // so that what a write-ahead log beside `src` holds is copied too (a
+    // byte copy of the main file alone would drop it).
     let tmp = temporary(db);
     create_private(&tmp)?;
-    let copied = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&tmp)
-        .and_then(|mut to| std::io::copy(&mut std::fs::File::open(src)?, &mut to));
-    if let Err(e) = copied {
+    let target = tmp
+        .to_str()
+        .ok_or_else(|| StoreError::Unavailable(format!("{} is not valid UTF-8", db.display())))?;
+    if let Err(e) = conn.execute("VACUUM INTO ?1", [target]) {
         let _ = std::fs::remove_file(&tmp);
         return Err(StoreError::Unavailable(format!(
             "cannot copy {} to {}: {e}",
@@ -181,5 +217,6 @@ pub fn restore(src: &Path, db: &Path) -> StoreResult<()> {
             tmp.display()
         )));
     }
+    drop(conn);
     finish(&tmp, db)
 }

@@ -19,7 +19,7 @@ use tessera_store::{StoreError, StoreResult};
 pub(crate) const FILE_MODE: u32 = 0o600;
 
 /// The files SQLite keeps next to the database, and the lock file.
-fn companions(db: &Path) -> [PathBuf; 4] {
+pub(crate) fn companions(db: &Path) -> [PathBuf; 4] {
     ["-wal", "-shm", "-journal", ".lock"].map(|suffix| {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);

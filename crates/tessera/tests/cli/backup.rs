@@ -80,6 +80,64 @@ fn a_backup_under_load_keeps_every_token_acknowledged_before_it() {
     assert_eq!(basic_status(&restored, ADMIN, ADMIN_PW), 200);
 }
 
+/// `--force` never overwrites the store itself or one of its files, by
+/// whatever path, nor a destination that is not a regular file; and a
+/// restore from a live store's file keeps what its write-ahead log holds.
+#[test]
+fn backup_never_overwrites_the_store_and_restore_keeps_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), Options::default());
+    let mint = || {
+        let r = server
+            .post(tessera_testkit::es::TOKEN)
+            .admin()
+            .json(&json!({ "grant_type": "client_credentials" }))
+            .send();
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.str("access_token")
+    };
+    let before = mint();
+    let db = dir.path().join("tessera.db");
+    let roundabout = dir.path().join(".").join("tessera.db-wal");
+    for dest in [&db, &dir.path().join("tessera.db-wal"), &roundabout] {
+        let e = fails(
+            dir.path(),
+            &["backup", dest.to_str().unwrap(), "--force"],
+            None,
+        );
+        assert!(e.contains("the store itself"), "{}: {e}", dest.display());
+    }
+    let others = tempfile::tempdir().unwrap();
+    let target = others.path().join("kept.db");
+    std::fs::write(&target, "not to be replaced").unwrap();
+    let link = others.path().join("link.db");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let e = fails(
+        dir.path(),
+        &["backup", link.to_str().unwrap(), "--force"],
+        None,
+    );
+    assert!(e.contains("not a regular file"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "not to be replaced"
+    );
+    // The server kept its store.
+    let after = mint();
+    for token in [&before, &after] {
+        assert_eq!(server.auth_bearer(token).status, 200);
+    }
+
+    // Restored from the live file itself: the log's transactions too.
+    let restored_dir = others.path().join("restored");
+    ok(&restored_dir, &["restore", db.to_str().unwrap()]);
+    drop(server);
+    let restored = TestServer::start_in(&restored_dir, Options::default());
+    for token in [&before, &after] {
+        assert_eq!(restored.auth_bearer(token).status, 200, "a token lost");
+    }
+}
+
 #[test]
 fn backup_refuses_postgresql_with_the_tool_to_use() {
     let dir = tempfile::tempdir().unwrap();
