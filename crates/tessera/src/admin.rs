@@ -58,7 +58,7 @@ impl StoreArgs {
             data_dir: self.data_dir.clone(),
             connect: self.connect.clone(),
             cluster_cache_ttl: self.cluster_cache_ttl.clone(),
-            ..ServeArgs::default()
+            ..server_settings_from_env()?
         })
     }
 
@@ -80,6 +80,18 @@ impl StoreArgs {
         let store = server::open_store(&config, false).await?;
         Ok((config, store))
     }
+}
+
+/// The server's settings given as `TESSERA_*` variables (such as
+/// `TESSERA_REVOKE_ON_USER_CHANGE`), read as `serve` reads them, so that a
+/// command acts under the settings of the server beside it.
+fn server_settings_from_env() -> anyhow::Result<ServeArgs> {
+    use clap::FromArgMatches;
+    let command = ServeArgs::augment_args(clap::Command::new("tessera").no_binary_name(true));
+    let matches = command
+        .try_get_matches_from(std::iter::empty::<String>())
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
+    Ok(ServeArgs::from_arg_matches(&matches)?)
 }
 
 /// `path` made absolute against the working directory, for messages.

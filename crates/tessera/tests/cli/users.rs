@@ -1,5 +1,8 @@
 //! `tessera user …` next to a running server.
 
+use std::path::Path;
+use std::process::Stdio;
+
 use serde_json::json;
 
 use crate::support::*;
@@ -145,4 +148,46 @@ fn reset_password_works_without_a_server() {
     assert_eq!(basic_status(&server, ADMIN, &pw), 200);
     // The bootstrap password the harness sets was ignored: users exist.
     assert_eq!(basic_status(&server, ADMIN, ADMIN_PW), 401);
+}
+
+/// Store commands read the server's settings from the same `TESSERA_*`
+/// variables as `serve`: with `TESSERA_REVOKE_ON_USER_CHANGE=false` a
+/// password changed by the CLI leaves the user's tokens alone, as the API
+/// does; a value that is not a boolean is refused, naming the setting.
+#[test]
+fn store_commands_read_the_servers_settings_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(
+        dir.path(),
+        Options::default().revoke_on_user_change("false"),
+    );
+    server.put_user("jane", "jane-password-1", &["superuser"]);
+    let token = server.password_grant("jane", "jane-password-1").access;
+    let passwd = |value: &str, password: &str| {
+        let mut cmd = tessera_testkit::process::tessera_command(Path::new(BIN));
+        cmd.env("TESSERA_LOG", "error")
+            .env("TESSERA_REVOKE_ON_USER_CHANGE", value)
+            .args(["user", "passwd", "jane", "--data-dir"])
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        run(cmd, Some(&format!("{password}\n")))
+    };
+    let out = passwd("false", "jane-password-2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.auth_bearer(&token).status,
+        200,
+        "kept, as configured"
+    );
+    let out = passwd("flase", "jane-password-3");
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("revoke"), "{e}");
+    assert_eq!(basic_status(&server, "jane", "jane-password-2"), 200);
 }
