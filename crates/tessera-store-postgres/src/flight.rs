@@ -5,8 +5,9 @@
 //! refresh token hundreds of times at once. Each would otherwise run its
 //! own transaction on the same row. Instead, while a refresh of token `H`
 //! runs on this node (the *leader*), a refresh of `H` with the same
-//! parameters (the presented token, the caller, the asked scope, the
-//! policy, and a clock reading within [`clock_slack`] of the leader's)
+//! parameters (the presented token, the caller, the asked scope, the OAuth
+//! client's registered scope as it was read, the policy, and a clock
+//! reading within [`clock_slack`] of the leader's)
 //! becomes a *follower*: it waits for the leader's outcome and answers as
 //! a repeat of it. Requests with other parameters run alone.
 //!
@@ -98,6 +99,7 @@ struct Flight {
     presented: TokenString,
     caller: ClientRef,
     scope: Option<Vec<String>>,
+    registered: Option<Vec<String>>,
     policy: RefreshPolicy,
     now: Millis,
     marks: Arc<Counts>,
@@ -154,6 +156,7 @@ impl Flight {
             presented: request.refresh_token.clone(),
             caller: request.caller.clone(),
             scope: request.scope.clone(),
+            registered: request.registered.clone(),
             policy: request.policy,
             now: request.now,
             marks: Arc::default(),
@@ -168,6 +171,7 @@ impl Flight {
             request.refresh_token.expose().as_bytes(),
         ) && self.caller == request.caller
             && self.scope == request.scope
+            && self.registered == request.registered
             && self.policy == request.policy
             && self.now.abs_diff(request.now) <= clock_slack(&self.policy).unsigned_abs()
     }
@@ -576,5 +580,20 @@ mod tests {
         }
         assert_eq!(rotated, 1);
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// A request joins a flight only with the same parameters, the OAuth
+    /// client's registration as it was read included: a refresh that read
+    /// a narrowed registration is decided on its own.
+    #[test]
+    fn a_changed_registration_runs_alone() {
+        let token = TokenString::mint(TokenKind::Refresh, NOW);
+        let mut asked = request(&token, NOW);
+        asked.registered = Some(vec!["read".into(), "write".into()]);
+        let flight = Flight::new(&asked);
+        assert!(flight.same(&asked));
+        let mut narrowed = asked.clone();
+        narrowed.registered = Some(vec!["read".into()]);
+        assert!(!flight.same(&narrowed));
     }
 }
