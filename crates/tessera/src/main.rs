@@ -115,6 +115,11 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             // As TOML with each value's source; secrets as `<redacted>`.
             let config = Config::resolve(args)?;
             config.warn_about_issuer();
+            // The certificate and key are loaded as `serve` loads them: a
+            // missing, unreadable or mismatched pair fails the check.
+            if let Some(files) = config.tls.clone() {
+                tessera::tls::Tls::load(files)?;
+            }
             print!("{}", config.to_toml());
         }
         Command::Client(command) => print_json(&clients::run(command).await?),

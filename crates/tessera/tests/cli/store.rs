@@ -187,6 +187,32 @@ fn a_bad_setting_is_one_line_without_a_backtrace() {
     assert!(e.contains("access_token_ttl"), "{e}");
 }
 
+/// `check-config` loads the TLS pair as `serve` would: a missing file or a
+/// file that holds no certificate fails the check, naming the files.
+#[test]
+fn check_config_checks_the_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let args = |cert: &Path, key: &Path| {
+        [
+            "--tls-cert".to_owned(),
+            cert.display().to_string(),
+            "--tls-key".to_owned(),
+            key.display().to_string(),
+        ]
+    };
+    let missing = args(&cert, &key);
+    let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+    let out = check_config(dir.path(), &missing, "error");
+    let e = one_error(&out, &["check-config"]);
+    assert!(e.contains("c.pem"), "{e}");
+    std::fs::write(&cert, "not a certificate").unwrap();
+    std::fs::write(&key, "not a key").unwrap();
+    let out = check_config(dir.path(), &missing, "error");
+    let e = one_error(&out, &["check-config"]);
+    assert!(e.contains("c.pem") && e.contains("k.pem"), "{e}");
+}
+
 fn check_config(dir: &Path, args: &[&str], log: &str) -> std::process::Output {
     let mut cmd = tessera_testkit::process::tessera_command(Path::new(BIN));
     cmd.env("TESSERA_LOG", log)
