@@ -366,8 +366,8 @@ fn a_service_token_authenticates_as_its_account_until_deleted() {
     assert_eq!(authenticate_as_service(&srv, &renewed).status, 200);
 }
 
-#[test]
-fn fleet_server_creates_api_keys_with_its_token() {
+/// A server with a fleet-server service token, and the token.
+fn fleet_server() -> (TestServer, String) {
     let srv = TestServer::start();
     let r = srv
         .post("/_security/service/elastic/fleet-server/credential/token/fleet-1")
@@ -375,14 +375,25 @@ fn fleet_server_creates_api_keys_with_its_token() {
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
     let token = token_field(&r, "value");
-    // manage_own_api_key: its own keys, which it may read back.
+    (srv, token)
+}
+
+/// The API key `name` the bearer of `token` creates: its answer.
+fn key_of(srv: &TestServer, token: &str, name: &str) -> Resp {
     let r = srv
         .post("/_security/api_key")
-        .bearer(&token)
-        .json(&json!({"name": "agent-1"}))
+        .bearer(token)
+        .json(&json!({"name": name}))
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
-    let encoded = r.str("encoded");
+    r
+}
+
+#[test]
+fn fleet_server_creates_api_keys_with_its_token() {
+    let (srv, token) = fleet_server();
+    // manage_own_api_key: its own keys, which it may read back.
+    let encoded = key_of(&srv, &token, "agent-1").str("encoded");
     let r = srv
         .get(AUTHENTICATE)
         .header("Authorization", &format!("ApiKey {encoded}"))
@@ -497,19 +508,8 @@ fn token_secret(value: &str) -> String {
 /// keys of the key owner's own realm, listed and invalidated alike.
 #[test]
 fn a_service_accounts_key_does_not_own_a_native_namesakes_keys() {
-    let srv = TestServer::start();
-    let r = srv
-        .post("/_security/service/elastic/fleet-server/credential/token/fleet-1")
-        .admin()
-        .send();
-    assert_eq!(r.status, 200, "{}", r.text);
-    let token = token_field(&r, "value");
-    let r = srv
-        .post("/_security/api_key")
-        .bearer(&token)
-        .json(&json!({"name": "agent-1"}))
-        .send();
-    assert_eq!(r.status, 200, "{}", r.text);
+    let (srv, token) = fleet_server();
+    let r = key_of(&srv, &token, "agent-1");
     let (agent_id, agent) = (r.str("id"), r.str("encoded"));
     srv.put_role("own_keys", json!({"cluster": ["manage_own_api_key"]}));
     let r = srv

@@ -219,15 +219,14 @@ fn a_narrowed_registration_binds_the_refreshes_of_earlier_grants() {
     let first = password(&server, &client, None);
     assert_eq!(first["scope"], "read tessera:admin");
     let rt = first["refresh_token"].as_str().unwrap().to_owned();
-    let r = server
-        .put(&format!("/oauth2/register/{}", client.id))
-        .admin()
-        .json(
-            &json!({ "client_id": client.id, "grant_types": ["password", "refresh_token"],
-                       "scope": "read" }),
-        )
-        .send();
-    assert_eq!(r.status, 200, "{}", r.text);
+    let register = |scope: &str| {
+        let body = json!({ "client_id": client.id, "scope": scope,
+                           "grant_types": ["password", "refresh_token"] });
+        let path = format!("/oauth2/register/{}", client.id);
+        let r = server.put(&path).admin().json(&body).send();
+        assert_eq!(r.status, 200, "{}", r.text);
+    };
+    register("read");
     let r = server.refresh_grant(&client, &rt);
     assert_oauth_error_says(
         &r,
@@ -238,15 +237,7 @@ fn a_narrowed_registration_binds_the_refreshes_of_earlier_grants() {
     // Nothing rotated: once registered again, the same refresh token works.
     let again = password(&server, &client, None);
     assert_eq!(again["scope"], "read");
-    let r = server
-        .put(&format!("/oauth2/register/{}", client.id))
-        .admin()
-        .json(
-            &json!({ "client_id": client.id, "grant_types": ["password", "refresh_token"],
-                       "scope": "read tessera:admin" }),
-        )
-        .send();
-    assert_eq!(r.status, 200, "{}", r.text);
+    register("read tessera:admin");
     let r = server.refresh_grant(&client, &rt);
     assert_eq!(r.status, 200, "{}", r.text);
 }
