@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_domain::api_key::{self, ApiKeyRecord, NewKey};
 use tessera_domain::authn::{AuthenticationType, API_KEY_REALM};
-use tessera_domain::privilege::{self, Action, RoleDescriptor};
+use tessera_domain::privilege::{Action, RoleDescriptor};
 use tessera_domain::time::{millis, parse_time_value};
 use tessera_domain::Authentication;
 use tessera_store::{ApiKeyFilter, NameMatch};
@@ -273,21 +273,11 @@ pub(crate) fn key_json(k: &ApiKeyRecord) -> Value {
 /// definition, stored ones the store's; a name that no role has any more
 /// is left out (it grants nothing).
 async fn limited_by(state: &AppState, roles: &[String]) -> ApiResult<Value> {
-    let mut named = Map::new();
-    let mut stored = Vec::new();
-    for name in roles {
-        match privilege::built_in_role(name) {
-            Some(d) => {
-                named.insert(name.clone(), serde_json::to_value(d).expect("serialisable"));
-            }
-            None => stored.push(name.clone()),
-        }
-    }
-    if !stored.is_empty() {
-        for (name, d) in state.store.get_roles(&stored).await? {
-            named.insert(name, serde_json::to_value(d).expect("serialisable"));
-        }
-    }
+    let named: Map<String, Value> = crate::has_privileges::named_role_descriptors(state, roles)
+        .await?
+        .into_iter()
+        .map(|(name, d)| (name, serde_json::to_value(d).expect("serialisable")))
+        .collect();
     Ok(Value::Array(vec![Value::Object(named)]))
 }
 

@@ -29,9 +29,21 @@ pub(crate) async fn role_descriptors(
     state: &AppState,
     names: &[String],
 ) -> ApiResult<Vec<RoleDescriptor>> {
-    let mut out: Vec<RoleDescriptor> = names
+    Ok(named_role_descriptors(state, names)
+        .await?
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect())
+}
+
+/// [`role_descriptors`] with each descriptor's role name.
+pub(crate) async fn named_role_descriptors(
+    state: &AppState,
+    names: &[String],
+) -> ApiResult<Vec<(String, RoleDescriptor)>> {
+    let mut out: Vec<(String, RoleDescriptor)> = names
         .iter()
-        .filter_map(|n| privilege::built_in_role(n))
+        .filter_map(|n| privilege::built_in_role(n).map(|d| (n.clone(), d)))
         .collect();
     let stored: Vec<String> = names
         .iter()
@@ -39,14 +51,7 @@ pub(crate) async fn role_descriptors(
         .cloned()
         .collect();
     if !stored.is_empty() {
-        out.extend(
-            state
-                .store
-                .get_roles(&stored)
-                .await?
-                .into_iter()
-                .map(|(_, d)| d),
-        );
+        out.extend(state.store.get_roles(&stored).await?);
     }
     Ok(out)
 }

@@ -120,6 +120,20 @@ impl JwtRealm {
         }
     }
 
+    /// [`Self::reload_keys_if_changed`] for a cache hit at `now`: at most
+    /// once a second, by one of the hits that find it due.
+    async fn reload_keys_if_due(&self, now: Millis) {
+        let checked = self.hits_checked_keys_at.load(Ordering::Relaxed);
+        let due = now >= checked.saturating_add(1_000)
+            && self
+                .hits_checked_keys_at
+                .compare_exchange(checked, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if due {
+            self.reload_keys_if_changed().await;
+        }
+    }
+
     /// The token's claims and the generation of the keys that checked it.
     fn check(&self, token: &str, now_secs: u64) -> Result<(jose::Claims, u64), JoseError> {
         let (set, generation) = match &self.jwks {
@@ -236,15 +250,7 @@ pub async fn authenticate(
         // A result is served only while its realm's keys are those that
         // validated it: a key dropped from the JWKS ends its tokens' entries.
         let realm = &realms.0.realms[hit.realm];
-        let checked = realm.hits_checked_keys_at.load(Ordering::Relaxed);
-        if now >= checked.saturating_add(1_000)
-            && realm
-                .hits_checked_keys_at
-                .compare_exchange(checked, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            realm.reload_keys_if_changed().await;
-        }
+        realm.reload_keys_if_due(now).await;
         if realm.keys_generation() == hit.keys {
             state
                 .metrics

@@ -258,19 +258,25 @@ impl RevokingWrite {
     }
 }
 
+/// The shared lock on `lock_path`, held by the returned file; `None` when
+/// a server holds the exclusive one.
+fn try_shared(lock_path: &Path) -> StoreResult<Option<File>> {
+    let file = open_lock_file(lock_path)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
 fn guest_begin(lock_path: &Path, lease: &SocketAddr) -> StoreResult<RevokingWrite> {
     let deadline = Instant::now() + LOCK_PATIENCE;
     loop {
-        let file = open_lock_file(lock_path)?;
-        match file.try_lock_shared() {
-            Ok(()) => return Ok(RevokingWrite::Unserved(file)),
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => {
-                return Err(StoreError::Unavailable(format!(
-                    "cannot lock {}: {e}",
-                    lock_path.display()
-                )))
-            }
+        if let Some(file) = try_shared(lock_path)? {
+            return Ok(RevokingWrite::Unserved(file));
         }
         // A server holds the lock: ask it for a lease.
         if let Ok(mut stream) = UnixStream::connect_addr(lease) {
@@ -311,11 +317,9 @@ impl Opener<'_> {
         let Opener::Guest(db) = self else {
             return Ok(None);
         };
-        let lock_path = lock_path(db);
-        let file = open_lock_file(&lock_path)?;
-        match file.try_lock_shared() {
-            Ok(()) => Ok(Some(file)),
-            Err(TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+        match try_shared(&lock_path(db))? {
+            Some(file) => Ok(Some(file)),
+            None => Err(StoreError::Unavailable(format!(
                 "a tessera server is serving {} with schema version {}, older than version \
                  {} of this tessera ({}); upgrading it now would break that server: stop it, \
                  then start this version's server (it upgrades the store) or run this command \
@@ -324,10 +328,6 @@ impl Opener<'_> {
                 stored.map_or_else(|| "none".to_owned(), |v| v.to_string()),
                 crate::SCHEMA_VERSION,
                 env!("CARGO_PKG_VERSION"),
-            ))),
-            Err(TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
-                "cannot lock {}: {e}",
-                lock_path.display()
             ))),
         }
     }
